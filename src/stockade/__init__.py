@@ -1,0 +1,1 @@
+"""stockade: a host firewall for Linux servers that proves what it does."""

@@ -1,0 +1,30 @@
+"""-m comment: a note on a rule, up to 255 bytes; it never affects matching."""
+from __future__ import annotations
+
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .values import check_printable, save_string
+
+MAX = 255
+
+
+@register
+class CommentMatch(Extension):
+    name = "comment"
+    options = (Option("--comment"),)
+
+    def convert(self, opt, args, ctx):
+        text = args[0]
+        if len(text.encode()) > MAX:
+            raise ParseError(f"comment is {len(text.encode())} bytes; the kernel keeps at most {MAX}",
+                             code="too-long", hint="shorten the comment")
+        check_printable(text, "comment")
+        return text
+
+    def finish(self, acc, ctx):
+        if "comment" not in acc:
+            raise ParseError("comment: --comment is required", code="missing-option")
+        return acc["comment"][1]
+
+    def save(self, text: str) -> list[str]:
+        return ["--comment", save_string(text)]

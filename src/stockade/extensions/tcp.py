@@ -1,0 +1,119 @@
+"""-m tcp: ports, flags and options of TCP segments (libxt_tcp / xt_tcpudp)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .values import format_range, parse_port_range, parse_uint
+
+FLAGS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
+ALL = 0x3F
+SYN_MASK, SYN_COMP = 0x17, 0x02  # --syn: FIN,SYN,RST,ACK SYN
+
+
+@dataclass(frozen=True)
+class Ports:
+    """A port range with its `!`; the full range uninverted means "any" and is not kept."""
+
+    lo: int
+    hi: int
+    invert: bool = False
+
+    def save(self, flag: str) -> list[str]:
+        return (["!"] if self.invert else []) + [flag, format_range((self.lo, self.hi))]
+
+    def holds(self, port: int) -> bool:
+        return (self.lo <= port <= self.hi) != self.invert
+
+
+@dataclass(frozen=True)
+class TcpFlags:
+    mask: int
+    comp: int
+    invert: bool = False
+
+    def holds(self, flags: int) -> bool:
+        return ((flags & self.mask) == self.comp) != self.invert
+
+
+@dataclass(frozen=True)
+class Tcp:
+    sport: Ports | None = None
+    dport: Ports | None = None
+    option: int | None = None
+    option_invert: bool = False
+    flags: TcpFlags | None = None
+
+
+def parse_flags(word: str) -> int:
+    value = 0
+    for name in word.upper().split(","):
+        if name == "ALL":
+            value |= ALL
+        elif name == "NONE":
+            continue
+        else:
+            bit = dict(FLAGS).get(name)
+            if bit is None:
+                raise ParseError(f"unknown TCP flag `{name}`", code="bad-tcp-flag",
+                                 hint="flags are FIN, SYN, RST, PSH, ACK, URG, ALL and NONE, comma-separated")
+            value |= bit
+    return value
+
+
+def format_flags(value: int) -> str:
+    return ",".join(name for name, bit in FLAGS if value & bit) or "NONE"
+
+
+def port_option(ext: Extension, acc: dict, opt: Option, invert: bool, args: list[str]) -> None:
+    """--sport/--dport as tcp, udp and friends share them (one of each, `:` forms, names)."""
+    key = opt.key
+    if key in acc:
+        raise ParseError(f"{ext.name}: only one {opt.name} allowed", code="duplicate-option")
+    lo, hi = parse_port_range(args[0], ext.name)
+    acc[key] = None if (lo, hi) == (0, 65535) and not invert else Ports(lo, hi, invert)
+
+
+PORT_OPTIONS = (Option("--sport", ("--source-port",), invertible=True),
+                Option("--dport", ("--destination-port",), invertible=True))
+
+
+@register
+class TcpMatch(Extension):
+    name = "tcp"
+    proto = 6
+    options = PORT_OPTIONS + (
+        Option("--tcp-flags", nargs=2, invertible=True),
+        Option("--syn", nargs=0, invertible=True),
+        Option("--tcp-option", invertible=True),
+    )
+
+    def parse(self, acc, opt, invert, args, ctx):
+        if opt.key in ("sport", "dport"):
+            return port_option(self, acc, opt, invert, args)
+        if opt.key in ("tcp-flags", "syn"):
+            if "flags" in acc:
+                raise ParseError("tcp: only one of --tcp-flags and --syn allowed", code="duplicate-option")
+            mask, comp = (SYN_MASK, SYN_COMP) if opt.key == "syn" else (parse_flags(args[0]), parse_flags(args[1]))
+            acc["flags"] = TcpFlags(mask, comp, invert)
+        else:
+            if "option" in acc:
+                raise ParseError("tcp: only one --tcp-option allowed", code="duplicate-option")
+            acc["option"] = (parse_uint(args[0], "TCP option", 1, 255), invert)
+
+    def finish(self, acc, ctx):
+        option, option_inv = acc.get("option", (None, False))
+        return Tcp(acc.get("sport"), acc.get("dport"), option, option_inv, acc.get("flags"))
+
+    def save(self, d: Tcp) -> list[str]:
+        out = []
+        for flag, ports in (("--sport", d.sport), ("--dport", d.dport)):
+            if ports is not None:
+                out += ports.save(flag)
+        if d.option is not None:
+            out += (["!"] if d.option_invert else []) + ["--tcp-option", str(d.option)]
+        if d.flags is not None:
+            out += (["!"] if d.flags.invert else []) + ["--tcp-flags", format_flags(d.flags.mask),
+                                                        format_flags(d.flags.comp)]
+        return out

@@ -1,0 +1,29 @@
+"""-m udp: source and destination ports of UDP datagrams (libxt_udp / xt_tcpudp)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Extension, register
+from .tcp import PORT_OPTIONS, Ports, port_option
+
+
+@dataclass(frozen=True)
+class Udp:
+    sport: Ports | None = None
+    dport: Ports | None = None
+
+
+@register
+class UdpMatch(Extension):
+    name = "udp"
+    proto = 17
+    options = PORT_OPTIONS
+
+    def parse(self, acc, opt, invert, args, ctx):
+        port_option(self, acc, opt, invert, args)
+
+    def finish(self, acc, ctx):
+        return Udp(acc.get("sport"), acc.get("dport"))
+
+    def save(self, d: Udp) -> list[str]:
+        return [w for flag, p in (("--sport", d.sport), ("--dport", d.dport)) if p for w in p.save(flag)]

@@ -1,0 +1,107 @@
+"""Value parsers and printers shared by extensions: numbers, ports, protocols, quoting.
+
+Each parser raises ParseError with a message that names the bad value, so the
+rule parser can point at it.
+"""
+from __future__ import annotations
+
+import socket
+
+from ..parse.diagnostics import ParseError
+
+# Protocol numbers as iptables-save prints them: the first name netbase's /etc/protocols
+# gives (iptables calls getprotobynumber), fixed here so output does not vary by machine.
+PROTO_PRINT = {
+    1: "icmp", 2: "igmp", 3: "ggp", 4: "ipencap", 5: "st", 6: "tcp", 8: "egp", 9: "igp", 12: "pup",
+    17: "udp", 20: "hmp", 22: "xns-idp", 27: "rdp", 29: "iso-tp4", 33: "dccp", 36: "xtp", 37: "ddp",
+    38: "idpr-cmtp", 41: "ipv6", 43: "ipv6-route", 44: "ipv6-frag", 45: "idrp", 46: "rsvp", 47: "gre",
+    50: "esp", 51: "ah", 57: "skip", 58: "ipv6-icmp", 59: "ipv6-nonxt", 60: "ipv6-opts", 73: "rspf",
+    81: "vmtp", 88: "eigrp", 89: "ospf", 93: "ax.25", 94: "ipip", 97: "etherip", 98: "encap", 103: "pim",
+    108: "ipcomp", 112: "vrrp", 115: "l2tp", 124: "isis", 132: "sctp", 133: "fc", 135: "mobility-header",
+    136: "udplite", 137: "mpls-in-ip", 138: "manet", 139: "hip", 140: "shim6", 141: "wesp", 142: "rohc",
+    143: "ethernet",
+}
+# Names iptables accepts: its own table (xtables_chain_protos), then /etc/protocols names and aliases.
+PROTO_NAMES = {name: num for num, name in PROTO_PRINT.items()} | {
+    "all": 0, "icmpv6": 58, "mh": 135, "ipv6-mh": 135, "ip": 0}
+
+
+def parse_proto(word: str) -> int:
+    w = word.lower()
+    if w in PROTO_NAMES:
+        return PROTO_NAMES[w]
+    if w.isdigit() and int(w) <= 255:
+        return int(w)
+    raise ParseError(f"unknown protocol `{word}`", code="bad-protocol",
+                     hint="use a name such as tcp, udp, icmp, icmpv6, or a number 0-255")
+
+
+def proto_name(number: int) -> str:
+    return PROTO_PRINT.get(number, str(number))
+
+
+def parse_uint(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
+    """A decimal (or 0x hex) integer in [lo, hi], as xtables_strtoui accepts."""
+    try:
+        value = int(word, 16) if word.lower().startswith("0x") else int(word, 10)
+    except ValueError:
+        raise ParseError(f"{what} `{word}` is not a number", code="bad-number") from None
+    if not lo <= value <= hi or word.startswith(("-", "+")):
+        raise ParseError(f"{what} `{word}` is out of range {lo}-{hi}", code="bad-number")
+    return value
+
+
+def parse_uint_range(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> tuple[int, int]:
+    """`N`, `N:M`, `:M`, `N:` or `:` (open ends default to lo and hi); M must not be below N."""
+    first, sep, last = word.partition(":")
+    a = parse_uint(first, what, lo, hi) if first else lo
+    b = (parse_uint(last, what, lo, hi) if last else hi) if sep else a
+    if a > b:
+        raise ParseError(f"{what} range `{word}` is backwards ({a} > {b})",
+                         hint=f"write {b}:{a}", code="bad-range")
+    return a, b
+
+
+def parse_port(word: str, proto: str | None = None) -> int:
+    """A port number or a service name from /etc/services."""
+    if word.isdigit() or word.startswith("-"):
+        return parse_uint(word, "port", 0, 65535)
+    try:
+        return socket.getservbyname(word, proto) if proto else socket.getservbyname(word)
+    except OSError:
+        raise ParseError(f"invalid port or service name `{word}`",
+                         hint="use a number 0-65535 or a name from /etc/services", code="bad-port") from None
+
+
+def parse_port_range(word: str, proto: str | None = None) -> tuple[int, int]:
+    """`P`, `P:Q`, `:Q`, `P:` or `:` as the tcp/udp matches accept them."""
+    first, sep, last = word.partition(":")
+    a = parse_port(first, proto) if first else 0
+    b = (parse_port(last, proto) if last else 65535) if sep else a
+    if a > b:
+        raise ParseError(f"port range `{word}` is backwards ({a} > {b})", hint=f"write {b}:{a}",
+                         code="bad-port")
+    return a, b
+
+
+def format_range(r: tuple[int, int]) -> str:
+    return str(r[0]) if r[0] == r[1] else f"{r[0]}:{r[1]}"
+
+
+_PLAIN = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def save_string(value: str) -> str:
+    """Quote a string as xtables_save_string does: bare if plain, else "..." with \\ escapes."""
+    if value and set(value) <= _PLAIN:
+        return value
+    return '"' + "".join("\\" + c if c in "\"\\'" else c for c in value) + '"'
+
+
+def check_printable(value: str, what: str) -> None:
+    """Strings written into a ruleset may not carry line breaks or control characters."""
+    bad = [c for c in value if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise ParseError(f"{what} contains control character U+{ord(bad[0]):04X}",
+                         hint="line breaks and control characters could split the ruleset; remove them",
+                         code="control-character")

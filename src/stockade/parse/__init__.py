@@ -1,0 +1,1 @@
+"""Front ends: iptables-save dumps and iptables shell scripts into the model."""

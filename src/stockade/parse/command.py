@@ -1,0 +1,190 @@
+"""iptables commands (-A -I -D -R -N -X -F -Z -P -E) applied to a model being built.
+
+Both readers end here: iptables-restore lines after `*table`, and `iptables ...`
+command lines of a shell script. A command the real tool would refuse leaves the
+model unchanged and produces one error diagnostic, never a cascade.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from ..extensions import Context
+from ..model import BUILTIN_CHAINS, TABLES, Chain, Counters, Family, Origin, Ruleset, Table
+from ..render.save import rule_words
+from .diagnostics import Diagnostic, ParseError, Token, dash_defect
+from .rule import CORE, RuleParser
+
+COMMANDS = {
+    "-A": "append", "--append": "append", "-I": "insert", "--insert": "insert",
+    "-D": "delete", "--delete": "delete", "-R": "replace", "--replace": "replace",
+    "-N": "new", "--new-chain": "new", "-X": "delete-chain", "--delete-chain": "delete-chain",
+    "-F": "flush", "--flush": "flush", "-Z": "zero", "--zero": "zero", "-P": "policy", "--policy": "policy",
+    "-E": "rename", "--rename-chain": "rename",
+    "-L": "list", "--list": "list", "-S": "list", "--list-rules": "list", "-C": "list", "--check": "list",
+}
+MAX_CHAIN_NAME = 28  # XT_EXTENSION_MAXNAMELEN - 1 on iptables-nft
+
+
+@dataclass
+class Builder:
+    """Rulesets under construction, one per family, with the diagnostics found so far."""
+
+    rulesets: dict[Family, Ruleset] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def ruleset(self, family: Family) -> Ruleset:
+        return self.rulesets.setdefault(family, Ruleset(family))
+
+    def error(self, err: ParseError, fallback: Origin) -> None:
+        self.diagnostics.append(err.diagnostic(fallback))
+
+    def note(self, severity: str, code: str, message: str, origin: Origin, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(severity, code, message, origin, hint))
+
+    def run(self, family: Family, table: Table, words: list[Token], origin: Origin) -> None:
+        """Apply one command (its first word is the command option) to `table`."""
+        try:
+            self._run(family, table, words, origin)
+        except ParseError as e:
+            self.error(e, origin)
+
+    def _run(self, family: Family, table: Table, words: list[Token], origin: Origin) -> None:
+        if not words:
+            return
+        cmd_tok = words[0]
+        if (bad := dash_defect(cmd_tok)) is not None:
+            raise bad
+        cmd = COMMANDS.get(cmd_tok.text)
+        if cmd is None:
+            raise ParseError(f"`{cmd_tok.text}` is not an iptables command", code="unknown-command",
+                             token=cmd_tok, hint="a rule starts with -A, -I, -D or -R and a chain name")
+        if cmd == "list":
+            self.note("note", "skipped", f"{cmd_tok.text} only lists rules; skipped", cmd_tok.origin)
+            return
+        rest = words[1:]
+        if cmd in ("flush", "zero", "delete-chain") and not rest:
+            if cmd == "flush":
+                for ch in table.chains.values():
+                    ch.rules.clear()
+            elif cmd == "delete-chain":
+                for name in [n for n, ch in table.chains.items() if not ch.builtin]:
+                    del table.chains[name]
+            return
+        if not rest:
+            raise ParseError(f"{cmd_tok.text} needs a chain name", code="missing-argument", token=cmd_tok)
+        chain_tok, rest = rest[0], rest[1:]
+        name = chain_tok.text
+        if cmd == "new":
+            self._new_chain(table, chain_tok)
+            return
+        chain = self._chain(table, chain_tok)
+        if cmd == "policy":
+            if not chain.builtin:
+                raise ParseError(f"chain {name} is user-defined and has no policy", code="bad-policy", token=chain_tok)
+            if not rest or rest[0].text not in ("ACCEPT", "DROP"):
+                raise ParseError("a policy must be ACCEPT or DROP", code="bad-policy",
+                                 token=rest[0] if rest else chain_tok)
+            chain.policy = rest[0].text
+        elif cmd == "flush":
+            chain.rules.clear()
+        elif cmd == "zero":
+            chain.counters = Counters() if chain.builtin else None
+        elif cmd == "delete-chain":
+            if chain.builtin:
+                raise ParseError(f"cannot delete built-in chain {name}", code="bad-chain", token=chain_tok)
+            del table.chains[name]
+        elif cmd == "rename":
+            if not rest:
+                raise ParseError("-E needs the new chain name", code="missing-argument", token=chain_tok)
+            self._check_chain_name(rest[0])
+            table.chains = {(rest[0].text if k == name else k): v for k, v in table.chains.items()}
+            chain.name = rest[0].text
+        else:
+            self._rule_command(cmd, family, table, chain, rest, origin)
+
+    def _rule_command(self, cmd: str, family: Family, table: Table, chain: Chain, rest: list[Token],
+                      origin: Origin) -> None:
+        num = None
+        if cmd in ("insert", "replace", "delete") and rest and rest[0].text.isdigit():
+            num_tok, rest = rest[0], rest[1:]
+            num = int(num_tok.text)
+            if num < 1 or (cmd != "insert" and num > len(chain.rules)) or num > len(chain.rules) + 1:
+                raise ParseError(f"rule number {num} is out of range for chain {chain.name} "
+                                 f"({len(chain.rules)} rules)", code="bad-rulenum", token=num_tok)
+        elif cmd == "replace":
+            raise ParseError("-R needs a rule number", code="missing-argument")
+        if cmd == "delete" and num is not None:
+            del chain.rules[num - 1]
+            return
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        parser = RuleParser(Context(family, table.name, chain.name), user_chains)
+        warnings: list[Diagnostic] = []
+        rules = parser.parse(rest, origin, warnings)
+        self.diagnostics += warnings
+        if cmd == "append":
+            chain.rules += rules
+        elif cmd == "insert":
+            at = (num or 1) - 1
+            chain.rules[at:at] = rules
+        elif cmd == "replace":
+            chain.rules[num - 1:num] = rules
+        else:  # delete by specification
+            for r in rules:
+                hit = next((k for k, old in enumerate(chain.rules) if old.same_rule(r)), None)
+                if hit is None:
+                    raise ParseError(f"no rule in {chain.name} matches `{' '.join(rule_words(r, family))}`",
+                                     code="no-such-rule", token=rest[0] if rest else None)
+                del chain.rules[hit]
+
+    def _check_chain_name(self, tok: Token) -> None:
+        name = tok.text
+        if len(name) > MAX_CHAIN_NAME:
+            raise ParseError(f"chain name `{name}` is longer than {MAX_CHAIN_NAME} characters",
+                             code="bad-chain", token=tok)
+        if not name or name.startswith(("-", "!")) or any(c.isspace() for c in name):
+            raise ParseError(f"`{name}` is not a valid chain name", code="bad-chain", token=tok)
+
+    def _new_chain(self, table: Table, tok: Token) -> Chain:
+        self._check_chain_name(tok)
+        if tok.text in table.chains:
+            raise ParseError(f"chain {tok.text} already exists", code="duplicate-chain", token=tok)
+        chain = table.chains[tok.text] = Chain(tok.text, origin=tok.origin)
+        return chain
+
+    def _chain(self, table: Table, tok: Token) -> Chain:
+        """The chain a command names; built-ins of the table spring into being on first use."""
+        name = tok.text
+        if name in table.chains:
+            return table.chains[name]
+        if name in BUILTIN_CHAINS.get(table.name, ()):
+            chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
+            return chain
+        raise self._missing_chain(table, tok)
+
+    @staticmethod
+    def _missing_chain(table: Table, tok: Token) -> ParseError:
+        name = tok.text
+        for existing in sorted(table.chains, key=len, reverse=True):
+            glued = name[len(existing):]
+            if name.startswith(existing) and glued in CORE:
+                return ParseError(f"chain {name} does not exist; did you mean `{existing} {glued}`?",
+                                  code="glued-option", token=tok,
+                                  hint=f"put a space between the chain name {existing} and {glued}")
+        elsewhere = [t for t, chains in BUILTIN_CHAINS.items() if name in chains]
+        if elsewhere:
+            return ParseError(f"chain {name} does not exist in table {table.name}", code="unknown-chain",
+                              token=tok, hint=f"use `-t {elsewhere[0]}`")
+        close = difflib.get_close_matches(name, list(table.chains), n=1)
+        return ParseError(f"chain {name} does not exist", code="unknown-chain", token=tok,
+                          hint=f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`")
+
+
+def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True) -> Table:
+    """The named table of the family's ruleset; a restore file declares its chains itself."""
+    if tok.text not in TABLES:
+        close = difflib.get_close_matches(tok.text, TABLES, n=1)
+        raise ParseError(f"table `{tok.text}` does not exist", code="unknown-table", token=tok,
+                         hint=f"did you mean `{close[0]}`?" if close else "tables: " + ", ".join(TABLES))
+    rs = builder.ruleset(family)
+    return rs.table(tok.text) if builtins else rs.tables.setdefault(tok.text, Table(tok.text))

@@ -1,0 +1,1 @@
+"""Back ends: the model written out for the real tools."""

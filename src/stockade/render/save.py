@@ -1,0 +1,65 @@
+"""The model as iptables-save prints it (iptables 1.8), the canonical text stockade compares."""
+from __future__ import annotations
+
+from ..extensions import REGISTRY, Opaque
+from ..extensions.values import proto_name
+from ..model import Family, Rule, Ruleset
+
+
+def rule_words(rule: Rule, family: Family) -> list[str]:
+    """The words after `-A CHAIN`, in iptables-save order: -s -d -i -o -p -f, matches, target."""
+    out: list[str] = []
+
+    def neg(flag: bool) -> None:
+        if flag:
+            out.append("!")
+
+    for flag, am in (("-s", rule.src), ("-d", rule.dst)):
+        if am is not None:
+            neg(am.invert)
+            out += [flag, str(am.addr)]
+    for flag, iface in (("-i", rule.iif), ("-o", rule.oif)):
+        if iface is not None:
+            neg(iface.invert)
+            out += [flag, iface.name]
+    if rule.proto is not None:
+        neg(rule.proto.invert)
+        out += ["-p", proto_name(rule.proto.number)]
+    if rule.fragment is not None:
+        neg(not rule.fragment)
+        out.append("-f")
+    for m in rule.matches:
+        out += ["-m", m.name]
+        if isinstance(m.data, Opaque):
+            out += m.data.save()
+        else:
+            out += REGISTRY.find("match", m.name, family).save(m.data)
+    t = rule.target
+    if t is not None:
+        out += ["-g" if t.goto else "-j", t.name]
+        if isinstance(t.data, Opaque):
+            out += t.data.save()
+        elif t.data is not None:
+            out += REGISTRY.find("target", t.name, family).save(t.data)
+    return out
+
+
+def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False) -> str:
+    words = " ".join(["-A", chain, *rule_words(rule, family)])
+    if counters and rule.counters is not None:
+        return f"[{rule.counters.packets}:{rule.counters.bytes}] {words}"
+    return words
+
+
+def render_save(rs: Ruleset, counters: bool = False) -> str:
+    """iptables-restore input for the whole ruleset, tables and chains in model order."""
+    lines: list[str] = []
+    for table in rs.tables.values():
+        lines.append(f"*{table.name}")
+        for chain in table.chains.values():
+            c = chain.counters if (counters and chain.counters) else None
+            lines.append(f":{chain.name} {chain.policy or '-'} [{c.packets if c else 0}:{c.bytes if c else 0}]")
+        for chain in table.chains.values():
+            lines += (rule_line(chain.name, r, rs.family, counters) for r in chain.rules)
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
