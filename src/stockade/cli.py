@@ -1,0 +1,99 @@
+"""The `stockade` command: parse arguments, call one function, print."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .model import Family
+from .parse.command import Builder
+from .parse.read import read
+from .render.json import ruleset_json
+from .render.save import render_save
+
+EXIT_FINDINGS, EXIT_UNREADABLE = 1, 2
+
+
+def _load(path: str, fmt: str = "auto", family: Family | None = None) -> Builder:
+    """Read a ruleset file; unreadable input exits 2 with a one-line reason, never a traceback."""
+    try:
+        raw = Path(path).read_bytes()
+        if b"\0" in raw:
+            raise UnicodeError("binary data (NUL bytes)")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        click.echo(f"{path}: error: cannot read input: {reason}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    return read(text, path, fmt, family)
+
+
+def _family(value: str | None) -> Family | None:
+    return Family(int(value)) if value else None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """stockade: a host firewall for Linux servers that proves what it does."""
+
+
+@main.command()
+@click.argument("file")
+@click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True,
+              help="input format: iptables-save dump or shell script")
+@click.option("--to", "out", type=click.Choice(["iptables-save", "json"]), default="iptables-save",
+              show_default=True)
+@click.option("--family", type=click.Choice(["4", "6"]), help="address family (default: guessed; all for scripts)")
+def parse(file: str, fmt: str, out: str, family: str | None) -> None:
+    """Read FILE and print it in canonical iptables-save form (or JSON)."""
+    fam = _family(family)
+    b = _load(file, fmt, fam)
+    for d in b.diagnostics:
+        if d.severity != "note":
+            click.echo(str(d), err=True)
+    rulesets = [rs for f, rs in sorted(b.rulesets.items()) if fam is None or f is fam]
+    if out == "json":
+        click.echo(json.dumps({"rulesets": [ruleset_json(rs) for rs in rulesets],
+                               "diagnostics": [d.to_json() for d in b.diagnostics]}, indent=2))
+    else:
+        for rs in rulesets:
+            click.echo(f"# {rs.family.cmd}-save (canonical, by stockade)")
+            click.echo(render_save(rs), nl=False)
+    sys.exit(EXIT_FINDINGS if any(d.severity == "error" for d in b.diagnostics) else 0)
+
+
+@main.command()
+@click.argument("file")
+@click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--notes", is_flag=True, help="also show notes (skipped commands)")
+def lint(file: str, fmt: str, as_json: bool, notes: bool) -> None:
+    """Report defects in FILE: exit 0 if clean, 1 if there are errors, 2 if unreadable."""
+    b = _load(file, fmt)
+    shown = [d for d in b.diagnostics if notes or as_json or d.severity != "note"]
+    errors = sum(d.severity == "error" for d in b.diagnostics)
+    warnings = sum(d.severity == "warning" for d in b.diagnostics)
+    if as_json:
+        click.echo(json.dumps({"file": file, "errors": errors, "warnings": warnings,
+                               "rules": sum(len(c.rules) for rs in b.rulesets.values()
+                                            for t in rs.tables.values() for c in t.chains.values()),
+                               "diagnostics": [d.to_json() for d in shown]}, indent=2))
+    else:
+        for d in shown:
+            click.echo(str(d))
+        click.echo(f"{file}: {errors} error(s), {warnings} warning(s)", err=True)
+    sys.exit(EXIT_FINDINGS if errors else 0)
+
+
+@main.command()
+def demo() -> None:
+    """Import a seed-style firewall script with classic mistakes; show what stockade finds."""
+    from .demo import run_demo
+
+    sys.exit(run_demo())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""One entry point for every front end: read a file in a given or guessed format."""
+from __future__ import annotations
+
+import re
+
+from ..model import Family
+from .command import Builder
+from .save import read_save
+
+_RESTORE = re.compile(r"^\s*(\*(filter|nat|mangle|raw|security)\s*$|COMMIT\s*$)", re.M)
+_COMMAND = re.compile(r"^\s*(sudo\s+)?(\S*/)?ip6?tables\s", re.M)
+
+
+def guess_format(text: str) -> str:
+    """`save` for iptables-restore input, `script` for shell scripts and pasted tutorials."""
+    return "save" if _RESTORE.search(text) and not _COMMAND.search(text) else "script"
+
+
+def read(text: str, file: str, fmt: str = "auto", family: Family | None = None) -> Builder:
+    if fmt == "auto":
+        fmt = guess_format(text)
+    if fmt == "save":
+        return read_save(text, file, family)
+    from .script import read_script  # the script reader pulls in the shell lexer
+    return read_script(text, file)
