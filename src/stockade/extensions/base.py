@@ -77,6 +77,17 @@ class Extension:
         """The words iptables-save prints after `-m name` / `-j NAME`."""
         raise NotImplementedError
 
+    def holds(self, data: Any, pkt: Any, env: Any) -> bool | None:
+        """A match: does it hold for this packet (semantics.simulate.Env has state and memory)?
+
+        None means stockade cannot decide, and the simulator says which rule that leaves open.
+        """
+        return None
+
+    def act(self, data: Any, pkt: Any, env: Any) -> str | None:
+        """A target: the verdict that ends traversal, None to go on, "UNKNOWN" if not modelled."""
+        return "UNKNOWN"
+
 
 @dataclass
 class Registry:

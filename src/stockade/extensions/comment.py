@@ -26,5 +26,8 @@ class CommentMatch(Extension):
             raise ParseError("comment: --comment is required", code="missing-option")
         return acc["comment"][1]
 
+    def holds(self, text: str, pkt, env) -> bool:
+        return True
+
     def save(self, text: str) -> list[str]:
         return ["--comment", save_string(text)]

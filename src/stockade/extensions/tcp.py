@@ -106,6 +106,18 @@ class TcpMatch(Extension):
         option, option_inv = acc.get("option", (None, False))
         return Tcp(acc.get("sport"), acc.get("dport"), option, option_inv, acc.get("flags"))
 
+    def holds(self, d: Tcp, pkt, env) -> bool:
+        """xt_tcp: a non-first fragment carries no header and never matches."""
+        if pkt.frag_offset:
+            return False
+        if d.sport is not None and not d.sport.holds(pkt.sport):
+            return False
+        if d.dport is not None and not d.dport.holds(pkt.dport):
+            return False
+        if d.option is not None and (d.option in pkt.tcp_options) == d.option_invert:
+            return False
+        return d.flags is None or d.flags.holds(pkt.tcp_flags)
+
     def save(self, d: Tcp) -> list[str]:
         out = []
         for flag, ports in (("--sport", d.sport), ("--dport", d.dport)):

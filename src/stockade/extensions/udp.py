@@ -25,5 +25,10 @@ class UdpMatch(Extension):
     def finish(self, acc, ctx):
         return Udp(acc.get("sport"), acc.get("dport"))
 
+    def holds(self, d: Udp, pkt, env) -> bool:
+        if pkt.frag_offset:
+            return False
+        return all(p is None or p.holds(port) for p, port in ((d.sport, pkt.sport), (d.dport, pkt.dport)))
+
     def save(self, d: Udp) -> list[str]:
         return [w for flag, p in (("--sport", d.sport), ("--dport", d.dport)) if p for w in p.save(flag)]

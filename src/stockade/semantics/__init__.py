@@ -1,0 +1,1 @@
+"""Semantics on the model: conntrack, packet traversal (simulate), symbolic analysis."""
