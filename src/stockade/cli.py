@@ -88,6 +88,22 @@ def lint(file: str, fmt: str, as_json: bool, notes: bool) -> None:
 
 
 @main.command()
+@click.argument("ruleset")
+@click.option("--packet", "spec", help='JSON object or short form, e.g. "tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN"')
+@click.option("--packets", "batch", type=click.File("r"), help="JSON Lines file: one packet spec per line")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (one line per packet in batch mode)")
+@click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
+def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> None:
+    """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET."""
+    from .semantics.explain import explain_batch, explain_one
+
+    if (spec is None) == (batch is None):
+        raise click.UsageError("give exactly one of --packet and --packets")
+    b = _load(ruleset, fmt)
+    sys.exit(explain_one(b, spec, as_json) if spec is not None else explain_batch(b, batch, as_json))
+
+
+@main.command()
 def demo() -> None:
     """Import a seed-style firewall script with classic mistakes; show what stockade finds."""
     from .demo import run_demo
