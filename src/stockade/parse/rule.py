@@ -37,6 +37,7 @@ TAKES_ARG = {"src", "dst", "iif", "oif", "proto", "match", "jump", "goto", "coun
 IMPLICIT = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp", 136: "udplite"}
 IMPLICIT_BY_FAMILY = {Family.IPV4: {1: "icmp"}, Family.IPV6: {58: "icmp6"}}
 IFNAMSIZ = 16
+NO_IFACE = {"iif": ("OUTPUT", "POSTROUTING"), "oif": ("INPUT", "PREROUTING")}
 BUILTIN_HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
 
@@ -179,6 +180,10 @@ class RuleParser:
                         dsts = addrs
                 elif core in ("iif", "oif"):
                     (a,) = arg()
+                    if ctx.chain in NO_IFACE[core]:
+                        raise ParseError(f"can't use {w} with {ctx.chain}: the packet has no "
+                                         f"{'input' if core == 'iif' else 'output'} interface there",
+                                         code="wrong-chain", token=tok)
                     setattr(rule, core, _interface(a, inv))
                 elif core == "proto":
                     (a,) = arg()

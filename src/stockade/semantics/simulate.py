@@ -1,6 +1,6 @@
 """One packet through a ruleset, hook by hook, exactly as netfilter walks it.
 
-Order per path (net/netfilter priorities): defragmentation (-400), raw (-300),
+Order per path (netfilter hook priorities): defragmentation (-400), raw (-300),
 conntrack (-200), mangle (-150), nat DNAT (-100), routing, filter (0),
 security (50), nat SNAT (100). nat chains see only the first packet of a
 connection. Matches the model cannot decide make the verdict "UNKNOWN" with the
@@ -12,8 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..extensions import REGISTRY, Opaque
 from ..model import Family, Rule, Ruleset
+from .compile import Compiled, Unknown
 from .conntrack import first_packet_state
 from .packet import Packet
 
@@ -60,7 +60,7 @@ class Env:
     ctstate: str | None
     memory: dict[Any, Any]
     key: tuple = ()  # which rule/match is asking, for per-rule state such as -m limit
-    hook: str = "INPUT"  # the built-in chain being walked, which decides what is known (iif, oif)
+    evaluated: int = 0
     mark: int = 0
     ctmark: int = 0
     notes: list[str] = field(default_factory=list)
@@ -81,18 +81,6 @@ class Result:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-
-class Unknown(Exception):
-    """A match whose outcome stockade cannot decide for this packet."""
-
-
-def _iface(rule_if, name: str | None) -> bool:
-    if rule_if is None:
-        return True
-    pat = rule_if.name
-    hit = name is not None and (name.startswith(pat[:-1]) if pat.endswith("+") else name == pat)
-    return hit != rule_if.invert
 
 
 def _martian(pkt: Packet) -> str | None:
@@ -117,6 +105,7 @@ class Simulator:
         self.rs = rs
         self.conntrack = uses_conntrack(rs)
         self.memory: dict[Any, Any] = {}
+        self.compiled: dict[str, Compiled] = {}
 
     def run(self, pkt: Packet) -> Result:
         ctstate = pkt.state
@@ -153,84 +142,29 @@ class Simulator:
         tbl = self.rs.tables.get(table)
         if tbl is None or chain not in tbl.chains:
             return None
-        stack: list[tuple[str, int]] = []
-        cur, idx = chain, 0
-        env.hook = chain
-        while True:
-            rules = tbl.chains[cur].rules
-            if idx >= len(rules):
-                if not stack:
-                    return tbl.chains[chain].policy or "ACCEPT"
-                cur, idx = stack.pop()
-                continue
-            rule = rules[idx]
-            idx += 1
-            res.evaluated += 1
-            where = {"table": table, "chain": cur, "rule": idx}
-            env.key = (table, cur, idx)
-            try:
-                hit = self._matches(rule, env)
-            except Unknown as e:
-                res.trace.append({**where, "origin": _origin(rule), "result": "unknown", "why": str(e)})
-                res.reason = f"depends on {table}/{cur} rule {idx} ({_origin(rule)}): {e}"
-                return "UNKNOWN"
-            res.trace.append({**where, "origin": _origin(rule), "result": "match" if hit else "no match"})
-            if not hit:
-                continue
-            res.matched.append(where)
-            t = rule.target
-            if t is None:
-                continue
-            if t.name == "RETURN":
-                if not stack:
-                    return tbl.chains[chain].policy or "ACCEPT"
-                cur, idx = stack.pop()
-                continue
-            if t.name in ("ACCEPT", "DROP", "QUEUE"):
-                return t.name
-            if t.name in tbl.chains:
-                if not t.goto:
-                    stack.append((cur, idx))
-                cur, idx = t.name, 0
-                continue
-            verdict = self._target(t, env)
-            if verdict == "UNKNOWN":
-                res.reason = f"target {t.name} of {table}/{cur} rule {idx} is not modelled"
-                return verdict
-            if verdict is not None:
-                return verdict
-
-    def _matches(self, rule: Rule, env: Env) -> bool:
+        if table not in self.compiled:
+            self.compiled[table] = Compiled(tbl, self.rs.family)
         pkt = env.pkt
-        if rule.src is not None and rule.src.addr.contains(pkt.src) == rule.src.invert:
-            return False
-        if rule.dst is not None and rule.dst.addr.contains(pkt.dst) == rule.dst.invert:
-            return False
-        if not _iface(rule.iif, pkt.iif if env.hook in SEES_IIF else None):
-            return False
-        if not _iface(rule.oif, pkt.oif if env.hook in SEES_OIF else None):
-            return False
-        if rule.proto is not None and (pkt.proto == rule.proto.number) == rule.proto.invert:
-            return False
-        if rule.fragment is not None and (pkt.frag_offset != 0) != rule.fragment:
-            return False
-        for n, m in enumerate(rule.matches):
-            if isinstance(m.data, Opaque):
-                raise Unknown(f"match `{m.name}` is not modelled")
-            ext = REGISTRY.find("match", m.name, pkt.family)
-            env.key = env.key[:3] + (n,)
-            got = ext.holds(m.data, pkt, env)
-            if got is None:
-                raise Unknown(f"match `{m.name}` is not modelled for this packet")
-            if not got:
-                return False
-        return True
-
-    def _target(self, t, env: Env) -> str | None:
-        if isinstance(t.data, Opaque):
-            return "UNKNOWN"
-        ext = REGISTRY.find("target", t.name, env.pkt.family)
-        return ext.act(t.data, env.pkt, env)
+        iif = pkt.iif if chain in SEES_IIF else None
+        oif = pkt.oif if chain in SEES_OIF else None
+        out: list[tuple] = []
+        env.evaluated = 0
+        try:
+            verdict = self.compiled[table].fns[chain](pkt, env, iif, oif, out)
+        except Unknown as e:
+            verdict = "UNKNOWN"
+            res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
+                         f"({_origin(tbl.chains[e.where[1]].rules[e.where[2] - 1])}): {e}"
+        res.evaluated += env.evaluated
+        for t, c, n in out:
+            rule = tbl.chains[c].rules[n - 1]
+            res.matched.append({"table": t, "chain": c, "rule": n})
+            res.trace.append({"table": t, "chain": c, "rule": n, "origin": _origin(rule),
+                              "target": rule.target.name if rule.target else None})
+        if verdict is None:
+            verdict = tbl.chains[chain].policy or "ACCEPT"
+            res.trace.append({"table": table, "chain": chain, "policy": verdict})
+        return verdict
 
 
 def _origin(rule: Rule) -> str | None:
