@@ -14,4 +14,6 @@ class Opaque:
     words: tuple[str, ...]
 
     def save(self) -> list[str]:
-        return [w if w == "!" or w.startswith("-") else save_string(w) for w in self.words]
+        # Verbatim; quoted only where the word would not read back as one word (blanks, quotes).
+        return [save_string(w) if not w or any(c.isspace() or c in "\"'\\" for c in w) else w
+                for w in self.words]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..parse.diagnostics import ParseError
 from .base import Extension, Option, register
-from .values import format_range, parse_port_range, parse_uint
+from .values import format_range, parse_c_uint, parse_port_range
 
 FLAGS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
 ALL = 0x3F
@@ -100,7 +100,7 @@ class TcpMatch(Extension):
         else:
             if "option" in acc:
                 raise ParseError("tcp: only one --tcp-option allowed", code="duplicate-option")
-            acc["option"] = (parse_uint(args[0], "TCP option", 1, 255), invert)
+            acc["option"] = (parse_c_uint(args[0], "TCP option", 1, 255), invert)
 
     def finish(self, acc, ctx):
         option, option_inv = acc.get("option", (None, False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 
+from ..model.address import c_uint_prefix
 from ..parse.diagnostics import ParseError
 
 # Protocol numbers as iptables-save prints them: the first name netbase's /etc/protocols
@@ -40,8 +41,8 @@ def proto_name(number: int) -> str:
     return PROTO_PRINT.get(number, str(number))
 
 
-def parse_uint(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
-    """A decimal (or 0x hex) integer in [lo, hi], as xtables_strtoui accepts."""
+def parse_decimal(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
+    """A decimal (or 0x hex) integer in [lo, hi], for the few values iptables reads with atoi/%llu."""
     try:
         value = int(word, 16) if word.lower().startswith("0x") else int(word, 10)
     except ValueError:
@@ -54,8 +55,8 @@ def parse_uint(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
 def parse_uint_range(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> tuple[int, int]:
     """`N`, `N:M`, `:M`, `N:` or `:` (open ends default to lo and hi); M must not be below N."""
     first, sep, last = word.partition(":")
-    a = parse_uint(first, what, lo, hi) if first else lo
-    b = (parse_uint(last, what, lo, hi) if last else hi) if sep else a
+    a = parse_c_uint(first, what, lo, hi) if first else lo
+    b = (parse_c_uint(last, what, lo, hi) if last else hi) if sep else a
     if a > b:
         raise ParseError(f"{what} range `{word}` is backwards ({a} > {b})",
                          hint=f"write {b}:{a}", code="bad-range")
@@ -64,8 +65,8 @@ def parse_uint_range(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> 
 
 def parse_port(word: str, proto: str | None = None) -> int:
     """A port number or a service name from /etc/services."""
-    if word.isdigit() or word.startswith("-"):
-        return parse_uint(word, "port", 0, 65535)
+    if c_uint_prefix(word) is not None or word.startswith("-"):
+        return parse_c_uint(word, "port", 0, 65535)
     try:
         return socket.getservbyname(word, proto) if proto else socket.getservbyname(word)
     except OSError:
@@ -105,3 +106,13 @@ def check_printable(value: str, what: str) -> None:
         raise ParseError(f"{what} contains control character U+{ord(bad[0]):04X}",
                          hint="line breaks and control characters could split the ruleset; remove them",
                          code="control-character")
+
+
+def parse_c_uint(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
+    """A whole word read as c_uint_prefix does, in [lo, hi]."""
+    got = c_uint_prefix(word)
+    if got is None or got[1]:
+        raise ParseError(f"{what} `{word}` is not a number", code="bad-number")
+    if not lo <= got[0] <= hi:
+        raise ParseError(f"{what} `{word}` is out of range {lo}-{hi}", code="bad-number")
+    return got[0]

@@ -6,8 +6,49 @@ dotted mask otherwise, always with the host bits cleared.
 """
 from __future__ import annotations
 
-import ipaddress
+import re
+import socket
 from dataclasses import dataclass
+
+
+_C_NUMBER = re.compile(r"[ \t\n\v\f\r]*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def c_uint_prefix(word: str) -> tuple[int, str] | None:
+    """The number C's strtoul(word, &end, 0) reads from the start of `word`, and the rest.
+
+    Most xtables options read numbers this way (xtables_strtoul_base): blanks and `+`
+    are skipped, `0x` is hex and a leading 0 is octal (`010` is 8); a minus is refused.
+    None if no number starts the word.
+    """
+    m = _C_NUMBER.match(word)
+    if m is None:
+        return None
+    digits = m.group(1)
+    base = 16 if digits[:2] in ("0x", "0X") else 8 if digits.startswith("0") else 10
+    return int(digits, base), word[m.end():]
+
+
+def parse_ipv4(text: str) -> int | None:
+    """An IPv4 address as xtables' numeric parser reads it: one to four dot-separated numbers
+    of 0-255 in C notation, missing trailing parts 0 (`1.2.3` is 1.2.3.0, `010.0.0.1` is 8.0.0.1)."""
+    parts = text.split(".")
+    if len(parts) > 4:
+        return None
+    value = 0
+    for part in parts:
+        got = c_uint_prefix(part)
+        if got is None or got[1] or got[0] > 255:
+            return None
+        value = value << 8 | got[0]
+    return value << 8 * (4 - len(parts))
+
+
+def ntop(version: int, value: int) -> str:
+    """An address as iptables prints it: libc inet_ntop (so `::ffff:1.2.3.4`, not `::ffff:102:304`)."""
+    if version == 4:
+        return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
 
 
 @dataclass(frozen=True, order=True)
@@ -33,11 +74,8 @@ class Address:
         return ip & self.mask == self.addr
 
     def __str__(self) -> str:
-        cls = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
         plen = self.prefixlen
-        if plen is not None:
-            return f"{cls(self.addr)}/{plen}"
-        return f"{cls(self.addr)}/{cls(self.mask)}"
+        return f"{ntop(self.version, self.addr)}/{plen if plen is not None else ntop(self.version, self.mask)}"
 
     @classmethod
     def any(cls, version: int) -> Address:
@@ -50,14 +88,12 @@ def parse_address(text: str, version: int) -> Address:
     `0/0` is the traditional spelling of "anywhere" (inet_aton accepts a bare `0`).
     """
     addr_s, sep, mask_s = text.partition("/")
-    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
     bits = 32 if version == 4 else 128
-    if version == 4 and addr_s.isdigit() and int(addr_s) == 0:
-        addr_s = "0.0.0.0"
-    try:
-        addr = int(cls(addr_s))
-    except ValueError:
-        raise ValueError(f"{addr_s!r} is not an IPv{version} address") from None
+    if sep and ((mask_s.isdigit() and int(mask_s) == 0) or mask_s in ("0.0.0.0", "::")):
+        return Address.any(version)  # under a /0 mask iptables never parses the address (`-s 0/0` in ip6tables)
+    addr = parse_ipv4(addr_s) if version == 4 else parse_ipv6(addr_s)
+    if addr is None:
+        raise ValueError(f"{addr_s!r} is not an IPv{version} address")
     if not sep:
         mask = (1 << bits) - 1
     elif mask_s.isdigit():
@@ -66,8 +102,14 @@ def parse_address(text: str, version: int) -> Address:
             raise ValueError(f"prefix length /{mask_s} is longer than {bits} bits")
         mask = ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
     else:
-        try:
-            mask = int(cls(mask_s))
-        except ValueError:
-            raise ValueError(f"{mask_s!r} is neither a prefix length nor an IPv{version} mask") from None
+        mask = parse_ipv4(mask_s) if version == 4 else parse_ipv6(mask_s)
+        if mask is None:
+            raise ValueError(f"{mask_s!r} is neither a prefix length nor an IPv{version} mask")
     return Address(version, addr & mask, mask)
+
+
+def parse_ipv6(text: str) -> int | None:
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except (OSError, ValueError):
+        return None

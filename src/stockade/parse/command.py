@@ -32,6 +32,7 @@ class Builder:
 
     rulesets: dict[Family, Ruleset] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    known_sets: frozenset[str] | None = None  # ipset names that exist; None: cannot check
 
     def ruleset(self, family: Family) -> Ruleset:
         return self.rulesets.setdefault(family, Ruleset(family))
@@ -118,7 +119,7 @@ class Builder:
             del chain.rules[num - 1]
             return
         user_chains = {n for n, c in table.chains.items() if not c.builtin}
-        parser = RuleParser(Context(family, table.name, chain.name), user_chains)
+        parser = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains)
         warnings: list[Diagnostic] = []
         rules = parser.parse(rest, origin, warnings)
         self.diagnostics += warnings

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..extensions import REGISTRY, Context, Extension, Opaque
-from ..extensions.values import parse_proto, parse_uint, proto_name
+from ..extensions.values import parse_decimal, parse_proto, proto_name
 from ..model import VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
 from ..model.address import parse_address
 from .diagnostics import Diagnostic, ParseError, Token, dash_defect
@@ -159,6 +159,9 @@ class RuleParser:
                 continue
             if (bad := dash_defect(tok)) is not None:
                 raise bad
+            if w.startswith("--") and w not in CORE:
+                w = self._expand(tok, loaded, target)
+                tok = words[i] = Token(w, tok.origin)
             core = CORE.get(w)
             if core is not None:
                 if core in seen and core not in ("match",):
@@ -293,7 +296,7 @@ class RuleParser:
                          hint=(f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`"))
 
     def _owner(self, word: str, loaded: list[_Loaded], target: _Loaded | None) -> _Loaded | None:
-        for m in loaded:
+        for m in reversed(loaded):  # iptables gives a shared option name to the newest match
             if m.ext is not None and m.ext.option(word):
                 return m
         if target is not None and target.ext is not None and target.ext.option(word):
@@ -303,6 +306,26 @@ class RuleParser:
         if loaded and loaded[-1].ext is None:
             return loaded[-1]
         return None
+
+    def _expand(self, tok: Token, loaded: list[_Loaded], target: _Loaded | None) -> str:
+        """getopt_long accepts any unambiguous prefix of a long option (`--to-dest`)."""
+        word = tok.text
+        exts = [m.ext for m in [*loaded, target] if m is not None and m.ext is not None]
+        implicit = self._implicit(loaded)
+        if implicit is not None:
+            exts.append(implicit.ext)
+        if any(e.option(word) for e in exts) or (loaded and loaded[-1].ext is None) or (
+                target is not None and target.ext is None):
+            return word
+        found = {(id(e), o.name): o.name for e in exts for o in e.options
+                 for name in (o.name, *o.aliases) if name.startswith(word)}
+        found |= {("core", CORE[name]): name for name in CORE if name.startswith(word) and name.startswith("--")}
+        if len(found) == 1:
+            return next(iter(found.values()))
+        if len(found) > 1:
+            raise ParseError(f"option {word} is ambiguous: {', '.join(sorted(set(found.values())))}",
+                             code="ambiguous-option", token=tok)
+        return word
 
     def _implicit(self, loaded: list[_Loaded]) -> _Loaded | None:
         ctx = self.ctx
@@ -366,8 +389,8 @@ class RuleParser:
         if not pkts or not byts:
             raise ParseError(f"bad counters `{tok.text}`", hint="write -c PACKETS,BYTES", code="bad-number",
                              token=tok)
-        return Counters(parse_uint(pkts, "packet counter", 0, 2**64 - 1),
-                        parse_uint(byts, "byte counter", 0, 2**64 - 1))
+        return Counters(parse_decimal(pkts, "packet counter", 0, 2**64 - 1),
+                        parse_decimal(byts, "byte counter", 0, 2**64 - 1))
 
     @staticmethod
     def _copy(rule: Rule, src, dst) -> Rule:

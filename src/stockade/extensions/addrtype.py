@@ -1,0 +1,84 @@
+"""-m addrtype: the routing type (local, broadcast, unicast, ...) of the packet's addresses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import BUILTIN_CHAINS, Family
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+
+# Route types in kernel order (RTN_*), the order iptables prints them in.
+TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE",
+         "PROHIBIT", "THROW", "NAT", "XRESOLVE")
+NOT_IPV6 = ("BROADCAST", "BLACKHOLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")  # the kernel refuses these
+
+
+def parse_types(word: str) -> frozenset[str]:
+    """A comma list; like iptables, each item may be any leading part of a name, in any case
+    (`loc` is LOCAL, `u` the first U-name, UNSPEC)."""
+    out = set()
+    for item in word.split(","):
+        name = next((t for t in TYPES if item and t.startswith(item.upper())), None)
+        if name is None:
+            raise ParseError(f"addrtype: unknown address type `{item}` in `{word}`", code="bad-addrtype",
+                             hint="types are " + ", ".join(TYPES))
+        out.add(name)
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class TypeSet:
+    """True when an address's route type is one of `types`; `!` negates."""
+
+    types: frozenset[str]
+    invert: bool = False
+
+    def save(self, flag: str) -> list[str]:
+        return (["!"] if self.invert else []) + [flag, ",".join(t for t in TYPES if t in self.types)]
+
+
+@dataclass(frozen=True)
+class AddrTypeMatch:
+    """True when the route type the kernel finds for the source address is in `src` and
+    that of the destination address is in `dst` (each only if given, each negated by its
+    own `!`). With limit_iface "in"/"out" the lookup is made for the incoming/outgoing
+    interface only, so e.g. LOCAL means local to that interface."""
+
+    src: TypeSet | None = None
+    dst: TypeSet | None = None
+    limit_iface: str | None = None  # "in", "out" or None
+
+
+@register
+class AddrTypeMatchExt(Extension):
+    name = "addrtype"
+    options = (Option("--src-type", invertible=True), Option("--dst-type", invertible=True),
+               Option("--limit-iface-in", nargs=0), Option("--limit-iface-out", nargs=0))
+
+    def convert(self, opt, args, ctx):
+        return parse_types(args[0]) if args else True
+
+    def finish(self, acc, ctx):
+        if "src-type" not in acc and "dst-type" not in acc:
+            raise ParseError("addrtype: --src-type or --dst-type is required", code="missing-option")
+        if "limit-iface-in" in acc and "limit-iface-out" in acc:
+            raise ParseError("addrtype: --limit-iface-in and --limit-iface-out cannot be combined",
+                             code="conflicting-options")
+        limit = "in" if "limit-iface-in" in acc else "out" if "limit-iface-out" in acc else None
+        if ctx.chain in BUILTIN_CHAINS.get(ctx.table, ()):
+            wrong = {"in": ("OUTPUT", "POSTROUTING"), "out": ("PREROUTING", "INPUT")}.get(limit, ())
+            if ctx.chain in wrong:
+                raise ParseError(f"addrtype: --limit-iface-{limit} is not valid in {ctx.chain}: "
+                                 f"packets there have no {'incoming' if limit == 'in' else 'outgoing'} interface",
+                                 code="wrong-chain")
+        src, dst = ((TypeSet(acc[k][1], acc[k][0]) if k in acc else None) for k in ("src-type", "dst-type"))
+        if ctx.family is Family.IPV6:
+            bad = [t for t in NOT_IPV6 if any(s and t in s.types for s in (src, dst))]
+            if bad:
+                raise ParseError(f"addrtype: ip6tables cannot match address type {bad[0]}", code="wrong-family",
+                                 hint="IPv6 supports UNSPEC, UNICAST, LOCAL, ANYCAST, MULTICAST and UNREACHABLE")
+        return AddrTypeMatch(src, dst, limit)
+
+    def save(self, d: AddrTypeMatch) -> list[str]:
+        out = (d.src.save("--src-type") if d.src else []) + (d.dst.save("--dst-type") if d.dst else [])
+        return out + ([f"--limit-iface-{d.limit_iface}"] if d.limit_iface else [])

@@ -1,0 +1,121 @@
+"""-m connmark and -j CONNMARK: the 32-bit mark kept on the packet's conntrack entry,
+so every packet of a connection can carry it (CONNMARK --restore-mark copies it back)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .mark import ALL, XMARK_OPTIONS, parse_mark_mask, save_mark_mask, xmark_of
+from .values import parse_c_uint
+
+
+@dataclass(frozen=True)
+class ConnmarkMatch:
+    """True when (connection mark & mask) == value; `!` negates. A packet without a
+    conntrack entry never matches, even with `!`."""
+
+    value: int
+    mask: int = ALL
+    invert: bool = False
+
+
+@dataclass(frozen=True)
+class ConnmarkTarget:
+    """The CONNMARK target; `<<`/`>>` below is the shift (32-bit, default none). Packets
+    without a conntrack entry are left alone; the next rule always runs.
+      set:     ctmark := ((ctmark & ~ctmask) ^ ctmark_value) << or >> shift
+      save:    ctmark := (ctmark & ~ctmask) ^ ((nfmark & nfmask) << or >> shift)
+      restore: nfmark := (nfmark & ~nfmask) ^ ((ctmark & ctmask) << or >> shift)
+    nfmask is unused (kept at all ones) for set, ctmark_value is 0 for save/restore."""
+
+    mode: str  # "set", "save" or "restore"
+    ctmark_value: int = 0
+    ctmask: int = ALL
+    nfmask: int = ALL
+    shift: int = 0
+    shift_right: bool = False
+
+
+@register
+class ConnmarkMatchExt(Extension):
+    name = "connmark"
+    options = (Option("--mark", invertible=True),)
+
+    def convert(self, opt, args, ctx):
+        return parse_mark_mask(args[0], "connmark")
+
+    def finish(self, acc, ctx):
+        if "mark" not in acc:
+            raise ParseError("connmark: --mark is required", code="missing-option",
+                             hint="write -m connmark --mark VALUE[/MASK]")
+        invert, (value, mask) = acc["mark"]
+        return ConnmarkMatch(value, mask, invert)
+
+    def save(self, d: ConnmarkMatch) -> list[str]:
+        return (["!"] if d.invert else []) + ["--mark", save_mark_mask(d.value, d.mask)]
+
+
+MODES = {"save-mark": "save", "restore-mark": "restore"}
+OPERATIONS = ("set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark", "save-mark", "restore-mark")
+
+
+@register
+class ConnmarkTargetExt(Extension):
+    name = "CONNMARK"
+    kind = "target"
+    options = XMARK_OPTIONS + (
+        Option("--save-mark", nargs=0), Option("--restore-mark", nargs=0),
+        Option("--ctmask"), Option("--nfmask"), Option("--mask"),
+        Option("--left-shift-mark"), Option("--right-shift-mark"),
+    )
+
+    def parse(self, acc, opt, invert, args, ctx):
+        """Options apply in order, as iptables applies them: `--set-xmark 1/0xff --ctmask 0xf`
+        ends with ctmask 0xf, `--ctmask 0xf --set-xmark 1/0xff` with 0xff."""
+        key, what = opt.key, f"CONNMARK {opt.name}"
+        if invert:
+            raise ParseError(f"{what} cannot be inverted with `!`", code="bad-invert")
+        seen = acc.setdefault("seen", [])
+        if key in seen:
+            raise ParseError(f"{what} given twice", code="duplicate-option")
+        clash = [k for k in seen if (k in OPERATIONS and key in OPERATIONS)
+                 or {k, key} in ({"mask", "ctmask"}, {"mask", "nfmask"})]
+        if clash:
+            raise ParseError(f"{what} cannot be combined with --{clash[0]}", code="conflicting-options",
+                             hint="CONNMARK does one operation per rule" if key in OPERATIONS else None)
+        seen.append(key)
+        state = acc.setdefault("state", {"ctmask": ALL, "nfmask": ALL})
+        if key in MODES:
+            state["mode"] = MODES[key]
+        elif key in OPERATIONS:
+            state["mode"] = "set"
+            state["ctmark"], state["ctmask"] = xmark_of(key, args[0], what)
+        elif key in ("ctmask", "nfmask"):
+            state[key] = parse_c_uint(args[0], what)
+        elif key == "mask":
+            state["ctmask"] = state["nfmask"] = parse_c_uint(args[0], what)
+        else:
+            bits = parse_c_uint(args[0], what, 0, 31)  # xtables allows 32, the kernel refuses it
+            state["shift"], state["right"] = bits, key == "right-shift-mark"
+
+    def finish(self, acc, ctx):
+        state = acc.get("state", {})
+        mode = state.get("mode")
+        if mode is None:
+            raise ParseError("CONNMARK: no operation given", code="missing-option",
+                             hint="use --set-mark, --save-mark or --restore-mark (or --and/--or/--xor-mark)")
+        shift = state.get("shift", 0)
+        right = bool(shift) and state.get("right", False)
+        if mode == "set":
+            return ConnmarkTarget("set", state["ctmark"], state["ctmask"], ALL, shift, right)
+        return ConnmarkTarget(mode, 0, state["ctmask"], state["nfmask"], shift, right)
+
+    def save(self, d: ConnmarkTarget) -> list[str]:
+        if d.mode == "set":
+            out = ["--set-xmark", f"{d.ctmark_value:#x}/{d.ctmask:#x}"]
+        else:
+            out = [f"--{d.mode}-mark", "--nfmask", f"{d.nfmask:#x}", "--ctmask", f"{d.ctmask:#x}"]
+        if d.shift:
+            out += ["--right-shift-mark" if d.shift_right else "--left-shift-mark", str(d.shift)]
+        return out

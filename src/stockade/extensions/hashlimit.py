@@ -1,0 +1,251 @@
+"""-m hashlimit: rate limits per flow, in a named kernel table (xt_hashlimit revision 3).
+
+Values are kept as the kernel holds them, because iptables-save prints them back
+from there: a packet rate is the time between packets in microseconds, a byte
+rate the kernel's cost value, and several print forms are lossy (a rate-match
+rate is divided by its unit, byte counts are rounded down to kb/mb).
+
+Not checked here: the kernel refuses a rule whose --hashlimit-rate-match setting
+differs from that of an existing table of the same name (a ruleset-level check).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..model import Family
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .limit import PRINTED, interval, parse_rate, printed_rate
+from .recent import check_table_name
+from .values import parse_c_uint, parse_decimal
+
+SCALE = 1_000_000  # packet rates: microseconds between packets
+U32, U64 = 2**32 - 1, 2**64 - 1
+BURST, BURST_MAX = 5, 1_000_000
+GC_INTERVAL = 1000  # ms
+BYTE_EXPIRE, BYTE_EXPIRE_BURST = 15_000, 60_000  # ms: default expiry of byte-mode entries
+MAX_SIZE = 1_048_576  # the kernel silently lowers htable-size and -max to this
+NAME_MAX = 254
+MODES = ("srcip", "srcport", "dstip", "dstport")  # print order
+UNITS = (("m", 1 << 20), ("k", 1 << 10))
+# The kernel's burst overflow test multiplies by HZ * CREDITS_PER_JIFFY / 1e6 in 64 bits (HZ 250 or 1000).
+CREDITS_PER_USEC = 137_438_953
+
+
+def bytes_to_cost(nbytes: int) -> int:
+    return U32 // (((nbytes >> 4) & U32) + 1)
+
+
+def cost_to_bytes(cost: int) -> int:
+    return (U32 // cost - 1) << 4
+
+
+def parse_bytes(word: str) -> int:
+    """`Nb/s`, `Nkb/s` or `Nmb/s` into the kernel's cost."""
+    m = re.fullmatch(r"(\d+)([km]?)b/s", word)
+    if not m:
+        raise ParseError(f"hashlimit: bad byte rate `{word}`", code="bad-value",
+                         hint="write bytes per second as Nb/s, Nkb/s or Nmb/s (lower-case k and m)")
+    nbytes = int(m[1]) << {"": 0, "k": 10, "m": 20}[m[2]]
+    if not 16 <= nbytes < 1 << 35:
+        raise ParseError(f"hashlimit: byte rate `{word}` is out of range", code="bad-value",
+                         hint="between 16b/s and 32767mb/s: iptables stores smaller rates as 0, "
+                              "the kernel refuses larger ones")
+    return bytes_to_cost(nbytes)
+
+
+def parse_burst(word: str) -> int:
+    """A count, or bytes with a k/m suffix (`400kb`)."""
+    m = re.fullmatch(r"(0x[0-9a-fA-F]+|\d+)([km]?)b?", word)
+    value = parse_c_uint(m[1], "hashlimit burst", 1, U64) if m else 0
+    if not m or (not m[2] and value > BURST_MAX):
+        raise ParseError(f"hashlimit: bad --hashlimit-burst `{word}`", code="bad-value",
+                         hint=f"a count 1-{BURST_MAX}, or for byte rates a size such as 400kb")
+    return value << {"": 0, "k": 10, "m": 20}[m[2]]
+
+
+def _unit(nbytes: int, exact_cost: int | None = None) -> str:
+    """Bytes as iptables prints them: in mb or kb (rounded down), for a rate only if that keeps its cost."""
+    for name, size in UNITS:
+        if nbytes >= size and (exact_cost is None or bytes_to_cost(nbytes & ~(size - 1) & U32) == exact_cost):
+            return f"{nbytes // size}{name}b"
+    return f"{nbytes}b"
+
+
+@dataclass(frozen=True)
+class Hashlimit:
+    """Per-flow rate limiting. Packets are grouped into flows by the header fields in `mode` (addresses
+    cut to `srcmask`/`dstmask` bits; no mode: one flow), each flow with a token bucket in the kernel
+    table `name`: one table per name and family, shared by every rule naming it and set up by the first.
+    Without `above`, a packet matches while its flow is within the rate (and takes a token); with
+    `above`, while the flow exceeds it. Packet mode: `avg` is microseconds per token, `burst` the bucket
+    size in packets. Byte mode (`bytes`): the bucket counts bytes, `avg` is the kernel's cost
+    2**32-1 // (bytes per second // 16 + 1), `burst` the bucket size in seconds' worth of bytes (0: none).
+    With `rate_match`, the flow's rate over `interval`-second windows is compared with the rate instead.
+    Flows idle for `expire` ms are forgotten."""
+
+    name: str
+    avg: int
+    burst: int
+    above: bool = False
+    bytes: bool = False
+    mode: tuple[str, ...] = ()
+    srcmask: int | None = None  # None: the whole address
+    dstmask: int | None = None
+    size: int = 0  # 0: the kernel sizes the table
+    max: int = 0
+    gcinterval: int = GC_INTERVAL
+    expire: int = 1000
+    rate_match: bool = False
+    interval: int = 0  # only with rate_match
+
+
+def _overflows(avg: int, burst: int) -> bool:
+    """The kernel's (wrap-around) test that refuses a packet bucket too big for its counters."""
+    return (avg * burst & U64) * CREDITS_PER_USEC & U64 < avg * CREDITS_PER_USEC & U64
+
+
+@register
+class HashlimitMatch(Extension):
+    name = "hashlimit"
+    options = (
+        Option("--hashlimit-upto", ("--hashlimit",), invertible=True),
+        Option("--hashlimit-above", invertible=True),
+        Option("--hashlimit-mode"),
+        Option("--hashlimit-srcmask"),
+        Option("--hashlimit-dstmask"),
+        Option("--hashlimit-name"),
+        Option("--hashlimit-burst"),
+        Option("--hashlimit-htable-size"),
+        Option("--hashlimit-htable-max"),
+        Option("--hashlimit-htable-gcinterval"),
+        Option("--hashlimit-htable-expire"),
+        Option("--hashlimit-rate-match", nargs=0),
+        Option("--hashlimit-rate-interval"),
+    )
+
+    def parse(self, acc, opt, invert, args, ctx):
+        key = opt.key.removeprefix("hashlimit-")
+        if key in ("upto", "above"):
+            if "rate" in acc:
+                raise ParseError("hashlimit: only one of --hashlimit-upto and --hashlimit-above",
+                                 code="conflicting-options")
+            acc["above"] = (key == "above") != invert
+            word = args[0]
+            if "b/s" in word:
+                acc["rate"], acc["bytes"] = parse_bytes(word), True
+            else:
+                count, per = parse_rate(word, "hashlimit")
+                acc["rate"], acc["unit"] = interval(count, per, SCALE, word), per
+            return
+        if key in acc:
+            raise ParseError(f"hashlimit: {opt.name} given twice", code="duplicate-option")
+        if invert:
+            raise ParseError(f"hashlimit: {opt.name} cannot be inverted with `!`", code="bad-invert")
+        acc[key] = self._value(key, args, ctx)
+
+    def _value(self, key, args, ctx):
+        word = args[0] if args else ""
+        if key == "mode":
+            parts = [p for p in re.split(r"[,|]", word) if p]
+            if bad := [p for p in parts if p not in MODES]:
+                raise ParseError(f"hashlimit: bad --hashlimit-mode `{bad[0]}`", code="bad-value",
+                                 hint="a comma-separated list of srcip, srcport, dstip, dstport")
+            return tuple(m for m in MODES if m in parts)
+        if key in ("srcmask", "dstmask"):
+            return parse_c_uint(word, f"hashlimit {key}", 0, 32 if ctx.family is Family.IPV4 else 128)
+        if key == "name":
+            return check_table_name(word, "hashlimit", NAME_MAX)
+        if key == "burst":
+            return parse_burst(word)
+        if key == "rate-match":
+            return True
+        if key == "rate-interval":
+            return parse_decimal(word, "hashlimit rate interval", 1, 2**31 - 1)  # read with atoi: decimal
+        lo = 0 if key in ("htable-size", "htable-max") else 1  # the kernel refuses a zero gcinterval/expire
+        return parse_c_uint(word, f"hashlimit {key}", lo, U32)
+
+    def finish(self, acc, ctx):
+        if "rate" not in acc:
+            raise ParseError("hashlimit: --hashlimit-upto or --hashlimit-above is required",
+                             code="missing-option", hint="e.g. `--hashlimit-upto 10/sec`")
+        if "name" not in acc:
+            raise ParseError("hashlimit: --hashlimit-name is required", code="missing-option",
+                             hint="name the kernel table, e.g. `--hashlimit-name ssh`")
+        avg, unit, byte_mode = acc["rate"], acc.get("unit"), acc.get("bytes", False)
+        expire = acc.get("htable-expire", BYTE_EXPIRE if byte_mode else unit * 1000)
+        burst = acc.get("burst")
+        if byte_mode:
+            burst = self._byte_burst(avg, burst) if burst is not None else 0
+            if "burst" in acc and "htable-expire" not in acc:
+                expire = BYTE_EXPIRE_BURST
+        elif burst is None:
+            burst = BURST
+        elif burst > BURST_MAX:
+            raise ParseError(f"hashlimit: burst {burst} is above {BURST_MAX}", code="bad-value")
+        rate_match = acc.get("rate-match", False)
+        interval_ = acc.get("rate-interval", 0) if rate_match else 0
+        if rate_match:
+            avg = avg if byte_mode else avg // unit
+            interval_ = interval_ or (1 if byte_mode else unit)
+            if avg == 0:
+                raise ParseError("hashlimit: rate too fast for --hashlimit-rate-match", code="bad-value",
+                                 hint=f"at most {SCALE} per second")
+        if not byte_mode:  # the value iptables reads back from the printed rate, so equal text means equal rules
+            count, per = printed_rate(avg, SCALE)
+            avg = SCALE * per // count // (per if rate_match else 1)
+        if not (rate_match or byte_mode) and _overflows(avg, burst):
+            raise ParseError(f"hashlimit: burst {burst} is too large for this rate", code="bad-value",
+                             hint="the kernel refuses it (counter overflow); lower the burst or raise the rate")
+        bits = 32 if ctx.family is Family.IPV4 else 128
+        return Hashlimit(
+            name=acc["name"], avg=avg, burst=burst, above=acc["above"], bytes=byte_mode, mode=acc.get("mode", ()),
+            srcmask=None if acc.get("srcmask", bits) == bits else acc["srcmask"],
+            dstmask=None if acc.get("dstmask", bits) == bits else acc["dstmask"],
+            size=min(acc.get("htable-size", 0), MAX_SIZE), max=min(acc.get("htable-max", 0), MAX_SIZE),
+            gcinterval=acc.get("htable-gcinterval", GC_INTERVAL), expire=expire, rate_match=rate_match,
+            interval=interval_)
+
+    @staticmethod
+    def _byte_burst(avg: int, nbytes: int) -> int:
+        """A byte burst as the kernel holds it: whole multiples of the rate's bytes, rounded up. Refused
+        when iptables-save would print it in a form that reads back as a different burst."""
+        step = cost_to_bytes(avg)
+        if nbytes < step:
+            raise ParseError(f"hashlimit: burst cannot be smaller than {step}b", code="bad-value")
+        count = -(-nbytes // step)
+        shown = _unit(step * count)
+        if nbytes > U32 or -(-parse_burst(shown) // step) != count or parse_burst(shown) > U32:
+            raise ParseError(f"hashlimit: iptables-save would print this burst as `{shown}`, "
+                             "which loads back as a different burst", code="bad-value",
+                             hint="make rate × burst a whole number of mb (of kb below 1mb), below 4096mb")
+        return count
+
+    def save(self, d: Hashlimit) -> list[str]:
+        out = ["--hashlimit-above" if d.above else "--hashlimit-upto"]
+        if d.bytes:
+            step = cost_to_bytes(d.avg)
+            out.append(_unit(step, d.avg) + "/s")
+            if d.burst:
+                out += ["--hashlimit-burst", _unit(step * d.burst)]
+            quantum = BYTE_EXPIRE_BURST if d.burst else BYTE_EXPIRE
+        else:
+            count, per = printed_rate(d.avg, SCALE)
+            out += [f"{count}/{PRINTED[per]}", "--hashlimit-burst", str(d.burst)]
+            quantum = per * 1000
+        if d.mode:
+            out += ["--hashlimit-mode", ",".join(d.mode)]
+        out += ["--hashlimit-name", d.name]
+        for flag, value, default in (("size", d.size, 0), ("max", d.max, 0), ("gcinterval", d.gcinterval, GC_INTERVAL),
+                                     ("expire", d.expire, quantum)):
+            if value != default:
+                out += [f"--hashlimit-htable-{flag}", str(value)]
+        for flag, value in (("srcmask", d.srcmask), ("dstmask", d.dstmask)):
+            if value is not None:
+                out += [f"--hashlimit-{flag}", str(value)]
+        if d.rate_match:
+            out.append("--hashlimit-rate-match")
+            if d.interval != 1:
+                out += ["--hashlimit-rate-interval", str(d.interval)]
+        return out

@@ -1,0 +1,40 @@
+"""-m icmp6: ICMPv6 type and code (ip6tables only; iptables has icmp)."""
+from __future__ import annotations
+
+from ..model import Family
+from .base import REGISTRY, Option, register
+from .icmp import IcmpBase
+
+# (name, type, lowest code, highest code), in ip6tables' order.
+ICMPV6_NAMES = (
+    ("destination-unreachable", 1, 0, 255), ("no-route", 1, 0, 0), ("communication-prohibited", 1, 1, 1),
+    ("beyond-scope", 1, 2, 2), ("address-unreachable", 1, 3, 3), ("port-unreachable", 1, 4, 4),
+    ("failed-policy", 1, 5, 5), ("reject-route", 1, 6, 6),
+    ("packet-too-big", 2, 0, 255),
+    ("time-exceeded", 3, 0, 255), ("ttl-exceeded", 3, 0, 255), ("ttl-zero-during-transit", 3, 0, 0),
+    ("ttl-zero-during-reassembly", 3, 1, 1),
+    ("parameter-problem", 4, 0, 255), ("bad-header", 4, 0, 0), ("unknown-header-type", 4, 1, 1),
+    ("unknown-option", 4, 2, 2),
+    ("echo-request", 128, 0, 255), ("ping", 128, 0, 255), ("echo-reply", 129, 0, 255), ("pong", 129, 0, 255),
+    # the MLD names are accepted since iptables 1.8.10
+    ("mld-listener-query", 130, 0, 255), ("mld-listener-report", 131, 0, 255),
+    ("mld-listener-done", 132, 0, 255), ("mld-listener-reduction", 132, 0, 255),
+    ("router-solicitation", 133, 0, 255), ("router-advertisement", 134, 0, 255),
+    ("neighbour-solicitation", 135, 0, 255), ("neighbor-solicitation", 135, 0, 255),
+    ("neighbour-advertisement", 136, 0, 255), ("neighbor-advertisement", 136, 0, 255),
+    ("redirect", 137, 0, 255),
+)
+
+
+@register
+class Icmp6Match(IcmpBase):
+    name = "icmp6"
+    proto = 58
+    families = frozenset({Family.IPV6})
+    options = (Option("--icmpv6-type", invertible=True),)
+    flag, names, label, wildcard = "--icmpv6-type", ICMPV6_NAMES, "ICMPv6", False
+
+
+# libxtables loads icmp6 for `-m icmpv6` and `-m ipv6-icmp` too; the rule keeps the name icmp6.
+for _alias in ("icmpv6", "ipv6-icmp"):
+    REGISTRY.matches.setdefault(_alias, []).append(REGISTRY.find("match", "icmp6", Family.IPV6))

@@ -1,0 +1,53 @@
+"""-m mac: the Ethernet source address of a received frame."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..model import BUILTIN_CHAINS
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+
+# The kernel only has a link-layer header for packets coming in.
+HOOKS = ("PREROUTING", "INPUT", "FORWARD")
+# One of the six fields as xtables reads it: strtoul base 16 consuming at most two
+# characters, so `4`, `04`, `+4`, an empty field (0) and even `-5` (0xfb) are accepted.
+_FIELD = re.compile(r"[0-9a-fA-F]{0,2}|[ \t\n\v\f\r+-][0-9a-fA-F]")
+
+
+def parse_mac(word: str) -> bytes:
+    fields = word.split(":")
+    if len(fields) != 6 or not all(_FIELD.fullmatch(f) for f in fields):
+        raise ParseError(f"invalid MAC address `{word}`", code="bad-mac",
+                         hint="write six hex bytes separated by colons, e.g. 52:54:00:12:34:56")
+    return bytes((-int(f[1:], 16) if f.startswith("-") else int(f or "0", 16)) & 0xFF for f in fields)
+
+
+@dataclass(frozen=True)
+class MacMatch:
+    """True when the frame's Ethernet source address equals `address`; `!` negates.
+    Packets without an Ethernet header (e.g. on tun devices) never match, even with `!`."""
+
+    address: bytes
+    invert: bool = False
+
+
+@register
+class MacMatchExt(Extension):
+    name = "mac"
+    options = (Option("--mac-source", invertible=True),)
+
+    def convert(self, opt, args, ctx):
+        return parse_mac(args[0])
+
+    def finish(self, acc, ctx):
+        if "mac-source" not in acc:
+            raise ParseError("mac: --mac-source is required", code="missing-option")
+        if ctx.chain in BUILTIN_CHAINS.get(ctx.table, ()) and ctx.chain not in HOOKS:
+            raise ParseError(f"mac: the source MAC is only known to incoming packets, not in {ctx.chain}",
+                             code="wrong-chain", hint=f"use it from {', '.join(HOOKS)}")
+        invert, address = acc["mac-source"]
+        return MacMatch(address, invert)
+
+    def save(self, d: MacMatch) -> list[str]:
+        return (["!"] if d.invert else []) + ["--mac-source", d.address.hex(":")]

@@ -1,0 +1,71 @@
+"""-m multiport: a list of up to 15 ports and port ranges (xt_multiport revision 1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .values import format_range, parse_port, proto_name
+
+PROTOS = (6, 17, 136, 132, 33)  # tcp, udp, udplite, sctp, dccp
+SLOTS = 15  # the kernel's array holds 15 ports; a range takes two
+
+
+@dataclass(frozen=True)
+class Multiport:
+    """Packets whose source port (side "sports"), destination port ("dports") or either port ("ports")
+    lies in one of `ranges` (inclusive; single ports have lo == hi); with `invert`, in none of them
+    (for "ports": neither port in any). Non-first fragments never match, `!` or not; a packet too short
+    for the ports is dropped."""
+
+    side: str
+    ranges: tuple[tuple[int, int], ...]
+    invert: bool = False
+
+
+def parse_ports(word: str, proto: str) -> tuple[tuple[int, int], ...]:
+    ranges = []
+    for item in word.split(","):
+        first, sep, last = item.partition(":")
+        lo = parse_port(first, proto)
+        hi = parse_port(last, proto) if sep else lo
+        if sep and lo >= hi:
+            raise ParseError(f"multiport: invalid port range `{item}`", code="bad-port",
+                             hint="a range needs its first port below its last; write a single port alone")
+        ranges.append((lo, hi))
+    if sum(1 if lo == hi else 2 for lo, hi in ranges) > SLOTS:
+        raise ParseError(f"multiport: too many ports in `{word}`", code="bad-value",
+                         hint=f"at most {SLOTS} ports, a range counting as two; split the rule")
+    return tuple(ranges)
+
+
+@register
+class MultiportMatch(Extension):
+    name = "multiport"
+    options = (
+        Option("--sports", ("--source-ports",), invertible=True),
+        Option("--dports", ("--destination-ports",), invertible=True),
+        Option("--ports", invertible=True),
+    )
+
+    def parse(self, acc, opt, invert, args, ctx):
+        if acc:
+            raise ParseError("multiport: only one of --sports, --dports and --ports per match",
+                             code="conflicting-options", hint="add a second `-m multiport` for the other side")
+        # iptables checks the protocol when it meets the option, so `-p` must come first.
+        if ctx.proto is None:
+            raise ParseError("multiport needs `-p tcp`, `-p udp`, `-p udplite`, `-p sctp` or `-p dccp` first",
+                             code="match-needs-proto", hint="put `-p tcp` (or udp, ...) before -m multiport")
+        if ctx.proto not in PROTOS or ctx.proto_inverted:
+            raise ParseError("multiport only works with TCP, UDP, UDPLITE, SCTP and DCCP", code="match-needs-proto",
+                             hint="use `-p tcp`, `-p udp`, `-p udplite`, `-p sctp` or `-p dccp` without `!`")
+        acc["ports"] = Multiport(opt.key, parse_ports(args[0], proto_name(ctx.proto)), invert)
+
+    def finish(self, acc, ctx):
+        if not acc:
+            raise ParseError("multiport: no ports given", code="missing-option",
+                             hint="add --dports, --sports or --ports, e.g. `--dports 80,443`")
+        return acc["ports"]
+
+    def save(self, d: Multiport) -> list[str]:
+        return (["!"] if d.invert else []) + [f"--{d.side}", ",".join(format_range(r) for r in d.ranges)]

@@ -1,0 +1,96 @@
+"""-m owner: the local socket (user, group) that sent a packet; only locally generated
+packets have one, so the kernel allows the match in OUTPUT and POSTROUTING only."""
+from __future__ import annotations
+
+import grp
+import pwd
+from dataclasses import dataclass
+
+from ..model import BUILTIN_CHAINS
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .values import parse_c_uint
+
+HOOKS = ("OUTPUT", "POSTROUTING")
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "no id"
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """True when the id is within lo..hi inclusive; `!` negates."""
+
+    lo: int
+    hi: int
+    invert: bool = False
+
+
+@dataclass(frozen=True)
+class OwnerMatch:
+    """True when every given test holds for the packet's local socket. socket: one is
+    attached (False: none is); uid/gid: the fsuid/fsgid of the process that opened the
+    socket is in range (each negated by its `!`); suppl_groups: the gid test also accepts
+    that process's supplementary groups. A packet without a socket (forwarded traffic,
+    kernel-made replies) matches only when every given test is negated."""
+
+    socket: bool | None = None  # True: --socket-exists, False: ! --socket-exists
+    uid: IdRange | None = None
+    gid: IdRange | None = None
+    suppl_groups: bool = False
+
+
+def parse_ids(word: str, what: str, lookup) -> tuple[int, int]:
+    """A user/group name (resolved now, as iptables does, to print its number), or ID[-ID] / ID[:ID]."""
+    try:
+        ident = lookup(word)
+        return ident, ident
+    except KeyError:
+        pass
+    sep = next((c for c in word if c in "-:"), None)
+    first, _, last = word.partition(sep) if sep else (word, "", "")
+    try:
+        lo = parse_c_uint(first, what, 0, MAX_ID)
+        hi = parse_c_uint(last, what, 0, MAX_ID) if sep else lo
+    except ParseError:
+        raise ParseError(f"owner: `{word}` is neither a known name nor a number or range for {what}",
+                         code="bad-owner", hint="names must exist on this machine; numbers avoid that") from None
+    if lo > hi:
+        raise ParseError(f"owner: range `{word}` is backwards ({lo} > {hi})", code="bad-range", hint=f"write {hi}-{lo}")
+    return lo, hi
+
+
+@register
+class OwnerMatchExt(Extension):
+    name = "owner"
+    options = (Option("--uid-owner", invertible=True), Option("--gid-owner", invertible=True),
+               Option("--socket-exists", nargs=0, invertible=True), Option("--suppl-groups", nargs=0))
+
+    def convert(self, opt, args, ctx):
+        if opt.key == "uid-owner":
+            return parse_ids(args[0], "--uid-owner", lambda n: pwd.getpwnam(n).pw_uid)
+        if opt.key == "gid-owner":
+            return parse_ids(args[0], "--gid-owner", lambda n: grp.getgrnam(n).gr_gid)
+        return True
+
+    def parse(self, acc, opt, invert, args, ctx):
+        if opt.key == "suppl-groups" and "gid-owner" not in acc:
+            raise ParseError("owner: --suppl-groups must come after --gid-owner", code="missing-option",
+                             hint="write --gid-owner GROUP --suppl-groups")
+        super().parse(acc, opt, invert, args, ctx)
+
+    def finish(self, acc, ctx):
+        if not acc:
+            raise ParseError("owner: one of --uid-owner, --gid-owner or --socket-exists is required",
+                             code="missing-option")
+        if ctx.chain in BUILTIN_CHAINS.get(ctx.table, ()) and ctx.chain not in HOOKS:
+            raise ParseError(f"owner: packets in {ctx.chain} have no local socket owner", code="wrong-chain",
+                             hint="the kernel allows -m owner only in OUTPUT and POSTROUTING")
+        uid, gid = ((IdRange(*acc[k][1], acc[k][0]) if k in acc else None) for k in ("uid-owner", "gid-owner"))
+        socket = (not acc["socket-exists"][0]) if "socket-exists" in acc else None
+        return OwnerMatch(socket, uid, gid, "suppl-groups" in acc)
+
+    def save(self, d: OwnerMatch) -> list[str]:
+        out = [] if d.socket is None else ([] if d.socket else ["!"]) + ["--socket-exists"]
+        for flag, r in (("--uid-owner", d.uid), ("--gid-owner", d.gid)):
+            if r is not None:
+                out += (["!"] if r.invert else []) + [flag, str(r.lo) if r.lo == r.hi else f"{r.lo}-{r.hi}"]
+        return out + (["--suppl-groups"] if d.suppl_groups else [])

@@ -1,0 +1,43 @@
+"""-m pkttype: the link-layer class of a packet (to us, broadcast, multicast, another host)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+
+# Names iptables accepts (any case), canonical names first: they are what it prints.
+TYPES = {"unicast": "unicast", "broadcast": "broadcast", "multicast": "multicast", "otherhost": "otherhost",
+         "host": "unicast", "bcast": "broadcast", "mcast": "multicast"}
+
+
+@dataclass(frozen=True)
+class PktTypeMatch:
+    """True when the packet's class equals `type`; `!` negates. The class is the one the
+    receiving device gave it (unicast = addressed to this host); locally sent (loopback)
+    packets count as multicast if sent to a multicast address, otherwise broadcast."""
+
+    type: str  # unicast, broadcast, multicast or otherhost
+    invert: bool = False
+
+
+@register
+class PktTypeMatchExt(Extension):
+    name = "pkttype"
+    options = (Option("--pkt-type", invertible=True),)
+
+    def convert(self, opt, args, ctx):
+        kind = TYPES.get(args[0].lower())
+        if kind is None:
+            raise ParseError(f"pkttype: unknown packet type `{args[0]}`", code="bad-pkttype",
+                             hint="use unicast, broadcast, multicast or otherhost")
+        return kind
+
+    def finish(self, acc, ctx):
+        if "pkt-type" not in acc:
+            raise ParseError("pkttype: --pkt-type is required", code="missing-option")
+        invert, kind = acc["pkt-type"]
+        return PktTypeMatch(kind, invert)
+
+    def save(self, d: PktTypeMatch) -> list[str]:
+        return (["!"] if d.invert else []) + ["--pkt-type", d.type]

@@ -1,0 +1,129 @@
+"""-m recent: lists of recently seen addresses, kept by the kernel in named tables (xt_recent revision 1)."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..model.address import ntop
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .values import check_printable, parse_c_uint
+
+COMMANDS = ("set", "rcheck", "update", "remove")
+NAME_MAX = 199
+HITCOUNT_MAX = 65535  # the kernel keeps at most 65536 timestamps per address
+SECONDS_MAX = 2**31 - 1  # iptables-save prints --seconds as a signed number
+
+
+def check_table_name(name: str, ext: str, limit: int) -> str:
+    """A kernel table name (it becomes a /proc file), printable bare by iptables-save."""
+    check_printable(name, f"{ext} table name")
+    if not name or name in (".", "..") or "/" in name:
+        raise ParseError(f"{ext}: `{name}` is not a valid table name", code="bad-value",
+                         hint="the name becomes a file in /proc: not empty, no `/`, not `.` or `..`")
+    if len(name.encode()) > limit:
+        raise ParseError(f"{ext}: table name is {len(name.encode())} bytes; at most {limit} are kept",
+                         code="too-long", hint="iptables would cut it short silently; shorten it")
+    if any(c.isspace() or c in "\"'\\" for c in name):
+        raise ParseError(f"{ext}: table name `{name}` contains a space, quote or backslash", code="bad-value",
+                         hint="iptables-save prints the name unquoted, so the saved rules would not load again")
+    return name
+
+
+@dataclass(frozen=True)
+class Recent:
+    """Looks up the packet's source address (`dest`: destination address) ANDed with `mask` in the
+    kernel list `name`. set: adds it (or refreshes its timestamp) and matches. rcheck: matches if it is
+    listed with, when given, at least `hitcount` timestamps (`seconds`: within the last so many seconds;
+    `rttl`: only if the packet's TTL equals the one recorded). update: like rcheck, and on a match
+    records this packet too. remove: deletes it and matches if it was listed. `reap` drops timestamps
+    older than `seconds` while checking. `invert` negates the result (update then records when the
+    negated result is true)."""
+
+    command: str  # one of COMMANDS
+    mask: ipaddress.IPv4Address | ipaddress.IPv6Address
+    invert: bool = False
+    name: str = "DEFAULT"
+    seconds: int = 0  # 0: any age
+    reap: bool = False
+    hitcount: int = 0  # 0: one timestamp suffices
+    rttl: bool = False
+    dest: bool = False
+
+
+@register
+class RecentMatch(Extension):
+    name = "recent"
+    options = (
+        *(Option(f"--{c}", nargs=0, invertible=True) for c in COMMANDS),
+        Option("--seconds"), Option("--reap", nargs=0), Option("--hitcount"), Option("--rttl", nargs=0),
+        Option("--name"), Option("--mask"), Option("--rsource", nargs=0), Option("--rdest", nargs=0),
+    )
+
+    def parse(self, acc, opt, invert, args, ctx):
+        key = opt.key
+        if key in acc:
+            raise ParseError(f"recent: {opt.name} given twice", code="duplicate-option")
+        if key in COMMANDS and "command" in acc:
+            raise ParseError(f"recent: --{acc['command'][0]} and {opt.name} cannot be used together",
+                             code="conflicting-options", hint="one of --set, --rcheck, --update, --remove per match")
+        if invert and key not in COMMANDS:
+            raise ParseError(f"recent: {opt.name} cannot be inverted with `!`", code="bad-invert",
+                             hint="put `!` before --set, --rcheck, --update or --remove")
+        if key in COMMANDS:
+            acc["command"] = (key, invert)
+        elif key in ("rsource", "rdest"):
+            acc["dest"] = key == "rdest"  # the later of the two wins
+        acc[key] = self._value(key, args[0] if args else "", ctx)
+
+    @staticmethod
+    def _value(key, word, ctx):
+        if key == "seconds":
+            seconds = parse_c_uint(word, "recent seconds", 1, 2**32 - 1)
+            if seconds > SECONDS_MAX:
+                raise ParseError(f"recent: --seconds {word} is above {SECONDS_MAX}", code="bad-number",
+                                 hint="iptables-save would print it as a negative number that does not load again")
+            return seconds
+        if key == "hitcount":
+            return parse_c_uint(word, "recent hitcount", 0, HITCOUNT_MAX)
+        if key == "name":
+            return check_table_name(word, "recent", NAME_MAX)
+        if key == "mask":
+            try:
+                mask = ipaddress.ip_address(word)
+            except ValueError:
+                mask = None
+            if mask is None or mask.version != int(ctx.family):
+                raise ParseError(f"recent: --mask `{word}` is not an IPv{int(ctx.family)} address", code="bad-address",
+                                 hint="write the mask as an address, e.g. 255.255.255.0 or ffff:ffff:ffff:ffff::")
+            return mask
+        return True
+
+    def finish(self, acc, ctx):
+        if "command" not in acc:
+            raise ParseError("recent: one of --set, --rcheck, --update or --remove is required",
+                             code="missing-option")
+        command, invert = acc["command"]
+        if "reap" in acc and "seconds" not in acc:
+            raise ParseError("recent: --reap needs --seconds", code="missing-option")
+        if command in ("set", "remove"):
+            extra = [f"--{k}" for k in ("seconds", "reap", "hitcount", "rttl") if k in acc]
+            if extra:
+                raise ParseError(f"recent: {extra[0]} cannot be used with --{command}", code="conflicting-options",
+                                 hint=f"{extra[0]} only qualifies --rcheck and --update")
+        full = ipaddress.ip_address(2**(32 if int(ctx.family) == 4 else 128) - 1)
+        return Recent(command, acc.get("mask", full), invert, acc.get("name", "DEFAULT"), acc.get("seconds", 0),
+                      "reap" in acc, acc.get("hitcount", 0), "rttl" in acc, acc.get("dest", False))
+
+    def save(self, d: Recent) -> list[str]:
+        out = (["!"] if d.invert else []) + [f"--{d.command}"]
+        if d.seconds:
+            out += ["--seconds", str(d.seconds)]
+        if d.reap:
+            out.append("--reap")
+        if d.hitcount:
+            out += ["--hitcount", str(d.hitcount)]
+        if d.rttl:
+            out.append("--rttl")
+        mask = ntop(d.mask.version, int(d.mask))
+        return out + ["--name", d.name, "--mask", mask, "--rdest" if d.dest else "--rsource"]

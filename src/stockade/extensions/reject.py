@@ -1,0 +1,72 @@
+"""-j REJECT: refuse a packet and tell the sender why (xt_REJECT, IPv4 and IPv6 variants).
+
+The kernel keeps REJECT to the filter table's INPUT, FORWARD and OUTPUT hooks and
+allows tcp-reset only on rules that match `-p tcp` (not inverted).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import Family
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+
+# (name iptables-save prints, alias), in the order iptables tries them: a value may be any
+# case-insensitive prefix of either, and the first entry it fits wins (`p` is proto-unreachable).
+TYPES = {
+    Family.IPV4: (("icmp-net-unreachable", "net-unreach"), ("icmp-host-unreachable", "host-unreach"),
+                  ("icmp-proto-unreachable", "proto-unreach"), ("icmp-port-unreachable", "port-unreach"),
+                  ("icmp-net-prohibited", "net-prohib"), ("icmp-host-prohibited", "host-prohib"),
+                  ("tcp-reset", "tcp-rst"), ("icmp-admin-prohibited", "admin-prohib")),
+    # ip6tables 1.8.9 has no tcp-rst alias.
+    Family.IPV6: (("icmp6-no-route", "no-route"), ("icmp6-adm-prohibited", "adm-prohibited"),
+                  ("icmp6-addr-unreachable", "addr-unreach"), ("icmp6-port-unreachable", "port-unreach"),
+                  ("tcp-reset", "tcp-reset"), ("icmp6-policy-fail", "policy-fail"),
+                  ("icmp6-reject-route", "reject-route")),
+}
+DEFAULT = {Family.IPV4: "icmp-port-unreachable", Family.IPV6: "icmp6-port-unreachable"}
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Terminating: the packet is dropped and the sender gets `with_` back, an ICMP/ICMPv6
+    error of that type or, for tcp-reset, a TCP RST."""
+
+    with_: str
+
+
+def reject_type(word: str, family: Family) -> str:
+    w = word.lower()
+    if w:
+        for name, alias in TYPES[family]:
+            if name.startswith(w) or alias.startswith(w):
+                return name
+    other = Family.IPV6 if family is Family.IPV4 else Family.IPV4
+    if any(w in pair for pair in TYPES[other]):
+        hint = f"`{word}` is for {other.cmd} only; {family.cmd} takes {', '.join(n for n, _ in TYPES[family])}"
+    else:
+        hint = f"{family.cmd} takes {', '.join(n for n, _ in TYPES[family])}"
+    raise ParseError(f"REJECT: unknown reject type `{word}`", hint=hint, code="bad-value")
+
+
+@register
+class RejectTarget(Extension):
+    name = "REJECT"
+    kind = "target"
+    options = (Option("--reject-with"),)
+    tables = ("filter",)
+    chains = ("INPUT", "FORWARD", "OUTPUT")
+
+    def convert(self, opt, args, ctx):
+        return reject_type(args[0], ctx.family)
+
+    def finish(self, acc, ctx):
+        with_ = acc["reject-with"][1] if "reject-with" in acc else DEFAULT[ctx.family]
+        if with_ == "tcp-reset" and (ctx.proto != 6 or ctx.proto_inverted):
+            raise ParseError("REJECT --reject-with tcp-reset needs `-p tcp`: the kernel refuses it otherwise",
+                             hint="add `-p tcp` to the rule, or reject with an ICMP type",
+                             code="target-needs-proto")
+        return Reject(with_)
+
+    def save(self, d: Reject) -> list[str]:
+        return ["--reject-with", d.with_]

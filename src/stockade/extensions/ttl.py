@@ -1,0 +1,59 @@
+"""-m ttl: the IPv4 time-to-live field (iptables only; ip6tables has -m hl)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import Family
+from ..parse.diagnostics import ParseError
+from .base import Extension, Option, register
+from .values import parse_c_uint
+
+
+@dataclass(frozen=True)
+class TtlMatch:
+    """True when the IPv4 TTL compares to value: op eq (==), ne (!=, written `! --ttl-eq`),
+    lt (<) or gt (>)."""
+
+    op: str
+    value: int
+
+
+class CounterFieldMatch(Extension):
+    """A one-byte header field compared with one of -eq (invertible), -lt, -gt; shared by
+    ttl and hl. The bare `--ttl`/`--hl` is an old spelling of -eq."""
+
+    field: str  # option prefix, "ttl" or "hl"
+    data: type
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        f = cls.field
+        cls.options = (Option(f"--{f}-eq", invertible=True), Option(f"--{f}-lt"), Option(f"--{f}-gt"),
+                       Option(f"--{f}", invertible=True))
+
+    def parse(self, acc, opt, invert, args, ctx):
+        if invert and not opt.invertible:
+            raise ParseError(f"{self.name}: {opt.name} cannot be inverted with `!`", code="bad-invert",
+                             hint=f"use --{self.field}-lt/--{self.field}-gt with the opposite bound instead")
+        if acc:
+            raise ParseError(f"{self.name}: only one of --{self.field}-eq, --{self.field}-lt and "
+                             f"--{self.field}-gt is allowed", code="conflicting-options")
+        op = opt.key.removeprefix(self.field).lstrip("-") or "eq"
+        acc["test"] = self.data("ne" if invert else op, parse_c_uint(args[0], opt.name, 0, 255))
+
+    def finish(self, acc, ctx):
+        if "test" not in acc:
+            raise ParseError(f"{self.name}: one of --{self.field}-eq, --{self.field}-lt or --{self.field}-gt "
+                             "is required", code="missing-option")
+        return acc["test"]
+
+    def save(self, d) -> list[str]:
+        return (["!", f"--{self.field}-eq"] if d.op == "ne" else [f"--{self.field}-{d.op}"]) + [str(d.value)]
+
+
+@register
+class TtlMatchExt(CounterFieldMatch):
+    name = "ttl"
+    families = frozenset({Family.IPV4})
+    field = "ttl"
+    data = TtlMatch
