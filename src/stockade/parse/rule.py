@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,15 +106,22 @@ def _interface(tok: Token, invert: bool) -> Iface | None:
     return Iface(name, invert)
 
 
+PLACEHOLDER = re.compile(r"^(?:[xX]+(?:\.[xX]+){1,3}|[A-Z][A-Z0-9_]*[A-Z][A-Z0-9_]*|<[^>]*>)(?:/\d+)?$")
+
+
 def _addresses(tok: Token, family: Family) -> list:
     out = []
     for part in tok.text.split(","):
         try:
             out.append(parse_address(part, int(family)))
         except ValueError as e:
+            example = "192.0.2.10 or 198.51.100.0/24" if family is Family.IPV4 else "2001:db8::10 or 2001:db8::/64"
+            if PLACEHOLDER.match(part):
+                raise ParseError(f"`{part}` is a placeholder left in from a tutorial, not an address",
+                                 code="placeholder", token=tok, hint=f"replace it with a real address, e.g. {example}")
             raise ParseError(f"{e}", code="bad-address", token=tok,
-                             hint="host names and placeholders like x.x.x.x are not addresses; "
-                                  "write an address or CIDR such as 192.0.2.10 or 198.51.100.0/24") from None
+                             hint=f"iptables resolves host names only once, at load time; write an address "
+                                  f"or CIDR such as {example}") from None
     return out
 
 

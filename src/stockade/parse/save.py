@@ -13,7 +13,7 @@ from .command import Builder, table_of
 from .diagnostics import ParseError, Token
 
 _HEADER = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$")
-_COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
+COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
 
 
 def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]:
@@ -81,11 +81,11 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
                 table = None
                 continue
             if stripped.startswith(":"):
-                _header(table, stripped, origin)
+                chain_header(table, stripped, origin)
                 continue
             start = origin.col - 1
             counters = None
-            if m := _COUNTERS.match(line, start):
+            if m := COUNTERS.match(line, start):
                 counters = Counters(int(m.group(1)), int(m.group(2)))
                 start = m.end()
             words = split_line(line, file, lineno, start)
@@ -104,7 +104,7 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
     return b
 
 
-def _header(table: Table, line: str, origin: Origin) -> None:
+def chain_header(table: Table, line: str, origin: Origin) -> None:
     m = _HEADER.match(line)
     if not m:
         raise ParseError(f"bad chain header `{line}`", code="bad-header", hint="write `:NAME POLICY [0:0]`")
