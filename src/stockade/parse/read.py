@@ -6,6 +6,7 @@ import re
 from ..model import Family
 from .command import Builder
 from .save import read_save
+from .script import read_script
 
 _RESTORE = re.compile(r"^\s*(\*(filter|nat|mangle|raw|security)\s*$|COMMIT\s*$)", re.M)
 _COMMAND = re.compile(r"^\s*(sudo\s+)?(\S*/)?ip6?tables\s", re.M)
@@ -21,5 +22,4 @@ def read(text: str, file: str, fmt: str = "auto", family: Family | None = None) 
         fmt = guess_format(text)
     if fmt == "save":
         return read_save(text, file, family)
-    from .script import read_script  # the script reader pulls in the shell lexer
     return read_script(text, file)
