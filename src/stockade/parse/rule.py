@@ -145,6 +145,7 @@ class RuleParser:
         target_name: Token | None = None
         goto = False
         invert: Token | None = None
+        opaque: _Loaded | None = None  # the unknown extension that takes bare words now
         i = 0
 
         def arg(n: int = 1) -> list[Token]:
@@ -234,23 +235,19 @@ class RuleParser:
                     if "," not in a.text:
                         i += 1
                 invert = None
+                opaque = loaded[-1] if core == "match" and loaded[-1].ext is None else (
+                    target if core in ("jump", "goto") and target is not None and target.ext is None else None)
                 i += 1
                 continue
             if w.startswith("-") and len(w) > 1:
                 owner = self._owner(w, loaded, target)
                 if owner is None:
-                    implicit = self._implicit(loaded)
-                    if implicit is not None and implicit.ext.option(w):
-                        loaded.append(implicit)
-                        owner = implicit
-                if owner is None:
                     raise _unknown_option(tok, ctx)
+                opaque = owner if owner.ext is None else None
                 i += self._feed(owner, tok, invert, words, i)
                 invert = None
                 continue
-            last = loaded[-1] if loaded else None
-            opaque = target if (target is not None and target.ext is None) else last
-            if opaque is not None and opaque.ext is None:
+            if opaque is not None:  # an argument of the unknown extension's last option
                 opaque.words.append(w)
                 i += 1
                 continue
@@ -304,16 +301,21 @@ class RuleParser:
                          hint=(f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`"))
 
     def _owner(self, word: str, loaded: list[_Loaded], target: _Loaded | None) -> _Loaded | None:
-        for m in reversed(loaded):  # iptables gives a shared option name to the newest match
+        """Who takes option `word`: the newest loaded match that knows it (as iptables' merged getopt
+        table resolves shared names), the target, the protocol's implicit match (loaded now), and
+        only then an unknown extension, which keeps the words verbatim."""
+        for m in reversed(loaded):
             if m.ext is not None and m.ext.option(word):
                 return m
         if target is not None and target.ext is not None and target.ext.option(word):
             return target
+        implicit = self._implicit(loaded)
+        if implicit is not None and implicit.ext.option(word):
+            loaded.append(implicit)
+            return implicit
         if target is not None and target.ext is None:
             return target
-        if loaded and loaded[-1].ext is None:
-            return loaded[-1]
-        return None
+        return next((m for m in reversed(loaded) if m.ext is None), None)
 
     def _expand(self, tok: Token, loaded: list[_Loaded], target: _Loaded | None) -> str:
         """getopt_long accepts any unambiguous prefix of a long option (`--to-dest`)."""
@@ -322,9 +324,9 @@ class RuleParser:
         implicit = self._implicit(loaded)
         if implicit is not None:
             exts.append(implicit.ext)
-        if any(e.option(word) for e in exts) or (loaded and loaded[-1].ext is None) or (
+        if any(e.option(word) for e in exts) or any(m.ext is None for m in loaded) or (
                 target is not None and target.ext is None):
-            return word
+            return word  # an exact name, or possibly an unknown extension's own option
         found = {(id(e), o.name): o.name for e in exts for o in e.options
                  for name in (o.name, *o.aliases) if name.startswith(word)}
         found |= {("core", CORE[name]): name for name in CORE if name.startswith(word) and name.startswith("--")}

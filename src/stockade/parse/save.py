@@ -65,6 +65,11 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
         line = raw.rstrip("\r")
         stripped = line.strip()
         origin = Origin(file, lineno, len(line) - len(line.lstrip()) + 1)
+        if line and (not stripped or stripped == "COMMIT" or stripped.startswith("#")) and line != stripped:
+            b.note("warning", "restore-whitespace",
+                   "iptables-restore 1.8 refuses this whole file because of white space on this line "
+                   "(blank line with spaces, indented comment, or space after COMMIT)", origin,
+                   "remove the spaces; older iptables-restore versions accepted them")
         if not stripped or stripped.startswith("#"):
             continue
         try:
