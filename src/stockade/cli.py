@@ -103,6 +103,56 @@ def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> N
     sys.exit(explain_one(b, spec, as_json) if spec is not None else explain_batch(b, batch, as_json))
 
 
+def _policy(path: str):
+    """Compile a policy or exit 1 with its positioned diagnostics."""
+    from .policy.compile import compile_policy
+    from .policy.schema import PolicyError
+
+    try:
+        return compile_policy(path)
+    except PolicyError as e:
+        for d in e.diagnostics:
+            click.echo(str(d), err=True)
+        sys.exit(EXIT_FINDINGS)
+
+
+@main.command("compile")
+@click.argument("policy")
+@click.option("--target", type=click.Choice(["iptables", "nftables"]), default="iptables", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="directory to write into")
+def compile_cmd(policy: str, target: str, out_dir: str) -> None:
+    """Compile POLICY: rules.v4, rules.v6 and ipsets (iptables) or ruleset.nft (nftables)."""
+    from .policy.output import write_outputs
+
+    c = _policy(policy)
+    for path in write_outputs(c, target, Path(out_dir)):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("policy")
+@click.option("--json", "as_json", is_flag=True)
+def check(policy: str, as_json: bool) -> None:
+    """Validate and compile POLICY, have the real tools check it in a throwaway namespace, show what is open."""
+    from .policy.check import check_with_tools
+    from .policy.summary import service_table
+
+    c = _policy(policy)
+    problems = check_with_tools(c)
+    rows = service_table(c.policy)
+    if as_json:
+        click.echo(json.dumps({"policy": policy, "ok": not problems, "problems": problems, "services": rows},
+                              indent=2))
+    else:
+        click.echo(f"{'service':<12} {'ports':<18} {'from':<28} limit")
+        for r in rows:
+            click.echo(f"{r['service']:<12} {r['ports']:<18} {r['from']:<28} {r['limit'] or ''}")
+        for prob in problems:
+            click.echo(f"{policy}: error: {prob}", err=True)
+        click.echo(f"{policy}: {'ok' if not problems else 'REFUSED by the real tools'}", err=True)
+    sys.exit(EXIT_FINDINGS if problems else 0)
+
+
 @main.command()
 def demo() -> None:
     """Import a seed-style firewall script with classic mistakes; show what stockade finds."""

@@ -1,0 +1,28 @@
+"""Writing a compiled policy where `stockade compile --out DIR` puts it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..model import Family
+from ..render.ipset import render_ipsets
+from ..render.save import render_save
+from .compile import Compiled
+
+
+def render_outputs(c: Compiled, target: str) -> dict[str, str]:
+    """File name -> content for one back end."""
+    if target == "nftables":
+        from ..render.nft import render_nft
+
+        return {"ruleset.nft": render_nft(c.rulesets)}
+    return {"rules.v4": render_save(c.rulesets[Family.IPV4]), "rules.v6": render_save(c.rulesets[Family.IPV6]),
+            "ipsets": render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]])}
+
+
+def write_outputs(c: Compiled, target: str, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_outputs(c, target).items():
+        (out / name).write_text(text)
+        written.append(out / name)
+    return written

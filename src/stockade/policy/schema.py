@@ -1,0 +1,295 @@
+"""The policy file: what the server should allow, validated before anything is compiled.
+
+Every error comes out as `file:line:col: error: message` with a hint: unknown keys
+(with the key meant), service names (with the service meant), addresses, rates.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from ..model import Origin
+from ..parse.diagnostics import Diagnostic
+from .catalogue import resolve
+from .locate import key_positions, position
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def network(text: str) -> Network:
+    """An address or CIDR; host bits are an error, as they usually mean a typo."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as e:
+        raise ValueError(f"`{text}` is not an address or network ({e})") from None
+RATE = re.compile(r"^(\d+)/(\d*)(second|sec|s|minute|min|m|hour|h|day|d)$")
+UNIT_SECONDS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600,
+                "day": 86400, "d": 86400}
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,20}$")
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`N/UNIT` or `N/KUNIT` (e.g. `10/10m`: 10 per 10 minutes) into (count, seconds)."""
+    m = RATE.match(text.strip())
+    if not m:
+        raise ValueError(f"`{text}` is not a rate; write e.g. 5/second, 10/10m, 100/hour")
+    count, mult, unit = int(m.group(1)), int(m.group(2) or 1), m.group(3)
+    if count == 0 or mult == 0:
+        raise ValueError(f"`{text}`: a rate needs a count and a period above zero")
+    return count, mult * UNIT_SECONDS[unit]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Server(Strict):
+    interfaces: list[str] = Field(default_factory=lambda: ["eth0"], min_length=1)
+    addresses: list[str] = Field(default_factory=list)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for a in v:
+            network(a)
+        return v
+
+    @field_validator("interfaces")
+    @classmethod
+    def _ifaces(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,15}\+?", name):
+                raise ValueError(f"`{name}` is not an interface name (letters, digits, _ . -, at most 15)")
+        return v
+
+
+class FileGroup(Strict):
+    file: str
+
+
+def _group(value: Any) -> tuple[str, ...] | FileGroup:
+    """A group is a list of addresses/CIDRs or `{ file = "PATH" }` (one address per line, # comments)."""
+    if isinstance(value, dict):
+        return FileGroup.model_validate(value)
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError('a group is a list of addresses, e.g. ["192.0.2.7", "2001:db8::/48"], '
+                         'or { file = "blocked.txt" }')
+    for x in value:
+        network(x)
+    return tuple(value)
+
+
+Group = Annotated[Any, BeforeValidator(_group)]
+
+
+class Log(Strict):
+    drops: bool = True
+    prefix: str = "stockade-drop: "
+    rate: str = "5/minute"
+    burst: int = Field(default=10, ge=1, le=10000)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:=\- ]{1,28}", v):
+            raise ValueError("a log prefix is 1-28 characters: letters, digits, space and _ . : = -")
+        return v
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        parse_rate(v)
+        return v
+
+
+class Icmp(Strict):
+    ping: Literal["allow", "limit", "deny"] = "limit"
+    rate: str = "5/second"
+    burst: int = Field(default=10, ge=1, le=10000)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        parse_rate(v)
+        return v
+
+
+class SynFlood(Strict):
+    rate: str = "50/second"
+    burst: int = Field(default=100, ge=1, le=10000)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        parse_rate(v)
+        return v
+
+
+class Protect(Strict):
+    invalid: bool = True
+    null: bool = True
+    xmas: bool = True
+    new_without_syn: bool = True
+    bogons: bool = True
+    syn_flood: SynFlood | Literal[False] = Field(default_factory=SynFlood)
+
+
+class Blocklist(Strict):
+    inbound: list[str] = Field(default_factory=list)
+    outbound: list[str] = Field(default_factory=list)
+
+
+class Defaults(Strict):
+    closed: Literal["drop", "reject"] = "drop"
+    egress: Literal["open", "strict"] = "open"
+
+
+class Allow(Strict):
+    service: str | list[str]
+    from_: str | list[str] = Field(default="everyone", alias="from")
+    limit: str | None = None  # new connections per source, e.g. "10/10m"
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, v):
+        for name in [v] if isinstance(v, str) else v:
+            resolve(name)
+        return v
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v):
+        if v is not None:
+            parse_rate(v)
+        return v
+
+    @property
+    def services(self) -> list[str]:
+        return [self.service] if isinstance(self.service, str) else list(self.service)
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.from_] if isinstance(self.from_, str) else list(self.from_)
+
+
+class Egress(Strict):
+    service: str | list[str]
+    to: str | list[str] = "everyone"
+
+    _service = field_validator("service")(Allow._service.__func__)
+
+    @property
+    def services(self) -> list[str]:
+        return [self.service] if isinstance(self.service, str) else list(self.service)
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+
+class Policy(Strict):
+    server: Server = Field(default_factory=Server)
+    groups: dict[str, Group] = Field(default_factory=dict)
+    admin: list[str] = Field(default_factory=list)  # groups with full access
+    defaults: Defaults = Field(default_factory=Defaults)
+    log: Log = Field(default_factory=Log)
+    icmp: Icmp = Field(default_factory=Icmp)
+    protect: Protect = Field(default_factory=Protect)
+    blocklist: Blocklist = Field(default_factory=Blocklist)
+    allow: list[Allow] = Field(default_factory=list)
+    egress: list[Egress] = Field(default_factory=list)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, v):
+        for name in v:
+            if not NAME.match(name) or name == "everyone":
+                raise ValueError(f"group name `{name}`: lower-case letters, digits, _ and -, at most 21, "
+                                 "not `everyone`")
+        return v
+
+
+class PolicyError(Exception):
+    """The policy cannot be used; `diagnostics` say where and why."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__("\n".join(map(str, diagnostics)))
+        self.diagnostics = diagnostics
+
+
+def _hint(loc: tuple, known: dict) -> str | None:
+    """For an unknown key: the allowed key it is closest to, or the allowed keys."""
+    level = known
+    for part in loc[:-1]:
+        if not isinstance(part, int):
+            level = level.get(part, {})
+    close = difflib.get_close_matches(str(loc[-1]), sorted(level), n=1)
+    return f"did you mean `{close[0]}`?" if close else (f"allowed here: {', '.join(sorted(level))}" if level else None)
+
+
+def _fields(model: type[BaseModel]) -> dict:
+    """The keys allowed at each level of the policy, nested."""
+    out: dict = {}
+    for name, f in model.model_fields.items():
+        args = getattr(f.annotation, "__args__", None) or (f.annotation,)
+        sub = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        out[f.alias or name] = _fields(sub) if sub else {}
+    return out
+
+
+def _names(tree: dict) -> set[str]:
+    return set(tree) | {n for sub in tree.values() for n in _names(sub)}
+
+
+def load_policy(path: str | Path, text: str | None = None) -> Policy:
+    """Read and validate a policy file; raise PolicyError with positioned diagnostics."""
+    path = Path(path)
+    name = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as e:
+            raise PolicyError([Diagnostic("error", "unreadable", f"cannot read policy: {e}", Origin(name, 1))]) \
+                from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
+        raise PolicyError([Diagnostic("error", "toml", f"not valid TOML: {str(e).split(' (at line')[0]}",
+                                      Origin(name, line, col), "see https://toml.io for the syntax")]) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        positions = key_positions(text)
+        known = _fields(Policy)
+        positions_keys = {p for path in positions for p in path if isinstance(p, str)} | _names(known)
+        diags = []
+        for err in e.errors():
+            # union branches add their type names (`str`, `list[str]`) to the location: keep keys and indices
+            loc = tuple(p for p in err["loc"] if isinstance(p, int) or p in positions_keys)
+            msg = err["msg"].removeprefix("Value error, ")
+            unknown = err["type"] == "extra_forbidden"
+            if unknown:
+                msg = f"unknown key `{loc[-1]}`"
+            line, col = position(positions, loc)
+            where = ".".join(str(p) for p in loc)
+            diags.append(Diagnostic("error", "policy", f"{where}: {msg}", Origin(name, line, col),
+                                    _hint(loc, known) if unknown else None))
+        raise PolicyError(_dedupe(diags)) from None
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen, out = set(), []
+    for d in diags:
+        key = (d.origin, d.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out

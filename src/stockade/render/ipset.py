@@ -1,0 +1,13 @@
+"""Named sets as `ipset restore` input: create, then add every member (`-exist` keeps reloads idempotent)."""
+from __future__ import annotations
+
+from ..model import Ruleset
+
+
+def render_ipsets(rulesets: list[Ruleset]) -> str:
+    lines: list[str] = []
+    for rs in rulesets:
+        for s in rs.sets.values():
+            lines.append(" ".join(["create", s.name, s.type, *s.options, "-exist"]))
+            lines += (f"add {s.name} {m} -exist" for m in s.members)
+    return "\n".join(lines) + ("\n" if lines else "")
