@@ -1,0 +1,102 @@
+"""The policy file: validation with positions, compilation, and nothing injectable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stockade.model import Family
+from stockade.policy.compile import compile_policy
+from stockade.policy.output import render_outputs
+from stockade.policy.schema import PolicyError
+from stockade.render.save import render_save
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.toml"))
+
+
+def errors(tmp_path, text: str, name: str = "p.toml") -> list[str]:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(PolicyError) as e:
+        compile_policy(path)
+    return [str(d).replace(str(tmp_path) + "/", "") for d in e.value.diagnostics]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_compile_deterministically(example):
+    first = render_outputs(compile_policy(example), "iptables")
+    assert first == render_outputs(compile_policy(example), "iptables")
+    for name in ("rules.v4", "rules.v6"):
+        stk_in = [line for line in first[name].splitlines() if line.startswith("-A stk-in ")]
+        assert stk_in[0].startswith("-A stk-in -m conntrack --ctstate RELATED,ESTABLISHED")
+
+
+def test_unknown_key_has_position_and_suggestion(tmp_path):
+    assert errors(tmp_path, "[protect]\nxmass = true\n") == [
+        "p.toml:2:1: error: protect.xmass: unknown key `xmass`\n  hint: did you mean `xmas`?"]
+
+
+def test_service_typo(tmp_path):
+    (err,) = errors(tmp_path, '[[allow]]\nservice = "ssh"\n\n[[allow]]\nservice = ["http", "htps"]\n')
+    assert err.startswith("p.toml:5:1: error: allow.1.service: unknown service `htps`; did you mean `https`?")
+
+
+def test_bad_address_in_group(tmp_path):
+    (err,) = errors(tmp_path, '[groups]\nadmins = ["192.0.2.1", "192.0.2.300"]\n')
+    assert err.startswith("p.toml:2:1: error: groups.admins: `192.0.2.300` is not an address")
+
+
+def test_group_file_errors_point_into_the_file(tmp_path):
+    (tmp_path / "blocked.txt").write_text("# list\n203.0.113.5\nnot-an-ip\n")
+    (err,) = errors(tmp_path, '[groups]\nbad = { file = "blocked.txt" }\n[blocklist]\ninbound = ["bad"]\n')
+    assert err.startswith("blocked.txt:3:1: error: `not-an-ip` is not an address or network")
+
+
+def test_unknown_group(tmp_path):
+    (err,) = errors(tmp_path, '[[allow]]\nservice = "ssh"\nfrom = ["admns"]\n')
+    assert err.startswith("p.toml:3:1: error: unknown group `admns`")
+
+
+def test_toml_syntax_error(tmp_path):
+    (err,) = errors(tmp_path, '[server]\ninterfaces = ["eth0"\n')
+    assert err.startswith("p.toml:") and "not valid TOML" in err
+
+
+@pytest.mark.parametrize("prefix", ['drop"\n-A INPUT -j ACCEPT', "x\r\ny", "a" * 40, '" -j ACCEPT #'])
+def test_log_prefix_cannot_inject(tmp_path, prefix):
+    text = '[log]\nprefix = """' + prefix.replace("\\", "\\\\") + '"""\n'
+    assert any("log.prefix" in e for e in errors(tmp_path, text))
+
+
+@pytest.mark.parametrize("name", ["a b", "x\ny", "--match-set", "-j", "ACCEPT", "everyone"])
+def test_group_names_cannot_inject(tmp_path, name):
+    text = f'[groups]\n"{name.replace(chr(10), chr(92) + "n")}" = ["192.0.2.1"]\n'
+    assert any("group name" in e for e in errors(tmp_path, text))
+
+
+@pytest.mark.parametrize("svc", ["22/tcp -j ACCEPT", "--dport", "22/tcp\n", "0/tcp", "70000/udp", "22/icmp"])
+def test_service_strings_cannot_inject(tmp_path, svc):
+    text = f'[[allow]]\nservice = "{svc.replace(chr(10), chr(92) + "n")}"\n'
+    assert any("allow.0.service" in e for e in errors(tmp_path, text))
+
+
+def test_policy_file_name_with_newline_is_refused_not_written(tmp_path):
+    with pytest.raises(PolicyError) as e:
+        compile_policy(tmp_path / "evil\n-A INPUT -j ACCEPT.toml", text="[server]\n")
+    assert any("control character" in str(d) for d in e.value.diagnostics)
+
+
+def test_every_rule_names_its_policy_line(tmp_path):
+    c = compile_policy(EXAMPLES[0])
+    for rs in c.rulesets.values():
+        for table in rs.tables.values():
+            for chain in table.chains.values():
+                for r in chain.rules:
+                    assert any(m.name == "comment" for m in r.matches)
+
+
+def test_custom_port_ranges_and_multiport(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[[allow]]\nservice = ["6000-6010/tcp", "80/tcp", "8080/tcp"]\n')
+    text = render_save(compile_policy(path).rulesets[Family.IPV4])
+    assert "-p tcp -m multiport --dports 6000:6010,80,8080" in text
