@@ -11,6 +11,39 @@ from .base import Extension, Option, register
 TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE",
          "PROHIBIT", "THROW", "NAT", "XRESOLVE")
 NOT_IPV6 = ("BROADCAST", "BLACKHOLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")  # the kernel refuses these
+ROUTED_V6 = frozenset({"LOCAL", "ANYCAST", "UNREACHABLE"})  # what match_lookup_rt6 can report
+
+
+def v4_type(addr: int, given: str | None, limited: bool) -> str | None:
+    """inet_dev_addr_type: 0.0.0.0 and 255.255.255.255 are BROADCAST and 224.0.0.0/4 MULTICAST
+    whatever the tables say; otherwise the local table's route type (pkt.src_type/dst_type), UNICAST
+    if it has none. Limited to an interface, a route through another device counts as UNICAST, and
+    the model does not know which device owns an address: only UNICAST stays certain."""
+    if addr in (0, 0xFFFFFFFF):  # ipv4_is_zeronet is 0.0.0.0 alone since Linux 5.3
+        return "BROADCAST"
+    if addr >> 28 == 0xE:
+        return "MULTICAST"
+    if given is None or (limited and given != "UNICAST"):
+        return None
+    return given
+
+
+def v6_holds(addr: int, types: frozenset[str], given: str | None, limited: bool) -> bool | None:
+    """match_type6: the listed types are requirements, not alternatives: MULTICAST, UNICAST and
+    UNSPEC each demand that class of address (ipv6_addr_type); then LOCAL, ANYCAST or UNREACHABLE,
+    if listed, need the route lookup to report one of them (pkt.*_type; with an interface limit
+    the model cannot redo the lookup)."""
+    multicast = addr >> 120 == 0xFF
+    hi64, w2 = addr >> 64, (addr >> 32) & 0xFFFFFFFF
+    unicast = not multicast and addr != 0 and not (hi64 == 0 and w2 == 0xFFFF)
+    if ("MULTICAST" in types and not multicast) or ("UNICAST" in types and not unicast) or (
+            "UNSPEC" in types and addr != 0):
+        return False
+    if not types & ROUTED_V6:
+        return True
+    if given is None or limited:
+        return None
+    return given in types & ROUTED_V6
 
 
 def parse_types(word: str) -> frozenset[str]:
@@ -78,6 +111,24 @@ class AddrTypeMatchExt(Extension):
                 raise ParseError(f"addrtype: ip6tables cannot match address type {bad[0]}", code="wrong-family",
                                  hint="IPv6 supports UNSPEC, UNICAST, LOCAL, ANYCAST, MULTICAST and UNREACHABLE")
         return AddrTypeMatch(src, dst, limit)
+
+    def holds(self, d: AddrTypeMatch, pkt, env) -> bool | None:
+        """addrtype_mt_v1: the source test, then (only if it held) the destination test; a test the
+        model cannot decide leaves the match open unless the other one fails."""
+        limited = d.limit_iface is not None
+        results = []
+        for ts, addr, given in ((d.src, pkt.src, pkt.src_type), (d.dst, pkt.dst, pkt.dst_type)):
+            if ts is None:
+                continue
+            if pkt.family is Family.IPV4:
+                kind = v4_type(addr, given, limited)
+                got = None if kind is None else kind in ts.types
+            else:
+                got = v6_holds(addr, ts.types, given, limited)
+            results.append(None if got is None else got != ts.invert)
+        if False in results:
+            return False
+        return None if None in results else True
 
     def save(self, d: AddrTypeMatch) -> list[str]:
         out = (d.src.save("--src-type") if d.src else []) + (d.dst.save("--dst-type") if d.dst else [])

@@ -37,6 +37,19 @@ class ConnmarkTarget:
     shift_right: bool = False
 
 
+def has_entry(pkt, env) -> bool | None:
+    """Whether nf_ct_get finds a conntrack entry on the packet at this rule. The raw table runs
+    before conntrack: only a packet on lo may already carry the entry its output path attached,
+    which the model does not follow (None). INVALID and UNTRACKED packets carry none."""
+    if env.at[0] == "raw":
+        return None if pkt.iif == "lo" and pkt.hook == "INPUT" else False
+    return env.ctstate not in (None, "INVALID", "UNTRACKED")
+
+
+def shifted(value: int, bits: int, right: bool) -> int:
+    return (value >> bits) if right else (value << bits) & ALL
+
+
 @register
 class ConnmarkMatchExt(Extension):
     name = "connmark"
@@ -51,6 +64,15 @@ class ConnmarkMatchExt(Extension):
                              hint="write -m connmark --mark VALUE[/MASK]")
         invert, (value, mask) = acc["mark"]
         return ConnmarkMatch(value, mask, invert)
+
+    def holds(self, d: ConnmarkMatch, pkt, env) -> bool | None:
+        """connmark_mt: false without a conntrack entry, even with `!`; else tests ct->mark."""
+        entry = has_entry(pkt, env)
+        if entry is False:
+            return False
+        if entry is None or env.ctmark is None:
+            return None
+        return ((env.ctmark & d.mask) == d.value) != d.invert
 
     def save(self, d: ConnmarkMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mark", save_mark_mask(d.value, d.mask)]
@@ -110,6 +132,25 @@ class ConnmarkTargetExt(Extension):
         if mode == "set":
             return ConnmarkTarget("set", state["ctmark"], state["ctmask"], ALL, shift, right)
         return ConnmarkTarget(mode, 0, state["ctmask"], state["nfmask"], shift, right)
+
+    def act(self, d: ConnmarkTarget, pkt, env) -> None:
+        """connmark_tg_shift: nothing without a conntrack entry; unknown inputs give unknown marks."""
+        entry = has_entry(pkt, env)
+        if entry is False:
+            return
+        ct, nf = env.ctmark, env.mark
+        if d.mode == "restore":  # an entry that may be missing leaves the mark unknown
+            base = 0 if d.nfmask == ALL else nf
+            env.mark = None if base is None or ct is None or entry is None else (
+                (base & ~d.nfmask) ^ shifted(ct & d.ctmask, d.shift, d.shift_right)) & ALL
+            return
+        base = 0 if d.ctmask == ALL else ct
+        if d.mode == "set":
+            env.ctmark = None if base is None else shifted((base & ~d.ctmask) ^ d.ctmark_value, d.shift,
+                                                           d.shift_right)
+        else:
+            env.ctmark = None if base is None or nf is None else (
+                (base & ~d.ctmask) ^ shifted(nf & d.nfmask, d.shift, d.shift_right)) & ALL
 
     def save(self, d: ConnmarkTarget) -> list[str]:
         if d.mode == "set":

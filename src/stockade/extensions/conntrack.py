@@ -7,7 +7,7 @@ from ..model import Address, parse_address
 from ..model.address import ntop
 from ..parse.diagnostics import ParseError
 from .base import Extension, Option, register
-from .state import STATE_NAMES, States, parse_names
+from .state import STATE_NAMES, States, ct_state, parse_names, template
 from .values import format_range, parse_port_range, parse_proto, parse_uint_range
 
 CTSTATE_NAMES = STATE_NAMES + ("SNAT", "DNAT")
@@ -15,6 +15,11 @@ STATUS_NAMES = ("NONE", "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED")  # par
 DIRECTIONS = ("ORIGINAL", "REPLY")
 ADDRESS_KEYS = ("ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst")
 PORT_KEYS = ("ctorigsrcport", "ctorigdstport", "ctreplsrcport", "ctrepldstport")
+# Trackers whose tuple holds the two ports. DCCP has none since Linux 6.16 (its tracker went with the
+# protocol): like every other protocol without a tracker it gets the generic one, ports 0. GRE keeps
+# PPTP call ids, which the packet model does not carry.
+PORTED = (6, 17, 132, 136)
+ICMP_REPLY = {4: {8: 0, 13: 14, 15: 16, 17: 18}, 6: {128: 129, 139: 140}}  # icmp(v6)_invert_tuple
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,32 @@ class ConntrackMatch(Extension):
             fields["direction"] = acc["ctdir"][1]
         return Conntrack(**fields)
 
+    def holds(self, d: Conntrack, pkt, env) -> bool | None:
+        """conntrack_mt (xt_conntrack.c, revision 3): every given test must pass, read from what
+        _entry() knows of the packet's entry; one certain failure decides even when other tests are
+        unknown. Without an entry (INVALID, UNTRACKED) only the state test counts, and fails if
+        absent. --ctexpire is always open: the timeout of an unconfirmed entry (or a template) is
+        relative, nf_ct_expires() subtracts the current jiffies from it, and what is left depends on
+        the host's uptime (0 through most of it; measured)."""
+        state = ct_state(pkt, env)
+        if state is None:
+            return None
+        if state in ("INVALID", "UNTRACKED"):
+            return d.state is not None and (state in d.state.names) != d.state.invert
+        e = _entry(state, pkt, env)
+        tests = []
+        if d.state is not None:
+            tests.append(_bits(d.state.names, {state} | (e.nat or set()), {"SNAT", "DNAT"} if e.nat is None
+                               else set(), d.state.invert))
+        if d.direction is not None:
+            tests.append(None if e.direction is None else d.direction == e.direction)
+        tests += _tuple_tests(d, e.tuple)
+        if d.status is not None:
+            tests.append(_bits(d.status.names, e.status, e.maybe, d.status.invert))
+        if d.expire is not None:
+            tests.append(None)
+        return all3(tests)
+
     def save(self, d: Conntrack) -> list[str]:
         out = d.state.save("--ctstate") if d.state is not None else []
         if d.proto is not None:
@@ -169,3 +200,82 @@ class ConntrackMatch(Extension):
         if d.direction:
             out += ["--ctdir", d.direction]
         return out
+
+
+def all3(tests: list[bool | None]) -> bool | None:
+    """AND where None is unknown: one certain False decides."""
+    if False in tests:
+        return False
+    return None if None in tests else True
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What conntrack_mt reads from a packet's entry; None where the model does not know it."""
+
+    nat: frozenset[str] | None  # SNAT/DNAT state bits
+    direction: str | None
+    tuple: tuple | None  # (l4proto, orig src, orig dst, reply src, reply dst, (4 ports as in PORT_KEYS))
+    status: frozenset[str] = frozenset()  # --ctstatus bits certainly set
+    maybe: frozenset[str] = frozenset(STATUS_NAMES)  # bits that may be set
+
+
+def _entry(state: str, pkt, env) -> _Entry:
+    """A NEW packet travels in the original direction and its entry has seen no reply, so it is
+    neither EXPECTED, SEEN_REPLY nor ASSURED; a first packet (state derived, not given) is not yet
+    CONFIRMED either. Its original tuple is the packet as conntrack saw it (env.orig), its reply tuple
+    that reversed, with the new destination DNAT gave as source and SNAT's new source as destination;
+    nf_nat_setup_info sets the DNAT/SNAT bits only when it changed the tuple. A raw-table template
+    has an all-zero tuple and is CONFIRMED (xt_ct_tg_check). ESTABLISHED/RELATED entries given by
+    the packet spec are unknown."""
+    if template(env):
+        return _Entry(frozenset(), "ORIGINAL", (0, 0, 0, 0, 0, (0, 0, 0, 0)), frozenset({"CONFIRMED"}), frozenset())
+    if state != "NEW":
+        return _Entry(None, None, None)
+    orig, nat = env.orig, set()
+    if (pkt.src, pkt.sport) != (orig.src, orig.sport):
+        nat.add("SNAT")
+    if (pkt.dst, pkt.dport) != (orig.dst, orig.dport):
+        nat.add("DNAT")
+    ports = _ports(orig, orig.proto, reply=False) + _ports(pkt, orig.proto, reply=True)
+    maybe = frozenset() if pkt.state is None else frozenset({"CONFIRMED"})
+    return _Entry(frozenset(nat), "ORIGINAL", (orig.proto, orig.src, orig.dst, pkt.dst, pkt.src, ports),
+                  maybe=maybe)
+
+
+def _bits(names: frozenset[str], present, maybe, invert: bool) -> bool | None:
+    """A test that holds when one of `names` is present (with `invert`, when none is)."""
+    if names & present:
+        return not invert
+    return None if names & maybe else invert
+
+
+def _ports(pkt, proto: int, reply: bool) -> tuple[int | None, int | None]:
+    """A tuple's (source, destination) `u.all` as numbers: ports, or for ICMP the id (not modelled)
+    and type<<8|code; 0 for protocols the generic tracker handles."""
+    if proto in PORTED:
+        return (pkt.dport, pkt.sport) if reply else (pkt.sport, pkt.dport)
+    if (int(pkt.family), proto) in ((4, 1), (6, 58)):
+        kind = ICMP_REPLY[int(pkt.family)].get(pkt.icmp_type) if reply else pkt.icmp_type
+        return None, None if kind is None else kind << 8 | (pkt.icmp_code or 0)
+    if proto == 47:
+        return None, None
+    return 0, 0
+
+
+def _tuple_tests(d: Conntrack, entry: tuple | None) -> list[bool | None]:
+    """--ctproto and the address and port tests; one None if any is given and the tuple unknown."""
+    given = [getattr(d, k) for k in ADDRESS_KEYS + PORT_KEYS]
+    if d.proto is None and given == [None] * len(given):
+        return []
+    if entry is None:
+        return [None]
+    proto, *addrs, ports = entry
+    tests = [] if d.proto is None else [(proto == d.proto) != d.proto_invert]
+    for test, value in zip(given[:4], addrs):
+        if test is not None:
+            tests.append(test.net.contains(value) != test.invert)
+    for test, port in zip(given[4:], ports):
+        if test is not None:
+            tests.append(None if port is None else (test.lo <= port <= test.hi) != test.invert)
+    return tests

@@ -46,6 +46,27 @@ class Notrack:
     `CT --notrack`; the packet goes on to the next rule."""
 
 
+TEMPLATE_NOTE = "CT: conntrack template attached"
+
+
+def carries_state(pkt, env) -> bool:
+    """Whether the packet already carries conntrack state, which xt_ct_target/notrack_tg leave
+    alone: a template or untracking from an earlier raw rule, or, in raw PREROUTING, whatever a
+    packet on lo kept from its output path (an entry, unless it was INVALID there)."""
+    if TEMPLATE_NOTE in env.notes or (env.ctstate == "UNTRACKED" and pkt.state != "UNTRACKED"):
+        return True
+    if pkt.hook == "INPUT" and pkt.iif == "lo":
+        # imported here, not at the top: the semantics package imports the extensions
+        from ..semantics.conntrack import first_packet_state
+        return (pkt.state or first_packet_state(pkt)) != "INVALID"
+    return False
+
+
+def untrack(pkt, env) -> None:
+    if not carries_state(pkt, env):
+        env.ctstate = "UNTRACKED"
+
+
 def events(word: str, table: tuple[str, ...], what: str) -> tuple[str, ...]:
     names = word.split(",")
     for n in names:
@@ -133,6 +154,14 @@ class CtTarget(Extension):
         return Ct(notrack, helper, get("timeout"), get("ctevents") or (), get("expevents") or (), zone,
                   frozenset() if len(dirs) == 2 else dirs)
 
+    def act(self, d: Ct, pkt, env) -> None:
+        """xt_ct_target: --notrack untracks; otherwise a template (helper, zone, timeouts, events)
+        is attached, which does not change the state conntrack gives the first packet."""
+        if d.notrack:
+            untrack(pkt, env)
+        elif not carries_state(pkt, env):
+            env.notes.append(TEMPLATE_NOTE)
+
     def save(self, d: Ct) -> list[str]:
         out = ["--notrack"] if d.notrack else []
         for flag, value in (("--helper", d.helper), ("--timeout", d.timeout)):
@@ -155,6 +184,10 @@ class NotrackTarget(Extension):
 
     def finish(self, acc, ctx):
         return Notrack()
+
+    def act(self, d: Notrack, pkt, env) -> None:
+        """notrack_tg: as CT --notrack."""
+        untrack(pkt, env)
 
     def save(self, d: Notrack) -> list[str]:
         return []

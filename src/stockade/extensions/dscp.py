@@ -64,6 +64,10 @@ class DscpMatchExt(Extension):
         invert, value = only_one("dscp", acc)
         return DscpMatch(value, invert)
 
+    def holds(self, d: DscpMatch, pkt, env) -> bool:
+        """dscp_mt/dscp_mt6: the top six bits of the TOS byte / traffic class as it is now."""
+        return ((env.pkt.tos >> 2) == d.value) != d.invert
+
     def save(self, d: DscpMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--dscp", f"0x{d.value:02x}"]
 
@@ -80,6 +84,10 @@ class DscpTarget(Extension):
 
     def finish(self, acc, ctx):
         return SetDscp(only_one("DSCP", acc)[1])
+
+    def act(self, d: SetDscp, pkt, env) -> None:
+        """dscp_tg/dscp_tg6: the code point replaces the top six bits, the ECN bits stay."""
+        env.pkt = env.pkt.with_(tos=(env.pkt.tos & 0x03) | (d.value << 2))
 
     def save(self, d: SetDscp) -> list[str]:
         return ["--set-dscp", f"0x{d.value:02x}"]

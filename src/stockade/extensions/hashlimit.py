@@ -10,14 +10,15 @@ differs from that of an existing table of the same name (a ruleset-level check).
 """
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..model import Family
 from ..parse.diagnostics import ParseError
 from .base import Extension, Option, register
 from .limit import PRINTED, interval, parse_rate, printed_rate
-from .recent import check_table_name
+from .recent import HZ, check_table_name, jiffies, sharers
 from .values import parse_c_uint, parse_decimal
 
 SCALE = 1_000_000  # packet rates: microseconds between packets
@@ -31,6 +32,11 @@ MODES = ("srcip", "srcport", "dstip", "dstport")  # print order
 UNITS = (("m", 1 << 20), ("k", 1 << 10))
 # The kernel's burst overflow test multiplies by HZ * CREDITS_PER_JIFFY / 1e6 in 64 bits (HZ 250 or 1000).
 CREDITS_PER_USEC = 137_438_953
+# xt_hashlimit's token arithmetic (revision 3): credits gained per jiffy, in packet and in byte mode.
+CREDITS_PER_JIFFY = 1 << ((U64 // (HZ * 86400)).bit_length() - 1)
+CREDITS_PER_JIFFY_BYTES = 1 << ((U32 // HZ).bit_length() - 1)
+BYTES_FULL = CREDITS_PER_JIFFY_BYTES * HZ  # a byte-mode bucket's credit when full
+PORTS_AT = {6: 0, 17: 0, 33: 0, 132: 0, 136: 0}  # proto_ports_offset(); ESP and AH would read their SPI
 
 
 def bytes_to_cost(nbytes: int) -> int:
@@ -99,6 +105,97 @@ class Hashlimit:
     expire: int = 1000
     rate_match: bool = False
     interval: int = 0  # only with rate_match
+
+
+def _host_table_size() -> int:
+    """The least htable_create's default size can be on this host: 8192 buckets when the kernel has
+    more than 1 GiB (sure with over 2 GiB physical), else it scales with memory, down to 16."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 16
+    return 8192 if memory > 2 << 30 else 16
+
+
+def _fewest_entries(d: Hashlimit) -> int:
+    """The least the table's entry limit can be (htable_create: max, at least size; 8 × size if unset)."""
+    return d.max or 8 * (d.size or _host_table_size())
+
+
+def _key(d: Hashlimit, pkt) -> tuple | None:
+    """hashlimit_init_dst: the flow a packet belongs to. None when the ports would be read from bytes
+    the packet model does not carry: an IPv4 non-first fragment's payload, an ESP or AH SPI."""
+    bits = 32 if pkt.family is Family.IPV4 else 128
+
+    def masked(addr: int, plen: int | None) -> int:
+        drop = bits - (bits if plen is None else plen)
+        return addr >> drop << drop
+
+    src = masked(pkt.src, d.srcmask) if "srcip" in d.mode else 0
+    dst = masked(pkt.dst, d.dstmask) if "dstip" in d.mode else 0
+    sport = dport = 0
+    # On IPv6 ipv6_skip_exthdr stops at a non-first fragment's header: no ports. IPv4 reads on.
+    if {"srcport", "dstport"} & set(d.mode) and not (pkt.frag_offset and pkt.family is Family.IPV6):
+        if pkt.proto in (50, 51):
+            return None
+        if pkt.proto in PORTS_AT:
+            if pkt.frag_offset or pkt.sport is None or pkt.dport is None:
+                return None
+            sport, dport = pkt.sport, pkt.dport
+    return (src, dst, sport if "srcport" in d.mode else 0, dport if "dstport" in d.mode else 0)
+
+
+def _credits(user: int) -> int:
+    """user2credits() for revision 3: microseconds into credits."""
+    return user * (HZ * CREDITS_PER_JIFFY // SCALE) & U64
+
+
+def _init(d: Hashlimit, now: int) -> tuple:
+    """rateinfo_init: a new flow's bucket, full."""
+    if d.rate_match:
+        if d.bytes:
+            rate = ((U32 // d.avg) - 1) << 4
+            return (now, 0, 0, rate, d.burst * rate if d.burst else rate)
+        rate = SCALE // d.avg
+        return (now, 0, 0, rate, d.burst + rate)
+    if d.bytes:
+        return (now, BYTES_FULL, d.burst, (d.avg * HZ * CREDITS_PER_JIFFY_BYTES >> 32) & U32)
+    full = _credits(d.avg * d.burst & U64)
+    return (now, full, full, _credits(d.avg))
+
+
+def _recalc(d: Hashlimit, state: tuple, now: int) -> tuple:
+    """rateinfo_recalc: credit for the jiffies since the flow's previous packet (unsigned arithmetic)."""
+    delta = (now - state[0]) & U64
+    if delta == 0:
+        return state
+    if d.rate_match:
+        _, _, current, rate, burst = state
+        span = d.interval * HZ
+        if delta < span:
+            return state
+        return (now, int((current * span & U64) > (delta * rate & U64)), 0, rate, burst)
+    _, credit, cap, cost = state
+    if d.bytes:
+        grown = (credit + CREDITS_PER_JIFFY_BYTES * delta) & U64
+        return (now, BYTES_FULL if grown <= credit else min(grown, BYTES_FULL), cap, cost)
+    return (now, min((credit + delta * CREDITS_PER_JIFFY) & U64, cap), cap, cost)
+
+
+def _take(d: Hashlimit, state: tuple, length: int) -> tuple[bool, tuple]:
+    """hashlimit_mt_common after the lookup: (within the rate, the bucket afterwards)."""
+    if d.rate_match:
+        prev, window, current, rate, burst = state
+        current = (current + (length if d.bytes else 1)) & U64
+        return (not window and current <= burst), (prev, window, current, rate, burst)
+    prev, credit, cap, cost = state
+    if d.bytes:  # hashlimit_byte_cost: a bucket too short for the packet is refilled while refills last
+        cost = min(((length >> 4) + 1) * state[3], BYTES_FULL)
+        if credit < cost and cap:
+            cap, credit = cap - 1, BYTES_FULL
+    if credit >= cost:
+        return True, (prev, credit - cost, cap, state[3])
+    return False, (prev, credit, cap, state[3])
 
 
 def _overflows(avg: int, burst: int) -> bool:
@@ -221,6 +318,38 @@ class HashlimitMatch(Extension):
                              "which loads back as a different burst", code="bad-value",
                              hint="make rate × burst a whole number of mb (of kb below 1mb), below 4096mb")
         return count
+
+    def holds(self, d: Hashlimit, pkt, env) -> bool | None:
+        """hashlimit_mt_common (xt_hashlimit.c, revision 3), in jiffies. The table is shared by name
+        and family and takes its settings from the first rule loaded; rules sharing it must agree on
+        them (all but upto/above), or the outcome depends on load order (None). A flow's bucket is
+        refilled on each packet for the jiffies since its previous one; the flow is forgotten by the
+        table's garbage collector once idle `expire` ms, at a time the kernel does not fix: when a
+        forgotten (fresh, full) bucket and the remembered one would decide differently, the answer is
+        None, and both possibilities are kept until they agree again. Packets that would need a new
+        entry in a table that may be full (the kernel drops them) are None too."""
+        users = sharers(env, "hashlimit", d.name)
+        if not users or d not in users or len({replace(u, above=False, gcinterval=GC_INTERVAL) for u in users}) != 1:
+            return None
+        key = _key(d, pkt)
+        if key is None:
+            return None
+        now = jiffies(pkt.t)
+        buckets = env.memory.setdefault(("hashlimit", d.name), {})
+        expires, states = buckets.get(key, (None, frozenset()))
+        if states is None:  # left unknowable by a packet the kernel may have dropped
+            return None
+        if expires is None or now - expires >= 0:  # new, or perhaps collected: then a fresh bucket
+            if len(buckets) - (key in buckets) >= _fewest_entries(d):
+                buckets[key] = (expires, None)
+                return None
+            states = {_recalc(d, s, now) for s in states} | {_init(d, now)}
+        else:
+            states = {_recalc(d, s, now) for s in states}
+        taken = {_take(d, s, pkt.length) for s in states}
+        buckets[key] = (now - (-d.expire * HZ // 1000), frozenset(s for _, s in taken))  # msecs_to_jiffies
+        results = {ok for ok, _ in taken}
+        return (results.pop() != d.above) if len(results) == 1 else None
 
     def save(self, d: Hashlimit) -> list[str]:
         out = ["--hashlimit-above" if d.above else "--hashlimit-upto"]

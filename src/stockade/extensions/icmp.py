@@ -111,6 +111,18 @@ class IcmpBase(Extension):
     def save(self, d: IcmpType) -> list[str]:
         return d.save(self.flag, self.wildcard)
 
+    def holds(self, d: IcmpType, pkt, env) -> bool | None:
+        """icmp_match (ip_tables.c) and icmp6_match (ip6_tables.c), run by nft_compat: a non-first
+        fragment never matches, `!` or not; on IPv4 type 255 matches any message. A packet spec without
+        a code has code 0."""
+        if pkt.frag_offset:
+            return False
+        if pkt.icmp_type is None:
+            return None
+        code = pkt.icmp_code or 0
+        hit = (self.wildcard and d.type == ANY) or (pkt.icmp_type == d.type and d.code_lo <= code <= d.code_hi)
+        return hit != d.invert
+
 
 @register
 class IcmpMatch(IcmpBase):

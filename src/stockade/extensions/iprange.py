@@ -53,6 +53,11 @@ class IpRangeMatch(Extension):
         src, dst = ((AddrRange(*acc[k][1], acc[k][0]) if k in acc else None) for k in ("src-range", "dst-range"))
         return IpRange(ctx.family, src, dst)
 
+    def holds(self, d: IpRange, pkt, env) -> bool:
+        """iprange_mt4/iprange_mt6: each given range is tested, numerically, and negated by its `!`."""
+        return all(r is None or (r.first <= addr <= r.last) != r.invert
+                   for r, addr in ((d.src, pkt.src), (d.dst, pkt.dst)))
+
     def save(self, d: IpRange) -> list[str]:
         out = []
         for flag, r in (("--src-range", d.src), ("--dst-range", d.dst)):

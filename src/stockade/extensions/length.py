@@ -48,5 +48,9 @@ class LengthMatchExt(Extension):
         invert, (lo, hi) = acc["length"]
         return LengthMatch(lo, hi, invert)
 
+    def holds(self, d: LengthMatch, pkt, env) -> bool:
+        """length_mt/length_mt6: ntohs(tot_len), or ntohs(payload_len) + 40; both are pkt.length."""
+        return (d.lo <= env.pkt.length <= d.hi) != d.invert
+
     def save(self, d: LengthMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--length", format_range((d.lo, d.hi))]

@@ -4,6 +4,9 @@ A rate is kept the way the kernel ends up holding it: iptables converts `N/unit`
 to an interval in 1/10000 s, which iptables-save prints back as the largest unit
 that still gives a whole count (`60/min` is saved as `1/sec`, `9999/sec` as
 `10000/sec`), and that printed rate is what nft stores.
+
+So the packets are counted by nft_limit.c, not xt_limit.c: a bucket of
+nanoseconds read from ktime_get_ns(), no jiffies involved.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from .base import Extension, Option, register
 from .values import parse_c_uint
 
 SCALE = 10_000  # xt_limit's time unit: 1/10000 s
+NSEC = 1_000_000_000
+U64 = 2**64 - 1
 UNITS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))  # a prefix of the name picks it
 PRINTED = {86400: "day", 3600: "hour", 60: "min", 1: "sec"}  # largest first
 BURST = 5
@@ -79,6 +84,21 @@ class LimitMatch(Extension):
     def finish(self, acc, ctx):
         rate, per = acc.get("limit", (False, (3, 3600)))[1]
         return Limit(rate, per, acc.get("limit-burst", (False, BURST))[1])
+
+    def holds(self, d: Limit, pkt, env) -> bool:
+        """nft_limit_pkts_eval / nft_limit_eval: each packet costs per×1e9 // rate ns of tokens; the
+        bucket holds burst costs, starts full (at rule load, so full for the first packet) and gains
+        the nanoseconds elapsed since the previous packet that reached it, matched or not."""
+        cost = d.per * NSEC // d.rate
+        now = round(pkt.t * NSEC)
+        key = ("limit",) + env.key
+        tokens, last = env.memory.get(key, (cost * d.burst, now))
+        tokens = min((tokens + now - last) & U64, cost * d.burst)  # u64, as the kernel adds
+        if tokens >= cost:
+            env.memory[key] = (tokens - cost, now)
+            return True
+        env.memory[key] = (tokens, now)
+        return False
 
     def save(self, d: Limit) -> list[str]:
         out = ["--limit", f"{d.rate}/{PRINTED[d.per]}"]

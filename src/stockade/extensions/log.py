@@ -64,6 +64,12 @@ class LogTarget(Extension):
                    acc["log-level"][1] if "log-level" in acc else DEFAULT_LEVEL,
                    frozenset(f for f in FLAGS if f.lstrip("-") in acc))
 
+    def act(self, d: Log, pkt, env) -> None:
+        """log_tg: a kernel log line (in a container's namespace only with nf_log_all_netns=1);
+        the next rule runs."""
+        prefix = f' prefix "{d.prefix}"' if d.prefix is not None else ""
+        env.notes.append(f"LOG level {d.level}{prefix}")
+
     def save(self, d: Log) -> list[str]:
         out = ["--log-prefix", save_string(d.prefix)] if d.prefix is not None else []
         if d.level != DEFAULT_LEVEL:

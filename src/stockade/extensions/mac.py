@@ -49,5 +49,14 @@ class MacMatchExt(Extension):
         invert, address = acc["mac-source"]
         return MacMatch(address, invert)
 
+    def holds(self, d: MacMatch, pkt, env) -> bool | None:
+        """mac_mt: false without an Ethernet header: loopback (ARPHRD_LOOPBACK) and locally sent
+        packets, which have no received link-layer header; otherwise the frame's source address."""
+        if pkt.hook == "OUTPUT" or pkt.iif == "lo":
+            return False
+        if pkt.src_mac is None:
+            return None
+        return (pkt.src_mac == d.address) != d.invert
+
     def save(self, d: MacMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mac-source", d.address.hex(":")]

@@ -57,6 +57,12 @@ class MarkMatchExt(Extension):
         invert, (value, mask) = acc["mark"]
         return MarkMatch(value, mask, invert)
 
+    def holds(self, d: MarkMatch, pkt, env) -> bool | None:
+        """mark_mt: the packet's current mark (env.mark: MARK and CONNMARK --restore-mark change it)."""
+        if env.mark is None:
+            return None
+        return ((env.mark & d.mask) == d.value) != d.invert
+
     def save(self, d: MarkMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mark", save_mark_mask(d.value, d.mask)]
 
@@ -94,6 +100,13 @@ class MarkTarget(Extension):
             raise ParseError("MARK: one of --set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark is required",
                              code="missing-option", hint="for example -j MARK --set-mark 0x1")
         return SetMark(*next(iter(acc.values())))
+
+    def act(self, d: SetMark, pkt, env) -> None:
+        """mark_tg: mark := (mark & ~mask) ^ value; an unknown mark stays unknown unless all bits are set."""
+        if env.mark is not None:
+            env.mark = ((env.mark & ~d.mask) ^ d.value) & ALL
+        elif d.mask == ALL:
+            env.mark = d.value
 
     def save(self, d: SetMark) -> list[str]:
         return ["--set-xmark", f"{d.value:#x}/{d.mask:#x}"]

@@ -67,5 +67,16 @@ class MultiportMatch(Extension):
                              hint="add --dports, --sports or --ports, e.g. `--dports 80,443`")
         return acc["ports"]
 
+    def holds(self, d: Multiport, pkt, env) -> bool | None:
+        """multiport_mt / ports_match_v1 (xt_multiport.c), run by nft_compat (iptables-nft does not
+        translate it): a non-first fragment never matches, `!` or not."""
+        if pkt.frag_offset:
+            return False
+        if pkt.sport is None or pkt.dport is None:
+            return None
+        ports = {"sports": (pkt.sport,), "dports": (pkt.dport,), "ports": (pkt.sport, pkt.dport)}[d.side]
+        hit = any(lo <= port <= hi for lo, hi in d.ranges for port in ports)
+        return hit != d.invert
+
     def save(self, d: Multiport) -> list[str]:
         return (["!"] if d.invert else []) + [f"--{d.side}", ",".join(format_range(r) for r in d.ranges)]

@@ -185,6 +185,115 @@ def parse_to(text: str, ctx: Context, target: str, base_ok: bool) -> NatRange:
 
 FLAG_OPTIONS = {name: Option(f"--{name}", nargs=0) for name in ("random", "random-fully", "persistent")}
 
+# How nf_nat_core.c maps the first packet of a connection (the conntrack table taken as empty, so
+# every candidate tuple is free, and the default zone 0).
+M32 = 0xFFFFFFFF
+KEYED = (6, 17, 136, 132, 33)  # tcp udp udplite sctp dccp: nf_nat_l4proto_unique_tuple rewrites a port
+UNKNOWN = object()  # a value the kernel picks at random, or from what the model lacks
+
+
+def _rol(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & M32
+
+
+def jhash2(k: list[int], initval: int) -> int:
+    """include/linux/jhash.h: Bob Jenkins' lookup3 hash over 32-bit words."""
+    a = b = c = (0xDEADBEEF + (len(k) << 2) + initval) & M32
+    rest = list(k)
+    while len(rest) > 3:
+        a, b, c = (a + rest[0]) & M32, (b + rest[1]) & M32, (c + rest[2]) & M32
+        for x, y, z, s in ((0, 2, 1, 4), (1, 0, 2, 6), (2, 1, 0, 8), (0, 2, 1, 16), (1, 0, 2, 19), (2, 1, 0, 4)):
+            v = [a, b, c]  # __jhash_mix, one line at a time: x -= y; x ^= rol(y, s); y += z
+            v[x] = ((v[x] - v[y]) & M32) ^ _rol(v[y], s)
+            v[y] = (v[y] + v[z]) & M32
+            a, b, c = v
+        rest = rest[3:]
+    if not rest:
+        return c
+    a, b, c = [(v + w) & M32 for v, w in zip((a, b, c), rest + [0] * (3 - len(rest)))]
+    for x, y, s in ((2, 1, 14), (0, 2, 11), (1, 0, 25), (2, 1, 16), (0, 2, 4), (1, 0, 14), (2, 1, 24)):
+        v = [a, b, c]  # __jhash_final: x ^= y; x -= rol(y, s)
+        v[x] = ((v[x] ^ v[y]) - _rol(v[y], s)) & M32
+        a, b, c = v
+    return c
+
+
+def _words(addr: int, family: Family) -> list[int]:
+    """union nf_inet_addr as the CPU (little-endian) loads it: four u32, IPv4 in the first."""
+    raw = addr.to_bytes(4, "big") + bytes(12) if family is Family.IPV4 else addr.to_bytes(16, "big")
+    return [int.from_bytes(raw[i:i + 4], "little") for i in range(0, 16, 4)]
+
+
+def pick_addr(pkt, first: int, last: int, which: str, persistent: bool) -> int:
+    """find_best_ips_proto: one address, or one chosen by hashing the tuple's addresses."""
+    if first == last:
+        return first
+    fam, n = pkt.family, (1 if pkt.family is Family.IPV4 else 4)
+    src, dst = _words(pkt.src, fam), _words(pkt.dst, fam)
+    j = jhash2(src, 0 if persistent else dst[n - 1])
+    bits = 32 * n
+    chunk = [lambda v, i=i: (v >> (bits - 32 * (i + 1))) & M32 for i in range(n)]
+    out, full = [], False
+    for i in range(n):
+        lo, dist = (0, M32) if full else (chunk[i](first), (chunk[i](last) - chunk[i](first) + 1) & M32)
+        val = (lo + ((j * dist) >> 32)) & M32
+        out.append(val)
+        full = full or val != chunk[i](last)
+        if which == "dst":  # the hash goes on over the tuple's destination, rewritten in place
+            dst[i] = int.from_bytes(val.to_bytes(4, "big"), "little")
+        if not persistent:
+            j ^= dst[i]
+    return int.from_bytes(b"".join(v.to_bytes(4, "big") for v in out), "big")
+
+
+def pick_port(pkt, ports: Ports | None, which: str, random: bool):
+    """get_unique_tuple steps 3 and nf_nat_l4proto_unique_tuple: the port (the ICMP id, which the
+    model lacks, for icmp) the manip leaves; a port already in the range (or none asked for) stays."""
+    if pkt.proto in (1, 58):
+        return None if ports is None and not random else UNKNOWN
+    if pkt.proto not in KEYED:
+        return None
+    cur = pkt.sport if which == "src" else pkt.dport
+    if not random and (ports is None or (ports.base is None and ports.lo <= cur <= ports.hi)):
+        return cur
+    if ports is None:
+        return cur if which == "dst" else UNKNOWN
+    size = ports.hi - ports.lo + 1
+    if ports.base is not None:
+        off = (cur - ports.base) & 0xFFFF
+    elif random or which == "src":
+        return ports.lo if size == 1 else UNKNOWN
+    else:
+        off = 0
+    return ports.lo + off % size
+
+
+def _addr_in(pkt, value: int) -> str:
+    return str(ipaddress.ip_address(value) if pkt.family is Family.IPV4 else ipaddress.IPv6Address(value))
+
+
+def rewrite(env, which: str, addr: int | str | None, port, what: str) -> str | None:
+    """Apply what is known to env.pkt and note the rest (addr: the new address, a description of
+    one the model lacks, or None for none; port: the new port, UNKNOWN, or None for no port).
+    "UNKNOWN" when the new destination port is unknown: later rules may read it."""
+    pkt, key = env.pkt, ("sport" if which == "src" else "dport")
+    changes = {}
+    if isinstance(addr, int):
+        changes[which] = addr
+    if isinstance(port, int):
+        changes[key] = port
+    env.pkt = pkt.with_(**changes)
+    parts = [f"{which} {_addr_in(pkt, getattr(pkt, which))} -> " + (
+        _addr_in(pkt, addr) if isinstance(addr, int) else (addr or "unchanged"))]
+    if port is UNKNOWN:
+        parts.append(("ICMP id" if pkt.proto in (1, 58) else "port") + " chosen at random or not modelled")
+    elif isinstance(port, int) and port != getattr(pkt, key):
+        parts.append(f"port {getattr(pkt, key)} -> {port}")
+    env.notes.append(f"{what}: " + ", ".join(parts))
+    if which == "dst" and port is UNKNOWN and pkt.proto in KEYED:
+        return "UNKNOWN"
+    return None
+
 
 class _Nat(Extension):
     kind = "target"
@@ -222,6 +331,13 @@ class DnatTarget(_Nat):
     def finish(self, acc, ctx):
         return Dnat(self.required(acc, "to-destination", ctx), self.value(acc, "random"), self.value(acc, "persistent"))
 
+    def act(self, d: Dnat, pkt, env) -> str:
+        """nf_nat_setup_info for the destination: the address is hashed from the range
+        (find_best_ips_proto), the port kept if in range, else the first one (or offset by /base)."""
+        p = env.pkt
+        addr = pick_addr(p, int(d.to.addrs[0]), int(d.to.addrs[1]), "dst", d.persistent) if d.to.addrs else None
+        return rewrite(env, "dst", addr, pick_port(p, d.to.ports, "dst", d.random), "DNAT") or "ACCEPT"
+
     def save(self, d: Dnat) -> list[str]:
         return ["--to-destination", str(d.to)] + self.flags(d, "random", "persistent")
 
@@ -236,6 +352,25 @@ class SnatTarget(_Nat):
         return Snat(self.required(acc, "to-source", ctx), self.value(acc, "random"), self.value(acc, "random-fully"),
                     self.value(acc, "persistent"))
 
+    def act(self, d: Snat, pkt, env) -> str:
+        """nf_nat_setup_info for the source: a tuple already inside the range is kept whole; else
+        the address is hashed from the range and a port outside the range drawn at random."""
+        p, rnd = env.pkt, d.random or d.random_fully
+        ports, addrs = d.to.ports, d.to.addrs
+        if not rnd:  # nf_in_range(orig_tuple): the ICMP id is unknown, other portless protocols pass
+            ports_in = True if ports is None or p.proto not in KEYED + (1, 58) else (
+                ports.lo <= p.sport <= ports.hi if p.proto in KEYED else None)
+            if addrs is None or int(addrs[0]) <= p.src <= int(addrs[1]):
+                if ports_in:
+                    env.notes.append("SNAT: the source is already inside the range: unchanged")
+                    return "ACCEPT"
+                if ports_in is None:
+                    rewrite(env, "src", "kept or remapped, as the ICMP id decides", UNKNOWN, "SNAT")
+                    return "ACCEPT"
+        addr = pick_addr(p, int(addrs[0]), int(addrs[1]), "src", d.persistent) if addrs else None
+        rewrite(env, "src", addr, pick_port(p, ports, "src", rnd), "SNAT")
+        return "ACCEPT"
+
     def save(self, d: Snat) -> list[str]:
         return ["--to-source", str(d.to)] + self.flags(d, "random", "random-fully", "persistent")
 
@@ -249,6 +384,14 @@ class MasqueradeTarget(_Nat):
     def finish(self, acc, ctx):
         return Masquerade(self.value(acc, "to-ports"), self.value(acc, "random"), self.value(acc, "random-fully"))
 
+    def act(self, d: Masquerade, pkt, env) -> str:
+        """nf_nat_masquerade_ipv4/ipv6: SNAT to the outgoing interface's address, which the model
+        lacks (and the packet is dropped if it has none); the port is kept or drawn as for SNAT."""
+        rnd = d.random or d.random_fully
+        where = f"the primary address of {env.pkt.oif}" if env.pkt.oif else "the outgoing interface's address"
+        rewrite(env, "src", where, pick_port(env.pkt, d.ports, "src", rnd), "MASQUERADE")
+        return "ACCEPT"
+
     def save(self, d: Masquerade) -> list[str]:
         return (["--to-ports", str(d.ports)] if d.ports else []) + self.flags(d, "random", "random-fully")
 
@@ -261,6 +404,16 @@ class RedirectTarget(_Nat):
 
     def finish(self, acc, ctx):
         return Redirect(self.value(acc, "to-ports"), self.value(acc, "random"))
+
+    def act(self, d: Redirect, pkt, env) -> str:
+        """nf_nat_redirect_ipv4/ipv6: DNAT to 127.0.0.1 / ::1 from OUTPUT; from PREROUTING to the
+        incoming interface's first address, which the model lacks (dropped if it has none)."""
+        p = env.pkt
+        if p.hook == "OUTPUT":
+            addr = 0x7F000001 if p.family is Family.IPV4 else 1
+        else:
+            addr = f"the first address of {p.iif}" if p.iif else "an address of the incoming interface"
+        return rewrite(env, "dst", addr, pick_port(p, d.ports, "dst", d.random), "REDIRECT") or "ACCEPT"
 
     def save(self, d: Redirect) -> list[str]:
         return (["--to-ports", str(d.ports)] if d.ports else []) + self.flags(d, "random")

@@ -54,6 +54,11 @@ class NflogTarget(Extension):
         return Nflog(get("nflog-group", 0), get("nflog-prefix", None), get("nflog-size", None),
                      get("nflog-threshold", 0))
 
+    def act(self, d: Nflog, pkt, env) -> None:
+        """nflog_tg: a copy goes to the nfnetlink_log group; the next rule runs."""
+        prefix = f' prefix "{d.prefix}"' if d.prefix is not None else ""
+        env.notes.append(f"NFLOG group {d.group}{prefix}")
+
     def save(self, d: Nflog) -> list[str]:
         out = ["--nflog-prefix", save_string(d.prefix)] if d.prefix is not None else []
         if d.group:

@@ -29,8 +29,10 @@ class OwnerMatch:
     """True when every given test holds for the packet's local socket. socket: one is
     attached (False: none is); uid/gid: the fsuid/fsgid of the process that opened the
     socket is in range (each negated by its `!`); suppl_groups: the gid test also accepts
-    that process's supplementary groups. A packet without a socket (forwarded traffic,
-    kernel-made replies) matches only when every given test is negated."""
+    that process's supplementary groups. A packet without a socket (forwarded traffic)
+    matches only when every given test is negated; a reply the kernel makes itself (ICMP
+    error, RST) comes from its control socket, which has no file: --socket-exists holds and
+    uid/gid tests hold only negated."""
 
     socket: bool | None = None  # True: --socket-exists, False: ! --socket-exists
     uid: IdRange | None = None
@@ -87,6 +89,35 @@ class OwnerMatchExt(Extension):
         uid, gid = ((IdRange(*acc[k][1], acc[k][0]) if k in acc else None) for k in ("uid-owner", "gid-owner"))
         socket = (not acc["socket-exists"][0]) if "socket-exists" in acc else None
         return OwnerMatch(socket, uid, gid, "suppl-groups" in acc)
+
+    def holds(self, d: OwnerMatch, pkt, env) -> bool | None:
+        """owner_mt. Forwarded packets have no socket: then every given test must be negated (and,
+        as the kernel compares all option bits, --suppl-groups makes it false). A locally sent packet
+        is taken to come from a socket with a file whose fsuid/fsgid are pkt.uid/pkt.gid; with
+        neither given the socket is unknown (None), and so is any id the rule needs but lacks."""
+        if pkt.hook == "FORWARD":
+            return all(t is None or t.invert for t in (d.uid, d.gid)) and d.socket is not True \
+                and not d.suppl_groups
+        if pkt.hook != "OUTPUT" or (pkt.uid is None and pkt.gid is None):
+            return None
+        if d.socket is False:
+            return False
+        if d.uid is not None:
+            if pkt.uid is None:
+                return None
+            if (d.uid.lo <= pkt.uid <= d.uid.hi) == d.uid.invert:
+                return False
+        if d.gid is not None:
+            if pkt.gid is None:
+                return None
+            hit = d.gid.lo <= pkt.gid <= d.gid.hi
+            if not hit and d.suppl_groups:
+                if pkt.groups is None:
+                    return None
+                hit = any(d.gid.lo <= g <= d.gid.hi for g in pkt.groups)
+            if hit == d.gid.invert:
+                return False
+        return True
 
     def save(self, d: OwnerMatch) -> list[str]:
         out = [] if d.socket is None else ([] if d.socket else ["!"]) + ["--socket-exists"]

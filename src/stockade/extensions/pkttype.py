@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model import Family
 from ..parse.diagnostics import ParseError
 from .base import Extension, Option, register
 
@@ -14,8 +15,9 @@ TYPES = {"unicast": "unicast", "broadcast": "broadcast", "multicast": "multicast
 @dataclass(frozen=True)
 class PktTypeMatch:
     """True when the packet's class equals `type`; `!` negates. The class is the one the
-    receiving device gave it (unicast = addressed to this host); locally sent (loopback)
-    packets count as multicast if sent to a multicast address, otherwise broadcast."""
+    receiving device gave it (unicast = addressed to this host); a looped-back copy of this
+    host's own packet counts as multicast if sent to a multicast address (IPv6: always),
+    otherwise broadcast."""
 
     type: str  # unicast, broadcast, multicast or otherhost
     invert: bool = False
@@ -38,6 +40,15 @@ class PktTypeMatchExt(Extension):
             raise ParseError("pkttype: --pkt-type is required", code="missing-option")
         invert, kind = acc["pkt-type"]
         return PktTypeMatch(kind, invert)
+
+    def holds(self, d: PktTypeMatch, pkt, env) -> bool:
+        """pkttype_mt: skb->pkt_type (pkt.link_class); a looped-back copy of this host's own
+        multicast or broadcast counts as multicast (IPv4 multicast address, or any IPv6) or broadcast."""
+        kind = pkt.link_class
+        if kind == "loopback":
+            v4 = pkt.family is Family.IPV4
+            kind = "multicast" if not v4 or pkt.dst >> 28 == 0xE else "broadcast"
+        return (kind == d.type) != d.invert
 
     def save(self, d: PktTypeMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--pkt-type", d.type]

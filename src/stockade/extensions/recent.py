@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 from ..model.address import ntop
 from ..parse.diagnostics import ParseError
@@ -13,6 +14,45 @@ COMMANDS = ("set", "rcheck", "update", "remove")
 NAME_MAX = 199
 HITCOUNT_MAX = 65535  # the kernel keeps at most 65536 timestamps per address
 SECONDS_MAX = 2**31 - 1  # iptables-save prints --seconds as a signed number
+# The kernel the semantics are checked against: CONFIG_HZ=250 (/proc/config.gz; jiffies in
+# /proc/timer_list advance 250 a second), and xt_recent's module parameters as
+# /sys/module/xt_recent/parameters shows them: 100 addresses per table, ip_pkt_list_tot unset (0).
+HZ = 250
+IP_LIST_TOT = 100
+
+
+def jiffies(t: float) -> int:
+    """The jiffies counter at packet time t (seconds), taking t = 0 to fall on a tick."""
+    return int(round(t * HZ, 6) // 1)
+
+
+def sharers(env, match: str, name: str) -> list | None:
+    """The data of every `-m match` in the ruleset whose kernel table is called `name`: the table is
+    set up by whichever of them the kernel loads first, so its settings are theirs only if they agree.
+    None: the simulator gave no ruleset to look in."""
+    if getattr(env, "ruleset", None) is None:
+        return None
+    key = ("sharers", match, name)
+    if key not in env.memory:
+        env.memory[key] = [m.data for table in env.ruleset.tables.values() for chain in table.chains.values()
+                           for rule in chain.rules for m in rule.matches
+                           if m.name == match and getattr(m.data, "name", None) == name]
+    return env.memory[key]
+
+
+@dataclass
+class _Entry:
+    ttl: int
+    stamps: deque  # the last nstamps packet times, in jiffies, oldest first
+
+
+@dataclass
+class _Table:
+    """One named table: entries by masked address, least recently updated first (the LRU list)."""
+
+    mask: int
+    nstamps: int
+    entries: OrderedDict = field(default_factory=OrderedDict)
 
 
 def check_table_name(name: str, ext: str, limit: int) -> str:
@@ -114,6 +154,67 @@ class RecentMatch(Extension):
         full = ipaddress.ip_address(2**(32 if int(ctx.family) == 4 else 128) - 1)
         return Recent(command, acc.get("mask", full), invert, acc.get("name", "DEFAULT"), acc.get("seconds", 0),
                       "reap" in acc, acc.get("hitcount", 0), "rttl" in acc, acc.get("dest", False))
+
+    def holds(self, d: Recent, pkt, env) -> bool | None:
+        """recent_mt (xt_recent.c). The table is shared by name and set up by the first rule loaded:
+        its address mask and timestamp count come from the rules using it, so if they disagree on
+        --mask the outcome depends on load order (None). An address is looked up (with --rttl: only
+        if the TTL recorded agrees, 0 agreeing with any); --set adds it (evicting the least recently
+        updated once IP_LIST_TOT are held) or adds a timestamp; --rcheck/--update count its
+        timestamps (within --seconds) against --hitcount; --update records this packet only when the
+        match, `!` applied, holds; --reap then drops the least recently updated address if its
+        newest timestamp is older than --seconds. The TTL recorded is the one the packet arrived
+        with: in FORWARD and POSTROUTING xt_recent adds back the decrement of forwarding. Not
+        modelled: use of the same name by the other family's rules, which share the table and its
+        IP_LIST_TOT places."""
+        table = self._table(d, env)
+        if table is None:
+            return None
+        now = jiffies(pkt.t)
+        # "use TTL as seen before forwarding": with an output device and no local socket, one back
+        ttl = pkt.ttl + (pkt.hook == "FORWARD" and env.at[1] in ("FORWARD", "POSTROUTING"))
+        addr = (pkt.dst if d.dest else pkt.src) & table.mask
+        ret = d.invert
+        e = table.entries.get(addr)
+        if e is not None and d.rttl and ttl != e.ttl and 0 not in (ttl, e.ttl):
+            e = None
+        if e is None:
+            if d.command == "set":
+                if len(table.entries) >= IP_LIST_TOT:
+                    table.entries.popitem(last=False)
+                table.entries[addr] = _Entry(ttl, deque([now], maxlen=table.nstamps))
+                return not ret
+            return ret
+        if d.command in ("set", "remove"):
+            ret = not ret
+            if d.command == "remove":
+                del table.entries[addr]
+        else:
+            since = now - d.seconds * HZ
+            hits = sum(1 for stamp in e.stamps if not d.seconds or stamp >= since)
+            if hits and hits >= d.hitcount:
+                ret = not ret
+            if d.reap:
+                head_addr, head = next(iter(table.entries.items()))
+                if not (head is e and d.command == "update" and ret) and head.stamps[-1] < since:
+                    del table.entries[head_addr]
+        if d.command == "set" or (d.command == "update" and ret):
+            e.stamps.append(now)
+            e.ttl = ttl
+            table.entries.move_to_end(addr)
+        return ret
+
+    @staticmethod
+    def _table(d: Recent, env) -> _Table | None:
+        key = ("recent", d.name)
+        if key not in env.memory:
+            users = sharers(env, "recent", d.name)
+            if not users or d not in users or len({u.mask for u in users}) > 1:
+                return None
+            # recent_mt_check: 2**k >= --hitcount timestamps per address (32 without), the most any rule asks
+            masks = [(1 << (u.hitcount - 1).bit_length()) if u.hitcount else 32 for u in users]
+            env.memory[key] = _Table(int(d.mask), max(masks))
+        return env.memory[key]
 
     def save(self, d: Recent) -> list[str]:
         out = (["!"] if d.invert else []) + [f"--{d.command}"]

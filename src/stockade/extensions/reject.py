@@ -35,6 +35,27 @@ class Reject:
     with_: str
 
 
+ICMP_ERRORS = {3, 4, 5, 11, 12}  # icmp_pointers[].error; types above 18 are not answered either
+
+
+def reply(with_: str, pkt) -> str:
+    """What goes back to the sender: nf_send_reset(6) answers no RST, non-first fragment or
+    broadcast/multicast destination; icmp_send/icmp6_send answer no ICMP error, non-first fragment
+    or broadcast/multicast destination, and are rate-limited."""
+    v4 = pkt.family is Family.IPV4
+    multi = (pkt.dst >> 28 == 0xE or pkt.dst == 0xFFFFFFFF) if v4 else pkt.dst >> 120 == 0xFF
+    if pkt.frag_offset or multi:
+        return "nothing is sent back (" + ("a non-first fragment)" if pkt.frag_offset else
+                                           "broadcast/multicast destination)")
+    if with_ == "tcp-reset":
+        return "nothing is sent back (the packet is a RST)" if pkt.tcp_flags & 0x04 else \
+            f"a TCP RST goes back to {pkt.addr('src')}"
+    if pkt.proto == (1 if v4 else 58) and (
+            (pkt.icmp_type in ICMP_ERRORS or pkt.icmp_type > 18) if v4 else pkt.icmp_type < 128):
+        return "nothing is sent back (no ICMP error answers an ICMP error)"
+    return f"an ICMP{'' if v4 else 'v6'} {with_} goes back to {pkt.addr('src')} (rate-limited)"
+
+
 def reject_type(word: str, family: Family) -> str:
     w = word.lower()
     if w:
@@ -67,6 +88,11 @@ class RejectTarget(Extension):
                              hint="add `-p tcp` to the rule, or reject with an ICMP type",
                              code="target-needs-proto")
         return Reject(with_)
+
+    def act(self, d: Reject, pkt, env) -> str:
+        """reject_tg/reject_tg6: the packet is dropped (NF_DROP) after the reply, if any, is sent."""
+        env.notes.append(f"REJECT with {d.with_}: {reply(d.with_, env.pkt)}")
+        return "REJECT"
 
     def save(self, d: Reject) -> list[str]:
         return ["--reject-with", d.with_]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..parse.diagnostics import ParseError
 from .base import Extension, Option, register
+from .ct import TEMPLATE_NOTE
 
 # The order in which iptables tries a word: a word matches the first name it is a case-insensitive
 # prefix of (`E` is ESTABLISHED, `S` is SNAT).
@@ -27,6 +28,31 @@ class States:
 
     def save(self, flag: str) -> list[str]:
         return (["!"] if self.invert else []) + [flag, ",".join(n for n in PRINT_ORDER if n in self.names)]
+
+
+def ct_state(pkt, env) -> str | None:
+    """The state conntrack_mt (xt_conntrack.c) derives from what the packet carries at the asking rule.
+
+    The raw table runs before conntrack (priority -300 against -200): there a packet carries no entry
+    yet and reads INVALID, UNTRACKED once a raw rule did `-j CT --notrack`, or NEW once one attached a
+    template (`-j CT --zone ...`: xt_ct_target sets IP_CT_NEW). Two raw cases are left open (None): a
+    packet on `lo` still carries the entry its output path attached, which the model does not follow;
+    and a packet given as UNTRACKED, where a notrack that already ran cannot be told from one still
+    to come. Elsewhere the state is the one conntrack attached (env.ctstate); None there means no
+    conntrack ran at all, which leaves the packet without an entry: INVALID. (All measured.)
+    """
+    if env.key and env.key[0] == "raw":
+        if pkt.hook == "INPUT" and pkt.iif == "lo":
+            return None
+        if env.ctstate == "UNTRACKED":
+            return None if pkt.state == "UNTRACKED" else "UNTRACKED"
+        return "NEW" if template(env) else "INVALID"
+    return env.ctstate or "INVALID"
+
+
+def template(env) -> bool:
+    """Whether the packet carries a raw-table conntrack template rather than an entry."""
+    return bool(env.key) and env.key[0] == "raw" and TEMPLATE_NOTE in env.notes
 
 
 def parse_names(word: str, names: tuple[str, ...], what: str) -> frozenset[str]:
@@ -55,6 +81,11 @@ class StateMatch(Extension):
                              hint="e.g. `--state ESTABLISHED,RELATED`")
         invert, names = acc["state"]
         return States(names, invert)
+
+    def holds(self, d: States, pkt, env) -> bool | None:
+        """iptables-nft loads -m state as xt_conntrack revision 3 with only its state test."""
+        state = ct_state(pkt, env)
+        return None if state is None else (state in d.names) != d.invert
 
     def save(self, d: States) -> list[str]:
         return d.save("--state")

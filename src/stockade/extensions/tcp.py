@@ -106,10 +106,13 @@ class TcpMatch(Extension):
         option, option_inv = acc.get("option", (None, False))
         return Tcp(acc.get("sport"), acc.get("dport"), option, option_inv, acc.get("flags"))
 
-    def holds(self, d: Tcp, pkt, env) -> bool:
-        """xt_tcp: a non-first fragment carries no header and never matches."""
+    def holds(self, d: Tcp, pkt, env) -> bool | None:
+        """A non-first fragment carries no TCP header. iptables-nft runs ports and flags as nft payload
+        loads, and the kernel's fast path reads whatever bytes sit where the header would be (payload
+        on IPv4, the IPv6 header itself on IPv6): unknown. `-m tcp` alone and --tcp-option stay xt_tcp,
+        which never matches a fragment. (Measured on Linux 6.18, tests/kernel/test_differential.py.)"""
         if pkt.frag_offset:
-            return False
+            return False if d.option is not None or (d.sport, d.dport, d.flags) == (None, None, None) else None
         if d.sport is not None and not d.sport.holds(pkt.sport):
             return False
         if d.dport is not None and not d.dport.holds(pkt.dport):

@@ -64,6 +64,10 @@ class TosMatchExt(Extension):
         invert, (value, mask) = acc["tos"]
         return TosMatch(value, mask, invert)
 
+    def holds(self, d: TosMatch, pkt, env) -> bool:
+        """tos_mt (xt_dscp.c): TOS byte / traffic class as it is now (TOS and DSCP rewrite it)."""
+        return ((env.pkt.tos & d.mask) == d.value) != d.invert
+
     def save(self, d: TosMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--tos", save_tos(d.value, d.mask)]
 
@@ -92,6 +96,10 @@ class TosTarget(Extension):
             raise ParseError("TOS: one of --set-tos, --and-tos, --or-tos, --xor-tos is required",
                              code="missing-option")
         return SetTos(*next(iter(acc.values())))
+
+    def act(self, d: SetTos, pkt, env) -> None:
+        """tos_tg/tos_tg6 (xt_DSCP.c): rewrites the byte, then the next rule runs."""
+        env.pkt = env.pkt.with_(tos=((env.pkt.tos & ~d.mask) ^ d.value) & 0xFF)
 
     def save(self, d: SetTos) -> list[str]:
         return ["--set-tos", save_tos(d.value, d.mask)]

@@ -27,5 +27,9 @@ class TraceTarget(Extension):
     def finish(self, acc, ctx):
         return Trace()
 
+    def act(self, d: Trace, pkt, env) -> None:
+        """trace_tg: sets nf_trace on the packet; the next rule runs."""
+        env.notes.append("TRACE: the packet is traced from here on")
+
     def save(self, d: Trace) -> list[str]:
         return []

@@ -47,6 +47,12 @@ class CounterFieldMatch(Extension):
                              "is required", code="missing-option")
         return acc["test"]
 
+    def holds(self, d, pkt, env) -> bool:
+        """ttl_mt/hl_mt6: the field as the packet has it at the rule (forwarding lowered it by one
+        before FORWARD), compared as the rule says."""
+        v = env.pkt.ttl
+        return {"eq": v == d.value, "ne": v != d.value, "lt": v < d.value, "gt": v > d.value}[d.op]
+
     def save(self, d) -> list[str]:
         return (["!", f"--{self.field}-eq"] if d.op == "ne" else [f"--{self.field}-{d.op}"]) + [str(d.value)]
 

@@ -25,9 +25,10 @@ class UdpMatch(Extension):
     def finish(self, acc, ctx):
         return Udp(acc.get("sport"), acc.get("dport"))
 
-    def holds(self, d: Udp, pkt, env) -> bool:
+    def holds(self, d: Udp, pkt, env) -> bool | None:
+        """On a non-first fragment ports are read from whatever bytes sit there (see tcp.py): unknown."""
         if pkt.frag_offset:
-            return False
+            return False if (d.sport, d.dport) == (None, None) else None
         return all(p is None or p.holds(port) for p, port in ((d.sport, pkt.sport), (d.dport, pkt.dport)))
 
     def save(self, d: Udp) -> list[str]:

@@ -3,10 +3,28 @@
 Spec (JSON): {"family": 4, "proto": "tcp", "src": "203.0.113.5", "dst": "198.51.100.1",
 "sport": 40000, "dport": 22, "tcp_flags": ["SYN"], "iif": "eth0", "hook": "INPUT"}
 plus optional "state", "t", "icmp_type", "icmp_code", "length", "ttl", "tos",
-"frag_offset", "more_fragments", "mark", "oif", "tcp_options", "uid", "gid".
+"frag_offset", "more_fragments", "mark", "oif", "tcp_options", "uid", "gid",
+"groups" (supplementary gids), "ctmark", "src_mac", "pkttype", "src_type",
+"dst_type", "payload" (text, sent as UTF-8) or "payload_hex", "buffer_splits".
+"length" is the IPv4 total length, or for IPv6 the 40-byte header plus the payload
+length; with a payload it defaults to the headers the packet carries plus the payload.
+"ttl" (alias "hl") is the value on arrival: forwarding lowers it before FORWARD.
+"pkttype" (unicast, broadcast, multicast, otherhost, loopback) is the class the
+receiving device gave the frame; absent, it is the one an Ethernet sender's destination
+MAC gives: multicast for a multicast address, broadcast for 255.255.255.255, else
+unicast (so a subnet broadcast must be given), and unicast for locally sent packets.
+"src_type"/"dst_type" name the route type the kernel's local table gives the address
+(LOCAL, UNICAST, BROADCAST, ...), which the model cannot derive for most addresses.
+"ctmark" is the connection's mark on arrival; absent, 0 for a packet opening a
+connection (and unknown for other packets of a connection, or on lo).
+"buffer_splits" lists the offsets (from the IP header) where the kernel's buffer for the
+packet is split into pieces (-m string --algo bm searches each piece on its own); absent,
+only the IP header is known to lie in one piece. A frame sent from a packet socket
+and received over veth is split after the IP header: [20] (IPv4) or [40] (IPv6).
 
 Short form: `tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN iif eth0 [state NEW] [t 1.5] [hook INPUT]`,
-`icmp 203.0.113.5 > 198.51.100.1 type 8 [code 0]`, `udp [2001:db8::5]:53 > [2001:db8::1]:1024`.
+`icmp 203.0.113.5 > 198.51.100.1 type 8 [code 0]`, `udp [2001:db8::5]:53 > [2001:db8::1]:1024`;
+also `mac`, `pkttype`, `srctype`, `dsttype`, `ctmark`, `uid`, `gid` and `payload` (one word).
 """
 from __future__ import annotations
 
@@ -51,6 +69,14 @@ class Packet:
     mark: int = 0
     uid: int | None = None
     gid: int | None = None
+    groups: frozenset[int] | None = None  # the socket owner's supplementary groups; None: unknown
+    ctmark: int | None = None  # the connection's mark on arrival; None: see arrival_ctmark
+    src_mac: bytes | None = None  # Ethernet source address; None: unknown
+    pkttype: str | None = None  # link-layer class as received; None: derived (link_class)
+    src_type: str | None = None  # route type of the source address; None: unknown
+    dst_type: str | None = None
+    payload: bytes | None = None  # bytes after the last header the packet carries; None: unknown
+    buffer_splits: tuple[int, ...] | None = None  # where the skb's data is split; None: unknown
     state: str | None = None  # given conntrack state; None: derive it as conntrack would
     t: float = 0.0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -58,6 +84,28 @@ class Packet:
     @property
     def fragment(self) -> bool:
         return self.frag_offset > 0 or self.more_fragments
+
+    @property
+    def arrival_ctmark(self) -> int | None:
+        """The connection mark when the packet arrives: given, or 0 when the packet opens its
+        connection (init_conntrack starts at 0); unknown (None) for later packets of a connection
+        and for packets on lo, whose connection their output path created."""
+        if self.ctmark is not None:
+            return self.ctmark
+        return 0 if self.state in (None, "NEW") and self.iif != "lo" else None
+
+    @property
+    def link_class(self) -> str:
+        """skb->pkt_type as pkttype: given, else what an Ethernet sender's destination MAC makes it
+        (eth_type_trans); a locally sent packet is PACKET_HOST until it leaves."""
+        if self.pkttype is not None:
+            return self.pkttype
+        if self.hook == "OUTPUT":
+            return "unicast"
+        multicast = self.dst >> 28 == 0xE if self.family is Family.IPV4 else self.dst >> 120 == 0xFF
+        if multicast:
+            return "multicast"
+        return "broadcast" if self.family is Family.IPV4 and self.dst == 0xFFFFFFFF else "unicast"
 
     def with_(self, **kw) -> Packet:
         return replace(self, **kw)
@@ -79,7 +127,8 @@ def from_json(spec: dict) -> Packet:
     """Build a Packet from the JSON spec; unknown keys and bad values raise SpecError."""
     known = {"family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "tcp_options", "icmp_type",
              "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments", "mark",
-             "uid", "gid", "state", "t", "hl"}
+             "uid", "gid", "state", "t", "hl", "groups", "ctmark", "src_mac", "pkttype", "src_type", "dst_type",
+             "payload", "payload_hex", "buffer_splits"}
     unknown = set(spec) - known
     if unknown:
         raise SpecError(f"unknown packet field(s): {', '.join(sorted(unknown))}")
@@ -113,7 +162,7 @@ def from_json(spec: dict) -> Packet:
     for key, lo, hi in (("sport", 0, 65535), ("dport", 0, 65535), ("icmp_type", 0, 255), ("icmp_code", 0, 255),
                         ("length", 20, 65535), ("ttl", 0, 255), ("hl", 0, 255), ("tos", 0, 255),
                         ("frag_offset", 0, 8191), ("mark", 0, 2**32 - 1), ("uid", 0, 2**32 - 1),
-                        ("gid", 0, 2**32 - 1)):
+                        ("gid", 0, 2**32 - 1), ("ctmark", 0, 2**32 - 1)):
         if key in spec:
             v = spec[key]
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -125,12 +174,91 @@ def from_json(spec: dict) -> Packet:
         ints.setdefault("sport", 40000)
     if proto in (1, 58) and "icmp_type" not in ints:
         raise SpecError("an icmp packet needs `icmp_type`")
+    frag_offset, more = ints.get("frag_offset", 0), bool(spec.get("more_fragments", False))
+    extra = _link_fields(spec)
+    payload = _payload(spec)
+    if payload is not None:
+        fragment = bool(frag_offset or more)
+        heads = header_len(fam_s, proto, frag_offset, fragment, len(spec.get("tcp_options", [])))
+        if "length" not in ints:
+            if heads is None:
+                raise SpecError("give `length` with a payload: the header length of this packet is not fixed")
+            ints["length"] = heads + len(payload)
+        least = header_len(fam_s, proto, frag_offset, fragment) or header_len(fam_s, 0, 0, fragment) + 12
+        if ints["length"] - len(payload) < least:
+            raise SpecError(f"`length` {ints['length']} leaves no room for the headers before the payload")
+        if ints["length"] > 65535:
+            raise SpecError("the payload makes the packet longer than 65535 bytes")
     return Packet(
         family=fam_s, proto=proto, src=src, dst=dst, tcp_flags=flags,
         tcp_options=frozenset(int(o) for o in spec.get("tcp_options", [])),
-        iif=spec.get("iif"), oif=spec.get("oif"), hook=hook,
-        more_fragments=bool(spec.get("more_fragments", False)),
-        state=None if state is None else str(state).upper(), t=float(spec.get("t", 0.0)), **ints)
+        iif=spec.get("iif"), oif=spec.get("oif"), hook=hook, more_fragments=more, payload=payload,
+        state=None if state is None else str(state).upper(), t=float(spec.get("t", 0.0)), **extra, **ints)
+
+
+def header_len(family: Family, proto: int, frag_offset: int, fragment: bool, n_options: int = 0) -> int | None:
+    """Bytes of header before the payload: IP (no options; IPv6 adds its fragment header to
+    fragments) and the transport header a non-later fragment carries. None: not fixed (TCP with
+    options, DCCP)."""
+    ip = 20 if family is Family.IPV4 else 40 + (8 if fragment else 0)
+    if frag_offset:
+        return ip
+    if proto == 6:
+        return None if n_options else ip + 20
+    return None if proto == 33 else ip + {17: 8, 136: 8, 1: 8, 58: 8, 132: 12}.get(proto, 0)
+
+
+PKTTYPES = {"unicast": "unicast", "host": "unicast", "broadcast": "broadcast", "multicast": "multicast",
+            "otherhost": "otherhost", "loopback": "loopback"}
+ROUTE_TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE",
+               "PROHIBIT", "THROW", "NAT", "XRESOLVE")
+
+
+def _link_fields(spec: dict) -> dict:
+    """groups, buffer_splits, src_mac, pkttype, src_type and dst_type, checked."""
+    out: dict = {}
+    if "groups" in spec:
+        groups = spec["groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, int) and 0 <= g < 2**32 for g in groups):
+            raise SpecError("`groups` must be a list of group ids")
+        out["groups"] = frozenset(groups)
+    if "buffer_splits" in spec:
+        splits = spec["buffer_splits"]
+        if not isinstance(splits, list) or not all(isinstance(o, int) and 0 < o < 65536 for o in splits):
+            raise SpecError("`buffer_splits` must be a list of byte offsets")
+        out["buffer_splits"] = tuple(sorted(set(splits)))
+    if "src_mac" in spec:
+        text = str(spec["src_mac"])
+        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", text):
+            raise SpecError(f"`src_mac` {text} is not a MAC address like 52:54:00:12:34:56")
+        out["src_mac"] = bytes.fromhex(text.replace(":", ""))
+    if "pkttype" in spec:
+        kind = PKTTYPES.get(str(spec["pkttype"]).lower())
+        if kind is None:
+            raise SpecError(f"`pkttype` must be one of {', '.join(PKTTYPES)}")
+        out["pkttype"] = kind
+    for key in ("src_type", "dst_type"):
+        if key in spec:
+            kind = str(spec[key]).upper()
+            if kind not in ROUTE_TYPES:
+                raise SpecError(f"`{key}` must be one of {', '.join(ROUTE_TYPES)}")
+            out[key] = kind
+    return out
+
+
+def _payload(spec: dict) -> bytes | None:
+    if "payload" in spec and "payload_hex" in spec:
+        raise SpecError("give `payload` or `payload_hex`, not both")
+    if "payload" in spec:
+        if not isinstance(spec["payload"], str):
+            raise SpecError("`payload` must be a string (use `payload_hex` for raw bytes)")
+        return spec["payload"].encode("utf-8", "surrogateescape")
+    if "payload_hex" in spec:
+        try:
+            return bytes.fromhex(str(spec["payload_hex"]))
+        except ValueError:
+            raise SpecError("`payload_hex` must be hex digits, two per byte") from None
+    return None
 
 
 _ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<addr>[^:\s]+|[0-9a-fA-F:]+))(?::(?P<port>\d+))?$")
@@ -158,11 +286,12 @@ def from_short(text: str) -> Packet:
     if dport is not None:
         spec["dport"] = dport
     rest = words[4:]
-    if rest and rest[0].replace(",", "").replace("|", "").isalpha() and rest[0].upper() not in (
-            "IIF", "OIF", "STATE", "T", "HOOK", "TYPE", "CODE", "LEN", "TTL", "FRAG", "MF", "MARK"):
-        spec["tcp_flags"] = re.split(r"[,|]", rest.pop(0))
     keys = {"iif": "iif", "oif": "oif", "state": "state", "t": "t", "hook": "hook", "type": "icmp_type",
-            "code": "icmp_code", "len": "length", "ttl": "ttl", "frag": "frag_offset", "mark": "mark"}
+            "code": "icmp_code", "len": "length", "ttl": "ttl", "frag": "frag_offset", "mark": "mark",
+            "mac": "src_mac", "pkttype": "pkttype", "srctype": "src_type", "dsttype": "dst_type",
+            "ctmark": "ctmark", "uid": "uid", "gid": "gid", "payload": "payload"}
+    if rest and rest[0].replace(",", "").replace("|", "").isalpha() and rest[0].lower() not in keys | {"mf": 1}:
+        spec["tcp_flags"] = re.split(r"[,|]", rest.pop(0))
     while rest:
         key = rest.pop(0).lower()
         if key == "mf":
@@ -171,6 +300,10 @@ def from_short(text: str) -> Packet:
         if key not in keys or not rest:
             raise SpecError(f"unexpected `{key}` in short form")
         value = rest.pop(0)
-        spec[keys[key]] = int(value) if keys[key] in ("icmp_type", "icmp_code", "length", "ttl", "frag_offset",
-                                                       "mark") else (float(value) if key == "t" else value)
+        if keys[key] in ("mark", "ctmark"):
+            spec[keys[key]] = int(value, 0)
+        elif keys[key] in ("icmp_type", "icmp_code", "length", "ttl", "frag_offset", "uid", "gid"):
+            spec[keys[key]] = int(value)
+        else:
+            spec[keys[key]] = float(value) if key == "t" else value
     return from_json(spec)

@@ -34,8 +34,14 @@ CT_TARGETS = {"CT", "NOTRACK", "CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQU
 SEES_IIF = ("PREROUTING", "INPUT", "FORWARD")
 SEES_OIF = ("FORWARD", "OUTPUT", "POSTROUTING")
 
-MARTIAN_V4 = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
+# ip_route_input_slow drops these IPv4 sources after PREROUTING: 0.0.0.0 itself (the rest of 0.0.0.0/8 is
+# routed since Linux 5.3), loopback (route_localnet=0), multicast and the limited broadcast. 240.0.0.0/4 is
+# routed like any unicast source. (Measured in a namespace by tests/kernel/test_differential.py.)
+MARTIAN_V4 = [ipaddress.ip_network(n) for n in ("0.0.0.0/32", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")]
+# ip6_rcv_core drops these IPv6 sources before any hook: not even raw PREROUTING or conntrack sees them.
 MARTIAN_V6 = [ipaddress.ip_network(n) for n in ("::1/128", "ff00::/8")]
+# ip6_forward refuses to forward the unspecified and link-local sources (INPUT takes them).
+UNFORWARDED_V6 = [ipaddress.ip_network(n) for n in ("::/128", "fe80::/10")]
 
 
 def uses_conntrack(rs: Ruleset) -> bool:
@@ -61,9 +67,18 @@ class Env:
     memory: dict[Any, Any]
     key: tuple = ()  # which rule/match is asking, for per-rule state such as -m limit
     evaluated: int = 0
-    mark: int = 0
-    ctmark: int = 0
+    mark: int | None = 0  # None: unknown (e.g. restored from a connection mark the model lacks)
+    ctmark: int | None = 0  # None: unknown
     notes: list[str] = field(default_factory=list)
+    at: tuple[str, str] = ("", "")  # (table, built-in chain) being walked
+    sets: dict = field(default_factory=dict)  # the ruleset's ipsets by name, for -m set
+    ruleset: Ruleset | None = None  # for kernel tables rules share by name (-m recent, -m hashlimit)
+    result: Result | None = None  # this packet's Result: -m connlimit reads earlier packets' verdicts
+    orig: Packet | None = None  # the packet as conntrack first saw it; NAT rewrites env.pkt only
+
+    def __post_init__(self) -> None:
+        if self.orig is None:
+            self.orig = self.pkt
 
 
 @dataclass
@@ -83,18 +98,22 @@ class Result:
         return out
 
 
-def _martian(pkt: Packet) -> str | None:
-    """Sources the routing code drops before INPUT/FORWARD (ip_route_input_slow, ip6_rcv_core)."""
+def _martian(pkt: Packet, early: bool) -> str | None:
+    """Why the kernel drops this source before pkt.hook, if it does: IPv6 on receipt, before every hook
+    (early); IPv4 in routing (ip_route_input_slow) and IPv6 in ip6_forward, both after PREROUTING."""
     if pkt.iif == "lo":
         return None
-    nets = MARTIAN_V4 if pkt.family is Family.IPV4 else MARTIAN_V6
-    cls = ipaddress.IPv4Address if pkt.family is Family.IPV4 else ipaddress.IPv6Address
-    src = cls(pkt.src)
+    v4 = pkt.family is Family.IPV4
+    if early:
+        nets, where = ([] if v4 else MARTIAN_V6), "on receipt, before any table sees it,"
+    elif v4:
+        nets, where = MARTIAN_V4, "by routing"
+    else:
+        nets, where = (UNFORWARDED_V6 if pkt.hook == "FORWARD" else []), "by ip6_forward"
+    src = (ipaddress.IPv4Address if v4 else ipaddress.IPv6Address)(pkt.src)
     for net in nets:
         if src in net:
-            return f"martian source {src} ({net}) is dropped by routing before {pkt.hook}"
-    if pkt.family is Family.IPV4 and pkt.src == 0xFFFFFFFF:
-        return "martian source 255.255.255.255 is dropped by routing"
+            return f"martian source {src} ({net}) is dropped {where} before {pkt.hook}"
     return None
 
 
@@ -109,8 +128,12 @@ class Simulator:
 
     def run(self, pkt: Packet) -> Result:
         ctstate = pkt.state
-        env = Env(pkt, ctstate, self.memory, mark=pkt.mark)
+        env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets)
         res = Result("ACCEPT", None)
+        env.ruleset, env.result = self.rs, res
+        if (why := _martian(pkt, early=True)) is not None:
+            res.verdict, res.reason = "DROP", why
+            return res
         if self.conntrack and pkt.fragment and pkt.state is None:
             res.verdict, res.reason = "DROP", ("fragment held for reassembly by nf_defrag (conntrack is in use): "
                                                "no table sees it, and a lone fragment is never completed")
@@ -122,9 +145,18 @@ class Simulator:
                 res.ctstate = env.ctstate
                 continue
             if step is ROUTE:
-                if (why := _martian(pkt)) is not None:
+                if (why := _martian(pkt, early=False)) is not None:
                     res.verdict, res.reason = "DROP", why
                     return res
+                if pkt.family is Family.IPV4 and pkt.hook == "INPUT" and pkt.fragment and pkt.state is None:
+                    res.verdict, res.reason = "DROP", ("IPv4 fragments are reassembled before INPUT "
+                                                       "(ip_local_deliver): a lone fragment never gets there")
+                    return res
+                if pkt.hook == "FORWARD":  # ip_forward/ip6_forward lower the TTL before the FORWARD hook
+                    if env.pkt.ttl <= 1:
+                        res.verdict, res.reason = "DROP", "the TTL/hop limit runs out in forwarding (time exceeded)"
+                        return res
+                    env.pkt = env.pkt.with_(ttl=env.pkt.ttl - 1)
                 continue
             table, chain = step
             if table == "nat" and env.ctstate not in ("NEW",):
@@ -145,6 +177,7 @@ class Simulator:
         if table not in self.compiled:
             self.compiled[table] = Compiled(tbl, self.rs.family)
         pkt = env.pkt
+        env.at = (table, chain)
         iif = pkt.iif if chain in SEES_IIF else None
         oif = pkt.oif if chain in SEES_OIF else None
         out: list[tuple] = []
