@@ -63,3 +63,30 @@ def test_lint_unreadable_is_exit_2(tmp_path, content):
     r = stockade("lint", str(p))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "error: cannot read input" in r.stderr
+
+
+def test_explain_human_and_json(dump):
+    r = stockade("explain", str(dump), "--packet", "tcp 198.51.100.7:40000 > 203.0.113.1:22 SYN iif eth0")
+    assert r.returncode == 0, r.stderr
+    assert "filter/INPUT rule 1" in r.stdout and "verdict: ACCEPT" in r.stdout
+    r = stockade("explain", str(dump), "--json", "--packet",
+                 '{"proto": "tcp", "src": "203.0.113.9", "dst": "203.0.113.1", "dport": 22, "tcp_flags": ["SYN"]}')
+    out = json.loads(r.stdout)
+    assert (out["verdict"], out["matched"], out["evaluated"]) == ("DROP", [], 1)
+    assert out["trace"] == [{"table": "filter", "chain": "INPUT", "policy": "DROP"}]
+
+
+def test_explain_batch_one_line_per_packet(dump, tmp_path):
+    batch = tmp_path / "p.jsonl"
+    batch.write_text('{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n'
+                     '{"proto": "tcp", "src": "198.51.100.7", "dst": "192.0.2.2", "dport": 22}\n'
+                     '{"proto": "bogus"}\n')
+    r = stockade("explain", str(dump), "--packets", str(batch), "--json")
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x.get("verdict") for x in lines] == ["DROP", "ACCEPT", None]
+    assert "error" in lines[2] and r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_explain_bad_spec_is_an_error_not_a_traceback(dump):
+    r = stockade("explain", str(dump), "--packet", "tcp nonsense")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "error" in r.stderr

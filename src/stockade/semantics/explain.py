@@ -54,9 +54,14 @@ def explain_one(b: Builder, spec: str, as_json: bool) -> int:
     click.echo(f"packet: {spec}")
     click.echo(f"conntrack state: {res.ctstate or 'not tracked (no rule loads conntrack)'}")
     for step in res.trace:
-        mark = {"match": "*", "no match": " ", "unknown": "?"}[step["result"]]
-        click.echo(f" {mark} {step['table']}/{step['chain']} rule {step['rule']:<4} {step['result']:<9} "
-                   f"{step.get('origin') or ''}")
+        where = f"{step['table']}/{step['chain']}"
+        if "policy" in step:
+            click.echo(f"  {where} policy {step['policy']}")
+        else:
+            click.echo(f"  {where} rule {step['rule']:<4} -> {step['target'] or '(no target)':<12} "
+                       f"{step.get('origin') or ''}")
+    for note in res.notes:
+        click.echo(f"   note: {note}")
     click.echo(f"verdict: {res.verdict}" + (f"  ({res.reason})" if res.reason else ""))
     click.echo(f"rules evaluated: {res.evaluated}")
     return 0

@@ -89,12 +89,15 @@ class Result:
     evaluated: int = 0
     trace: list[dict] = field(default_factory=list)
     reason: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = {"verdict": self.verdict, "ctstate": self.ctstate, "matched": self.matched,
                "evaluated": self.evaluated, "trace": self.trace}
         if self.reason:
             out["reason"] = self.reason
+        if self.notes:
+            out["notes"] = self.notes
         return out
 
 
@@ -128,8 +131,9 @@ class Simulator:
 
     def run(self, pkt: Packet) -> Result:
         ctstate = pkt.state
-        env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets)
         res = Result("ACCEPT", None)
+        env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
+                  notes=res.notes)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
         if (why := _martian(pkt, early=True)) is not None:
             res.verdict, res.reason = "DROP", why
