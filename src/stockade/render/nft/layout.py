@@ -1,0 +1,157 @@
+"""Both families' rulesets as one `table inet`, loaded atomically with `nft -f`.
+
+Each built-in chain in use becomes a base chain at iptables' hook and priority. The IPv4
+and IPv6 rules of one built-in chain share it when both would have the same policy:
+IPv4's rules, then IPv6's, each guarded by `meta nfproto` unless a match already
+confines it to its family (before any stateful match). When the policies differ, each
+family gets its own base chain whose first rule accepts the other family's packets;
+`accept` only ends that base chain, so the other family's chain still sees them, as
+iptables and ip6tables hooks each see only their own packets.
+
+A built-in raw chain that only attaches conntrack helpers moves to just after conntrack
+(priority -199), the earliest nft can attach one; its rules could not act at -300.
+
+User chains are reached only through their own family's rules and need no guard. Names
+(of user chains and ipsets) are kept where nft can read them and they are unique, else
+prefixed by what tells them apart: the family (`ip_`, `ip6_`) and/or the iptables table.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ...model import BUILTIN_CHAINS, TABLES, Chain, Family, Ruleset
+from .core import IDENT, Ctx, Decls, NftError, NftRule, Part, identifier
+from .optimise import optimise
+from .sets import declare_ipset
+from .translate import translate_rule
+
+FAMILY = {Family.IPV4: "ip", Family.IPV6: "ip6"}
+NFPROTO = {Family.IPV4: "ipv4", Family.IPV6: "ipv6"}
+# nft 1.0.6 accepts the names dstnat and srcnat only at prerouting and postrouting.
+NAT_PRIORITY = {"PREROUTING": "dstnat", "INPUT": "100", "OUTPUT": "-100", "POSTROUTING": "srcnat"}
+HELPER_PRIORITY = "-199"  # just after conntrack (-200): the earliest nft can attach a helper
+
+
+def render_nft(rulesets: dict[Family, Ruleset], table: str = "stockade") -> str:
+    """`nft -f` input replacing table inet TABLE; it is created first so that the delete always works,
+    and the file is one transaction, so the old table stays if anything in it fails."""
+    if not IDENT.fullmatch(table):
+        raise NftError(f"`{table}` cannot be an nft table name")
+    layout = _Layout(rulesets)
+    body: list[str] = []
+    for tname in TABLES:
+        for cname in BUILTIN_CHAINS[tname]:
+            body += layout.base_chains(tname, cname)
+        for family, rs in layout.rulesets.items():
+            for chain in rs.tables[tname].chains.values() if tname in rs.tables else ():
+                if not chain.builtin:
+                    rules = layout.rules(family, tname, chain)
+                    body += _chain_text(layout.chains[(family, tname, chain.name)], None, rules)
+    decls = [declare_ipset(name, rulesets[f].sets[n]) for (f, n), name in layout.ipsets.items()]
+    decls += layout.decls.items.values()
+    lines = [f"table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]
+    lines += ["\t" + line for decl in decls for line in decl.splitlines()]
+    return "\n".join(lines + body + ["}"]) + "\n"
+
+
+class _Layout:
+    """The names every chain and set gets, and what the rules declare on the way."""
+
+    def __init__(self, rulesets: dict[Family, Ruleset]):
+        self.rulesets = dict(sorted(rulesets.items()))  # IPv4 first, whatever order they came in
+        self.chains = _names({(f, t, n) for f, rs in rulesets.items() for t, tbl in rs.tables.items()
+                              for n, c in tbl.chains.items() if not c.builtin})
+        self.ipsets = {(f, n): v for (f, _, n), v in
+                       _names({(f, "set", n) for f, rs in rulesets.items() for n in rs.sets}).items()}
+        reserved = {f"{p}{t}_{c}" for p in ("", "ip_", "ip6_") for t in TABLES for c in BUILTIN_CHAINS[t]}
+        clash = reserved & set(self.chains.values())
+        if clash:
+            raise NftError(f"user chain {clash.pop()} would collide with a base chain of the nft table")
+        self.decls = Decls(taken=set(self.ipsets.values()))
+
+    def ctx(self, family: Family, tname: str, cname: str, helpers: bool = False) -> Ctx:
+        return Ctx(family, "inet", tname, cname,
+                   chains={n: v for (f, t, n), v in self.chains.items() if (f, t) == (family, tname)},
+                   ipsets={n: (v, self.rulesets[f].sets[n]) for (f, n), v in self.ipsets.items() if f == family},
+                   decls=self.decls, inline_meters=False, helpers=helpers)
+
+    def rules(self, family: Family, tname: str, chain: Chain) -> list[NftRule]:
+        helpers = tname == "raw" and _helpers_only(chain)
+        ctx = self.ctx(family, tname, chain.name, helpers)
+        return optimise([translate_rule(r, ctx) for r in chain.rules])
+
+    def base_chains(self, tname: str, cname: str) -> list[str]:
+        used = {f: rs.tables[tname].chains[cname] for f, rs in self.rulesets.items()
+                if tname in rs.tables and _used(rs.tables[tname].chains.get(cname))}
+        if not used:
+            return []
+        policy = {f: used[f].policy if f in used else "ACCEPT" for f in Family}
+        specs = {f: _spec(tname, cname, c) for f, c in used.items()}
+        rules = {f: self.rules(f, tname, c) for f, c in used.items()}
+        if len(set(policy.values())) == 1 and len(set(specs.values())) == 1:
+            spec = next(iter(specs.values()))
+            merged = [_guarded(r, NFPROTO[f]) for f in used for r in rules[f]]
+            return _chain_text(f"{tname}_{cname}", (*spec, policy[Family.IPV4]), merged)
+        out = []
+        for f in used:
+            others = NftRule([Part(f"meta nfproto != {NFPROTO[f]}")], "accept", counter=False)
+            out += _chain_text(f"{FAMILY[f]}_{tname}_{cname}", (*specs[f], policy[f]), [others] + rules[f])
+        return out
+
+
+def _used(chain: Chain | None) -> bool:
+    return chain is not None and (bool(chain.rules) or chain.policy != "ACCEPT")
+
+
+def _helpers_only(chain: Chain) -> bool:
+    """A built-in raw chain that only attaches conntrack helpers: nft can only do that after conntrack,
+    so the chain may move there (a user chain cannot: it runs where its caller runs)."""
+    return chain.policy == "ACCEPT" and bool(chain.rules) and all(
+        r.target is not None and r.target.name == "CT" and getattr(r.target.data, "helper", None)
+        and not r.target.data.notrack for r in chain.rules)
+
+
+def _spec(tname: str, cname: str, chain: Chain) -> tuple[str, str, str]:
+    """(type, hook, priority) of the base chain for iptables' TABLE/CHAIN."""
+    if tname == "nat":
+        return "nat", cname.lower(), NAT_PRIORITY[cname]
+    if tname == "raw" and _helpers_only(chain):
+        return "filter", cname.lower(), HELPER_PRIORITY
+    return ("route" if (tname, cname) == ("mangle", "OUTPUT") else "filter"), cname.lower(), tname
+
+
+def _guarded(rule: NftRule, nfproto: str) -> NftRule:
+    """The rule, confined to one family unless a match before any stateful one already does that."""
+    for p in rule.parts:
+        if p.family == nfproto:
+            return rule
+        if p.stateful:
+            break
+    return replace(rule, parts=[Part(f"meta nfproto {nfproto}", nfproto)] + rule.parts)
+
+
+def _chain_text(name: str, base: tuple[str, str, str, str] | None, rules: list[NftRule]) -> list[str]:
+    lines = [f"\tchain {name} {{"]
+    if base is not None:
+        kind, hook, priority, policy = base
+        lines.append(f"\t\ttype {kind} hook {hook} priority {priority}; policy {policy.lower()};")
+    return lines + [f"\t\t{r.text()}" for r in rules] + ["\t}"]
+
+
+def _names(owners: set[tuple[Family, str, str]]) -> dict[tuple[Family, str, str], str]:
+    """(family, table, name) -> nft name: the name, prefixed by the family if both families use it, by
+    the table if several tables do, and by the table (or `ip`/`ip6` for sets) if nft could take the
+    bare name for a keyword."""
+    out = {}
+    for f, t, n in sorted(owners, key=lambda o: (o[2], o[1], int(o[0]))):
+        same = [o for o in owners if o[2] == n]
+        prefix = ([FAMILY[f]] if len({o[0] for o in same}) > 1 else []) + ([t] if len({o[1] for o in same}) > 1 else [])
+        if not prefix and not identifier(n):
+            prefix = [FAMILY[f] if t == "set" else t]
+        name = "_".join(prefix + [n])
+        if not IDENT.fullmatch(name):
+            raise NftError(f"`{n}` cannot be written as an nft name (nft 1.0.6 has no quoted names)")
+        out[(f, t, n)] = name
+    if len(set(out.values())) < len(out):
+        raise NftError("two chains or sets would get the same nft name: " + ", ".join(sorted(out.values())))
+    return out

@@ -1,0 +1,159 @@
+"""ipsets as nft sets declared in the table, and `-m set` as a native lookup of them.
+
+One lookup replaces any number of rules: a hash set for single addresses, nft's interval
+structures (`flags interval`) wherever a member is a network, range or port range. Each dimension
+of an ipset type becomes one part of a concatenated key; the match's src/dst flags pick
+the packet field for each.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+import socket
+
+from ...model import Family, IPSet
+from .core import Ctx, NftError, Part, neg, quote, span
+
+DIMS = ("ip", "net", "port", "mac")
+# Create options that tune ipset's own storage and change no membership.
+STORAGE = {"family": 1, "hashsize": 1, "maxelem": 1, "bucketsize": 1, "initval": 1, "counters": 0, "comment": 0,
+           "skbinfo": 0, "forceadd": 0}
+PORT_PROTOS = ("tcp", "udp", "sctp", "udplite", "dccp")
+MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def dims_of(s: IPSet) -> list[str]:
+    kind, _, dims = s.type.partition(":")
+    parts = dims.split(",")
+    if kind not in ("hash", "bitmap") or not all(p in DIMS for p in parts) or (kind == "bitmap" and parts != ["ip"]):
+        raise NftError(f"ipset {s.name}: type {s.type} has no nftables equivalent in stockade")
+    return parts
+
+
+def set_family(s: IPSet) -> Family:
+    words = list(s.options)
+    at = words.index("family") if "family" in words else -1
+    return Family.IPV6 if 0 <= at < len(words) - 1 and words[at + 1] == "inet6" else Family.IPV4
+
+
+def declare_ipset(name: str, s: IPSet) -> str:
+    """`set NAME { type ...; flags ...; elements = { ... } }` for one ipset."""
+    dims, family = dims_of(s), set_family(s)
+    timeout = _options(s)
+    members = list(dict.fromkeys(_member(s, m, dims, family) for m in s.members))  # ipset ignores repeats
+    addr = "ipv4_addr" if family is Family.IPV4 else "ipv6_addr"
+    types = {"ip": addr, "net": addr, "port": "inet_proto . inet_service", "mac": "ether_addr"}
+    flags = ["interval"] if "net" in dims or any(interval for _, interval in members) else []
+    flags += ["timeout"] if timeout is not None else []
+    lines = [f"set {name} {{", f"\ttype {' . '.join(types[d] for d in dims)}"]
+    lines += [f"\tflags {','.join(flags)}"] if flags else []
+    lines += ["\tauto-merge"] if "interval" in flags and len(dims) == 1 else []  # ipset allows overlaps
+    lines += [f"\ttimeout {timeout}s"] if timeout else []  # 0: timeouts allowed, none by default
+    if members:
+        lines.append("\telements = { " + ",\n\t\t     ".join(text for text, _ in members) + " }")
+    return "\n".join(lines + ["}"])
+
+
+def _options(s: IPSet) -> int | None:
+    """The default timeout, if any; options that would change membership are refused."""
+    words, timeout = list(s.options), None
+    while words:
+        word = words.pop(0)
+        if word == "timeout" and words and words[0].isdigit():
+            timeout = int(words.pop(0))
+        elif word in STORAGE and len(words) >= STORAGE[word]:
+            del words[:STORAGE[word]]
+        else:
+            raise NftError(f"ipset {s.name}: create option `{word}` has no nftables equivalent in stockade")
+    return timeout
+
+
+def _member(s: IPSet, text: str, dims: list[str], family: Family) -> tuple[str, bool]:
+    """One member as an nft element, and whether it needs an interval set."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = []
+    if not words:
+        raise NftError(f"ipset {s.name}: cannot read member {text!r}")
+    values = words[0].split(",")
+    if len(values) != len(dims):
+        raise NftError(f"ipset {s.name}: member {words[0]!r} does not have the {len(dims)} parts of {s.type}")
+    parts = [_value(s, v, d, family) for v, d in zip(values, dims)]
+    out, extra = " . ".join(p for p, _ in parts), words[1:]
+    while extra:
+        word = extra.pop(0)
+        if word == "timeout" and extra and extra[0].isdigit():
+            out += f" timeout {extra.pop(0)}s"
+        elif word == "comment" and extra:
+            out += f" comment {quote(extra.pop(0), 'comment')}"
+        elif word in ("packets", "bytes", "skbmark", "skbprio", "skbqueue") and extra:
+            extra.pop(0)  # counters and skbinfo data change no membership
+        else:
+            raise NftError(f"ipset {s.name}: member option `{word}` has no nftables equivalent in stockade"
+                           + (" (nomatch entries punch holes nft sets cannot)" if word == "nomatch" else ""))
+    return out, any(interval for _, interval in parts)
+
+
+def _value(s: IPSet, value: str, dim: str, family: Family) -> tuple[str, bool]:
+    try:
+        if dim in ("ip", "net"):
+            return _address(value, family)
+        if dim == "port":
+            proto, _, ports = value.rpartition(":")
+            proto = proto.lower() or "tcp"
+            lo, _, hi = ports.partition("-")
+            lo_n, hi_n = _port(lo, proto), _port(hi or lo, proto)
+            if proto not in PORT_PROTOS or lo_n > hi_n:
+                raise ValueError
+            return f"{proto} . {span(lo_n, hi_n)}", lo_n != hi_n
+        if MAC.fullmatch(value):
+            return value.lower(), False
+    except (ValueError, OSError):
+        pass
+    raise NftError(f"ipset {s.name}: cannot write {dim} value {value!r} as an nft element")
+
+
+def _address(value: str, family: Family) -> tuple[str, bool]:
+    version = 4 if family is Family.IPV4 else 6
+    if "-" in value:
+        first, last = (ipaddress.ip_address(v) for v in value.split("-", 1))
+        if first.version != version or last.version != version or first > last:
+            raise ValueError
+        return (str(first), False) if first == last else (f"{first}-{last}", True)
+    net = ipaddress.ip_network(value, strict=False)
+    if net.version != version:
+        raise ValueError
+    return (str(net.network_address), False) if net.prefixlen == net.max_prefixlen else (str(net), True)
+
+
+def _port(text: str, proto: str) -> int:
+    port = int(text) if text.isdigit() else socket.getservbyname(text, proto)
+    if not 0 <= port <= 65535:
+        raise ValueError
+    return port
+
+
+def set_match(d, ctx: Ctx) -> list[Part]:
+    """`KEY @set`: one key part per ipset dimension, from the source or destination the flags name."""
+    if d.return_nomatch or d.packets is not None or d.bytes is not None:
+        raise ctx.fail("set: --return-nomatch and counter tests have no nftables equivalent")
+    if ctx.ipsets is None or d.name not in ctx.ipsets:
+        raise ctx.fail(f"set: ipset {d.name} is not part of the ruleset")
+    name, s = ctx.ipsets[d.name]
+    dims = dims_of(s)
+    if len(d.dirs) < len(dims):
+        raise ctx.fail(f"set: {s.type} needs {len(dims)} src/dst flags, the rule gives {len(d.dirs)}")
+    if ("ip" in dims or "net" in dims) and set_family(s) is not ctx.family:
+        raise ctx.fail(f"set: ipset {d.name} holds IPv{int(set_family(s))} addresses")
+    keys = []
+    for dim, side in zip(dims, d.dirs):
+        if dim in ("ip", "net"):
+            keys.append(f"{ctx.ip} {side[0]}addr")
+        elif dim == "port":
+            keys.append(f"meta l4proto . th {side[0]}port")
+        else:
+            keys.append(f"ether {side[0]}addr")
+    family = ctx.nfproto if keys[0].startswith("ip") else None
+    return [Part(f"{' . '.join(keys)} {neg(d.invert)}@{name}", family)]
