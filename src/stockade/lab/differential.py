@@ -28,6 +28,7 @@ from ..semantics.packet import Packet
 from ..semantics.simulate import Result
 from .counters import Moved, Snapshot, moved, read_counters
 from .inject import Injector
+from .netns import Closing
 from .topology import CLIENT_IF, SERVER_V4, SERVER_V6, Topology
 
 SAVE = {Family.IPV4: "iptables-save", Family.IPV6: "ip6tables-save"}
@@ -75,7 +76,7 @@ class Expectation:
     ctstate: str | None
 
 
-class Probe:
+class Probe(Closing):
     """`with Probe() as p: p.load(Family.IPV4, text); p.send(pkt)` -> Observation."""
 
     def __init__(self, forward: bool = True):
@@ -85,19 +86,13 @@ class Probe:
         self._observe_ct: dict[Family, bool] = {}
 
     def __enter__(self) -> Self:
-        try:
+        with self.opening():
             t = self.topology.__enter__()
             t.server.run(["conntrack", "--version"])  # flushing needs it; fail now, not with stale flows
             for fam in Family:
                 t.server.run([RESTORE[fam]], input=FIXED.format(sync=SYNC_SRC[fam], port=SYNC_PORT))
             self.injector = Injector(t.client, CLIENT_IF, t.server_mac).__enter__()
-        except BaseException:
-            self.close()
-            raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         try:

@@ -27,7 +27,7 @@ from typing import Any, Self
 
 from ..model import Family
 from ..semantics.packet import TCP_FLAGS, Packet
-from .netns import Netns
+from .netns import Closing, Netns
 
 ICMP_ERRORS = {3, 4, 5, 11, 12}  # quote the packet that caused them
 ICMPV6_ERRORS = {1, 2, 3, 4}
@@ -190,7 +190,7 @@ class InjectError(RuntimeError):
     """The sender refused a packet or died."""
 
 
-class Injector:
+class Injector(Closing):
     """`with Injector(ns, "eth0", server_mac) as inj: inj.send(pkt)`; send returns once the frames left."""
 
     def __init__(self, ns: Netns, iface: str, dst_mac: str, python: str = sys.executable):
@@ -205,15 +205,9 @@ class Injector:
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = self.ns.spawn([self.python, "-m", "stockade.lab.inject", self.iface, self.dst_mac],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        try:
+        with self.opening():
             self._read()
-        except BaseException:
-            self.close()
-            raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         if self.proc is None:

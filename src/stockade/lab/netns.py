@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -51,7 +52,22 @@ def _run(argv: Sequence[str], input: str | None = None, check: bool = True) -> s
     return proc
 
 
-class Netns:
+class Closing:
+    """A resource with close(): leaving its `with` block closes it, and so does a failure while opening."""
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def opening(self):
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
+
+
+class Netns(Closing):
     """`with Netns() as ns: ns.run([...])`: the namespace is gone when the block ends.
 
     Cleanup (killing whatever still runs inside, then deleting the namespace) runs
@@ -66,17 +82,11 @@ class Netns:
 
     def __enter__(self) -> Self:
         self._created = True  # before `add`: an interrupt during it must still clean up
-        try:
+        with self.opening():
             _run([IP, "netns", "add", self.name])
             if self.lo_up:
                 self.run([IP, "link", "set", "lo", "up"])
-        except BaseException:
-            self.close()
-            raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         """The command line that runs `argv` inside the namespace."""

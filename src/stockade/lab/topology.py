@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
-from .netns import Netns
+from .netns import Closing, Netns
 
 CLIENT_IF, SERVER_IN, SERVER_OUT, FAR_IF = "eth0", "in0", "out0", "eth0"
 
@@ -37,7 +37,7 @@ def _sysctls(ns: Netns, settings: Sequence[tuple[str, str]]) -> None:
     ns.run(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in settings)])
 
 
-class Topology:
+class Topology(Closing):
     """`with Topology(forward=True) as t:` t.client, t.server, t.far are open Netns.
 
     Everything (namespaces, links, processes inside) is removed when the block
@@ -53,7 +53,7 @@ class Topology:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Self:
-        try:
+        with self.opening():
             self.server = self._stack.enter_context(Netns())
             self.client = self._stack.enter_context(Netns())
             if self.forward:
@@ -67,13 +67,7 @@ class Topology:
                 self._peer(self.far, FAR_IF, FAR_V4, FAR_NET_V4, FAR_V6, FAR_GW_V4, FAR_GW_V6)
                 self._server_if(SERVER_OUT, FAR_GW_V4, FAR_NET_V4, FAR_GW_V6, FAR_NET_V6)
             self._wait_up()
-        except BaseException:
-            self.close()
-            raise
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         self._stack.close()
