@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from ..model import Origin
 from ..parse.diagnostics import Diagnostic
@@ -43,6 +43,21 @@ def parse_rate(text: str) -> tuple[int, int]:
     if count == 0 or mult == 0:
         raise ValueError(f"`{text}`: a rate needs a count and a period above zero")
     return count, mult * UNIT_SECONDS[unit]
+
+
+def _rate_ok(text: str) -> str:
+    parse_rate(text)
+    return text
+
+
+def _services_ok(value: str | list[str]) -> str | list[str]:
+    for name in [value] if isinstance(value, str) else value:
+        resolve(name)
+    return value
+
+
+Rate = Annotated[str, AfterValidator(_rate_ok)]
+Services = Annotated[Union[str, list[str]], AfterValidator(_services_ok)]
 
 
 class Strict(BaseModel):
@@ -91,7 +106,7 @@ Group = Annotated[Any, BeforeValidator(_group)]
 class Log(Strict):
     drops: bool = True
     prefix: str = "stockade-drop: "
-    rate: str = "5/minute"
+    rate: Rate = "5/minute"
     burst: int = Field(default=10, ge=1, le=10000)
 
     @field_validator("prefix")
@@ -101,34 +116,16 @@ class Log(Strict):
             raise ValueError("a log prefix is 1-28 characters: letters, digits, space and _ . : = -")
         return v
 
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: str) -> str:
-        parse_rate(v)
-        return v
-
 
 class Icmp(Strict):
     ping: Literal["allow", "limit", "deny"] = "limit"
-    rate: str = "5/second"
+    rate: Rate = "5/second"
     burst: int = Field(default=10, ge=1, le=10000)
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: str) -> str:
-        parse_rate(v)
-        return v
 
 
 class SynFlood(Strict):
-    rate: str = "50/second"
+    rate: Rate = "50/second"
     burst: int = Field(default=100, ge=1, le=10000)
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: str) -> str:
-        parse_rate(v)
-        return v
 
 
 class Protect(Strict):
@@ -151,23 +148,9 @@ class Defaults(Strict):
 
 
 class Allow(Strict):
-    service: str | list[str]
+    service: Services
     from_: str | list[str] = Field(default="everyone", alias="from")
-    limit: str | None = None  # new connections per source, e.g. "10/10m"
-
-    @field_validator("service")
-    @classmethod
-    def _service(cls, v):
-        for name in [v] if isinstance(v, str) else v:
-            resolve(name)
-        return v
-
-    @field_validator("limit")
-    @classmethod
-    def _limit(cls, v):
-        if v is not None:
-            parse_rate(v)
-        return v
+    limit: Rate | None = None  # new connections per source, e.g. "10/10m"
 
     @property
     def services(self) -> list[str]:
@@ -179,10 +162,8 @@ class Allow(Strict):
 
 
 class Egress(Strict):
-    service: str | list[str]
+    service: Services
     to: str | list[str] = "everyone"
-
-    _service = field_validator("service")(Allow._service.__func__)
 
     @property
     def services(self) -> list[str]:
