@@ -136,7 +136,7 @@ class RuleParser:
         """Return the rule(s) the words describe (`-s a,b` makes one rule per address)."""
         ctx = self.ctx
         ctx.proto, ctx.proto_inverted = None, False
-        words = [w for t in tokens for w in _split(t)]
+        words = list(tokens)  # each split (_split) only when read as an option: getopt takes an argument whole
         seen: dict[str, Token] = {}
         srcs = dsts = [None]
         rule = Rule(origin=origin)
@@ -158,6 +158,7 @@ class RuleParser:
             return got
 
         while i < len(words):
+            words[i:i + 1] = _split(words[i])
             tok = words[i]
             w = tok.text
             if w == "!":
