@@ -257,7 +257,7 @@ def test_ipsets_become_native_sets():
     v6 = "*filter\n-A INPUT -m set --match-set Block6 src -j DROP\nCOMMIT\n"
     text = render_nft(rulesets(v4, v6, sets))
     assert ("\tset Block {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n"
-            "\t\telements = { 10.0.0.0/8,\n\t\t\t     10.1.0.0/16,\n\t\t\t     192.0.2.1 }\n\t}") in text
+            "\t\telements = { 10.0.0.0/8, 10.1.0.0/16, 192.0.2.1 }\n\t}") in text
     assert "\tset ip_svc {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\tflags interval\n" in text
     assert "192.0.2.1 . tcp . 80" in text and "192.0.2.2 . udp . 53-54" in text
     assert "\tset Block6 {\n\t\ttype ipv6_addr\n\t\telements = { 2001:db8::1 }\n\t}" in text

@@ -7,16 +7,19 @@ comes from, and a `-m comment` says so in the output.
 
 Layout of the filter table (per family), ordered for speed:
   INPUT (policy DROP) -> stk-in: established/related first, loopback, invalid and
-  malformed packets, inbound blocklist (one set lookup), bogon sources on public
-  interfaces, per-source SYN-flood limit, ICMP, admin groups, services, then stk-drop
-  (rate-limited LOG, then DROP or REJECT).
+  malformed packets, inbound blocklist (a set lookup for its addresses, one for its
+  networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, admin
+  groups, services, then stk-drop (rate-limited LOG, then DROP or REJECT).
   OUTPUT (ACCEPT, or DROP in strict egress) -> stk-out. FORWARD: policy DROP.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..model import Family, IPSet, Origin, Ruleset
@@ -54,46 +57,79 @@ def _rate(text: str) -> tuple[str, int]:
     return f"{max(1, round(count * 86400 / seconds))}/day", count
 
 
-_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:/(\d{1,2}))?$")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_NETWORK = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}/(?:3[0-2]|[12]\d|[1-9])")  # IPv4 CIDR, prefix 1-32
+_COMMENT = re.compile("#[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*")  # to the end of the line, as splitlines ends it
+_INET_PTON = partial(socket.inet_pton, socket.AF_INET)
+# A group's members by the set they go to: (family, "ip") single addresses, (family, "net") networks.
+Members = dict[tuple[Family, str], list[str]]
 
 
-def _entry_ok(entry: str) -> bool:
-    """Whether a blocklist line is an address or CIDR; IPv4 on a fast path (lists run to millions)."""
-    m = _IPV4.match(entry)
-    if m:
-        return all(int(x) <= 255 for x in m.groups()[:4]) and (m.group(5) is None or int(m.group(5)) <= 32)
-    try:
-        ipaddress.ip_network(entry, strict=False)
-        return True
-    except ValueError:
-        return False
+def read_group_file(path: Path, origin: Origin) -> Members:
+    """A blocklist file as the seeds keep one: an address or CIDR per line, `#` comments.
 
-
-def read_group_file(path: Path, origin: Origin) -> dict[Family, list[str]]:
-    """A blocklist file as the seeds keep one: an address or CIDR per line, `#` comments; by family."""
+    Entries other than plain IPv4 ones are read with ipaddress and written back in its canonical form,
+    so every back end reads them alike; a network keeps no host bits (ipset and nft clear them too)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as e:
         raise PolicyError([Diagnostic("error", "group-file", f"cannot read group file {path}: {e}", origin)]) from None
-    out: dict[Family, list[str]] = {Family.IPV4: [], Family.IPV6: []}
+    members = _read_bulk(text)
+    if members is not None:
+        return members
+    out: Members = {}
     errors = []
     for n, line in enumerate(text.splitlines(), 1):
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
-        if entry.endswith("/0"):
-            errors.append(Diagnostic("error", "group-file", f"`{entry}` is every address",
-                                     Origin(str(path), n, line.index(entry) + 1),
-                                     "a list entry with prefix /0 would match all traffic; remove it"))
-        elif not _entry_ok(entry):
-            errors.append(Diagnostic("error", "group-file", f"`{entry}` is not an address or network",
-                                     Origin(str(path), n, line.index(entry) + 1),
-                                     "one address or CIDR per line; `#` starts a comment"))
-        else:
-            out[Family.IPV6 if ":" in entry else Family.IPV4].append(entry)
+        try:
+            key, canonical = _entry(entry)
+        except ValueError as e:
+            message, hint = e.args
+            errors.append(Diagnostic("error", "group-file", message, Origin(str(path), n, line.index(entry) + 1), hint))
+            continue
+        out.setdefault(key, []).append(canonical)
     if errors:
         raise PolicyError(errors)
     return out
+
+
+def _read_bulk(text: str) -> Members | None:
+    """The members if every line is blank, a comment or a good entry, else None (the file is then read
+    line by line, for the errors' positions). Lists run to millions of lines, so plain IPv4 entries are
+    checked in bulk: inet_pton takes exactly the dotted quads ipaddress takes (no leading zeros)."""
+    body = _COMMENT.sub("", text) if "#" in text else text
+    entries = [e for e in map(str.strip, body.split("\n")) if e]
+    others = [e for e in entries if ":" in e] if ":" in body else []
+    ipv4 = [e for e in entries if ":" not in e] if others else entries
+    addresses = [e for e in ipv4 if "/" not in e]
+    networks = [e for e in ipv4 if "/" in e]
+    try:
+        deque(map(_INET_PTON, addresses), maxlen=0)  # raises at the first that is not an address
+        if not all(map(_NETWORK.fullmatch, networks)):
+            return None
+        out = {(Family.IPV4, "ip"): addresses, (Family.IPV4, "net"): networks}
+        for key, canonical in map(_entry, others):
+            out.setdefault(key, []).append(canonical)
+    except (OSError, ValueError):
+        return None
+    return out
+
+
+def _entry(entry: str) -> tuple[tuple[Family, str], str]:
+    """Which set an entry goes to, (family, kind), and its canonical text; ValueError(message, hint)
+    if it is not an address or network, or is every address."""
+    try:
+        net = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise ValueError(f"`{entry}` is not an address or network",
+                         "one address or CIDR per line; `#` starts a comment") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"`{entry}` is every address",
+                         "a list entry with prefix /0 would match all traffic; remove it")
+    family = Family(net.version)
+    return ((family, "net"), str(net)) if "/" in entry else ((family, "ip"), str(net.network_address))
 
 
 class Compiler:
@@ -113,18 +149,19 @@ class Compiler:
             else (0, 0)
         return Origin(self.file, line, col)
 
-    def _groups(self) -> dict[str, dict[Family, list[str]]]:
-        out = {}
+    def _groups(self) -> dict[str, Members]:
+        out: dict[str, Members] = {}
         for name, spec in self.p.groups.items():
             if isinstance(spec, FileGroup):
                 out[name] = read_group_file(self.base / spec.file, self.origin("groups", name))
             else:
-                out[name] = {f: [x for x in spec if (network(x).version == 4) == (f is Family.IPV4)]
-                             for f in (Family.IPV4, Family.IPV6)}
+                out[name] = {}
+                for x in spec:
+                    out[name].setdefault((Family(network(x).version), "net" if "/" in x else "ip"), []).append(x)
         return out
 
-    def set_name(self, group: str, family: Family) -> str:
-        return f"stk-{group}-{int(family)}"
+    def set_name(self, group: str, family: Family, kind: str) -> str:
+        return f"stk-{group}-{kind}{int(family)}"
 
     def add(self, family: Family, table: str, chain: str, words: list[str], origin: Origin, note: str) -> None:
         """Append one rule: the words go through the rule parser; the comment names the policy line."""
@@ -149,8 +186,9 @@ class Compiler:
             if g not in self.groups:
                 raise PolicyError([Diagnostic("error", "policy", f"unknown group `{g}`", self.origin(*where),
                                               f"define it under [groups]; known: {', '.join(self.groups) or 'none'}")])
-            if self.groups[g][family]:
-                out.append(["-m", "set", "--match-set", self.set_name(g, family), "src"])
+            for name in (self.set_name(g, family, kind) for kind in ("ip", "net")):
+                if name in self.b.ruleset(family).sets:
+                    out.append(["-m", "set", "--match-set", name, "src"])
         return out or None
 
     # -- the policy, section by section ------------------------------------------------------------------
@@ -167,19 +205,23 @@ class Compiler:
         return Compiled(self.p, self.b.rulesets, self.b.diagnostics)
 
     def _sets(self, family: Family) -> None:
-        rs = self.b.ruleset(family)
-        kind = "inet" if family is Family.IPV4 else "inet6"
-        for name, nets in self.groups.items():
-            if nets[family]:
-                members = nets[family]  # hash:net takes overlaps and host bits as they are
-                rs.sets[self.set_name(name, family)] = IPSet(
-                    self.set_name(name, family), "hash:net",
-                    ("family", kind, "hashsize", "1024", "maxelem", str(max(65536, 2 * len(members)))),
-                    members, self.origin("groups", name))
+        """Per group, its addresses in a hash:ip set and its networks in a hash:net set: nftables keeps
+        networks in interval sets, which load several times slower per entry than its hashes."""
+        for g, members in self.groups.items():
+            for kind in ("ip", "net"):
+                self._set(family, g, kind, members.get((family, kind), []), self.origin("groups", g))
         if self.p.protect.bogons:
-            rs.sets[self.set_name("bogons", family)] = IPSet(
-                self.set_name("bogons", family), "hash:net", ("family", kind), list(BOGONS[family]),
-                self.origin("protect", "bogons"))
+            self._set(family, "bogons", "net", list(BOGONS[family]), self.origin("protect", "bogons"))
+
+    def _set(self, family: Family, group: str, kind: str, members: list[str], origin: Origin) -> None:
+        """The set, unless empty; its hash sized for the members, as one that grows while loading
+        rehashes all it holds."""
+        if members:
+            name = self.set_name(group, family, kind)
+            self.b.ruleset(family).sets[name] = IPSet(name, f"hash:{kind}", (
+                "family", "inet" if family is Family.IPV4 else "inet6",
+                "hashsize", str(max(1024, 1 << (len(members) // 2).bit_length())),
+                "maxelem", str(max(65536, 2 * len(members)))), members, origin)
 
     def _input(self, f: Family) -> None:
         p, o = self.p, self.origin
@@ -205,8 +247,9 @@ class Compiler:
                 add(m + ["-j", "DROP"], o("blocklist", "inbound"), f"blocklist {g}")
         if pr.bogons:
             for iface in p.server.interfaces:
-                add(["-i", iface, "-m", "set", "--match-set", self.set_name("bogons", f), "src", "-j", "stk-drop"],
-                    o("protect", "bogons"), f"bogon source on {iface}")
+                bogons = self.set_name("bogons", f, "net")
+                add(["-i", iface, "-m", "set", "--match-set", bogons, "src", "-j", "stk-drop"], o("protect", "bogons"),
+                    f"bogon source on {iface}")
         if pr.syn_flood:
             rate, _ = _rate(pr.syn_flood.rate)
             add(["-p", "tcp", "--syn", "-m", "conntrack", "--ctstate", "NEW", "-m", "hashlimit", "--hashlimit-above",
