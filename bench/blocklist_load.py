@@ -1,0 +1,177 @@
+"""Loading a policy with a 1,000,000-entry blocklist (issue 4: under 5 s end to end, either back end).
+
+End to end, per back end: compile the policy (reading and checking the list), render it, load it into a
+fresh namespace (`ipset restore` + `iptables-restore` + `ip6tables-restore`, or `nft -f`). Each is timed
+REPEAT times; the median run is shown.
+
+Baseline, measured in the same run: the seeds' way, one `iptables -A INPUT -s ADDR -j DROP` command
+per entry, at 10,000 entries.
+
+Packet cost: the time per round trip of a ping flood from a client namespace to the server namespace
+through the loaded policy, with the blocklist at 10 and at ENTRIES entries, per back end; through the
+baseline's 10,000 linear rules; and with no rules at all (the cost of everything but the firewall).
+The server does not track connections (a `notrack` table at raw priority): the policy accepts packets
+of known connections before its blocklist, so with tracking a ping flood would meet the blocklist
+once and measure nothing. Untracked, every echo request is looked up in the blocklist sets.
+Addresses are random data loaded into sets; nothing is ever sent to them.
+
+Usage: .venv/bin/python bench/blocklist_load.py [ENTRIES [REPEAT [BASELINE]]]
+"""
+from __future__ import annotations
+
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from stockade.lab.netns import Netns
+from stockade.policy.compile import compile_policy
+from stockade.policy.output import render_outputs
+
+TARGET = 5.0  # seconds, end to end
+BASELINE = 10_000  # entries loaded the seeds' way
+PINGS = 20_000
+POLICY = '[server]\ninterfaces = ["veth-s"]\n[groups]\nblocked = { file = "blocked.txt" }\n' \
+         '[blocklist]\ninbound = ["blocked"]\n[icmp]\nping = "allow"\n'
+NOTRACK = "table inet bench {\n\tchain pre { type filter hook prerouting priority raw; notrack; }\n" \
+          "\tchain out { type filter hook output priority raw; notrack; }\n}\n"
+CLIENT, SERVER = "192.0.2.1", "192.0.2.2"
+
+
+def blocklist(n: int, seed: int = 7) -> list[str]:
+    """`n` random entries, every fourth a /24 network; never the lab's own 192.0.2.0/24."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        a = rng.getrandbits(32)
+        if a >> 8 == 0xC00002:
+            continue
+        addr = ".".join(str(a >> s & 255) for s in (24, 16, 8, 0))
+        out.append(addr if len(out) % 4 else f"{addr.rsplit('.', 1)[0]}.0/24")
+    return out
+
+
+def policy(tmp: Path, entries: list[str]) -> Path:
+    (tmp / "blocked.txt").write_text("\n".join(entries) + "\n")
+    (tmp / "p.toml").write_text(POLICY)
+    return tmp / "p.toml"
+
+
+def load(ns: Netns, backend: str, out: dict[str, str]) -> None:
+    if backend == "iptables":
+        ns.run(["ipset", "restore"], input=out["ipsets"])
+        ns.run(["iptables-restore"], input=out["rules.v4"])
+        ns.run(["ip6tables-restore"], input=out["rules.v6"])
+    else:
+        ns.run(["nft", "-f", "-"], input=out["ruleset.nft"])
+
+
+def end_to_end(path: Path, backend: str) -> tuple[float, float, float]:
+    """(compile, render, load) seconds for one back end, the load into a fresh namespace."""
+    t0 = time.perf_counter()
+    compiled = compile_policy(path)
+    t1 = time.perf_counter()
+    out = render_outputs(compiled, backend)
+    t2 = time.perf_counter()
+    with Netns() as ns:
+        t3 = time.perf_counter()
+        load(ns, backend, out)
+        t4 = time.perf_counter()
+    return t1 - t0, t2 - t1, t4 - t3
+
+
+def seed_loop(entries: list[str]) -> float:
+    """Seconds to load `entries` the seeds' way: one iptables command, one process, per entry."""
+    with Netns() as ns:
+        t = time.perf_counter()
+        for e in entries:
+            ns.run(["iptables", "-A", "INPUT", "-s", e, "-j", "DROP"])
+        return time.perf_counter() - t
+
+
+def pair(server: Netns, client: Netns) -> None:
+    """A veth between the two namespaces: client 192.0.2.1, server 192.0.2.2 on veth-s."""
+    subprocess.run(["ip", "link", "add", "veth-c", "netns", client.name, "type", "veth", "peer", "name",
+                    "veth-s", "netns", server.name], check=True)
+    for ns, dev, addr in ((client, "veth-c", CLIENT), (server, "veth-s", SERVER)):
+        ns.run(["ip", "addr", "add", f"{addr}/24", "dev", dev])
+        ns.run(["ip", "link", "set", dev, "up"])
+
+
+def flood(client: Netns) -> float:
+    """Microseconds per round trip of a ping flood: its total time over its pings (ping's own average
+    is printed to whole microseconds)."""
+    out = client.run(["ping", "-q", "-f", "-c", str(PINGS), SERVER]).stdout
+    if f"{PINGS} received" not in out:
+        raise RuntimeError(f"pings were lost: {out}")
+    return int(re.search(r"time (\d+)ms", out).group(1)) * 1000 / PINGS
+
+
+def packet_costs(setups: dict) -> dict[str, float]:
+    """Per setup (label -> function loading a server namespace), the median of three ping floods
+    through it. All servers are up at once and take turns, so that other work on the machine slows
+    each setup alike."""
+    with ExitStack() as stack:
+        clients = {}
+        for label, setup in setups.items():
+            server, client = stack.enter_context(Netns()), stack.enter_context(Netns())
+            pair(server, client)
+            server.run(["nft", "-f", "-"], input=NOTRACK)
+            setup(server)
+            client.run(["ping", "-q", "-c", "3", "-i", "0.2", SERVER])  # neighbours resolved, paths warm
+            clients[label] = client
+        runs: dict[str, list[float]] = {label: [] for label in setups}
+        for _ in range(3):
+            for label, client in clients.items():
+                runs[label].append(flood(client))
+        return {label: statistics.median(r) for label, r in runs.items()}
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    baseline = int(sys.argv[3]) if len(sys.argv) > 3 else BASELINE
+    entries = blocklist(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = policy(Path(tmp), entries)
+        print(f"{n} entries ({sum('/' in e for e in entries)} of them /24 networks), median of {repeat} runs:")
+        per_entry = {}
+        for backend in ("iptables", "nftables"):
+            runs = sorted((end_to_end(path, backend) for _ in range(repeat)), key=sum)
+            c, r, ld = runs[len(runs) // 2]
+            total = c + r + ld
+            per_entry[backend] = total / n
+            print(f"  {backend:8}: compile {c:.2f} s + render {r:.2f} s + load {ld:.2f} s = {total:.2f} s end to end "
+                  f"({'under' if total < TARGET else 'OVER'} the {TARGET:.0f} s target; runs "
+                  f"{', '.join(f'{sum(x):.2f}' for x in runs)})")
+
+        base = blocklist(baseline)
+        t_seed = seed_loop(base)
+        print(f"baseline, {baseline} seed-style `iptables -A` commands: {t_seed:.1f} s, "
+              f"{t_seed / baseline * 1e3:.2f} ms per entry; stockade per entry: "
+              + ", ".join(f"{b} {s * 1e6:.2f} us ({t_seed / baseline / s:.0f}x faster)" for b, s in per_entry.items()))
+
+        (Path(tmp) / "small").mkdir()
+        small = policy(Path(tmp) / "small", entries[:10])
+        setups = {"no rules at all": lambda ns: None}
+        for backend in ("iptables", "nftables"):
+            for size, p in ((10, small), (n, path)):
+                out = render_outputs(compile_policy(p), backend)
+                setups[f"{backend} policy, blocklist of {size:>7} entries"] = \
+                    lambda ns, backend=backend, out=out: load(ns, backend, out)
+        linear = "*filter\n:INPUT ACCEPT [0:0]\n" + "".join(f"-A INPUT -s {e} -j DROP\n" for e in base) + "COMMIT\n"
+        setups[f"seed-style {baseline} linear rules (iptables)"] = \
+            lambda ns: ns.run(["iptables-restore"], input=linear)
+        print(f"packet cost, time per round trip of a {PINGS}-ping flood (untracked; median of 3):")
+        costs = packet_costs(setups)
+        for label, cost in costs.items():
+            print(f"  {label}: {cost:.2f} us (rules' share {cost - costs['no rules at all']:+.2f} us)")
+
+
+if __name__ == "__main__":
+    main()
