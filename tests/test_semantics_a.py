@@ -47,6 +47,16 @@ def seq(sim: Simulator, spec: str, times: list[float]) -> list[bool | None]:
 A, B, D = "198.51.100.7", "198.51.100.8", "192.0.2.1"
 
 
+# ---- core interface matches -------------------------------------------------------------------------
+
+def test_interface_wildcard_with_no_device():
+    """With no output device (INPUT) the name reads as "": `-o +` matches and `! -o +` never does (the
+    kernel compares nothing, and iptables-nft writes `! -o +` as a name no device has); `-o eth+` fails."""
+    sim = simulator(":U - [0:0]\n-A INPUT -j U\n-A U -o +\n-A U ! -o +\n-A U -o eth+\n-A U ! -o eth+\n"
+                    "-A U ! -o eth0\n-A U ! -i +")  # iptables refuses -o in INPUT itself, not in a chain it calls
+    assert hits(sim, f"udp {A}:1 > {D}:53 iif eth0") == [1, 1, 4, 5]
+
+
 # ---- icmp / icmp6 --------------------------------------------------------------------------------
 
 ICMP_RULES = """

@@ -93,7 +93,8 @@ class Compiled:
         for iface, var in ((rule.iif, "iif"), (rule.oif, "oif")):
             if iface is not None:
                 pat = iface.name
-                test = (f"({var} is not None and {var}.startswith({self.const(pat[:-1])}))" if pat.endswith("+")
+                # no device reads as "" (nft_meta_store_ifname), so `-o +` matches in INPUT and `! -o +` nowhere
+                test = (f"({var} or '').startswith({self.const(pat[:-1])})" if pat.endswith("+")
                         else f"{var} == {self.const(pat)}")
                 parts.append(f"not {test}" if iface.invert else test)
         if rule.proto is not None:
