@@ -189,6 +189,7 @@ def random_policy(rng: random.Random, name: str, kernel: bool = False) -> GenPol
               f"burst = {rng.randint(1, 20)}",
               f"prefix = {_q(''.join(rng.choice(PREFIX_CHARS) for _ in range(rng.randint(1, 28))))}",
               "", "[icmp]", f"ping = {_q(rng.choice(['allow', 'limit', 'deny']))}",
+              f"ping_out = {_q(rng.choice(['allow', 'deny']))}",
               f"rate = {_q(rng.choice(BUCKET_RATES))}",
               f"burst = {rng.randint(30, 60) if kernel else rng.randint(1, 20)}",
               "", "[protect]"]
@@ -324,6 +325,8 @@ class PolicyView:
         if p.defaults.egress == "open":
             return "ACCEPT"
         if s.family == 6 and s.icmp_type in ND + MLD:
+            return "ACCEPT"
+        if s.kind == "echo" and p.icmp.ping_out == "allow":
             return "ACCEPT"
         for eg in p.egress:
             if self.any_member(eg.targets, s.peer) and s.dport is not None and self.opens(eg.services, s):

@@ -350,6 +350,9 @@ class Compiler:
         if f is Family.IPV6:
             for t in (*ICMPV6_ND, *ICMPV6_MLD):
                 add(["-p", "ipv6-icmp", "--icmpv6-type", str(t), "-j", "ACCEPT"], o("icmp"), f"ICMPv6 type {t}")
+        if p.icmp.ping_out == "allow":
+            proto, flag, echo = ("icmp", "--icmp-type", "8") if f is Family.IPV4 else ("ipv6-icmp", "--icmpv6-type", "128")
+            add(["-p", proto, flag, echo, "-j", "ACCEPT"], o("icmp", "ping_out"), "outbound ping")
         for n, eg in enumerate(p.egress):
             dests = self._dest_sets(f, eg.targets, ("egress", n, "to"))
             if dests is None:

@@ -119,6 +119,7 @@ class Log(Strict):
 
 class Icmp(Strict):
     ping: Literal["allow", "limit", "deny"] = "limit"
+    ping_out: Literal["allow", "deny"] = "allow"  # this host's own pings, in strict egress (open lets all out)
     rate: Rate = "5/second"
     burst: int = Field(default=10, ge=1, le=10000)
 

@@ -14,3 +14,16 @@ def service_table(p: Policy) -> list[dict]:
     rows.append({"service": "ping", "ports": "icmp echo", "from": "everyone" if p.icmp.ping != "deny" else "nobody",
                  "limit": p.icmp.rate if p.icmp.ping == "limit" else None})
     return rows
+
+
+def egress_table(p: Policy) -> list[dict]:
+    """What this host may send: everything in open egress, else each allowance (plus what IPv6 needs);
+    the outbound blocklist, refused first, heads the list."""
+    rows = [{"service": "nothing", "ports": "all", "to": ", ".join(p.blocklist.outbound)}] if p.blocklist.outbound else []
+    if p.defaults.egress == "open":
+        return rows + [{"service": "everything", "ports": "all", "to": "everyone"}]
+    rows += [{"service": name, "ports": " ".join(str(x) for x in resolve(name).ports), "to": ", ".join(eg.targets)}
+            for eg in p.egress for name in eg.services]
+    if p.icmp.ping_out == "allow":
+        rows.append({"service": "ping", "ports": "icmp echo", "to": "everyone"})
+    return rows
