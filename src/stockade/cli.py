@@ -164,5 +164,45 @@ def demo() -> None:
     sys.exit(run_demo())
 
 
+def _lab_report(report, as_json: bool) -> None:
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
+    sys.exit(EXIT_FINDINGS if report.mismatches else 0)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable report")
+@click.option("--family", type=click.Choice(["4", "6", "both"]), default="both", show_default=True)
+def lab(target: str, as_json: bool, family: str) -> None:
+    """Prove POLICY (.toml) or RULESET with real packets in throwaway namespaces; exit 1 on any mismatch."""
+    from .lab.audit import run_audit
+    from .lab.run import run_lab
+
+    fams = list(Family) if family == "both" else [Family(int(family))]
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    if target.endswith(".toml"):
+        _policy(target)  # positioned errors, exit 1, before any namespace exists
+        report = run_lab(target, say, fams)
+    else:
+        _load(target)
+        report, _ = run_audit(target, Path(target).read_text(encoding="utf-8"), say, fams)
+    _lab_report(report, as_json)
+
+
+@main.command()
+@click.argument("ruleset")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable report")
+def audit(ruleset: str, as_json: bool) -> None:
+    """What an imported script or dump really does to real packets (lab probes, simulator predictions)."""
+    from .lab.audit import run_audit
+
+    b = _load(ruleset)
+    for d in b.diagnostics:
+        if d.severity != "note":
+            click.echo(str(d), err=True)
+    report, _ = run_audit(ruleset, Path(ruleset).read_text(encoding="utf-8"), lambda m: click.echo(m, err=True))
+    _lab_report(report, as_json)
+
+
 if __name__ == "__main__":
     main()
