@@ -1,0 +1,60 @@
+"""The lab's findings: one row per source × service × probe, observed beside predicted.
+
+JSON shape (`stockade lab --json`, `stockade audit --json`):
+{"target": PATH, "mismatches": N, "unobservable": N, "probes": N, "seconds": S,
+ "rows": [{"family": 4, "source": "admins", "address": "198.51.100.7", "service": "22/tcp",
+           "probe": "syn", "observed": "ACCEPT syn-ack", "predicted": "ACCEPT syn-ack",
+           "status": "ok" | "MISMATCH" | "unobservable", "note": "..."}]}
+An outcome is the verdict on the server (ACCEPT, DROP, REJECT) and what came back (syn-ack, rst,
+unreach, echo-reply, none); real connections report open / refused / unreachable / timeout,
+held ones alive / dead; bursts report how many packets passed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Row:
+    family: int
+    source: str
+    address: str
+    service: str
+    probe: str
+    observed: str
+    predicted: str
+    status: str = "ok"
+    note: str = ""
+
+
+@dataclass
+class Report:
+    target: str
+    rows: list[Row] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> Row:
+        if row.status == "ok" and row.observed != row.predicted:
+            row.status = "MISMATCH"
+        self.rows.append(row)
+        return row
+
+    @property
+    def mismatches(self) -> int:
+        return sum(r.status == "MISMATCH" for r in self.rows)
+
+    def to_json(self) -> dict:
+        return {"target": self.target, "mismatches": self.mismatches,
+                "unobservable": sum(r.status == "unobservable" for r in self.rows), "probes": len(self.rows),
+                "seconds": round(self.seconds, 2), "notes": self.notes, "rows": [asdict(r) for r in self.rows]}
+
+    def table(self) -> str:
+        head = ("IPv", "source", "address", "service", "probe", "observed", "predicted", "status")
+        lines = [head] + [(str(r.family), r.source, r.address, r.service, r.probe, r.observed, r.predicted,
+                           r.status + (f" ({r.note})" if r.note else "")) for r in self.rows]
+        widths = [max(len(x[i]) for x in lines) for i in range(len(head) - 1)]
+        out = ["  ".join(c.ljust(w) for c, w in zip(x[:-1], widths)) + "  " + x[-1] for x in lines]
+        out.append(f"{len(self.rows)} probes, {self.mismatches} mismatch(es), "
+                   f"{sum(r.status == 'unobservable' for r in self.rows)} unobservable, {self.seconds:.1f} s")
+        return "\n".join(out + self.notes)
