@@ -1,0 +1,362 @@
+"""A built-in chain flattened into one ordered list of rules: jumps, goto and RETURN inlined.
+
+Every analysis (service matrix, open ports, findings, diff) works on this list, so it
+is defined once here. API:
+
+    flatten(ruleset, table="filter", chain="INPUT") -> Flat
+
+`Flat.rules` is a first-match list of `FlatRule`s ending with the chain policy (a
+FlatRule with `policy=True` and no conditions), unless an earlier terminal rule
+matches everything, where the list stops. A FlatRule holds:
+
+- `conds`: a conjunction of `Lit`s. A Lit is one test of a rule (`kind` src, dst,
+  iif, oif, proto, fragment or match; `value` an Address, interface name, protocol
+  number, True, or the model Match), `negated` when the packet must fail it (the
+  rule's own `!` is folded in: `! -s X` is Lit("src", X, negated=True)), and `rule`,
+  the RuleRef it was written in.
+- `action`: the target name (ACCEPT, DROP, REJECT, QUEUE, LOG, MARK, ..., None for a
+  rule without a target), `target` the model Target, and `terminal`: True if it ends
+  traversal, False if the packet goes on (LOG and friends), None if unknown.
+- `origins`: the RuleRef (table, chain, 1-based number, Origin) of every rule on the
+  path, the jumps first and the rule whose target this is last.
+
+A RETURN (or a goto whose chain falls through) is inlined as Iptables_Semantics does:
+the negation of its tests is added to the rules after it in that chain, which may
+split a rule into several disjoint ones (`¬(a∧b)` becomes `¬a` and `a∧¬b`). Tests the
+path already implies are dropped first, so chains of `-s X -m mac ... -j RETURN` stay
+linear. Loops and jumps to missing chains raise FlatError, whose `diagnostic` names
+the rule (the kernel would refuse the ruleset with ELOOP / ENOENT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ..extensions import Opaque
+from ..model import Address, Family, Origin, Rule, Ruleset, Target
+from ..model.ruleset import AddrMatch, Iface, Proto
+from ..parse.diagnostics import Diagnostic
+
+TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE", "NFQUEUE", "TARPIT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT",
+            "NETMAP"}
+NON_TERMINAL = {"LOG", "NFLOG", "ULOG", "MARK", "CONNMARK", "TRACE", "CT", "NOTRACK", "DSCP", "TOS", "TTL", "HL",
+                "CLASSIFY", "SET", "AUDIT", "CHECKSUM", "TCPMSS", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED",
+                "RATEEST", "TEE", "HMARK", "TCPOPTSTRIP"}
+LIMIT = 2_000_000  # flat rules; beyond this the ruleset is refused rather than exhausting memory
+
+
+class RuleRef(NamedTuple):
+    table: str
+    chain: str
+    number: int  # 1-based position in its chain
+    origin: Origin | None
+
+    def __str__(self) -> str:
+        where = f" ({self.origin})" if self.origin else ""
+        return f"{self.table}/{self.chain} rule {self.number}{where}"
+
+
+@dataclass(frozen=True)
+class Lit:
+    """One test on the packet; `negated` when the packet must fail it."""
+
+    kind: str  # src, dst, iif, oif, proto, fragment, match
+    value: Any  # Address | str (interface) | int (protocol) | True (fragment) | Match
+    negated: bool = False
+    rule: RuleRef | None = field(default=None, compare=False)
+
+    def flip(self) -> Lit:
+        return Lit(self.kind, self.value, not self.negated, self.rule)
+
+    def words(self, family: Family) -> list[str]:
+        """The test as iptables-save writes it; a negated extension match reads `! ( -m ... )`."""
+        from ..render.save import rule_words
+
+        if self.kind == "match":
+            words = rule_words(Rule(matches=[self.value]), family)
+            return ["!", "(", *words, ")"] if self.negated else words
+        rule = Rule()
+        if self.kind in ("src", "dst"):
+            setattr(rule, self.kind, AddrMatch(self.value, self.negated))
+        elif self.kind in ("iif", "oif"):
+            setattr(rule, self.kind, Iface(self.value, self.negated))
+        elif self.kind == "proto":
+            rule.proto = Proto(self.value, self.negated)
+        else:
+            rule.fragment = not self.negated
+        return rule_words(rule, family)
+
+
+@dataclass(frozen=True)
+class FlatRule:
+    conds: tuple[Lit, ...]
+    action: str | None
+    terminal: bool | None
+    origins: tuple[RuleRef, ...]
+    target: Target | None = None
+    policy: bool = False
+
+    @property
+    def rule(self) -> RuleRef | None:
+        """The rule whose target this is (None for the policy)."""
+        return self.origins[-1] if self.origins else None
+
+
+@dataclass
+class Flat:
+    family: Family
+    table: str
+    chain: str
+    policy: str
+    rules: list[FlatRule]
+
+
+class FlatError(Exception):
+    """A chain that cannot be flattened; `diagnostic` points at the rule."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(str(diagnostic))
+        self.diagnostic = diagnostic
+
+
+def rule_lits(rule: Rule, ref: RuleRef) -> tuple[Lit, ...] | None:
+    """A rule's tests as literals; None if it can never match (`! -s 0/0`, `! -p all`)."""
+    out: list[Lit] = []
+    for kind in ("src", "dst"):
+        am: AddrMatch | None = getattr(rule, kind)
+        if am is not None:
+            if am.addr.mask == 0:
+                if am.invert:
+                    return None
+                continue
+            out.append(Lit(kind, am.addr, am.invert, ref))
+    for kind in ("iif", "oif"):
+        iface: Iface | None = getattr(rule, kind)
+        if iface is not None:
+            out.append(Lit(kind, iface.name, iface.invert, ref))
+    if rule.proto is not None:
+        if rule.proto.number == 0:
+            if rule.proto.invert:
+                return None
+        else:
+            out.append(Lit("proto", rule.proto.number, rule.proto.invert, ref))
+    if rule.fragment is not None:
+        out.append(Lit("fragment", True, not rule.fragment, ref))
+    for m in rule.matches:
+        if m.name != "comment" or isinstance(m.data, Opaque):
+            out.append(Lit("match", m, False, ref))
+    return tuple(out)
+
+
+def _subset(a: Address, b: Address) -> bool:
+    """Every address in a is in b (masks need not be prefixes)."""
+    return b.mask & ~a.mask == 0 and a.addr & b.mask == b.addr
+
+
+def _disjoint(a: Address, b: Address) -> bool:
+    return (a.addr ^ b.addr) & a.mask & b.mask != 0
+
+
+def _iface_hits(name: str, pattern: str) -> bool:
+    return name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
+
+
+def _imp(kind: str, av, an: bool, bv, bn: bool) -> bool:
+    """Whether test (kind, av, an) implies test (kind, bv, bn): sound, incomplete."""
+    if an == bn and (av is bv or av == bv):
+        return True
+    if kind == "src" or kind == "dst":
+        if not an:
+            return _disjoint(av, bv) if bn else _subset(av, bv)
+        return bn and _subset(bv, av)
+    if kind == "proto":
+        return not an and bn and av != bv
+    if (kind == "iif" or kind == "oif") and not an and not av.endswith("+"):
+        return _iface_hits(av, bv) != bn
+    return False
+
+
+def implies(a: Lit, b: Lit) -> bool:
+    """Whether every packet passing test a passes test b (a sound, incomplete check)."""
+    return a.kind == b.kind and _imp(a.kind, a.value, a.negated, b.value, b.negated)
+
+
+def contradicts(a: Lit, b: Lit) -> bool:
+    """Whether no packet passes both tests (sound, incomplete)."""
+    return a.kind == b.kind and (_imp(a.kind, a.value, a.negated, b.value, not b.negated)
+                                 or _imp(a.kind, b.value, b.negated, a.value, not a.negated))
+
+
+def _against(ctx, lit: Lit) -> int:
+    """2 if some test of ctx contradicts lit, else 1 if one implies it, else 0. One pass, with address
+    tests inlined: chains of `-s X -m mac ... -j RETURN` (2,000 rules in the TUM dumps) make contexts
+    of a thousand `! -s X` tests."""
+    k, v, n = lit.kind, lit.value, lit.negated
+    implied = False
+    if k == "src" or k == "dst":
+        la, lm = v.addr, v.mask
+        for c in ctx:
+            if c.kind != k:
+                continue
+            ca, cm = c.value.addr, c.value.mask
+            if c.negated:
+                if not n and cm & ~lm == 0 and la & cm == ca:  # lit inside what c excludes
+                    return 2
+                if n and cm & ~lm == 0 and la & cm == ca:  # c excludes all that lit excludes
+                    implied = True
+            elif n:
+                if lm & ~cm == 0 and ca & lm == la:  # c inside what lit excludes
+                    return 2
+                if (ca ^ la) & cm & lm:
+                    implied = True
+            else:
+                if (ca ^ la) & cm & lm:
+                    return 2
+                if lm & ~cm == 0 and ca & lm == la:
+                    implied = True
+        return 1 if implied else 0
+    for c in ctx:
+        if c.kind != k:
+            continue
+        cv, cn = c.value, c.negated
+        if _imp(k, cv, cn, v, not n) or _imp(k, v, n, cv, not cn):
+            return 2
+        if not implied and _imp(k, cv, cn, v, n):
+            implied = True
+    return 1 if implied else 0
+
+
+def conjoin(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> tuple[Lit, ...] | None:
+    """ctx ∧ lits, a test left out where another implies it; None if they contradict."""
+    out = list(ctx)
+    for lit in lits:
+        got = _against(out, lit)
+        if got == 2:
+            return None
+        if got == 0:
+            out = _without_implied(out, lit)
+            out.append(lit)
+    return tuple(out)
+
+
+def _without_implied(ctx: list[Lit], lit: Lit) -> list[Lit]:
+    """ctx without the tests lit implies (they add nothing once lit is there)."""
+    k, v, n = lit.kind, lit.value, lit.negated
+    if (k == "src" or k == "dst") and not n:
+        la, lm = v.addr, v.mask
+        return [c for c in ctx if c.kind != k or not (
+            (c.negated and (c.value.addr ^ la) & c.value.mask & lm) or  # lit lies outside what c excludes
+            (not c.negated and c.value.mask & ~lm == 0 and la & c.value.mask == c.value.addr))]  # lit inside c
+    return [c for c in ctx if c.kind != k or not _imp(k, v, n, c.value, c.negated)]
+
+
+def covers(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> bool:
+    """Whether every packet of ctx passes all of lits (as far as the checks above see)."""
+    return all(_against(ctx, lit) == 1 for lit in lits)
+
+
+def negate(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> list[tuple[Lit, ...]]:
+    """ctx ∧ ¬(lits) as disjoint conjunctions: [] if ctx implies lits, [ctx] if they contradict."""
+    rest = []
+    for lit in lits:
+        got = _against(ctx, lit)
+        if got == 2:
+            return [ctx]
+        if got == 0:
+            rest.append(lit)
+    out = []
+    prefix: tuple[Lit, ...] | None = ctx
+    for lit in rest:
+        if prefix is None:
+            break
+        got = conjoin(prefix, (lit.flip(),))
+        if got is not None:
+            out.append(got)
+        prefix = conjoin(prefix, (lit,))
+    return out
+
+
+class _Walk:
+    def __init__(self, rs: Ruleset, table: str, top: str):
+        self.rs, self.table, self.top = rs, table, top
+        self.chains = rs.tables[table].chains
+        self.policy = self.chains[top].policy or "ACCEPT"
+        self.out: list[FlatRule] = []
+        self.done = False
+
+    def emit(self, conds: tuple[Lit, ...], action: str | None, terminal: bool | None, origins: tuple[RuleRef, ...],
+             target: Target | None = None, policy: bool = False) -> None:
+        self.out.append(FlatRule(conds, action, terminal, origins, target, policy))
+        if len(self.out) > LIMIT:
+            ref = origins[-1] if origins else RuleRef(self.table, self.top, 0, None)
+            raise FlatError(Diagnostic("error", "flatten-too-large", f"flattening {self.table}/{self.top} gives "
+                                       f"more than {LIMIT} rules", ref.origin or Origin("<ruleset>", 0),
+                                       "RETURN rules with many tests multiply the rules after them"))
+        if terminal and not conds:
+            self.done = True
+
+    def chain(self, name: str, ctxs: list[tuple[Lit, ...]], path: tuple[RuleRef, ...], stack: tuple[str, ...]) -> None:
+        """Inline chain `name` for packets matching one of `ctxs`."""
+        for n, rule in enumerate(self.chains[name].rules, 1):
+            if self.done or not ctxs:
+                return
+            ref = RuleRef(self.table, name, n, rule.origin)
+            lits = rule_lits(rule, ref)
+            if lits is None:
+                continue
+            hit = [c for c in (conjoin(ctx, lits) for ctx in ctxs) if c is not None]
+            t = rule.target
+            origins = path + (ref,)
+            if t is None:
+                for c in hit:
+                    self.emit(c, None, False, origins)
+                continue
+            if t.name == "RETURN" or (t.name in self.chains and t.goto):
+                if t.name != "RETURN":
+                    self.enter(t.name, hit, origins, stack, rule)
+                if name == self.top:  # leaving the built-in chain: its policy decides, first match wins
+                    for c in hit:
+                        self.emit(c, self.policy, True, origins, policy=True)
+                else:
+                    ctxs = [d for ctx in ctxs for d in negate(ctx, lits)]
+                continue
+            if t.name in self.chains:
+                self.enter(t.name, hit, origins, stack, rule)
+                continue
+            terminal = True if t.name in TERMINAL else False if t.name in NON_TERMINAL else None
+            for c in hit:
+                self.emit(c, t.name, terminal, origins, t)
+            if terminal:  # contexts this rule covers entirely are decided
+                ctxs = [ctx for ctx in ctxs if not covers(ctx, lits)]
+
+    def enter(self, name: str, ctxs: list[tuple[Lit, ...]], origins: tuple[RuleRef, ...], stack: tuple[str, ...],
+              rule: Rule) -> None:
+        if name in stack:
+            loop = " -> ".join(stack[stack.index(name):] + (name,))
+            raise FlatError(Diagnostic("error", "chain-loop", f"jump to {name} makes a loop ({loop})",
+                                       rule.origin or Origin("<ruleset>", 0),
+                                       "the kernel refuses looping rulesets (ELOOP); remove one of the jumps"))
+        if ctxs:
+            self.chain(name, ctxs, origins, stack + (name,))
+
+
+def flatten(rs: Ruleset, table: str = "filter", chain: str = "INPUT") -> Flat:
+    """Flatten built-in `chain` of `table` (see the module docstring for the result)."""
+    tbl = rs.tables.get(table)
+    if tbl is None or chain not in tbl.chains or tbl.chains[chain].policy is None:
+        where = next((o for t in rs.tables.values() for c in t.chains.values()
+                      for o in [c.origin] + [r.origin for r in c.rules] if o is not None), Origin("<ruleset>", 1))
+        have = ", ".join(f"{t.name}/{c.name}" for t in rs.tables.values() for c in t.chains.values() if c.builtin)
+        raise FlatError(Diagnostic("error", "unknown-chain", f"{rs.family.cmd} has no built-in chain {table}/{chain}",
+                                   Origin(where.file, 1), f"built-in chains here: {have or 'none'}"))
+    for ch in tbl.chains.values():
+        for rule in ch.rules:
+            t = rule.target
+            if t is not None and t.goto and t.name not in tbl.chains:
+                raise FlatError(Diagnostic("error", "unknown-chain", f"goto to missing chain {t.name}",
+                                           rule.origin or Origin("<ruleset>", 0)))
+    w = _Walk(rs, table, chain)
+    w.chain(chain, [()], (), (chain,))
+    if not w.done:
+        w.emit((), w.policy, True, (), policy=True)
+    return Flat(rs.family, table, chain, w.policy, w.out)
