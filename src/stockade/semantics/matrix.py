@@ -1,0 +1,540 @@
+"""Service matrix: for one service, which source addresses may open connections to which destinations.
+
+The address space is cut into classes of addresses the chain treats alike, both as
+source and as destination (as fffuu does), and the edges say which class reaches
+which. Every test stockade cannot decide for the service (rate limits, MAC
+addresses, marks, interfaces without a map) makes a rule three-valued, so two
+matrices are computed: "may" (undecided tests assumed to let the packet through,
+fffuu's upper closure for new connections) and "always". Edges of the first that
+are not in the second name the rules they depend on.
+
+Algorithm: the chain is flattened; each rule becomes, for the service, a pair of
+address-range products (where it surely matches, where it may match) or is dropped;
+the boundaries of all ranges cut the space into elementary ranges; sources with the
+same membership in every rule's source set share a row, computed by one sweep of
+the rules over Python-int bitsets of destination ranges; classes are the elementary
+ranges with equal rows and equal columns.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import random
+from dataclasses import dataclass, field
+
+from ..extensions import REGISTRY, Opaque
+from ..extensions.values import parse_port, parse_proto, proto_name
+from ..model import Family
+from ..parse.diagnostics import ParseError
+from .flatten import Flat, FlatRule, Lit, RuleRef, flatten
+from .ipassmt import IpAssmt, default_ipassmt
+from .packet import Packet
+from .ranges import (
+    Ranges,
+    complement,
+    format_range,
+    full,
+    intersect,
+    normalize,
+    of_address,
+)
+from .simulate import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6, Env
+
+SYN, ACK = 0x02, 0x10
+PORTED = (6, 17, 132, 33, 136)
+# Matches whose outcome depends only on the service (protocol, ports, ICMP type, state), not on addresses.
+SERVICE_MATCHES = {"tcp", "udp", "multiport", "icmp", "icmp6", "icmpv6", "ipv6-icmp", "state", "conntrack"}
+CONNTRACK_DECIDED = {"state", "proto", "proto_invert"}
+DENY = {"DROP", "REJECT"}
+# What fffuu's parser understands (Iptables_Semantics haskell_tool): anything else is an unknown match to it.
+FFFUU_PROTOS = {6, 17, 1, 50, 51, 47}
+
+
+@dataclass(frozen=True)
+class Service:
+    """What a new connection carries apart from its addresses. TCP ones open with a SYN."""
+
+    proto: int
+    dport: int | None = None
+    sport: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    state: str = "NEW"
+
+    @property
+    def label(self) -> str:
+        name = proto_name(self.proto)
+        if self.proto in PORTED:
+            return f"{name}/{self.dport}"
+        if self.icmp_type is not None:
+            return f"{name}/{self.icmp_type}" + (f"/{self.icmp_code}" if self.icmp_code is not None else "")
+        return name
+
+    def packet(self, family: Family, hook: str, src: int = 0, dst: int = 0, iif: str | None = None,
+               oif: str | None = None) -> Packet:
+        tcp = self.proto == 6
+        return Packet(family, self.proto, src, dst, sport=self.sport if self.proto in PORTED else None,
+                      dport=self.dport if self.proto in PORTED else None,
+                      tcp_flags=(SYN if self.state == "NEW" else ACK) if tcp else 0,
+                      icmp_type=self.icmp_type, icmp_code=self.icmp_code, iif=iif, oif=oif, hook=hook,
+                      state=self.state)
+
+
+DEFAULT_SPORT = 40000  # an ephemeral client port; fffuu uses 10000
+
+
+def parse_service(text: str, family: Family, sport: int | None = None, state: str = "NEW") -> Service:
+    """`tcp/22`, `udp/domain`, `icmp/8`, `icmpv6/128/0`, `gre`; raises ValueError with a reason."""
+    proto_s, _, rest = text.partition("/")
+    try:
+        proto = parse_proto(proto_s)
+    except ParseError:
+        raise ValueError(f"unknown protocol `{proto_s}` in service `{text}`") from None
+    if proto == 1 and family is Family.IPV6:
+        proto = 58
+    if proto in PORTED:
+        if not rest:
+            raise ValueError(f"service `{text}` needs a port, e.g. {proto_s}/22")
+        try:
+            port = parse_port(rest, proto_name(proto))
+        except ParseError:
+            raise ValueError(f"`{rest}` in service `{text}` is not a port or service name") from None
+        return Service(proto, port, DEFAULT_SPORT if sport is None else sport, state=state)
+    if proto in (1, 58):
+        parts = rest.split("/") if rest else []
+        if not parts or not all(p.isdigit() and int(p) < 256 for p in parts) or len(parts) > 2:
+            raise ValueError(f"service `{text}` needs an ICMP type number, e.g. {proto_s}/8")
+        return Service(proto, icmp_type=int(parts[0]), icmp_code=int(parts[1]) if len(parts) > 1 else 0,
+                       state=state)
+    if rest:
+        raise ValueError(f"protocol {proto_s} has no ports: write `{proto_s}`")
+    return Service(proto, state=state)
+
+
+@dataclass
+class Setting:
+    """How to read the chain: the interface map, and whether the kernel's own drops count."""
+
+    ipassmt: IpAssmt
+    rewrite: bool  # the map is disjoint and names every interface: `-i X` is exactly `-s map[X]`
+    hook: str
+    sees_iif: bool
+    sees_oif: bool
+    routing: bool  # drop martian sources before the chain, as the kernel does
+    compat: str | None = None  # "fffuu": decide only what fffuu decides, to compare like with like
+    routes: dict[str, Ranges] | None = None  # destinations routed via each device: `-o X` is `-d routes[X]`
+    assumptions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RuleSets:
+    """One flat rule for the service: where it surely matches (t) and where it may (m)."""
+
+    rule: FlatRule
+    src_t: Ranges
+    src_m: Ranges
+    dst_t: Ranges
+    dst_m: Ranges
+    sure: bool  # no undecided test besides addresses
+    unknown: tuple[RuleRef, ...]
+
+
+@dataclass
+class Matrix:
+    family: Family
+    service: Service
+    classes: list[Ranges]
+    may: set[tuple[int, int]]
+    always: set[tuple[int, int]]
+    undecided: dict[tuple[int, int], list[RuleRef]]
+    elementary: list[int] = field(default_factory=list)  # first address of each elementary range the rules cut
+
+    @staticmethod
+    def name(i: int) -> str:
+        out = ""
+        i += 1
+        while i:
+            i, r = divmod(i - 1, 26)
+            out = chr(97 + r) + out
+        return out
+
+    def to_json(self) -> dict:
+        v = int(self.family)
+        names = [self.name(i) for i in range(len(self.classes))]
+        return {
+            "classes": {names[i]: [format_range(v, r) for r in c] for i, c in enumerate(self.classes)},
+            "edges": [[names[a], names[b]] for a, b in sorted(self.may)],
+            "always": [[names[a], names[b]] for a, b in sorted(self.always)],
+            "undecided": [{"edge": [names[a], names[b]], "depends_on": [str(r) for r in refs]}
+                          for (a, b), refs in sorted(self.undecided.items())],
+        }
+
+
+def setting(flat: Flat, ipassmt: IpAssmt | None, routing: bool = True, compat: str | None = None,
+            routes: dict[str, Ranges] | None = None) -> Setting:
+    chain = flat.chain
+    hook = chain if chain in ("INPUT", "FORWARD", "OUTPUT") else ("OUTPUT" if chain == "POSTROUTING" else "INPUT")
+    used = {lit.value for r in flat.rules for lit in r.conds if lit.kind in ("iif", "oif") and lit.value != "+"}
+    given = ipassmt is not None
+    amap = ipassmt if given else default_ipassmt(flat.family)
+    rewrite = amap.disjoint() and used <= set(amap.ifaces)
+    s = Setting(amap, rewrite, hook, chain in SEES_IIF, chain in SEES_OIF, routing, compat, routes)
+    if compat == "fffuu":
+        s.assumptions.append("fffuu's reading: protocols other than tcp, udp, icmp, esp, ah, gre and matches other "
+                             "than ports, iprange and state are undecided")
+    what = amap.describe() if given else "no interface map: as fffuu, `lo` carries " + \
+        ("127.0.0.0/8" if flat.family is Family.IPV4 else "::1")
+    if s.sees_iif and used:
+        if rewrite:
+            s.assumptions.append(f"{what}; the map is disjoint and names every interface, so `-i X` is read as "
+                                 "`-s <addresses of X>` (packets arrive only on the interface of their source)")
+        else:
+            s.assumptions.append(f"{what}; `-i X` is read as `-i X -s <addresses of X>` and the interface itself "
+                                 "is undecided (the map is not disjoint or does not name every interface)")
+    if s.sees_oif and any(lit.kind == "oif" for r in flat.rules for lit in r.conds):
+        s.assumptions.append("`-o X` is read as `-d <destinations routed via X>` (routing table given; other "
+                             "devices undecided)" if routes is not None else
+                             "output interfaces (-o) are undecided (no routing table)")
+    if flat.family is Family.IPV4 or flat.chain in ("INPUT", "FORWARD"):
+        s.assumptions.append("martian sources the kernel drops before the chain are "
+                             + ("dropped" if routing else "NOT dropped (chain only, as fffuu)"))
+    return s
+
+
+def _martians(family: Family, hook: str, bits: int, lo: Ranges) -> Ranges:
+    if family is Family.IPV4:
+        nets = MARTIAN_V4 if hook in ("INPUT", "FORWARD") else []
+    else:
+        nets = MARTIAN_V6 + (UNFORWARDED_V6 if hook == "FORWARD" else [])
+    ranges = normalize((int(n.network_address), int(n.broadcast_address)) for n in nets)
+    return intersect(ranges, complement(lo, bits))
+
+
+class _Evaluator:
+    """Each test of a flat rule, for the service: a sure and a possible address set, or a truth value."""
+
+    def __init__(self, flat: Flat, service: Service, s: Setting):
+        self.flat, self.service, self.s = flat, service, s
+        self.bits = 32 if flat.family is Family.IPV4 else 128
+        self.all = full(self.bits)
+        self.pkt = service.packet(flat.family, s.hook)
+        self.cache: dict[Lit, object] = {}
+
+    def lit(self, lit: Lit):
+        """("src"|"dst", sure, possible), or True / False / None (undecided)."""
+        got = self.cache.get(lit, self)
+        if got is self:
+            got = self.cache[lit] = self._lit(lit)
+        return got
+
+    def _neg(self, dim: str, sure: Ranges, maybe: Ranges, neg: bool) -> list[tuple[str, Ranges, Ranges]]:
+        if not neg:
+            return [(dim, sure, maybe)]
+        return [(dim, complement(maybe, self.bits), complement(sure, self.bits))]
+
+    def _lit(self, lit: Lit):
+        k, v, neg = lit.kind, lit.value, lit.negated
+        if k in ("src", "dst"):
+            r = of_address(v)
+            return None if r is None else self._neg(k, r, r, neg)
+        if k == "proto":
+            if self.s.compat == "fffuu" and v not in FFFUU_PROTOS:
+                return None
+            return (self.service.proto == v) != neg
+        if k == "fragment":
+            return neg  # a connection's first packet is no fragment
+        if k in ("iif", "oif"):
+            seen = self.s.sees_iif if k == "iif" else self.s.sees_oif
+            if not seen:  # the device is missing at this hook: reads as "" (see compile.py)
+                hit = "".startswith(v[:-1]) if v.endswith("+") else False
+                return hit != neg
+            if v == "+":
+                return not neg
+            if k == "oif":
+                routed = None if self.s.routes is None else self.s.routes.get(v)
+                return None if routed is None else self._neg("dst", routed, routed, neg)
+            ips = self.s.ipassmt.ifaces.get(v)
+            if self.s.rewrite:
+                return self._neg("src", ips, ips, neg)
+            if ips is None:
+                return None
+            return self._neg("src", (), ips, neg)
+        return self._match(v, neg)
+
+    def _match(self, m, neg: bool):
+        if isinstance(m.data, Opaque):
+            return None
+        if m.name == "iprange":
+            out = []
+            for dim, r in (("src", m.data.src), ("dst", m.data.dst)):
+                if r is not None:
+                    ranges = normalize([(r.first, r.last)])
+                    out += self._neg(dim, ranges, ranges, r.invert)
+            if neg and len(out) > 1:
+                return None  # ¬(src ∧ dst) is no product of address sets
+            return [(dim, complement(t, self.bits), complement(t, self.bits)) for dim, t, _ in out] if neg else out
+        if m.name not in SERVICE_MATCHES or (self.s.compat == "fffuu" and not _fffuu_knows(m)):
+            return None
+        if m.name == "tcp" and m.data.option is not None:
+            return None  # which options a SYN carries varies
+        if m.name == "conntrack" and any(getattr(m.data, f.name) not in (None, False)
+                                         for f in dataclasses.fields(m.data) if f.name not in CONNTRACK_DECIDED):
+            return None
+        ext = REGISTRY.find("match", m.name, self.flat.family)
+        env = Env(self.pkt, self.service.state, {})
+        env.key = (self.flat.table, self.flat.chain, 0, 0)
+        try:
+            got = ext.holds(m.data, self.pkt, env)
+        except (TypeError, AttributeError):
+            return None
+        return None if got is None else got != neg
+
+    def rule(self, r: FlatRule) -> RuleSets | None:
+        src_t = src_m = dst_t = dst_m = self.all
+        sure, unknown = True, []
+        for lit in sorted(r.conds, key=lambda x: x.kind != "proto"):
+            got = self.lit(lit)
+            if got is False:
+                return None
+            if got is True:
+                continue
+            if got is None:
+                sure = False
+                unknown.append(lit.rule)
+                continue
+            for dim, t, m in got:
+                if dim == "src":
+                    src_t, src_m = intersect(src_t, t), intersect(src_m, m)
+                else:
+                    dst_t, dst_m = intersect(dst_t, t), intersect(dst_m, m)
+                if t != m:
+                    unknown.append(lit.rule)
+            if not src_m or not dst_m:
+                return None
+        if r.terminal is None or r.action not in DENY | {"ACCEPT"}:
+            unknown.append(r.rule)
+        return RuleSets(r, src_t, src_m, dst_t, dst_m, sure, tuple(u for u in unknown if u is not None))
+
+
+def _fffuu_knows(m) -> bool:
+    d = m.data
+    if m.name == "tcp":
+        return d.option is None
+    if m.name == "multiport":
+        return d.side != "ports"
+    if m.name == "conntrack":
+        return all(getattr(d, f.name) in (None, False) for f in dataclasses.fields(d) if f.name != "state")
+    return m.name in ("udp", "state")
+
+
+def _kind(r: FlatRule) -> str:
+    return "accept" if r.action == "ACCEPT" else "deny" if r.action in DENY else "unknown"
+
+
+class _Bits:
+    """Address ranges as bitsets over the elementary ranges the boundaries cut."""
+
+    def __init__(self, sets: list[Ranges], bits: int):
+        top = 1 << bits
+        cuts = {0}
+        for rs in sets:
+            for lo, hi in rs:
+                cuts.add(lo)
+                if hi + 1 < top:
+                    cuts.add(hi + 1)
+        self.bounds = sorted(cuts)
+        self.top = top
+        self.n = len(self.bounds)
+        self.cache: dict[Ranges, int] = {}
+
+    def span(self, lo: int, hi: int) -> tuple[int, int]:
+        i = bisect.bisect_left(self.bounds, lo)
+        j = self.n if hi + 1 >= self.top else bisect.bisect_left(self.bounds, hi + 1)
+        return i, j
+
+    def of(self, rs: Ranges) -> int:
+        got = self.cache.get(rs)
+        if got is None:
+            got = 0
+            for lo, hi in rs:
+                i, j = self.span(lo, hi)
+                got |= ((1 << (j - i)) - 1) << i
+            self.cache[rs] = got
+        return got
+
+    def ranges(self, b: int) -> Ranges:
+        out = []
+        i = 0
+        while b:
+            if b & 1:
+                j = i
+                while b >> (j - i + 1) & 1:
+                    j += 1
+                out.append((self.bounds[i], (self.bounds[j + 1] - 1) if j + 1 < self.n else self.top - 1))
+                b >>= j - i + 1
+                i = j + 1
+            else:
+                skip = (b & -b).bit_length() - 1
+                b >>= skip
+                i += skip
+        return normalize(out)
+
+
+def _rows(rules: list[tuple[int, int, bool]], groups: list[int], allbits: int) -> list[int]:
+    """For each group's representative elementary range as source, the destinations accepted."""
+    out = []
+    for e in groups:
+        bit = 1 << e
+        remaining, acc = allbits, 0
+        for sb, db, accept in rules:
+            if sb & bit:
+                hit = remaining & db
+                if hit:
+                    if accept:
+                        acc |= hit
+                    remaining ^= hit
+                    if not remaining:
+                        break
+        out.append(acc)
+    return out
+
+
+def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None, routing: bool = True,
+                   s: Setting | None = None) -> Matrix:
+    """The service matrix of a flattened chain (see the module docstring)."""
+    s = s or setting(flat, ipassmt, routing)
+    ev = _Evaluator(flat, service, s)
+    bits = ev.bits
+    evals = [e for e in (ev.rule(r) for r in flat.rules if r.terminal is not False) if e is not None]
+    pre: list[tuple[Ranges, Ranges, str]] = []
+    if s.routing:
+        mart = _martians(flat.family, s.hook, bits, s.ipassmt.ifaces.get("lo", ()))
+        if mart:
+            pre.append((mart, ev.all, "deny"))
+    may_l, always_l = list(pre), list(pre)
+    for e in evals:
+        kind = _kind(e.rule)
+        if kind == "accept":
+            may_l.append((e.src_m, e.dst_m, "accept"))
+            if e.sure:
+                always_l.append((e.src_t, e.dst_t, "accept"))
+        elif kind == "deny":
+            if e.sure:
+                may_l.append((e.src_t, e.dst_t, "deny"))
+            always_l.append((e.src_m, e.dst_m, "deny"))
+        else:
+            may_l.append((e.src_m, e.dst_m, "accept"))
+            always_l.append((e.src_m, e.dst_m, "deny"))
+    may_l = [x for x in may_l if x[0] and x[1]]
+    always_l = [x for x in always_l if x[0] and x[1]]
+    bs = _Bits([x[0] for x in may_l + always_l] + [x[1] for x in may_l + always_l], bits)
+    allbits = (1 << bs.n) - 1
+
+    # sources alike in every rule's source set share a row: XOR of random keys over index spans
+    rnd = random.Random(0)
+    keys: dict[Ranges, int] = {}
+    diff = [0] * (bs.n + 1)
+    for src, _, _ in may_l + always_l:
+        if src not in keys:
+            k = keys[src] = rnd.getrandbits(96)
+            for lo, hi in src:
+                i, j = bs.span(lo, hi)
+                diff[i] ^= k
+                diff[j] ^= k
+    sig, acc = [], 0
+    for i in range(bs.n):
+        acc ^= diff[i]
+        sig.append(acc)
+    group_of: dict[int, int] = {}
+    reps: list[int] = []
+    gid = []
+    for i, g in enumerate(sig):
+        if g not in group_of:
+            group_of[g] = len(reps)
+            reps.append(i)
+        gid.append(group_of[g])
+
+    def compiled(lst):
+        return [(bs.of(a), bs.of(b), k == "accept") for a, b, k in lst]
+
+    may_rows = _rows(compiled(may_l), reps, allbits)
+    always_rows = _rows(compiled(always_l), reps, allbits)
+
+    # classes: equal rows, then split by every distinct row (equal columns)
+    by_row: dict[int, int] = {}
+    for i in range(bs.n):
+        r = may_rows[gid[i]]
+        by_row[r] = by_row.get(r, 0) | (1 << i)
+    classes = list(by_row.values())
+    for r in set(may_rows):
+        nxt = []
+        for c in classes:
+            a = c & r
+            if a and a != c:
+                nxt += [a, c ^ a]
+            else:
+                nxt.append(c)
+        classes = nxt
+    classes.sort(key=lambda c: (c & -c).bit_length())
+    reps_c = [(c & -c).bit_length() - 1 for c in classes]
+    may: set[tuple[int, int]] = set()
+    always: set[tuple[int, int]] = set()
+    undecided: dict[tuple[int, int], list[RuleRef]] = {}
+    for a, ca in enumerate(classes):
+        row = may_rows[gid[reps_c[a]]]
+        members = {gid[i] for i in _indices(ca)}
+        sure_row = allbits
+        for g in members:
+            sure_row &= always_rows[g]
+        for b, cb in enumerate(classes):
+            if row & cb:
+                may.add((a, b))
+                if sure_row & cb == cb:
+                    always.add((a, b))
+                else:
+                    undecided[(a, b)] = _why(evals, bs, ca, cb, always_rows, gid, members)
+    return Matrix(flat.family, service, [bs.ranges(c) for c in classes], may, always, undecided, bs.bounds)
+
+
+def _indices(b: int):
+    i = 0
+    while b:
+        if b & 1:
+            yield i
+        b >>= 1
+        i += 1
+
+
+def _inside(ranges: Ranges, addr: int) -> bool:
+    return any(lo <= addr <= hi for lo, hi in ranges)
+
+
+def _why(evals: list[RuleSets], bs: _Bits, ca: int, cb: int, always_rows: list[int], gid: list[int],
+         members: set[int]) -> list[RuleRef]:
+    """The undecided rules met by one pair of this class pair whose answer is not sure."""
+    for i in _indices(ca):
+        miss = cb & ~always_rows[gid[i]]
+        if miss:
+            f = (miss & -miss).bit_length() - 1
+            src, dst = bs.bounds[i], bs.bounds[f]
+            break
+    else:
+        return []
+    out: list[RuleRef] = []
+    for e in evals:
+        if not (_inside(e.src_m, src) and _inside(e.dst_m, dst)):
+            continue
+        surely = e.sure and _inside(e.src_t, src) and _inside(e.dst_t, dst)
+        if surely and _kind(e.rule) != "unknown":
+            break
+        out += [u for u in e.unknown if u not in out]
+    return out[:5]
+
+
+def analyze_chain(rs, table: str, chain: str, services: list[Service], ipassmt: IpAssmt | None = None,
+                  routing: bool = True, compat: str | None = None,
+                  routes: dict[str, Ranges] | None = None) -> tuple[Setting, dict[str, Matrix]]:
+    flat = flatten(rs, table, chain)
+    s = setting(flat, ipassmt, routing, compat, routes)
+    return s, {sv.label: service_matrix(flat, sv, s=s) for sv in services}
+
