@@ -103,6 +103,32 @@ def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> N
     sys.exit(explain_one(b, spec, as_json) if spec is not None else explain_batch(b, batch, as_json))
 
 
+@main.command()
+@click.argument("ruleset")
+@click.option("--table", default="filter", show_default=True)
+@click.option("--chain", default="INPUT", show_default=True, help="built-in chain; FORWARD for a router")
+@click.option("--ipassmt", "ipassmt_path", help="interface-to-address map (fffuu's format or `IFACE ADDR ...` lines)")
+@click.option("--routes", "routes_path", help="`ip route` output: read `-o X` as the destinations routed via X")
+@click.option("--service", "services", multiple=True,
+              help="tcp/22, udp/53, icmp/8 ... (repeatable; default: the ports the chain names, plus tcp/22)")
+@click.option("--sport", type=click.IntRange(0, 65535), help="client source port  [default: 40000; fffuu: 10000]")
+@click.option("--state", type=click.Choice(["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"]),
+              default="NEW", show_default=True)
+@click.option("--chain-only", is_flag=True, help="do not drop martian sources before the chain (as fffuu)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
+@click.option("--family", type=click.Choice(["4", "6"]), help="address family (default: every family with rules)")
+def analyze(ruleset: str, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
+            services: tuple[str, ...],
+            sport: int | None, state: str, chain_only: bool, as_json: bool, fmt: str, family: str | None) -> None:
+    """Which sources may open which services to which destinations (service matrix), and the open ports."""
+    from .semantics.analyze import Options, run_analyze
+
+    fam = _family(family)
+    opts = Options(table, chain, list(services), sport, state, not chain_only)
+    sys.exit(run_analyze(_load(ruleset, fmt, fam), opts, ruleset, ipassmt_path, routes_path, fam, as_json))
+
+
 def _policy(path: str):
     """Compile a policy or exit 1 with its positioned diagnostics."""
     from .policy.compile import compile_policy

@@ -1,0 +1,189 @@
+"""`stockade analyze`: service matrices and open ports of one chain, as JSON and as text for an admin.
+
+Defaults suit a host firewall: filter/INPUT, new connections from source port 40000,
+martian sources dropped as the kernel drops them, and as services the TCP/UDP ports
+the chain names (the first MAX_DEFAULT_SERVICES, in rule order) plus tcp/22, or a
+standard set (tcp/22, tcp/80, tcp/443, tcp/25, udp/53) if it names none.
+`--chain FORWARD --sport 10000 --chain-only` reads a chain as fffuu does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..model import Family, Ruleset
+from .flatten import Flat, flatten
+from .ipassmt import IpAssmt
+from .matrix import PORTED, Matrix, parse_service, service_matrix, setting
+from .ports import open_ports
+from .ranges import Ranges
+
+MAX_DEFAULT_SERVICES = 12
+STANDARD = ("tcp/22", "tcp/80", "tcp/443", "tcp/25", "udp/53")
+
+
+@dataclass
+class Options:
+    table: str = "filter"
+    chain: str = "INPUT"
+    services: list[str] = field(default_factory=list)  # empty: the defaults above
+    sport: int | None = None
+    state: str = "NEW"
+    routing: bool = True
+    ports: bool | None = None  # None: only for INPUT
+
+
+def default_services(flat: Flat) -> list[str]:
+    """Single destination ports the chain's rules name, in rule order, plus ssh."""
+    seen: list[str] = []
+    for r in flat.rules:
+        proto = next((lit.value for lit in r.conds if lit.kind == "proto" and not lit.negated), None)
+        for lit in r.conds:
+            if lit.kind != "match" or lit.negated or proto not in (6, 17):
+                continue
+            name, d = lit.value.name, lit.value.data
+            ports: list[int] = []
+            if name in ("tcp", "udp") and d.dport is not None and not d.dport.invert and d.dport.lo == d.dport.hi:
+                ports = [d.dport.lo]
+            elif name == "multiport" and d.side == "dports" and not d.invert:
+                ports = [lo for lo, hi in d.ranges if lo == hi]
+            for p in ports:
+                label = f"{'tcp' if proto == 6 else 'udp'}/{p}"
+                if label not in seen:
+                    seen.append(label)
+    if not seen:
+        return list(STANDARD)
+    chosen = seen[:MAX_DEFAULT_SERVICES]
+    return chosen if "tcp/22" in chosen else ["tcp/22"] + chosen[:MAX_DEFAULT_SERVICES - 1]
+
+
+def analyze_ruleset(rs: Ruleset, opts: Options, ipassmt: IpAssmt | None = None,
+                    routes: dict[str, Ranges] | None = None) -> dict:
+    """The JSON-ready result for one family: service_matrix, open_ports, assumptions, undecided rules."""
+    flat = flatten(rs, opts.table, opts.chain)
+    s = setting(flat, ipassmt, opts.routing, routes=routes)
+    labels = opts.services or default_services(flat)
+    services = [parse_service(label, rs.family, opts.sport, opts.state) for label in labels]
+    matrices: dict[str, Matrix] = {sv.label: service_matrix(flat, sv, s=s) for sv in services}
+    sport = next((sv.sport for sv in services if sv.proto in PORTED), None) or (opts.sport or 40000)
+    s.assumptions.append(f"new connections (state {opts.state}); TCP ones open with a SYN from source port {sport}")
+    if any(t.chains[c].rules for name, t in rs.tables.items() if name != opts.table for c in t.chains):
+        s.assumptions.append(f"only {opts.table}/{opts.chain} is analysed; rules in other tables are not")
+    out: dict = {"service_matrix": {label: m.to_json() for label, m in matrices.items()}}
+    if opts.ports if opts.ports is not None else opts.chain == "INPUT":
+        out["open_ports"] = open_ports(flat, s, sport, opts.state)
+    out["family"] = int(rs.family)
+    out["chain"] = f"{opts.table}/{opts.chain}"
+    out["flat_rules"] = len(flat.rules)
+    out["services_chosen"] = "given" if opts.services else "default"
+    out["assumptions"] = s.assumptions
+    out["undecided_rules"] = _rule_texts(rs, matrices)
+    return out
+
+
+def _rule_texts(rs: Ruleset, matrices: dict[str, Matrix]) -> dict[str, str]:
+    """Each rule an undecided edge depends on, as iptables-save writes it."""
+    from ..render.save import rule_line
+
+    out = {}
+    for m in matrices.values():
+        for refs in m.undecided.values():
+            for ref in refs:
+                rule = rs.tables[ref.table].chains[ref.chain].rules[ref.number - 1]
+                out[str(ref)] = rule_line(ref.chain, rule, rs.family)
+    return out
+
+
+def render_text(res: dict, file: str) -> str:
+    """The result as an admin reads it: classes, who reaches whom, what is undecided and why."""
+    fam = "IPv4" if res["family"] == 4 else "IPv6"
+    lines = [f"{file}: {res['chain']} ({fam}), {res['flat_rules']} rules after flattening"]
+    lines += [f"  assuming {a}" for a in res["assumptions"]]
+    for label, m in res["service_matrix"].items():
+        lines.append("")
+        lines.append(f"{label}: {len(m['classes'])} address class(es)")
+        for name, ranges in m["classes"].items():
+            shown = ", ".join(ranges[:4]) + (f", ... (+{len(ranges) - 4} more)" if len(ranges) > 4 else "")
+            lines.append(f"  {name:>3} = {shown}")
+        always = {tuple(e) for e in m["always"]}
+        reach: dict[str, list[str]] = {}
+        for a, b in m["edges"]:
+            reach.setdefault(a, []).append(b if (a, b) in always else b + "?")
+        if not reach:
+            lines.append("  nobody may open this connection")
+        for a, targets in reach.items():
+            lines.append(f"  {a:>3} -> {' '.join(targets)}")
+        reasons: dict[str, int] = {}
+        for u in m["undecided"]:
+            for r in u["depends_on"]:
+                reasons[r] = reasons.get(r, 0) + 1
+        if reasons:
+            lines.append("  ? = may be allowed, depending on:")
+            lines += [f"      {r}: {res['undecided_rules'].get(r, '')}" for r in reasons]
+    if "open_ports" in res:
+        lines.append("")
+        lines.append("open ports (what a scanner sees, per source):")
+        for e in res["open_ports"]:
+            src = ", ".join(e["sources"][:3]) + (f", ... (+{len(e['sources']) - 3} more)" if len(e["sources"]) > 3
+                                                 else "")
+            lines.append(f"  from {src}:")
+            if not e["open"] and not e["maybe"]:
+                lines.append("    nothing")
+            for kind in ("open", "maybe"):
+                for proto, items in e[kind].items():
+                    lines.append(f"    {kind:<5} {proto:<4} {', '.join(items)}")
+    return "\n".join(lines)
+
+
+def families(rulesets: dict[Family, Ruleset], family: Family | None) -> list[Ruleset]:
+    """The rulesets to analyse: the family asked for, else every family that has rules (IPv4 first)."""
+    chosen = [rs for f, rs in sorted(rulesets.items()) if family is None or f is family]
+    with_rules = [rs for rs in chosen if any(c.rules for t in rs.tables.values() for c in t.chains.values())]
+    return with_rules or chosen[:1]
+
+
+def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_path: str | None,
+                family: Family | None, as_json: bool) -> int:
+    """Print the analysis of every family asked for; 0 on success, 1 for bad input (diagnostics on stderr)."""
+    import json
+    import sys
+
+    from .flatten import FlatError
+    from .ipassmt import IpAssmtError, parse_ipassmt, parse_routes
+
+    for d in b.diagnostics:
+        if d.severity == "error":
+            print(f"{d}\n  note: that line is left out of the analysis", file=sys.stderr)
+    results = []
+    for rs in families(b.rulesets, family):
+        maps = {}
+        for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes)):
+            if path is None:
+                continue
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    maps[key] = reader(fh.read(), path, rs.family)
+            except (OSError, UnicodeError) as e:
+                print(f"{path}: error: cannot read {key} file: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+                return 2
+            except IpAssmtError as e:
+                print(str(e.diagnostic), file=sys.stderr)
+                return 1
+        try:
+            results.append(analyze_ruleset(rs, opts, maps.get("ipassmt"), maps.get("routes")))
+        except FlatError as e:
+            print(str(e.diagnostic), file=sys.stderr)
+            return 1
+        except ValueError as e:
+            print(f"{file}: error: {e}", file=sys.stderr)
+            return 1
+    if not results:
+        print(f"{file}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse", file=sys.stderr)
+        return 1
+    if as_json:
+        top = dict(results[0])
+        if len(results) > 1:
+            top["ipv6"] = results[1]
+        print(json.dumps(top, indent=2))
+    else:
+        print("\n\n".join(render_text(r, file) for r in results))
+    return 0
