@@ -313,7 +313,7 @@ def set_test(c: Contents, dirs: tuple[str, ...], pkt, env, flags: dict) -> bool:
 def _kadt(c: Contents, dirs, pkt, env, flags) -> int:
     kinds = KINDS[c.type]
     values = [_value(c, k, d == "src", pkt, env) for k, d in zip(kinds, dirs)]
-    if False in values:
+    if any(v is False for v in values):  # not `False in values`: address 0 == False
         return 0
     bits = 32 if pkt.family is Family.IPV4 else 128
     if c.type == "bitmap:ip":  # an address outside the range is an error, so no match
