@@ -7,19 +7,25 @@ simulator alike: every /32 the ruleset names as a destination in INPUT (or a cha
 reaches) is one of the server's own and becomes 203.0.113.10, .11, ... in order of first
 appearance; every other /32 becomes 198.51.100.100, .101, ... Wider networks are kept and probed
 from a spoofed address inside them. The mapping is listed in the report's notes.
+
+The ports each source found open are then checked against the analyser's open-ports view
+(semantics.ports, over the same lab-mapped ruleset): one `ports-view` row per source, a MISMATCH
+where the view calls a probed service open that the kernel closed, or closed one the kernel let
+in. `maybe` (the view cannot decide, e.g. a rate limit) agrees with either. The view's "open"
+means open to at least one of the server's addresses; the lab probes the first.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 
-from ..model import Family
+from ..model import Family, Ruleset
 from ..parse.read import read
 from ..parse.save import read_save
 from ..render.save import render_save
 from .hosts import documentation
 from .probes import input_chains
-from .report import Report
+from .report import Report, Row
 from .run import Progress, run_rulesets
 
 _HOST = re.compile(r"(?<=[ ])(-[sd]) (\d+\.\d+\.\d+\.\d+)/32(?= )")
@@ -59,4 +65,71 @@ def run_audit(path: str, text: str, progress: Progress | None = None,
             notes.append(f"the ruleset has no IPv{int(fam)} rules: the lab runs IPv{int(fam)} with none (all open)")
     report = run_rulesets(path, rulesets, families or list(Family), set(), servers, progress)
     report.notes += notes
+    cross_check(report, rulesets)
     return report, b.diagnostics
+
+
+def _view_status(entry: dict, svc: str, echo: str) -> str:
+    """open / maybe / closed for `22/tcp` or `53/udp` in one open_ports entry, or for `icmp` under the
+    view's label `echo` (the echo request's type, or `other` when no rule names it)."""
+    port, _, proto = svc.partition("/")
+    for kind in ("open", "maybe"):
+        if not proto:
+            if echo in entry[kind].get("icmp", []):
+                return kind
+            continue
+        for span in entry[kind].get(proto, []):
+            lo, _, hi = span.partition("-")
+            if int(lo) <= int(port) <= int(hi or lo):
+                return kind
+    return "closed"
+
+
+def cross_check(report: Report, rulesets: dict[Family, Ruleset]) -> None:
+    """A `ports-view` row per probed source: the services its SYN, UDP and echo probes found open
+    against the open-ports view's status for that source (see the module docstring)."""
+    from ..semantics.flatten import FlatError, flatten
+    from ..semantics.matrix import setting
+    from ..semantics.ports import open_ports
+    from ..semantics.ranges import parse_range
+    from .probes import SPORTS
+
+    for fam in Family:
+        rows = [r for r in report.rows if r.family == int(fam) and r.probe in ("syn", "udp", "echo") and r.status == "ok"]
+        if not rows:
+            continue
+        rs = rulesets.get(fam)
+        if rs is None:
+            report.notes.append(f"IPv{int(fam)}: no rules, so no open-ports view to cross-check against")
+            continue
+        try:
+            flat = flatten(rs)
+        except FlatError as e:
+            report.notes.append(f"IPv{int(fam)}: no open-ports view to cross-check against ({e})")
+            continue
+        view = open_ports(flat, setting(flat, None), SPORTS[0])
+        v = int(fam)
+        echo = str(8 if fam is Family.IPV4 else 128)
+        if not any(lit.kind == "match" and lit.value.name in ("icmp", "icmp6", "icmpv6", "ipv6-icmp")
+                   and lit.value.data.type == int(echo) for r in flat.rules for lit in r.conds):
+            echo = "other"
+        for src, addr in dict.fromkeys((r.source, r.address) for r in rows):
+            a = parse_range(v, addr)[0]
+            entry = next(e for e in view if any(lo <= a <= hi for lo, hi in (parse_range(v, x) for x in e["sources"])))
+            seen, said, wrong = [], {"open": [], "maybe": []}, []
+            for r in rows:
+                if r.address != addr:
+                    continue
+                opened = r.observed.split()[0] == "ACCEPT"
+                status = _view_status(entry, r.service, echo)
+                if opened:
+                    seen.append(r.service)
+                if status in said:
+                    said[status].append(r.service)
+                if status != "maybe" and (status == "open") != opened:
+                    wrong.append(f"{r.service} {'open' if opened else 'closed'} in the kernel, {status} in the view")
+            shown = "open: " + (" ".join(said["open"]) or "none") + ("; maybe: " + " ".join(said["maybe"])
+                                                                     if said["maybe"] else "")
+            row = report.add(Row(v, src, addr, "*", "ports-view", "open: " + (" ".join(seen) or "none"), shown,
+                                 note="; ".join(wrong) or "the open-ports view agrees (maybe: either)"))
+            row.status = "MISMATCH" if wrong else "ok"

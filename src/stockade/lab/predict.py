@@ -15,7 +15,7 @@ tracked the probe, else it opens its own flow, as conntrack sees it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..model import Family, Ruleset
 from ..semantics.packet import TCP_FLAGS, Packet
@@ -23,12 +23,18 @@ from ..semantics.simulate import Result, Simulator
 
 SYN, ACK, RST = TCP_FLAGS["SYN"], TCP_FLAGS["ACK"], TCP_FLAGS["RST"]
 REPLIES = ("syn-ack", "rst", "unreach", "echo-reply")
+# Matches whose state outlives a packet in the kernel (and in Simulator.memory, under these first keys).
+STATEFUL = ("limit", "hashlimit", "recent", "connlimit")
 
 
 @dataclass(frozen=True)
 class Outcome:
     verdict: str  # ACCEPT, DROP, REJECT (or UNKNOWN from the simulator)
     reply: str  # one of REPLIES or "none"
+    # What decided the probe on the way in: (table, chain, rule number) or (table, chain, None) for a
+    # built-in chain's policy; None when no chain did (a martian, a fragment). Not part of the outcome.
+    decided: tuple | None = field(default=None, compare=False)
+    why: str = field(default="", compare=False)  # the simulator's reason for UNKNOWN
 
     def __str__(self) -> str:
         return f"{self.verdict} {self.reply}"
@@ -74,15 +80,34 @@ def reply_packet(pkt: Packet, kind: str, state: str | None) -> Packet:
                      icmp_type=1 if v6 else 3, icmp_code=4 if v6 else 3, **base)
 
 
-class Predictor:
-    """One family's simulator with the memory of every packet the lab sent so far."""
+def decided_by(res: Result) -> tuple | None:
+    """The rule (or built-in chain policy) that gave the verdict, from the simulator's trace."""
+    if not res.trace:
+        return None
+    last = res.trace[-1]
+    return (last["table"], last["chain"], last.get("rule"))
 
-    def __init__(self, rs: Ruleset):
+
+class Predictor:
+    """One family's simulator with the memory of every packet the lab sent since the kernel's
+    stateful matches were last fresh (lab.run resets both together)."""
+
+    def __init__(self, rs: Ruleset, keep: dict | None = None):
         self.rs = rs
         self.sim = Simulator(rs)
+        self.sim.memory.update(keep or {})
 
     def fork(self) -> dict:
         return {k: v if k[0] == "set" else copy.deepcopy(v) for k, v in self.sim.memory.items()}
+
+    def fresh(self) -> Predictor:
+        """A new simulator whose stateful matches start as freshly loaded rules do; ipset contents
+        (which a reload leaves alone in the kernel too) carry over."""
+        return Predictor(self.rs, {k: v for k, v in self.sim.memory.items() if k[0] == "set"})
+
+    def touched(self) -> bool:
+        """Whether a packet since the last reset reached a stateful match."""
+        return any(k[0] in STATEFUL for k in self.sim.memory)
 
     def decide(self, pkt: Packet) -> Result:
         """Run one packet (the memory keeps it), without its reply."""
@@ -100,7 +125,7 @@ class Predictor:
             reply, kind = reject_reply(self.rs, res, pkt)
             state = "RELATED" if tracked else None
         else:
-            return Outcome(res.verdict, "none")
+            return Outcome(res.verdict, "none", decided_by(res), res.reason or "")
         if kind is not None and self.sim.run(reply_packet(pkt, kind, state)).verdict != "ACCEPT":
             reply = "none"  # the ruleset's OUTPUT chain stops the answer
-        return Outcome(res.verdict, reply)
+        return Outcome(res.verdict, reply, decided_by(res))
