@@ -1,0 +1,50 @@
+"""Reading stockade's part of the live ruleset (and, for status, everything else too)."""
+from __future__ import annotations
+
+from .backend import TABLE, tool
+from .host import Host
+from .part import Part, own_ipsets, own_iptables
+
+
+def nft_table(host: Host, stateless: bool = True) -> str:
+    """`table inet stockade { ... }` as nft lists it, "" when absent. Stateless: without counter
+    values and without the entries rate-limit meters learn at run time (they are state, not rules)."""
+    argv = ["nft", *(["-s"] if stateless else []), "list", "table", "inet", TABLE]
+    proc = host.run(argv, check=False)
+    if proc.returncode != 0:
+        return ""
+    return drop_dynamic_elements(proc.stdout) if stateless else proc.stdout
+
+
+def drop_dynamic_elements(text: str) -> str:
+    out, in_dynamic, skipping = [], False, False
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith("set ") and s.endswith("{"):
+            in_dynamic = False
+        if s.startswith("flags ") and "dynamic" in s:
+            in_dynamic = True
+        if in_dynamic and s.startswith("elements = {"):
+            skipping = not s.endswith("}")
+            continue
+        if skipping:
+            skipping = not s.endswith("}")
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def save_text(host: Host, backend: str, family: int, counters: bool = False) -> str:
+    return host.run([tool(backend, family, "save"), *(["-c"] if counters else [])]).stdout
+
+
+def ipset_save(host: Host) -> str:
+    return host.run(["ipset", "save"]).stdout
+
+
+def read_part(host: Host, backend: str) -> Part:
+    if backend == "nftables":
+        return Part(backend, {"nft": nft_table(host)})
+    return Part(backend, {"4": own_iptables(save_text(host, backend, 4)), "6": own_iptables(save_text(host, backend, 6)),
+                          "sets": own_ipsets(ipset_save(host))})
+

@@ -1,0 +1,205 @@
+"""Stockade's part of a ruleset, as text: what it owns, what it saves, restores and compares.
+
+nftables: the whole `table inet stockade` as `nft -s list` prints it (no counters).
+iptables, per family: the filter table's built-in chain policies, every `stk-` chain with its
+rules, and the hooks (rules of other chains that jump to an `stk-` chain), in iptables-save
+syntax; plus the `stk-` ipsets as `ipset save` lines. Set names are logical (`stk-admins-ip4`);
+live, each carries a generation suffix (`-a`, `-b`, `-c`) so a transaction can fill new sets while the
+old rules still use the old ones (see transaction.py).
+Other tools' chains and rules are never part of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .backend import TABLE
+
+if TYPE_CHECKING:  # the detached worker never compiles: it starts faster without the compiler
+    from ..policy.compile import Compiled
+
+HOOK_COMMENT = "stockade"
+BUILTIN = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
+POLICY_CHAINS = ("INPUT", "FORWARD", "OUTPUT")  # filter policies: stockade sets them and restores them
+_GEN = re.compile(r"(stk-\S+?)-[abc](?=\s|$)")
+
+
+def logical(text: str) -> str:
+    """Set names without their generation suffix."""
+    return _GEN.sub(r"\1", text)
+
+
+@dataclass
+class Part:
+    backend: str
+    text: dict[str, str] = field(default_factory=dict)  # "nft" | "4", "6", "sets"
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.text, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def empty(self) -> bool:
+        if self.backend == "nftables":
+            return not self.text.get("nft", "").strip()
+        return not any(parse_owned(self.text.get(f, "")).get(t, Table()).chains
+                       for f in ("4", "6") for t in parse_owned(self.text.get(f, "")))
+
+    def to_json(self) -> dict:
+        return {"backend": self.backend, "text": self.text, "digest": self.digest}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Part:
+        return cls(data["backend"], dict(data["text"]))
+
+
+@dataclass
+class Table:
+    policies: dict[str, str] = field(default_factory=dict)
+    chains: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)  # "-A CHAIN ... -j stk-x"
+    rules: list[str] = field(default_factory=list)  # "-A stk-x ..."
+
+
+def _jumps_to_stk(line: str) -> bool:
+    return re.search(r" -[jg] stk-\S+$", line) is not None or re.search(r" -[jg] stk-\S+ ", line) is not None
+
+
+def parse_owned(text: str) -> dict[str, Table]:
+    """iptables-save text (live or rendered) -> stockade's part per table; other lines are dropped."""
+    tables: dict[str, Table] = {}
+    cur: Table | None = None
+    name = ""
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#") or line == "COMMIT":
+            continue
+        if line.startswith("*"):
+            name = line[1:].strip()
+            cur = tables.setdefault(name, Table())
+        elif cur is None:
+            continue
+        elif line.startswith(":"):
+            chain, policy = line[1:].split()[:2]
+            if chain.startswith("stk-"):
+                cur.chains.append(chain)
+            elif policy != "-" and name == "filter" and chain in POLICY_CHAINS:
+                cur.policies[chain] = policy
+        elif line.startswith("-A "):
+            chain = line.split()[1]
+            if chain.startswith("stk-"):
+                cur.rules.append(line)
+            elif _jumps_to_stk(line):
+                cur.hooks.append(line)
+    tables.setdefault("filter", Table())
+    for c in POLICY_CHAINS:
+        tables["filter"].policies.setdefault(c, "ACCEPT")
+    return {n: t for n, t in tables.items() if n == "filter" or t.chains or t.hooks}
+
+
+def owned_text(tables: dict[str, Table]) -> str:
+    """The canonical text of a part: tables sorted, policies, chains, hooks (sorted), rules."""
+    out = []
+    for name in sorted(tables):
+        t = tables[name]
+        out.append(f"*{name}")
+        out += [f":{c} {p}" for c, p in sorted(t.policies.items())]
+        out += [f":{c} -" for c in t.chains]
+        out += sorted(t.hooks)
+        out += t.rules
+        out.append("COMMIT")
+    return logical("\n".join(out) + "\n")
+
+
+def own_iptables(save_text: str) -> str:
+    return owned_text(parse_owned(save_text))
+
+
+def own_ipsets(save_text: str) -> str:
+    """`ipset save` output -> stockade's sets, logical names, members sorted."""
+    creates, adds = [], []
+    for line in save_text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[1].startswith("stk-"):
+            (creates if words[0] == "create" else adds).append(logical(line.strip()))
+    return "\n".join(sorted(creates) + sorted(adds)) + ("\n" if creates else "")
+
+
+def hook_line(table_chain: str, target: str) -> str:
+    return f"-A {table_chain} -m comment --comment {HOOK_COMMENT} -j {target}"
+
+
+def desired(c: Compiled, backend: str, docker: dict[int, bool]) -> Part:
+    """The part a compiled policy asks for. iptables: the built-in chains' rules become hooks into
+    `stk-` chains (the compiler's jumps keep their chain, other rules move into stk-<chain>), so
+    stockade never appends to a built-in chain anything but one stable hook per chain; where a
+    DOCKER-USER chain exists, a hook there sends packets that arrive on the policy's interfaces
+    through stk-docker-in: the inbound checks with ACCEPT turned into RETURN and ports read from the
+    connection's original destination (the published port), so the policy can only drop what Docker
+    forwards, and Docker's own chains still decide what is published."""
+    from ..model import Family
+    from ..render.ipset import render_ipsets
+    from ..render.save import render_save
+
+    if backend == "nftables":
+        from ..render.nft import render_nft
+        return Part(backend, {"nft": render_nft(c.rulesets, TABLE).split("\n", 2)[2]})
+    text = {}
+    for family in (Family.IPV4, Family.IPV6):
+        tables = parse_owned(render_save(c.rulesets[family]))
+        raw = _builtin_rules(render_save(c.rulesets[family]))
+        for tname, chains in raw.items():
+            t = tables.setdefault(tname, Table())
+            for chain, lines in chains.items():
+                jumps = [ln for ln in lines if _jumps_to_stk(ln)]
+                if len(lines) == 1 and jumps and not re.search(r" -[sdiop] ", lines[0]):
+                    t.hooks.append(hook_line(chain, lines[0].split()[-1]))
+                    continue
+                own = f"stk-{chain.lower()}" if tname == "filter" else f"stk-{tname}-{chain.lower()}"
+                t.chains.append(own)
+                t.hooks.append(hook_line(chain, own))
+                t.rules += [f"-A {own} " + ln.split(" ", 2)[2] for ln in lines]
+        tables = {n: Table(t.policies, t.chains, [h for h in t.hooks if not _compiled_hook(h)], t.rules)
+                  for n, t in tables.items()}
+        if docker.get(int(family)):
+            _docker(tables["filter"], c.policy.server.interfaces)
+        text[str(int(family))] = owned_text(tables)
+    text["sets"] = own_ipsets(render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]]).replace(" -exist", ""))
+    return Part(backend, text)
+
+
+def _compiled_hook(line: str) -> bool:
+    """A jump the compiler wrote into a built-in chain (replaced by a stable hook_line)."""
+    return f"--comment {HOOK_COMMENT} " not in line
+
+
+def _builtin_rules(save_text: str) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    table = ""
+    for line in save_text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith("-A ") and line.split()[1] in BUILTIN:
+            out.setdefault(table, {}).setdefault(line.split()[1], []).append(line)
+    return out
+
+
+def _docker(t: Table, interfaces: list[str]) -> None:
+    rules = [r for r in t.rules if r.split()[1] == "stk-in"]
+    t.chains += ["stk-docker", "stk-docker-in"]
+    t.rules += [f"-A stk-docker -i {i} -g stk-docker-in" for i in interfaces]
+    t.rules += [re.sub(r" -j ACCEPT$", " -j RETURN", line) for r in rules
+                for line in _published("-A stk-docker-in " + r.split(" ", 2)[2])]
+    t.hooks.append(hook_line("DOCKER-USER", "stk-docker"))
+
+
+def _published(rule: str) -> list[str]:
+    """The rule with its destination-port test made on the port the client connected to (the
+    connection's original destination), not the container's port Docker's DNAT rewrote it to."""
+    m = re.search(r" -m multiport --dports (\S+)", rule)
+    if m:
+        return [rule.replace(m.group(0), f" -m conntrack --ctorigdstport {p}") for p in m.group(1).split(",")]
+    m = re.search(r" -m (?:tcp|udp) --dport (\S+)(?= -m | -j |$)", rule)
+    return [rule.replace(m.group(0), f" -m conntrack --ctorigdstport {m.group(1)}")] if m else [rule]
