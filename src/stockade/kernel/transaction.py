@@ -1,0 +1,122 @@
+"""Changing stockade's part of the live ruleset in one step; if any part fails, nothing changes.
+
+nftables: one `nft -f` file that creates, deletes and re-creates `table inet stockade`; the
+kernel commits the file as one transaction, both families and all sets together.
+
+iptables: three steps; the first changes nothing packets meet.
+ 1. The target's sets are created under a generation's names the live rules do not use (`stk-x-b`
+    while they use `stk-x-a`) and filled with `ipset restore`: the live rules do not see them yet.
+    (A swap of a temporary set into the live name would change what the *old* rules match before
+    the rules themselves change; new names avoid that mixed state.)
+ 2. `iptables-restore --noflush` for IPv4: only stockade's chains (declared, so flushed, and
+    refilled), its hooks and the filter policies change. iptables-nft commits the whole file as
+    one nf_tables transaction; iptables-legacy commits table by table (raw, then filter).
+ 3. The same for IPv6. If step 2 or 3 fails, whatever was committed (IPv4, or a table legacy
+    committed before the failing one) is put back from the live part read before step 1, and
+    the new sets are destroyed.
+Then the old generation's sets are destroyed. Between the commits of steps 2 and 3 (a few
+milliseconds) IPv4 already has the new rules and IPv6 the old ones: the two families switch one
+after the other, never a rule at a time. A journal on disk names both parts for that window, so
+a process killed inside it is repaired by the next stockade command that takes the lock.
+"""
+from __future__ import annotations
+
+import re
+
+from .backend import TABLE, tool
+from .host import Host, KernelError
+from .live import ipset_save, save_text
+from .part import Part, Table, own_iptables, parse_owned
+from .state import State
+
+ORDER = ("raw", "mangle", "nat", "filter", "security")
+
+
+def nft_file(body: str) -> str:
+    return f"table inet {TABLE}\ndelete table inet {TABLE}\n{body}"
+
+
+def apply(host: Host, live: Part, target: Part, state: State | None = None) -> None:
+    """Make `target` stockade's live part (the caller holds the lock). KernelError if it cannot be done;
+    then the live part is still `live`."""
+    if target.backend == "nftables":
+        host.run(["nft", "-f", "-"], input=nft_file(target.text.get("nft", "")))
+        return
+    if state is not None:
+        state.write("journal", {"from": live.to_json(), "to": target.to_json()})
+    _iptables(host, live, target)
+    if state is not None:
+        state.remove("journal")
+
+
+def recover(host: Host, state: State) -> bool:
+    """Finish an iptables transaction a killed process left half done: restore the part it started
+    from. True if there was one."""
+    j = state.read("journal")
+    if j is None:
+        return False
+    before = Part.from_json(j["from"])
+    from .live import read_part
+    _iptables(host, read_part(host, before.backend), before)
+    state.remove("journal")
+    return True
+
+
+def _iptables(host: Host, live: Part, target: Part) -> None:
+    b = target.backend
+    raw = {f: save_text(host, b, f) for f in (4, 6)}
+    gens = {f: {n[-1] for n in re.findall(r"--match-set (stk-\S+-[abc]) ", raw[f])} for f in (4, 6)}
+    # Each family's rules use one generation (two only after a crash between the family commits): a
+    # third is always free for the new sets.
+    gen = next(g for g in "abc" if g not in gens[4] | gens[6])
+    existing = re.findall(r"^create (stk-\S+-[abc]) ", ipset_save(host), re.MULTILINE)
+    for name in existing:  # leftovers of an interrupted transaction: nothing references them
+        if name.endswith(f"-{gen}"):
+            host.run(["ipset", "destroy", name])
+    new_sets = [f"{ln.split()[1]}-{gen}" for ln in target.text.get("sets", "").splitlines() if ln.startswith("create ")]
+    try:
+        host.run(["ipset", "restore"], input=_physical(target.text.get("sets", ""), gen))
+        host.run([tool(b, 4, "restore"), "--noflush"], input=restore_text(live.text["4"], target.text["4"], gen))
+        host.run([tool(b, 6, "restore"), "--noflush"], input=restore_text(live.text["6"], target.text["6"], gen))
+    except KernelError:
+        for f in (4, 6):  # put back what was committed: IPv4 when IPv6 failed, tables iptables-legacy committed
+            now = own_iptables(save_text(host, b, f))
+            if now != live.text[str(f)]:
+                host.run([tool(b, f, "restore"), "--noflush"],
+                         input=restore_text(now, live.text[str(f)], min(gens[f] or {gen})))
+        _destroy(host, new_sets)
+        raise
+    _destroy(host, [n for n in existing if not n.endswith(f"-{gen}")], check=False)
+
+
+def _destroy(host: Host, names: list[str], check: bool = True) -> None:
+    live = set(re.findall(r"^create (stk-\S+) ", ipset_save(host), re.MULTILINE))
+    for n in names:
+        if n in live:
+            host.run(["ipset", "destroy", n], check=check)
+
+
+def _physical(text: str, gen: str) -> str:
+    """Logical set names (in `ipset save` lines or rules) with the generation suffix."""
+    text = re.sub(r"^(create|add) (stk-\S+)", lambda m: f"{m.group(1)} {m.group(2)}-{gen}", text, flags=re.MULTILINE)
+    return re.sub(r"--match-set (stk-\S+)", lambda m: f"--match-set {m.group(1)}-{gen}", text)
+
+
+def restore_text(live_text: str, target_text: str, gen: str) -> str:
+    """`iptables-restore --noflush` input turning the live part into the target part."""
+    live, target = parse_owned(live_text), parse_owned(target_text)
+    out = []
+    for name in sorted(set(live) | set(target), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        L, T = live.get(name, Table()), target.get(name, Table())
+        out.append(f"*{name}")
+        out += [f":{c} {p} [0:0]" for c, p in T.policies.items()]
+        out += [f":{c} - [0:0]" for c in T.chains + [c for c in L.chains if c not in T.chains]]
+        out += ["-D" + h[2:] for h in L.hooks if h not in T.hooks]
+        for h in T.hooks:
+            if h not in L.hooks:
+                chain = h.split()[1]
+                out.append(f"-I {chain} 1" + h[2 + 1 + len(chain):] if chain == "DOCKER-USER" else h)
+        out += [_physical(r, gen) for r in T.rules]
+        out += [f"-X {c}" for c in L.chains if c not in T.chains]
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
