@@ -1,0 +1,146 @@
+"""`stockade apply / confirm / rollback`: the steps in order, for the CLI to call.
+
+apply: compile (done by the caller), take the lock, repair a half-done transaction, choose the
+backend, read the live part, run the lockout check, save the part `rollback` will restore, and
+hand the lock and the job to the detached worker (rollback.py), which applies, arms the timer
+and reports; apply returns as soon as it has.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..policy.compile import Compiled, compile_policy
+from . import access
+from . import backend as backends
+from .host import Host, KernelError
+from .live import read_part
+from .lock import locked
+from .part import desired
+from .rollback import restore_previous, spawn
+from .state import State, now
+from .transaction import recover
+
+
+class Refused(KernelError):
+    """The check says the change would lock the admin out; nothing was changed."""
+
+    def __init__(self, message: str, blocked: list[access.Probe]):
+        super().__init__(message)
+        self.blocked = blocked
+
+
+@dataclass
+class Applied:
+    backend: str
+    version: str
+    previous: str
+    deadline: float | None
+    probes: list[access.Probe] = field(default_factory=list)
+    diff: object | None = None  # semantics.diff.Diff, when the old policy is known
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"backend": self.backend, "version": self.version, "previous": self.previous,
+                "rollback_at": self.deadline, "access": [p.to_json() for p in self.probes],
+                "diff": self.diff.to_json() if self.diff is not None else None, "notes": self.notes}
+
+    def text(self) -> str:
+        lines = [f"{p.who} {p.src} -> port {p.port} ({'established' if p.established else 'new'}): {p.verdict}"
+                 for p in self.probes]
+        lines += [f"note: {n}" for n in self.notes]
+        if self.diff is not None:
+            lines.append(self.diff.text().rstrip("\n"))
+        lines.append(f"applied {self.version} with {self.backend} (previous: {self.previous})")
+        if self.deadline is None:
+            lines.append("confirmed (no rollback timer)")
+        else:
+            at = time.strftime("%H:%M:%S", time.localtime(self.deadline))
+            lines.append(f"rolls back to {self.previous} at {at} unless `stockade confirm` before then")
+        return "\n".join(lines) + "\n"
+
+
+def _old_rulesets(state: State, live_digest: str, notes: list[str]):
+    """The model of what is live now, for the semantic diff: the last applied policy, recompiled, if
+    the live part is still what stockade applied; empty (nothing of stockade's) if none was."""
+    rec = state.read("applied")
+    if rec is None or rec.get("policy") is None:
+        return {}
+    if rec["version"] != live_digest:
+        notes.append("the live rules differ from what stockade applied (drift); the diff is against "
+                     f"the policy applied last ({rec['policy']})")
+    try:
+        return compile_policy(rec["policy"], rec.get("policy_text")).rulesets
+    except Exception as e:  # noqa: BLE001 -- the old policy's group files may be gone: no diff then, said so
+        notes.append(f"cannot recompile the previous policy for the diff: {e}")
+        return None
+
+
+def apply_policy(c: Compiled, policy_path: str, netns: str | None, timeout: int, force: bool,
+                 backend: str = "auto", env: dict | None = None, progress=None) -> Applied:
+    host, state = Host(netns), State.for_netns(netns)
+    say = progress or (lambda _m: None)
+    with locked(state.dir / "lock") as fd:
+        if recover(host, state):
+            say("repaired a transaction a killed stockade left half done")
+        rec = state.read("applied")
+        chosen = backends.choose(host, backend, rec and rec.get("backend"))
+        docker = backends.docker_user(host, chosen) if chosen != "nftables" else {}
+        live = read_part(host, chosen)
+        target = desired(c, chosen, docker)
+        say("checking that the SSH clients and admins keep access")
+        judged, blocked = access.lockouts(c, host, env)
+        if blocked and not force:
+            raise Refused("the new policy would cut off " + ", ".join(
+                f"{p.who} {p.src} ({'established' if p.established else 'new'} to port {p.port}: {p.verdict})"
+                for p in blocked), blocked)
+        notes = [f"DOCKER-USER found (IPv{f}): inbound checks hooked there" for f, y in docker.items() if y]
+        diff = None
+        old = _old_rulesets(state, live.digest, notes)
+        if old is not None:
+            try:
+                from ..semantics.diff import semantic_diff
+                say("computing what changes")
+                diff = semantic_diff(old, c.rulesets)
+            except ImportError:
+                pass
+        pending = state.read("pending")
+        if pending is None or state.read("previous") is None:
+            state.write("previous", {"part": live.to_json(), "at": now(), "applied": rec})
+        else:
+            notes.append("an unconfirmed apply was pending: it is replaced, and rollback still returns to the "
+                         "ruleset from before it")
+        previous = state.read("previous")["part"]["digest"]
+        job_id = secrets.token_hex(6)
+        state.write("job", {"id": job_id, "target": target.to_json(), "timeout": timeout,
+                            "policy": str(Path(policy_path).resolve()), "policy_text": Path(policy_path).read_text()})
+        say("applying")
+        report = spawn(netns, state, job_id, fd)
+    if not report.get("ok"):
+        raise KernelError(report.get("error", "apply failed"))
+    return Applied(chosen, report["version"], previous, report.get("deadline"), judged, diff, notes)
+
+
+def confirm(netns: str | None) -> dict:
+    state = State.for_netns(netns)
+    with locked(state.dir / "lock"):
+        pending = state.read("pending")
+        if pending is None:
+            raise KernelError("nothing to confirm: no apply is waiting for confirmation")
+        rec = state.read("applied")
+        rec["confirmed_at"] = now()
+        state.write("confirmed", rec)
+        state.remove("pending")
+    return {"confirmed": rec["version"], "at": rec["confirmed_at"]}
+
+
+def rollback(netns: str | None) -> dict:
+    host, state = Host(netns), State.for_netns(netns)
+    with locked(state.dir / "lock"):
+        if state.read("previous") is None:
+            raise KernelError("nothing to roll back to: no ruleset was saved by an unconfirmed apply")
+        live = restore_previous(host, state, "stockade rollback")
+    return {"restored": live.digest, "backend": live.backend}
+
