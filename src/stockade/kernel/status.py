@@ -1,0 +1,128 @@
+"""`stockade status`: what is live, with counters mapped back to policy lines, the last applied and
+confirmed versions, drift (stockade's part changed by hand) and the rules of other tools."""
+from __future__ import annotations
+
+import difflib
+import re
+import time
+
+from . import backend as backends
+from .backend import TABLE
+from .host import Host
+from .live import nft_table, read_part, save_text
+from .lock import locked
+from .part import Part
+from .state import State
+from .transaction import recover
+
+_COMMENT = re.compile(r'--comment (?:"([^"]*)"|(\S+))')
+_NFT_RULE = re.compile(r'counter packets (\d+) bytes (\d+).*?(?:comment "([^"]*)")?\s*$')
+
+
+def _origin(comment: str | None) -> tuple[str | None, str | None]:
+    """A compiler comment `FILE:LINE note` (or `default note`) -> (origin, note)."""
+    if not comment:
+        return None, None
+    head, _, note = comment.partition(" ")
+    return (head if head != "default" else "default"), note or None
+
+
+def iptables_rules(host: Host, backend: str) -> list[dict]:
+    out = []
+    for family in (4, 6):
+        table = ""
+        for line in save_text(host, backend, family, counters=True).splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            m = re.match(r"\[(\d+):(\d+)\] -A (\S+) (.*)$", line)
+            if not m or not (m.group(3).startswith("stk-") or re.search(r" -[jg] stk-", line)):
+                continue
+            c = _COMMENT.search(m.group(4))
+            origin, note = _origin(c and (c.group(1) or c.group(2)))
+            out.append({"family": family, "table": table, "chain": m.group(3), "packets": int(m.group(1)),
+                        "bytes": int(m.group(2)), "origin": origin, "note": note, "rule": m.group(4)})
+    return out
+
+
+def nft_rules(host: Host) -> list[dict]:
+    out, chain = [], ""
+    for line in nft_table(host, stateless=False).splitlines():
+        s = line.strip()
+        if s.startswith("chain "):
+            chain = s.split()[1]
+        m = _NFT_RULE.search(s)
+        if m and not s.startswith(("chain ", "type ")):
+            origin, note = _origin(m.group(3))
+            out.append({"family": None, "table": f"inet {TABLE}", "chain": chain, "packets": int(m.group(1)),
+                        "bytes": int(m.group(2)), "origin": origin, "note": note, "rule": s})
+    return out
+
+
+def others(host: Host, backend: str) -> list[dict]:
+    """Chains of other tools with their rule counts, and other nft tables."""
+    out = []
+    proc = host.run(["nft", "list", "tables"], check=False)
+    for line in proc.stdout.splitlines():
+        if line.strip() and line.strip() != f"table inet {TABLE}":
+            out.append({"kind": "nft table", "name": line.strip().removeprefix("table ")})
+    if backend == "nftables":
+        return out
+    for family in (4, 6):
+        table, counts = "", {}
+        for line in save_text(host, backend, family).splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith("-A ") and not line.split()[1].startswith("stk-") and \
+                    not re.search(r" -[jg] stk-", line):
+                counts[(table, line.split()[1])] = counts.get((table, line.split()[1]), 0) + 1
+        out += [{"kind": f"{'ip6tables' if family == 6 else 'iptables'} chain", "name": f"{t} {c}", "rules": n}
+                for (t, c), n in counts.items()]
+    return out
+
+
+def status(netns: str | None) -> dict:
+    """Read-only, except that a transaction a killed process left half done is first undone (under the lock)."""
+    host, state = Host(netns), State.for_netns(netns)
+    repaired = False
+    if state.read("journal") is not None:
+        with locked(state.dir / "lock"):
+            repaired = recover(host, state)
+    applied, confirmed, pending = state.read("applied"), state.read("confirmed"), state.read("pending")
+    backend = backends.choose(host, "auto", applied and applied.get("backend"))
+    live = read_part(host, backend)
+    drift = None
+    if applied is not None and applied["backend"] == backend and applied["version"] != live.digest:
+        old = Part.from_json(applied["part"])
+        drift = [ln for k in sorted(set(old.text) | set(live.text)) for ln in difflib.unified_diff(
+            old.text.get(k, "").splitlines(), live.text.get(k, "").splitlines(), f"applied/{k}", f"live/{k}",
+            lineterm="", n=0)]
+    brief = lambda r: r and {k: r.get(k) for k in ("version", "at", "policy", "rolled_back", "confirmed_at")}
+    return {"netns": host.label, "backend": backend, "live_version": live.digest,
+            "stockade_rules_live": not live.empty, "applied": brief(applied), "confirmed": brief(confirmed),
+            "pending": pending and {"deadline": pending["deadline"], "seconds_left": round(pending["deadline"] - time.time(), 1)},
+            "repaired": repaired, "drift": drift is not None, "drift_lines": drift or [],
+            "rules": nft_rules(host) if backend == "nftables" else iptables_rules(host, backend),
+            "others": others(host, backend)}
+
+
+def status_text(s: dict) -> str:
+    lines = [f"{s['netns']}: {s['backend']}, live version {s['live_version']}"]
+    if s["repaired"]:
+        lines.append("repaired: a transaction a killed stockade left half done was undone")
+    for key in ("applied", "confirmed"):
+        r = s[key]
+        lines.append(f"{key}: " + (f"{r['version']} at {r['at']}" + (f" from {r['policy']}" if r.get("policy") else "")
+                                   + (f" (rollback: {r['rolled_back']})" if r.get("rolled_back") else "")
+                                   if r else "never"))
+    if s["pending"]:
+        lines.append(f"unconfirmed: rolls back in {s['pending']['seconds_left']} s unless `stockade confirm`")
+    lines.append("drift: " + ("stockade's rules were changed by hand:" if s["drift"] else "none"))
+    lines += [f"  {d}" for d in s["drift_lines"] if not d.startswith(("---", "+++", "@@"))]
+    lines.append(f"{'packets':>10} {'bytes':>12}  {'policy line':<24} rule")
+    for r in s["rules"]:
+        lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {(r['origin'] or '-'):<24} "
+                     f"{r['chain']}: {r['note'] or r['rule']}")
+    if s["others"]:
+        lines.append("other tools' rules (left as they are):")
+        lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "") for o in s["others"]]
+    return "\n".join(lines) + "\n"
