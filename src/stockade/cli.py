@@ -190,6 +190,123 @@ def demo() -> None:
     sys.exit(run_demo())
 
 
+NETNS = click.option("--netns", help="network namespace to act in (default: this one)")
+
+
+def _kernel(fn, *args, as_json: bool = False, **kw):
+    """Run a kernel step; its refusal or failure is one line on stderr and a non-zero exit, never a traceback."""
+    from .kernel.apply import Refused
+    from .kernel.host import KernelError
+
+    try:
+        return fn(*args, **kw)
+    except KernelError as e:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(e), "refused": isinstance(e, Refused),
+                                   "blocked": [p.to_json() for p in getattr(e, "blocked", [])]}, indent=2))
+        click.echo(f"stockade: error: {e}", err=True)
+        if isinstance(e, Refused):
+            click.echo("hint: fix the policy's admin group or ssh allowance, or pass --force if you are sure", err=True)
+        sys.exit(EXIT_FINDINGS if isinstance(e, Refused) else EXIT_UNREADABLE)
+
+
+@main.command()
+@click.argument("policy")
+@NETNS
+@click.option("--confirm-timeout", default=60, show_default=True, type=click.IntRange(0, 86400),
+              help="seconds until the previous ruleset comes back unless `stockade confirm` (0: no timer)")
+@click.option("--force", is_flag=True, help="apply even if the SSH clients or admins would lose access")
+@click.option("--backend", type=click.Choice(["auto", "nftables", "iptables-nft", "iptables-legacy"]), default="auto",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def apply(policy: str, netns: str | None, confirm_timeout: int, force: bool, backend: str, as_json: bool) -> None:
+    """Apply POLICY atomically; roll back after --confirm-timeout seconds unless confirmed."""
+    from .kernel.apply import apply_policy
+
+    c = _policy(policy)
+    done = _kernel(apply_policy, c, policy, netns, confirm_timeout, force, backend, as_json=as_json,
+                   progress=lambda m: click.echo(f"stockade: {m}", err=True))
+    click.echo(json.dumps(done.to_json(), indent=2) if as_json else done.text(), nl=as_json)
+
+
+@main.command()
+@NETNS
+@click.option("--json", "as_json", is_flag=True)
+def confirm(netns: str | None, as_json: bool) -> None:
+    """Keep the ruleset the last apply made live (stops its rollback timer)."""
+    from .kernel.apply import confirm as do_confirm
+
+    out = _kernel(do_confirm, netns, as_json=as_json)
+    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}")
+
+
+@main.command()
+@NETNS
+@click.option("--json", "as_json", is_flag=True)
+def rollback(netns: str | None, as_json: bool) -> None:
+    """Restore the ruleset saved by the last apply, now."""
+    from .kernel.apply import rollback as do_rollback
+
+    out = _kernel(do_rollback, netns, as_json=as_json)
+    click.echo(json.dumps(out) if as_json else f"restored {out['restored']} ({out['backend']})")
+
+
+@main.command()
+@NETNS
+@click.option("--status", "show", is_flag=True, help="only say where the confirmed ruleset is persisted")
+@click.option("--root", type=click.Path(file_okay=False), help="file system root to write under (default: /)")
+@click.option("--json", "as_json", is_flag=True)
+def persist(netns: str | None, show: bool, root: str | None, as_json: bool) -> None:
+    """Write the confirmed ruleset where this system loads it at boot."""
+    from .kernel.persist import persist as do_persist
+    from .kernel.persist import persist_status
+
+    out = _kernel(persist_status if show else do_persist, netns, root, as_json=as_json)
+    click.echo(json.dumps(out, indent=2) if as_json else out["text"])
+
+
+@main.command()
+@NETNS
+@click.option("--json", "as_json", is_flag=True)
+def status(netns: str | None, as_json: bool) -> None:
+    """The live ruleset with counters per policy line, versions, drift and other tools' rules."""
+    from .kernel.status import status as get_status
+    from .kernel.status import status_text
+
+    out = _kernel(get_status, netns, as_json=as_json)
+    click.echo(json.dumps(out, indent=2) if as_json else status_text(out), nl=as_json)
+
+
+@main.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (shape: semantics/diff.py)")
+def diff_cmd(old: str, new: str, as_json: bool) -> None:
+    """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy
+    .toml): exit 0 if none, 1 if some, 2 if an input is unreadable or invalid."""
+    from .policy.schema import PolicyError
+    from .semantics.diff import load_rulesets, semantic_diff
+
+    sides = []
+    for path in (old, new):
+        try:
+            rulesets, diags = load_rulesets(path)
+        except (OSError, UnicodeError) as e:
+            click.echo(f"{path}: error: cannot read input: {getattr(e, 'strerror', None) or e}", err=True)
+            sys.exit(EXIT_UNREADABLE)
+        except PolicyError as e:
+            for d in e.diagnostics:
+                click.echo(str(d), err=True)
+            sys.exit(EXIT_UNREADABLE)
+        for d in diags:
+            if d.severity == "error":
+                click.echo(str(d), err=True)
+        sides.append(rulesets)
+    d = semantic_diff(*sides, progress=lambda m: click.echo(f"stockade: comparing {m}", err=True))
+    click.echo(json.dumps(d.to_json(), indent=2) if as_json else d.text(), nl=as_json)
+    sys.exit(EXIT_FINDINGS if d.changes else 0)
+
+
 def _lab_report(report, as_json: bool) -> None:
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
     sys.exit(EXIT_FINDINGS if report.mismatches else 0)
