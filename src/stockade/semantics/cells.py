@@ -1,0 +1,613 @@
+"""Header space cut into classes that every rule treats alike, for exact whole-space answers.
+
+A packet class (a Box) gives each dimension a set of integers (an IntervalSet):
+protocol, source and destination address, ports, ICMP type*256+code, input and
+output interface (indices into the interface names the rules mention, 0 being "no
+device"), and the packet kind (conntrack state plus the TCP flags that go with it).
+A rule becomes a Constraint: per dimension the values it admits, plus the matches no
+dimension can express (rate limits, marks, unknown extensions...), kept as
+`residual` so answers that depend on them say so instead of guessing.
+
+Boxes are split only where a rule that still matters for them is not uniform (it
+admits part of the box), so a 5,000-rule dump yields classes in proportion to what
+its rules distinguish, not to the product of all their boundaries. Packets drawn
+from a class are then run through the simulator; every packet of the class gets
+the same verdict from every rule whose constraint has no residual part.
+"""
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..extensions import Opaque
+from ..model import Family, IPSet, Rule, Ruleset
+from .flatten import FlatRule, Lit, flatten
+from .packet import Packet
+from .simulate import MARTIAN_V4, MARTIAN_V6, UNFORWARDED_V6
+
+Ivs = tuple[tuple[int, int], ...]  # sorted, disjoint, inclusive, non-adjacent
+
+PROTO, SRC, DST, SPORT, DPORT, ICMP, IIF, OIF, KIND = "proto", "src", "dst", "sport", "dport", "icmp", "iif", \
+    "oif", "kind"
+DIMS = (PROTO, KIND, IIF, OIF, SRC, DST, ICMP, DPORT, SPORT)  # split order: coarse first
+PORT_PROTOS = (6, 17, 132, 33, 136)
+SYN, ACK, XMAS = 0x02, 0x10, 0x3F
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A packet kind: the conntrack state it is given and the TCP flags it carries."""
+
+    label: str
+    state: str
+    flags: int
+
+
+KINDS = (Kind("NEW", "NEW", SYN), Kind("ESTABLISHED", "ESTABLISHED", ACK), Kind("RELATED", "RELATED", SYN),
+         Kind("INVALID", "INVALID", XMAS), Kind("UNTRACKED", "UNTRACKED", SYN),
+         Kind("NEW without SYN", "NEW", ACK), Kind("INVALID NULL", "INVALID", 0))
+TCP_ONLY = {"NEW without SYN", "INVALID NULL"}  # kinds that differ from others only by TCP flags
+
+# ICMP types by the states conntrack can give them (nf_conntrack_proto_icmp*.c): queries open
+# connections, replies belong to one, errors are RELATED to one, IPv6 neighbour discovery is untracked.
+ICMP_GROUPS = {
+    Family.IPV4: {"query": {8, 13, 15, 17}, "reply": {0, 14, 16, 18}, "error": {3, 4, 5, 11, 12}},
+    Family.IPV6: {"query": {128, 139}, "reply": {129, 140}, "error": {1, 2, 3, 4},
+                  "nd": {130, 131, 132, 133, 134, 135, 136, 143}},
+}
+PLAUSIBLE = {"NEW": {"query"}, "ESTABLISHED": {"query", "reply"}, "RELATED": {"error"},
+             "INVALID": {"query", "reply", "error", "other"}, "UNTRACKED": {"nd"}, "NEW without SYN": set(),
+             "INVALID NULL": set()}
+
+
+def icmp_proto(family: Family) -> int:
+    return 1 if family is Family.IPV4 else 58
+
+
+# ---- interval sets ----
+
+def norm(pairs: list[tuple[int, int]]) -> Ivs:
+    out: list[list[int]] = []
+    for lo, hi in sorted(pairs):
+        if lo > hi:
+            continue
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
+
+
+def iv_and(a: Ivs, b: Ivs) -> Ivs:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return tuple(out)
+
+
+def iv_sub(a: Ivs, b: Ivs) -> Ivs:
+    out = []
+    for lo, hi in a:
+        for blo, bhi in b:
+            if bhi < lo or blo > hi:
+                continue
+            if blo > lo:
+                out.append((lo, blo - 1))
+            lo = bhi + 1
+            if lo > hi:
+                break
+        if lo <= hi:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def iv_size(a: Ivs) -> int:
+    return sum(hi - lo + 1 for lo, hi in a)
+
+
+def iv_has(a: Ivs, v: int) -> bool:
+    return any(lo <= v <= hi for lo, hi in a)
+
+
+# ---- constraints ----
+
+@dataclass(frozen=True)
+class Constraint:
+    """What a rule (or a conjunction of rules on a jump path) admits: per dimension a set of
+    values (absent: any), `residual` the parts no dimension expresses, `never` if nothing."""
+
+    dims: dict = field(default_factory=dict)
+    residual: tuple[str, ...] = ()
+    never: bool = False
+
+    def __post_init__(self) -> None:
+        """The dimensions in split order, with a single interval's bounds unpacked (relation() is hot)."""
+        ordered = tuple((d, self.dims[d], *(self.dims[d][0] if len(self.dims[d]) == 1 else (None, None)))
+                        for d in DIMS if d in self.dims)
+        object.__setattr__(self, "ordered", ordered)
+
+    def __and__(self, other: Constraint) -> Constraint:
+        dims = dict(self.dims)
+        for d, v in other.dims.items():
+            dims[d] = iv_and(dims[d], v) if d in dims else v
+        never = self.never or other.never or any(not v for v in dims.values())
+        return Constraint(dims, self.residual + other.residual, never)
+
+
+ANY = Constraint()
+
+
+def relation(c: Constraint, box: dict) -> tuple[str, str | None]:
+    """("none", _) if the constraint admits no packet of the box, ("all", _) if every packet
+    (residual aside), ("some", dim) naming a dimension it cuts."""
+    if c.never:
+        return "none", None
+    cut = None
+    for d, allowed, lo, hi in c.ordered:
+        have = box[d]
+        if lo is not None:  # one interval (the common case): O(log n) on a box side with many holes
+            if have[0][0] >= lo and have[-1][1] <= hi:
+                continue
+            i = bisect_right(have, (hi, _INF))
+            if i == 0 or have[i - 1][1] < lo:
+                return "none", None
+        else:
+            inter = iv_and(have, allowed)
+            if not inter:
+                return "none", None
+            if inter == have:
+                continue
+        if cut is None:
+            cut = d
+    return ("all", None) if cut is None else ("some", cut)
+
+
+_INF = float("inf")
+
+
+def _addr_ivs(addr, invert: bool, bits: int) -> Ivs | None:
+    """An address/mask as intervals; None for a non-contiguous mask (left residual)."""
+    plen = addr.prefixlen
+    if plen is None:
+        return None
+    size = 1 << (bits - plen)
+    inside = ((addr.addr, addr.addr + size - 1),)
+    return iv_sub(((0, (1 << bits) - 1),), inside) if invert else inside
+
+
+def _ports(p, full=(0, 65535)) -> Ivs:
+    inside = ((p.lo, p.hi),)
+    return iv_sub((full,), inside) if p.invert else inside
+
+
+class Space:
+    """The dimensions' universes for a set of rulesets of one family, and rules as constraints."""
+
+    def __init__(self, family: Family, rulesets: list[Ruleset]):
+        self.family = family
+        self.bits = 32 if family is Family.IPV4 else 128
+        names: set[str] = {"lo"}
+        self.other_tables = any(c.rules for rs in rulesets if "nat" in rs.tables
+                                for c in rs.tables["nat"].chains.values())
+        for r in (r for rs in rulesets for t in rs.tables.values() for c in t.chains.values() for r in c.rules):
+            for iface in (r.iif, r.oif):
+                if iface is not None:
+                    names.add(iface.name[:-1] + "stk9" if iface.name.endswith("+") else iface.name)
+        self.ifaces = ["", *sorted(n for n in names if n)]
+        other = next(c for c in ("ext0", "wan9", "if0x", "zz9z") if c not in self.ifaces)
+        self.ifaces.append(other)  # an interface no rule names (unless by a wildcard)
+        self.other_iface = other
+        self.universe = {PROTO: ((0, 255),), SRC: ((0, (1 << self.bits) - 1),), DST: ((0, (1 << self.bits) - 1),),
+                         SPORT: ((0, 65535),), DPORT: ((0, 65535),), ICMP: ((0, 65535),),
+                         IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),),
+                         KIND: ((0, len(KINDS) - 1),)}
+        self._cache: dict[tuple, tuple] = {}  # (id(match), id(sets)) -> (match, Constraint)
+
+    # -- interfaces --
+    def iface_ivs(self, pattern: str, invert: bool) -> Ivs:
+        prefix = pattern[:-1] if pattern.endswith("+") else None
+        hits = [i for i, n in enumerate(self.ifaces)
+                if (n.startswith(prefix) if prefix is not None else n == pattern) != invert]
+        return norm([(i, i) for i in hits])
+
+    def kinds_where(self, test) -> Ivs:
+        return norm([(i, i) for i, k in enumerate(KINDS) if test(k)])
+
+    def constraint(self, rule: Rule, sets: dict[str, IPSet]) -> Constraint:
+        """The rule's own tests as a Constraint (its target is not part of it); `sets` are its
+        ruleset's ipsets."""
+        dims: dict = {}
+        residual: list[str] = []
+
+        def add(d: str, v: Ivs) -> None:
+            dims[d] = iv_and(dims[d], v) if d in dims else v
+
+        for am, d in ((rule.src, SRC), (rule.dst, DST)):
+            if am is not None:
+                v = _addr_ivs(am.addr, am.invert, self.bits)
+                if v is None:
+                    residual.append(f"non-contiguous mask {am.addr}")
+                else:
+                    add(d, v)
+        for iface, d in ((rule.iif, IIF), (rule.oif, OIF)):
+            if iface is not None:
+                add(d, self.iface_ivs(iface.name, iface.invert))
+        if rule.proto is not None and rule.proto.number != 0:
+            inside = ((rule.proto.number, rule.proto.number),)
+            add(PROTO, iv_sub(((0, 255),), inside) if rule.proto.invert else inside)
+        elif rule.proto is not None and rule.proto.invert:
+            return Constraint(never=True)  # `! -p all` matches nothing
+        if rule.fragment is True:
+            return Constraint(never=True)  # classes are unfragmented packets (see module doc)
+        for m in rule.matches:
+            if isinstance(m.data, Opaque):
+                residual.append(f"-m {m.name} (not modelled)")
+                continue
+            fn = getattr(self, "_m_" + m.name.replace("-", "_"), None)
+            got = fn(m.data, sets) if m.name == "set" else fn(m.data) if fn else None
+            if got is None:
+                residual.append(f"-m {m.name}")
+            else:
+                for d, v in got.items():
+                    add(d, v)
+        never = any(not v for v in dims.values())
+        return Constraint(dims, tuple(residual), never)
+
+    def path_constraint(self, conds: tuple[Lit, ...], sets: dict[str, IPSet]) -> Constraint:
+        """A flattened rule's conjunction of tests as a Constraint. A negated extension match is
+        exact when, beyond what the other tests already imply, it restricts one dimension."""
+        got = ANY
+        negs = []
+        for lit in conds:
+            if lit.kind == "match" and lit.negated:
+                negs.append(lit)
+                continue
+            got = got & self.lit_constraint(lit, sets)
+        for lit in negs:
+            inner = self.constraint(Rule(matches=[lit.value]), sets)
+            extra = {d: v for d, v in inner.dims.items() if not (d in got.dims and not iv_sub(got.dims[d], v))}
+            if inner.residual or len(extra) > 1:
+                got = got & Constraint(residual=("! ( " + " ".join(lit.words(self.family)[2:-1]) + " )",))
+            elif extra:
+                (d, v), = extra.items()
+                got = got & Constraint({d: iv_sub(self.universe[d], v)})
+            elif not inner.never:
+                return Constraint(never=True)  # the path already implies what must fail
+        return got
+
+    def lit_constraint(self, lit: Lit, sets: dict[str, IPSet]) -> Constraint:
+        neg = lit.negated
+        if lit.kind in ("src", "dst"):
+            v = _addr_ivs(lit.value, neg, self.bits)
+            if v is None:
+                return Constraint(residual=(f"non-contiguous mask {lit.value}",))
+            return Constraint({SRC if lit.kind == "src" else DST: v})
+        if lit.kind in ("iif", "oif"):
+            return Constraint({IIF if lit.kind == "iif" else OIF: self.iface_ivs(lit.value, neg)})
+        if lit.kind == "proto":
+            inside = ((lit.value, lit.value),)
+            return Constraint({PROTO: iv_sub(((0, 255),), inside) if neg else inside})
+        if lit.kind == "fragment":
+            return ANY if neg else Constraint(never=True)
+        key = (id(lit.value), id(sets))
+        if key not in self._cache:
+            self._cache[key] = (lit.value, self.constraint(Rule(matches=[lit.value]), sets))
+        return self._cache[key][1]
+
+    # -- extensions expressible as dimensions (None: not expressible here) --
+    def _tcpudp(self, d, proto: int) -> dict | None:
+        out: dict = {PROTO: ((proto, proto),)}
+        if d.sport is not None:
+            out[SPORT] = _ports(d.sport)
+        if d.dport is not None:
+            out[DPORT] = _ports(d.dport)
+        return out
+
+    def _m_tcp(self, d) -> dict | None:
+        if d.option is not None:
+            return None
+        out = self._tcpudp(d, 6)
+        if d.flags is not None:
+            out[KIND] = self.kinds_where(lambda k: d.flags.holds(k.flags))
+        return out
+
+    def _m_udp(self, d) -> dict | None:
+        return self._tcpudp(d, 17)
+
+    def _m_multiport(self, d) -> dict | None:
+        dim = {"sports": SPORT, "dports": DPORT}.get(d.side)
+        if dim is None:
+            return None  # --ports: either port, not a box
+        inside = norm(list(d.ranges))
+        return {dim: iv_sub(((0, 65535),), inside) if d.invert else inside}
+
+    def _m_icmp(self, d) -> dict | None:
+        if self.family is not Family.IPV4:
+            return None
+        return self._icmp(d, wildcard=True)
+
+    def _m_icmp6(self, d) -> dict | None:
+        if self.family is not Family.IPV6:
+            return None
+        return self._icmp(d, wildcard=False)
+
+    def _icmp(self, d, wildcard: bool) -> dict:
+        p = icmp_proto(self.family)
+        if wildcard and d.type == 255 and (d.code_lo, d.code_hi) == (0, 255):
+            inside = ((0, 65535),)
+        else:
+            inside = ((d.type * 256 + d.code_lo, d.type * 256 + d.code_hi),)
+        return {PROTO: ((p, p),), ICMP: iv_sub(((0, 65535),), inside) if d.invert else inside}
+
+    def _states(self, s) -> Ivs:
+        return self.kinds_where(lambda k: (k.state in s.names) != s.invert)
+
+    def _m_state(self, d) -> dict | None:
+        return {KIND: self._states(d)}
+
+    def _m_conntrack(self, d) -> dict | None:
+        others = [f for f in ("proto", "ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst", "ctorigsrcport",
+                              "ctorigdstport", "ctreplsrcport", "ctrepldstport", "status", "expire", "direction")
+                  if getattr(d, f) is not None]
+        if others or d.state is None or d.state.names & {"SNAT", "DNAT"}:
+            return None
+        return {KIND: self._states(d.state)}
+
+    def _m_comment(self, d) -> dict:
+        return {}
+
+    def _m_iprange(self, d) -> dict:
+        out = {}
+        for r, dim in ((d.src, SRC), (d.dst, DST)):
+            if r is not None:
+                inside = ((r.first, r.last),)
+                out[dim] = iv_sub(self.universe[dim], inside) if r.invert else inside
+        return out
+
+    def _m_set(self, d, sets: dict[str, IPSet]) -> dict | None:
+        s = sets.get(d.name)
+        if s is None or len(d.dirs) != 1 or d.return_nomatch or d.packets or d.bytes \
+                or s.type not in ("hash:ip", "hash:net"):
+            return None
+        pairs = []
+        for member in s.members:
+            words = member.split()
+            if len(words) != 1:
+                return None  # nomatch, timeouts...: left to the simulator
+            try:
+                net = ipaddress.ip_network(words[0], strict=False)
+            except ValueError:
+                return None
+            if net.version != int(self.family):
+                continue
+            pairs.append((int(net.network_address), int(net.broadcast_address)))
+        inside = norm(pairs)
+        dim = SRC if d.dirs[0] == "src" else DST
+        return {dim: iv_sub(self.universe[dim], inside) if d.invert else inside}
+
+    # -- boxes --
+    def martians(self, hook: str = "INPUT") -> Ivs:
+        """Sources the simulator drops before a filter chain sees them (simulate._martian): IPv4 ones
+        when routing a received packet, IPv6 ones on every path, plus those ip6_forward refuses."""
+        if self.family is Family.IPV4:
+            nets = [] if hook == "OUTPUT" else MARTIAN_V4
+        else:
+            nets = MARTIAN_V6 + (UNFORWARDED_V6 if hook == "FORWARD" else [])
+        return norm([(int(n.network_address), int(n.broadcast_address)) for n in nets])
+
+    def icmp_groups(self) -> dict[str, Ivs]:
+        groups = {g: norm([(t * 256, t * 256 + 255) for t in types])
+                  for g, types in ICMP_GROUPS[self.family].items()}
+        used = norm([iv for v in groups.values() for iv in v])
+        groups["other"] = iv_sub(((0, 65535),), used)
+        return groups
+
+    def start_boxes(self, hook: str) -> list[dict]:
+        """The classes to refine for a hook: interfaces as the hook sees them, martian sources
+        apart (the kernel drops them whatever the rules say), ICMP split by what conntrack makes
+        of each type, and only plausible (kind, type) pairs."""
+        u = dict(self.universe)
+        none, devices = ((0, 0),), ((1, len(self.ifaces) - 1),)
+        lo = ((self.ifaces.index("lo"),) * 2,)
+        u[IIF] = none if hook == "OUTPUT" else devices
+        u[OIF] = none if hook == "INPUT" else devices
+        boxes = []
+        ip = icmp_proto(self.family)
+        plain = [i for i, k in enumerate(KINDS) if k.label not in TCP_ONLY and k.label != "UNTRACKED"]
+        tcp_only = [i for i, k in enumerate(KINDS) if k.label in TCP_ONLY]
+        boxes.append(dict(u, **{KIND: norm([(i, i) for i in plain]), PROTO: iv_sub(u[PROTO], ((ip, ip),)),
+                                ICMP: ((0, 0),)}))
+        boxes.append(dict(u, **{KIND: norm([(i, i) for i in tcp_only]), PROTO: ((6, 6),), ICMP: ((0, 0),)}))
+        for group, types in self.icmp_groups().items():
+            kinds = [i for i, k in enumerate(KINDS) if group in PLAUSIBLE[k.label]]
+            if types and kinds:
+                boxes.append(dict(u, **{KIND: norm([(i, i) for i in kinds]), PROTO: ((ip, ip),), ICMP: types}))
+        if self.other_tables:  # nat sees NEW packets only: keep kinds apart from the start
+            boxes = [dict(b, **{KIND: ((i, i),)}) for b in boxes for lo_, hi_ in b[KIND] for i in range(lo_, hi_ + 1)]
+        martian = self.martians(hook)
+        if hook != "OUTPUT":  # on lo any source; elsewhere martian sources never reach a filter chain
+            boxes = [dict(b, **{IIF: iv_sub(b[IIF], lo)}, **{SRC: iv_sub(b[SRC], martian)}) for b in boxes] \
+                + [dict(b, **{IIF: lo}) for b in boxes]
+        elif martian:
+            boxes = [dict(b, **{SRC: iv_sub(b[SRC], martian)}) for b in boxes]
+        ports = norm([(p, p) for p in PORT_PROTOS])
+        return [b if iv_and(b[PROTO], ports) else dict(b, **{SPORT: ((0, 0),), DPORT: ((0, 0),)}) for b in boxes]
+
+    # -- representatives --
+    def packet(self, box: dict, hook: str) -> Packet:
+        """One packet of the class, chosen to look ordinary (no martian source, a high source port)."""
+        proto = _pick(box[PROTO], (6, 17, icmp_proto(self.family), 47, 50, 132))
+        kind = KINDS[box[KIND][0][0]]
+        martian = self.martians(hook)
+        iif = self.ifaces[box[IIF][0][0]] or None
+        loopback = 0x7F000001 if self.family is Family.IPV4 else 1  # 127.0.0.1 / ::1
+        src = loopback if iif == "lo" and iv_has(box[SRC], loopback) else \
+            _pick_addr(box[SRC], martian if iif != "lo" else ())
+        dst = _pick_addr(box[DST], ())
+        kw: dict = {}
+        if proto in PORT_PROTOS:
+            kw["sport"] = _pick(box[SPORT], (40000, 50000, 1024))
+            kw["dport"] = _pick(box[DPORT], (80, 1024)) if box[DPORT][0] == (0, 65535) else _pick(box[DPORT], ())
+        if proto == 6:
+            kw["tcp_flags"] = kind.flags
+        if proto == icmp_proto(self.family):
+            code = _pick(box[ICMP], ())
+            kw["icmp_type"], kw["icmp_code"] = code // 256, code % 256
+        return Packet(family=self.family, proto=proto, src=src, dst=dst, iif=iif,
+                      oif=self.ifaces[box[OIF][0][0]] or None, hook=hook, state=kind.state, **kw)
+
+
+def _pick(v: Ivs, prefer: tuple[int, ...]) -> int:
+    for p in prefer:
+        if iv_has(v, p):
+            return p
+    return v[0][0]
+
+
+def _pick_addr(v: Ivs, avoid: Ivs) -> int:
+    ok = iv_sub(v, avoid) or v
+    lo, hi = ok[0]
+    return lo + 1 if hi > lo + 1 else lo  # not the network address itself when there is room
+
+
+SPLIT_ORDER = (IIF, OIF, PROTO, KIND, ICMP, DPORT, SPORT, SRC, DST)
+
+
+def refine(space: Space, box: dict, lists: list[list], constraint_of,
+           by_verdict: bool = False) -> Iterator[tuple[dict, list[list]]]:
+    """Split `box` until every entry of every list is uniform on each part.
+
+    `lists` are ordered entry lists (one per ruleset being compared); `constraint_of(entry)`
+    gives an entry's Constraint and `entry.decides` whether a full match ends the walk. Each
+    part comes back with the entries that still concern it: those admitting some of its
+    packets, up to and including the first that decides for all of them.
+
+    Dimensions are taken in a fixed order (interfaces, protocol, state, ports, addresses); at
+    each step the values of one dimension are grouped by which of the entries still concerned
+    admit them, so a part is never cut where no entry tells its values apart.
+
+    With `by_verdict`, a part is not cut further once every list gives all its packets one
+    verdict (every deciding entry still concerned has the same action, none with a residual
+    part), or once the lists still concerned are the same tests and actions in the same order
+    (then every packet of the part gets the same verdict from each): enough to compare verdicts,
+    not to say which rule decided."""
+    stack = [(box, lists, 0)]
+    while stack:
+        b, ls, k = stack.pop()
+        kept_lists = []
+        for entries in ls:
+            kept = []
+            for e in entries:
+                c = constraint_of(e)
+                rel, _ = relation(c, b)
+                if rel == "none":
+                    continue
+                kept.append(e)
+                if rel == "all" and e.decides and not c.residual:
+                    break
+            kept_lists.append(kept)
+        if by_verdict and (all(_one_verdict(kept, constraint_of) for kept in kept_lists)
+                           or same_walk(kept_lists, constraint_of)):
+            yield b, kept_lists
+            continue
+        cuts: list = []
+        while k < len(SPLIT_ORDER):
+            d = SPLIT_ORDER[k]
+            have = b[d]
+            seen = set()
+            for kept in kept_lists:
+                for e in kept:
+                    v = constraint_of(e).dims.get(d)
+                    if v is not None and v not in seen:
+                        seen.add(v)
+                        if iv_sub(have, v):  # cuts this part (disjoint ones were dropped above)
+                            cuts.append(v)
+            if cuts:
+                break
+            k += 1
+        if not cuts:
+            yield b, kept_lists
+            continue
+        for part in classes(b[d], cuts):
+            stack.append((dict(b, **{d: part}), kept_lists, k + 1))
+
+
+def same_walk(kept_lists: list[list], constraint_of) -> bool:
+    first, *rest = kept_lists
+    return all(len(k) == len(first) and all(a.action == b.action and constraint_of(a) == constraint_of(b)
+                                            for a, b in zip(first, k)) for k in rest) and bool(rest)
+
+
+def _one_verdict(kept: list, constraint_of) -> bool:
+    actions = set()
+    for e in kept:
+        if e.decides:
+            if constraint_of(e).residual:
+                return False
+            actions.add(e.action)
+    return len(actions) <= 1
+
+
+def classes(have: Ivs, sets: list[Ivs]) -> list[Ivs]:
+    """`have` cut into the groups of values that lie in the same ones of `sets`."""
+    points = sorted({p for v in sets for lo, hi in v for p in (lo, hi + 1)} | {lo for lo, _ in have}
+                    | {hi + 1 for _, hi in have})
+    n = len(points) - 1
+    sigs: list[list[int]] = [[] for _ in range(n)]
+    for i, v in enumerate(sets):
+        for lo, hi in v:
+            for j in range(bisect_right(points, lo) - 1, bisect_right(points, hi)):
+                sigs[j].append(i)
+    groups: dict[tuple, list] = {}
+    hv = 0
+    for j in range(n):
+        lo, hi = points[j], points[j + 1] - 1
+        while hv < len(have) and have[hv][1] < lo:
+            hv += 1
+        if hv < len(have) and have[hv][0] <= lo:  # elementary pieces are inside or outside `have`
+            groups.setdefault(tuple(sigs[j]), []).append((lo, hi))
+    return [norm(g) for g in groups.values()]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One rule of a flattened hook (semantics.flatten.FlatRule) with its path as a Constraint."""
+
+    cons: Constraint
+    flat: FlatRule
+
+    @property
+    def action(self) -> str:
+        return self.flat.action or ""
+
+    @property
+    def decides(self) -> bool:
+        return self.flat.terminal is not False and self.flat.action is not None
+
+    def where(self) -> str:
+        ref = self.flat.rule
+        if ref is None:
+            return "the chain policy"
+        return f"{ref} (RETURN: the chain policy)" if self.flat.policy else str(ref)
+
+
+def hook_entries(rs: Ruleset, hook: str, space: Space, table: str = "filter") -> list[Entry]:
+    """The hook's chain flattened (semantics.flatten), each rule's path as a Constraint."""
+    tbl = rs.tables.get(table)
+    if tbl is None or hook not in tbl.chains:
+        return []
+    out = []
+    for fr in flatten(rs, table, hook).rules:
+        cons = space.path_constraint(fr.conds, rs.sets)
+        if fr.terminal is None:  # a target stockade does not know may or may not end the walk
+            cons = cons & Constraint(residual=(f"-j {fr.action} (not modelled)",))
+        out.append(Entry(cons, fr))
+    return out
