@@ -1,0 +1,461 @@
+"""Semantic diff: which packet classes get a different verdict from two rulesets.
+
+The header space of each family and filter hook is cut by the boundaries both
+rulesets use (cells.refine), one packet per class is run through each ruleset by
+the simulator (a first packet, at t=0, rate-limit buckets full), and the flattened
+rules give, per class, every verdict the ruleset *may* give: a rule with a match no
+dimension expresses (a rate limit, a mark, an unknown extension) adds its verdict
+and is named in "depends on". Classes are merged where they differ in one
+dimension only, then ranked: newly opened first, then closed, then other changes;
+NEW packets before other states; wide classes before narrow ones.
+
+JSON (Diff.to_json):
+  {"changes": [
+     {"family": 4, "hook": "INPUT", "state": "NEW" (or "NEW, INVALID", ..., or "any state"),
+      "class": {"proto": "tcp", "dport": "25", "sport": null, "icmp": null,
+                "src": "anywhere", "dst": "anywhere", "iif": null, "oif": null},
+      "text": "tcp/25 from anywhere",
+      "old": {"verdict": "ACCEPT", "may": ["ACCEPT"], "rule": "seed.sh:40:1", "depends": []},
+      "new": {"verdict": "DROP", "may": ["DROP"], "rule": "policy.toml:12", "depends": []},
+      "example": {packet spec of one packet of the class, as `stockade explain` reads it}},
+     ...],
+   "classes": number of classes examined, "changed": number that changed,
+   "families": [4, 6], "seconds": elapsed}
+"verdict" is the simulator's for the example packet; "rule" where it was decided (a rule's
+position, "INPUT policy", or why the kernel drops it first); "may" is every verdict some packet
+of the class may get (more than one only when "depends" names the rules that decide which).
+A FlatError (a jump loop, a missing chain) propagates: the kernel would refuse such a ruleset.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model import Family, Ruleset
+from .cells import (
+    DIMS,
+    DPORT,
+    DST,
+    ICMP,
+    IIF,
+    KIND,
+    KINDS,
+    OIF,
+    PORT_PROTOS,
+    PROTO,
+    SPORT,
+    SRC,
+    Entry,
+    Space,
+    hook_entries,
+    icmp_proto,
+    iv_and,
+    iv_size,
+    iv_sub,
+    norm,
+    refine,
+    relation,
+    same_walk,
+)
+from .packet import TCP_FLAGS, Packet
+from .simulate import Simulator
+
+HOOKS = ("INPUT", "FORWARD", "OUTPUT")
+PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 47: "gre", 50: "esp", 51: "ah", 132: "sctp",
+               33: "dccp", 136: "udplite", 41: "ipv6", 4: "ipip", 2: "igmp", 89: "ospf", 112: "vrrp"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one ruleset does with a class: the example packet's verdict and every possible one."""
+
+    verdict: str
+    may: frozenset[str]
+    rule: str | None = None  # where the example packet was decided
+    depends: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple:
+        return self.verdict, self.may
+
+    def label(self) -> str:
+        others = sorted(self.may - {self.verdict})
+        if not others:
+            return self.verdict
+        return f"{self.verdict} (or {'/'.join(others)}, depending on {'; '.join(self.depends[:2])})"
+
+    def to_json(self) -> dict:
+        return {"verdict": self.verdict, "may": sorted(self.may), "rule": self.rule, "depends": list(self.depends)}
+
+
+@dataclass
+class Change:
+    family: Family
+    hook: str
+    box: dict
+    old: Outcome
+    new: Outcome
+    example: Packet
+    space: Space = field(repr=False)
+    parts: list = field(default_factory=list, repr=False)  # the exact classes merged into `box`
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            self.parts = [self.box]
+
+    def covers(self, point: dict) -> bool:
+        """Whether the class holds this point (each dimension one value), exactly."""
+        return any(all(any(lo <= point[d] <= hi for lo, hi in part[d]) for d in DIMS) for part in self.parts)
+
+    @property
+    def state(self) -> str:
+        """The packet kinds of the class: one label, "any state", or a list."""
+        labels = [KINDS[i].label for lo, hi in self.box[KIND] for i in range(lo, hi + 1)]
+        return "any state" if len(labels) == len(KINDS) else ", ".join(labels)
+
+    def klass(self) -> dict:
+        return describe(self.space, self.box, self.hook)
+
+    def text(self) -> str:
+        return class_text(self.klass())
+
+    def rank(self) -> tuple:
+        opened = self.new.verdict == "ACCEPT" and self.old.verdict != "ACCEPT"
+        closed = self.old.verdict == "ACCEPT" and self.new.verdict != "ACCEPT"
+        order = 0 if opened else 1 if closed else 2 if self.old.verdict != self.new.verdict else 3
+        return (order, self.box[KIND][0][0], HOOKS.index(self.hook), -iv_size(self.box[SRC]).bit_length(),
+                int(self.family), self.box[PROTO][0][0], self.box[DPORT][0][0])
+
+    def to_json(self) -> dict:
+        return {"family": int(self.family), "hook": self.hook, "state": self.state, "class": self.klass(),
+                "text": self.text(), "old": self.old.to_json(), "new": self.new.to_json(),
+                "example": packet_spec(self.example)}
+
+
+@dataclass
+class Diff:
+    changes: list[Change]
+    classes: int
+    families: list[Family]
+    seconds: float
+    unchanged: list[Change] = field(default_factory=list)  # with keep=True: every other class
+    spaces: dict = field(default_factory=dict)  # Family -> the cells.Space the classes live in
+
+    def to_json(self) -> dict:
+        return {"changes": [c.to_json() for c in self.changes], "classes": self.classes,
+                "changed": len(self.changes), "families": [int(f) for f in self.families],
+                "seconds": round(self.seconds, 3)}
+
+    def text(self) -> str:
+        """Verdict changes by family, hook and state (NEW first), then classes whose verdict is the
+        same for the example packet but whose possible verdicts changed (rate limits and the like)."""
+        if not self.changes:
+            return f"no packet class changes its verdict ({self.classes} classes compared)\n"
+        lines: list[str] = []
+        may_title = "May change (same verdict for a first packet; rate limits or undecidable matches differ):"
+        for title, part in (("", [c for c in self.changes if c.old.verdict != c.new.verdict]),
+                            (may_title, [c for c in self.changes if c.old.verdict == c.new.verdict])):
+            if not part:
+                continue
+            if title:
+                lines.append(title)
+            sections: dict = {}
+            for c in part:
+                sections.setdefault((int(c.family), HOOKS.index(c.hook), c.box[KIND][0][0]), []).append(c)
+            for key in sorted(sections):
+                first = KINDS[key[2]].label
+                lines.append(f"IPv{key[0]} {HOOKS[key[1]]}" + ("" if first == "NEW" else f" ({first} packets)") + ":")
+                for c in sections[key]:
+                    more = [k for k in c.state.split(", ") if k != first]
+                    also = f" (also {', '.join(more)} packets)" if more and c.state != "any state" else \
+                        " (any state)" if more else ""
+                    lines.append(f"  {c.text()}: {c.old.label()} \u2192 {c.new.label()}{also}")
+        lines.append(f"{len(self.changes)} change(s) over {self.classes} classes")
+        return "\n".join(lines) + "\n"
+
+
+def _empty(family: Family) -> Ruleset:
+    rs = Ruleset(family)
+    rs.table("filter")
+    return rs
+
+
+def fresh(sim: Simulator) -> None:
+    """Forget what stateful matches remember (rate buckets, recent lists): each example packet is a
+    first packet. What they derive from the ruleset alone (recent.sharers) is kept: it is costly."""
+    sim.memory = {k: v for k, v in sim.memory.items() if isinstance(k, tuple) and k[:1] == ("sharers",)}
+
+
+def outcome(sim: Simulator, pkt: Packet, entries: list[Entry], policy: str, box: dict | None = None) -> Outcome:
+    """The simulator's verdict for `pkt` and, from the entries that concern its class, every
+    verdict a packet of the class may get. An entry that admits only part of the class (a class
+    refine() left coarse because both sides walk it alike) adds its verdict as possible."""
+    fresh(sim)
+    res = sim.run(pkt)
+    may, depends = set(), []
+    decided = False
+    for e in entries:
+        if not e.decides:
+            continue
+        part = box is not None and relation(e.cons, box)[0] == "some"
+        may.add(e.action)
+        if e.cons.residual or part:
+            if e.cons.residual:
+                depends.append(f"{e.where()}: {', '.join(e.cons.residual)}")
+            continue
+        decided = True
+        break
+    if not decided:
+        may.add(policy)
+    verdict = res.verdict
+    if verdict == "UNKNOWN" and res.reason and not depends:
+        depends.append(res.reason)
+    may.add(verdict)
+    rule = res.reason if res.reason and verdict != "UNKNOWN" else None
+    for t in reversed(res.trace if rule is None else ()):
+        if t.get("table") != "filter":
+            continue
+        if "policy" in t:
+            rule = f"{t['chain']} policy"
+            break
+        if t.get("target") == verdict:
+            rule = t.get("origin") or f"{t['chain']} rule {t['rule']}"
+            break
+    return Outcome(verdict, frozenset(may), rule, tuple(depends))
+
+
+def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hooks: tuple[str, ...] = HOOKS,
+                  progress: Callable[[str], None] | None = None, keep: bool = False) -> Diff:
+    """Every packet class of the filter hooks whose verdict differs between `old` and `new`.
+
+    A family one side lacks is an empty ruleset there (the kernel accepts everything).
+    With `keep`, the classes that do not change are returned too (Diff.unchanged, unmerged)."""
+    started = time.monotonic()
+    changes: list[Change] = []
+    unchanged: list[Change] = []
+    spaces = {}
+    classes = 0
+    families = sorted(set(old) | set(new))
+    for fam in families:
+        rs_old, rs_new = old.get(fam) or _empty(fam), new.get(fam) or _empty(fam)
+        space = spaces[fam] = Space(fam, [rs_old, rs_new])
+        alike = _same_other_tables(rs_old, rs_new)
+        sims = Simulator(rs_old), Simulator(rs_new)
+        for hook in hooks:
+            if progress:
+                progress(f"IPv{int(fam)} {hook}")
+            lists = [hook_entries(rs, hook, space) for rs in (rs_old, rs_new)]
+            policies = [(rs.tables.get("filter") and rs.tables["filter"].chains[hook].policy) or "ACCEPT"
+                        for rs in (rs_old, rs_new)]
+            found = []
+            for start in space.start_boxes(hook):
+                for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
+                    classes += 1
+                    if alike and not keep and same_walk([eo, en], lambda e: e.cons):
+                        continue  # both sides decide this class by the same rules: nothing can differ
+                    pkt = space.packet(box, hook)
+                    a = outcome(sims[0], pkt, eo, policies[0], box)
+                    b = outcome(sims[1], pkt, en, policies[1], box)
+                    if a.key != b.key:
+                        found.append(Change(fam, hook, box, a, b, pkt, space))
+                    elif keep:
+                        unchanged.append(Change(fam, hook, box, a, b, pkt, space))
+            changes += merge(found)
+    changes.sort(key=Change.rank)
+    return Diff(changes, classes, families, time.monotonic() - started, unchanged, spaces)
+
+
+def _same_other_tables(a: Ruleset, b: Ruleset) -> bool:
+    """Whether the tables besides filter (raw, mangle, nat, security) hold the same chains and rules."""
+    names = (set(a.tables) | set(b.tables)) - {"filter"}
+    for name in names:
+        ta, tb = a.tables.get(name), b.tables.get(name)
+        if ta is None or tb is None or list(ta.chains) != list(tb.chains):
+            return False
+        for cname, ca in ta.chains.items():
+            cb = tb.chains[cname]
+            if ca.policy != cb.policy or len(ca.rules) != len(cb.rules) \
+                    or not all(x.same_rule(y) for x, y in zip(ca.rules, cb.rules)):
+                return False
+    return True
+
+
+MERGE_ORDER = (DPORT, SPORT, ICMP, SRC, DST, IIF, OIF, PROTO, KIND)
+
+
+def merge(changes: list[Change]) -> list[Change]:
+    """Join classes that differ in one dimension and change the same way, until none do."""
+    for _ in range(3):
+        before = len(changes)
+        for dim in MERGE_ORDER:
+            groups: dict = {}
+            for c in changes:
+                key = (c.old.key, c.new.key, tuple((d, iv_sub(c.box[d], c.space.martians(c.hook)) if d == SRC
+                                                    else c.box[d]) for d in DIMS if d != dim))
+                if key in groups:
+                    g = groups[key]
+                    g.box = dict(g.box, **{d: norm(list(g.box[d]) + list(c.box[d])) for d in {dim, SRC}})
+                    g.parts = g.parts + c.parts
+                else:
+                    groups[key] = Change(c.family, c.hook, dict(c.box), c.old, c.new, c.example, c.space, c.parts)
+            changes = list(groups.values())
+        if len(changes) == before:
+            break
+    return changes
+
+
+# ---- describing classes ----
+
+def _cidrs(space: Space, v, limit: int = 4) -> str:
+    """Intervals as CIDRs where they are one, else first-last."""
+    cls = ipaddress.IPv4Address if space.family is Family.IPV4 else ipaddress.IPv6Address
+    parts = []
+    for lo, hi in v:
+        nets = list(ipaddress.summarize_address_range(cls(lo), cls(hi)))
+        if len(nets) == 1:
+            parts.append(str(nets[0]) if nets[0].num_addresses > 1 else str(cls(lo)))
+        else:
+            parts.append(f"{cls(lo)}-{cls(hi)}")
+    return ", ".join(parts[:limit]) + (f" and {len(parts) - limit} more ranges" if len(parts) > limit else "")
+
+
+def _addr(space: Space, v, hook: str, which: str) -> str | None:
+    """None for anywhere; otherwise the addresses, or "anywhere but" those left out if shorter.
+    Martian sources (never seen) are folded into whichever side reads better."""
+    martian = space.martians(hook) if which == SRC else ()
+    universe = space.universe[which]
+    missing = iv_sub(iv_sub(universe, v), martian)
+    if not missing:
+        return None
+
+    def shown(part):
+        joined = norm(list(part) + list(martian))
+        return tuple(iv for iv in joined if iv_sub((iv,), martian))
+
+    inside, outside = shown(iv_sub(v, martian) or v), shown(missing)
+    return f"anywhere but {_cidrs(space, outside)}" if _weight(space, outside) < _weight(space, inside) \
+        else _cidrs(space, inside)
+
+
+def _weight(space: Space, v) -> int:
+    """How long a list of addresses reads: CIDRs count 1, other ranges 3."""
+    cls = ipaddress.IPv4Address if space.family is Family.IPV4 else ipaddress.IPv6Address
+    return sum(1 if len(list(ipaddress.summarize_address_range(cls(lo), cls(hi)))) == 1 else 3 for lo, hi in v)
+
+
+def _ranges(v, full) -> str | None:
+    if v == full:
+        return None
+    missing = iv_sub(full, v)
+    if 0 < len(missing) < len(v) or (len(missing) == len(v) == 1 and iv_size(missing) < iv_size(v)):
+        return "all but " + ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in missing)
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in v)
+
+
+def _protos(space: Space, v) -> str | None:
+    if v == ((0, 255),):
+        return None
+    missing = iv_sub(((0, 255),), v)
+    if iv_size(missing) < iv_size(v):
+        return "any protocol but " + ",".join(PROTO_NAMES.get(p, str(p)) for lo, hi in missing
+                                              for p in range(lo, hi + 1))
+    names = [PROTO_NAMES.get(p, str(p)) for lo, hi in v for p in range(lo, hi + 1)]
+    return ",".join(names[:6]) + (f" and {len(names) - 6} more protocols" if len(names) > 6 else "")
+
+
+def _icmp_text(v) -> str | None:
+    if v == ((0, 65535),):
+        return None
+    parts = []
+    for lo, hi in v:
+        if lo % 256 == 0 and hi % 256 == 255:
+            parts.append(str(lo // 256) if lo // 256 == hi // 256 else f"{lo // 256}-{hi // 256}")
+        else:
+            parts += [f"{c // 256}/{c % 256}" for c in range(lo, min(hi, lo + 3) + 1)]
+    return ",".join(parts)
+
+
+def _ifaces(space: Space, v, hook: str, which: str) -> str | None:
+    if (which == IIF and hook == "OUTPUT") or (which == OIF and hook == "INPUT"):
+        return None
+    devices = ((1, len(space.ifaces) - 1),)
+    lo = space.ifaces.index("lo")
+    if v == devices or v == iv_sub(devices, ((lo, lo),)):
+        return None  # any interface (loopback traffic, where it differs, is a class of its own)
+    names = [space.ifaces[i] for lo, hi in v for i in range(lo, hi + 1)]
+    if names == [space.other_iface]:
+        return "other interfaces"
+    shown = [("other interfaces" if n == space.other_iface else f"{n[:-4]}+" if n.endswith("stk9") else n)
+             for n in names]
+    missing = [space.ifaces[i] for lo, hi in iv_sub(devices, v) for i in range(lo, hi + 1)]
+    if len(missing) < len(names) and missing:
+        return "any interface but " + ",".join(missing)
+    return ",".join(shown)
+
+
+def describe(space: Space, box: dict, hook: str) -> dict:
+    has_ports = bool(iv_and(box[PROTO], norm([(p, p) for p in PORT_PROTOS])))
+    ip = icmp_proto(space.family)
+    return {
+        "proto": _protos(space, box[PROTO]) or "any",
+        "dport": _ranges(box[DPORT], ((0, 65535),)) if has_ports else None,
+        "sport": _ranges(box[SPORT], ((0, 65535),)) if has_ports else None,
+        "icmp": _icmp_text(box[ICMP]) if box[PROTO] == ((ip, ip),) else None,
+        "src": _addr(space, box[SRC], hook, SRC) or "anywhere",
+        "dst": _addr(space, box[DST], hook, DST) or "anywhere",
+        "iif": _ifaces(space, box[IIF], hook, IIF),
+        "oif": _ifaces(space, box[OIF], hook, OIF),
+    }
+
+
+def class_text(k: dict) -> str:
+    text = k["proto"]
+    if k["dport"]:
+        text += f"/{k['dport']}"
+    if k["icmp"]:
+        text += f" type {k['icmp']}"
+    if k["sport"]:
+        text += f" (source port {k['sport']})"
+    text += f" from {k['src']}"
+    if k["dst"] != "anywhere":
+        text += f" to {k['dst']}"
+    if k["iif"]:
+        text += f" on {k['iif']}"
+    if k["oif"]:
+        text += f" out on {k['oif']}"
+    return text
+
+
+# ---- reading either side ----
+
+def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
+    """A policy (.toml, compiled) or an iptables-save dump or script; with its diagnostics.
+    Raises OSError/UnicodeError for unreadable files and PolicyError for a bad policy."""
+    if path.endswith(".toml"):
+        from ..policy.compile import compile_policy  # pydantic only when needed
+        c = compile_policy(path)
+        return c.rulesets, c.diagnostics
+    from ..parse.read import read
+    raw = Path(path).read_bytes()
+    if b"\0" in raw:
+        raise UnicodeError("binary data (NUL bytes)")
+    b = read(raw.decode("utf-8"), path)
+    return b.rulesets, b.diagnostics
+
+
+
+def packet_spec(p: Packet) -> dict:
+    """The packet as a JSON spec `stockade explain --packet` reads back."""
+    spec: dict = {"family": int(p.family), "proto": p.proto, "src": p.addr("src"), "dst": p.addr("dst"),
+                  "hook": p.hook}
+    if p.state:
+        spec["state"] = p.state
+    for key in ("sport", "dport", "icmp_type", "icmp_code", "iif", "oif"):
+        if getattr(p, key) is not None:
+            spec[key] = getattr(p, key)
+    if p.proto == 6:
+        spec["tcp_flags"] = [n for n, bit in TCP_FLAGS.items() if p.tcp_flags & bit]
+    return spec
