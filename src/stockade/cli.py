@@ -1,6 +1,7 @@
 """The `stockade` command: parse arguments, call one function, print."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -69,20 +70,35 @@ def parse(file: str, fmt: str, out: str, family: str | None) -> None:
 @click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--notes", is_flag=True, help="also show notes (skipped commands)")
-def lint(file: str, fmt: str, as_json: bool, notes: bool) -> None:
-    """Report defects in FILE: exit 0 if clean, 1 if there are errors, 2 if unreadable."""
+@click.option("--admin", "admins", multiple=True, metavar="ADDR",
+              help="an address that must reach SSH (tcp/22); repeatable")
+def lint(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...]) -> None:
+    """Report defects in FILE and findings about what its rules do: exit 0 if clean, 1 if there
+    are errors, 2 if unreadable."""
+    from .parse.read import guess_format
+    from .semantics.findings import lint as find
+
     b = _load(file, fmt)
+    text = Path(file).read_text(encoding="utf-8")
+    try:
+        found = find(b, text, file, script=(fmt if fmt != "auto" else guess_format(text)) == "script",
+                     admins=[str(ipaddress.ip_address(a)) for a in admins])
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--admin") from None
     shown = [d for d in b.diagnostics if notes or as_json or d.severity != "note"]
-    errors = sum(d.severity == "error" for d in b.diagnostics)
-    warnings = sum(d.severity == "warning" for d in b.diagnostics)
+    errors = sum(d.severity == "error" for d in b.diagnostics) + sum(f.severity == "error" for f in found)
+    warnings = sum(d.severity == "warning" for d in b.diagnostics) + sum(f.severity == "warning" for f in found)
     if as_json:
         click.echo(json.dumps({"file": file, "errors": errors, "warnings": warnings,
                                "rules": sum(len(c.rules) for rs in b.rulesets.values()
                                             for t in rs.tables.values() for c in t.chains.values()),
-                               "diagnostics": [d.to_json() for d in shown]}, indent=2))
+                               "diagnostics": [d.to_json() for d in shown],
+                               "findings": [f.to_json() for f in found]}, indent=2))
     else:
         for d in shown:
             click.echo(str(d))
+        for f in found:
+            click.echo(str(f))
         click.echo(f"{file}: {errors} error(s), {warnings} warning(s)", err=True)
     sys.exit(EXIT_FINDINGS if errors else 0)
 
@@ -286,6 +302,7 @@ def diff_cmd(old: str, new: str, as_json: bool) -> None:
     .toml): exit 0 if none, 1 if some, 2 if an input is unreadable or invalid."""
     from .policy.schema import PolicyError
     from .semantics.diff import load_rulesets, semantic_diff
+    from .semantics.flatten import FlatError
 
     sides = []
     for path in (old, new):
@@ -302,7 +319,11 @@ def diff_cmd(old: str, new: str, as_json: bool) -> None:
             if d.severity == "error":
                 click.echo(str(d), err=True)
         sides.append(rulesets)
-    d = semantic_diff(*sides, progress=lambda m: click.echo(f"stockade: comparing {m}", err=True))
+    try:
+        d = semantic_diff(*sides, progress=lambda m: click.echo(f"stockade: comparing {m}", err=True))
+    except FlatError as e:
+        click.echo(str(e.diagnostic), err=True)
+        sys.exit(EXIT_UNREADABLE)
     click.echo(json.dumps(d.to_json(), indent=2) if as_json else d.text(), nl=as_json)
     sys.exit(EXIT_FINDINGS if d.changes else 0)
 
