@@ -123,6 +123,11 @@ class Builder:
         warnings: list[Diagnostic] = []
         rules = parser.parse(rest, origin, warnings)
         self.diagnostics += warnings
+        for r in rules:
+            if r.target is not None and (path := _loop(table, r.target.name, chain.name)):
+                raise ParseError(f"this rule makes chains loop: {' -> '.join([chain.name, *path])}",
+                                 code="chain-loop", token=rest[-1] if rest else None,
+                                 hint="the kernel refuses it (Too many links); break the cycle of jumps")
         if cmd == "append":
             chain.rules += rules
         elif cmd == "insert":
@@ -179,6 +184,25 @@ class Builder:
         close = difflib.get_close_matches(name, list(table.chains), n=1)
         return ParseError(f"chain {name} does not exist", code="unknown-chain", token=tok,
                           hint=f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`")
+
+
+def _loop(table: Table, start: str, back_to: str) -> list[str] | None:
+    """The chain path from `start` (a jump target) back to `back_to`, if jumps lead there."""
+    seen: set[str] = set()
+
+    def walk(name: str) -> list[str] | None:
+        if name == back_to:
+            return [name]
+        chain = table.chains.get(name)
+        if chain is None or chain.builtin or name in seen:
+            return None
+        seen.add(name)
+        for rule in chain.rules:
+            if rule.target is not None and (rest := walk(rule.target.name)):
+                return [name, *rest]
+        return None
+
+    return walk(start)
 
 
 def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True) -> Table:
