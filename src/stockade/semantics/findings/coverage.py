@@ -97,6 +97,9 @@ def coverage(a: Analysis) -> list[Finding]:
                     continue  # reported by their own checks
                 if rule.target is not None and rule.target.name == "RETURN" and not chain.builtin:
                     continue  # a RETURN becomes part of the rules after it; it has no entry of its own
+                target = table.chains.get(rule.target.name) if rule.target is not None else None
+                if target is not None and not target.builtin and not target.rules:
+                    continue  # a jump to an empty chain leaves no flat rule: empty_jumps reports it
                 if seen.get(k, 0) == 0:
                     if k in by:
                         names = ", ".join(sorted({_where(r) for r in by[k]}))
