@@ -227,6 +227,12 @@ def outcome(sim: Simulator, pkt: Packet, entries: list[Entry], policy: str, box:
     return Outcome(verdict, frozenset(may), rule, tuple(depends))
 
 
+def _policy(rs: Ruleset, hook: str) -> str:
+    """The filter chain's policy; a built-in chain a dump leaves out is created with ACCEPT."""
+    chain = rs.tables["filter"].chains.get(hook) if "filter" in rs.tables else None
+    return (chain.policy if chain is not None else None) or "ACCEPT"
+
+
 def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hooks: tuple[str, ...] = HOOKS,
                   progress: Callable[[str], None] | None = None, keep: bool = False) -> Diff:
     """Every packet class of the filter hooks whose verdict differs between `old` and `new`.
@@ -248,8 +254,7 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
             if progress:
                 progress(f"IPv{int(fam)} {hook}")
             lists = [hook_entries(rs, hook, space) for rs in (rs_old, rs_new)]
-            policies = [(rs.tables.get("filter") and rs.tables["filter"].chains[hook].policy) or "ACCEPT"
-                        for rs in (rs_old, rs_new)]
+            policies = [_policy(rs, hook) for rs in (rs_old, rs_new)]
             found = []
             for start in space.start_boxes(hook):
                 for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
