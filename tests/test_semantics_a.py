@@ -57,6 +57,13 @@ def test_interface_wildcard_with_no_device():
     assert hits(sim, f"udp {A}:1 > {D}:53 iif eth0") == [1, 1, 4, 5]
 
 
+def test_output_packets_are_never_martians():
+    """Sources checked on receipt (::1, 127/8) are normal in what this host sends."""
+    sim = simulator("-A OUTPUT -p udp", V6)
+    assert hits(sim, "udp [::1]:5 > [::1]:53 hook OUTPUT oif lo") == [1]
+    assert hits(simulator("-A OUTPUT -p udp"), "udp 127.0.0.1:5 > 127.0.0.1:53 hook OUTPUT oif lo") == [1]
+
+
 # ---- icmp / icmp6 --------------------------------------------------------------------------------
 
 ICMP_RULES = """

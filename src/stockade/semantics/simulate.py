@@ -104,7 +104,7 @@ class Result:
 def _martian(pkt: Packet, early: bool) -> str | None:
     """Why the kernel drops this source before pkt.hook, if it does: IPv6 on receipt, before every hook
     (early); IPv4 in routing (ip_route_input_slow) and IPv6 in ip6_forward, both after PREROUTING."""
-    if pkt.iif == "lo":
+    if pkt.iif == "lo" or pkt.hook == "OUTPUT":  # looped back, or made here: nothing was received
         return None
     v4 = pkt.family is Family.IPV4
     if early:
