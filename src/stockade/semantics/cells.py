@@ -25,9 +25,12 @@ from ..extensions import Opaque
 from ..model import Family, IPSet, Rule, Ruleset
 from .flatten import FlatRule, Lit, flatten
 from .packet import Packet
+from .ranges import Ranges
+from .ranges import intersect as iv_and
+from .ranges import normalize as norm
 from .simulate import MARTIAN_V4, MARTIAN_V6, UNFORWARDED_V6
 
-Ivs = tuple[tuple[int, int], ...]  # sorted, disjoint, inclusive, non-adjacent
+Ivs = Ranges  # sorted, disjoint, inclusive, non-adjacent
 
 PROTO, SRC, DST, SPORT, DPORT, ICMP, IIF, OIF, KIND = "proto", "src", "dst", "sport", "dport", "icmp", "iif", \
     "oif", "kind"
@@ -67,31 +70,6 @@ def icmp_proto(family: Family) -> int:
 
 
 # ---- interval sets ----
-
-def norm(pairs: list[tuple[int, int]]) -> Ivs:
-    out: list[list[int]] = []
-    for lo, hi in sorted(pairs):
-        if lo > hi:
-            continue
-        if out and lo <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return tuple((lo, hi) for lo, hi in out)
-
-
-def iv_and(a: Ivs, b: Ivs) -> Ivs:
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return tuple(out)
-
 
 def iv_sub(a: Ivs, b: Ivs) -> Ivs:
     out = []
