@@ -8,10 +8,12 @@ may be left behind.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
 from stockade.lab import Netns, namespaces, unavailable
+from stockade.lab.differential import Probe
 from stockade.lab.netns import process_prefix, remove
 
 CI = os.environ.get("CI") == "true"
@@ -43,10 +45,26 @@ def netns(kernel_ok):
         yield ns
 
 
+LASTING: set[str] = set()  # namespaces of a module-wide probe, which outlive single tests
+
+
+@contextmanager
+def lasting_probe(forward: bool):
+    """A differential Probe shared by a module's tests; its namespaces must be gone once it closes."""
+    with Probe(forward=forward) as p:
+        t = p.topology
+        names = {ns.name for ns in (t.client, t.server, getattr(t, "far", None)) if ns is not None}
+        LASTING.update(names)
+        yield p
+    LASTING.difference_update(names)
+    left = [n for n in namespaces(process_prefix()) if n in names]
+    assert not left, f"the probe left namespaces behind: {left}"
+
+
 @pytest.fixture(autouse=True)
 def no_namespace_left():
     yield
-    left = namespaces(process_prefix())
+    left = [n for n in namespaces(process_prefix()) if n not in LASTING]
     if left:
         for name in left:  # so that one leak does not fail every later test too
             remove(name)

@@ -15,15 +15,15 @@ import random
 
 import pytest
 
-from stockade.lab import namespaces
 from stockade.lab.differential import Probe
-from stockade.lab.netns import process_prefix, remove
 from stockade.model import Family, Ruleset
 from stockade.parse.read import read
 from stockade.render.save import render_save
 from stockade.semantics.flatten import flatten
 from stockade.semantics.matrix import Service, service_matrix, setting
 from tests.corpus import SEEDS
+
+from .conftest import lasting_probe
 
 LOCAL = (int(ipaddress.ip_address("203.0.113.0")), int(ipaddress.ip_address("203.0.113.255")))
 LOOPBACK = (0x7F000000, 0x7FFFFFFF)
@@ -79,27 +79,10 @@ def _pick(ranges, rnd: random.Random, within: tuple[int, int] | None = None, avo
     return rnd.randint(a, b)
 
 
-_probe_names: set[str] = set()
-
-
 @pytest.fixture(scope="module")
 def probe(kernel_ok):
-    with Probe(forward=False) as p:
-        _probe_names.update(ns.name for ns in (p.topology.client, p.topology.server))
+    with lasting_probe(forward=False) as p:
         yield p
-    left = [n for n in namespaces(process_prefix()) if n in _probe_names]
-    _probe_names.clear()
-    assert not left, f"the probe left namespaces behind: {left}"
-
-
-@pytest.fixture(autouse=True)
-def no_namespace_left():
-    """Overrides conftest's check: the module's probe lives across tests, anything else may not."""
-    yield
-    left = [n for n in namespaces(process_prefix()) if n not in _probe_names]
-    for name in left:
-        remove(name)
-    assert not left, f"namespaces left behind: {', '.join(left)}"
 
 
 def _check(probe: Probe, name: str, rs: Ruleset, rnd: random.Random) -> tuple[int, list[str]]:

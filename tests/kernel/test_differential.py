@@ -20,16 +20,15 @@ from collections import Counter
 
 import pytest
 
-from stockade.lab import namespaces
 from stockade.lab.counters import moved, read_counters
 from stockade.lab.differential import Probe, disagreements, expectation
 from stockade.lab.inject import frame, packet_spec
-from stockade.lab.netns import process_prefix, remove
 from stockade.model import Family
 from stockade.parse.save import read_save
 from stockade.semantics.packet import Packet, from_json
 from stockade.semantics.simulate import Simulator
 
+from .conftest import lasting_probe
 from .rulegen import Features, PacketGen, RulesetGen, has_semantics
 
 CI = os.environ.get("CI") == "true"
@@ -40,28 +39,10 @@ SHOWN = 8  # disagreements printed in full (STOCKADE_DIFF_REPORT=FILE writes the
 
 FIXED_COMBINED_PORTS = (1, 8, 11)  # iptables-nft installs `! --sport P ! --dport Q` right from here on
 
-_probe_names: set[str] = set()
-
-
 @pytest.fixture(scope="module")
 def probe(kernel_ok):
-    with Probe(forward=True) as p:
-        t = p.topology
-        _probe_names.update(ns.name for ns in (t.client, t.server, t.far))
+    with lasting_probe(forward=True) as p:
         yield p
-    left = [n for n in namespaces(process_prefix()) if n in _probe_names]
-    _probe_names.clear()
-    assert not left, f"the probe left namespaces behind: {left}"
-
-
-@pytest.fixture(autouse=True)
-def no_namespace_left():
-    """Overrides conftest's check: the module's probe lives across tests, anything else may not."""
-    yield
-    left = [n for n in namespaces(process_prefix()) if n not in _probe_names]
-    for name in left:
-        remove(name)
-    assert not left, f"namespaces left behind: {', '.join(left)}"
 
 
 def model(text: str, family: Family, conntrack_on: bool = False):
