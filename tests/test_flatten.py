@@ -1,4 +1,5 @@
 """Flattening: jumps, goto and RETURN inlined into one first-match list that decides as the simulator does."""
+import dataclasses
 import ipaddress
 import random
 
@@ -68,11 +69,15 @@ def test_a_rule_matching_everything_ends_the_list():
 
 
 def test_a_loop_is_a_diagnostic_at_the_jump():
-    rs = ruleset(":INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -p tcp -j A\n")
+    """The readers refuse a loop as the kernel does; a model made otherwise still gets a diagnostic."""
+    rs = ruleset(":INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j A\n-A A -j B\n"
+                 "-A B -p tcp -j C\n")
+    chain = rs.tables["filter"].chains["B"]
+    chain.rules[0] = dataclasses.replace(chain.rules[0], target=dataclasses.replace(chain.rules[0].target, name="A"))
     with pytest.raises(FlatError) as e:
         flatten(rs)
     d = e.value.diagnostic
-    assert d.code == "chain-loop" and d.origin.line == 7 and "A -> B -> A" in d.message
+    assert d.code == "chain-loop" and d.origin.line == 8 and "A -> B -> A" in d.message
 
 
 def test_a_missing_builtin_chain_is_a_diagnostic():
