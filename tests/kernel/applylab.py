@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,13 +60,15 @@ def live_version(ns: str, state_dir: Path) -> str:
 
 def full_text(ns, backend: str) -> str:
     """Everything live in the namespace, comparable: iptables-save of both families (no comment lines,
-    set generations dropped) and the nft ruleset without counters and what meters learnt."""
+    no policy counters: the namespace's own ND/MLD packets move them; set generations dropped) and the
+    nft ruleset without counters and what meters learnt."""
     if backend == "nftables":
         return drop_dynamic_elements(ns.run(["nft", "-s", "list", "ruleset"]).stdout)
     kind = backend.split("-", 1)[1]
     out = ""
     for tool in (f"iptables-{kind}-save", f"ip6tables-{kind}-save"):
-        out += "".join(ln + "\n" for ln in ns.run([tool]).stdout.splitlines() if not ln.startswith("#"))
+        out += "".join(re.sub(r" \[\d+:\d+\]$", " [0:0]", ln) + "\n" for ln in ns.run([tool]).stdout.splitlines()
+                       if not ln.startswith("#"))
     return logical(out)
 
 
