@@ -38,8 +38,8 @@ from typing import Self
 import pytest
 
 from stockade.lab import namespaces
-from stockade.lab.counters import Snapshot, moved
-from stockade.lab.differential import SYNC_PORT, SYNC_SRC, Probe
+from stockade.lab.counters import Snapshot
+from stockade.lab.differential import SYNC_PORT, SYNC_SRC, Probe, await_sync
 from stockade.lab.netns import process_prefix, remove
 from stockade.model import Family
 from stockade.policy.compile import Compiled
@@ -144,16 +144,7 @@ class Backend:
         fam, p = pkt.family, self.probe
         p.server.run(["conntrack", "-F"], check=False)
         p.injector.send(pkt, p.sync_packet(fam))
-        deadline = time.monotonic() + timeout
-        while True:
-            after = p.read(fam)
-            delta = moved(self.snap[fam], after)
-            if delta.rules[("raw", "PREROUTING", 1)] >= 1:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the sync packet never reached the server")
-            time.sleep(0.002)
-        self.snap[fam] = after
+        self.snap[fam], delta = await_sync(lambda: p.read(fam), self.snap[fam], timeout)
         if delta.rules[("security", "INPUT", 1)]:
             return "ACCEPT"
         if delta.rules[("raw", "OUTPUT", 1)]:

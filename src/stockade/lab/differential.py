@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
@@ -135,15 +136,7 @@ class Probe(Closing):
         self.server.run(["conntrack", "-F"], check=False)  # fails only if conntrack was never loaded
         before = self._snap[fam]
         self.injector.send(pkt, self.sync_packet(fam))
-        deadline = time.monotonic() + timeout
-        while True:
-            after = self.read(fam)
-            delta = moved(before, after)
-            if delta.rules[("raw", "PREROUTING", 1)] >= 1:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the sync packet never reached the server")
-            time.sleep(0.002)
+        after, delta = await_sync(lambda: self.read(fam), before, timeout)
         self._snap[fam] = after
         states = [CT_STATES[n - 1] for (t, c, n) in delta.rules if t == "mangle" and c == "PREROUTING"]
         if len(states) > 1:
@@ -151,6 +144,21 @@ class Probe(Closing):
         hook = "FORWARD" if pkt.hook == "FORWARD" else "INPUT"
         return Observation(delta.table("filter"), delta.rules[("security", hook, 1)] > 0,
                            states[0] if states else None)
+
+
+def await_sync(read: Callable[[], Snapshot], before: Snapshot, timeout: float = 5.0,
+               poll: float = 0.002) -> tuple[Snapshot, Moved]:
+    """Read the counters until the raw PREROUTING sync rule has counted, so the packet sent before the
+    sync packet has been fully handled; the counters then and what moved since `before`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        after = read()
+        delta = moved(before, after)
+        if delta.rules[("raw", "PREROUTING", 1)] >= 1:
+            return after, delta
+        if time.monotonic() > deadline:
+            raise TimeoutError("the sync packet never reached the server")
+        time.sleep(poll)
 
 
 def expectation(res: Result, rs: Ruleset, hook: str) -> Expectation:

@@ -42,11 +42,20 @@ from ..render.ipset import render_ipsets
 from ..render.save import render_save, rule_line
 from ..semantics.packet import Packet, from_json
 from .counters import moved, read_counters
-from .differential import RESTORE, SAVE, SYNC_PORT, SYNC_SRC
+from .differential import RESTORE, SAVE, SYNC_PORT, SYNC_SRC, await_sync
 from .hosts import IFACE, Lab
 from .inject import Injector
 from .predict import Outcome, Predictor
-from .probes import MARK_TTL, SPORTS, TCP_KINDS, Service, Source, server_address, services, sources
+from .probes import (
+    MARK_TTL,
+    SPORTS,
+    TCP_KINDS,
+    Service,
+    Source,
+    server_address,
+    services,
+    sources,
+)
 from .report import Report, Row
 
 Progress = Callable[[str], None]
@@ -270,15 +279,8 @@ class Session:
         return self.wait_sync(fam)
 
     def wait_sync(self, fam: Family, timeout: float = 5.0) -> tuple[int, dict, float]:
-        deadline = time.monotonic() + timeout
-        while True:
-            after = read_counters(self.lab.server.run([SAVE[fam], "-c"]).stdout)
-            delta = moved(self.snap[fam], after)
-            if delta.rules[("raw", "PREROUTING", 1)] >= 1:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the sync packet never reached the server")
-            time.sleep(0.001)
+        after, delta = await_sync(lambda: read_counters(self.lab.server.run([SAVE[fam], "-c"]).stdout),
+                                  self.snap[fam], timeout, poll=0.001)
         self.snap[fam] = after
         self.delta = delta
         replies = {k: delta.rules[("security", "OUTPUT", n)] for n, k in enumerate(REPLY_RULES, 1)}
