@@ -74,9 +74,6 @@ class Lab(Closing):
     def close(self) -> None:
         self._stack.close()
 
-    def mac(self, ns: Netns) -> str:
-        return ns.run(["cat", f"/sys/class/net/{IFACE}/address"]).stdout.strip()
-
     def _plug(self, ns: Netns, port: str, first: bool = True) -> None:
         if first:
             ns.run(["sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.default.accept_ra=0"])
@@ -110,7 +107,4 @@ class Lab(Closing):
         self.server.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{IFACE}.rp_filter=0"])
         deadline = time.monotonic() + timeout
         for ns in [self.server, *(h.ns for h in self.hosts.values())]:
-            while ns.run(["cat", f"/sys/class/net/{IFACE}/operstate"]).stdout.strip() != "up":
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{IFACE} in {ns.name} did not come up")
-                time.sleep(0.02)
+            ns.wait_up(IFACE, deadline)

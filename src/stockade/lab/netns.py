@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,6 +109,16 @@ class Netns(Closing):
 
     def pids(self) -> list[int]:
         return pids(self.name)
+
+    def link_mac(self, ifname: str) -> str:
+        return self.run(["cat", f"/sys/class/net/{ifname}/address"]).stdout.strip()
+
+    def wait_up(self, ifname: str, deadline: float) -> None:
+        """Carrier comes up asynchronously (linkwatch): wait, so a first packet is not lost."""
+        while self.run(["cat", f"/sys/class/net/{ifname}/operstate"]).stdout.strip() != "up":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ifname} in {self.name} did not come up")
+            time.sleep(0.02)
 
     def close(self) -> None:
         """Kill what runs inside and delete the namespace; safe to call more than once."""

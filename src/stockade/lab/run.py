@@ -208,7 +208,7 @@ class Session:
             stack.callback(svc.stdout.close)
             if svc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the lab's listeners did not start")
-            mac = self.lab.mac(server)
+            mac = server.link_mac(IFACE)
             self.inject, self.agents = {}, {}
             for role, h in self.lab.hosts.items():
                 self.inject[role] = stack.enter_context(Injector(h.ns, IFACE, mac))

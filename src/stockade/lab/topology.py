@@ -72,13 +72,10 @@ class Topology(Closing):
     def close(self) -> None:
         self._stack.close()
 
-    def mac(self, ns: Netns, ifname: str) -> str:
-        return ns.run(["cat", f"/sys/class/net/{ifname}/address"]).stdout.strip()
-
     @property
     def server_mac(self) -> str:
         """The MAC address frames from the client must carry to reach the server."""
-        return self.mac(self.server, SERVER_IN)
+        return self.server.link_mac(SERVER_IN)
 
     def _wait_up(self, timeout: float = 5.0) -> None:
         """Carrier comes up asynchronously (linkwatch); wait so the first packet is not lost."""
@@ -87,10 +84,7 @@ class Topology(Closing):
             links += [(self.server, SERVER_OUT), (self.far, FAR_IF)]
         deadline = time.monotonic() + timeout
         for ns, ifname in links:
-            while ns.run(["cat", f"/sys/class/net/{ifname}/operstate"]).stdout.strip() != "up":
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{ifname} in {ns.name} did not come up")
-                time.sleep(0.02)
+            ns.wait_up(ifname, deadline)
 
     def _server(self) -> None:
         s = self.server
