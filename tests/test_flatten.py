@@ -9,7 +9,7 @@ from stockade.extensions import REGISTRY
 from stockade.model import Family
 from stockade.parse.read import read
 from stockade.semantics.flatten import FlatError, flatten
-from stockade.semantics.packet import Packet
+from stockade.model.packet import Packet
 from stockade.semantics.simulate import Env, Simulator
 
 

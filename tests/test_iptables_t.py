@@ -10,7 +10,7 @@ import pytest
 
 from stockade.model import Family, Origin
 from stockade.parse.command import Builder, table_of
-from stockade.parse.diagnostics import Token
+from stockade.model.diagnostics import Token
 from stockade.parse.save import split_line
 from stockade.render.save import rule_words
 

@@ -40,7 +40,7 @@ from stockade.model import Family
 from stockade.policy.catalogue import CATALOGUE, Port, resolve
 from stockade.policy.compile import BOGONS, Compiled, compile_policy
 from stockade.policy.schema import FileGroup
-from stockade.semantics.packet import Packet, from_json
+from stockade.model.packet import Packet, from_json
 from stockade.semantics.simulate import Result, Simulator
 
 CI = os.environ.get("CI") == "true"

@@ -12,7 +12,7 @@ import pytest
 from stockade.extensions import REGISTRY
 from stockade.model import Family
 from stockade.parse.save import read_save
-from stockade.semantics.packet import from_short
+from stockade.model.packet import from_short
 from stockade.semantics.simulate import Env, Simulator
 
 V4, V6 = Family.IPV4, Family.IPV6

@@ -11,7 +11,7 @@ from stockade.extensions.nat import pick_addr
 from stockade.extensions.string import kernel_upper
 from stockade.model import Family, IPSet
 from stockade.parse.save import read_save
-from stockade.semantics.packet import SpecError, from_json, from_short
+from stockade.model.packet import SpecError, from_json, from_short
 from stockade.semantics.simulate import Env, Simulator
 
 V4 = {"src": "192.0.2.2", "dst": "192.0.2.1", "iif": "eth0"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from stockade.extensions import REGISTRY
 from stockade.extensions.base import Extension
 from stockade.model import Family
-from stockade.semantics.packet import Packet
+from stockade.model.packet import Packet
 
 SRC_POOLS = {Family.IPV4: ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"],
              Family.IPV6: ["2001:db8::/64", "2001:db8:1::/64", "2001:db8:2::/64"]}

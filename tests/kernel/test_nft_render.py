@@ -19,7 +19,7 @@ import pytest
 from stockade.lab import NetnsError
 from stockade.model import Family, IPSet, Origin
 from stockade.parse.command import Builder, table_of
-from stockade.parse.diagnostics import Token
+from stockade.model.diagnostics import Token
 from stockade.parse.save import read_save, split_line
 from stockade.policy.compile import compile_policy
 from stockade.render.nft import NftError, render_nft

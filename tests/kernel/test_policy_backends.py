@@ -44,7 +44,7 @@ from stockade.lab.netns import process_prefix, remove
 from stockade.model import Family
 from stockade.policy.compile import Compiled
 from stockade.policy.output import render_outputs
-from stockade.semantics.packet import Packet, from_json
+from stockade.model.packet import Packet, from_json
 from stockade.semantics.simulate import Result, Simulator
 
 from ..test_policy_equivalence import (

@@ -43,7 +43,7 @@ from stockade.model import Family, Ruleset
 from stockade.parse.save import read_save
 from stockade.parse.script import read_script
 from stockade.render.save import render_save
-from stockade.semantics.packet import from_json
+from stockade.model.packet import from_json
 from stockade.semantics.simulate import Simulator
 
 from ..corpus import SEEDS

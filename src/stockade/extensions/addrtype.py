@@ -4,12 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model import BUILTIN_CHAINS, Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
+from ..model.netfilter import ROUTE_TYPES
 from .base import Extension, Option, register
 
-# Route types in kernel order (RTN_*), the order iptables prints them in.
-TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE",
-         "PROHIBIT", "THROW", "NAT", "XRESOLVE")
 NOT_IPV6 = ("BROADCAST", "BLACKHOLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")  # the kernel refuses these
 ROUTED_V6 = frozenset({"LOCAL", "ANYCAST", "UNREACHABLE"})  # what match_lookup_rt6 can report
 
@@ -51,10 +49,10 @@ def parse_types(word: str) -> frozenset[str]:
     (`loc` is LOCAL, `u` the first U-name, UNSPEC)."""
     out = set()
     for item in word.split(","):
-        name = next((t for t in TYPES if item and t.startswith(item.upper())), None)
+        name = next((t for t in ROUTE_TYPES if item and t.startswith(item.upper())), None)
         if name is None:
             raise ParseError(f"addrtype: unknown address type `{item}` in `{word}`", code="bad-addrtype",
-                             hint="types are " + ", ".join(TYPES))
+                             hint="types are " + ", ".join(ROUTE_TYPES))
         out.add(name)
     return frozenset(out)
 
@@ -67,7 +65,7 @@ class TypeSet:
     invert: bool = False
 
     def save(self, flag: str) -> list[str]:
-        return (["!"] if self.invert else []) + [flag, ",".join(t for t in TYPES if t in self.types)]
+        return (["!"] if self.invert else []) + [flag, ",".join(t for t in ROUTE_TYPES if t in self.types)]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..model import Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """-m comment: a note on a rule, up to 255 bytes; it never affects matching."""
 from __future__ import annotations
 
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .values import check_printable, save_string
 

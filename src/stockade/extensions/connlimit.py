@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..model import Family
 from ..model.address import c_uint_prefix
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .ct import TEMPLATE_NOTE
 from .recent import HZ, jiffies

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..model import Address, parse_address
 from ..model.address import ntop
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .state import STATE_NAMES, States, ct_state, parse_names, template
 from .values import format_range, parse_port_range, parse_proto, parse_uint_range

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model import Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
+from ..model.netfilter import proto_name
 from .base import Context, Extension, Option, register
-from .values import check_printable, parse_c_uint, proto_name
+from .values import check_printable, parse_c_uint
 
 CT_EVENTS = ("new", "related", "destroy", "reply", "assured", "protoinfo", "helper", "mark", "natseqinfo",
              "secmark")

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 
 from ..model import Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .limit import PRINTED, interval, parse_rate, printed_rate
 from .recent import HZ, check_table_name, jiffies, sharers

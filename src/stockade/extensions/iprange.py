@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.address import ntop, parse_ipv4, parse_ipv6
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 
 

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 
 from ..model import BUILTIN_CHAINS
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 
 # The kernel only has a link-layer header for packets coming in.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .values import parse_c_uint
 

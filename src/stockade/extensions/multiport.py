@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
+from ..model.netfilter import proto_name
 from .base import Extension, Option, register
-from .values import format_range, parse_port, proto_name
+from .values import format_range, parse_port
 
 PROTOS = (6, 17, 136, 132, 33)  # tcp, udp, udplite, sctp, dccp
 SLOTS = 15  # the kernel's array holds 15 ports; a range takes two

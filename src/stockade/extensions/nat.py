@@ -13,9 +13,9 @@ import socket
 from dataclasses import dataclass
 
 from ..model import Family
-from ..parse.diagnostics import ParseError
-from .base import Context, Extension, Option, register
 from ..model.address import c_uint_prefix
+from ..model.diagnostics import ParseError
+from .base import Context, Extension, Option, register
 
 PORT_PROTOS = (6, 17, 132, 33, 1)  # tcp udp sctp dccp icmp (the icmp id plays the port)
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -7,7 +7,7 @@ import pwd
 from dataclasses import dataclass
 
 from ..model import BUILTIN_CHAINS
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .values import parse_c_uint
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model import Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
+from ..model.netfilter import ICMP_ERRORS
 from .base import Extension, Option, register
 
 # (name iptables-save prints, alias), in the order iptables tries them: a value may be any
@@ -35,7 +36,6 @@ class Reject:
     with_: str
 
 
-ICMP_ERRORS = {3, 4, 5, 11, 12}  # icmp_pointers[].error; types above 18 are not answered either
 
 
 def reply(with_: str, pkt) -> str:
@@ -50,6 +50,7 @@ def reply(with_: str, pkt) -> str:
     if with_ == "tcp-reset":
         return "nothing is sent back (the packet is a RST)" if pkt.tcp_flags & 0x04 else \
             f"a TCP RST goes back to {pkt.addr('src')}"
+    # ICMP types above 18 are not answered either
     if pkt.proto == (1 if v4 else 58) and (
             (pkt.icmp_type in ICMP_ERRORS or pkt.icmp_type > 18) if v4 else pkt.icmp_type < 128):
         return "nothing is sent back (no ICMP error answers an ICMP error)"

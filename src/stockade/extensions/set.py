@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..model import Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
 from .recent import HZ, jiffies
 from .values import check_printable, parse_c_uint, parse_proto

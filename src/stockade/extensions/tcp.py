@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
+from ..model.netfilter import TCP_FLAGS
 from .base import Extension, Option, register
 from .values import format_range, parse_c_uint, parse_port_range
 
-FLAGS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
+FLAGS = tuple((name, bit) for name, bit in TCP_FLAGS.items() if bit <= 0x20)  # the six iptables names
 ALL = 0x3F
 SYN_MASK, SYN_COMP = 0x17, 0x02  # --syn: FIN,SYN,RST,ACK SYN
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..parse.diagnostics import ParseError
-from .base import Extension, Option, register
 from ..model.address import c_uint_prefix
+from ..model.diagnostics import ParseError
+from .base import Extension, Option, register
 from .values import parse_c_uint
 
 # RFC 1349 names; iptables gives them the mask 0x3f (the old TOS field, sans ECN-ish low bits).

@@ -8,37 +8,16 @@ from __future__ import annotations
 import socket
 
 from ..model.address import c_uint_prefix
-from ..parse.diagnostics import ParseError
-
-# Protocol numbers as iptables-save prints them: the first name netbase's /etc/protocols
-# gives (iptables calls getprotobynumber), fixed here so output does not vary by machine.
-PROTO_PRINT = {
-    1: "icmp", 2: "igmp", 3: "ggp", 4: "ipencap", 5: "st", 6: "tcp", 8: "egp", 9: "igp", 12: "pup",
-    17: "udp", 20: "hmp", 22: "xns-idp", 27: "rdp", 29: "iso-tp4", 33: "dccp", 36: "xtp", 37: "ddp",
-    38: "idpr-cmtp", 41: "ipv6", 43: "ipv6-route", 44: "ipv6-frag", 45: "idrp", 46: "rsvp", 47: "gre",
-    50: "esp", 51: "ah", 57: "skip", 58: "ipv6-icmp", 59: "ipv6-nonxt", 60: "ipv6-opts", 73: "rspf",
-    81: "vmtp", 88: "eigrp", 89: "ospf", 93: "ax.25", 94: "ipip", 97: "etherip", 98: "encap", 103: "pim",
-    108: "ipcomp", 112: "vrrp", 115: "l2tp", 124: "isis", 132: "sctp", 133: "fc", 135: "mobility-header",
-    136: "udplite", 137: "mpls-in-ip", 138: "manet", 139: "hip", 140: "shim6", 141: "wesp", 142: "rohc",
-    143: "ethernet",
-}
-# Names iptables accepts: its own table (xtables_chain_protos), then /etc/protocols names and aliases.
-PROTO_NAMES = {name: num for num, name in PROTO_PRINT.items()} | {
-    "all": 0, "icmpv6": 58, "mh": 135, "ipv6-mh": 135, "ip": 0}
+from ..model.diagnostics import ParseError
+from ..model.netfilter import proto_number
 
 
 def parse_proto(word: str) -> int:
-    w = word.lower()
-    if w in PROTO_NAMES:
-        return PROTO_NAMES[w]
-    if w.isdigit() and int(w) <= 255:
-        return int(w)
+    number = proto_number(word)
+    if number is not None:
+        return number
     raise ParseError(f"unknown protocol `{word}`", code="bad-protocol",
                      hint="use a name such as tcp, udp, icmp, icmpv6, or a number 0-255")
-
-
-def proto_name(number: int) -> str:
-    return PROTO_PRINT.get(number, str(number))
 
 
 def parse_decimal(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:

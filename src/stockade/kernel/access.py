@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 
 from ..model import Family
+from ..model.packet import Packet
 from ..policy.compile import Compiled
-from ..semantics.packet import Packet
 from ..semantics.simulate import Simulator
 from .host import Host
 

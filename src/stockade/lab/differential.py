@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from ..model import Family, Ruleset
-from ..semantics.packet import Packet
+from ..model.packet import Packet
 from ..semantics.simulate import Result
 from .counters import Moved, Snapshot, moved, read_counters
 from .inject import Injector
@@ -124,7 +124,7 @@ class Probe(Closing):
         return read_counters(self.server.run([SAVE[family], "-c"]).stdout)
 
     def sync_packet(self, family: Family) -> Packet:
-        from ..semantics.packet import from_json
+        from ..model.packet import from_json
         return from_json({"proto": "udp", "src": SYNC_SRC[family], "dst": SYNC_DST[family], "sport": SYNC_PORT,
                           "dport": SYNC_PORT})
 

@@ -3,7 +3,7 @@
 The parent (`Injector`) starts `python -m stockade.lab.inject IFACE DST_MAC` with
 `ip netns exec` in the client namespace and feeds it one JSON line per batch:
 `{"id": 7, "send": [{"packet": SPEC, "ident": 123}]}` where SPEC is the packet
-JSON of semantics.packet; the sender answers `{"id": 7, "sent": 1}` (or
+JSON of model.packet; the sender answers `{"id": 7, "sent": 1}` (or
 `"error"`) once every frame of the batch has left. Frames go out at layer 2, so
 spoofed and martian sources, NULL/XMAS flag sets and lone fragments reach the
 wire exactly as specified, with correct checksums. `ident` keeps flows apart: it
@@ -26,15 +26,13 @@ import sys
 from typing import Any, Self
 
 from ..model import Family
-from ..semantics.packet import TCP_FLAGS, Packet
+from ..model.netfilter import ACK, ICMP_ERRORS, ICMPV6_ERRORS, TCP_FLAGS
+from ..model.packet import Packet
 from .netns import Closing, Netns
-
-ICMP_ERRORS = {3, 4, 5, 11, 12}  # quote the packet that caused them
-ICMPV6_ERRORS = {1, 2, 3, 4}
 
 
 def packet_spec(pkt: Packet) -> dict[str, Any]:
-    """The semantics.packet JSON spec that rebuilds `pkt` (the fields a frame carries)."""
+    """The model.packet JSON spec that rebuilds `pkt` (the fields a frame carries)."""
     spec: dict[str, Any] = {"family": int(pkt.family), "proto": str(pkt.proto), "src": pkt.addr("src"),
                             "dst": pkt.addr("dst"), "length": pkt.length, "ttl": pkt.ttl, "tos": pkt.tos}
     for key in ("sport", "dport", "icmp_type", "icmp_code"):
@@ -73,7 +71,7 @@ def _transport(pkt: Packet, ident: int):
         for kind in sorted(pkt.tcp_options):
             opts.append({2: ("MSS", 1460), 3: ("WScale", 7), 4: ("SAckOK", b""), 8: ("Timestamp", (1, 0)),
                          1: ("NOP", None)}.get(kind, (kind, b"")))
-        ack = 1 if pkt.tcp_flags & TCP_FLAGS["ACK"] else 0
+        ack = 1 if pkt.tcp_flags & ACK else 0
         return TCP(sport=pkt.sport, dport=pkt.dport, flags=pkt.tcp_flags, seq=1000 + ident, ack=ack,
                    window=8192, options=opts)
     if pkt.proto == 17:
@@ -160,7 +158,7 @@ def _serve(iface: str, dst_mac: str) -> int:
 
     from scapy.arch.linux import L2Socket
 
-    from ..semantics.packet import from_json
+    from ..model.packet import from_json
 
     logging.getLogger("scapy").setLevel(logging.ERROR)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

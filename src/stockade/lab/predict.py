@@ -18,10 +18,10 @@ import copy
 from dataclasses import dataclass, field
 
 from ..model import Family, Ruleset
-from ..semantics.packet import TCP_FLAGS, Packet
+from ..model.netfilter import ACK, RST, SYN
+from ..model.packet import Packet
 from ..semantics.simulate import Result, Simulator
 
-SYN, ACK, RST = TCP_FLAGS["SYN"], TCP_FLAGS["ACK"], TCP_FLAGS["RST"]
 REPLIES = ("syn-ack", "rst", "unreach", "echo-reply")
 # Matches whose state outlives a packet in the kernel (and in Simulator.memory, under these first keys).
 STATEFUL = ("limit", "hashlimit", "recent", "connlimit")

@@ -38,9 +38,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from ..model import Family, Ruleset
+from ..model.packet import Packet, from_json
 from ..render.ipset import render_ipsets
 from ..render.save import render_save, rule_line
-from ..semantics.packet import Packet, from_json
 from .counters import moved, read_counters
 from .differential import RESTORE, SAVE, SYNC_PORT, SYNC_SRC, await_sync
 from .hosts import IFACE, Lab

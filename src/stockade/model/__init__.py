@@ -1,8 +1,22 @@
 """The netfilter model: see ruleset.py."""
 from .address import Address, parse_address
 from .ruleset import (
-    BUILTIN_CHAINS, TABLES, VERDICTS, AddrMatch, Chain, Counters, Family, Iface, IPSet,
-    Match, Origin, Proto, Rule, Ruleset, Table, Target,
+    BUILTIN_CHAINS,
+    TABLES,
+    VERDICTS,
+    AddrMatch,
+    Chain,
+    Counters,
+    Family,
+    Iface,
+    IPSet,
+    Match,
+    Origin,
+    Proto,
+    Rule,
+    Ruleset,
+    Table,
+    Target,
 )
 
 __all__ = [

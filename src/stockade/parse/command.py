@@ -10,9 +10,19 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..extensions import Context
-from ..model import BUILTIN_CHAINS, TABLES, Chain, Counters, Family, Origin, Ruleset, Table
+from ..model import (
+    BUILTIN_CHAINS,
+    TABLES,
+    Chain,
+    Counters,
+    Family,
+    Origin,
+    Ruleset,
+    Table,
+)
+from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
-from .diagnostics import Diagnostic, ParseError, Token, dash_defect
+from .dashes import dash_defect
 from .rule import CORE, RuleParser
 
 COMMANDS = {

@@ -15,10 +15,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..extensions import REGISTRY, Context, Extension, Opaque
-from ..extensions.values import parse_decimal, parse_proto, proto_name
-from ..model import VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
+from ..extensions.values import parse_decimal, parse_proto
+from ..model import (
+    VERDICTS,
+    AddrMatch,
+    Counters,
+    Family,
+    Iface,
+    Match,
+    Origin,
+    Proto,
+    Rule,
+    Target,
+)
 from ..model.address import parse_address
-from .diagnostics import Diagnostic, ParseError, Token, dash_defect
+from ..model.diagnostics import Diagnostic, ParseError, Token
+from ..model.netfilter import BUILTIN_HOOKS, proto_name
+from .dashes import dash_defect
 
 CORE = {
     "-s": "src", "--source": "src", "--src": "src",
@@ -39,7 +52,6 @@ IMPLICIT = {6: "tcp", 17: "udp", 132: "sctp", 33: "dccp", 136: "udplite"}
 IMPLICIT_BY_FAMILY = {Family.IPV4: {1: "icmp"}, Family.IPV6: {58: "icmp6"}}
 IFNAMSIZ = 16
 NO_IFACE = {"iif": ("OUTPUT", "POSTROUTING"), "oif": ("INPUT", "PREROUTING")}
-BUILTIN_HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Origin, Table
+from ..model.diagnostics import ParseError, Token
 from .command import Builder, table_of
-from .diagnostics import ParseError, Token
 
 _HEADER = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$")
 COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")

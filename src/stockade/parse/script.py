@@ -49,11 +49,31 @@ from __future__ import annotations
 import re
 
 from ..model import TABLES, Family, Origin, Table
+from ..model.diagnostics import Diagnostic, ParseError, Token
 from .command import COMMANDS, Builder, table_of
-from .diagnostics import DASHES, Diagnostic, ParseError, Token
+from .dashes import DASHES
 from .save import COUNTERS, chain_header, split_line
-from .shell import (ASSIGNMENT, BLANKS, NAME, TYPO_QUOTES, AndOr, For, FuncDef, Group, Node, Parser, Simple,
-                    Source, Unexpandable, Unsupported, Value, Word, expand, simple_commands, typographic_quote)
+from .shell import (
+    ASSIGNMENT,
+    BLANKS,
+    NAME,
+    TYPO_QUOTES,
+    AndOr,
+    For,
+    FuncDef,
+    Group,
+    Node,
+    Parser,
+    Simple,
+    Source,
+    Unexpandable,
+    Unsupported,
+    Value,
+    Word,
+    expand,
+    simple_commands,
+    typographic_quote,
+)
 
 IPTABLES = {"iptables": Family.IPV4, "iptables-legacy": Family.IPV4, "iptables-nft": Family.IPV4,
             "ip6tables": Family.IPV6, "ip6tables-legacy": Family.IPV6, "ip6tables-nft": Family.IPV6}

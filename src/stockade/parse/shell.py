@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from ..model import Origin
-from .diagnostics import Diagnostic, ParseError, Token
+from ..model.diagnostics import Diagnostic, ParseError, Token
 
 BLANKS = " \t\r\u00a0\u2002\u2003\u2009\u202f"  # web pages indent and separate with no-break spaces
 TYPO_QUOTES = "\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb"

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from collections import deque
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from ..model import Family, IPSet, Origin, Ruleset
+from ..model.address import inet_pton4
+from ..model.diagnostics import Diagnostic, Token
 from ..parse.command import Builder, table_of
-from ..parse.diagnostics import Diagnostic, Token
 from .catalogue import Port, resolve
 from .locate import key_positions, position
 from .schema import FileGroup, Policy, PolicyError, load_policy, network, parse_rate
@@ -60,7 +59,6 @@ def _rate(text: str) -> tuple[str, int]:
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _NETWORK = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}/(?:3[0-2]|[12]\d|[1-9])")  # IPv4 CIDR, prefix 1-32
 _COMMENT = re.compile("#[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*")  # to the end of the line, as splitlines ends it
-_INET_PTON = partial(socket.inet_pton, socket.AF_INET)
 # A group's members by the set they go to: (family, "ip") single addresses, (family, "net") networks.
 Members = dict[tuple[Family, str], list[str]]
 
@@ -106,7 +104,7 @@ def _read_bulk(text: str) -> Members | None:
     addresses = [e for e in ipv4 if "/" not in e]
     networks = [e for e in ipv4 if "/" in e]
     try:
-        deque(map(_INET_PTON, addresses), maxlen=0)  # raises at the first that is not an address
+        deque(map(inet_pton4, addresses), maxlen=0)  # raises at the first that is not an address
         if not all(map(_NETWORK.fullmatch, networks)):
             return None
         out = {(Family.IPV4, "ip"): addresses, (Family.IPV4, "net"): networks}

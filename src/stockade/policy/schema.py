@@ -12,10 +12,18 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from ..model import Origin
-from ..parse.diagnostics import Diagnostic
+from ..model.diagnostics import Diagnostic
 from .catalogue import resolve
 from .locate import key_positions, position
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..extensions import REGISTRY, Opaque
-from ..extensions.values import proto_name
 from ..model import Family, Rule, Ruleset
+from ..model.netfilter import proto_name
 
 
 def rule_words(rule: Rule, family: Family) -> list[str]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import Family, Ruleset
+from ..model.netfilter import PORT_PROTOS
 from .flatten import Flat, flatten
 from .ipassmt import IpAssmt
-from .matrix import PORTED, Matrix, parse_service, service_matrix, setting
+from .matrix import Matrix, parse_service, service_matrix, setting
 from .ports import open_ports
 from .ranges import Ranges
 
@@ -64,7 +65,7 @@ def analyze_ruleset(rs: Ruleset, opts: Options, ipassmt: IpAssmt | None = None,
     labels = opts.services or default_services(flat)
     services = [parse_service(label, rs.family, opts.sport, opts.state) for label in labels]
     matrices: dict[str, Matrix] = {sv.label: service_matrix(flat, sv, s=s) for sv in services}
-    sport = next((sv.sport for sv in services if sv.proto in PORTED), None) or (opts.sport or 40000)
+    sport = next((sv.sport for sv in services if sv.proto in PORT_PROTOS), None) or (opts.sport or 40000)
     s.assumptions.append(f"new connections (state {opts.state}); TCP ones open with a SYN from source port {sport}")
     if any(t.chains[c].rules for name, t in rs.tables.items() if name != opts.table for c in t.chains):
         s.assumptions.append(f"only {opts.table}/{opts.chain} is analysed; rules in other tables are not")

@@ -23,20 +23,26 @@ from dataclasses import dataclass, field
 
 from ..extensions import Opaque
 from ..model import Family, IPSet, Rule, Ruleset
+from ..model.netfilter import (
+    ACK,
+    MARTIAN_V4,
+    MARTIAN_V6,
+    PORT_PROTOS,
+    SYN,
+    UNFORWARDED_V6,
+)
+from ..model.packet import Packet
 from .flatten import FlatRule, Lit, flatten
-from .packet import Packet
 from .ranges import Ranges
 from .ranges import intersect as iv_and
 from .ranges import normalize as norm
-from .simulate import MARTIAN_V4, MARTIAN_V6, UNFORWARDED_V6
 
 Ivs = Ranges  # sorted, disjoint, inclusive, non-adjacent
 
 PROTO, SRC, DST, SPORT, DPORT, ICMP, IIF, OIF, KIND = "proto", "src", "dst", "sport", "dport", "icmp", "iif", \
     "oif", "kind"
 DIMS = (PROTO, KIND, IIF, OIF, SRC, DST, ICMP, DPORT, SPORT)  # split order: coarse first
-PORT_PROTOS = (6, 17, 132, 33, 136)
-SYN, ACK, XMAS = 0x02, 0x10, 0x3F
+XMAS = 0x3F  # every flag iptables can name
 
 
 @dataclass(frozen=True)

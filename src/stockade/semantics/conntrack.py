@@ -7,7 +7,7 @@ nf_conntrack_tcp_loose=1, nf_conntrack_checksum=1 with correct checksums).
 from __future__ import annotations
 
 from ..model import Family
-from .packet import Packet
+from ..model.packet import Packet
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 

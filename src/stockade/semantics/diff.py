@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import Family, Ruleset
+from ..model.netfilter import FILTER_HOOKS as HOOKS
+from ..model.netfilter import PORT_PROTOS, TCP_FLAGS, proto_name
+from ..model.packet import Packet
 from .cells import (
     DIMS,
     DPORT,
@@ -44,7 +47,6 @@ from .cells import (
     KIND,
     KINDS,
     OIF,
-    PORT_PROTOS,
     PROTO,
     SPORT,
     SRC,
@@ -60,12 +62,7 @@ from .cells import (
     relation,
     same_walk,
 )
-from .packet import TCP_FLAGS, Packet
 from .simulate import Simulator
-
-HOOKS = ("INPUT", "FORWARD", "OUTPUT")
-PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 47: "gre", 50: "esp", 51: "ah", 132: "sctp",
-               33: "dccp", 136: "udplite", 41: "ipv6", 4: "ipip", 2: "igmp", 89: "ospf", 112: "vrrp"}
 
 
 @dataclass(frozen=True)
@@ -365,9 +362,9 @@ def _protos(space: Space, v) -> str | None:
         return None
     missing = iv_sub(((0, 255),), v)
     if iv_size(missing) < iv_size(v):
-        return "any protocol but " + ",".join(PROTO_NAMES.get(p, str(p)) for lo, hi in missing
+        return "any protocol but " + ",".join(proto_name(p) for lo, hi in missing
                                               for p in range(lo, hi + 1))
-    names = [PROTO_NAMES.get(p, str(p)) for lo, hi in v for p in range(lo, hi + 1)]
+    names = [proto_name(p) for lo, hi in v for p in range(lo, hi + 1)]
     return ",".join(names[:6]) + (f" and {len(names) - 6} more protocols" if len(names) > 6 else "")
 
 

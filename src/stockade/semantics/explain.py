@@ -7,8 +7,8 @@ from typing import IO
 import click
 
 from ..model import Family
+from ..model.packet import Packet, SpecError, from_json, from_short
 from ..parse.command import Builder
-from .packet import Packet, SpecError, from_json, from_short
 from .simulate import Simulator
 
 

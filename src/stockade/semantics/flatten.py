@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 
 from ..extensions import Opaque
 from ..model import Address, Family, Origin, Rule, Ruleset, Target
+from ..model.diagnostics import Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
-from ..parse.diagnostics import Diagnostic
 
 TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE", "NFQUEUE", "TARPIT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT",
             "NETMAP"}

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..model import Family, Origin
-from ..parse.diagnostics import Diagnostic
+from ..model.diagnostics import Diagnostic
 from .ranges import Ranges, complement, full, intersect, normalize, parse_range
 
 

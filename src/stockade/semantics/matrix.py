@@ -23,12 +23,23 @@ import random
 from dataclasses import dataclass, field
 
 from ..extensions import REGISTRY, Opaque
-from ..extensions.values import parse_port, parse_proto, proto_name
+from ..extensions.values import parse_port, parse_proto
 from ..model import Family
-from ..parse.diagnostics import ParseError
+from ..model.diagnostics import ParseError
+from ..model.netfilter import (
+    ACK,
+    MARTIAN_V4,
+    MARTIAN_V6,
+    PORT_PROTOS,
+    SEES_IIF,
+    SEES_OIF,
+    SYN,
+    UNFORWARDED_V6,
+    proto_name,
+)
+from ..model.packet import Packet
 from .flatten import Flat, FlatRule, Lit, RuleRef, flatten
 from .ipassmt import IpAssmt, default_ipassmt
-from .packet import Packet
 from .ranges import (
     Ranges,
     complement,
@@ -38,10 +49,8 @@ from .ranges import (
     normalize,
     of_address,
 )
-from .simulate import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6, Env
+from .simulate import Env
 
-SYN, ACK = 0x02, 0x10
-PORTED = (6, 17, 132, 33, 136)
 # Matches whose outcome depends only on the service (protocol, ports, ICMP type, state), not on addresses.
 SERVICE_MATCHES = {"tcp", "udp", "multiport", "icmp", "icmp6", "icmpv6", "ipv6-icmp", "state", "conntrack"}
 CONNTRACK_DECIDED = {"state", "proto", "proto_invert"}
@@ -64,7 +73,7 @@ class Service:
     @property
     def label(self) -> str:
         name = proto_name(self.proto)
-        if self.proto in PORTED:
+        if self.proto in PORT_PROTOS:
             return f"{name}/{self.dport}"
         if self.icmp_type is not None:
             return f"{name}/{self.icmp_type}" + (f"/{self.icmp_code}" if self.icmp_code is not None else "")
@@ -73,8 +82,8 @@ class Service:
     def packet(self, family: Family, hook: str, src: int = 0, dst: int = 0, iif: str | None = None,
                oif: str | None = None) -> Packet:
         tcp = self.proto == 6
-        return Packet(family, self.proto, src, dst, sport=self.sport if self.proto in PORTED else None,
-                      dport=self.dport if self.proto in PORTED else None,
+        return Packet(family, self.proto, src, dst, sport=self.sport if self.proto in PORT_PROTOS else None,
+                      dport=self.dport if self.proto in PORT_PROTOS else None,
                       tcp_flags=(SYN if self.state == "NEW" else ACK) if tcp else 0,
                       icmp_type=self.icmp_type, icmp_code=self.icmp_code, iif=iif, oif=oif, hook=hook,
                       state=self.state)
@@ -92,7 +101,7 @@ def parse_service(text: str, family: Family, sport: int | None = None, state: st
         raise ValueError(f"unknown protocol `{proto_s}` in service `{text}`") from None
     if proto == 1 and family is Family.IPV6:
         proto = 58
-    if proto in PORTED:
+    if proto in PORT_PROTOS:
         if not rest:
             raise ValueError(f"service `{text}` needs a port, e.g. {proto_s}/22")
         try:

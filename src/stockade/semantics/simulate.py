@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import Family, Rule, Ruleset
+from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6
+from ..model.packet import Packet
 from .compile import Compiled, Unknown
 from .conntrack import first_packet_state
-from .packet import Packet
 
 CT = ("ct",)
 ROUTE = ("route",)
@@ -31,17 +32,7 @@ PATHS = {
 # Matches and targets that make the kernel load conntrack (and defragmentation) in the namespace.
 CT_MATCHES = {"state", "conntrack", "connmark", "connlimit", "connbytes", "connlabel", "helper", "cluster"}
 CT_TARGETS = {"CT", "NOTRACK", "CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"}
-SEES_IIF = ("PREROUTING", "INPUT", "FORWARD")
-SEES_OIF = ("FORWARD", "OUTPUT", "POSTROUTING")
 
-# ip_route_input_slow drops these IPv4 sources after PREROUTING: 0.0.0.0 itself (the rest of 0.0.0.0/8 is
-# routed since Linux 5.3), loopback (route_localnet=0), multicast and the limited broadcast. 240.0.0.0/4 is
-# routed like any unicast source. (Measured in a namespace by tests/kernel/test_differential.py.)
-MARTIAN_V4 = [ipaddress.ip_network(n) for n in ("0.0.0.0/32", "127.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")]
-# ip6_rcv_core drops these IPv6 sources before any hook: not even raw PREROUTING or conntrack sees them.
-MARTIAN_V6 = [ipaddress.ip_network(n) for n in ("::1/128", "ff00::/8")]
-# ip6_forward refuses to forward the unspecified and link-local sources (INPUT takes them).
-UNFORWARDED_V6 = [ipaddress.ip_network(n) for n in ("::/128", "fe80::/10")]
 
 
 def uses_conntrack(rs: Ruleset) -> bool:

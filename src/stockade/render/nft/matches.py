@@ -11,21 +11,33 @@ import ipaddress
 from itertools import pairwise
 
 from ...extensions import Opaque
-from ...extensions.addrtype import TYPES as ROUTE_TYPES
 from ...extensions.conntrack import ADDRESS_KEYS, PORT_KEYS, STATUS_NAMES
 from ...extensions.hashlimit import SCALE as HL_SCALE
 from ...extensions.hashlimit import bytes_to_cost, cost_to_bytes
 from ...extensions.limit import printed_rate
 from ...extensions.state import PRINT_ORDER
 from ...extensions.tcp import FLAGS as TCP_FLAGS
-from ...extensions.values import proto_name
 from ...model import Family, Rule
 from ...model.address import ntop
-from .core import IDENT, Ctx, Part, addr_match, address, element_list, hexnum, identifier, neg, quote, span
+from ...model.netfilter import PORT_PROTOS as PORTED
+from ...model.netfilter import ROUTE_TYPES, proto_name
+from .core import (
+    IDENT,
+    Ctx,
+    Part,
+    addr_match,
+    address,
+    element_list,
+    hexnum,
+    identifier,
+    neg,
+    quote,
+    span,
+)
 from .sets import set_match
 
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
-PORT_PROTOS = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
+PORT_PROTOS = {p: proto_name(p) for p in PORTED}
 ICMP_TYPES = {0: "echo-reply", 3: "destination-unreachable", 4: "source-quench", 5: "redirect",
               8: "echo-request", 9: "router-advertisement", 10: "router-solicitation", 11: "time-exceeded",
               12: "parameter-problem", 13: "timestamp-request", 14: "timestamp-reply", 15: "info-request",

@@ -12,19 +12,20 @@ import re
 import shlex
 import socket
 from collections import deque
-from functools import partial
 
 from ...model import Family, IPSet
+from ...model.address import inet_pton4
+from ...model.netfilter import PORT_PROTOS as PORTED
+from ...model.netfilter import proto_name
 from .core import Ctx, NftError, Part, neg, quote, span
 
 DIMS = ("ip", "net", "port", "mac")
 # Create options that tune ipset's own storage and change no membership.
 STORAGE = {"family": 1, "hashsize": 1, "maxelem": 1, "bucketsize": 1, "initval": 1, "counters": 0, "comment": 0,
            "skbinfo": 0, "forceadd": 0}
-PORT_PROTOS = ("tcp", "udp", "sctp", "udplite", "dccp")
+PORT_PROTOS = tuple(proto_name(p) for p in PORTED)
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 PREFIXES = frozenset(map(str, range(33)))
-_INET_PTON = partial(socket.inet_pton, socket.AF_INET)
 
 
 def dims_of(s: IPSet) -> list[str]:
@@ -77,7 +78,7 @@ def _plain_ipv4(s: IPSet, dims: list[str], family: Family) -> tuple[list[str], b
     try:
         if "net" in dims or "/" in "".join(s.members):
             return sorted(s.members, key=_ipv4_key), True
-        deque(map(_INET_PTON, s.members), maxlen=0)  # raises at the first that is not an address
+        deque(map(inet_pton4, s.members), maxlen=0)  # raises at the first that is not an address
         return list(s.members), False
     except (OSError, ValueError):
         return None
@@ -87,7 +88,7 @@ def _ipv4_key(member: str) -> bytes:
     addr, slash, prefix = member.partition("/")
     if slash and prefix not in PREFIXES:
         raise ValueError(member)
-    return _INET_PTON(addr)
+    return inet_pton4(addr)
 
 
 def _options(s: IPSet) -> tuple[int | None, int | None]:

@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import replace
 
 from ...model import Family, Ruleset
+from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ...parse.command import Builder
 from .access import (
     block_after_accept,
@@ -21,7 +22,7 @@ from .access import (
     ssh,
 )
 from .catalogue import KINDS, Finding, finding
-from .context import HOOKS, Analysis
+from .context import Analysis
 from .coverage import after_match_all, coverage, empty_jumps
 from .intended import PLACEHOLDER_ADDRESS, repaired
 from .rules import (

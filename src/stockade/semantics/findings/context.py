@@ -7,7 +7,6 @@ from ..diff import Outcome, outcome
 from ..flatten import FlatError
 from ..simulate import Simulator
 
-HOOKS = ("INPUT", "FORWARD", "OUTPUT")
 CELL_BUDGET = 20_000  # classes per hook for rule-by-rule coverage; beyond it lint stays fast and says so
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ...model import Origin
+from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ..cells import refine, relation
 from .catalogue import Finding, finding
-from .context import HOOKS, Analysis
+from .context import Analysis
 
 REDUNDANCY_LIMIT = 300  # flattened rules per hook beyond which redundancy (one refinement per rule) is skipped
 COVERAGE_LIMIT = 1000  # flattened rules per hook beyond which rule-by-rule coverage is not attempted

@@ -6,10 +6,11 @@ the order of rules (coverage.py does that).
 from __future__ import annotations
 
 from ...model import Origin
+from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ..cells import DPORT, KIND, PROTO, SPORT, SRC, iv_has, iv_size
 from ..simulate import uses_conntrack
 from .catalogue import Finding, finding
-from .context import HOOKS, Analysis
+from .context import Analysis
 
 RATE = ("limit", "hashlimit")
 LOG_TARGETS = ("LOG", "NFLOG", "ULOG")

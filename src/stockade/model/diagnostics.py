@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import Origin
+from .ruleset import Origin
 
 
 @dataclass(frozen=True)
@@ -33,31 +33,29 @@ class Diagnostic:
         }
 
 
-class ParseError(Exception):
+class StockadeError(Exception):
+    """The base of every error stockade raises on purpose: a message for the user, a stable code and
+    a hint. Anything else that escapes is a bug."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+        if code is not None:
+            self.code = code
+
+
+class ParseError(StockadeError):
     """A defect that stops one rule or line from loading, as the real tool would refuse it."""
+
+    code = "syntax"
 
     def __init__(self, message: str, *, hint: str | None = None, code: str = "syntax",
                  token: Token | None = None):
-        super().__init__(message)
-        self.message, self.hint, self.code, self.token = message, hint, code, token
+        super().__init__(message, hint=hint, code=code)
+        self.token = token
 
     def diagnostic(self, fallback: Origin) -> Diagnostic:
         origin = self.token.origin if self.token else fallback
         return Diagnostic("error", self.code, self.message, origin, self.hint)
-
-
-DASHES = {"\u2013": "en-dash", "\u2014": "em-dash", "\u2010": "hyphen", "\u2011": "non-breaking hyphen",
-          "\u2012": "figure dash", "\u2212": "minus sign"}
-
-
-def dash_defect(tok: Token) -> ParseError | None:
-    """An option typed with a typographic dash (word processors turn `--` into `–`)."""
-    text = tok.text
-    if not text or text[0] not in DASHES:
-        return None
-    kind = DASHES[text[0]]
-    rest = text.lstrip("".join(DASHES))
-    fixed = ("-" + rest) if len(rest) == 1 else ("--" + rest)
-    return ParseError(f"`{text}` starts with an {kind} (U+{ord(text[0]):04X}), not `-`",
-                      hint=f"write `{fixed}`; the text was probably pasted from a web page",
-                      code="typographic-dash", token=tok)

@@ -32,17 +32,19 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
-from ..extensions.values import parse_proto
-from ..model import Family
+from .diagnostics import StockadeError
+from .netfilter import (
+    CT_STATES,
+    FILTER_HOOKS,
+    PORT_PROTOS,
+    ROUTE_TYPES,
+    TCP_FLAGS,
+    proto_number,
+)
+from .ruleset import Family
 
-TCP_FLAGS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20, "ECE": 0x40,
-             "CWR": 0x80}
-HOOKS = ("INPUT", "FORWARD", "OUTPUT")
-PORT_PROTOS = (6, 17, 132, 33, 136)  # tcp, udp, sctp, dccp, udplite
-STATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
 
-
-class SpecError(ValueError):
+class SpecError(StockadeError, ValueError):
     """A packet spec that does not describe a packet; the message says which field."""
 
 
@@ -141,21 +143,20 @@ def from_json(spec: dict) -> Packet:
         raise SpecError("src and dst are of different address families")
     if "family" in spec and int(spec["family"]) != int(fam_s):
         raise SpecError(f"family {spec['family']} does not match the addresses")
-    try:
-        proto = parse_proto(str(spec["proto"]))
-    except Exception:
-        raise SpecError(f"unknown protocol `{spec['proto']}`") from None
+    proto = proto_number(str(spec["proto"]))
+    if proto is None:
+        raise SpecError(f"unknown protocol `{spec['proto']}`")
     flags = 0
     for name in spec.get("tcp_flags", []):
         if str(name).upper() not in TCP_FLAGS:
             raise SpecError(f"unknown TCP flag `{name}`")
         flags |= TCP_FLAGS[str(name).upper()]
     hook = str(spec.get("hook", "INPUT")).upper()
-    if hook not in HOOKS:
-        raise SpecError(f"hook must be one of {', '.join(HOOKS)}")
+    if hook not in FILTER_HOOKS:
+        raise SpecError(f"hook must be one of {', '.join(FILTER_HOOKS)}")
     state = spec.get("state")
-    if state is not None and str(state).upper() not in STATES:
-        raise SpecError(f"state must be one of {', '.join(STATES)}")
+    if state is not None and str(state).upper() not in CT_STATES:
+        raise SpecError(f"state must be one of {', '.join(CT_STATES)}")
     if proto in PORT_PROTOS and "dport" not in spec:
         raise SpecError("a packet with ports needs `dport`")
     ints = {}
@@ -210,8 +211,6 @@ def header_len(family: Family, proto: int, frag_offset: int, fragment: bool, n_o
 
 PKTTYPES = {"unicast": "unicast", "host": "unicast", "broadcast": "broadcast", "multicast": "multicast",
             "otherhost": "otherhost", "loopback": "loopback"}
-ROUTE_TYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE", "UNREACHABLE",
-               "PROHIBIT", "THROW", "NAT", "XRESOLVE")
 
 
 def _link_fields(spec: dict) -> dict:
