@@ -315,17 +315,24 @@ def split_sections(text: str) -> dict[str, str]:
 
 
 def normalise(name: str, text: str) -> list[str]:
-    """A save's lines without comments and counters."""
-    lines = []
+    """A save's lines without comments and counters; a set's members sorted (ipset prints a hash set
+    in the order of its hash, which a random seed chooses)."""
+    lines: list[str] = []
+    members: list[str] = []
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         if name == "ipset":
-            line = re.sub(r" packets \d+ bytes \d+| initval 0x[0-9a-f]+", "", line)   # counters, random seed
+            line = re.sub(r" packets \d+ bytes \d+| initval 0x[0-9a-f]+", "", line)   # counters, the seed
+            if line.startswith("add "):
+                members.append(line.rstrip())
+                continue
+            lines += sorted(members)
+            members = []
         else:
             line = re.sub(r"\[\d+:\d+\]$", "[0:0]", line)
         lines.append(line.rstrip())
-    return lines
+    return lines + sorted(members)
 
 
 def first_difference(kernel: dict[str, str], stockade: dict[str, str]) -> str:
