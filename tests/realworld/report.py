@@ -14,12 +14,16 @@ import sys
 from .scriptrun import MANIFEST, Differential, cases, differential, stockade_options
 
 
+HEADER = ("| case | expected | measured | run | first difference, stockade's first diagnostic | cause (scripts.toml) |\n"
+          "|---|---|---|---|---|---|")
+
+
 def row(d: Differential) -> str:
     k = d.kernel
     status = "timeout" if k.timed_out else f"exit {k.rc}"
-    cell = d.summary().replace("|", "\\|").replace("\n", " ")
+    cells = [c.replace("|", "\\|").replace("\n", " ") for c in (d.summary(), d.case.reason)]
     return (f"| {d.case.name} | {d.case.expect} | **{d.outcome}** | bash {status}, "
-            f"{len(k.calls)} stubbed call(s); stockade exit {d.reading.rc} | {cell} |")
+            f"{len(k.calls)} stubbed call(s); stockade exit {d.reading.rc} | {cells[0]} | {cells[1]} |")
 
 
 def reason(d: Differential) -> str:
@@ -45,6 +49,7 @@ def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("--")]
     options = stockade_options()
     results = []
+    print(HEADER)
     for case in cases():
         if names and case.name not in names:
             continue

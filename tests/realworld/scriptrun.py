@@ -28,7 +28,6 @@ it must import nothing beyond the standard library at module level.
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -166,12 +165,13 @@ def _inner(spec: dict) -> dict:
     bash = shutil.which("bash", path=machine_path)
     result: dict = {"timed_out": False}
     if spec["pasted"]:   # as typed into a root shell: a line bash cannot parse does not end the others
-        argv, stdin = [bash, "--norc", "--noprofile", "+H", "-i", "-s"], open(script, "rb")
+        argv, stdin = [bash, "--norc", "--noprofile", "+H", "-i", "-s"], script
         env.update(PS1="", PS2="")
     else:
-        argv, stdin = [bash, script, *spec["args"]], subprocess.DEVNULL
+        argv, stdin = [bash, script, *spec["args"]], os.devnull
     try:
-        proc = subprocess.run(argv, cwd=here, env=env, stdin=stdin, capture_output=True, timeout=spec["timeout"])
+        with open(stdin, "rb") as f:
+            proc = subprocess.run(argv, cwd=here, env=env, stdin=f, capture_output=True, timeout=spec["timeout"])
         result.update(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
     except subprocess.TimeoutExpired as e:
         result.update(rc=None, timed_out=True, stdout=e.stdout or b"", stderr=e.stderr or b"")
@@ -272,7 +272,10 @@ def run_script(case: Case) -> KernelRun:
                                   timeout=case.timeout + 60)
     if proc.returncode != 0 or not proc.stdout.strip():
         raise RuntimeError(f"the sandbox failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return KernelRun(**json.loads(proc.stdout))
+    run = KernelRun(**json.loads(proc.stdout))
+    if run.save_errors:   # the kernel's side cannot be read whole: no comparison can be trusted
+        raise RuntimeError(f"reading the namespace's rulesets failed: {run.save_errors}")
+    return run
 
 
 def stockade_options() -> set[str]:
