@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from ..model import Origin
-from ..model.diagnostics import Diagnostic
+from ..model.diagnostics import DiagnosedError, Diagnostic
 from .catalogue import resolve
 from .locate import key_positions, position
 
@@ -205,12 +205,8 @@ class Policy(Strict):
         return v
 
 
-class PolicyError(Exception):
+class PolicyError(DiagnosedError):
     """The policy cannot be used; `diagnostics` say where and why."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        super().__init__("\n".join(map(str, diagnostics)))
-        self.diagnostics = diagnostics
 
 
 def _hint(loc: tuple, known: dict) -> str | None:
