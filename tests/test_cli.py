@@ -65,6 +65,27 @@ def test_lint_unreadable_is_exit_2(tmp_path, content):
     assert "Traceback" not in r.stderr and "error: cannot read input" in r.stderr
 
 
+@pytest.mark.parametrize("content, where", [(b"*filter\n-A INPUT \x00\n", ":2:10:"), (b"# ok\n  caf\xe9\n", ":2:6:")])
+def test_unreadable_input_names_the_line_and_column(tmp_path, content, where):
+    p = tmp_path / "x"
+    p.write_bytes(content)
+    r = stockade("parse", str(p))
+    assert r.returncode == 2 and f"{p}{where} error: cannot read input" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", ["compile", "check", "diff"])
+def test_an_unreadable_policy_is_exit_2_and_a_bad_one_exit_1(tmp_path, command):
+    def run(policy):
+        rest = {"compile": ["--out", str(tmp_path / "out")], "check": [], "diff": [policy]}[command]
+        return stockade(command, policy, *rest)
+    r = run(str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "missing.toml: error: cannot read input" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\ninterfaces = 3\n")
+    r = run(str(bad))
+    assert r.returncode == 1 and "bad.toml:2:1: error:" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_explain_human_and_json(dump):
     r = stockade("explain", str(dump), "--packet", "tcp 198.51.100.7:40000 > 203.0.113.1:22 SYN iif eth0")
     assert r.returncode == 0, r.stderr

@@ -28,7 +28,7 @@ class Refused(KernelError):
     """The check says the change would lock the admin out; nothing was changed."""
 
     def __init__(self, message: str, blocked: list[access.Probe]):
-        super().__init__(message)
+        super().__init__(message, hint="fix the policy's admin group or ssh allowance, or pass --force if you are sure")
         self.blocked = blocked
 
 
@@ -115,7 +115,7 @@ def apply_policy(c: Compiled, policy_path: str, netns: str | None, timeout: int,
         previous = state.read("previous")["part"]["digest"]
         job_id = secrets.token_hex(6)
         state.write("job", {"id": job_id, "target": target.to_json(), "timeout": timeout,
-                            "policy": str(Path(policy_path).resolve()), "policy_text": Path(policy_path).read_text()})
+                            "policy": str(Path(policy_path).resolve()), "policy_text": c.text})
         say("applying")
         report = spawn(netns, state, job_id, fd)
     if not report.get("ok"):

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..model import Family, Ruleset
 from ..model.packet import Packet, from_json
@@ -57,6 +58,9 @@ from .probes import (
     sources,
 )
 from .report import Report, Row
+
+if TYPE_CHECKING:
+    from ..policy.compile import Compiled
 
 Progress = Callable[[str], None]
 REPLY_RULES = ("syn-ack", "rst", "unreach", "echo-reply")
@@ -579,10 +583,8 @@ def run_rulesets(target: str, rulesets: dict[Family, Ruleset], families: list[Fa
     return report
 
 
-def run_lab(policy_path: str, progress: Progress | None = None, families: list[Family] | None = None) -> Report:
-    """Compile a policy and prove it in the lab (PolicyError for a bad policy)."""
-    from ..policy.compile import compile_policy
-
-    c = compile_policy(policy_path)
+def run_lab(c: Compiled, policy_path: str, progress: Progress | None = None,
+            families: list[Family] | None = None) -> Report:
+    """Prove a compiled policy in the lab."""
     admin = set(c.policy.admin) | {g for a in c.policy.allow if "ssh" in a.services for g in a.sources}
     return run_rulesets(policy_path, c.rulesets, families or list(Family), admin, progress=progress)
