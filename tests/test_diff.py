@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from stockade.commands.inputs import load_rulesets
 from stockade.model import Family
 from stockade.parse.read import read
 from stockade.semantics.cells import DIMS
-from stockade.commands.inputs import load_rulesets
 from stockade.semantics.diff import semantic_diff
 from stockade.semantics.simulate import Simulator
 

@@ -26,7 +26,7 @@ import click
 from ..lab.run import run_lab
 from ..lab.topology import CLIENT_V4, SERVER_IN, SERVER_V4, Topology
 from ..parse.read import read
-from ..policy.compile import Compiled
+from ..policy.compile import CompiledPolicy
 from ..policy.summary import egress_table, service_table
 from ..render.save import render_save
 from .exitcodes import FINDINGS, OK
@@ -63,7 +63,7 @@ def _import() -> None:
                "the policy below does the job instead")
 
 
-def _plan(path: Path) -> Compiled:
+def _plan(path: Path) -> CompiledPolicy:
     c = load_policy(str(path))
     _title(f"the plan: {POLICY} (the web/mail/SSH/DNS server of seed 003)")
     click.echo(c.text)

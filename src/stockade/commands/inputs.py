@@ -16,7 +16,7 @@ from ..parse.command import Builder
 from ..parse.read import guess_format, read
 
 if TYPE_CHECKING:
-    from ..policy.compile import Compiled
+    from ..policy.compile import CompiledPolicy
 
 
 class InputError(StockadeError):
@@ -69,7 +69,7 @@ def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None) -> 
     return read(text, path, fmt, family), text
 
 
-def load_policy(path: str, text: str | None = None) -> Compiled:
+def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
     """A policy (read unless its text is given), compiled; PolicyError with positioned diagnostics."""
     from ..policy.compile import compile_policy  # pydantic only when needed
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..policy.compile import Compiled, compile_policy
+from ..policy.compile import CompiledPolicy, compile_policy
 from . import access
 from . import backend as backends
 from .host import Host, KernelError
@@ -27,7 +27,7 @@ from .transaction import recover
 class Refused(KernelError):
     """The check says the change would lock the admin out; nothing was changed."""
 
-    def __init__(self, message: str, blocked: list[access.Probe]):
+    def __init__(self, message: str, blocked: list[access.AccessProbe]):
         super().__init__(message, hint="fix the policy's admin group or ssh allowance, or pass --force if you are sure")
         self.blocked = blocked
 
@@ -38,7 +38,7 @@ class Applied:
     version: str
     previous: str
     deadline: float | None
-    probes: list[access.Probe] = field(default_factory=list)
+    probes: list[access.AccessProbe] = field(default_factory=list)
     diff: object | None = None  # semantics.diff.Diff, when the old policy is known
     notes: list[str] = field(default_factory=list)
 
@@ -78,7 +78,7 @@ def _old_rulesets(state: State, live_digest: str, notes: list[str]):
         return None
 
 
-def apply_policy(c: Compiled, policy_path: str, netns: str | None, timeout: int, force: bool,
+def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout: int, force: bool,
                  backend: str = "auto", env: dict | None = None, progress=None) -> Applied:
     host, state = Host(netns), State.for_netns(netns)
     say = progress or (lambda _m: None)

@@ -26,8 +26,8 @@ import sys
 from typing import Any, Self
 
 from ..model import Family
-from ..model.netfilter import ACK, ICMP_ERRORS, ICMPV6_ERRORS, TCP_FLAGS
 from ..model.diagnostics import StockadeError
+from ..model.netfilter import ACK, ICMP_ERRORS, ICMPV6_ERRORS, TCP_FLAGS
 from ..model.packet import Packet
 from .netns import Closing, Netns
 

@@ -111,7 +111,7 @@ def _group(value: Any) -> tuple[str, ...] | FileGroup:
 Group = Annotated[Any, BeforeValidator(_group)]
 
 
-class Log(Strict):
+class LogSettings(Strict):
     drops: bool = True
     prefix: str = "stockade-drop: "
     rate: Rate = "5/minute"
@@ -188,7 +188,7 @@ class Policy(Strict):
     groups: dict[str, Group] = Field(default_factory=dict)
     admin: list[str] = Field(default_factory=list)  # groups with full access
     defaults: Defaults = Field(default_factory=Defaults)
-    log: Log = Field(default_factory=Log)
+    log: LogSettings = Field(default_factory=LogSettings)
     icmp: Icmp = Field(default_factory=Icmp)
     protect: Protect = Field(default_factory=Protect)
     blocklist: Blocklist = Field(default_factory=Blocklist)
