@@ -108,6 +108,17 @@ def test_explain_batch_one_line_per_packet(dump, tmp_path):
     assert "error" in lines[2] and r.returncode == 2 and "Traceback" not in r.stderr
 
 
+def test_explain_batch_file_is_read_like_any_input(dump, tmp_path):
+    batch = tmp_path / "p.jsonl"
+    batch.write_bytes(b'{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n{"proto": "\xff"}\n')
+    r = stockade("explain", str(dump), "--packets", str(batch))
+    assert r.returncode == 2 and f"{batch}:2:12: error: cannot read packets file: not UTF-8" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(dump), "--packets", "-", "--json"],
+                       input='{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n',
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "DROP", r.stderr
+
+
 def test_explain_bad_spec_is_an_error_not_a_traceback(dump):
     r = stockade("explain", str(dump), "--packet", "tcp nonsense")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error" in r.stderr

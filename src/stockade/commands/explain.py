@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import IO
 
 import click
 
@@ -11,21 +10,24 @@ from ..model.packet import SpecError
 from ..parse.command import Builder
 from . import options
 from .exitcodes import OK, UNUSABLE
-from .inputs import load_ruleset
+from .inputs import load_ruleset, read_text
 
 
 @click.command("explain")
 @click.argument("ruleset")
 @click.option("--packet", "spec", help='JSON object or short form, e.g. "tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN"')
-@click.option("--packets", "batch", type=click.File("r"), help="JSON Lines file: one packet spec per line")
+@click.option("--packets", "batch", metavar="FILE", help="JSON Lines file (- for stdin): one packet spec per line")
 @options.as_json("machine-readable output (one line per packet in batch mode)")
 @options.FROM
-def command(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> None:
+def command(ruleset: str, spec: str | None, batch: str | None, as_json: bool, fmt: str) -> None:
     """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET."""
     if (spec is None) == (batch is None):
         raise click.UsageError("give exactly one of --packet and --packets")
     b, _ = load_ruleset(ruleset, fmt)
-    sys.exit(_one(b, spec, as_json) if spec is not None else _batch(b, batch, as_json))
+    if spec is not None:
+        sys.exit(_one(b, spec, as_json))
+    lines = sys.stdin.read() if batch == "-" else read_text(batch, "packets file")
+    sys.exit(_batch(b, lines.splitlines(), as_json))
 
 
 def _one(b: Builder, spec: str, as_json: bool) -> int:
@@ -56,7 +58,7 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
     return OK
 
 
-def _batch(b: Builder, lines: IO[str], as_json: bool) -> int:
+def _batch(b: Builder, lines: list[str], as_json: bool) -> int:
     """Every line answered in order; a line that is no packet spec is answered with its error, exit 2."""
     from ..semantics.explain import Explainer, parse_spec
 
