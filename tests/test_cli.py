@@ -122,3 +122,35 @@ def test_explain_batch_file_is_read_like_any_input(dump, tmp_path):
 def test_explain_bad_spec_is_an_error_not_a_traceback(dump):
     r = stockade("explain", str(dump), "--packet", "tcp nonsense")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_every_command_module_is_a_wired_command():
+    import importlib
+    import pkgutil
+
+    import stockade.commands
+    from stockade.cli import main
+
+    modules = {m.name for m in pkgutil.iter_modules(stockade.commands.__path__)}
+    commands = {name for name in modules if hasattr(importlib.import_module(f"stockade.commands.{name}"), "command")}
+    assert commands == set(stockade.commands.COMMANDS) == set(main.list_commands(None))
+
+
+def test_each_deliberate_error_has_its_exit_code():
+    from stockade.commands.exitcodes import FINDINGS, UNUSABLE, for_error
+    from stockade.commands.inputs import InputError
+    from stockade.kernel.apply import Refused
+    from stockade.kernel.host import KernelError
+    from stockade.lab.netns import NetnsError
+    from stockade.model import Origin
+    from stockade.model.diagnostics import Diagnostic
+    from stockade.model.packet import SpecError
+    from stockade.policy.schema import PolicyError
+    from stockade.semantics.flatten import FlatError
+
+    d = Diagnostic("error", "x", "broken", Origin("f", 3, 4), "fix it")
+    assert str(PolicyError([d])) == "f:3:4: error: broken\n  hint: fix it" == str(FlatError(d))
+    cases = {PolicyError([d]): FINDINGS, FlatError(d): FINDINGS, Refused("would cut off", []): FINDINGS,
+             InputError("f", "gone"): UNUSABLE, SpecError("no packet"): UNUSABLE, KernelError("not root"): UNUSABLE,
+             NetnsError(["ip"], 1, "", "denied"): UNUSABLE}
+    assert {type(e).__name__: for_error(e) for e in cases} == {type(e).__name__: c for e, c in cases.items()}
