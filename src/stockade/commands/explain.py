@@ -35,7 +35,7 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
     from ..semantics.explain import Explainer, parse_spec
 
     try:
-        res = Explainer(b).run(parse_spec(spec))
+        res = Explainer(b.rulesets).run(parse_spec(spec))
     except SpecError as e:
         click.echo(f"--packet: error: {e}", err=True)
         return UNUSABLE
@@ -62,7 +62,7 @@ def _batch(b: Builder, lines: list[str], as_json: bool) -> int:
     """Every line answered in order; a line that is no packet spec is answered with its error, exit 2."""
     from ..semantics.explain import Explainer, parse_spec
 
-    ex = Explainer(b)
+    ex = Explainer(b.rulesets)
     bad = 0
     for n, line in enumerate(lines, 1):
         if not line.strip():

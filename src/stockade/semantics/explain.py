@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 
-from ..model import Family
+from ..model import Family, Ruleset
 from ..model.packet import Packet, SpecError, from_json, from_short
-from ..parse.command import Builder
 from .simulate import Simulator
 
 
@@ -25,13 +24,13 @@ def parse_spec(text: str) -> Packet:
 class Explainer:
     """One simulator per family, created on first use; stateful memory persists across packets."""
 
-    def __init__(self, b: Builder):
-        self.b = b
+    def __init__(self, rulesets: dict[Family, Ruleset]):
+        self.rulesets = rulesets
         self.sims: dict[Family, Simulator] = {}
 
     def run(self, pkt: Packet):
         if pkt.family not in self.sims:
-            rs = self.b.rulesets.get(pkt.family)
+            rs = self.rulesets.get(pkt.family)
             if rs is None:
                 raise SpecError(f"the ruleset has no {pkt.family.cmd} rules for an IPv{int(pkt.family)} packet")
             self.sims[pkt.family] = Simulator(rs)
