@@ -115,8 +115,8 @@ def test_open_ports_lists_ranges_per_source(tmp_path):
 
 def test_bad_service_and_missing_chain_are_positioned_errors(tmp_path):
     body = save(":INPUT DROP [0:0]\n")
-    res = run(tmp_path, body, "--service", "tcp/nosuchport")
-    assert res.exit_code == 1 and "not a port or service name" in res.output and "Traceback" not in res.output
+    res = run(tmp_path, body, "--service", "tcp/nosuchport")  # a bad option value is usage: exit 2
+    assert res.exit_code == 2 and "not a port or service name" in res.output and "Traceback" not in res.output
     res = run(tmp_path, body, "--chain", "PREROUTING")
     assert res.exit_code == 1 and "rules:1:1: error: iptables has no built-in chain filter/PREROUTING" in res.output
 

@@ -65,6 +65,27 @@ def test_lint_unreadable_is_exit_2(tmp_path, content):
     assert "Traceback" not in r.stderr and "error: cannot read input" in r.stderr
 
 
+@pytest.mark.parametrize("content, where", [(b"*filter\n-A INPUT \x00\n", ":2:10:"), (b"# ok\n  caf\xe9\n", ":2:6:")])
+def test_unreadable_input_names_the_line_and_column(tmp_path, content, where):
+    p = tmp_path / "x"
+    p.write_bytes(content)
+    r = stockade("parse", str(p))
+    assert r.returncode == 2 and f"{p}{where} error: cannot read input" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", ["compile", "check", "diff"])
+def test_an_unreadable_policy_is_exit_2_and_a_bad_one_exit_1(tmp_path, command):
+    def run(policy):
+        rest = {"compile": ["--out", str(tmp_path / "out")], "check": [], "diff": [policy]}[command]
+        return stockade(command, policy, *rest)
+    r = run(str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "missing.toml: error: cannot read input" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\ninterfaces = 3\n")
+    r = run(str(bad))
+    assert r.returncode == 1 and "bad.toml:2:1: error:" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_explain_human_and_json(dump):
     r = stockade("explain", str(dump), "--packet", "tcp 198.51.100.7:40000 > 203.0.113.1:22 SYN iif eth0")
     assert r.returncode == 0, r.stderr
@@ -87,6 +108,49 @@ def test_explain_batch_one_line_per_packet(dump, tmp_path):
     assert "error" in lines[2] and r.returncode == 2 and "Traceback" not in r.stderr
 
 
+def test_explain_batch_file_is_read_like_any_input(dump, tmp_path):
+    batch = tmp_path / "p.jsonl"
+    batch.write_bytes(b'{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n{"proto": "\xff"}\n')
+    r = stockade("explain", str(dump), "--packets", str(batch))
+    assert r.returncode == 2 and f"{batch}:2:12: error: cannot read packets file: not UTF-8" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(dump), "--packets", "-", "--json"],
+                       input='{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n',
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "DROP", r.stderr
+
+
 def test_explain_bad_spec_is_an_error_not_a_traceback(dump):
     r = stockade("explain", str(dump), "--packet", "tcp nonsense")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_every_command_module_is_a_wired_command():
+    import importlib
+    import pkgutil
+
+    import stockade.commands
+    from stockade.cli import main
+
+    modules = {m.name for m in pkgutil.iter_modules(stockade.commands.__path__)}
+    commands = {name for name in modules if hasattr(importlib.import_module(f"stockade.commands.{name}"), "command")}
+    assert commands == set(stockade.commands.COMMANDS) == set(main.list_commands(None))
+
+
+def test_each_deliberate_error_has_its_exit_code():
+    from stockade.commands.exitcodes import FINDINGS, UNUSABLE, for_error
+    from stockade.commands.inputs import InputError
+    from stockade.kernel.apply import Refused
+    from stockade.kernel.host import KernelError
+    from stockade.lab.netns import NetnsError
+    from stockade.model import Origin
+    from stockade.model.diagnostics import Diagnostic
+    from stockade.model.packet import SpecError
+    from stockade.policy.schema import PolicyError
+    from stockade.semantics.flatten import FlatError
+
+    d = Diagnostic("error", "x", "broken", Origin("f", 3, 4), "fix it")
+    assert str(PolicyError([d])) == "f:3:4: error: broken\n  hint: fix it" == str(FlatError(d))
+    cases = {PolicyError([d]): FINDINGS, FlatError(d): FINDINGS, Refused("would cut off", []): FINDINGS,
+             InputError("f", "gone"): UNUSABLE, SpecError("no packet"): UNUSABLE, KernelError("not root"): UNUSABLE,
+             NetnsError(["ip"], 1, "", "denied"): UNUSABLE}
+    assert {type(e).__name__: for_error(e) for e in cases} == {type(e).__name__: c for e, c in cases.items()}

@@ -14,7 +14,7 @@ from stockade.kernel import access
 from stockade.kernel.host import Host
 from stockade.kernel.live import drop_dynamic_elements
 from stockade.kernel.lock import acquire, held
-from stockade.kernel.part import Part, desired, logical, own_iptables, parse_owned
+from stockade.kernel.part import OwnedPart, desired, logical, own_iptables, parse_owned
 from stockade.kernel.persist import UNIT, persist, persist_status
 from stockade.kernel.state import State
 from stockade.kernel.transaction import restore_text
@@ -105,7 +105,7 @@ def test_desired_part_hooks_once_and_docker_only_returns(compiled):
     assert any("--helper ftp" in r for r in v4["raw"].rules)
     assert "create stk-admins-ip4 hash:ip" in part.text["sets"] and "add stk-admins-net4 198.51.100.0/24" in part.text["sets"]
     nft = desired(compiled, "nftables", {})
-    assert nft.text["nft"].startswith("table inet stockade {") and Part.from_json(nft.to_json()).digest == nft.digest
+    assert nft.text["nft"].startswith("table inet stockade {") and OwnedPart.from_json(nft.to_json()).digest == nft.digest
 
 
 def test_access_check_simulates_sessions_and_admins(compiled):
@@ -121,7 +121,7 @@ def test_access_check_simulates_sessions_and_admins(compiled):
     admins = access.admin_members(compiled)
     assert ("admins", "192.0.2.2") in admins and ("admins", "198.51.100.0/24") in admins
     for src in ("192.0.2.2", "198.51.100.255"):
-        p = access.Probe("admin", src, "192.0.2.1", 22, "eth0", False)
+        p = access.AccessProbe("admin", src, "192.0.2.1", 22, "eth0", False)
         assert access.judge(compiled, p).verdict == "ACCEPT"
 
 

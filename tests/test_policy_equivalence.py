@@ -37,10 +37,10 @@ from pathlib import Path
 import pytest
 
 from stockade.model import Family
-from stockade.policy.catalogue import CATALOGUE, Port, resolve
-from stockade.policy.compile import BOGONS, Compiled, compile_policy
-from stockade.policy.schema import FileGroup
 from stockade.model.packet import Packet, from_json
+from stockade.policy.catalogue import CATALOGUE, Port, resolve
+from stockade.policy.compile import BOGONS, CompiledPolicy, compile_policy
+from stockade.policy.schema import FileGroup
 from stockade.semantics.simulate import Result, Simulator
 
 CI = os.environ.get("CI") == "true"
@@ -226,7 +226,7 @@ def example_policies() -> list[GenPolicy]:
     return out
 
 
-def compile_gen(gp: GenPolicy, where: Path) -> Compiled:
+def compile_gen(gp: GenPolicy, where: Path) -> CompiledPolicy:
     """Compile a generated policy written out under `where` (with its group files)."""
     where.mkdir(parents=True, exist_ok=True)
     for name, text in gp.files.items():
@@ -248,7 +248,7 @@ def iface_matches(name: str, pattern: str) -> bool:
 class PolicyView:
     """The policy as its schema describes it, with every group read into networks per family."""
 
-    def __init__(self, c: Compiled, base: Path):
+    def __init__(self, c: CompiledPolicy, base: Path):
         self.p = c.policy
         self.nets: dict[str, list[Net]] = {}
         for name, spec in self.p.groups.items():
@@ -505,7 +505,7 @@ def describe(s: Spec) -> str:
     return json.dumps(s.json())
 
 
-def check_policy(c: Compiled, view: PolicyView, pairs: list[Pair]) -> tuple[list[str], Counter]:
+def check_policy(c: CompiledPolicy, view: PolicyView, pairs: list[Pair]) -> tuple[list[str], Counter]:
     """Simulate every probe on fresh memory; (failures, figures)."""
     sims = {4: Simulator(c.rulesets[Family.IPV4]), 6: Simulator(c.rulesets[Family.IPV6])}
     verdicts: dict[Spec, str] = {}

@@ -116,6 +116,7 @@ def test_refuses_without_force_and_changes_nothing(kernel_ok, tmp_path):
                      SSH_CONNECTION=f"{CLIENT_V4} 50000 {SERVER_V4} 22")
         assert r.returncode == 1
         assert f"this ssh session {CLIENT_V4}" in r.stderr and "Traceback" not in r.stderr
+        assert "hint: fix the policy's admin group or ssh allowance, or pass --force" in r.stderr
         assert full_text(t.server, "iptables-nft") == before
         # The old policy keeps the session (admin group): accepted without --force.
         stockade(["apply", str(old), "--netns", ns, "--confirm-timeout", "0", "--backend", "iptables-nft"], state,

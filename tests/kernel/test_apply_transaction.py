@@ -9,7 +9,7 @@ import pytest
 
 from stockade.kernel.host import Host, KernelError
 from stockade.kernel.live import read_part
-from stockade.kernel.part import Part, desired
+from stockade.kernel.part import OwnedPart, desired
 from stockade.kernel.state import State
 from stockade.kernel.transaction import _physical, apply, recover, restore_text
 from stockade.policy.compile import compile_policy
@@ -28,12 +28,12 @@ def test_failing_second_family_restores_the_first(netns, tmp_path, backend):
     host = Host(netns.name)
     apply(host, read_part(host, backend), a)
     before, sets = full_text(netns, backend), netns.run(["ipset", "save"]).stdout
-    bad = Part(backend, {**b.text, "6": b.text["6"].replace("COMMIT", "-A stk-in -m nosuchmatch -j ACCEPT\nCOMMIT")})
+    bad = OwnedPart(backend, {**b.text, "6": b.text["6"].replace("COMMIT", "-A stk-in -m nosuchmatch -j ACCEPT\nCOMMIT")})
     with pytest.raises(KernelError, match="ip6tables"):
         apply(host, read_part(host, backend), bad)
     assert full_text(netns, backend) == before
     assert netns.run(["ipset", "save"]).stdout == sets  # the new generation's sets are gone again
-    bad_set = Part(backend, {**b.text, "sets": b.text["sets"] + "add stk-admins-ip4 not-an-address\n"})
+    bad_set = OwnedPart(backend, {**b.text, "sets": b.text["sets"] + "add stk-admins-ip4 not-an-address\n"})
     with pytest.raises(KernelError, match="ipset"):
         apply(host, read_part(host, backend), bad_set)
     assert full_text(netns, backend) == before and netns.run(["ipset", "save"]).stdout == sets
@@ -44,7 +44,7 @@ def test_failing_nft_table_changes_nothing(netns, tmp_path):
     host = Host(netns.name)
     apply(host, read_part(host, "nftables"), a)
     before = full_text(netns, "nftables")
-    bad = Part("nftables", {"nft": b.text["nft"].replace("policy drop;", "policy drop; nosuchthing;", 1)})
+    bad = OwnedPart("nftables", {"nft": b.text["nft"].replace("policy drop;", "policy drop; nosuchthing;", 1)})
     with pytest.raises(KernelError):
         apply(host, read_part(host, "nftables"), bad)
     assert full_text(netns, "nftables") == before
@@ -81,7 +81,7 @@ def test_legacy_table_committed_before_a_failing_one_is_put_back(netns, tmp_path
     host = Host(netns.name)
     apply(host, read_part(host, backend), a)
     before = full_text(netns, backend)
-    bad = Part(backend, {**b.text, "4": b.text["4"].replace("-A stk-in ", "-A stk-in -m nosuchmatch ", 1)})
+    bad = OwnedPart(backend, {**b.text, "4": b.text["4"].replace("-A stk-in ", "-A stk-in -m nosuchmatch ", 1)})
     with pytest.raises(KernelError, match="iptables-legacy-restore"):
         apply(host, read_part(host, backend), bad)
     assert _rules(full_text(netns, backend)) == _rules(before)

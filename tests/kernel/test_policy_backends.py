@@ -42,9 +42,9 @@ from stockade.lab.counters import Snapshot
 from stockade.lab.differential import SYNC_PORT, SYNC_SRC, Probe, await_sync
 from stockade.lab.netns import process_prefix, remove
 from stockade.model import Family
-from stockade.policy.compile import Compiled
-from stockade.policy.output import render_outputs
 from stockade.model.packet import Packet, from_json
+from stockade.policy.compile import CompiledPolicy
+from stockade.policy.output import render_outputs
 from stockade.semantics.simulate import Result, Simulator
 
 from ..test_policy_equivalence import (
@@ -125,7 +125,7 @@ class Backend:
         t = self.probe.topology
         return {ns.name for ns in (t.client, t.server) if ns is not None}
 
-    def load(self, c: Compiled) -> None:
+    def load(self, c: CompiledPolicy) -> None:
         p = self.probe
         if self.kind == "nftables":
             p.server.run(["nft", "-f", "-"], input=render_outputs(c, "nftables")["ruleset.nft"])
@@ -189,7 +189,7 @@ def no_namespace_left():
     assert not left, f"namespaces left behind: {', '.join(left)}"
 
 
-def run_both(backends, c: Compiled, packets: list[Packet]) -> tuple[list[str], list[str]]:
+def run_both(backends, c: CompiledPolicy, packets: list[Packet]) -> tuple[list[str], list[str]]:
     """Load the policy into both backends and send them the same packets, side by side."""
     def one(b: Backend) -> list[str]:
         b.load(c)

@@ -210,7 +210,7 @@ def all3(tests: list[bool | None]) -> bool | None:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class _ConntrackEntry:
     """What conntrack_mt reads from a packet's entry; None where the model does not know it."""
 
     nat: frozenset[str] | None  # SNAT/DNAT state bits
@@ -220,7 +220,7 @@ class _Entry:
     maybe: frozenset[str] = frozenset(STATUS_NAMES)  # bits that may be set
 
 
-def _entry(state: str, pkt, env) -> _Entry:
+def _entry(state: str, pkt, env) -> _ConntrackEntry:
     """A NEW packet travels in the original direction and its entry has seen no reply, so it is
     neither EXPECTED, SEEN_REPLY nor ASSURED; a first packet (state derived, not given) is not yet
     CONFIRMED either. Its original tuple is the packet as conntrack saw it (env.orig), its reply tuple
@@ -229,9 +229,9 @@ def _entry(state: str, pkt, env) -> _Entry:
     has an all-zero tuple and is CONFIRMED (xt_ct_tg_check). ESTABLISHED/RELATED entries given by
     the packet spec are unknown."""
     if template(env):
-        return _Entry(frozenset(), "ORIGINAL", (0, 0, 0, 0, 0, (0, 0, 0, 0)), frozenset({"CONFIRMED"}), frozenset())
+        return _ConntrackEntry(frozenset(), "ORIGINAL", (0, 0, 0, 0, 0, (0, 0, 0, 0)), frozenset({"CONFIRMED"}), frozenset())
     if state != "NEW":
-        return _Entry(None, None, None)
+        return _ConntrackEntry(None, None, None)
     orig, nat = env.orig, set()
     if (pkt.src, pkt.sport) != (orig.src, orig.sport):
         nat.add("SNAT")
@@ -239,7 +239,7 @@ def _entry(state: str, pkt, env) -> _Entry:
         nat.add("DNAT")
     ports = _ports(orig, orig.proto, reply=False) + _ports(pkt, orig.proto, reply=True)
     maybe = frozenset() if pkt.state is None else frozenset({"CONFIRMED"})
-    return _Entry(frozenset(nat), "ORIGINAL", (orig.proto, orig.src, orig.dst, pkt.dst, pkt.src, ports),
+    return _ConntrackEntry(frozenset(nat), "ORIGINAL", (orig.proto, orig.src, orig.dst, pkt.dst, pkt.src, ports),
                   maybe=maybe)
 
 

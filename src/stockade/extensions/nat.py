@@ -22,7 +22,7 @@ IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
-class Ports:
+class NatPorts:
     lo: int
     hi: int
     base: int | None = None  # DNAT only: shift the original port's offset from `base` into lo-hi
@@ -37,7 +37,7 @@ class NatRange:
     """Where a connection is mapped to: an address range (first, last), a port range, or both."""
 
     addrs: tuple[IP, IP] | None
-    ports: Ports | None
+    ports: NatPorts | None
 
     def __str__(self) -> str:
         text = ""
@@ -77,7 +77,7 @@ class Masquerade:
     """Terminating in the nat table: SNAT to the primary address of the outgoing interface (ports
     from `ports`), forgotten when that interface goes down; the packet leaves the nat chains accepted."""
 
-    ports: Ports | None = None
+    ports: NatPorts | None = None
     random: bool = False
     random_fully: bool = False
 
@@ -88,7 +88,7 @@ class Redirect:
     (loopback for locally generated packets), ports from `ports`; the packet leaves the nat chains
     accepted."""
 
-    ports: Ports | None = None
+    ports: NatPorts | None = None
     random: bool = False
 
 
@@ -124,7 +124,7 @@ def _port(word: str, target: str, names: bool, lo: int = 0) -> tuple[int, str]:
     raise ParseError(f"{target}: `{word}` is not a valid port", code="bad-port", hint=hint)
 
 
-def parse_ports(text: str, ctx: Context, target: str, base_ok: bool) -> Ports:
+def parse_ports(text: str, ctx: Context, target: str, base_ok: bool) -> NatPorts:
     """`P`, `P-Q` or (DNAT) `P-Q/B`, as iptables reads them; needs a port protocol already given."""
     if ctx.proto not in PORT_PROTOS:
         raise ParseError(f"{target}: ports need `-p tcp`, `-p udp`, `-p sctp` or `-p dccp` before -j {target}",
@@ -136,14 +136,14 @@ def parse_ports(text: str, ctx: Context, target: str, base_ok: bool) -> Ports:
     if rest and not rest.startswith("-"):
         raise ParseError(f"{target}: unexpected `{rest}` after port {lo}", code="bad-port")
     if not rest:
-        return Ports(lo, lo)
+        return NatPorts(lo, lo)
     hi, rest = _port(rest[1:], target, names=False)
     if hi < lo:
         raise ParseError(f"{target}: port range `{text}` is backwards", code="bad-port", hint=f"write {hi}-{lo}")
     if rest and not rest.startswith("/"):
         raise ParseError(f"{target}: unexpected `{rest}` after port range {lo}-{hi}", code="bad-port")
     if not rest:
-        return Ports(lo, hi)
+        return NatPorts(lo, hi)
     if not base_ok:
         raise ParseError(f"{target}: `/BASE` port shifting is for DNAT only", code="bad-port",
                          hint="iptables would accept it and lose the base")
@@ -153,7 +153,7 @@ def parse_ports(text: str, ctx: Context, target: str, base_ok: bool) -> Ports:
     if lo == hi:
         raise ParseError(f"{target}: `/{base}` on the single port {lo} changes nothing", code="bad-port",
                          hint=f"write {lo} (iptables-save would print `{lo}/{base}`, which it cannot read back)")
-    return Ports(lo, hi, base)
+    return NatPorts(lo, hi, base)
 
 
 def parse_to(text: str, ctx: Context, target: str, base_ok: bool) -> NatRange:
@@ -246,7 +246,7 @@ def pick_addr(pkt, first: int, last: int, which: str, persistent: bool) -> int:
     return int.from_bytes(b"".join(v.to_bytes(4, "big") for v in out), "big")
 
 
-def pick_port(pkt, ports: Ports | None, which: str, random: bool):
+def pick_port(pkt, ports: NatPorts | None, which: str, random: bool):
     """get_unique_tuple steps 3 and nf_nat_l4proto_unique_tuple: the port (the ICMP id, which the
     model lacks, for icmp) the manip leaves; a port already in the range (or none asked for) stays."""
     if pkt.proto in (1, 58):

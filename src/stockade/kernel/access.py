@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.packet import Packet
-from ..policy.compile import Compiled
+from ..policy.compile import CompiledPolicy
 from ..semantics.simulate import Simulator
 from .host import Host
 
@@ -24,7 +24,7 @@ SAMPLES_INSIDE = 3
 
 
 @dataclass(frozen=True)
-class Probe:
+class AccessProbe:
     who: str  # "ssh session", "ssh client (ss)", "admin group NAME"
     src: str
     dst: str
@@ -97,7 +97,7 @@ def _samples(member: str) -> list[str]:
     return [str(net.network_address + i) for i in sorted(picks)]
 
 
-def admin_members(c: Compiled) -> list[tuple[str, str]]:
+def admin_members(c: CompiledPolicy) -> list[tuple[str, str]]:
     """(group, member) for every member of the policy's admin groups, from the compiled sets."""
     out = []
     for g in c.policy.admin:
@@ -108,7 +108,7 @@ def admin_members(c: Compiled) -> list[tuple[str, str]]:
     return out
 
 
-def probes(c: Compiled, host: Host, env: dict[str, str] | None = None) -> list[Probe]:
+def probes(c: CompiledPolicy, host: Host, env: dict[str, str] | None = None) -> list[AccessProbe]:
     env = dict(os.environ) if env is None else env
     ports = sshd_ports(host)
     found = sessions(host, ports, env)
@@ -119,27 +119,27 @@ def probes(c: Compiled, host: Host, env: dict[str, str] | None = None) -> list[P
         fam = Family(ipaddress.ip_address(client).version)
         dst = server or _local(host, fam)
         dev = _route_dev(host, client) or iface
-        out += [Probe(who, client, dst, port, dev, False), Probe(who, client, dst, port, dev, True)]
+        out += [AccessProbe(who, client, dst, port, dev, False), AccessProbe(who, client, dst, port, dev, True)]
     for g, member in admin_members(c):
         for src in _samples(member):
             fam = Family(ipaddress.ip_address(src).version)
             for port in sorted(ports):
-                out.append(Probe(f"admin group {g}", src, _local(host, fam), port, _route_dev(host, src) or iface,
+                out.append(AccessProbe(f"admin group {g}", src, _local(host, fam), port, _route_dev(host, src) or iface,
                                  False))
     return out
 
 
-def judge(c: Compiled, probe: Probe) -> Probe:
+def judge(c: CompiledPolicy, probe: AccessProbe) -> AccessProbe:
     src = ipaddress.ip_address(probe.src)
     rs = c.rulesets[Family(src.version)]
     pkt = Packet(family=Family(src.version), proto=6, src=int(src), dst=int(ipaddress.ip_address(probe.dst)),
                  sport=50022, dport=probe.port, tcp_flags=0x10 if probe.established else 0x02, iif=probe.iif,
                  state="ESTABLISHED" if probe.established else None)
     res = Simulator(rs).run(pkt)
-    return Probe(**{**probe.__dict__, "verdict": res.verdict})
+    return AccessProbe(**{**probe.__dict__, "verdict": res.verdict})
 
 
-def lockouts(c: Compiled, host: Host, env: dict[str, str] | None = None) -> tuple[list[Probe], list[Probe]]:
+def lockouts(c: CompiledPolicy, host: Host, env: dict[str, str] | None = None) -> tuple[list[AccessProbe], list[AccessProbe]]:
     """(all judged probes, those that would not get through)."""
     judged = [judge(c, p) for p in probes(c, host, env)]
     return judged, [p for p in judged if p.verdict != "ACCEPT"]

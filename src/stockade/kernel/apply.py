@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..policy.compile import Compiled, compile_policy
+from ..policy.compile import CompiledPolicy, compile_policy
 from . import access
 from . import backend as backends
 from .host import Host, KernelError
@@ -27,8 +27,8 @@ from .transaction import recover
 class Refused(KernelError):
     """The check says the change would lock the admin out; nothing was changed."""
 
-    def __init__(self, message: str, blocked: list[access.Probe]):
-        super().__init__(message)
+    def __init__(self, message: str, blocked: list[access.AccessProbe]):
+        super().__init__(message, hint="fix the policy's admin group or ssh allowance, or pass --force if you are sure")
         self.blocked = blocked
 
 
@@ -38,7 +38,7 @@ class Applied:
     version: str
     previous: str
     deadline: float | None
-    probes: list[access.Probe] = field(default_factory=list)
+    probes: list[access.AccessProbe] = field(default_factory=list)
     diff: object | None = None  # semantics.diff.Diff, when the old policy is known
     notes: list[str] = field(default_factory=list)
 
@@ -78,7 +78,7 @@ def _old_rulesets(state: State, live_digest: str, notes: list[str]):
         return None
 
 
-def apply_policy(c: Compiled, policy_path: str, netns: str | None, timeout: int, force: bool,
+def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout: int, force: bool,
                  backend: str = "auto", env: dict | None = None, progress=None) -> Applied:
     host, state = Host(netns), State.for_netns(netns)
     say = progress or (lambda _m: None)
@@ -115,7 +115,7 @@ def apply_policy(c: Compiled, policy_path: str, netns: str | None, timeout: int,
         previous = state.read("previous")["part"]["digest"]
         job_id = secrets.token_hex(6)
         state.write("job", {"id": job_id, "target": target.to_json(), "timeout": timeout,
-                            "policy": str(Path(policy_path).resolve()), "policy_text": Path(policy_path).read_text()})
+                            "policy": str(Path(policy_path).resolve()), "policy_text": c.text})
         say("applying")
         report = spawn(netns, state, job_id, fd)
     if not report.get("ok"):

@@ -5,8 +5,10 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..model.diagnostics import StockadeError
 
-class KernelError(RuntimeError):
+
+class KernelError(StockadeError, RuntimeError):
     """A tool refused or failed; the message says which and what it printed."""
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .backend import TABLE, tool
 from .host import Host
-from .part import Part, own_ipsets, own_iptables
+from .part import OwnedPart, own_ipsets, own_iptables
 
 
 def nft_table(host: Host, stateless: bool = True) -> str:
@@ -42,9 +42,9 @@ def ipset_save(host: Host) -> str:
     return host.run(["ipset", "save"]).stdout
 
 
-def read_part(host: Host, backend: str) -> Part:
+def read_part(host: Host, backend: str) -> OwnedPart:
     if backend == "nftables":
-        return Part(backend, {"nft": nft_table(host)})
-    return Part(backend, {"4": own_iptables(save_text(host, backend, 4)), "6": own_iptables(save_text(host, backend, 6)),
+        return OwnedPart(backend, {"nft": nft_table(host)})
+    return OwnedPart(backend, {"4": own_iptables(save_text(host, backend, 4)), "6": own_iptables(save_text(host, backend, 6)),
                           "sets": own_ipsets(ipset_save(host))})
 

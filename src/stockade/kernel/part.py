@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .backend import TABLE
 
 if TYPE_CHECKING:  # the detached worker never compiles: it starts faster without the compiler
-    from ..policy.compile import Compiled
+    from ..policy.compile import CompiledPolicy
 
 HOOK_COMMENT = "stockade"
 BUILTIN = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
@@ -33,7 +33,7 @@ def logical(text: str) -> str:
 
 
 @dataclass
-class Part:
+class OwnedPart:
     backend: str
     text: dict[str, str] = field(default_factory=dict)  # "nft" | "4", "6", "sets"
 
@@ -45,19 +45,19 @@ class Part:
     def empty(self) -> bool:
         if self.backend == "nftables":
             return not self.text.get("nft", "").strip()
-        return not any(parse_owned(self.text.get(f, "")).get(t, Table()).chains
+        return not any(parse_owned(self.text.get(f, "")).get(t, OwnedTable()).chains
                        for f in ("4", "6") for t in parse_owned(self.text.get(f, "")))
 
     def to_json(self) -> dict:
         return {"backend": self.backend, "text": self.text, "digest": self.digest}
 
     @classmethod
-    def from_json(cls, data: dict) -> Part:
+    def from_json(cls, data: dict) -> OwnedPart:
         return cls(data["backend"], dict(data["text"]))
 
 
 @dataclass
-class Table:
+class OwnedTable:
     policies: dict[str, str] = field(default_factory=dict)
     chains: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)  # "-A CHAIN ... -j stk-x"
@@ -68,17 +68,17 @@ def _jumps_to_stk(line: str) -> bool:
     return re.search(r" -[jg] stk-\S+$", line) is not None or re.search(r" -[jg] stk-\S+ ", line) is not None
 
 
-def parse_owned(text: str) -> dict[str, Table]:
+def parse_owned(text: str) -> dict[str, OwnedTable]:
     """iptables-save text (live or rendered) -> stockade's part per table; other lines are dropped."""
-    tables: dict[str, Table] = {}
-    cur: Table | None = None
+    tables: dict[str, OwnedTable] = {}
+    cur: OwnedTable | None = None
     name = ""
     for line in text.splitlines():
         if not line.strip() or line.startswith("#") or line == "COMMIT":
             continue
         if line.startswith("*"):
             name = line[1:].strip()
-            cur = tables.setdefault(name, Table())
+            cur = tables.setdefault(name, OwnedTable())
         elif cur is None:
             continue
         elif line.startswith(":"):
@@ -93,13 +93,13 @@ def parse_owned(text: str) -> dict[str, Table]:
                 cur.rules.append(line)
             elif _jumps_to_stk(line):
                 cur.hooks.append(line)
-    tables.setdefault("filter", Table())
+    tables.setdefault("filter", OwnedTable())
     for c in POLICY_CHAINS:
         tables["filter"].policies.setdefault(c, "ACCEPT")
     return {n: t for n, t in tables.items() if n == "filter" or t.chains or t.hooks}
 
 
-def owned_text(tables: dict[str, Table]) -> str:
+def owned_text(tables: dict[str, OwnedTable]) -> str:
     """The canonical text of a part: tables sorted, policies, chains, hooks (sorted), rules."""
     out = []
     for name in sorted(tables):
@@ -131,7 +131,7 @@ def hook_line(table_chain: str, target: str) -> str:
     return f"-A {table_chain} -m comment --comment {HOOK_COMMENT} -j {target}"
 
 
-def desired(c: Compiled, backend: str, docker: dict[int, bool]) -> Part:
+def desired(c: CompiledPolicy, backend: str, docker: dict[int, bool]) -> OwnedPart:
     """The part a compiled policy asks for. iptables: the built-in chains' rules become hooks into
     `stk-` chains (the compiler's jumps keep their chain, other rules move into stk-<chain>), so
     stockade never appends to a built-in chain anything but one stable hook per chain; where a
@@ -145,13 +145,13 @@ def desired(c: Compiled, backend: str, docker: dict[int, bool]) -> Part:
 
     if backend == "nftables":
         from ..render.nft import render_nft
-        return Part(backend, {"nft": render_nft(c.rulesets, TABLE).split("\n", 2)[2]})
+        return OwnedPart(backend, {"nft": render_nft(c.rulesets, TABLE).split("\n", 2)[2]})
     text = {}
     for family in (Family.IPV4, Family.IPV6):
         tables = parse_owned(render_save(c.rulesets[family]))
         raw = _builtin_rules(render_save(c.rulesets[family]))
         for tname, chains in raw.items():
-            t = tables.setdefault(tname, Table())
+            t = tables.setdefault(tname, OwnedTable())
             for chain, lines in chains.items():
                 jumps = [ln for ln in lines if _jumps_to_stk(ln)]
                 if len(lines) == 1 and jumps and not re.search(r" -[sdiop] ", lines[0]):
@@ -161,13 +161,13 @@ def desired(c: Compiled, backend: str, docker: dict[int, bool]) -> Part:
                 t.chains.append(own)
                 t.hooks.append(hook_line(chain, own))
                 t.rules += [f"-A {own} " + ln.split(" ", 2)[2] for ln in lines]
-        tables = {n: Table(t.policies, t.chains, [h for h in t.hooks if not _compiled_hook(h)], t.rules)
+        tables = {n: OwnedTable(t.policies, t.chains, [h for h in t.hooks if not _compiled_hook(h)], t.rules)
                   for n, t in tables.items()}
         if docker.get(int(family)):
             _docker(tables["filter"], c.policy.server.interfaces)
         text[str(int(family))] = owned_text(tables)
     text["sets"] = own_ipsets(render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]]).replace(" -exist", ""))
-    return Part(backend, text)
+    return OwnedPart(backend, text)
 
 
 def _compiled_hook(line: str) -> bool:
@@ -186,7 +186,7 @@ def _builtin_rules(save_text: str) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def _docker(t: Table, interfaces: list[str]) -> None:
+def _docker(t: OwnedTable, interfaces: list[str]) -> None:
     rules = [r for r in t.rules if r.split()[1] == "stk-in"]
     t.chains += ["stk-docker", "stk-docker-in"]
     t.rules += [f"-A stk-docker -i {i} -g stk-docker-in" for i in interfaces]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .backend import tool
 from .host import KernelError
-from .part import Part, owned_text, parse_owned
+from .part import OwnedPart, owned_text, parse_owned
 from .state import State
 from .transaction import _physical, nft_file, restore_text
 
@@ -27,7 +27,7 @@ def _root(root: str | None) -> Path:
     return Path(root or os.environ.get("STOCKADE_ROOT") or "/")
 
 
-def plan(part: Part, root: Path) -> tuple[str, dict[Path, str], list[str]]:
+def plan(part: OwnedPart, root: Path) -> tuple[str, dict[Path, str], list[str]]:
     """(mechanism, files to write relative to root -> content, boot commands for the unit)."""
     head = f"# stockade version {part.digest}\n"
     if part.backend == "nftables":
@@ -62,11 +62,11 @@ def _unit(commands: list[str]) -> str:
                       "[Install]", "WantedBy=multi-user.target", ""])
 
 
-def _confirmed(netns: str | None) -> Part:
+def _confirmed(netns: str | None) -> OwnedPart:
     rec = State.for_netns(netns).read("confirmed")
     if rec is None:
         raise KernelError("nothing confirmed yet: `stockade apply` then `stockade confirm` first")
-    return Part.from_json(rec["part"])
+    return OwnedPart.from_json(rec["part"])
 
 
 def persist(netns: str | None, root: str | None) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 from .host import Host
 from .live import read_part
 from .lock import locked
-from .part import Part
+from .part import OwnedPart
 from .state import State, now
 from .transaction import apply, recover
 
@@ -48,11 +48,11 @@ def spawn(netns: str | None, state: State, job_id: str, lock_fd: int) -> dict:
         return {"ok": False, "error": "the apply worker died before reporting; see " + str(state.dir / "worker.log")}
 
 
-def restore_previous(host: Host, state: State, reason: str) -> Part:
+def restore_previous(host: Host, state: State, reason: str) -> OwnedPart:
     """Make the saved previous part live again (caller holds the lock); record it as applied."""
     recover(host, state)
     saved = state.read("previous")
-    prev = Part.from_json(saved["part"])
+    prev = OwnedPart.from_json(saved["part"])
     apply(host, read_part(host, prev.backend), prev, state)
     live = read_part(host, prev.backend)
     before = saved.get("applied") or {}  # what stockade had applied when the part was saved
@@ -71,7 +71,7 @@ def _work(state: State, job_id: str, lock_fd: int, report_fd: int) -> float | No
     try:
         if job and job["id"] == job_id:
             recover(host, state)
-            target = Part.from_json(job["target"])
+            target = OwnedPart.from_json(job["target"])
             apply(host, read_part(host, target.backend), target, state)
             live = read_part(host, target.backend)
             record = {"version": live.digest, "at": now(), "policy": job["policy"], "backend": live.backend,

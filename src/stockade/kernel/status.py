@@ -11,7 +11,7 @@ from .backend import TABLE
 from .host import Host
 from .live import nft_table, read_part, save_text
 from .lock import locked
-from .part import Part
+from .part import OwnedPart
 from .state import State
 from .transaction import recover
 
@@ -92,7 +92,7 @@ def status(netns: str | None) -> dict:
     live = read_part(host, backend)
     drift = None
     if applied is not None and applied["backend"] == backend and applied["version"] != live.digest:
-        old = Part.from_json(applied["part"])
+        old = OwnedPart.from_json(applied["part"])
         drift = [ln for k in sorted(set(old.text) | set(live.text)) for ln in difflib.unified_diff(
             old.text.get(k, "").splitlines(), live.text.get(k, "").splitlines(), f"applied/{k}", f"live/{k}",
             lineterm="", n=0)]

@@ -26,7 +26,7 @@ import re
 from .backend import TABLE, tool
 from .host import Host, KernelError
 from .live import ipset_save, save_text
-from .part import Part, Table, own_iptables, parse_owned
+from .part import OwnedPart, OwnedTable, own_iptables, parse_owned
 from .state import State
 
 ORDER = ("raw", "mangle", "nat", "filter", "security")
@@ -36,7 +36,7 @@ def nft_file(body: str) -> str:
     return f"table inet {TABLE}\ndelete table inet {TABLE}\n{body}"
 
 
-def apply(host: Host, live: Part, target: Part, state: State | None = None) -> None:
+def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = None) -> None:
     """Make `target` stockade's live part (the caller holds the lock). KernelError if it cannot be done;
     then the live part is still `live`."""
     if target.backend == "nftables":
@@ -55,14 +55,14 @@ def recover(host: Host, state: State) -> bool:
     j = state.read("journal")
     if j is None:
         return False
-    before = Part.from_json(j["from"])
+    before = OwnedPart.from_json(j["from"])
     from .live import read_part
     _iptables(host, read_part(host, before.backend), before)
     state.remove("journal")
     return True
 
 
-def _iptables(host: Host, live: Part, target: Part) -> None:
+def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
     b = target.backend
     raw = {f: save_text(host, b, f) for f in (4, 6)}
     gens = {f: {n[-1] for n in re.findall(r"--match-set (stk-\S+-[abc]) ", raw[f])} for f in (4, 6)}
@@ -107,7 +107,7 @@ def restore_text(live_text: str, target_text: str, gen: str) -> str:
     live, target = parse_owned(live_text), parse_owned(target_text)
     out = []
     for name in sorted(set(live) | set(target), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
-        L, T = live.get(name, Table()), target.get(name, Table())
+        L, T = live.get(name, OwnedTable()), target.get(name, OwnedTable())
         out.append(f"*{name}")
         out += [f":{c} {p} [0:0]" for c, p in T.policies.items()]
         out += [f":{c} - [0:0]" for c in T.chains + [c for c in L.chains if c not in T.chains]]

@@ -35,7 +35,7 @@ def documentation(addr: str) -> bool:
 
 
 @dataclass
-class Host:
+class LabHost:
     role: str  # "admin", "internet", "peer"
     addresses: list[str] = field(default_factory=list)
     ns: Netns | None = None
@@ -49,7 +49,7 @@ class Lab(Closing):
             if not documentation(a):
                 raise ValueError(f"{a} is not a documentation address; the lab uses no others for hosts")
         self.server_addresses = server_addresses
-        self.hosts = {role: Host(role, list(addrs)) for role, addrs in hosts.items() if addrs}
+        self.hosts = {role: LabHost(role, list(addrs)) for role, addrs in hosts.items() if addrs}
         self.server: Netns | None = None
         self.switch: Netns | None = None
         self._stack = contextlib.ExitStack()
@@ -97,7 +97,7 @@ class Lab(Closing):
         ns.run(["ip", "route", "add", "default", "dev", IFACE])
         ns.run(["ip", "-6", "route", "add", "default", "dev", IFACE])
 
-    def _host(self, h: Host) -> None:
+    def _host(self, h: LabHost) -> None:
         h.ns.run(["sysctl", "-q", "-w", f"net.ipv4.ip_local_port_range={EPHEMERAL}"])
         self._addresses(h.ns, h.addresses)
 

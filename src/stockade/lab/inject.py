@@ -26,6 +26,7 @@ import sys
 from typing import Any, Self
 
 from ..model import Family
+from ..model.diagnostics import StockadeError
 from ..model.netfilter import ACK, ICMP_ERRORS, ICMPV6_ERRORS, TCP_FLAGS
 from ..model.packet import Packet
 from .netns import Closing, Netns
@@ -184,7 +185,7 @@ def _serve(iface: str, dst_mac: str) -> int:
     return 0
 
 
-class InjectError(RuntimeError):
+class InjectError(StockadeError, RuntimeError):
     """The sender refused a packet or died."""
 
 

@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
+from ..model.diagnostics import StockadeError
+
 NETNS_DIR = Path("/run/netns")
 PREFIX = "sk-"
 IP = "ip"
 
 
-class NetnsError(RuntimeError):
+class NetnsError(StockadeError, RuntimeError):
     """A command in (or about) a namespace failed; carries what it printed."""
 
     def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str):

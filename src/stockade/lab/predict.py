@@ -28,7 +28,7 @@ STATEFUL = ("limit", "hashlimit", "recent", "connlimit")
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ProbeOutcome:
     verdict: str  # ACCEPT, DROP, REJECT (or UNKNOWN from the simulator)
     reply: str  # one of REPLIES or "none"
     # What decided the probe on the way in: (table, chain, rule number) or (table, chain, None) for a
@@ -113,7 +113,7 @@ class Predictor:
         """Run one packet (the memory keeps it), without its reply."""
         return self.sim.run(pkt)
 
-    def outcome(self, pkt: Packet, listening: bool, answered: bool = True) -> Outcome:
+    def outcome(self, pkt: Packet, listening: bool, answered: bool = True) -> ProbeOutcome:
         """The verdict on `pkt` and what the client gets back (`answered=False`: the datagram is
         incomplete, as a lone fragment, so the stack never answers it)."""
         res = self.sim.run(pkt)
@@ -125,7 +125,7 @@ class Predictor:
             reply, kind = reject_reply(self.rs, res, pkt)
             state = "RELATED" if tracked else None
         else:
-            return Outcome(res.verdict, "none", decided_by(res), res.reason or "")
+            return ProbeOutcome(res.verdict, "none", decided_by(res), res.reason or "")
         if kind is not None and self.sim.run(reply_packet(pkt, kind, state)).verdict != "ACCEPT":
             reply = "none"  # the ruleset's OUTPUT chain stops the answer
-        return Outcome(res.verdict, reply, decided_by(res))
+        return ProbeOutcome(res.verdict, reply, decided_by(res))

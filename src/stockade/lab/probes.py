@@ -29,7 +29,7 @@ SERVER = {Family.IPV4: ("192.0.2.10", "203.0.113.10", "198.51.100.10"),
 
 
 @dataclass(frozen=True)
-class Source:
+class ProbeSource:
     label: str
     addr: str
     family: Family
@@ -37,7 +37,7 @@ class Source:
 
 
 @dataclass(frozen=True)
-class Service:
+class ProbedService:
     proto: str  # tcp, udp, icmp
     port: int | None
     listening: bool
@@ -94,11 +94,11 @@ def group_label(name: str) -> str:
     return name
 
 
-def sources(rs: Ruleset, admin_groups: set[str], server: str) -> list[Source]:
+def sources(rs: Ruleset, admin_groups: set[str], server: str) -> list[ProbeSource]:
     fam = rs.family
     nets = _nets(rs)
     inside = [n for _, ns in nets for n in ns]
-    out: list[Source] = []
+    out: list[ProbeSource] = []
     taken = {server}
     for name, members in nets:
         label = group_label(name)
@@ -110,11 +110,11 @@ def sources(rs: Ruleset, admin_groups: set[str], server: str) -> list[Source]:
             continue
         taken.add(addr)
         host = ("admin" if label in admin_groups else "peer") if documentation(addr) else None
-        out.append(Source(label, addr, fam, host))
+        out.append(ProbeSource(label, addr, fam, host))
     outsider = next(a for a in OUTSIDER[fam] if not any(ipaddress.ip_address(a) in n for n in inside
                                                          if n.version == int(fam)))
-    out.append(Source("outsider", outsider, fam, "internet"))
-    out.append(Source("bogon", BOGON[fam], fam, None))
+    out.append(ProbeSource("outsider", outsider, fam, "internet"))
+    out.append(ProbeSource("bogon", BOGON[fam], fam, None))
     return out
 
 
@@ -123,7 +123,7 @@ def server_address(rs: Ruleset, avoid: list[str]) -> str:
     return next(a for a in SERVER[rs.family] if a not in avoid and not any(ipaddress.ip_address(a) in n for n in nets))
 
 
-def services(rulesets: list[Ruleset]) -> list[Service]:
+def services(rulesets: list[Ruleset]) -> list[ProbedService]:
     """Every port a filter INPUT-side rule names (both families), plus closed samples and ICMP."""
     ports: dict[str, set[int]] = {"tcp": set(), "udp": set()}
     for rs in rulesets:
@@ -136,9 +136,9 @@ def services(rulesets: list[Ruleset]) -> list[Service]:
                             ports[pr].add(p)
     out = []
     for proto in ("tcp", "udp"):
-        out += [Service(proto, p, True) for p in sorted(ports[proto])]
-        out += [Service(proto, p, False) for p in CLOSED[proto] if p not in ports[proto]]
-    return out + [Service("icmp", None, False)]
+        out += [ProbedService(proto, p, True) for p in sorted(ports[proto])]
+        out += [ProbedService(proto, p, False) for p in CLOSED[proto] if p not in ports[proto]]
+    return out + [ProbedService("icmp", None, False)]
 
 
 def _dports(m) -> list[int]:

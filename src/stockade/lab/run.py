@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..model import Family, Ruleset
 from ..model.packet import Packet, from_json
@@ -45,18 +46,21 @@ from .counters import moved, read_counters
 from .differential import RESTORE, SAVE, SYNC_PORT, SYNC_SRC, await_sync
 from .hosts import IFACE, Lab
 from .inject import Injector
-from .predict import Outcome, Predictor
+from .predict import Predictor, ProbeOutcome
 from .probes import (
     MARK_TTL,
     SPORTS,
     TCP_KINDS,
-    Service,
-    Source,
+    ProbedService,
+    ProbeSource,
     server_address,
     services,
     sources,
 )
 from .report import Report, Row
+
+if TYPE_CHECKING:
+    from ..policy.compile import CompiledPolicy
 
 Progress = Callable[[str], None]
 REPLY_RULES = ("syn-ack", "rst", "unreach", "echo-reply")
@@ -153,7 +157,7 @@ class Agent:
 
 
 @dataclass
-class Target:
+class LabTarget:
     family: Family
     rs: Ruleset
     server: str
@@ -166,13 +170,13 @@ class Session:
                  servers: dict[Family, list[str]] | None, report: Report, progress: Progress):
         self.families = families
         self.report, self.progress = report, progress
-        self.targets: dict[Family, Target] = {}
-        self.sources: dict[Family, list[Source]] = {}
+        self.targets: dict[Family, LabTarget] = {}
+        self.sources: dict[Family, list[ProbeSource]] = {}
         self.extra: list[str] = []
         for fam in Family:
             rs = rulesets.get(fam) or Ruleset(fam)
             addrs = (servers or {}).get(fam) or [server_address(rs, [])]
-            self.targets[fam] = Target(fam, rs, addrs[0])
+            self.targets[fam] = LabTarget(fam, rs, addrs[0])
             self.extra += addrs
             self.sources[fam] = sources(rs, admin_groups, addrs[0]) if fam in families else []
         self.services = services([t.rs for t in self.targets.values()])
@@ -310,7 +314,7 @@ class Session:
             (f"timing: a rate limit refills while the probe is in flight ({t_send:.3f}..{t_done:.3f} s): "
              f"{a} if handled at once, {b} if at the end")
 
-    def counted(self, fam: Family, out: Outcome) -> tuple[str, bool]:
+    def counted(self, fam: Family, out: ProbeOutcome) -> tuple[str, bool]:
         """The simulator's deciding rule for a single-packet probe, and whether its kernel counter moved."""
         if out.decided is None:
             return "", True
@@ -343,7 +347,7 @@ class Session:
             if src.host:
                 self._burst(src)
 
-    def _pkt(self, src: Source, svc: Service, **kw) -> Packet:
+    def _pkt(self, src: ProbeSource, svc: ProbedService, **kw) -> Packet:
         t = self.targets[src.family]
         spec = {"proto": svc.proto if svc.proto != "icmp" else ("icmp" if src.family is Family.IPV4 else "ipv6-icmp"),
                 "src": src.addr, "dst": t.server, "iif": IFACE, "ttl": MARK_TTL}
@@ -353,15 +357,15 @@ class Session:
             spec["icmp_type"] = 8 if src.family is Family.IPV4 else 128
         return from_json(spec | kw)
 
-    def _inj(self, src: Source) -> Injector:
+    def _inj(self, src: ProbeSource) -> Injector:
         return self.inject[src.host] if src.host else self.spoof
 
-    def _row(self, src: Source, svc: Service | str, probe: str, observed: str, predicted: str, note: str = "",
+    def _row(self, src: ProbeSource, svc: ProbedService | str, probe: str, observed: str, predicted: str, note: str = "",
              status: str = "ok", rule: str = "") -> Row:
         return self.report.add(Row(int(src.family), src.label, src.addr, str(svc), probe, observed, predicted,
                                    status, note, rule))
 
-    def _crafted(self, src: Source, svc: Service) -> None:
+    def _crafted(self, src: ProbeSource, svc: ProbedService) -> None:
         if svc.proto == "tcp":
             kinds = [(k, {"tcp_flags": list(f)}) for k, f in TCP_KINDS.items()]
         elif svc.proto == "udp":
@@ -373,7 +377,7 @@ class Session:
             pkt = self._pkt(src, svc, **kw)
             t_send = self.now()
             passed, replies, t_done = self.observe(self._inj(src), src.family, [pkt])
-            obs = Outcome("ACCEPT" if passed else "REJECT" if any(replies.values()) else "DROP",
+            obs = ProbeOutcome("ACCEPT" if passed else "REJECT" if any(replies.values()) else "DROP",
                           next((k for k, v in replies.items() if v), "none"))
             exp, shown, status, note = self.window(pred, t_send, t_done,
                                                    lambda t, p=pkt, pr=pred: pr.outcome(p.with_(t=t), svc.listening),
@@ -387,7 +391,7 @@ class Session:
         if svc.proto == "icmp":
             self._fragments(src, svc)
 
-    def _fragments(self, src: Source, svc: Service) -> None:
+    def _fragments(self, src: ProbeSource, svc: ProbedService) -> None:
         """An echo request in two fragments; filter sees the reassembled datagram unless it is IPv6
         without conntrack, where INPUT sees each fragment."""
         pred = self.group(src.family)
@@ -428,7 +432,7 @@ class Session:
             return "open"
         return {"rst": "refused", "unreach": "refused"}.get(out.reply, "timeout")
 
-    def _real(self, src: Source, svc: Service, op: str) -> tuple[dict, float, float]:
+    def _real(self, src: ProbeSource, svc: ProbedService, op: str) -> tuple[dict, float, float]:
         t = self.targets[src.family]
         t_send = self.now()
         res = self.agents[src.host].ask_raw({op: [src.addr, t.server, svc.port], "timeout": 0.3})
@@ -436,11 +440,11 @@ class Session:
         self.resnap(src.family)
         return res, t_send, t_done
 
-    def _real_pkt(self, src: Source, svc: Service, sport: int) -> Packet:
+    def _real_pkt(self, src: ProbeSource, svc: ProbedService, sport: int) -> Packet:
         return from_json({"proto": "tcp", "src": src.addr, "dst": self.targets[src.family].server, "sport": sport,
                           "dport": svc.port, "tcp_flags": ["SYN"], "iif": IFACE})
 
-    def _connect(self, src: Source, svc: Service) -> None:
+    def _connect(self, src: ProbeSource, svc: ProbedService) -> None:
         pred = self.group(src.family)
         res, t_send, t_done = self._real(src, svc, "connect")
         pkt = self._real_pkt(src, svc, res["sport"])
@@ -448,7 +452,7 @@ class Session:
             pred, pkt.with_(t=t), svc.listening), res["result"])
         self._row(src, svc, "connect", res["result"], shown, note, status)
 
-    def _hold(self, src: Source):
+    def _hold(self, src: ProbeSource):
         """Open a connection to the first listening TCP service (SSH last: its limits count packets)."""
         pred = self.group(src.family)
         tcp = sorted((s for s in self.services if s.proto == "tcp" and s.listening), key=lambda s: s.port == 22)
@@ -460,7 +464,7 @@ class Session:
         row = self._row(src, svc, "hold", res["result"], shown, note, status)
         return src, row, (svc, res, pkt)
 
-    def _echo(self, src: Source, row_hold: Row, conn) -> None:
+    def _echo(self, src: ProbeSource, row_hold: Row, conn) -> None:
         svc, res, pkt = conn
         if res["result"] != "open":
             self._row(src, svc, "established", "not run", "not run",
@@ -480,7 +484,7 @@ class Session:
             return
         self._row(src, svc, "established", got, "alive" if ways == ["ACCEPT", "ACCEPT"] else "dead", note)
 
-    def _brute(self, src: Source) -> None:
+    def _brute(self, src: ProbeSource) -> None:
         """An SSH brute-force pattern: BRUTE new connections (SYNs), one after another, one probe group."""
         svc = next(s for s in self.services if s.port == 22 and s.proto == "tcp")
         pred = self.group(src.family)
@@ -500,7 +504,7 @@ class Session:
         self._row(src, svc, f"ssh-brute x{BRUTE}", "".join(obs_seq), "".join(exp_seq),
                   "; ".join(notes) or "A accepted, D dropped, R rejected", status)
 
-    def _hping(self, src: Source, svc: Service, base: int) -> float:
+    def _hping(self, src: ProbeSource, svc: ProbedService, base: int) -> float:
         """Send the burst with hping3; return when the server had seen every packet of it (the
         harness's raw counter of marked probes), which also ends hping3's wait for late answers."""
         fam = src.family
@@ -529,7 +533,7 @@ class Session:
         return tally | {k: sum(o.reply == k for o in outs) for k in REPLY_RULES} | \
             {"unknown": sum(o.verdict == "UNKNOWN" for o in outs)}
 
-    def _burst(self, src: Source) -> None:
+    def _burst(self, src: ProbeSource) -> None:
         """A SYN flood from one source, one probe group: hping3 (IPv4) or one injector batch (IPv6), to a
         listening port other than SSH (its pattern is the brute force's), else to a closed one.
 
@@ -579,10 +583,8 @@ def run_rulesets(target: str, rulesets: dict[Family, Ruleset], families: list[Fa
     return report
 
 
-def run_lab(policy_path: str, progress: Progress | None = None, families: list[Family] | None = None) -> Report:
-    """Compile a policy and prove it in the lab (PolicyError for a bad policy)."""
-    from ..policy.compile import compile_policy
-
-    c = compile_policy(policy_path)
+def run_lab(c: CompiledPolicy, policy_path: str, progress: Progress | None = None,
+            families: list[Family] | None = None) -> Report:
+    """Prove a compiled policy in the lab."""
     admin = set(c.policy.admin) | {g for a in c.policy.allow if "ssh" in a.services for g in a.sources}
     return run_rulesets(policy_path, c.rulesets, families or list(Family), admin, progress=progress)

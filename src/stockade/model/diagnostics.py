@@ -59,3 +59,17 @@ class ParseError(StockadeError):
     def diagnostic(self, fallback: Origin) -> Diagnostic:
         origin = self.token.origin if self.token else fallback
         return Diagnostic("error", self.code, self.message, origin, self.hint)
+
+
+class DiagnosedError(StockadeError):
+    """A deliberate error that points into the input: its diagnostics say where and why, each printed
+    as `file:line:col: error: message` with its hint."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        first = diagnostics[0] if diagnostics else None
+        super().__init__(first.message if first else "invalid input", hint=first and first.hint,
+                         code=first.code if first else None)
+        self.diagnostics = list(diagnostics)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self.diagnostics)) or self.message

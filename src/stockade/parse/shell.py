@@ -63,7 +63,7 @@ def typographic_quote(quote: str, word: str, origin: Origin) -> Diagnostic:
 # -- words ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Lit:
+class LiteralChars:
     """Literal characters and the offset each came from; `quoted` ones are never split."""
 
     text: str
@@ -78,7 +78,7 @@ class Var:
     name: str
     offset: int
     quoted: bool
-    default: Lit | None = None
+    default: LiteralChars | None = None
     colon: bool = False
 
 
@@ -91,7 +91,7 @@ class Subst:
     quoted: bool
 
 
-Part = Union[Lit, Var, Subst]
+Part = Union[LiteralChars, Var, Subst]
 
 
 @dataclass(frozen=True)
@@ -104,17 +104,17 @@ class Word:
     @property
     def literal(self) -> str | None:
         """The word's text if it is plain unquoted literal text (keywords must be)."""
-        if len(self.parts) == 1 and isinstance(self.parts[0], Lit) and not self.parts[0].quoted:
+        if len(self.parts) == 1 and isinstance(self.parts[0], LiteralChars) and not self.parts[0].quoted:
             return self.parts[0].text
         return None
 
     def assignment(self) -> tuple[str, Word] | None:
         """(`NAME`, value word) for `NAME=value`, else None."""
         first = self.parts[0] if self.parts else None
-        if not isinstance(first, Lit) or first.quoted or not (m := ASSIGNMENT.match(first.text)):
+        if not isinstance(first, LiteralChars) or first.quoted or not (m := ASSIGNMENT.match(first.text)):
             return None
         n = m.end()
-        rest = Lit(first.text[n:], first.offsets[n:], False)
+        rest = LiteralChars(first.text[n:], first.offsets[n:], False)
         return m.group()[:-1], Word((rest, *self.parts[1:]), self.start + n, self.end, self.raw[n:])
 
 
@@ -322,7 +322,7 @@ class Parser:
 
         def flush() -> None:
             if buf:
-                parts.append(Lit("".join(buf), tuple(offs), False))
+                parts.append(LiteralChars("".join(buf), tuple(offs), False))
                 buf.clear()
                 offs.clear()
 
@@ -337,12 +337,12 @@ class Parser:
                     continue
                 flush()
                 if p + 1 < n:
-                    parts.append(Lit(text[p + 1], (p + 1,), True))
+                    parts.append(LiteralChars(text[p + 1], (p + 1,), True))
                 self.pos += 2
             elif c == "'":
                 flush()
                 close = self._closing(p, "'")
-                parts.append(Lit(text[p + 1:close], tuple(range(p + 1, close)), True))
+                parts.append(LiteralChars(text[p + 1:close], tuple(range(p + 1, close)), True))
                 self.pos = close + 1
             elif c == '"':
                 flush()
@@ -390,14 +390,14 @@ class Parser:
                 self.pos += 2
             elif c == "`" or (c == "$" and i + 1 < close):
                 if buf:
-                    parts.append(Lit("".join(buf), tuple(offs), True))
+                    parts.append(LiteralChars("".join(buf), tuple(offs), True))
                     buf, offs = [], []
                 parts.append(self._dollar(True))
             else:
                 buf.append(c)
                 offs.append(i)
                 self.pos += 1
-        parts.append(Lit("".join(buf), tuple(offs), True))  # keeps `""` as an empty field
+        parts.append(LiteralChars("".join(buf), tuple(offs), True))  # keeps `""` as an empty field
         self.pos = close + 1
         return parts
 
@@ -423,12 +423,12 @@ class Parser:
             default = None
             if m.group(3):
                 d0 = p + 2 + m.start(4)
-                default = Lit(m.group(4), tuple(range(d0, d0 + len(m.group(4)))), quoted)
+                default = LiteralChars(m.group(4), tuple(range(d0, d0 + len(m.group(4)))), quoted)
             return Var(m.group(1), p, quoted, default, bool(m.group(2)))
         m = NAME.match(text, p + 1) or SPECIAL.match(text, p + 1)
         if not m:
             self.pos += 1
-            return Lit("$", (p,), quoted)
+            return LiteralChars("$", (p,), quoted)
         self.pos = m.end()
         return Var(m.group(), p, quoted)
 
@@ -605,7 +605,7 @@ class Parser:
                 if target.kind != "word":
                     raise self._error(f"`{tok.text}` needs a file name", tok.offset)
                 if tok.text in ("<<", "<<-"):
-                    delim = "".join(p.text for p in target.word.parts if isinstance(p, Lit))
+                    delim = "".join(p.text for p in target.word.parts if isinstance(p, LiteralChars))
                     heredoc = HereDoc(delim, tok.text == "<<-")
                     self.heredocs.append(heredoc)
                 else:
@@ -687,7 +687,7 @@ def _escaped(text: str, i: int) -> bool:
 # -- expansion -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Unknown:
+class UnknownValue:
     """A variable's value that came from a command substitution stockade cannot run."""
 
     raw: str  # the `$(...)` as written
@@ -695,14 +695,15 @@ class Unknown:
 
 
 class Unexpandable(Exception):
-    """A word needs a value stockade cannot compute."""
+    """A word needs a value stockade cannot compute. A signal the script reader turns into a
+    diagnostic, not an error for the user (so not a StockadeError)."""
 
-    def __init__(self, unknown: Unknown, var: str | None, offset: int):
+    def __init__(self, unknown: UnknownValue, var: str | None, offset: int):
         super().__init__(unknown.raw)
         self.unknown, self.var, self.offset = unknown, var, offset
 
 
-Value = Union[str, Unknown]
+Value = Union[str, UnknownValue]
 IFS = " \t\n"
 
 
@@ -731,7 +732,7 @@ def expand(word: Word, env: dict[str, Value], split: bool = True,
         buf.append(c)
 
     for part in word.parts:
-        if isinstance(part, Lit):
+        if isinstance(part, LiteralChars):
             if part.quoted:
                 keep = True
                 if start < 0 and not part.text:
@@ -740,9 +741,9 @@ def expand(word: Word, env: dict[str, Value], split: bool = True,
                 add(c, off)
             continue
         if isinstance(part, Subst):
-            raise Unexpandable(Unknown(part.raw, part.offset), None, part.offset)
+            raise Unexpandable(UnknownValue(part.raw, part.offset), None, part.offset)
         value = env.get(part.name)
-        if isinstance(value, Unknown):
+        if isinstance(value, UnknownValue):
             raise Unexpandable(value, part.name, part.offset)
         if part.default is not None and (value is None or (part.colon and value == "")):
             value = part.default.text

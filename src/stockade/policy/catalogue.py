@@ -21,21 +21,21 @@ class Port:
 
 
 @dataclass(frozen=True)
-class Service:
+class NamedService:
     name: str
     ports: tuple[Port, ...]
     helper: str | None = None
 
 
-def _svc(name: str, *specs: str, helper: str | None = None) -> Service:
+def _svc(name: str, *specs: str, helper: str | None = None) -> NamedService:
     ports = []
     for spec in specs:
         num, proto = spec.split("/")
         ports.append(Port(proto, int(num), int(num)))
-    return Service(name, tuple(ports), helper)
+    return NamedService(name, tuple(ports), helper)
 
 
-CATALOGUE: dict[str, Service] = {s.name: s for s in (
+CATALOGUE: dict[str, NamedService] = {s.name: s for s in (
     _svc("ssh", "22/tcp"),
     _svc("http", "80/tcp"),
     _svc("https", "443/tcp"),
@@ -70,12 +70,12 @@ def parse_port_spec(text: str) -> Port:
     return Port(proto, lo, hi)
 
 
-def resolve(name: str) -> Service:
+def resolve(name: str) -> NamedService:
     """A catalogue service by name, or a custom `PORT/PROTO` one; ValueError with a suggestion otherwise."""
     if name in CATALOGUE:
         return CATALOGUE[name]
     if "/" in name:
-        return Service(name, (parse_port_spec(name),))
+        return NamedService(name, (parse_port_spec(name),))
     close = difflib.get_close_matches(name, list(CATALOGUE), n=1)
     hint = f"did you mean `{close[0]}`?" if close else f"known services: {', '.join(sorted(CATALOGUE))}"
     raise ValueError(f"unknown service `{name}`; {hint} (or write PORT/tcp, PORT/udp)")

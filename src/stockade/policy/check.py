@@ -4,11 +4,11 @@ from __future__ import annotations
 import shutil
 
 from ..lab.netns import Netns, NetnsError
-from .compile import Compiled
+from .compile import CompiledPolicy
 from .output import render_outputs
 
 
-def check_with_tools(c: Compiled) -> list[str]:
+def check_with_tools(c: CompiledPolicy) -> list[str]:
     """Problems the real tools report (empty if they accept everything); nothing outside the namespace changes."""
     ipt = render_outputs(c, "iptables")
     problems = []

@@ -41,10 +41,11 @@ MULTIPORT_MAX = 15
 
 
 @dataclass
-class Compiled:
+class CompiledPolicy:
     policy: Policy
     rulesets: dict[Family, Ruleset]
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    text: str = ""  # the policy file as compiled, recorded by apply
 
 
 def _rate(text: str) -> tuple[str, int]:
@@ -133,7 +134,7 @@ def _entry(entry: str) -> tuple[tuple[Family, str], str]:
 class Compiler:
     def __init__(self, policy: Policy, file: str, text: str):
         self.p = policy
-        self.file = file
+        self.file, self.text = file, text
         self.pos = key_positions(text)
         self.base = Path(file).parent
         self.b = Builder()
@@ -191,7 +192,7 @@ class Compiler:
 
     # -- the policy, section by section ------------------------------------------------------------------
 
-    def compile(self) -> Compiled:
+    def compile(self) -> CompiledPolicy:
         for family in (Family.IPV4, Family.IPV6):
             self._sets(family)
             self._input(family)
@@ -200,7 +201,7 @@ class Compiler:
         errors = [d for d in self.b.diagnostics if d.severity == "error"]
         if errors:  # a compiler bug or an unusable value that slipped past the schema
             raise PolicyError(errors)
-        return Compiled(self.p, self.b.rulesets, self.b.diagnostics)
+        return CompiledPolicy(self.p, self.b.rulesets, self.b.diagnostics, self.text)
 
     def _sets(self, family: Family) -> None:
         """Per group, its addresses in a hash:ip set and its networks in a hash:net set: nftables keeps
@@ -380,7 +381,7 @@ def _multiport_chunks(ports: list[Port]) -> list[list[Port]]:
     return chunks + ([cur] if cur else [])
 
 
-def compile_policy(path: str | Path, text: str | None = None) -> Compiled:
+def compile_policy(path: str | Path, text: str | None = None) -> CompiledPolicy:
     """Load, validate and compile a policy file; raise PolicyError with positioned diagnostics."""
     path = Path(path)
     if text is None:

@@ -6,10 +6,10 @@ from pathlib import Path
 from ..model import Family
 from ..render.ipset import render_ipsets
 from ..render.save import render_save
-from .compile import Compiled
+from .compile import CompiledPolicy
 
 
-def render_outputs(c: Compiled, target: str) -> dict[str, str]:
+def render_outputs(c: CompiledPolicy, target: str) -> dict[str, str]:
     """File name -> content for one back end."""
     if target == "nftables":
         from ..render.nft import render_nft
@@ -19,7 +19,7 @@ def render_outputs(c: Compiled, target: str) -> dict[str, str]:
             "ipsets": render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]])}
 
 
-def write_outputs(c: Compiled, target: str, out: Path) -> list[Path]:
+def write_outputs(c: CompiledPolicy, target: str, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in render_outputs(c, target).items():

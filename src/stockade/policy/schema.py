@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from ..model import Origin
-from ..model.diagnostics import Diagnostic
+from ..model.diagnostics import DiagnosedError, Diagnostic
 from .catalogue import resolve
 from .locate import key_positions, position
 
@@ -111,7 +111,7 @@ def _group(value: Any) -> tuple[str, ...] | FileGroup:
 Group = Annotated[Any, BeforeValidator(_group)]
 
 
-class Log(Strict):
+class LogSettings(Strict):
     drops: bool = True
     prefix: str = "stockade-drop: "
     rate: Rate = "5/minute"
@@ -188,7 +188,7 @@ class Policy(Strict):
     groups: dict[str, Group] = Field(default_factory=dict)
     admin: list[str] = Field(default_factory=list)  # groups with full access
     defaults: Defaults = Field(default_factory=Defaults)
-    log: Log = Field(default_factory=Log)
+    log: LogSettings = Field(default_factory=LogSettings)
     icmp: Icmp = Field(default_factory=Icmp)
     protect: Protect = Field(default_factory=Protect)
     blocklist: Blocklist = Field(default_factory=Blocklist)
@@ -205,12 +205,8 @@ class Policy(Strict):
         return v
 
 
-class PolicyError(Exception):
+class PolicyError(DiagnosedError):
     """The policy cannot be used; `diagnostics` say where and why."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        super().__init__("\n".join(map(str, diagnostics)))
-        self.diagnostics = diagnostics
 
 
 def _hint(loc: tuple, known: dict) -> str | None:

@@ -1,4 +1,4 @@
-"""`stockade analyze`: service matrices and open ports of one chain, as JSON and as text for an admin.
+"""Service matrices and open ports of one chain, as JSON-ready data (`stockade analyze` prints them).
 
 Defaults suit a host firewall: filter/INPUT, new connections from source port 40000,
 martian sources dropped as the kernel drops them, and as services the TCP/UDP ports
@@ -94,97 +94,8 @@ def _rule_texts(rs: Ruleset, matrices: dict[str, Matrix]) -> dict[str, str]:
     return out
 
 
-def render_text(res: dict, file: str) -> str:
-    """The result as an admin reads it: classes, who reaches whom, what is undecided and why."""
-    fam = "IPv4" if res["family"] == 4 else "IPv6"
-    lines = [f"{file}: {res['chain']} ({fam}), {res['flat_rules']} rules after flattening"]
-    lines += [f"  assuming {a}" for a in res["assumptions"]]
-    for label, m in res["service_matrix"].items():
-        lines.append("")
-        lines.append(f"{label}: {len(m['classes'])} address class(es)")
-        for name, ranges in m["classes"].items():
-            shown = ", ".join(ranges[:4]) + (f", ... (+{len(ranges) - 4} more)" if len(ranges) > 4 else "")
-            lines.append(f"  {name:>3} = {shown}")
-        always = {tuple(e) for e in m["always"]}
-        reach: dict[str, list[str]] = {}
-        for a, b in m["edges"]:
-            reach.setdefault(a, []).append(b if (a, b) in always else b + "?")
-        if not reach:
-            lines.append("  nobody may open this connection")
-        for a, targets in reach.items():
-            lines.append(f"  {a:>3} -> {' '.join(targets)}")
-        reasons: dict[str, int] = {}
-        for u in m["undecided"]:
-            for r in u["depends_on"]:
-                reasons[r] = reasons.get(r, 0) + 1
-        if reasons:
-            lines.append("  ? = may be allowed, depending on:")
-            lines += [f"      {r}: {res['undecided_rules'].get(r, '')}" for r in reasons]
-    if "open_ports" in res:
-        lines.append("")
-        lines.append("open ports (what a scanner sees, per source):")
-        for e in res["open_ports"]:
-            src = ", ".join(e["sources"][:3]) + (f", ... (+{len(e['sources']) - 3} more)" if len(e["sources"]) > 3
-                                                 else "")
-            lines.append(f"  from {src}:")
-            if not e["open"] and not e["maybe"]:
-                lines.append("    nothing")
-            for kind in ("open", "maybe"):
-                for proto, items in e[kind].items():
-                    lines.append(f"    {kind:<5} {proto:<4} {', '.join(items)}")
-    return "\n".join(lines)
-
-
 def families(rulesets: dict[Family, Ruleset], family: Family | None) -> list[Ruleset]:
     """The rulesets to analyse: the family asked for, else every family that has rules (IPv4 first)."""
     chosen = [rs for f, rs in sorted(rulesets.items()) if family is None or f is family]
     with_rules = [rs for rs in chosen if any(c.rules for t in rs.tables.values() for c in t.chains.values())]
     return with_rules or chosen[:1]
-
-
-def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_path: str | None,
-                family: Family | None, as_json: bool) -> int:
-    """Print the analysis of every family asked for; 0 on success, 1 for bad input (diagnostics on stderr)."""
-    import json
-    import sys
-
-    from .flatten import FlatError
-    from .ipassmt import IpAssmtError, parse_ipassmt, parse_routes
-
-    for d in b.diagnostics:
-        if d.severity == "error":
-            print(f"{d}\n  note: that line is left out of the analysis", file=sys.stderr)
-    results = []
-    for rs in families(b.rulesets, family):
-        maps = {}
-        for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes)):
-            if path is None:
-                continue
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    maps[key] = reader(fh.read(), path, rs.family)
-            except (OSError, UnicodeError) as e:
-                print(f"{path}: error: cannot read {key} file: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
-                return 2
-            except IpAssmtError as e:
-                print(str(e.diagnostic), file=sys.stderr)
-                return 1
-        try:
-            results.append(analyze_ruleset(rs, opts, maps.get("ipassmt"), maps.get("routes")))
-        except FlatError as e:
-            print(str(e.diagnostic), file=sys.stderr)
-            return 1
-        except ValueError as e:
-            print(f"{file}: error: {e}", file=sys.stderr)
-            return 1
-    if not results:
-        print(f"{file}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse", file=sys.stderr)
-        return 1
-    if as_json:
-        top = dict(results[0])
-        if len(results) > 1:
-            top["ipv6"] = results[1]
-        print(json.dumps(top, indent=2))
-    else:
-        print("\n\n".join(render_text(r, file) for r in results))
-    return 0

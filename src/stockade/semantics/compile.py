@@ -17,8 +17,9 @@ from ..extensions import REGISTRY, Opaque
 from ..model import Family, Rule, Table
 
 
-class Unknown(Exception):
-    """A match or target whose outcome stockade cannot decide for this packet."""
+class Undecidable(Exception):
+    """A match or target whose outcome stockade cannot decide for this packet. A signal the simulator
+    turns into the verdict UNKNOWN, not an error for the user (so not a StockadeError)."""
 
     def __init__(self, message: str, where: tuple):
         super().__init__(message)
@@ -32,7 +33,7 @@ def _match_fn(ext, data, key: tuple, family: Family) -> Callable:
         env.key = key
         got = ext.holds(data, p, env)
         if got is None:
-            raise Unknown(f"match `{name}` is not modelled for this packet", key[:3])
+            raise Undecidable(f"match `{name}` is not modelled for this packet", key[:3])
         return got
     return holds
 
@@ -41,18 +42,18 @@ def _target_fn(ext, data, where: tuple) -> Callable:
     def act(p, env):
         verdict = ext.act(data, p, env)
         if verdict == "UNKNOWN":
-            raise Unknown(f"target {ext.name} is not modelled", where)
+            raise Undecidable(f"target {ext.name} is not modelled", where)
         return verdict
     return act
 
 
 def _unknown_fn(message: str, where: tuple) -> Callable:
     def fail(p, env):
-        raise Unknown(message, where)
+        raise Undecidable(message, where)
     return fail
 
 
-class Compiled:
+class CompiledTable:
     """All chains of one table, compiled; `run(chain, ...)` walks a built-in chain."""
 
     def __init__(self, table: Table, family: Family):

@@ -32,7 +32,6 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..model import Family, Ruleset
 from ..model.netfilter import FILTER_HOOKS as HOOKS
@@ -432,22 +431,6 @@ def class_text(k: dict) -> str:
 
 
 # ---- reading either side ----
-
-def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
-    """A policy (.toml, compiled) or an iptables-save dump or script; with its diagnostics.
-    Raises OSError/UnicodeError for unreadable files and PolicyError for a bad policy."""
-    if path.endswith(".toml"):
-        from ..policy.compile import compile_policy  # pydantic only when needed
-        c = compile_policy(path)
-        return c.rulesets, c.diagnostics
-    from ..parse.read import read
-    raw = Path(path).read_bytes()
-    if b"\0" in raw:
-        raise UnicodeError("binary data (NUL bytes)")
-    b = read(raw.decode("utf-8"), path)
-    return b.rulesets, b.diagnostics
-
-
 
 def packet_spec(p: Packet) -> dict:
     """The packet as a JSON spec `stockade explain --packet` reads back."""

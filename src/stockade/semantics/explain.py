@@ -1,14 +1,10 @@
-"""`stockade explain`: run packet specs through a ruleset and print what happens."""
+"""Packet specs run through a ruleset: the JSON or short form read as a Packet, one simulator per family."""
 from __future__ import annotations
 
 import json
-from typing import IO
 
-import click
-
-from ..model import Family
+from ..model import Family, Ruleset
 from ..model.packet import Packet, SpecError, from_json, from_short
-from ..parse.command import Builder
 from .simulate import Simulator
 
 
@@ -28,54 +24,14 @@ def parse_spec(text: str) -> Packet:
 class Explainer:
     """One simulator per family, created on first use; stateful memory persists across packets."""
 
-    def __init__(self, b: Builder):
-        self.b = b
+    def __init__(self, rulesets: dict[Family, Ruleset]):
+        self.rulesets = rulesets
         self.sims: dict[Family, Simulator] = {}
 
     def run(self, pkt: Packet):
         if pkt.family not in self.sims:
-            rs = self.b.rulesets.get(pkt.family)
+            rs = self.rulesets.get(pkt.family)
             if rs is None:
                 raise SpecError(f"the ruleset has no {pkt.family.cmd} rules for an IPv{int(pkt.family)} packet")
             self.sims[pkt.family] = Simulator(rs)
         return self.sims[pkt.family].run(pkt)
-
-
-def explain_one(b: Builder, spec: str, as_json: bool) -> int:
-    try:
-        pkt = parse_spec(spec)
-        res = Explainer(b).run(pkt)
-    except SpecError as e:
-        click.echo(f"--packet: error: {e}", err=True)
-        return 2
-    if as_json:
-        click.echo(json.dumps(res.to_json()))
-        return 0
-    click.echo(f"packet: {spec}")
-    click.echo(f"conntrack state: {res.ctstate or 'not tracked (no rule loads conntrack)'}")
-    for step in res.trace:
-        where = f"{step['table']}/{step['chain']}"
-        if "policy" in step:
-            click.echo(f"  {where} policy {step['policy']}")
-        else:
-            click.echo(f"  {where} rule {step['rule']:<4} -> {step['target'] or '(no target)':<12} "
-                       f"{step.get('origin') or ''}")
-    for note in res.notes:
-        click.echo(f"   note: {note}")
-    click.echo(f"verdict: {res.verdict}" + (f"  ({res.reason})" if res.reason else ""))
-    click.echo(f"rules evaluated: {res.evaluated}")
-    return 0
-
-
-def explain_batch(b: Builder, lines: IO[str], as_json: bool) -> int:
-    ex = Explainer(b)
-    bad = 0
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out = ex.run(parse_spec(line)).to_json()
-        except SpecError as e:
-            out, bad = {"error": f"line {n}: {e}"}, bad + 1
-        click.echo(json.dumps(out) if as_json else f"{n}: {out.get('verdict', out.get('error'))}")
-    return 2 if bad else 0

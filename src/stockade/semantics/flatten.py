@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 from ..extensions import Opaque
 from ..model import Address, Family, Origin, Rule, Ruleset, Target
-from ..model.diagnostics import Diagnostic
+from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
 
 TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE", "NFQUEUE", "TARPIT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT",
@@ -111,11 +111,11 @@ class Flat:
     rules: list[FlatRule]
 
 
-class FlatError(Exception):
+class FlatError(DiagnosedError):
     """A chain that cannot be flattened; `diagnostic` points at the rule."""
 
     def __init__(self, diagnostic: Diagnostic):
-        super().__init__(str(diagnostic))
+        super().__init__([diagnostic])
         self.diagnostic = diagnostic
 
 

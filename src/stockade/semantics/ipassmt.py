@@ -16,13 +16,15 @@ import re
 from dataclasses import dataclass, field
 
 from ..model import Family, Origin
-from ..model.diagnostics import Diagnostic
+from ..model.diagnostics import DiagnosedError, Diagnostic
 from .ranges import Ranges, complement, full, intersect, normalize, parse_range
 
 
-class IpAssmtError(Exception):
+class IpAssmtError(DiagnosedError):
+    """An interface map or route table that cannot be read; `diagnostic` points at the line."""
+
     def __init__(self, diagnostic: Diagnostic):
-        super().__init__(str(diagnostic))
+        super().__init__([diagnostic])
         self.diagnostic = diagnostic
 
 

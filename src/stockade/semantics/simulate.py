@@ -15,7 +15,7 @@ from typing import Any
 from ..model import Family, Rule, Ruleset
 from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6
 from ..model.packet import Packet
-from .compile import Compiled, Unknown
+from .compile import CompiledTable, Undecidable
 from .conntrack import first_packet_state
 
 CT = ("ct",)
@@ -118,7 +118,7 @@ class Simulator:
         self.rs = rs
         self.conntrack = uses_conntrack(rs)
         self.memory: dict[Any, Any] = {}
-        self.compiled: dict[str, Compiled] = {}
+        self.compiled: dict[str, CompiledTable] = {}
 
     def run(self, pkt: Packet) -> Result:
         ctstate = pkt.state
@@ -170,7 +170,7 @@ class Simulator:
         if tbl is None or chain not in tbl.chains:
             return None
         if table not in self.compiled:
-            self.compiled[table] = Compiled(tbl, self.rs.family)
+            self.compiled[table] = CompiledTable(tbl, self.rs.family)
         pkt = env.pkt
         env.at = (table, chain)
         iif = pkt.iif if chain in SEES_IIF else None
@@ -179,7 +179,7 @@ class Simulator:
         env.evaluated = 0
         try:
             verdict = self.compiled[table].fns[chain](pkt, env, iif, oif, out)
-        except Unknown as e:
+        except Undecidable as e:
             verdict = "UNKNOWN"
             res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
                          f"({_origin(tbl.chains[e.where[1]].rules[e.where[2] - 1])}): {e}"

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from ...model import Family, IPSet, Origin
 from ...model.address import Address, ntop
+from ...model.diagnostics import StockadeError
 
 
-class NftError(ValueError):
+class NftError(StockadeError, ValueError):
     """The model holds something nftables cannot express, or not with the same meaning.
     `located`: the message already names the rule."""
 

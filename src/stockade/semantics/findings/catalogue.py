@@ -11,33 +11,33 @@ from ...model import Origin
 
 
 @dataclass(frozen=True)
-class Kind:
+class FindingKind:
     id: str
     name: str
     severity: str  # error, warning or info
 
 
 KINDS = {k.name: k for k in (
-    Kind("STK201", "shadowed-rule", "warning"),
-    Kind("STK202", "redundant-rule", "info"),
-    Kind("STK203", "after-match-all", "warning"),
-    Kind("STK204", "jump-to-empty-chain", "warning"),
-    Kind("STK205", "maybe-shadowed", "info"),
-    Kind("STK206", "unloadable", "error"),
-    Kind("STK211", "limited-accept-any-port", "error"),
-    Kind("STK212", "global-limit", "warning"),
-    Kind("STK213", "fragment-rule-never-matches", "warning"),
-    Kind("STK214", "log-without-limit", "warning"),
-    Kind("STK215", "source-port-accept", "warning"),
-    Kind("STK216", "block-after-accept", "warning"),
-    Kind("STK221", "no-established", "warning"),
-    Kind("STK222", "no-loopback", "warning"),
-    Kind("STK223", "ipv6-open", "error"),
-    Kind("STK224", "reject-drop-mixed", "info"),
-    Kind("STK225", "no-admin-path", "warning"),
-    Kind("STK226", "ssh-open-to-all", "warning"),
-    Kind("STK227", "default-open", "error"),
-    Kind("STK290", "analysis-limited", "info"),
+    FindingKind("STK201", "shadowed-rule", "warning"),
+    FindingKind("STK202", "redundant-rule", "info"),
+    FindingKind("STK203", "after-match-all", "warning"),
+    FindingKind("STK204", "jump-to-empty-chain", "warning"),
+    FindingKind("STK205", "maybe-shadowed", "info"),
+    FindingKind("STK206", "unloadable", "error"),
+    FindingKind("STK211", "limited-accept-any-port", "error"),
+    FindingKind("STK212", "global-limit", "warning"),
+    FindingKind("STK213", "fragment-rule-never-matches", "warning"),
+    FindingKind("STK214", "log-without-limit", "warning"),
+    FindingKind("STK215", "source-port-accept", "warning"),
+    FindingKind("STK216", "block-after-accept", "warning"),
+    FindingKind("STK221", "no-established", "warning"),
+    FindingKind("STK222", "no-loopback", "warning"),
+    FindingKind("STK223", "ipv6-open", "error"),
+    FindingKind("STK224", "reject-drop-mixed", "info"),
+    FindingKind("STK225", "no-admin-path", "warning"),
+    FindingKind("STK226", "ssh-open-to-all", "warning"),
+    FindingKind("STK227", "default-open", "error"),
+    FindingKind("STK290", "analysis-limited", "info"),
 )}
 
 

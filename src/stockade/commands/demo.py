@@ -23,12 +23,14 @@ from pathlib import Path
 
 import click
 
-from .lab.run import run_lab
-from .lab.topology import CLIENT_V4, SERVER_IN, SERVER_V4, Topology
-from .parse.read import read
-from .policy.compile import compile_policy
-from .policy.summary import egress_table, service_table
-from .render.save import render_save
+from ..lab.run import run_lab
+from ..lab.topology import CLIENT_V4, SERVER_IN, SERVER_V4, Topology
+from ..parse.read import read
+from ..policy.compile import CompiledPolicy
+from ..policy.summary import egress_table, service_table
+from ..render.save import render_save
+from .exitcodes import FINDINGS, OK
+from .inputs import load_policy
 
 SCRIPT, POLICY = "demo-firewall.sh", "demo-policy.toml"
 SHOWN = 14  # lines of each command's output
@@ -61,25 +63,27 @@ def _import() -> None:
                "the policy below does the job instead")
 
 
-def _plan(path: Path) -> None:
-    c = compile_policy(path)
+def _plan(path: Path) -> CompiledPolicy:
+    c = load_policy(str(path))
     _title(f"the plan: {POLICY} (the web/mail/SSH/DNS server of seed 003)")
-    click.echo(path.read_text(encoding="utf-8"))
+    click.echo(c.text)
     for r in service_table(c.policy):
         click.echo(f"  in   {r['service']:<10} {r['ports']:<16} from {r['from']}" + (f", {r['limit']}" if r["limit"] else ""))
     for r in egress_table(c.policy):
         click.echo(f"  out  {r['service']:<10} {r['ports']:<16} to {r['to']}")
-    for family, rs in c.rulesets.items():
+    for rs in c.rulesets.values():
         text = render_save(rs)
         click.echo(f"  {rs.family.cmd}-restore: {sum(line.startswith('-A') for line in text.splitlines())} rules, "
                    f"{len(rs.sets)} sets")
+    return c
 
 
 def _stockade(state: Path, *args: str) -> subprocess.CompletedProcess:
     """The real command line, as the admin types it in an SSH session from the admin host."""
     click.secho(f"admin@{CLIENT_V4}$ stockade {' '.join(args)}", fg="cyan")
     env = dict(os.environ, SSH_CONNECTION=f"{CLIENT_V4} 50022 {SERVER_V4} 22", STOCKADE_STATE_DIR=str(state))
-    r = subprocess.run([sys.executable, "-m", "stockade.cli", *args], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", *args], capture_output=True, text=True, env=env,
+                       check=False)
     lines = (r.stdout + r.stderr).rstrip().splitlines()
     for line in lines[:SHOWN]:
         click.echo(f"  {line}")
@@ -134,15 +138,21 @@ def _lockout(tmp: Path) -> bool:
     return ok
 
 
-def run_demo() -> int:
+@click.command("demo")
+def command() -> None:
+    """Import a seed-style firewall script with classic mistakes; show what stockade finds."""
+    sys.exit(_run())
+
+
+def _run() -> int:
     with as_file(files("stockade.data").joinpath(POLICY)) as path, tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         _import()
-        _plan(path)
+        c = _plan(path)
         _title("the lab: real packets in throwaway namespaces, each compared with the prediction")
-        report = run_lab(str(path), lambda m: click.echo(f"  {m}", err=True))
+        report = run_lab(c, str(path), lambda m: click.echo(f"  {m}", err=True))
         click.echo(report.table())
         rolled_back = _lockout(Path(tmp))
         _title(f"done in {time.monotonic() - started:.0f} s: {report.mismatches} mismatch(es); "
                f"lockout {'rolled back' if rolled_back else 'NOT rolled back'}")
-        return 0 if not report.mismatches and rolled_back else 1
+        return OK if not report.mismatches and rolled_back else FINDINGS

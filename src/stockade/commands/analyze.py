@@ -1,0 +1,113 @@
+"""`stockade analyze`: the service matrices and open ports of one chain, as text for an admin or JSON."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..model import Family
+from . import options
+from .exitcodes import FINDINGS, OK
+from .inputs import load_ruleset, read_text
+
+
+def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
+    """Each --service checked before any analysis: a bad one is a usage error (exit 2)."""
+    from ..semantics.matrix import parse_service
+
+    for label in labels:
+        try:
+            parse_service(label, Family.IPV4)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return list(labels)
+
+
+@click.command("analyze")
+@click.argument("ruleset")
+@click.option("--table", default="filter", show_default=True)
+@click.option("--chain", default="INPUT", show_default=True, help="built-in chain; FORWARD for a router")
+@click.option("--ipassmt", "ipassmt_path", help="interface-to-address map (fffuu's format or `IFACE ADDR ...` lines)")
+@click.option("--routes", "routes_path", help="`ip route` output: read `-o X` as the destinations routed via X")
+@click.option("--service", "services", multiple=True, callback=_services,
+              help="tcp/22, udp/53, icmp/8 ... (repeatable; default: the ports the chain names, plus tcp/22)")
+@click.option("--sport", type=click.IntRange(0, 65535), help="client source port  [default: 40000; fffuu: 10000]")
+@click.option("--state", type=click.Choice(["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"]),
+              default="NEW", show_default=True)
+@click.option("--chain-only", is_flag=True, help="do not drop martian sources before the chain (as fffuu)")
+@options.as_json("machine-readable output")
+@options.FROM
+@options.family("address family (default: every family with rules)")
+def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
+            services: list[str], sport: int | None, state: str, chain_only: bool, as_json: bool, fmt: str,
+            family: Family | None) -> None:
+    """Which sources may open which services to which destinations (service matrix), and the open ports."""
+    from ..semantics.analyze import Options, analyze_ruleset, families
+    from ..semantics.ipassmt import parse_ipassmt, parse_routes
+
+    opts = Options(table, chain, services, sport, state, not chain_only)
+    b, _ = load_ruleset(ruleset, fmt, family)
+    for d in b.diagnostics:
+        if d.severity == "error":
+            click.echo(f"{d}\n  note: that line is left out of the analysis", err=True)
+    maps = [(key, path, read_text(path, f"{key} file"), reader)
+            for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes))
+            if path is not None]
+    results = []
+    for rs in families(b.rulesets, family):
+        read = {key: reader(text, path, rs.family) for key, path, text, reader in maps}
+        results.append(analyze_ruleset(rs, opts, read.get("ipassmt"), read.get("routes")))
+    if not results:
+        click.echo(f"{ruleset}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse",
+                   err=True)
+        sys.exit(FINDINGS)
+    if as_json:
+        top = dict(results[0])
+        if len(results) > 1:
+            top["ipv6"] = results[1]
+        click.echo(json.dumps(top, indent=2))
+    else:
+        click.echo("\n\n".join(render_text(r, ruleset) for r in results))
+    sys.exit(OK)
+
+
+def render_text(res: dict, file: str) -> str:
+    """The result as an admin reads it: classes, who reaches whom, what is undecided and why."""
+    fam = "IPv4" if res["family"] == 4 else "IPv6"
+    lines = [f"{file}: {res['chain']} ({fam}), {res['flat_rules']} rules after flattening"]
+    lines += [f"  assuming {a}" for a in res["assumptions"]]
+    for label, m in res["service_matrix"].items():
+        lines.append("")
+        lines.append(f"{label}: {len(m['classes'])} address class(es)")
+        for name, ranges in m["classes"].items():
+            shown = ", ".join(ranges[:4]) + (f", ... (+{len(ranges) - 4} more)" if len(ranges) > 4 else "")
+            lines.append(f"  {name:>3} = {shown}")
+        always = {tuple(e) for e in m["always"]}
+        reach: dict[str, list[str]] = {}
+        for a, b in m["edges"]:
+            reach.setdefault(a, []).append(b if (a, b) in always else b + "?")
+        if not reach:
+            lines.append("  nobody may open this connection")
+        for a, targets in reach.items():
+            lines.append(f"  {a:>3} -> {' '.join(targets)}")
+        reasons: dict[str, int] = {}
+        for u in m["undecided"]:
+            for r in u["depends_on"]:
+                reasons[r] = reasons.get(r, 0) + 1
+        if reasons:
+            lines.append("  ? = may be allowed, depending on:")
+            lines += [f"      {r}: {res['undecided_rules'].get(r, '')}" for r in reasons]
+    if "open_ports" in res:
+        lines.append("")
+        lines.append("open ports (what a scanner sees, per source):")
+        for e in res["open_ports"]:
+            src = ", ".join(e["sources"][:3]) + (f", ... (+{len(e['sources']) - 3} more)" if len(e["sources"]) > 3
+                                                 else "")
+            lines.append(f"  from {src}:")
+            if not e["open"] and not e["maybe"]:
+                lines.append("    nothing")
+            for kind in ("open", "maybe"):
+                for proto, items in e[kind].items():
+                    lines.append(f"    {kind:<5} {proto:<4} {', '.join(items)}")
+    return "\n".join(lines)

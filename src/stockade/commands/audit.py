@@ -1,0 +1,23 @@
+"""`stockade audit`: what an imported script or dump really does to real packets."""
+from __future__ import annotations
+
+import click
+
+from . import options
+from .inputs import load_ruleset
+from .lab import print_report
+
+
+@click.command("audit")
+@click.argument("ruleset")
+@options.as_json("machine-readable report")
+def command(ruleset: str, as_json: bool) -> None:
+    """What an imported script or dump really does to real packets (lab probes, simulator predictions)."""
+    from ..lab.audit import run_audit
+
+    b, text = load_ruleset(ruleset)
+    for d in b.diagnostics:
+        if d.severity != "note":
+            click.echo(str(d), err=True)
+    report, _ = run_audit(ruleset, text, lambda m: click.echo(m, err=True))
+    print_report(report, as_json)

@@ -1,0 +1,86 @@
+"""The one place a command reads a file: bytes to text (no NUL bytes, UTF-8 with the position of the
+first bad byte), the kind of input it holds, and the library call that loads each kind.
+
+Unreadable input raises InputError (exit 2); defects inside a readable file are the loaders' own
+diagnostics and errors (PolicyError, parse diagnostics).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..model import Family, Origin, Ruleset
+from ..model.diagnostics import Diagnostic, StockadeError
+from ..parse.command import Builder
+from ..parse.read import guess_format, read
+
+if TYPE_CHECKING:
+    from ..policy.compile import CompiledPolicy
+
+
+class InputError(StockadeError):
+    """A file that cannot be read as text; printed as `file[:line:col]: error: cannot read ...`."""
+
+    code = "unreadable"
+
+    def __init__(self, path: str, reason: str, what: str = "input", origin: Origin | None = None):
+        super().__init__(f"cannot read {what}: {reason}")
+        self.path, self.origin = path, origin
+
+    def __str__(self) -> str:
+        return f"{self.origin or self.path}: error: {self.message}"
+
+
+def read_text(path: str, what: str = "input") -> str:
+    """The file's text; InputError if it is missing, holds NUL bytes or is not UTF-8."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(path, e.strerror or str(e), what) from None
+    if b"\0" in raw:
+        raise InputError(path, "binary data (NUL bytes)", what, _origin(path, raw, raw.index(b"\0")))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not UTF-8 (byte 0x{raw[e.start]:02x})", what, _origin(path, raw, e.start)) from None
+
+
+def _origin(path: str, raw: bytes, offset: int) -> Origin:
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    return Origin(path, raw.count(b"\n", 0, offset) + 1, offset - line_start + 1)
+
+
+# The kinds of input, most specific first: the first row whose test fits the file names its kind.
+KINDS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
+    ("policy", lambda path, _text: path.endswith(".toml")),
+    ("save", lambda _path, text: guess_format(text) == "save"),  # iptables-save / iptables-restore input
+    ("script", lambda _path, _text: True),  # a shell script or pasted tutorial of iptables commands
+)
+
+
+def kind_of(path: str, text: str) -> str:
+    return next(kind for kind, fits in KINDS if fits(path, text))
+
+
+def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None) -> tuple[Builder, str]:
+    """An iptables-save dump or script (`fmt`: auto, save or script), with its text."""
+    text = read_text(path)
+    return read(text, path, fmt, family), text
+
+
+def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
+    """A policy (read unless its text is given), compiled; PolicyError with positioned diagnostics."""
+    from ..policy.compile import compile_policy  # pydantic only when needed
+
+    return compile_policy(path, read_text(path) if text is None else text)
+
+
+def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
+    """The rulesets of any input kind (a policy compiled, a dump or script read), with its diagnostics."""
+    text = read_text(path)
+    if kind_of(path, text) == "policy":
+        c = load_policy(path, text)
+        return c.rulesets, c.diagnostics
+    b = read(text, path)
+    return b.rulesets, b.diagnostics

@@ -1,0 +1,21 @@
+"""Running one kernel step for apply, confirm, rollback, persist and status."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def kernel_step(fn, *args, as_json: bool = False, **kw):
+    """`fn(*args, **kw)`; with --json a refusal or failure is also a JSON document on stdout before the
+    error line (the caller's error handling prints it and picks the exit status)."""
+    from ..kernel.apply import Refused
+    from ..kernel.host import KernelError
+
+    try:
+        return fn(*args, **kw)
+    except KernelError as e:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(e), "refused": isinstance(e, Refused),
+                                   "blocked": [p.to_json() for p in getattr(e, "blocked", [])]}, indent=2))
+        raise
