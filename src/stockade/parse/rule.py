@@ -125,6 +125,14 @@ def _addresses(tok: Token, family: Family) -> list:
     return out
 
 
+class UnknownJump(ParseError):
+    """A jump or goto to a chain that does not exist (yet).
+
+    iptables refuses the command at once; iptables-restore 1.8 (nft) refuses the
+    whole table at its COMMIT line, so the restore reader reports it there.
+    """
+
+
 class RuleParser:
     """Parses rule words for one family/table; `chains` are the user chains that exist."""
 
@@ -284,7 +292,7 @@ class RuleParser:
         if name in VERDICTS or name in self.chains:
             return None
         if goto:
-            raise ParseError(f"goto target chain `{name}` does not exist", code="unknown-chain", token=tok,
+            raise UnknownJump(f"goto target chain `{name}` does not exist", code="unknown-chain", token=tok,
                              hint=f"create it first with `-N {name}`")
         ext = REGISTRY.find("target", name, self.ctx.family)
         if ext is not None:
@@ -298,7 +306,7 @@ class RuleParser:
         if name.replace("_", "").isalnum() and name.upper() == name and not name.isdigit():
             return _Loaded(None, name, tok)  # a target extension stockade does not know: kept verbatim
         close = difflib.get_close_matches(name, sorted(self.chains) + list(VERDICTS), n=1)
-        raise ParseError(f"jump to chain `{name}`, which does not exist", code="unknown-chain", token=tok,
+        raise UnknownJump(f"jump to chain `{name}`, which does not exist", code="unknown-chain", token=tok,
                          hint=(f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`"))
 
     def _owner(self, word: str, loaded: list[_Loaded], target: _Loaded | None) -> _Loaded | None:

@@ -153,7 +153,7 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
     for d in b.diagnostics:
         if d.severity == "error":
             print(f"{d}\n  note: that line is left out of the analysis", file=sys.stderr)
-    results = []
+    results, map_errors = [], []
     for rs in families(b.rulesets, family):
         maps = {}
         for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes)):
@@ -165,9 +165,11 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
             except (OSError, UnicodeError) as e:
                 print(f"{path}: error: cannot read {key} file: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
                 return 2
-            except IpAssmtError as e:
-                print(str(e.diagnostic), file=sys.stderr)
-                return 1
+            except IpAssmtError as e:  # a map of the other family: that family is not analysed
+                map_errors.append(e)
+                break
+        if len(maps) < (ipassmt_path is not None) + (routes_path is not None):
+            continue
         try:
             results.append(analyze_ruleset(rs, opts, maps.get("ipassmt"), maps.get("routes")))
         except FlatError as e:
@@ -176,6 +178,9 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
         except ValueError as e:
             print(f"{file}: error: {e}", file=sys.stderr)
             return 1
+    if map_errors and not results:
+        print(str(map_errors[0].diagnostic), file=sys.stderr)
+        return 1
     if not results:
         print(f"{file}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse", file=sys.stderr)
         return 1
