@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..extensions import REGISTRY, Context, Extension, Opaque
+from ..extensions.opaque import XTABLES_TARGETS
 from ..extensions.values import parse_decimal, parse_proto, proto_name
 from ..model import VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
 from ..model.address import parse_address
@@ -303,7 +304,7 @@ class RuleParser:
                 raise ParseError(f"target {name} is not valid in chain {self.ctx.chain}", code="wrong-chain",
                                  token=tok, hint=f"use it from {', '.join(ext.chains)}")
             return _Loaded(ext, name, tok)
-        if name.replace("_", "").isalnum() and name.upper() == name and not name.isdigit():
+        if name in XTABLES_TARGETS:
             return _Loaded(None, name, tok)  # a target extension stockade does not know: kept verbatim
         close = difflib.get_close_matches(name, sorted(self.chains) + list(VERDICTS), n=1)
         raise UnknownJump(f"jump to chain `{name}`, which does not exist", code="unknown-chain", token=tok,
