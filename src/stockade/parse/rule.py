@@ -17,7 +17,7 @@ from typing import Any
 from ..extensions import REGISTRY, Context, Extension, Opaque
 from ..extensions.opaque import XTABLES_TARGETS
 from ..extensions.values import parse_decimal, parse_proto, proto_name
-from ..model import VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
+from ..model import BUILTIN_CHAINS, VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
 from ..model.address import parse_address
 from .diagnostics import Diagnostic, ParseError, Token, dash_defect
 
@@ -292,6 +292,9 @@ class RuleParser:
         name = tok.text
         if name in VERDICTS or name in self.chains:
             return None
+        if name in BUILTIN_CHAINS.get(self.ctx.table, ()):
+            raise ParseError(f"a rule cannot jump to the built-in chain {name}", code="builtin-jump", token=tok,
+                             hint="move the rules into a user chain and jump to that from both places")
         if goto:
             raise UnknownJump(f"goto target chain `{name}` does not exist", code="unknown-chain", token=tok,
                              hint=f"create it first with `-N {name}`")

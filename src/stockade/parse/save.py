@@ -15,6 +15,7 @@ from .diagnostics import ParseError, Token
 from .rule import UnknownJump
 
 COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
+_FIELD_SEP = re.compile(r"[ \t\n]+")  # iptables-restore splits `*table` and `:CHAIN` lines with strtok(" \t\n")
 
 
 def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]:
@@ -112,6 +113,41 @@ def _creates_table(words: list[Token]) -> bool:
     return not (len(words) == 1 and COMMANDS.get(words[0].text) in ("flush", "delete-chain", "zero"))
 
 
+def _restore_zero(table: Table, words: list[Token], named: set[str]) -> None:
+    """-Z in a restore file as iptables-restore 1.8.9 (nft) does it: zeroing a built-in chain sets
+    its policy back to ACCEPT, and a built-in chain the block has not named yet cannot be zeroed."""
+    builtins = [n for n in BUILTIN_CHAINS[table.name] if n in table.chains]
+    if len(words) == 1:
+        for name in builtins:
+            table.chains[name].policy = "ACCEPT"
+        return
+    name = words[1].text
+    if name not in builtins:
+        return
+    if name not in named:
+        raise ParseError(f"iptables-restore 1.8 (nft) cannot zero built-in chain {name} before the file "
+                         "names it (Bad built-in chain name)", code="restore-zero", token=words[1],
+                         hint="leave -Z out of the restore file; restored counters start at zero")
+    table.chains[name].policy = "ACCEPT"
+
+
+def _blank_defect(line: str, stripped: str) -> str | None:
+    """What iptables-restore 1.8 refuses about white space on a line it does not skip as a comment."""
+    if line and not stripped:
+        return "a line of only white space (no command specified)"
+    if line != line.lstrip() and stripped[:1] in ("#", "*", ":") or stripped == "COMMIT" and line != stripped:
+        return f"white space around `{stripped[:20]}` (it must start the line; COMMIT must be alone on it)"
+    return None
+
+
+def _header_ignores_cr(table: Table | None, stripped: str) -> bool:
+    """A carriage return in a chain header's third field (counters) or a user chain's policy is ignored."""
+    if table is None or not stripped.startswith(":"):
+        return False
+    words = [w for w in _FIELD_SEP.split(stripped[1:]) if w]
+    return len(words) >= 3 or (bool(words) and words[0] not in BUILTIN_CHAINS[table.name])
+
+
 def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
     """iptables-restore 1.8 (nft): each `*table` block replaces the table; built-in chains
     exist once anything in the block creates it; a block that creates nothing leaves no table."""
@@ -119,29 +155,32 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
     table: Table | None = None
     created = False
     jumps: list[tuple[UnknownJump, Origin]] = []
+    named: set[str] = set()  # chains the block has named so far (see _restore_zero)
+    cr_seen = False
     for lineno, raw in enumerate(text.split("\n"), 1):  # fgets: only \n ends a line
         line = raw.rstrip("\r")
         stripped = line.strip()
         origin = Origin(file, lineno, len(line) - len(line.lstrip()) + 1)
-        if line and (not stripped or stripped == "COMMIT" or stripped.startswith("#")) and line != stripped:
-            b.note("warning", "restore-whitespace",
-                   "iptables-restore 1.8 refuses this whole file because of white space on this line "
-                   "(blank line with spaces, indented comment, or space after COMMIT)", origin,
-                   "remove the spaces; older iptables-restore versions accepted them")
+        if (bad := _blank_defect(line, stripped)) is not None:
+            b.note("error", "restore-whitespace", f"iptables-restore 1.8 refuses this file here: {bad}", origin,
+                   "remove the spaces (older iptables-restore versions accepted them); stockade reads on "
+                   "as if they were gone")
         if not stripped or stripped.startswith("#"):
             continue
+        if raw.endswith("\r") and not cr_seen and not _header_ignores_cr(table, stripped):
+            cr_seen = True
+            b.note("error", "crlf", "the line ends with a carriage return (Windows line ends): iptables-restore "
+                   "1.8 keeps it in the last word of the line and refuses it", origin,
+                   "convert the file to Unix line ends (dos2unix); stockade reads on as if it were")
         try:
             if stripped.startswith("*"):
                 if table is not None:
                     raise ParseError(f"table {stripped[1:]} starts before COMMIT of table {table.name}",
                                      code="missing-commit", hint="end each table with a COMMIT line")
-                name = table_of(b, family, Token(stripped[1:], Origin(file, lineno, origin.col + 1)), False).name
-                if raw.endswith("\r"):
-                    b.note("error", "crlf", f"table name `{name}\\r` is invalid: the line ends with a carriage "
-                           "return (Windows line ends), which iptables-restore 1.8 keeps in the name", origin,
-                           "convert the file to Unix line ends (dos2unix); stockade reads on as if it were")
+                first = next((w for w in _FIELD_SEP.split(stripped[1:]) if w), "")  # later words are ignored
+                name = table_of(b, family, Token(first, Origin(file, lineno, origin.col + 1)), False).name
                 table = rs.tables[name] = Table.with_builtins(name)
-                created, jumps = False, []
+                created, jumps, named = False, [], set()
                 continue
             if table is None:
                 raise ParseError(f"`{stripped[:40]}` outside a table", code="no-table",
@@ -159,6 +198,7 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
             if stripped.startswith(":"):
                 chain_header(table, stripped, origin)
                 created = True
+                named.add(next((w for w in _FIELD_SEP.split(stripped[1:]) if w), ""))
                 continue
             start = origin.col - 1
             counters = None
@@ -166,7 +206,14 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
                 counters = Counters(int(m.group(1)), int(m.group(2)))
                 start = m.end()
             words = split_line(line, file, lineno, start)
+            if words and COMMANDS.get(words[0].text) == "rename":
+                raise ParseError("iptables-restore 1.8 (nft) cannot rename a chain it creates in the same "
+                                 "restore (CHAIN_RENAME fails)", code="restore-rename", token=words[0],
+                                 hint="declare the chain under its final name")
+            if words and COMMANDS.get(words[0].text) == "zero":
+                _restore_zero(table, words, named)
             created = created or _creates_table(words)
+            named.update(w.text for w in words[1:2])
             before = {n: len(c.rules) for n, c in table.chains.items()}
             b.run(family, table, words, Origin(file, lineno, start + 1), jumps)
             if counters is not None:
@@ -179,9 +226,6 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
         end = text.count("\n") + (1 if text and not text.endswith("\n") else 0) + 1  # where restore says so
         b.note("error", "missing-commit", f"table {table.name} has no COMMIT line", Origin(file, end),
                "iptables-restore ignores a table that is not committed; add COMMIT")
-
-
-_FIELD_SEP = re.compile(r"[ \t\n]+")
 
 
 def chain_header(table: Table, line: str, origin: Origin) -> None:
