@@ -75,3 +75,19 @@ def test_explain_both_families_on_a_neutral_dump(tmp_path):
     for packet in ("tcp [2001:db8::5]:40000 > [2001:db8::1]:22 SYN", "tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN"):
         r = explain(path, packet)
         assert r.returncode == 0 and "verdict: ACCEPT" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("-A PREROUTING -j TTL --ttl-set 64", (V4,)),
+    ("-A PREROUTING -j HL --hl-set 64", (V6,)),
+])
+def test_one_family_targets_stockade_does_not_model_decide(rule, expected):
+    assert families(f"*mangle\n{rule}\nCOMMIT\n") == expected
+
+
+def test_neutral_looking_dump_that_one_family_refuses_is_the_other_familys():
+    # `host-unreach` is an iptables-only REJECT type no family mark names: ip6tables would refuse it
+    text = "*filter\n-A INPUT -p tcp -j REJECT --reject-with host-unreach\nCOMMIT\n"
+    assert families(text) == (V4, V6)
+    b = read_save(text, "r")
+    assert set(b.rulesets) == {V4} and not [d for d in b.diagnostics if d.severity == "error"]

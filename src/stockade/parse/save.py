@@ -47,9 +47,10 @@ def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]
 
 _V6_WORDS = re.compile(
     r"(\s-p\s+(ipv6-icmp|icmpv6|icmp6|58)\b|--icmpv6-type\b|-m\s+(icmp6|hl|rt|frag|ipv6header|eui64|mh|dst|hbh)\b|"
-    r"--reject-with\s+(icmp6-|adm-prohibited|addr-unreach|no-route)|-j\s+(DNPT|SNPT)\b)")
+    r"--reject-with\s+(icmp6-|adm-prohibited|addr-unreach|no-route)|-j\s+(DNPT|SNPT|HL)\b)")
 _V4_WORDS = re.compile(
-    r"(\s-p\s+(icmp|1)\b|--icmp-type\b|-m\s+(icmp|ttl)\b|\s-f\b|--fragment\b|--reject-with\s+icmp-)")
+    r"(\s-p\s+(icmp|1)\b|--icmp-type\b|-m\s+(icmp|ttl|realm)\b|\s-f\b|--fragment\b|--reject-with\s+icmp-|"
+    r"-j\s+(TTL|CLUSTERIP|ULOG)\b)")
 
 
 def _address_families(line: str) -> set[Family]:
@@ -97,14 +98,20 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
     """Parse an iptables-save dump into `builder` (a new one if not given) and return it.
 
     Without `family`, a dump with no family-specific content is read for both
-    families; each diagnostic is reported once.
+    families, unless one family refuses lines the other takes (an extension of
+    one family only): then it is that other family's. Each diagnostic is reported once.
     """
     b = builder or Builder()
+    reads = {}
     for fam in (family,) if family else families(text):
+        reads[fam] = Builder(known_sets=b.known_sets)
+        _read_family(text, file, fam, reads[fam])
+    errors = {f: {(d.origin, d.code) for d in r.diagnostics if d.severity == "error"} for f, r in reads.items()}
+    keep = [f for f in reads if not any(errors[f] > errors[g] for g in reads)]
+    for fam in keep:
         seen = {(d.origin, d.code, d.message) for d in b.diagnostics}
-        before = len(b.diagnostics)
-        _read_family(text, file, fam, b)
-        b.diagnostics[before:] = [d for d in b.diagnostics[before:] if (d.origin, d.code, d.message) not in seen]
+        b.rulesets[fam] = reads[fam].rulesets[fam]
+        b.diagnostics += [d for d in reads[fam].diagnostics if (d.origin, d.code, d.message) not in seen]
     return b
 
 
