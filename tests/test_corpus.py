@@ -129,6 +129,10 @@ EXPECTED_ERRORS = (
     ExpectedError(r"--dport 60000:29 ", "bad-port",
                   "backwards port range: iptables >= 1.8.10 refuses it (libxt_tcp.t/libxt_udp.t `--sport 4:3;;FAIL`; "
                   "the .t files are our reference); 1.4.14 and 1.8.9 accepted it as a range matching nothing"),
+    ExpectedError(r"(?m)^COMMIT[ \t]+$", "restore-whitespace",
+                  "iptables-restore 1.8.9 refuses `COMMIT ` (Bad argument `COMMIT'); 1.4 accepted it"),
+    ExpectedError(r"(?m)^[ \t]+$", "restore-whitespace",
+                  "iptables-restore 1.8.9 refuses a line of only white space (no command specified); 1.4 skipped it"),
 )
 
 

@@ -41,7 +41,7 @@ def restore_input(rel: str) -> str:
     family = guess_family(text)
     text = rewrite_text(text, family, [r for r in rewrites(rel) if r.input])
     keep = [ln.rstrip() for ln in text.splitlines()
-            if ln.strip() and not any(re.search(e.pattern, ln) for e in EXPECTED_ERRORS)]
+            if ln.strip() and not any(re.search(e.pattern, ln.rstrip()) for e in EXPECTED_ERRORS)]
     return "\n".join(keep) + "\n"
 
 

@@ -44,7 +44,7 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
             family: Family | None) -> None:
     """Which sources may open which services to which destinations (service matrix), and the open ports."""
     from ..semantics.analyze import Options, analyze_ruleset, families
-    from ..semantics.ipassmt import parse_ipassmt, parse_routes
+    from ..semantics.ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
     opts = Options(table, chain, services, sport, state, not chain_only)
     b, _ = load_ruleset(ruleset, fmt, family)
@@ -54,10 +54,16 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
     maps = [(key, path, read_text(path, f"{key} file"), reader)
             for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes))
             if path is not None]
-    results = []
+    results, map_errors = [], []
     for rs in families(b.rulesets, family):
-        read = {key: reader(text, path, rs.family) for key, path, text, reader in maps}
+        try:
+            read = {key: reader(text, path, rs.family) for key, path, text, reader in maps}
+        except IpAssmtError as e:  # a map of the other family: that family is not analysed
+            map_errors.append(e)
+            continue
         results.append(analyze_ruleset(rs, opts, read.get("ipassmt"), read.get("routes")))
+    if map_errors and not results:
+        raise map_errors[0]
     if not results:
         click.echo(f"{ruleset}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse",
                    err=True)

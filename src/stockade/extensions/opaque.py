@@ -8,6 +8,15 @@ from dataclasses import dataclass
 
 from .values import save_string
 
+# The target extensions iptables 1.8.9 ships (libxt_/libipt_/libip6t_ upper-case names). Any other
+# name after -j is a chain: a jump to one that does not exist is refused, never kept as a target.
+XTABLES_TARGETS = frozenset({
+    "AUDIT", "CHECKSUM", "CLASSIFY", "CLUSTERIP", "CONNMARK", "CONNSECMARK", "CT", "DNAT", "DNPT", "DSCP",
+    "ECN", "HL", "HMARK", "IDLETIMER", "LED", "LOG", "MARK", "MASQUERADE", "NETMAP", "NFLOG", "NFQUEUE",
+    "NOTRACK", "RATEEST", "REDIRECT", "REJECT", "SECMARK", "SET", "SNAT", "SNPT", "SYNPROXY", "TCPMSS",
+    "TCPOPTSTRIP", "TEE", "TOS", "TPROXY", "TRACE", "TTL", "ULOG",
+})
+
 
 @dataclass(frozen=True)
 class Opaque:

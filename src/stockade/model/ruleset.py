@@ -1,7 +1,8 @@
 """The netfilter model every front end produces and every back end consumes.
 
 A Ruleset is one address family's tables; a Table holds chains in the order
-they were declared (renderers keep that order so a dump re-renders as read).
+they were declared (the iptables-save renderer prints the kernel's order instead:
+render.save.TABLE_ORDER, built-in chains, then user chains by name).
 A Rule is the core header fields (-s -d -i -o -p -f), an ordered list of
 extension matches and an optional target, plus where it came from.
 """

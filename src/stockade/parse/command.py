@@ -10,20 +10,11 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..extensions import Context
-from ..model import (
-    BUILTIN_CHAINS,
-    TABLES,
-    Chain,
-    Counters,
-    Family,
-    Origin,
-    Ruleset,
-    Table,
-)
+from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Ruleset, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .dashes import dash_defect
-from .rule import CORE, RuleParser
+from .rule import CORE, RuleParser, UnknownJump
 
 COMMANDS = {
     "-A": "append", "--append": "append", "-I": "insert", "--insert": "insert",
@@ -53,10 +44,20 @@ class Builder:
     def note(self, severity: str, code: str, message: str, origin: Origin, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(severity, code, message, origin, hint))
 
-    def run(self, family: Family, table: Table, words: list[Token], origin: Origin) -> None:
-        """Apply one command (its first word is the command option) to `table`."""
+    def run(self, family: Family, table: Table, words: list[Token], origin: Origin,
+            unknown_jumps: list[tuple[UnknownJump, Origin]] | None = None) -> None:
+        """Apply one command (its first word is the command option) to `table`.
+
+        A jump to a missing chain goes to `unknown_jumps` when given (a restore file
+        reports it at COMMIT) instead of being reported here.
+        """
         try:
             self._run(family, table, words, origin)
+        except UnknownJump as e:
+            if unknown_jumps is None:
+                self.error(e, origin)
+            else:
+                unknown_jumps.append((e, origin))
         except ParseError as e:
             self.error(e, origin)
 
@@ -108,7 +109,7 @@ class Builder:
         elif cmd == "rename":
             if not rest:
                 raise ParseError("-E needs the new chain name", code="missing-argument", token=chain_tok)
-            self._check_chain_name(rest[0])
+            check_chain_name(rest[0])
             table.chains = {(rest[0].text if k == name else k): v for k, v in table.chains.items()}
             chain.name = rest[0].text
         else:
@@ -153,16 +154,8 @@ class Builder:
                                      code="no-such-rule", token=rest[0] if rest else None)
                 del chain.rules[hit]
 
-    def _check_chain_name(self, tok: Token) -> None:
-        name = tok.text
-        if len(name) > MAX_CHAIN_NAME:
-            raise ParseError(f"chain name `{name}` is longer than {MAX_CHAIN_NAME} characters",
-                             code="bad-chain", token=tok)
-        if not name or name.startswith(("-", "!")) or any(c.isspace() for c in name):
-            raise ParseError(f"`{name}` is not a valid chain name", code="bad-chain", token=tok)
-
     def _new_chain(self, table: Table, tok: Token) -> Chain:
-        self._check_chain_name(tok)
+        check_chain_name(tok)
         if tok.text in table.chains:
             raise ParseError(f"chain {tok.text} already exists", code="duplicate-chain", token=tok)
         chain = table.chains[tok.text] = Chain(tok.text, origin=tok.origin)
@@ -194,6 +187,19 @@ class Builder:
         close = difflib.get_close_matches(name, list(table.chains), n=1)
         return ParseError(f"chain {name} does not exist", code="unknown-chain", token=tok,
                           hint=f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`")
+
+
+def check_chain_name(tok: Token) -> None:
+    """A name iptables 1.8 accepts for a new chain (assert_valid_chain_name)."""
+    name = tok.text
+    if len(name) > MAX_CHAIN_NAME:
+        raise ParseError(f"chain name `{name}` is longer than {MAX_CHAIN_NAME} characters",
+                         code="bad-chain", token=tok)
+    if not name or name.startswith(("-", "!")) or any(c.isspace() for c in name):
+        raise ParseError(f"`{name}` is not a valid chain name", code="bad-chain", token=tok)
+    if name in VERDICTS:
+        raise ParseError(f"chain name `{name}` clashes with the built-in target {name}", code="bad-chain",
+                         token=tok, hint="choose another name")
 
 
 def _loop(table: Table, start: str, back_to: str) -> list[str] | None:

@@ -15,19 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..extensions import REGISTRY, Context, Extension, Opaque
+from ..extensions.opaque import XTABLES_TARGETS
 from ..extensions.values import parse_decimal, parse_proto
-from ..model import (
-    VERDICTS,
-    AddrMatch,
-    Counters,
-    Family,
-    Iface,
-    Match,
-    Origin,
-    Proto,
-    Rule,
-    Target,
-)
+from ..model import BUILTIN_CHAINS, VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
 from ..model.address import parse_address
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..model.netfilter import BUILTIN_HOOKS, proto_name
@@ -135,6 +125,14 @@ def _addresses(tok: Token, family: Family) -> list:
                              hint=f"iptables resolves host names only once, at load time; write an address "
                                   f"or CIDR such as {example}") from None
     return out
+
+
+class UnknownJump(ParseError):
+    """A jump or goto to a chain that does not exist (yet).
+
+    iptables refuses the command at once; iptables-restore 1.8 (nft) refuses the
+    whole table at its COMMIT line, so the restore reader reports it there.
+    """
 
 
 class RuleParser:
@@ -295,8 +293,11 @@ class RuleParser:
         name = tok.text
         if name in VERDICTS or name in self.chains:
             return None
+        if name in BUILTIN_CHAINS.get(self.ctx.table, ()):
+            raise ParseError(f"a rule cannot jump to the built-in chain {name}", code="builtin-jump", token=tok,
+                             hint="move the rules into a user chain and jump to that from both places")
         if goto:
-            raise ParseError(f"goto target chain `{name}` does not exist", code="unknown-chain", token=tok,
+            raise UnknownJump(f"goto target chain `{name}` does not exist", code="unknown-chain", token=tok,
                              hint=f"create it first with `-N {name}`")
         ext = REGISTRY.find("target", name, self.ctx.family)
         if ext is not None:
@@ -307,10 +308,10 @@ class RuleParser:
                 raise ParseError(f"target {name} is not valid in chain {self.ctx.chain}", code="wrong-chain",
                                  token=tok, hint=f"use it from {', '.join(ext.chains)}")
             return _Loaded(ext, name, tok)
-        if name.replace("_", "").isalnum() and name.upper() == name and not name.isdigit():
+        if name in XTABLES_TARGETS:
             return _Loaded(None, name, tok)  # a target extension stockade does not know: kept verbatim
         close = difflib.get_close_matches(name, sorted(self.chains) + list(VERDICTS), n=1)
-        raise ParseError(f"jump to chain `{name}`, which does not exist", code="unknown-chain", token=tok,
+        raise UnknownJump(f"jump to chain `{name}`, which does not exist", code="unknown-chain", token=tok,
                          hint=(f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`"))
 
     def _owner(self, word: str, loaded: list[_Loaded], target: _Loaded | None) -> _Loaded | None:

@@ -6,14 +6,16 @@ counter prefixes, `-c` counters and `#` comments.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Origin, Table
 from ..model.diagnostics import ParseError, Token
-from .command import Builder, table_of
+from .command import COMMANDS, Builder, check_chain_name, table_of
+from .rule import UnknownJump
 
-_HEADER = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$")
 COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
+_FIELD_SEP = re.compile(r"[ \t\n]+")  # iptables-restore splits `*table` and `:CHAIN` lines with strtok(" \t\n")
 
 
 def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]:
@@ -43,50 +45,167 @@ def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]
     return words
 
 
-def guess_family(text: str) -> Family:
-    """ip6tables-save says so in its header; otherwise IPv6 addresses give it away."""
+_V6_WORDS = re.compile(
+    r"(\s-p\s+(ipv6-icmp|icmpv6|icmp6|58)\b|--icmpv6-type\b|-m\s+(icmp6|hl|rt|frag|ipv6header|eui64|mh|dst|hbh)\b|"
+    r"--reject-with\s+(icmp6-|adm-prohibited|addr-unreach|no-route)|-j\s+(DNPT|SNPT|HL)\b)")
+_V4_WORDS = re.compile(
+    r"(\s-p\s+(icmp|1)\b|--icmp-type\b|-m\s+(icmp|ttl|realm)\b|\s-f\b|--fragment\b|--reject-with\s+icmp-|"
+    r"-j\s+(TTL|CLUSTERIP|ULOG)\b)")
+
+
+def _address_families(line: str) -> set[Family]:
+    """Families of the IP addresses written in a rule line (ranges, lists, masks and ports split off)."""
+    found: set[Family] = set()
+    for word in line.split():
+        word = re.sub(r"\]:[\d:-]+$", "", word.strip('"'))
+        for part in re.split(r"[/,\-\[\]]", word):
+            if part.count(".") == 3 and part.count(":") == 1:
+                part = part.split(":")[0]  # address:port
+            try:
+                found.add(Family(ipaddress.ip_address(part).version))
+            except ValueError:
+                continue
+    return found
+
+
+def families(text: str) -> tuple[Family, ...]:
+    """The families a dump is for: its header says so, else what its rules use; neutral text serves both."""
     head = text[:300]
     if "ip6tables-save" in head:
-        return Family.IPV6
+        return (Family.IPV6,)
     if "iptables-save" in head:
-        return Family.IPV4
-    if re.search(r"^\S*-A .*\s-[sd]\s+[0-9a-fA-F]*:[0-9a-fA-F:]*[/\s]", text, re.M):
-        return Family.IPV6
-    return Family.IPV4
+        return (Family.IPV4,)
+    v4 = v6 = False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("#", "*", ":")):
+            continue
+        addrs = _address_families(line)
+        v6 = v6 or Family.IPV6 in addrs or bool(_V6_WORDS.search(line))
+        v4 = v4 or Family.IPV4 in addrs or bool(_V4_WORDS.search(line))
+    if v6 and not v4:
+        return (Family.IPV6,)
+    if v4 or v6:
+        return (Family.IPV4,)
+    return (Family.IPV4, Family.IPV6)
+
+
+def guess_family(text: str) -> Family:
+    """The one family to read a dump as (IPv4 when it would serve both)."""
+    return families(text)[0]
 
 
 def read_save(text: str, file: str, family: Family | None = None, builder: Builder | None = None) -> Builder:
-    """Parse an iptables-save dump into `builder` (a new one if not given) and return it."""
-    family = family or guess_family(text)
+    """Parse an iptables-save dump into `builder` (a new one if not given) and return it.
+
+    Without `family`, a dump with no family-specific content is read for both
+    families, unless one family refuses lines the other takes (an extension of
+    one family only): then it is that other family's. Each diagnostic is reported once.
+    """
     b = builder or Builder()
-    b.ruleset(family)
+    reads = {}
+    for fam in (family,) if family else families(text):
+        reads[fam] = Builder(known_sets=b.known_sets)
+        _read_family(text, file, fam, reads[fam])
+    errors = {f: {(d.origin, d.code) for d in r.diagnostics if d.severity == "error"} for f, r in reads.items()}
+    keep = [f for f in reads if not any(errors[f] > errors[g] for g in reads)]
+    for fam in keep:
+        seen = {(d.origin, d.code, d.message) for d in b.diagnostics}
+        b.rulesets[fam] = reads[fam].rulesets[fam]
+        b.diagnostics += [d for d in reads[fam].diagnostics if (d.origin, d.code, d.message) not in seen]
+    return b
+
+
+def _creates_table(words: list[Token]) -> bool:
+    """Whether a command makes iptables-restore create its table: all but a bare -F, -X or -Z."""
+    return not (len(words) == 1 and COMMANDS.get(words[0].text) in ("flush", "delete-chain", "zero"))
+
+
+def _restore_zero(table: Table, words: list[Token], named: set[str]) -> None:
+    """-Z in a restore file as iptables-restore 1.8.9 (nft) does it: zeroing a built-in chain sets
+    its policy back to ACCEPT, and a built-in chain the block has not named yet cannot be zeroed."""
+    builtins = [n for n in BUILTIN_CHAINS[table.name] if n in table.chains]
+    if len(words) == 1:
+        for name in builtins:
+            table.chains[name].policy = "ACCEPT"
+        return
+    name = words[1].text
+    if name not in builtins:
+        return
+    if name not in named:
+        raise ParseError(f"iptables-restore 1.8 (nft) cannot zero built-in chain {name} before the file "
+                         "names it (Bad built-in chain name)", code="restore-zero", token=words[1],
+                         hint="leave -Z out of the restore file; restored counters start at zero")
+    table.chains[name].policy = "ACCEPT"
+
+
+def _blank_defect(line: str, stripped: str) -> str | None:
+    """What iptables-restore 1.8 refuses about white space on a line it does not skip as a comment."""
+    if line and not stripped:
+        return "a line of only white space (no command specified)"
+    if line != line.lstrip() and stripped[:1] in ("#", "*", ":") or stripped == "COMMIT" and line != stripped:
+        return f"white space around `{stripped[:20]}` (it must start the line; COMMIT must be alone on it)"
+    return None
+
+
+def _header_ignores_cr(table: Table | None, stripped: str) -> bool:
+    """A carriage return in a chain header's third field (counters) or a user chain's policy is ignored."""
+    if table is None or not stripped.startswith(":"):
+        return False
+    words = [w for w in _FIELD_SEP.split(stripped[1:]) if w]
+    return len(words) >= 3 or (bool(words) and words[0] not in BUILTIN_CHAINS[table.name])
+
+
+def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
+    """iptables-restore 1.8 (nft): each `*table` block replaces the table; built-in chains
+    exist once anything in the block creates it; a block that creates nothing leaves no table."""
+    rs = b.ruleset(family)
     table: Table | None = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    created = False
+    jumps: list[tuple[UnknownJump, Origin]] = []
+    named: set[str] = set()  # chains the block has named so far (see _restore_zero)
+    cr_seen = False
+    for lineno, raw in enumerate(text.split("\n"), 1):  # fgets: only \n ends a line
         line = raw.rstrip("\r")
         stripped = line.strip()
         origin = Origin(file, lineno, len(line) - len(line.lstrip()) + 1)
-        if line and (not stripped or stripped == "COMMIT" or stripped.startswith("#")) and line != stripped:
-            b.note("warning", "restore-whitespace",
-                   "iptables-restore 1.8 refuses this whole file because of white space on this line "
-                   "(blank line with spaces, indented comment, or space after COMMIT)", origin,
-                   "remove the spaces; older iptables-restore versions accepted them")
+        if (bad := _blank_defect(line, stripped)) is not None:
+            b.note("error", "restore-whitespace", f"iptables-restore 1.8 refuses this file here: {bad}", origin,
+                   "remove the spaces (older iptables-restore versions accepted them); stockade reads on "
+                   "as if they were gone")
         if not stripped or stripped.startswith("#"):
             continue
+        if raw.endswith("\r") and not cr_seen and not _header_ignores_cr(table, stripped):
+            cr_seen = True
+            b.note("error", "crlf", "the line ends with a carriage return (Windows line ends): iptables-restore "
+                   "1.8 keeps it in the last word of the line and refuses it", origin,
+                   "convert the file to Unix line ends (dos2unix); stockade reads on as if it were")
         try:
             if stripped.startswith("*"):
                 if table is not None:
                     raise ParseError(f"table {stripped[1:]} starts before COMMIT of table {table.name}",
                                      code="missing-commit", hint="end each table with a COMMIT line")
-                table = table_of(b, family, Token(stripped[1:], Origin(file, lineno, origin.col + 1)), False)
+                first = next((w for w in _FIELD_SEP.split(stripped[1:]) if w), "")  # later words are ignored
+                name = table_of(b, family, Token(first, Origin(file, lineno, origin.col + 1)), False).name
+                table = rs.tables[name] = Table.with_builtins(name)
+                created, jumps, named = False, [], set()
                 continue
             if table is None:
                 raise ParseError(f"`{stripped[:40]}` outside a table", code="no-table",
                                  hint="start the table with a line such as `*filter`")
             if stripped == "COMMIT":
+                for err, at in jumps:
+                    rule_line = (err.token.origin if err.token else at).line
+                    b.note("error", err.code, f"{err.message} (rule on line {rule_line}); iptables-restore "
+                           f"refuses table {table.name} when committing it", origin,
+                           "declare the chain (`:NAME - [0:0]`) before the first rule that jumps to it")
+                if not created:
+                    del rs.tables[table.name]
                 table = None
                 continue
             if stripped.startswith(":"):
                 chain_header(table, stripped, origin)
+                created = True
+                named.add(next((w for w in _FIELD_SEP.split(stripped[1:]) if w), ""))
                 continue
             start = origin.col - 1
             counters = None
@@ -94,9 +213,16 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
                 counters = Counters(int(m.group(1)), int(m.group(2)))
                 start = m.end()
             words = split_line(line, file, lineno, start)
-            rs = b.ruleset(family)
-            before = {n: len(c.rules) for n, c in rs.tables[table.name].chains.items()}
-            b.run(family, table, words, Origin(file, lineno, start + 1))
+            if words and COMMANDS.get(words[0].text) == "rename":
+                raise ParseError("iptables-restore 1.8 (nft) cannot rename a chain it creates in the same "
+                                 "restore (CHAIN_RENAME fails)", code="restore-rename", token=words[0],
+                                 hint="declare the chain under its final name")
+            if words and COMMANDS.get(words[0].text) == "zero":
+                _restore_zero(table, words, named)
+            created = created or _creates_table(words)
+            named.update(w.text for w in words[1:2])
+            before = {n: len(c.rules) for n, c in table.chains.items()}
+            b.run(family, table, words, Origin(file, lineno, start + 1), jumps)
             if counters is not None:
                 for name, chain in table.chains.items():
                     if len(chain.rules) > before.get(name, 0):
@@ -104,25 +230,43 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
         except ParseError as e:
             b.error(e, origin)
     if table is not None:
-        b.note("error", "missing-commit", f"table {table.name} has no COMMIT line", Origin(file, lineno + 1),
+        end = text.count("\n") + (1 if text and not text.endswith("\n") else 0) + 1  # where restore says so
+        b.note("error", "missing-commit", f"table {table.name} has no COMMIT line", Origin(file, end),
                "iptables-restore ignores a table that is not committed; add COMMIT")
-    return b
 
 
 def chain_header(table: Table, line: str, origin: Origin) -> None:
-    m = _HEADER.match(line)
-    if not m:
-        raise ParseError(f"bad chain header `{line}`", code="bad-header", hint="write `:NAME POLICY [0:0]`")
-    name, policy = m.group(1), m.group(2)
+    """`:NAME POLICY [pkts:bytes]` as iptables-restore 1.8 reads it.
+
+    Fields are split on blanks; a user chain takes any policy word (`-`, `ACCEPT`,
+    `- DROP`, even none but counters) and is created, or flushed if it exists; a
+    built-in chain takes ACCEPT, DROP or `-` (keep the policy). Words after the
+    policy are ignored unless they are counters.
+    """
+    words = [w for w in _FIELD_SEP.split(line[1:]) if w]
+    col = origin.col + 1
+    if not words:
+        raise ParseError("chain header without a chain name", code="bad-header",
+                         token=Token(line, origin), hint="write `:NAME POLICY [0:0]`")
+    name = words[0]
     builtin = name in BUILTIN_CHAINS[table.name]
-    if builtin and policy not in ("ACCEPT", "DROP"):
-        raise ParseError(f"built-in chain {name} needs policy ACCEPT or DROP, not {policy}", code="bad-policy")
-    if not builtin and policy != "-":
-        raise ParseError(f"user chain {name} cannot have policy {policy}", code="bad-policy",
-                         hint=f"write `:{name} - [0:0]`")
-    counters = Counters(int(m.group(3)), int(m.group(4))) if m.group(3) else Counters()
+    if not builtin:
+        check_chain_name(Token(name, Origin(origin.file, origin.line, col + line[1:].find(name))))
+    if len(words) < 2:
+        raise ParseError(f"chain header `{line}` has no policy field", code="bad-header",
+                         token=Token(line, origin), hint=f"write `:{name} {'ACCEPT' if builtin else '-'} [0:0]`")
+    policy = words[1]
+    m = COUNTERS.fullmatch(words[2]) if len(words) > 2 else None
+    counters = Counters(int(m.group(1)), int(m.group(2))) if m else Counters()
+    if not builtin:
+        table.chains[name] = Chain(name, None, None, [], origin)
+        return
+    if policy not in ("ACCEPT", "DROP", "-"):
+        raise ParseError(f"built-in chain {name} needs policy ACCEPT or DROP, not {policy}", code="bad-policy",
+                         hint="`-` keeps the current policy")
     chain = table.chains.get(name)
-    if chain is not None and not builtin:
-        raise ParseError(f"chain {name} declared twice", code="duplicate-chain")
-    table.chains[name] = Chain(name, policy if builtin else None, counters if builtin else None,
-                               chain.rules if chain else [], origin)
+    if chain is None:
+        chain = table.chains[name] = Chain(name, "ACCEPT", Counters(), [], origin)
+    if policy != "-":
+        chain.policy = policy
+    chain.counters, chain.origin = counters, origin

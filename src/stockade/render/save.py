@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..extensions import REGISTRY, Opaque
-from ..model import Family, Rule, Ruleset
+from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Rule, Ruleset, Table
 from ..model.netfilter import proto_name
 
 
@@ -51,15 +51,27 @@ def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False) ->
     return words
 
 
+# iptables-save 1.8 (nft) prints tables in this order, whatever order they were created in.
+TABLE_ORDER = ("mangle", "security", "raw", "filter", "nat")
+
+
+def save_chains(table: Table) -> list[Chain]:
+    """The chains as iptables-save 1.8 (nft) lists them: every built-in chain of the table in hook
+    order (an undeclared one with policy ACCEPT), then user chains sorted by name (strcmp order)."""
+    builtins = [table.chains.get(n) or Chain(n, "ACCEPT", Counters()) for n in BUILTIN_CHAINS[table.name]]
+    return builtins + [table.chains[n] for n in sorted(table.chains) if n not in BUILTIN_CHAINS[table.name]]
+
+
 def render_save(rs: Ruleset, counters: bool = False) -> str:
-    """iptables-restore input for the whole ruleset, tables and chains in model order."""
+    """iptables-restore input for the whole ruleset, in the order the kernel's iptables-save prints it."""
     lines: list[str] = []
-    for table in rs.tables.values():
-        lines.append(f"*{table.name}")
-        for chain in table.chains.values():
+    for name in sorted(rs.tables, key=TABLE_ORDER.index):
+        chains = save_chains(rs.tables[name])
+        lines.append(f"*{name}")
+        for chain in chains:
             c = chain.counters if (counters and chain.counters) else None
             lines.append(f":{chain.name} {chain.policy or '-'} [{c.packets if c else 0}:{c.bytes if c else 0}]")
-        for chain in table.chains.values():
+        for chain in chains:
             lines += (rule_line(chain.name, r, rs.family, counters) for r in chain.rules)
         lines.append("COMMIT")
     return "\n".join(lines) + "\n"

@@ -44,7 +44,7 @@ def check(rulesets: dict[Family, Ruleset], file: str, *, script: bool = False,
           admins: list[str] = ()) -> list[Finding]:
     """Every finding for `rulesets`; `script` says they come from a shell script (which names
     its families by running iptables/ip6tables), `admins` the addresses that must reach SSH."""
-    out: list[Finding] = []
+    per_family: dict[Family, list[Finding]] = {}
     locked: dict[Family, bool] = {}
     for fam, rs in sorted(rulesets.items()):
         a = Analysis(rs, file)
@@ -59,9 +59,11 @@ def check(rulesets: dict[Family, Ruleset], file: str, *, script: bool = False,
             addrs = [int(ipaddress.ip_address(x)) for x in admins if ipaddress.ip_address(x).version == int(fam)]
             found += ssh(a, addrs)
             locked[fam] = filters(a)
-        if len(rulesets) > 1:
-            found = [replace(f, message=f"{fam.cmd}: {f.message}") for f in found]
-        out += found
+        per_family[fam] = found
+    # a finding true of every family is said once; one family's own is prefixed with its command
+    common = set.intersection(*map(set, per_family.values())) if len(per_family) > 1 else set()
+    out = [f if f in common or len(per_family) == 1 else replace(f, message=f"{fam.cmd}: {f.message}")
+           for fam, found in per_family.items() for f in found]
     if locked.get(Family.IPV4) and (Family.IPV6 not in rulesets and script):
         a = Analysis(rulesets[Family.IPV4], file)
         out.append(finding("ipv6-open", "IPv4 is filtered but IPv6 is not: the script never runs ip6tables, so "
