@@ -254,6 +254,17 @@ TEMPLATES: dict[str, list[T]] = {
         T("-m dscp ! --dscp {dscp_hex} -j DROP"),
         T("-m dscp --dscp-class {dscp_class} -j ACCEPT"),
     ],
+    "DSCP": [
+        T("-j DSCP --set-dscp {dscp}", BUILTINS["mangle"], "mangle"),
+        T("-j DSCP --set-dscp-class {dscp_class}", BUILTINS["mangle"], "mangle"),
+    ],
+    "TOS": [
+        T("-j TOS --set-tos {tos_name}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --set-tos {u8hex}/{u8hex}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --and-tos {u8hex}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --or-tos {u8hex}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --xor-tos {u8hex}", BUILTINS["mangle"], "mangle"),
+    ],
     "REJECT": [
         T("-p tcp -j REJECT --reject-with tcp-reset", ANY_FILTER),
         T("-j REJECT", ANY_FILTER),

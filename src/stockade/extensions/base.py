@@ -4,7 +4,9 @@ Each module in this package defines one iptables extension (or a match and its
 same-named target, e.g. mark/MARK) as an `Extension` subclass instance passed to
 `register`. The rule parser hands it options one at a time (`parse`), then asks
 for the finished, immutable value (`finish`), and the renderer asks for its
-canonical iptables-save words (`save`).
+canonical iptables-save words (`save`), the simulator whether it holds / what it does
+(`holds`, `act`), and the nftables back end for its translation (`nft`, or the reason in
+`nft_refusal` why nft cannot say the same).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any, ClassVar
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Ctx as NftCtx
+from ..model.nft import Part
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Extension:
     proto: ClassVar[int | None] = None  # the -p the kernel insists on (tcp, udp, icmp, ...)
     tables: ClassVar[tuple[str, ...] | None] = None  # tables a target is valid in
     chains: ClassVar[tuple[str, ...] | None] = None  # built-in chains it is valid from
+    nft_refusal: ClassVar[str | None] = None  # declared: why nftables cannot express it at all
 
     def option(self, word: str) -> Option | None:
         for opt in self.options:
@@ -87,6 +92,14 @@ class Extension:
     def act(self, data: Any, pkt: Any, env: Any) -> str | None:
         """A target: the verdict that ends traversal, None to go on, "UNKNOWN" if not modelled."""
         return "UNKNOWN"
+
+    def nft(self, data: Any, ctx: NftCtx) -> list[Part] | str | None:
+        """A match: its nft expressions; a target: its nft statement (None: it adds none).
+
+        Raises NftError (`ctx.fail`) for what nft cannot express with the same meaning. An extension
+        either overrides this or declares `nft_refusal`; tests/test_extension_registry.py checks."""
+        raise ctx.fail(self.nft_refusal or f"{'-m' if self.kind == 'match' else '-j'} {self.name} has no "
+                       "nftables translation in stockade")
 
 
 @dataclass

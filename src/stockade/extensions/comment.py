@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part
 from .base import Extension, Option, register
 from .values import check_printable, save_string
 
@@ -31,3 +32,6 @@ class CommentMatch(Extension):
 
     def save(self, text: str) -> list[str]:
         return ["--comment", save_string(text)]
+
+    def nft(self, text: str, ctx) -> list[Part]:
+        return []  # becomes the rule's comment (render/nft/translate.py)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg, span
 from .base import Extension, Option, register
 from .values import format_range, parse_c_uint
 
@@ -54,3 +55,6 @@ class LengthMatchExt(Extension):
 
     def save(self, d: LengthMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--length", format_range((d.lo, d.hi))]
+
+    def nft(self, d: LengthMatch, ctx) -> list[Part]:
+        return [Part(f"meta length {neg(d.invert)}{span(d.lo, d.hi)}")]

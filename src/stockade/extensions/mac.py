@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..model import BUILTIN_CHAINS
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg
 from .base import Extension, Option, register
 
 # The kernel only has a link-layer header for packets coming in.
@@ -60,3 +61,6 @@ class MacMatchExt(Extension):
 
     def save(self, d: MacMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mac-source", d.address.hex(":")]
+
+    def nft(self, d: MacMatch, ctx) -> list[Part]:
+        return [Part(f"ether saddr {neg(d.invert)}{d.address.hex(':')}")]

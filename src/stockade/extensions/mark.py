@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, masked, xmark
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -66,6 +67,9 @@ class MarkMatchExt(Extension):
     def save(self, d: MarkMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mark", save_mark_mask(d.value, d.mask)]
 
+    def nft(self, d: MarkMatch, ctx) -> list[Part]:
+        return [Part(masked("mark", d.value, d.mask, d.invert, 32))]
+
 
 # How each MARK/CONNMARK option becomes (value, mask) of "mark := (mark & ~mask) ^ value".
 def xmark_of(key: str, word: str, what: str) -> tuple[int, int]:
@@ -110,3 +114,6 @@ class MarkTarget(Extension):
 
     def save(self, d: SetMark) -> list[str]:
         return ["--set-xmark", f"{d.value:#x}/{d.mask:#x}"]
+
+    def nft(self, d: SetMark, ctx) -> str:
+        return f"meta mark set {xmark('mark', d.value, d.mask)}"

@@ -5,11 +5,15 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg
 from .base import Extension, Option, register
 
 # Names iptables accepts (any case), canonical names first: they are what it prints.
 TYPES = {"unicast": "unicast", "broadcast": "broadcast", "multicast": "multicast", "otherhost": "otherhost",
          "host": "unicast", "bcast": "broadcast", "mcast": "multicast"}
+
+
+NFT_TYPES = {"unicast": "unicast", "broadcast": "broadcast", "multicast": "multicast", "otherhost": "other"}
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,8 @@ class PktTypeMatchExt(Extension):
 
     def save(self, d: PktTypeMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--pkt-type", d.type]
+
+    def nft(self, d: PktTypeMatch, ctx) -> list[Part]:
+        """One difference stays: a locally sent IPv6 unicast packet is `broadcast` to xt_pkttype and
+        `multicast` to nft (both look at the address only for IPv4)."""
+        return [Part(f"pkttype {neg(d.invert)}{NFT_TYPES[d.type]}")]

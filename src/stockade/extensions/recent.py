@@ -94,6 +94,7 @@ class Recent:
 @register
 class RecentMatch(Extension):
     name = "recent"
+    nft_refusal = "recent: nftables has no lists of recently seen addresses with hit counts and ages"
     options = (
         *(Option(f"--{c}", nargs=0, invertible=True) for c in COMMANDS),
         Option("--seconds"), Option("--reap", nargs=0), Option("--hitcount"), Option("--rttl", nargs=0),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, dims_of, neg, set_family
 from .base import Extension, Option, register
 from .recent import HZ, jiffies
 from .values import check_printable, parse_c_uint, parse_proto
@@ -447,3 +448,26 @@ class SetMatchExt(Extension):
             if test is not None:
                 out += (["!", f"--{what}-eq"] if test.op == "ne" else [f"--{what}-{test.op}"]) + [str(test.value)]
         return out
+
+    def nft(self, d: SetMatch, ctx) -> list[Part]:
+        """`KEY @set`: one key part per ipset dimension, from the source or destination the flags name."""
+        if d.return_nomatch or d.packets is not None or d.bytes is not None:
+            raise ctx.fail("set: --return-nomatch and counter tests have no nftables equivalent")
+        if ctx.ipsets is None or d.name not in ctx.ipsets:
+            raise ctx.fail(f"set: ipset {d.name} is not part of the ruleset")
+        name, s = ctx.ipsets[d.name]
+        dims = dims_of(s)
+        if len(d.dirs) < len(dims):
+            raise ctx.fail(f"set: {s.type} needs {len(dims)} src/dst flags, the rule gives {len(d.dirs)}")
+        if ("ip" in dims or "net" in dims) and set_family(s) is not ctx.family:
+            raise ctx.fail(f"set: ipset {d.name} holds IPv{int(set_family(s))} addresses")
+        keys = []
+        for dim, side in zip(dims, d.dirs):
+            if dim in ("ip", "net"):
+                keys.append(f"{ctx.ip} {side[0]}addr")
+            elif dim == "port":
+                keys.append(f"meta l4proto . th {side[0]}port")
+            else:
+                keys.append(f"ether {side[0]}addr")
+        family = ctx.nfproto if keys[0].startswith("ip") else None
+        return [Part(f"{' . '.join(keys)} {neg(d.invert)}@{name}", family)]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model import Family
 from ..model.address import c_uint_prefix
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, hexnum, masked
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -30,6 +32,9 @@ def parse_tos_mask(word: str, what: str) -> tuple[int, int]:
 
 def save_tos(value: int, mask: int) -> str:
     return f"0x{value:02x}/0x{mask:02x}"
+
+
+ECN = ("not-ect", "ect1", "ect0", "ce")  # nft's names of the two ECN bits
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,11 @@ class TosMatchExt(Extension):
     def save(self, d: TosMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--tos", save_tos(d.value, d.mask)]
 
+    def nft(self, d: TosMatch, ctx) -> list[Part]:
+        """The whole TOS byte (IPv4) or traffic class (IPv6, 4 bits into the header) as raw payload."""
+        key = "@nh,8,8" if ctx.family is Family.IPV4 else "@nh,4,8"
+        return [Part(masked(key, d.value, d.mask, d.invert, 8, "&"))]
+
 
 @register
 class TosTarget(Extension):
@@ -103,3 +113,15 @@ class TosTarget(Extension):
 
     def save(self, d: SetTos) -> list[str]:
         return ["--set-tos", save_tos(d.value, d.mask)]
+
+    def nft(self, d: SetTos, ctx) -> str | None:
+        """TOS byte := (tos & ~mask) ^ value, as DSCP (top 6 bits) and ECN (low 2) set to constants: each
+        field must be fully replaced or left alone."""
+        out = []
+        for field, shift, width, names in (("dscp", 2, 0x3F, None), ("ecn", 0, 0x3, ECN)):
+            mask, value = (d.mask >> shift) & width, (d.value >> shift) & width
+            if mask == width:
+                out.append(f"{ctx.ip} {field} set {names[value] if names else hexnum(value, 2)}")
+            elif mask or value:
+                raise ctx.fail("TOS: only whole DSCP and ECN fields can be set in nftables")
+        return " ".join(out) or None

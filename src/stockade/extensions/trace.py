@@ -33,3 +33,6 @@ class TraceTarget(Extension):
 
     def save(self, d: Trace) -> list[str]:
         return []
+
+    def nft(self, d: Trace, ctx) -> str:
+        return "nftrace set 1"
