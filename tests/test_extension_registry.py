@@ -1,8 +1,9 @@
 """Every registered extension owns all of itself: a test fails when one lacks a part.
 
 The parts (docs/ARCHITECTURE.md, "add an extension"): an nft translation or an explicit
-refusal, and a kernel round-trip template. Each check is a function returning the extensions
-that fail it, so that it is also shown to catch a made-up extension lacking the part.
+refusal, a target's declared terminality, and a kernel round-trip template. Each check is a
+function returning the extensions that fail it, so that it is also shown to catch a made-up
+extension lacking the part.
 """
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def without_nft(exts: list[Extension]) -> list[str]:
     return [e.name for e in exts if (type(e).nft is Extension.nft) == (e.nft_refusal is None)]
 
 
+def without_terminal(exts: list[Extension]) -> list[str]:
+    """Targets that do not declare whether they end traversal (flatten, the differential lab ask)."""
+    return [e.name for e in exts if e.kind == "target" and e.terminal is None]
+
+
 def without_roundtrip(exts: list[Extension]) -> list[str]:
     """Extensions no rule template of tests/kernel/test_roundtrip.py uses."""
     used = set(TEMPLATES)
@@ -37,7 +43,7 @@ def without_roundtrip(exts: list[Extension]) -> list[str]:
     return [e.name for e in exts if e.name not in used]
 
 
-CHECKS = [without_nft, without_roundtrip]
+CHECKS = [without_nft, without_terminal, without_roundtrip]
 # TODO(lead): add the symbolic-constraint check (`constraint` on Extension: declared, or declared
 # undecidable) once the symbolic engine's attribute lands; the two tests below then cover it too.
 
@@ -46,6 +52,7 @@ class Bare(Extension):
     """An extension that declares nothing beyond parse and save."""
 
     name = "bare-test-extension"
+    kind = "target"
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..model import Family
+from ..model import VERDICTS, Family
 from ..model.diagnostics import ParseError
 from ..model.nft import Ctx as NftCtx
 from ..model.nft import Part
+from .opaque import UNMODELLED_CONNTRACK, UNMODELLED_LOGS, UNMODELLED_NON_TERMINAL, UNMODELLED_TERMINAL
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Extension:
     tables: ClassVar[tuple[str, ...] | None] = None  # tables a target is valid in
     chains: ClassVar[tuple[str, ...] | None] = None  # built-in chains it is valid from
     nft_refusal: ClassVar[str | None] = None  # declared: why nftables cannot express it at all
+    terminal: ClassVar[bool | None] = None  # a target: does it end the packet's traversal? (declared by each)
+    conntrack: ClassVar[bool] = False  # a rule using it makes the kernel load conntrack (and defragmentation)
+    stateful: ClassVar[bool] = False  # keeps state between packets, in Simulator.memory under (name, ...)
+    logs: ClassVar[bool] = False  # a target that only logs: it never changes the packet or its fate
 
     def option(self, word: str) -> Option | None:
         for opt in self.options:
@@ -93,6 +98,10 @@ class Extension:
         """A target: the verdict that ends traversal, None to go on, "UNKNOWN" if not modelled."""
         return "UNKNOWN"
 
+    def shares_state(self, data: Any, family: Family) -> bool:
+        """A stateful match: do packets from different sources share its state (one bucket for all)?"""
+        return self.stateful
+
     def nft(self, data: Any, ctx: NftCtx) -> list[Part] | str | None:
         """A match: its nft expressions; a target: its nft statement (None: it adds none).
 
@@ -118,6 +127,30 @@ class Registry:
             if family in ext.families:
                 return ext
         return None
+
+    def terminal(self, name: str, family: Family) -> bool | None:
+        """Does `-j NAME` end the packet's traversal? The built-in verdicts but RETURN do; an extension
+        says so itself; of an unmodelled one, what its kernel module does; None: not known."""
+        if name in VERDICTS:
+            return name != "RETURN"
+        ext = self.find("target", name, family)
+        if ext is not None:
+            return ext.terminal
+        return True if name in UNMODELLED_TERMINAL else False if name in UNMODELLED_NON_TERMINAL else None
+
+    def loads_conntrack(self, kind: str, name: str, family: Family) -> bool:
+        """Does a rule with this match or target make the kernel load conntrack?"""
+        ext = self.find(kind, name, family)
+        return ext.conntrack if ext is not None else name in UNMODELLED_CONNTRACK
+
+    def logs(self, name: str, family: Family) -> bool:
+        """Is `-j NAME` a target that only logs?"""
+        ext = self.find("target", name, family)
+        return ext.logs if ext is not None else name in UNMODELLED_LOGS
+
+    def stateful(self) -> frozenset[str]:
+        """The names of the matches that keep state between packets."""
+        return frozenset(n for n, exts in self.matches.items() if any(e.stateful for e in exts))
 
 
 REGISTRY = Registry()

@@ -107,6 +107,8 @@ def parse_prefix(word: str, family: Family) -> int:
 @register
 class ConnlimitMatchExt(Extension):
     name = "connlimit"
+    conntrack = True
+    stateful = True
     options = (Option("--connlimit-upto", invertible=True), Option("--connlimit-above", invertible=True),
                Option("--connlimit-mask"), Option("--connlimit-saddr", nargs=0), Option("--connlimit-daddr", nargs=0))
 
@@ -188,3 +190,8 @@ class ConnlimitMatchExt(Extension):
         ctx.decls.items[name] = f"set {name} {{ type {kind}; flags dynamic; }}"
         text = f"add @{name} {{ {key} ct count {'over ' if d.above else ''}{d.limit} }}"
         return [Part(text, stateful=True)]
+
+    def shares_state(self, d: ConnlimitMatch, family: Family) -> bool:
+        """Connections are counted per source address, unless --connlimit-daddr or a shorter mask."""
+        bits = 32 if family is Family.IPV4 else 128
+        return d.daddr or d.prefix < bits

@@ -54,6 +54,7 @@ def shifted(value: int, bits: int, right: bool) -> int:
 @register
 class ConnmarkMatchExt(Extension):
     name = "connmark"
+    conntrack = True
     options = (Option("--mark", invertible=True),)
 
     def convert(self, opt, args, ctx):
@@ -89,6 +90,8 @@ OPERATIONS = ("set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark", "save-
 @register
 class ConnmarkTargetExt(Extension):
     name = "CONNMARK"
+    terminal = False
+    conntrack = True
     kind = "target"
     options = XMARK_OPTIONS + (
         Option("--save-mark", nargs=0), Option("--restore-mark", nargs=0),

@@ -105,6 +105,7 @@ def _address(word: str, version: int) -> tuple[Address, int]:
 @register
 class ConntrackMatch(Extension):
     name = "conntrack"
+    conntrack = True
     options = (
         Option("--ctstate", invertible=True),
         Option("--ctproto", invertible=True),

@@ -111,6 +111,8 @@ def check_helper(helper: str, ctx: Context) -> None:
 @register
 class CtTarget(Extension):
     name = "CT"
+    terminal = False
+    conntrack = True
     kind = "target"
     options = (Option("--notrack", nargs=0), Option("--helper"), Option("--timeout"), Option("--ctevents"),
                Option("--expevents"), Option("--zone"), Option("--zone-orig"), Option("--zone-reply"))
@@ -204,6 +206,8 @@ class CtTarget(Extension):
 @register
 class NotrackTarget(Extension):
     name = "NOTRACK"
+    terminal = False
+    conntrack = True
     kind = "target"
     tables = ("raw",)
     chains = ("PREROUTING", "OUTPUT")

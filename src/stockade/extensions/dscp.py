@@ -79,6 +79,7 @@ class DscpMatchExt(Extension):
 @register
 class DscpTarget(Extension):
     name = "DSCP"
+    terminal = False
     kind = "target"
     tables = ("mangle",)
     options = (Option("--set-dscp"), Option("--set-dscp-class"))

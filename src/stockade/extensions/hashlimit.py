@@ -209,6 +209,7 @@ def _overflows(avg: int, burst: int) -> bool:
 @register
 class HashlimitMatch(Extension):
     name = "hashlimit"
+    stateful = True
     options = (
         Option("--hashlimit-upto", ("--hashlimit",), invertible=True),
         Option("--hashlimit-above", invertible=True),
@@ -410,6 +411,11 @@ class HashlimitMatch(Extension):
             rate += f"{count}/{NFT_UNITS[per]}" + (f" burst {d.burst} packets" if d.burst != 5 else "")
         timeout = f"{d.expire // 1000}s" if d.expire % 1000 == 0 else f"{d.expire}ms"
         return [Part(_nft_meter(d, ctx, " . ".join(keys), " . ".join(types), timeout, rate), stateful=True)]
+
+    def shares_state(self, d: Hashlimit, family: Family) -> bool:
+        """Unless keyed by the whole source address, packets from different sources share a bucket."""
+        bits = 32 if family is Family.IPV4 else 128
+        return "srcip" not in d.mode or (d.srcmask or bits) < bits
 
 
 def _nft_rate_bytes(cost: int) -> str:

@@ -74,6 +74,7 @@ class Limit:
 @register
 class LimitMatch(Extension):
     name = "limit"
+    stateful = True
     options = (Option("--limit"), Option("--limit-burst"))
 
     def convert(self, opt, args, ctx):

@@ -51,6 +51,8 @@ def log_prefix(word: str, what: str, limit: int) -> str:
 @register
 class LogTarget(Extension):
     name = "LOG"
+    terminal = False
+    logs = True
     kind = "target"
     options = (Option("--log-level"), Option("--log-prefix")) + tuple(Option(f, nargs=0) for f in FLAGS)
 

@@ -86,6 +86,7 @@ XMARK_OPTIONS = tuple(Option(f"--{k}") for k in ("set-xmark", "set-mark", "and-m
 @register
 class MarkTarget(Extension):
     name = "MARK"
+    terminal = False
     kind = "target"
     options = XMARK_OPTIONS
 

@@ -298,6 +298,8 @@ def rewrite(env, which: str, addr: int | str | None, port, what: str) -> str | N
 
 
 class _Nat(Extension):
+    terminal = True
+    conntrack = True
     kind = "target"
     tables = ("nat",)
 

@@ -33,6 +33,8 @@ class Nflog:
 @register
 class NflogTarget(Extension):
     name = "NFLOG"
+    terminal = False
+    logs = True
     kind = "target"
     options = (Option("--nflog-group"), Option("--nflog-prefix"), Option("--nflog-range"),
                Option("--nflog-size"), Option("--nflog-threshold"))

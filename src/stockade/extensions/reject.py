@@ -84,6 +84,7 @@ def reject_type(word: str, family: Family) -> str:
 @register
 class RejectTarget(Extension):
     name = "REJECT"
+    terminal = True
     kind = "target"
     options = (Option("--reject-with"),)
     tables = ("filter",)

@@ -77,6 +77,7 @@ def nft_states(names, invert: bool) -> str:
 @register
 class StateMatch(Extension):
     name = "state"
+    conntrack = True
     options = (Option("--state", invertible=True),)
 
     def convert(self, opt, args, ctx):

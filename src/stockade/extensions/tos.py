@@ -85,6 +85,7 @@ class TosMatchExt(Extension):
 @register
 class TosTarget(Extension):
     name = "TOS"
+    terminal = False
     kind = "target"
     tables = ("mangle",)
     options = (Option("--set-tos"), Option("--and-tos"), Option("--or-tos"), Option("--xor-tos"))

@@ -20,6 +20,7 @@ class Trace:
 @register
 class TraceTarget(Extension):
     name = "TRACE"
+    terminal = False
     kind = "target"
     tables = ("raw",)
     chains = ("PREROUTING", "OUTPUT")
