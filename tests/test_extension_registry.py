@@ -1,6 +1,6 @@
 """Every registered extension owns all of itself: a test fails when one lacks a part.
 
-The parts (docs/ARCHITECTURE.md, "add an extension"): an nft translation or an explicit
+The parts (issue 11's recipe for adding an extension): an nft translation or an explicit
 refusal, a target's declared terminality, and a kernel round-trip template. Each check is a
 function returning the extensions that fail it, so that it is also shown to catch a made-up
 extension lacking the part.
@@ -35,7 +35,8 @@ def without_terminal(exts: list[Extension]) -> list[str]:
 
 
 def without_roundtrip(exts: list[Extension]) -> list[str]:
-    """Extensions no rule template of tests/kernel/test_roundtrip.py uses."""
+    """Extensions no rule template of tests/kernel/test_roundtrip.py uses (its own or one the
+    extension declares in `roundtrip`)."""
     used = set(TEMPLATES)
     for t in itertools.chain(*TEMPLATES.values()):
         words = [w.text for w in split_line(t.text, "template", 1)]
@@ -44,8 +45,8 @@ def without_roundtrip(exts: list[Extension]) -> list[str]:
 
 
 CHECKS = [without_nft, without_terminal, without_roundtrip]
-# TODO(lead): add the symbolic-constraint check (`constraint` on Extension: declared, or declared
-# undecidable) once the symbolic engine's attribute lands; the two tests below then cover it too.
+# The symbolic constraint (`constraint`, or a declared `undecidable`) is checked the same way by
+# tests/test_constraints.py of the symbolic engine's branch.
 
 
 class Bare(Extension):

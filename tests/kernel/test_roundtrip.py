@@ -6,8 +6,9 @@ iptables-restore text is (1) parsed by stockade and rendered canonically and
 (2) loaded unchanged with iptables-restore into a throwaway namespace and read
 back with iptables-save; the rule lines of both must be identical.
 
-To cover a new extension, add its templates to TEMPLATES. A template whose
-extension module is missing fails (never drops out). The seed is fixed under
+To cover a new extension, add its templates to TEMPLATES, or declare them in the
+extension's own module (`Extension.roundtrip`, rules for the filter table's INPUT chain,
+added below). A template whose extension module is missing fails (never drops out). The seed is fixed under
 CI=true and random otherwise (set STOCKADE_SEED to repeat a run); it is printed.
 """
 from __future__ import annotations
@@ -338,6 +339,8 @@ TEMPLATES: dict[str, list[T]] = {
         T("-p udp --dport {port} -j NOTRACK", BUILTINS["raw"], "raw"),
     ],
 }
+for _ext in {id(e): e for exts in (*REGISTRY.matches.values(), *REGISTRY.targets.values()) for e in exts}.values():
+    TEMPLATES.setdefault(_ext.name, []).extend(T(text) for text in _ext.roundtrip)
 
 
 class Values(dict):

@@ -60,6 +60,9 @@ class Extension:
     conntrack: ClassVar[bool] = False  # a rule using it makes the kernel load conntrack (and defragmentation)
     stateful: ClassVar[bool] = False  # keeps state between packets, in Simulator.memory under (name, ...)
     logs: ClassVar[bool] = False  # a target that only logs: it never changes the packet or its fate
+    # Rules (the words after `-A INPUT`, filter table) that iptables-restore loads and iptables-save prints
+    # back as stockade does: tests/kernel/test_roundtrip.py runs them, as iptables runs libxt_NAME.t.
+    roundtrip: ClassVar[tuple[str, ...]] = ()
 
     def option(self, word: str) -> Option | None:
         for opt in self.options:
