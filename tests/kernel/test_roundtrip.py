@@ -340,7 +340,8 @@ TEMPLATES: dict[str, list[T]] = {
     ],
 }
 for _ext in {id(e): e for exts in (*REGISTRY.matches.values(), *REGISTRY.targets.values()) for e in exts}.values():
-    TEMPLATES.setdefault(_ext.name, []).extend(T(text) for text in _ext.roundtrip)
+    if _ext.roundtrip:
+        TEMPLATES.setdefault(_ext.name, []).extend(T(text) for text in _ext.roundtrip)
 
 
 class Values(dict):
