@@ -2,14 +2,16 @@
 
 Each module in this package defines one iptables extension (or a match and its
 same-named target, e.g. mark/MARK) as an `Extension` subclass instance passed to
-`register`. The rule parser hands it options one at a time (`parse`), then asks
-for the finished, immutable value (`finish`), and the renderer asks for its
+`register`. The rule parser hands it options one at a time (`parse`, reading each
+word with the option's `type`), then asks for the finished, immutable value
+(`complete`: the `required` options, then `finish`), and the renderer asks for its
 canonical iptables-save words (`save`), the simulator whether it holds / what it does
 (`holds`, `act`), and the nftables back end for its translation (`nft`, or the reason in
 `nft_refusal` why nft cannot say the same).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,6 +29,9 @@ class Option:
     nargs: int = 1  # words the option consumes: 0, 1 or 2
     invertible: bool = False
     optional_arg: bool = False  # one argument that may be absent (next word starts with "-")
+    type: Callable[[str], Any] | None = None  # reads the option's one word into its value (raises ParseError)
+    required: bool = False  # the extension cannot do without it
+    hint: str | None = None  # how to write it, shown when it is missing
 
     @property
     def key(self) -> str:
@@ -79,8 +84,17 @@ class Extension:
         acc[opt.key] = (invert, self.convert(opt, args, ctx))
 
     def convert(self, opt: Option, args: list[str], ctx: Context) -> Any:
-        """Turn an option's words into a value; raise ParseError for bad ones."""
+        """Turn an option's words into a value (by default its `type`); raise ParseError for bad ones."""
+        if opt.type is not None:
+            return opt.type(args[0])
         return args[0] if len(args) == 1 else tuple(args)
+
+    def complete(self, acc: dict[str, Any], ctx: Context) -> Any:
+        """What the parser calls once every option is in: the required ones must be, then `finish`."""
+        for opt in self.options:
+            if opt.required and opt.key not in acc:
+                raise ParseError(f"{self.name}: {opt.name} is required", code="missing-option", hint=opt.hint)
+        return self.finish(acc, ctx)
 
     def finish(self, acc: dict[str, Any], ctx: Context) -> Any:
         """Check the whole option set and return the immutable value the model keeps."""

@@ -105,9 +105,6 @@ class IcmpBase(Extension):
         return parse_icmp_type(args[0], self.names, self.label)
 
     def finish(self, acc, ctx):
-        if self.flag.lstrip("-") not in acc:
-            raise ParseError(f"{self.name}: {self.flag} is required", code="missing-option",
-                             hint=f"add e.g. `{self.flag} echo-request`")
         invert, (type_, lo, hi) = acc[self.flag.lstrip("-")]
         return IcmpType(type_, lo, hi, invert)
 
@@ -146,7 +143,7 @@ class IcmpMatch(IcmpBase):
     name = "icmp"
     proto = 1
     families = frozenset({Family.IPV4})
-    options = (Option("--icmp-type", invertible=True),)
+    options = (Option("--icmp-type", invertible=True, required=True, hint="add e.g. `--icmp-type echo-request`"),)
     flag, names, label, wildcard = "--icmp-type", ICMP_NAMES, "ICMP", True
     nft_key, nft_names = "icmp", {
         0: "echo-reply", 3: "destination-unreachable", 4: "source-quench", 5: "redirect", 8: "echo-request",

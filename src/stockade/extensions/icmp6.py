@@ -31,7 +31,7 @@ class Icmp6Match(IcmpBase):
     name = "icmp6"
     proto = 58
     families = frozenset({Family.IPV6})
-    options = (Option("--icmpv6-type", invertible=True),)
+    options = (Option("--icmpv6-type", invertible=True, required=True, hint="add e.g. `--icmpv6-type echo-request`"),)
     flag, names, label, wildcard = "--icmpv6-type", ICMPV6_NAMES, "ICMPv6", False
     nft_key, nft_names = "icmpv6", {
         1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",

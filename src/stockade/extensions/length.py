@@ -37,15 +37,10 @@ class LengthMatch:
 @register
 class LengthMatchExt(Extension):
     name = "length"
-    options = (Option("--length", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_length_range(args[0])
+    options = (Option("--length", invertible=True, type=parse_length_range, required=True,
+                      hint="write -m length --length MIN:MAX"),)
 
     def finish(self, acc, ctx):
-        if "length" not in acc:
-            raise ParseError("length: --length is required", code="missing-option",
-                             hint="write -m length --length MIN:MAX")
         invert, (lo, hi) = acc["length"]
         return LengthMatch(lo, hi, invert)
 

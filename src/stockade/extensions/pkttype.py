@@ -27,21 +27,20 @@ class PktTypeMatch:
     invert: bool = False
 
 
+def parse_type(word: str) -> str:
+    kind = TYPES.get(word.lower())
+    if kind is None:
+        raise ParseError(f"pkttype: unknown packet type `{word}`", code="bad-pkttype",
+                         hint="use unicast, broadcast, multicast or otherhost")
+    return kind
+
+
 @register
 class PktTypeMatchExt(Extension):
     name = "pkttype"
-    options = (Option("--pkt-type", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        kind = TYPES.get(args[0].lower())
-        if kind is None:
-            raise ParseError(f"pkttype: unknown packet type `{args[0]}`", code="bad-pkttype",
-                             hint="use unicast, broadcast, multicast or otherhost")
-        return kind
+    options = (Option("--pkt-type", invertible=True, type=parse_type, required=True),)
 
     def finish(self, acc, ctx):
-        if "pkt-type" not in acc:
-            raise ParseError("pkttype: --pkt-type is required", code="missing-option")
         invert, kind = acc["pkt-type"]
         return PktTypeMatch(kind, invert)
 

@@ -78,15 +78,10 @@ def nft_states(names, invert: bool) -> str:
 class StateMatch(Extension):
     name = "state"
     conntrack = True
-    options = (Option("--state", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_names(args[0], STATE_NAMES, "state")
+    options = (Option("--state", invertible=True, type=lambda word: parse_names(word, STATE_NAMES, "state"),
+                      required=True, hint="e.g. `--state ESTABLISHED,RELATED`"),)
 
     def finish(self, acc, ctx):
-        if "state" not in acc:
-            raise ParseError("state: --state is required", code="missing-option",
-                             hint="e.g. `--state ESTABLISHED,RELATED`")
         invert, names = acc["state"]
         return States(names, invert)
 

@@ -144,8 +144,10 @@ class TimeMatch(Extension):
     name = "time"
     undecidable = "the wall-clock time is no part of a packet"
     options = (
-        Option("--datestart"), Option("--datestop"), Option("--timestart"), Option("--timestop"),
-        Option("--monthdays", invertible=True), Option("--weekdays", invertible=True),
+        Option("--datestart", type=parse_date), Option("--datestop", type=parse_date),
+        Option("--timestart", type=parse_daytime), Option("--timestop", type=parse_daytime),
+        Option("--monthdays", invertible=True, type=parse_monthdays),
+        Option("--weekdays", invertible=True, type=parse_weekdays),
         Option("--contiguous", nargs=0), Option("--kerneltz", nargs=0), Option("--localtz", nargs=0),
         Option("--utc", nargs=0),
     )
@@ -156,11 +158,6 @@ class TimeMatch(Extension):
         "-m time --timestart 22:00 --timestop 06:00 --contiguous ! --weekdays Sat,Sun --utc -j DROP",
         "-m time --datestart 2021 --timestart 12:00 -j ACCEPT",
     )
-
-    def convert(self, opt, args, ctx):
-        parse = {"datestart": parse_date, "datestop": parse_date, "timestart": parse_daytime,
-                 "timestop": parse_daytime, "monthdays": parse_monthdays, "weekdays": parse_weekdays}.get(opt.key)
-        return parse(args[0]) if parse else True
 
     def finish(self, acc, ctx):
         if "utc" in acc and ("kerneltz" in acc or "localtz" in acc):
