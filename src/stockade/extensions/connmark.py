@@ -55,15 +55,10 @@ def shifted(value: int, bits: int, right: bool) -> int:
 class ConnmarkMatchExt(Extension):
     name = "connmark"
     conntrack = True
-    options = (Option("--mark", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_mark_mask(args[0], "connmark")
+    options = (Option("--mark", invertible=True, type=lambda word: parse_mark_mask(word, "connmark"),
+                      required=True, hint="write -m connmark --mark VALUE[/MASK]"),)
 
     def finish(self, acc, ctx):
-        if "mark" not in acc:
-            raise ParseError("connmark: --mark is required", code="missing-option",
-                             hint="write -m connmark --mark VALUE[/MASK]")
         invert, (value, mask) = acc["mark"]
         return ConnmarkMatch(value, mask, invert)
 

@@ -46,15 +46,10 @@ class SetMark:
 @register
 class MarkMatchExt(Extension):
     name = "mark"
-    options = (Option("--mark", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_mark_mask(args[0], "mark")
+    options = (Option("--mark", invertible=True, type=lambda word: parse_mark_mask(word, "mark"), required=True,
+                      hint="write -m mark --mark VALUE[/MASK]"),)
 
     def finish(self, acc, ctx):
-        if "mark" not in acc:
-            raise ParseError("mark: --mark is required", code="missing-option",
-                             hint="write -m mark --mark VALUE[/MASK]")
         invert, (value, mask) = acc["mark"]
         return MarkMatch(value, mask, invert)
 

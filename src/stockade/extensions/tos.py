@@ -58,14 +58,9 @@ class SetTos:
 @register
 class TosMatchExt(Extension):
     name = "tos"
-    options = (Option("--tos", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_tos_mask(args[0], "tos")
+    options = (Option("--tos", invertible=True, type=lambda word: parse_tos_mask(word, "tos"), required=True),)
 
     def finish(self, acc, ctx):
-        if "tos" not in acc:
-            raise ParseError("tos: --tos is required", code="missing-option")
         invert, (value, mask) = acc["tos"]
         return TosMatch(value, mask, invert)
 
