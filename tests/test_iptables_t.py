@@ -2,12 +2,16 @@
 
 Each OK line must parse and render to its expected iptables-save form; each FAIL
 line must be refused with an error diagnostic. Files outside the foundation's
-extension list are named in OUT_OF_SCOPE with the reason.
+extension list are named in OUT_OF_SCOPE with the reason; an extension added since
+has its file in scope by being registered.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from stockade.extensions import REGISTRY
 from stockade.model import Family, Origin
 from stockade.parse.command import Builder, table_of
 from stockade.model.diagnostics import Token
@@ -28,6 +32,9 @@ libipt_REJECT.t libip6t_REJECT.t libipt_LOG.t libip6t_LOG.t libxt_NFLOG.t libxt_
 libipt_DNAT.t libip6t_DNAT.t libipt_SNAT.t libip6t_SNAT.t libipt_MASQUERADE.t libip6t_MASQUERADE.t
 libxt_REDIRECT.t libxt_TRACE.t libxt_CT.t libxt_NOTRACK.t libxt_DSCP.t libxt_TOS.t
 """.split()
+IN_SCOPE += [p.name for p in sorted(IPT_TESTS.glob("lib*.t")) if p.name not in IN_SCOPE
+             and (m := re.fullmatch(r"lib(?:xt|ipt|ip6t)_(.+)\.t", p.name))
+             and (REGISTRY.matches.get(m[1]) or REGISTRY.targets.get(m[1]))]
 
 OUT_OF_SCOPE = {
     "libebt_": "ebtables (bridge family) is not part of stockade's iptables/ip6tables model",

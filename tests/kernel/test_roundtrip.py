@@ -6,8 +6,9 @@ iptables-restore text is (1) parsed by stockade and rendered canonically and
 (2) loaded unchanged with iptables-restore into a throwaway namespace and read
 back with iptables-save; the rule lines of both must be identical.
 
-To cover a new extension, add its templates to TEMPLATES. A template whose
-extension module is missing fails (never drops out). The seed is fixed under
+To cover a new extension, add its templates to TEMPLATES, or declare them in the
+extension's own module (`Extension.roundtrip`, rules for the filter table's INPUT chain,
+added below). A template whose extension module is missing fails (never drops out). The seed is fixed under
 CI=true and random otherwise (set STOCKADE_SEED to repeat a run); it is printed.
 """
 from __future__ import annotations
@@ -254,6 +255,17 @@ TEMPLATES: dict[str, list[T]] = {
         T("-m dscp ! --dscp {dscp_hex} -j DROP"),
         T("-m dscp --dscp-class {dscp_class} -j ACCEPT"),
     ],
+    "DSCP": [
+        T("-j DSCP --set-dscp {dscp}", BUILTINS["mangle"], "mangle"),
+        T("-j DSCP --set-dscp-class {dscp_class}", BUILTINS["mangle"], "mangle"),
+    ],
+    "TOS": [
+        T("-j TOS --set-tos {tos_name}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --set-tos {u8hex}/{u8hex}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --and-tos {u8hex}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --or-tos {u8hex}", BUILTINS["mangle"], "mangle"),
+        T("-j TOS --xor-tos {u8hex}", BUILTINS["mangle"], "mangle"),
+    ],
     "REJECT": [
         T("-p tcp -j REJECT --reject-with tcp-reset", ANY_FILTER),
         T("-j REJECT", ANY_FILTER),
@@ -327,6 +339,9 @@ TEMPLATES: dict[str, list[T]] = {
         T("-p udp --dport {port} -j NOTRACK", BUILTINS["raw"], "raw"),
     ],
 }
+for _ext in {id(e): e for exts in (*REGISTRY.matches.values(), *REGISTRY.targets.values()) for e in exts}.values():
+    if _ext.roundtrip:
+        TEMPLATES.setdefault(_ext.name, []).extend(T(text) for text in _ext.roundtrip)
 
 
 class Values(dict):

@@ -6,7 +6,7 @@ from .base import REGISTRY, Context, Extension, Option, register
 from .opaque import Opaque
 
 for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name not in ("base", "values", "opaque"):
+    if _mod.name not in ("base", "values", "opaque", "ipset"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = ["REGISTRY", "Context", "Extension", "Opaque", "Option", "register"]

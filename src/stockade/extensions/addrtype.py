@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..model import BUILTIN_CHAINS, Family
 from ..model.diagnostics import ParseError
 from ..model.netfilter import ROUTE_TYPES
+from ..model.nft import Part, element_list, neg
 from .base import Extension, Option, register
 
 NOT_IPV6 = ("BROADCAST", "BLACKHOLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")  # the kernel refuses these
@@ -55,6 +56,10 @@ def parse_types(word: str) -> frozenset[str]:
                              hint="types are " + ", ".join(ROUTE_TYPES))
         out.add(name)
     return frozenset(out)
+
+
+FIB_TYPES = ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole", "unreachable",
+             "prohibit")  # nft's names; RTN_THROW and later have none: written as numbers
 
 
 @dataclass(frozen=True)
@@ -131,3 +136,13 @@ class AddrTypeMatchExt(Extension):
     def save(self, d: AddrTypeMatch) -> list[str]:
         out = (d.src.save("--src-type") if d.src else []) + (d.dst.save("--dst-type") if d.dst else [])
         return out + ([f"--limit-iface-{d.limit_iface}"] if d.limit_iface else [])
+
+    def nft(self, d: AddrTypeMatch, ctx) -> list[Part]:
+        dev = {"in": " . iif", "out": " . oif", None: ""}[d.limit_iface]
+        parts = []
+        for key, ts in (("saddr", d.src), ("daddr", d.dst)):
+            if ts is not None:
+                names = [FIB_TYPES[i] if i < len(FIB_TYPES) else str(i) for i, t in enumerate(ROUTE_TYPES)
+                         if t in ts.types]
+                parts.append(Part(f"fib {key}{dev} type {neg(ts.invert)}{element_list(names)}"))
+        return parts

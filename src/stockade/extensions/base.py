@@ -2,17 +2,24 @@
 
 Each module in this package defines one iptables extension (or a match and its
 same-named target, e.g. mark/MARK) as an `Extension` subclass instance passed to
-`register`. The rule parser hands it options one at a time (`parse`), then asks
-for the finished, immutable value (`finish`), and the renderer asks for its
-canonical iptables-save words (`save`).
+`register`. The rule parser hands it options one at a time (`parse`, reading each
+word with the option's `type`), then asks for the finished, immutable value
+(`complete`: the `required` options, then `finish`), and the renderer asks for its
+canonical iptables-save words (`save`), the simulator whether it holds / what it does
+(`holds`, `act`), and the nftables back end for its translation (`nft`, or the reason in
+`nft_refusal` why nft cannot say the same).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..model import Family
+from ..model import VERDICTS, Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Ctx as NftCtx
+from ..model.nft import Part
+from .opaque import UNMODELLED_CONNTRACK, UNMODELLED_LOGS, UNMODELLED_NON_TERMINAL, UNMODELLED_TERMINAL
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,9 @@ class Option:
     nargs: int = 1  # words the option consumes: 0, 1 or 2
     invertible: bool = False
     optional_arg: bool = False  # one argument that may be absent (next word starts with "-")
+    type: Callable[[str], Any] | None = None  # reads the option's one word into its value (raises ParseError)
+    required: bool = False  # the extension cannot do without it
+    hint: str | None = None  # how to write it, shown when it is missing
 
     @property
     def key(self) -> str:
@@ -50,6 +60,14 @@ class Extension:
     proto: ClassVar[int | None] = None  # the -p the kernel insists on (tcp, udp, icmp, ...)
     tables: ClassVar[tuple[str, ...] | None] = None  # tables a target is valid in
     chains: ClassVar[tuple[str, ...] | None] = None  # built-in chains it is valid from
+    nft_refusal: ClassVar[str | None] = None  # declared: why nftables cannot express it at all
+    terminal: ClassVar[bool | None] = None  # a target: does it end the packet's traversal? (declared by each)
+    conntrack: ClassVar[bool] = False  # a rule using it makes the kernel load conntrack (and defragmentation)
+    stateful: ClassVar[bool] = False  # keeps state between packets, in Simulator.memory under (name, ...)
+    logs: ClassVar[bool] = False  # a target that only logs: it never changes the packet or its fate
+    # Rules (the words after `-A INPUT`, filter table) that iptables-restore loads and iptables-save prints
+    # back as stockade does: tests/kernel/test_roundtrip.py runs them, as iptables runs libxt_NAME.t.
+    roundtrip: ClassVar[tuple[str, ...]] = ()
 
     def option(self, word: str) -> Option | None:
         for opt in self.options:
@@ -66,8 +84,17 @@ class Extension:
         acc[opt.key] = (invert, self.convert(opt, args, ctx))
 
     def convert(self, opt: Option, args: list[str], ctx: Context) -> Any:
-        """Turn an option's words into a value; raise ParseError for bad ones."""
+        """Turn an option's words into a value (by default its `type`); raise ParseError for bad ones."""
+        if opt.type is not None:
+            return opt.type(args[0])
         return args[0] if len(args) == 1 else tuple(args)
+
+    def complete(self, acc: dict[str, Any], ctx: Context) -> Any:
+        """What the parser calls once every option is in: the required ones must be, then `finish`."""
+        for opt in self.options:
+            if opt.required and opt.key not in acc:
+                raise ParseError(f"{self.name}: {opt.name} is required", code="missing-option", hint=opt.hint)
+        return self.finish(acc, ctx)
 
     def finish(self, acc: dict[str, Any], ctx: Context) -> Any:
         """Check the whole option set and return the immutable value the model keeps."""
@@ -88,6 +115,18 @@ class Extension:
         """A target: the verdict that ends traversal, None to go on, "UNKNOWN" if not modelled."""
         return "UNKNOWN"
 
+    def shares_state(self, data: Any, family: Family) -> bool:
+        """A stateful match: do packets from different sources share its state (one bucket for all)?"""
+        return self.stateful
+
+    def nft(self, data: Any, ctx: NftCtx) -> list[Part] | str | None:
+        """A match: its nft expressions; a target: its nft statement (None: it adds none).
+
+        Raises NftError (`ctx.fail`) for what nft cannot express with the same meaning. An extension
+        either overrides this or declares `nft_refusal`; tests/test_extension_registry.py checks."""
+        raise ctx.fail(self.nft_refusal or f"{'-m' if self.kind == 'match' else '-j'} {self.name} has no "
+                       "nftables translation in stockade")
+
 
 @dataclass
 class Registry:
@@ -105,6 +144,30 @@ class Registry:
             if family in ext.families:
                 return ext
         return None
+
+    def terminal(self, name: str, family: Family) -> bool | None:
+        """Does `-j NAME` end the packet's traversal? The built-in verdicts but RETURN do; an extension
+        says so itself; of an unmodelled one, what its kernel module does; None: not known."""
+        if name in VERDICTS:
+            return name != "RETURN"
+        ext = self.find("target", name, family)
+        if ext is not None:
+            return ext.terminal
+        return True if name in UNMODELLED_TERMINAL else False if name in UNMODELLED_NON_TERMINAL else None
+
+    def loads_conntrack(self, kind: str, name: str, family: Family) -> bool:
+        """Does a rule with this match or target make the kernel load conntrack?"""
+        ext = self.find(kind, name, family)
+        return ext.conntrack if ext is not None else name in UNMODELLED_CONNTRACK
+
+    def logs(self, name: str, family: Family) -> bool:
+        """Is `-j NAME` a target that only logs?"""
+        ext = self.find("target", name, family)
+        return ext.logs if ext is not None else name in UNMODELLED_LOGS
+
+    def stateful(self) -> frozenset[str]:
+        """The names of the matches that keep state between packets."""
+        return frozenset(n for n, exts in self.matches.items() if any(e.stateful for e in exts))
 
 
 REGISTRY = Registry()

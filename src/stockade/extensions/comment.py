@@ -2,28 +2,27 @@
 from __future__ import annotations
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part
 from .base import Extension, Option, register
 from .values import check_printable, save_string
 
 MAX = 255
 
 
+def parse_comment(text: str) -> str:
+    if len(text.encode()) > MAX:
+        raise ParseError(f"comment is {len(text.encode())} bytes; the kernel keeps at most {MAX}",
+                         code="too-long", hint="shorten the comment")
+    check_printable(text, "comment")
+    return text
+
+
 @register
 class CommentMatch(Extension):
     name = "comment"
-    options = (Option("--comment"),)
-
-    def convert(self, opt, args, ctx):
-        text = args[0]
-        if len(text.encode()) > MAX:
-            raise ParseError(f"comment is {len(text.encode())} bytes; the kernel keeps at most {MAX}",
-                             code="too-long", hint="shorten the comment")
-        check_printable(text, "comment")
-        return text
+    options = (Option("--comment", type=parse_comment, required=True),)
 
     def finish(self, acc, ctx):
-        if "comment" not in acc:
-            raise ParseError("comment: --comment is required", code="missing-option")
         return acc["comment"][1]
 
     def holds(self, text: str, pkt, env) -> bool:
@@ -31,3 +30,6 @@ class CommentMatch(Extension):
 
     def save(self, text: str) -> list[str]:
         return ["--comment", save_string(text)]
+
+    def nft(self, text: str, ctx) -> list[Part]:
+        return []  # becomes the rule's comment (render/nft/translate.py)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..model import Family
 from ..model.address import c_uint_prefix
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, netmask
 from .base import Extension, Option, register
 from .ct import TEMPLATE_NOTE
 from .recent import HZ, jiffies
@@ -106,6 +107,8 @@ def parse_prefix(word: str, family: Family) -> int:
 @register
 class ConnlimitMatchExt(Extension):
     name = "connlimit"
+    conntrack = True
+    stateful = True
     options = (Option("--connlimit-upto", invertible=True), Option("--connlimit-above", invertible=True),
                Option("--connlimit-mask"), Option("--connlimit-saddr", nargs=0), Option("--connlimit-daddr", nargs=0))
 
@@ -176,3 +179,19 @@ class ConnlimitMatchExt(Extension):
     def save(self, d: ConnlimitMatch) -> list[str]:
         return ["--connlimit-above" if d.above else "--connlimit-upto", str(d.limit),
                 "--connlimit-mask", str(d.prefix), "--connlimit-daddr" if d.daddr else "--connlimit-saddr"]
+
+    def nft(self, d: ConnlimitMatch, ctx) -> list[Part]:
+        """One dynamic set per rule (xt_connlimit keeps its lists per rule too), counted by ct count."""
+        key = f"{ctx.ip} {'d' if d.daddr else 's'}addr"
+        if d.prefix != (32 if ctx.family is Family.IPV4 else 128):
+            key += f" and {netmask(ctx, d.prefix)}"
+        name = ctx.decls.new_name("connlimit")
+        kind = "ipv4_addr" if ctx.family is Family.IPV4 else "ipv6_addr"
+        ctx.decls.items[name] = f"set {name} {{ type {kind}; flags dynamic; }}"
+        text = f"add @{name} {{ {key} ct count {'over ' if d.above else ''}{d.limit} }}"
+        return [Part(text, stateful=True)]
+
+    def shares_state(self, d: ConnlimitMatch, family: Family) -> bool:
+        """Connections are counted per source address, unless --connlimit-daddr or a shorter mask."""
+        bits = 32 if family is Family.IPV4 else 128
+        return d.daddr or d.prefix < bits

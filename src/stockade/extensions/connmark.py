@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, hexnum, masked, xmark
 from .base import Extension, Option, register
 from .mark import ALL, XMARK_OPTIONS, parse_mark_mask, save_mark_mask, xmark_of
 from .values import parse_c_uint
@@ -53,15 +54,11 @@ def shifted(value: int, bits: int, right: bool) -> int:
 @register
 class ConnmarkMatchExt(Extension):
     name = "connmark"
-    options = (Option("--mark", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_mark_mask(args[0], "connmark")
+    conntrack = True
+    options = (Option("--mark", invertible=True, type=lambda word: parse_mark_mask(word, "connmark"),
+                      required=True, hint="write -m connmark --mark VALUE[/MASK]"),)
 
     def finish(self, acc, ctx):
-        if "mark" not in acc:
-            raise ParseError("connmark: --mark is required", code="missing-option",
-                             hint="write -m connmark --mark VALUE[/MASK]")
         invert, (value, mask) = acc["mark"]
         return ConnmarkMatch(value, mask, invert)
 
@@ -77,6 +74,9 @@ class ConnmarkMatchExt(Extension):
     def save(self, d: ConnmarkMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mark", save_mark_mask(d.value, d.mask)]
 
+    def nft(self, d: ConnmarkMatch, ctx) -> list[Part]:
+        return [Part(masked("ct mark", d.value, d.mask, d.invert, 32))]
+
 
 MODES = {"save-mark": "save", "restore-mark": "restore"}
 OPERATIONS = ("set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark", "save-mark", "restore-mark")
@@ -85,6 +85,8 @@ OPERATIONS = ("set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark", "save-
 @register
 class ConnmarkTargetExt(Extension):
     name = "CONNMARK"
+    terminal = False
+    conntrack = True
     kind = "target"
     options = XMARK_OPTIONS + (
         Option("--save-mark", nargs=0), Option("--restore-mark", nargs=0),
@@ -160,3 +162,25 @@ class ConnmarkTargetExt(Extension):
         if d.shift:
             out += ["--right-shift-mark" if d.shift_right else "--left-shift-mark", str(d.shift)]
         return out
+
+    def nft(self, d: ConnmarkTarget, ctx) -> str:
+        """set: ctmark := ((ctmark & ~ctmask) ^ value) shifted; save: ctmark := (ctmark & ~ctmask) ^
+        ((mark & nfmask) shifted); restore: the same from ct mark to mark with the masks swapped. nft
+        1.0.6 can only combine a register with constants, so save/restore keeping part of the old mark
+        is refused."""
+        op = ">>" if d.shift_right else "<<"
+        if d.mode == "set":
+            if d.ctmask == ALL:  # a constant, shifted here
+                value = d.ctmark_value >> d.shift if d.shift_right else d.ctmark_value << d.shift & ALL
+                return f"ct mark set {hexnum(value)}"
+            expr = xmark("ct mark", d.ctmark_value, d.ctmask)
+            return f"ct mark set ( {expr} ) {op} {d.shift}" if d.shift else f"ct mark set {expr}"
+        dest_mask, src_mask, src, dest = ((d.ctmask, d.nfmask, "mark", "ct mark") if d.mode == "save"
+                                          else (d.nfmask, d.ctmask, "ct mark", "meta mark"))
+        if dest_mask != ALL:
+            raise ctx.fail(f"CONNMARK --{d.mode}-mark keeping part of the old mark combines two registers, "
+                           "which nft 1.0.6 cannot")
+        expr = src if src_mask == ALL else f"{src} and {hexnum(src_mask)}"
+        if not d.shift:
+            return f"{dest} set {expr}"
+        return f"{dest} set {expr} {op} {d.shift}" if src_mask == ALL else f"{dest} set ( {expr} ) {op} {d.shift}"

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from ..model import Address, parse_address
 from ..model.address import ntop
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, address, neg, span
 from .base import Extension, Option, register
-from .state import STATE_NAMES, States, ct_state, parse_names, template
+from .state import NO_ENTRY, PRINT_ORDER, STATE_NAMES, States, ct_state, nft_states, parse_names, template
 from .values import format_range, parse_port_range, parse_proto, parse_uint_range
 
 CTSTATE_NAMES = STATE_NAMES + ("SNAT", "DNAT")
@@ -104,6 +105,7 @@ def _address(word: str, version: int) -> tuple[Address, int]:
 @register
 class ConntrackMatch(Extension):
     name = "conntrack"
+    conntrack = True
     options = (
         Option("--ctstate", invertible=True),
         Option("--ctproto", invertible=True),
@@ -200,6 +202,70 @@ class ConntrackMatch(Extension):
         if d.direction:
             out += ["--ctdir", d.direction]
         return out
+
+    def nft(self, d: Conntrack, ctx) -> list[Part]:
+        """xt_conntrack skips every other test for a packet without an entry, where nft's ct
+        expressions fail: refused when the state test could let such a packet through. The
+        virtual SNAT/DNAT states are `ct status` bits, which need an entry too."""
+        others = [k for k in ("proto", "direction", "status", "expire", *ADDRESS_KEYS, *PORT_KEYS)
+                  if getattr(d, k) is not None]
+        if any(getattr(d, k) is not None for k in PORT_KEYS) and (d.proto is None or d.proto_invert):
+            raise ctx.fail("conntrack: nft can only compare tuple ports after `--ctproto` names the protocol")
+        if others and _passes_without_entry(d.state):
+            raise ctx.fail("conntrack: with this --ctstate a packet without a conntrack entry skips the other "
+                           "tests in iptables, but fails them in nftables")
+        parts = []
+        if d.direction:
+            parts.append(Part(f"ct direction {d.direction.lower()}"))
+        if d.proto is not None:
+            parts.append(Part(f"ct original protocol {neg(d.proto_invert)}{d.proto}"))
+        if d.state is not None:
+            parts += _nft_ctstate(d.state, ctx)
+        if d.status is not None:
+            if not d.status.names:
+                raise ctx.fail("conntrack: --ctstatus NONE tests no status bit")
+            names = ",".join(n.lower().replace("_", "-") for n in STATUS_NAMES if n in d.status.names)
+            parts.append(Part(f"ct status {'! ' if d.status.invert else ''}{names}"))
+        if d.expire is not None:
+            parts.append(Part(f"ct expiration {neg(d.expire.invert)}{_nft_expiry(d.expire, ctx)}"))
+        ip = "" if ctx.nft_family != "inet" else f"{ctx.ip} "  # inet cannot tell the address family itself
+        for key in ADDRESS_KEYS:
+            if (a := getattr(d, key)) is not None:
+                where = "original" if key.startswith("ctorig") else "reply"
+                parts.append(Part(f"ct {where} {ip}{key[-3]}addr {neg(a.invert)}{address(a.net)}"))
+        for key in PORT_KEYS:
+            if (p := getattr(d, key)) is not None:
+                where = "original" if key.startswith("ctorig") else "reply"
+                parts.append(Part(f"ct {where} proto-{key[-7:-4]} {neg(p.invert)}{span(p.lo, p.hi)}"))
+        return parts
+
+
+def _passes_without_entry(states) -> bool:
+    """Can the state test hold for a packet conntrack has no entry for (INVALID or UNTRACKED)?"""
+    return states is not None and any((s in states.names) != states.invert for s in NO_ENTRY)
+
+
+def _nft_ctstate(states, ctx) -> list[Part]:
+    """Real states are `ct state`, SNAT/DNAT `ct status` bits: two tests nft can only AND."""
+    nat = states.names & {"SNAT", "DNAT"}
+    real = states.names - nat
+    if not nat:
+        return [Part(nft_states(real, states.invert))]
+    if not states.invert and real:
+        raise ctx.fail("conntrack: --ctstate mixing SNAT/DNAT with other states is an OR nft cannot write")
+    if states.invert and not NO_ENTRY <= real:
+        raise ctx.fail("conntrack: `! --ctstate SNAT/DNAT` holds for packets without an entry, "
+                       "`ct status` does not; add INVALID,UNTRACKED to the list")
+    status = Part(f"ct status {'! ' if states.invert else ''}{','.join(n.lower() for n in PRINT_ORDER if n in nat)}")
+    return ([Part(nft_states(real, True))] if real else []) + [status]
+
+
+def _nft_expiry(e, ctx) -> str:
+    """--ctexpire counts whole seconds, nft's ct expiration milliseconds (32 bits): N:M is Ns-Ms999ms."""
+    hi = min(e.hi * 1000 + 999, 2**32 - 1)
+    if e.lo * 1000 > hi:
+        raise ctx.fail(f"conntrack: --ctexpire {e.lo} is beyond what ct expiration holds")
+    return f"{e.lo}s-{hi // 1000}s" + (f"{hi % 1000}ms" if hi % 1000 else "")
 
 
 def all3(tests: list[bool | None]) -> bool | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..model import Family
 from ..model.diagnostics import ParseError
 from ..model.netfilter import proto_name
+from ..model.nft import identifier, quote
 from .base import Context, Extension, Option, register
 from .values import check_printable, parse_c_uint
 
@@ -110,6 +111,8 @@ def check_helper(helper: str, ctx: Context) -> None:
 @register
 class CtTarget(Extension):
     name = "CT"
+    terminal = False
+    conntrack = True
     kind = "target"
     options = (Option("--notrack", nargs=0), Option("--helper"), Option("--timeout"), Option("--ctevents"),
                Option("--expevents"), Option("--zone"), Option("--zone-orig"), Option("--zone-reply"))
@@ -175,10 +178,36 @@ class CtTarget(Extension):
             out += ["--zone" + "".join(f"-{x}" for x in d.zone_dirs), str(d.zone)]
         return out
 
+    def nft(self, d: Ct, ctx) -> str | None:
+        """--notrack and --zone act before conntrack (raw table); a helper is attached to a new
+        connection, which nft can only do once conntrack has run (see render/nft/layout.py)."""
+        if d.notrack:
+            return "notrack"
+        if d.timeout or d.ctevents or d.expevents or d.zone == "mark":
+            raise ctx.fail("CT: --timeout, --ctevents, --expevents and --zone mark have no nftables translation "
+                           "in stockade")
+        if d.helper is not None:
+            if not ctx.helpers or d.zone is not None:
+                raise ctx.fail("CT --helper: nftables attaches helpers after conntrack, so only a raw chain "
+                               "that does nothing but attach helpers can be translated")
+            proto = {6: "tcp", 17: "udp"}.get(ctx.proto)
+            if proto is None or not identifier(name := f"helper_{d.helper}_{proto}".replace(".", "_")):
+                raise ctx.fail(f"CT --helper {d.helper}: cannot declare it as an nft ct helper")
+            ctx.decls.taken.add(name)
+            ctx.decls.items[name] = (f'ct helper {name} {{ type {quote(d.helper, "helper")} protocol {proto}; '
+                                 'l3proto inet; }')
+            return f'ct helper set "{name}"'
+        if d.zone is None:
+            return None
+        where = {frozenset({"orig"}): "original ", frozenset({"reply"}): "reply "}.get(d.zone_dirs, "")
+        return f"ct {where}zone set {d.zone}"
+
 
 @register
 class NotrackTarget(Extension):
     name = "NOTRACK"
+    terminal = False
+    conntrack = True
     kind = "target"
     tables = ("raw",)
     chains = ("PREROUTING", "OUTPUT")
@@ -192,3 +221,6 @@ class NotrackTarget(Extension):
 
     def save(self, d: Notrack) -> list[str]:
         return []
+
+    def nft(self, d: Notrack, ctx) -> str:
+        return "notrack"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, hexnum, neg
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -71,10 +72,14 @@ class DscpMatchExt(Extension):
     def save(self, d: DscpMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--dscp", f"0x{d.value:02x}"]
 
+    def nft(self, d: DscpMatch, ctx) -> list[Part]:
+        return [Part(f"{ctx.ip} dscp {neg(d.invert)}{hexnum(d.value, 2)}", ctx.nfproto)]
+
 
 @register
 class DscpTarget(Extension):
     name = "DSCP"
+    terminal = False
     kind = "target"
     tables = ("mangle",)
     options = (Option("--set-dscp"), Option("--set-dscp-class"))
@@ -91,3 +96,6 @@ class DscpTarget(Extension):
 
     def save(self, d: SetDscp) -> list[str]:
         return ["--set-dscp", f"0x{d.value:02x}"]
+
+    def nft(self, d: SetDscp, ctx) -> str:
+        return f"{ctx.ip} dscp set {hexnum(d.value, 2)}"

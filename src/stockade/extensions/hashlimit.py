@@ -16,8 +16,10 @@ from dataclasses import dataclass, replace
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.netfilter import PORT_PROTOS, proto_name
+from ..model.nft import IDENT, Part, identifier, netmask
 from .base import Extension, Option, register
-from .limit import PRINTED, interval, parse_rate, printed_rate
+from .limit import NFT_UNITS, PRINTED, interval, parse_rate, printed_rate
 from .recent import HZ, check_table_name, jiffies, sharers
 from .values import parse_c_uint, parse_decimal
 
@@ -30,6 +32,7 @@ MAX_SIZE = 1_048_576  # the kernel silently lowers htable-size and -max to this
 NAME_MAX = 254
 MODES = ("srcip", "srcport", "dstip", "dstport")  # print order
 UNITS = (("m", 1 << 20), ("k", 1 << 10))
+NFT_BYTE_UNITS = (("mbytes", 1 << 20), ("kbytes", 1 << 10))
 # The kernel's burst overflow test multiplies by HZ * CREDITS_PER_JIFFY / 1e6 in 64 bits (HZ 250 or 1000).
 CREDITS_PER_USEC = 137_438_953
 # xt_hashlimit's token arithmetic (revision 3): credits gained per jiffy, in packet and in byte mode.
@@ -206,6 +209,7 @@ def _overflows(avg: int, burst: int) -> bool:
 @register
 class HashlimitMatch(Extension):
     name = "hashlimit"
+    stateful = True
     options = (
         Option("--hashlimit-upto", ("--hashlimit",), invertible=True),
         Option("--hashlimit-above", invertible=True),
@@ -378,3 +382,74 @@ class HashlimitMatch(Extension):
             if d.interval != 1:
                 out += ["--hashlimit-rate-interval", str(d.interval)]
         return out
+
+    def nft(self, d: Hashlimit, ctx) -> list[Part]:
+        """A per-flow token bucket: a dynamic set keyed by the flow, with a limit on each element. Without
+        a mode all packets are one flow: keyed by something they share, so that the bucket still
+        expires as xt_hashlimit's entry does."""
+        if d.rate_match:
+            raise ctx.fail("hashlimit: --hashlimit-rate-match has no nftables equivalent")
+        keys, types = ([], []) if d.mode else (["meta nfproto"], ["nf_proto"])  # no mode: one flow for all
+        for mode in ("dstip", "dstport", "srcip", "srcport"):  # iptables-translate's order
+            if mode not in d.mode:
+                continue
+            if mode.endswith("ip"):
+                mask = d.dstmask if mode == "dstip" else d.srcmask
+                keys.append(f"{ctx.ip} {mode[0]}addr" + (f" and {netmask(ctx, mask)}" if mask is not None else ""))
+                types.append("ipv4_addr" if ctx.family is Family.IPV4 else "ipv6_addr")
+            else:
+                if ctx.proto not in PORT_PROTOS:
+                    raise ctx.fail("hashlimit: port modes need `-p tcp` (or udp, sctp, dccp, udplite) in nftables")
+                keys.append(f"{proto_name(ctx.proto)} {mode[0]}port")
+                types.append("inet_service")
+        rate = "limit rate " + ("over " if d.above else "")
+        if d.bytes:
+            rate += _nft_rate_bytes(d.avg) + "/second" + (f" burst {_nft_size_bytes(cost_to_bytes(d.avg) * d.burst)}"
+                                                         if d.burst else "")
+        else:
+            count, per = printed_rate(d.avg, SCALE)
+            rate += f"{count}/{NFT_UNITS[per]}" + (f" burst {d.burst} packets" if d.burst != 5 else "")
+        timeout = f"{d.expire // 1000}s" if d.expire % 1000 == 0 else f"{d.expire}ms"
+        return [Part(_nft_meter(d, ctx, " . ".join(keys), " . ".join(types), timeout, rate), stateful=True)]
+
+    def shares_state(self, d: Hashlimit, family: Family) -> bool:
+        """Unless keyed by the whole source address, packets from different sources share a bucket."""
+        bits = 32 if family is Family.IPV4 else 128
+        return "srcip" not in d.mode or (d.srcmask or bits) < bits
+
+
+def _nft_rate_bytes(cost: int) -> str:
+    """A byte rate as iptables prints it: the largest unit whose rounding keeps the kernel's cost."""
+    n = cost_to_bytes(cost)
+    unit = next(((name, size) for name, size in NFT_BYTE_UNITS
+                 if n >= size and bytes_to_cost(n & ~(size - 1)) == cost), ("bytes", 1))
+    return f"{n // unit[1]} {unit[0]}"
+
+
+def _nft_size_bytes(n: int) -> str:
+    """A burst size in the largest unit it reaches, rounded down (as iptables-translate does)."""
+    unit = next(((name, size) for name, size in NFT_BYTE_UNITS if n >= size), ("bytes", 1))
+    return f"{n // unit[1]} {unit[0]}"
+
+
+def _nft_meter(d: Hashlimit, ctx, key: str, types: str, timeout: str, rate: str) -> str:
+    """iptables-translate's `meter NAME {...}`, or a declared set shared by the rules naming the same
+    table. nft attaches the first rule's limit to each flow, where xt_hashlimit lets each rule
+    test the table its own way: rules sharing a name must therefore agree on everything."""
+    if ctx.inline_meters:
+        if not IDENT.fullmatch(d.name):
+            raise ctx.fail(f"hashlimit: `{d.name}` cannot be an nft meter name")
+        return f"meter {d.name} {{ {key} timeout {timeout} {rate} }}"
+    known = ctx.decls.meters.get((ctx.family, d.name))
+    if known is None:
+        names = [n for n in (d.name, f"{ctx.ip}_{d.name}") if identifier(n) and n not in ctx.decls.taken]
+        if not names:
+            raise ctx.fail(f"hashlimit: `{d.name}` cannot be an nft set name")
+        ctx.decls.taken.add(names[0])
+        known = ctx.decls.meters[(ctx.family, d.name)] = (names[0], d, key)
+        ctx.decls.items[names[0]] = (f"set {names[0]} {{ type {types}; size {d.max or 65535}; "
+                                     f"flags dynamic,timeout; timeout {timeout}; }}")
+    elif known[1:] != (d, key):
+        raise ctx.fail(f"hashlimit: rules sharing --hashlimit-name {d.name} differ; nftables gives each "
+                       "flow the limit of the rule that saw it first")
+    return f"update @{known[0]} {{ {key} {rate} }}"

@@ -23,3 +23,4 @@ class HlMatchExt(CounterFieldMatch):
     families = frozenset({Family.IPV6})
     field = "hl"
     data = HlMatch
+    nft_key, nft_family = "ip6 hoplimit", "ipv6"

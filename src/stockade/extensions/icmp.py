@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg, span
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -97,14 +98,13 @@ class IcmpBase(Extension):
     names: tuple
     label: str
     wildcard: bool  # type 255 means "any" (IPv4 only)
+    nft_key: str  # nft's header: icmp or icmpv6
+    nft_names: dict[int, str]  # the types nft has a name for
 
     def convert(self, opt, args, ctx):
         return parse_icmp_type(args[0], self.names, self.label)
 
     def finish(self, acc, ctx):
-        if self.flag.lstrip("-") not in acc:
-            raise ParseError(f"{self.name}: {self.flag} is required", code="missing-option",
-                             hint=f"add e.g. `{self.flag} echo-request`")
         invert, (type_, lo, hi) = acc[self.flag.lstrip("-")]
         return IcmpType(type_, lo, hi, invert)
 
@@ -123,11 +123,30 @@ class IcmpBase(Extension):
         hit = (self.wildcard and d.type == ANY) or (pkt.icmp_type == d.type and d.code_lo <= code <= d.code_hi)
         return hit != d.invert
 
+    def nft(self, d: IcmpType, ctx) -> list[Part]:
+        key = self.nft_key
+        fam = "ipv4" if key == "icmp" else "ipv6"
+        if self.wildcard and d.type == ANY:
+            if d.invert:
+                raise ctx.fail("`! --icmp-type any` matches no packet")
+            return [Part("ip protocol icmp", fam)]
+        name = self.nft_names.get(d.type, str(d.type))
+        if (d.code_lo, d.code_hi) == ALL_CODES:
+            return [Part(f"{key} type {neg(d.invert)}{name}", fam)]
+        if d.invert:  # not (type and code): one lookup of the pair
+            return [Part(f"{key} type . {key} code != {{ {name} . {span(d.code_lo, d.code_hi)} }}", fam)]
+        return [Part(f"{key} type {name}", fam), Part(f"{key} code {span(d.code_lo, d.code_hi)}", fam)]
+
 
 @register
 class IcmpMatch(IcmpBase):
     name = "icmp"
     proto = 1
     families = frozenset({Family.IPV4})
-    options = (Option("--icmp-type", invertible=True),)
+    options = (Option("--icmp-type", invertible=True, required=True, hint="add e.g. `--icmp-type echo-request`"),)
     flag, names, label, wildcard = "--icmp-type", ICMP_NAMES, "ICMP", True
+    nft_key, nft_names = "icmp", {
+        0: "echo-reply", 3: "destination-unreachable", 4: "source-quench", 5: "redirect", 8: "echo-request",
+        9: "router-advertisement", 10: "router-solicitation", 11: "time-exceeded", 12: "parameter-problem",
+        13: "timestamp-request", 14: "timestamp-reply", 15: "info-request", 16: "info-reply",
+        17: "address-mask-request", 18: "address-mask-reply"}

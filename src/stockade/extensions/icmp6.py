@@ -31,8 +31,14 @@ class Icmp6Match(IcmpBase):
     name = "icmp6"
     proto = 58
     families = frozenset({Family.IPV6})
-    options = (Option("--icmpv6-type", invertible=True),)
+    options = (Option("--icmpv6-type", invertible=True, required=True, hint="add e.g. `--icmpv6-type echo-request`"),)
     flag, names, label, wildcard = "--icmpv6-type", ICMPV6_NAMES, "ICMPv6", False
+    nft_key, nft_names = "icmpv6", {
+        1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",
+        128: "echo-request", 129: "echo-reply", 130: "mld-listener-query", 131: "mld-listener-report",
+        132: "mld-listener-done", 133: "nd-router-solicit", 134: "nd-router-advert", 135: "nd-neighbor-solicit",
+        136: "nd-neighbor-advert", 137: "nd-redirect", 138: "router-renumbering", 141: "ind-neighbor-solicit",
+        142: "ind-neighbor-advert", 143: "mld2-listener-report"}
 
 
 # libxtables loads icmp6 for `-m icmpv6` and `-m ipv6-icmp` too; the rule keeps the name icmp6.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..model import Family
 from ..model.address import ntop, parse_ipv4, parse_ipv6
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg
 from .base import Extension, Option, register
 
 
@@ -65,3 +66,14 @@ class IpRangeMatch(Extension):
                 out += (["!"] if r.invert else []) + [
                     flag, f"{ntop(d.family, r.first)}-{ntop(d.family, r.last)}"]
         return out
+
+    def nft(self, d: IpRange, ctx) -> list[Part]:
+        parts = []
+        for key, r in (("saddr", d.src), ("daddr", d.dst)):
+            if r is None:
+                continue
+            if r.first > r.last:
+                raise ctx.fail("iprange: a range whose first address is above its last matches nothing")
+            v = int(ctx.family)
+            parts.append(Part(f"{ctx.ip} {key} {neg(r.invert)}{ntop(v, r.first)}-{ntop(v, r.last)}", ctx.nfproto))
+        return parts

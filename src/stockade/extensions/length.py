@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg, span
 from .base import Extension, Option, register
 from .values import format_range, parse_c_uint
 
@@ -36,15 +37,10 @@ class LengthMatch:
 @register
 class LengthMatchExt(Extension):
     name = "length"
-    options = (Option("--length", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_length_range(args[0])
+    options = (Option("--length", invertible=True, type=parse_length_range, required=True,
+                      hint="write -m length --length MIN:MAX"),)
 
     def finish(self, acc, ctx):
-        if "length" not in acc:
-            raise ParseError("length: --length is required", code="missing-option",
-                             hint="write -m length --length MIN:MAX")
         invert, (lo, hi) = acc["length"]
         return LengthMatch(lo, hi, invert)
 
@@ -54,3 +50,6 @@ class LengthMatchExt(Extension):
 
     def save(self, d: LengthMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--length", format_range((d.lo, d.hi))]
+
+    def nft(self, d: LengthMatch, ctx) -> list[Part]:
+        return [Part(f"meta length {neg(d.invert)}{span(d.lo, d.hi)}")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -21,6 +22,7 @@ NSEC = 1_000_000_000
 U64 = 2**64 - 1
 UNITS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))  # a prefix of the name picks it
 PRINTED = {86400: "day", 3600: "hour", 60: "min", 1: "sec"}  # largest first
+NFT_UNITS = {per: name for name, per in UNITS}  # nft writes the whole unit name
 BURST = 5
 
 
@@ -72,6 +74,7 @@ class Limit:
 @register
 class LimitMatch(Extension):
     name = "limit"
+    stateful = True
     options = (Option("--limit"), Option("--limit-burst"))
 
     def convert(self, opt, args, ctx):
@@ -103,3 +106,6 @@ class LimitMatch(Extension):
     def save(self, d: Limit) -> list[str]:
         out = ["--limit", f"{d.rate}/{PRINTED[d.per]}"]
         return out + (["--limit-burst", str(d.burst)] if d.burst != BURST else [])
+
+    def nft(self, d: Limit, ctx) -> list[Part]:
+        return [Part(f"limit rate {d.rate}/{NFT_UNITS[d.per]} burst {d.burst} packets", stateful=True)]

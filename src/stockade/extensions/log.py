@@ -4,12 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import quote
 from .base import Extension, Option, register
 from .values import check_printable, parse_c_uint, save_string
 
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "error": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
           "panic": 0}
 DEFAULT_LEVEL = 4  # iptables-save omits it
+NFT_LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 PREFIX_MAX = 29  # bytes; the kernel's field is 30 with the NUL, and iptables silently cuts longer ones
 FLAGS = ("--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid", "--log-macdecode")
 
@@ -49,6 +51,8 @@ def log_prefix(word: str, what: str, limit: int) -> str:
 @register
 class LogTarget(Extension):
     name = "LOG"
+    terminal = False
+    logs = True
     kind = "target"
     options = (Option("--log-level"), Option("--log-prefix")) + tuple(Option(f, nargs=0) for f in FLAGS)
 
@@ -75,3 +79,13 @@ class LogTarget(Extension):
         if d.level != DEFAULT_LEVEL:
             out += ["--log-level", str(d.level)]
         return out + [f for f in FLAGS if f in d.flags]
+
+    def nft(self, d: Log, ctx) -> str:
+        out = ["log"] + ([f"prefix {quote(d.prefix, 'log prefix')}"] if d.prefix is not None else [])
+        out += [f"level {NFT_LEVELS[d.level]}"] if d.level != DEFAULT_LEVEL else []
+        tcp = [n for flag, n in (("--log-tcp-sequence", "sequence"), ("--log-tcp-options", "options"))
+               if flag in d.flags]
+        out += [f"flags tcp {','.join(tcp)}"] if tcp else []
+        for flag, text in (("--log-ip-options", "ip options"), ("--log-uid", "skuid"), ("--log-macdecode", "ether")):
+            out += [f"flags {text}"] if flag in d.flags else []
+        return " ".join(out)

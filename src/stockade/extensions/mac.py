@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..model import BUILTIN_CHAINS
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg
 from .base import Extension, Option, register
 
 # The kernel only has a link-layer header for packets coming in.
@@ -35,14 +36,9 @@ class MacMatch:
 @register
 class MacMatchExt(Extension):
     name = "mac"
-    options = (Option("--mac-source", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_mac(args[0])
+    options = (Option("--mac-source", invertible=True, type=parse_mac, required=True),)
 
     def finish(self, acc, ctx):
-        if "mac-source" not in acc:
-            raise ParseError("mac: --mac-source is required", code="missing-option")
         if ctx.chain in BUILTIN_CHAINS.get(ctx.table, ()) and ctx.chain not in HOOKS:
             raise ParseError(f"mac: the source MAC is only known to incoming packets, not in {ctx.chain}",
                              code="wrong-chain", hint=f"use it from {', '.join(HOOKS)}")
@@ -60,3 +56,6 @@ class MacMatchExt(Extension):
 
     def save(self, d: MacMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mac-source", d.address.hex(":")]
+
+    def nft(self, d: MacMatch, ctx) -> list[Part]:
+        return [Part(f"ether saddr {neg(d.invert)}{d.address.hex(':')}")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, masked, xmark
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -45,15 +46,10 @@ class SetMark:
 @register
 class MarkMatchExt(Extension):
     name = "mark"
-    options = (Option("--mark", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_mark_mask(args[0], "mark")
+    options = (Option("--mark", invertible=True, type=lambda word: parse_mark_mask(word, "mark"), required=True,
+                      hint="write -m mark --mark VALUE[/MASK]"),)
 
     def finish(self, acc, ctx):
-        if "mark" not in acc:
-            raise ParseError("mark: --mark is required", code="missing-option",
-                             hint="write -m mark --mark VALUE[/MASK]")
         invert, (value, mask) = acc["mark"]
         return MarkMatch(value, mask, invert)
 
@@ -65,6 +61,9 @@ class MarkMatchExt(Extension):
 
     def save(self, d: MarkMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--mark", save_mark_mask(d.value, d.mask)]
+
+    def nft(self, d: MarkMatch, ctx) -> list[Part]:
+        return [Part(masked("mark", d.value, d.mask, d.invert, 32))]
 
 
 # How each MARK/CONNMARK option becomes (value, mask) of "mark := (mark & ~mask) ^ value".
@@ -82,6 +81,7 @@ XMARK_OPTIONS = tuple(Option(f"--{k}") for k in ("set-xmark", "set-mark", "and-m
 @register
 class MarkTarget(Extension):
     name = "MARK"
+    terminal = False
     kind = "target"
     options = XMARK_OPTIONS
 
@@ -110,3 +110,6 @@ class MarkTarget(Extension):
 
     def save(self, d: SetMark) -> list[str]:
         return ["--set-xmark", f"{d.value:#x}/{d.mask:#x}"]
+
+    def nft(self, d: SetMark, ctx) -> str:
+        return f"meta mark set {xmark('mark', d.value, d.mask)}"

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from ..model.diagnostics import ParseError
 from ..model.netfilter import proto_name
+from ..model.nft import Part, neg, span
 from .base import Extension, Option, register
+from .tcp import nft_ports
 from .values import format_range, parse_port
 
 PROTOS = (6, 17, 136, 132, 33)  # tcp, udp, udplite, sctp, dccp
@@ -81,3 +84,34 @@ class MultiportMatch(Extension):
 
     def save(self, d: Multiport) -> list[str]:
         return (["!"] if d.invert else []) + [f"--{d.side}", ",".join(format_range(r) for r in d.ranges)]
+
+    def nft(self, d: Multiport, ctx) -> list[Part]:
+        """A list with overlapping ranges is written as their union: nft refuses overlapping elements.
+        --ports (either port in the list) becomes disjoint (sport . dport) pairs: sport in the list, or
+        sport outside it and dport in it (iptables-translate's overlapping pairs the kernel may refuse)."""
+        proto = proto_name(ctx.proto)
+        ranges = d.ranges if _disjoint(d.ranges) else _union(d.ranges)
+        if d.side != "ports":
+            return [nft_ports(proto, d.side[:-1], ranges, d.invert)]
+        ranges = _union(ranges)
+        outside, lo = [], 0
+        for a, b in ranges + [(65536, 65536)]:
+            outside += [(lo, a - 1)] if a > lo else []
+            lo = b + 1
+        pairs = [f"{span(*r)} . 0-65535" for r in ranges]
+        pairs += [f"{span(*o)} . {span(*r)}" for o in outside for r in ranges]
+        return [Part(f"{proto} sport . {proto} dport {neg(d.invert)}{{ {', '.join(pairs)} }}")]
+
+
+def _disjoint(ranges) -> bool:
+    return all(a[1] < b[0] for a, b in pairwise(sorted(ranges)))
+
+
+def _union(ranges) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from ..model import Family
 from ..model.address import c_uint_prefix
 from ..model.diagnostics import ParseError
+from ..model.nft import span
 from .base import Context, Extension, Option, register
 
 PORT_PROTOS = (6, 17, 132, 33, 1)  # tcp udp sctp dccp icmp (the icmp id plays the port)
+NFT_FLAGS = {"random": "random", "random_fully": "fully-random", "persistent": "persistent"}
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -296,6 +298,8 @@ def rewrite(env, which: str, addr: int | str | None, port, what: str) -> str | N
 
 
 class _Nat(Extension):
+    terminal = True
+    conntrack = True
     kind = "target"
     tables = ("nat",)
 
@@ -320,6 +324,11 @@ class _Nat(Extension):
     def flags(d, *names: str) -> list[str]:
         return [f"--{n}" for n in names if getattr(d, n.replace("-", "_"))]
 
+    @staticmethod
+    def nft_flags(d, *names: str) -> str:
+        on = [NFT_FLAGS[n] for n in names if getattr(d, n)]
+        return (" " + ",".join(on)) if on else ""
+
 
 @register
 class DnatTarget(_Nat):
@@ -340,6 +349,9 @@ class DnatTarget(_Nat):
 
     def save(self, d: Dnat) -> list[str]:
         return ["--to-destination", str(d.to)] + self.flags(d, "random", "persistent")
+
+    def nft(self, d: Dnat, ctx) -> str:
+        return f"dnat {_nft_to(d.to, ctx)}{self.nft_flags(d, 'random', 'persistent')}"
 
 
 @register
@@ -374,6 +386,9 @@ class SnatTarget(_Nat):
     def save(self, d: Snat) -> list[str]:
         return ["--to-source", str(d.to)] + self.flags(d, "random", "random-fully", "persistent")
 
+    def nft(self, d: Snat, ctx) -> str:
+        return f"snat {_nft_to(d.to, ctx)}{self.nft_flags(d, 'random', 'random_fully', 'persistent')}"
+
 
 @register
 class MasqueradeTarget(_Nat):
@@ -394,6 +409,9 @@ class MasqueradeTarget(_Nat):
 
     def save(self, d: Masquerade) -> list[str]:
         return (["--to-ports", str(d.ports)] if d.ports else []) + self.flags(d, "random", "random-fully")
+
+    def nft(self, d: Masquerade, ctx) -> str:
+        return f"masquerade{_nft_to_ports(d.ports)}{self.nft_flags(d, 'random', 'random_fully')}"
 
 
 @register
@@ -417,3 +435,27 @@ class RedirectTarget(_Nat):
 
     def save(self, d: Redirect) -> list[str]:
         return (["--to-ports", str(d.ports)] if d.ports else []) + self.flags(d, "random")
+
+    def nft(self, d: Redirect, ctx) -> str:
+        return f"redirect{_nft_to_ports(d.ports)}{self.nft_flags(d, 'random')}"
+
+
+def _nft_to(r: NatRange, ctx) -> str:
+    """`[ip|ip6 ]to ADDR[-ADDR][:PORT[-PORT]]`, IPv6 addresses bracketed before ports (nft 1.0.6)."""
+    if r.ports is not None and r.ports.base is not None:
+        raise ctx.fail("NAT: a /BASE port offset has no nftables 1.0.6 equivalent")
+    text = ""
+    if r.addrs is not None:
+        first, last = (str(a) for a in r.addrs)
+        v6 = r.addrs[0].version == 6 and r.ports is not None
+        if v6:
+            first, last = f"[{first}]", f"[{last}]"
+        text = first if first == last else f"{first}-{last}"
+    if r.ports is not None:
+        text += f":{span(r.ports.lo, r.ports.hi)}"
+    family = f"{ctx.ip} " if ctx.nft_family == "inet" and r.addrs is not None else ""
+    return f"{family}to {text}"
+
+
+def _nft_to_ports(ports: NatPorts | None) -> str:
+    return f" to :{span(ports.lo, ports.hi)}" if ports is not None else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import quote
 from .base import Extension, Option, register
 from .log import log_prefix
 from .values import parse_c_uint, save_string
@@ -32,6 +33,8 @@ class Nflog:
 @register
 class NflogTarget(Extension):
     name = "NFLOG"
+    terminal = False
+    logs = True
     kind = "target"
     options = (Option("--nflog-group"), Option("--nflog-prefix"), Option("--nflog-range"),
                Option("--nflog-size"), Option("--nflog-threshold"))
@@ -68,3 +71,9 @@ class NflogTarget(Extension):
         if d.threshold:
             out += ["--nflog-threshold", str(d.threshold)]
         return out
+
+    def nft(self, d: Nflog, ctx) -> str:
+        out = ["log"] + ([f"prefix {quote(d.prefix, 'log prefix')}"] if d.prefix is not None else [])
+        out += [f"snaplen {d.size}"] if d.size is not None else []
+        out += [f"queue-threshold {d.threshold}"] if d.threshold else []
+        return " ".join(out + [f"group {d.group}"])

@@ -1,6 +1,8 @@
 """Extensions stockade does not know: kept as the words that were written, never dropped.
 
-Analyses treat an opaque match as "may or may not match" (three-valued logic).
+Analyses treat an opaque match as "may or may not match" (three-valued logic). What their kernel
+modules are known to do is declared here by name, as a modelled extension declares it on itself
+(extensions/base.py); the registry answers for both.
 """
 from __future__ import annotations
 
@@ -16,6 +18,12 @@ XTABLES_TARGETS = frozenset({
     "NOTRACK", "RATEEST", "REDIRECT", "REJECT", "SECMARK", "SET", "SNAT", "SNPT", "SYNPROXY", "TCPMSS",
     "TCPOPTSTRIP", "TEE", "TOS", "TPROXY", "TRACE", "TTL", "ULOG",
 })
+UNMODELLED_TERMINAL = frozenset({"NFQUEUE", "TARPIT", "NETMAP"})
+UNMODELLED_NON_TERMINAL = frozenset({
+    "ULOG", "TTL", "HL", "CLASSIFY", "SET", "AUDIT", "CHECKSUM", "TCPMSS", "SECMARK", "CONNSECMARK", "IDLETIMER",
+    "LED", "RATEEST", "TEE", "HMARK", "TCPOPTSTRIP"})
+UNMODELLED_CONNTRACK = frozenset({"connbytes", "connlabel", "helper", "cluster", "CONNSECMARK", "NETMAP"})
+UNMODELLED_LOGS = frozenset({"ULOG"})
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..model import BUILTIN_CHAINS
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, span
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -125,3 +126,18 @@ class OwnerMatchExt(Extension):
             if r is not None:
                 out += (["!"] if r.invert else []) + [flag, str(r.lo) if r.lo == r.hi else f"{r.lo}-{r.hi}"]
         return out + (["--suppl-groups"] if d.suppl_groups else [])
+
+    def nft(self, d: OwnerMatch, ctx) -> list[Part]:
+        """meta skuid/skgid need a socket with a file, and fail without one; xt_owner's negated tests
+        then hold, its --socket-exists has no nft counterpart, nor do supplementary groups."""
+        if d.socket is not None or d.suppl_groups:
+            raise ctx.fail("owner: --socket-exists and --suppl-groups have no nftables equivalent")
+        parts = []
+        for key, r in (("skuid", d.uid), ("skgid", d.gid)):
+            if r is None:
+                continue
+            if r.invert:
+                raise ctx.fail(f"owner: a negated {key[2:]} test holds for packets without a socket in iptables, "
+                               f"`{key} !=` does not")
+            parts.append(Part(f"{key} {span(r.lo, r.hi)}"))
+        return parts

@@ -5,11 +5,15 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, neg
 from .base import Extension, Option, register
 
 # Names iptables accepts (any case), canonical names first: they are what it prints.
 TYPES = {"unicast": "unicast", "broadcast": "broadcast", "multicast": "multicast", "otherhost": "otherhost",
          "host": "unicast", "bcast": "broadcast", "mcast": "multicast"}
+
+
+NFT_TYPES = {"unicast": "unicast", "broadcast": "broadcast", "multicast": "multicast", "otherhost": "other"}
 
 
 @dataclass(frozen=True)
@@ -23,21 +27,20 @@ class PktTypeMatch:
     invert: bool = False
 
 
+def parse_type(word: str) -> str:
+    kind = TYPES.get(word.lower())
+    if kind is None:
+        raise ParseError(f"pkttype: unknown packet type `{word}`", code="bad-pkttype",
+                         hint="use unicast, broadcast, multicast or otherhost")
+    return kind
+
+
 @register
 class PktTypeMatchExt(Extension):
     name = "pkttype"
-    options = (Option("--pkt-type", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        kind = TYPES.get(args[0].lower())
-        if kind is None:
-            raise ParseError(f"pkttype: unknown packet type `{args[0]}`", code="bad-pkttype",
-                             hint="use unicast, broadcast, multicast or otherhost")
-        return kind
+    options = (Option("--pkt-type", invertible=True, type=parse_type, required=True),)
 
     def finish(self, acc, ctx):
-        if "pkt-type" not in acc:
-            raise ParseError("pkttype: --pkt-type is required", code="missing-option")
         invert, kind = acc["pkt-type"]
         return PktTypeMatch(kind, invert)
 
@@ -52,3 +55,8 @@ class PktTypeMatchExt(Extension):
 
     def save(self, d: PktTypeMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--pkt-type", d.type]
+
+    def nft(self, d: PktTypeMatch, ctx) -> list[Part]:
+        """One difference stays: a locally sent IPv6 unicast packet is `broadcast` to xt_pkttype and
+        `multicast` to nft (both look at the address only for IPv4)."""
+        return [Part(f"pkttype {neg(d.invert)}{NFT_TYPES[d.type]}")]

@@ -5,6 +5,7 @@ import ipaddress
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from ..model import Family
 from ..model.address import ntop
 from ..model.diagnostics import ParseError
 from .base import Extension, Option, register
@@ -94,6 +95,8 @@ class Recent:
 @register
 class RecentMatch(Extension):
     name = "recent"
+    stateful = True
+    nft_refusal = "recent: nftables has no lists of recently seen addresses with hit counts and ages"
     options = (
         *(Option(f"--{c}", nargs=0, invertible=True) for c in COMMANDS),
         Option("--seconds"), Option("--reap", nargs=0), Option("--hitcount"), Option("--rttl", nargs=0),
@@ -228,3 +231,8 @@ class RecentMatch(Extension):
             out.append("--rttl")
         mask = ntop(d.mask.version, int(d.mask))
         return out + ["--name", d.name, "--mask", mask, "--rdest" if d.dest else "--rsource"]
+
+    def shares_state(self, d: Recent, family: Family) -> bool:
+        """Entries are per source address, unless --rdest or a mask groups several senders."""
+        bits = 32 if family is Family.IPV4 else 128
+        return d.dest or int(d.mask) != (1 << bits) - 1

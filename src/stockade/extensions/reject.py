@@ -28,6 +28,16 @@ TYPES = {
 DEFAULT = {Family.IPV4: "icmp-port-unreachable", Family.IPV6: "icmp6-port-unreachable"}
 
 
+NFT_TYPES = {
+    "icmp-net-unreachable": "icmp type net-unreachable", "icmp-host-unreachable": "icmp type host-unreachable",
+    "icmp-proto-unreachable": "icmp type prot-unreachable", "icmp-net-prohibited": "icmp type net-prohibited",
+    "icmp-host-prohibited": "icmp type host-prohibited", "icmp-admin-prohibited": "icmp type admin-prohibited",
+    "icmp6-no-route": "icmpv6 type no-route", "icmp6-adm-prohibited": "icmpv6 type admin-prohibited",
+    "icmp6-addr-unreachable": "icmpv6 type addr-unreachable", "icmp6-policy-fail": "icmpv6 type policy-fail",
+    "icmp6-reject-route": "icmpv6 type reject-route", "tcp-reset": "tcp reset",
+}  # port-unreachable is nft's default
+
+
 @dataclass(frozen=True)
 class Reject:
     """Terminating: the packet is dropped and the sender gets `with_` back, an ICMP/ICMPv6
@@ -74,6 +84,7 @@ def reject_type(word: str, family: Family) -> str:
 @register
 class RejectTarget(Extension):
     name = "REJECT"
+    terminal = True
     kind = "target"
     options = (Option("--reject-with"),)
     tables = ("filter",)
@@ -97,3 +108,6 @@ class RejectTarget(Extension):
 
     def save(self, d: Reject) -> list[str]:
         return ["--reject-with", d.with_]
+
+    def nft(self, d: Reject, ctx) -> str:
+        return "reject" if d.with_.endswith("port-unreachable") else f"reject with {NFT_TYPES[d.with_]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
+from ..model.nft import Part
 from .base import Extension, Option, register
 from .ct import TEMPLATE_NOTE
 
@@ -12,6 +13,7 @@ from .ct import TEMPLATE_NOTE
 STATE_NAMES = ("INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED")
 # The order iptables-save prints them in.
 PRINT_ORDER = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
+NO_ENTRY = frozenset({"INVALID", "UNTRACKED"})  # states of packets without a conntrack entry
 
 
 @dataclass(frozen=True)
@@ -67,18 +69,19 @@ def parse_names(word: str, names: tuple[str, ...], what: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def nft_states(names, invert: bool) -> str:
+    """`ct state [! ]a,b`, in iptables' print order."""
+    return f"ct state {'! ' if invert else ''}{','.join(n.lower() for n in PRINT_ORDER if n in names)}"
+
+
 @register
 class StateMatch(Extension):
     name = "state"
-    options = (Option("--state", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_names(args[0], STATE_NAMES, "state")
+    conntrack = True
+    options = (Option("--state", invertible=True, type=lambda word: parse_names(word, STATE_NAMES, "state"),
+                      required=True, hint="e.g. `--state ESTABLISHED,RELATED`"),)
 
     def finish(self, acc, ctx):
-        if "state" not in acc:
-            raise ParseError("state: --state is required", code="missing-option",
-                             hint="e.g. `--state ESTABLISHED,RELATED`")
         invert, names = acc["state"]
         return States(names, invert)
 
@@ -89,3 +92,6 @@ class StateMatch(Extension):
 
     def save(self, d: States) -> list[str]:
         return d.save("--state")
+
+    def nft(self, d: States, ctx) -> list[Part]:
+        return [Part(nft_states(d.names, d.invert))]

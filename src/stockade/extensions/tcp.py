@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
 from ..model.netfilter import TCP_FLAGS
+from ..model.nft import Part, element_list, neg, span
 from .base import Extension, Option, register
 from .values import format_range, parse_c_uint, parse_port_range
 
@@ -76,6 +77,16 @@ def port_option(ext: Extension, acc: dict, opt: Option, invert: bool, args: list
     acc[key] = None if (lo, hi) == (0, 65535) and not invert else Ports(lo, hi, invert)
 
 
+def nft_ports(proto: str, side: str, ranges, invert: bool) -> Part:
+    """`PROTO sport|dport RANGES`; a plain dport test is marked for the optimiser."""
+    text = f"{proto} {side} {neg(invert)}{element_list([span(*r) for r in ranges])}"
+    return Part(text, dport=(proto, tuple(ranges)) if side == "dport" and not invert else None)
+
+
+def _nft_flags(value: int) -> str:
+    return ",".join(n.lower() for n, bit in FLAGS if value & bit) or "0x0"
+
+
 PORT_OPTIONS = (Option("--sport", ("--source-port",), invertible=True),
                 Option("--dport", ("--destination-port",), invertible=True))
 
@@ -133,3 +144,13 @@ class TcpMatch(Extension):
             out += (["!"] if d.flags.invert else []) + ["--tcp-flags", format_flags(d.flags.mask),
                                                         format_flags(d.flags.comp)]
         return out
+
+    def nft(self, d: Tcp, ctx) -> list[Part]:
+        parts = [nft_ports("tcp", side, [(p.lo, p.hi)], p.invert)
+                 for side, p in (("sport", d.sport), ("dport", d.dport)) if p is not None]
+        if d.option is not None:
+            parts.append(Part(f"tcp option {d.option} {'missing' if d.option_invert else 'exists'}"))
+        if d.flags is not None:
+            flags = f"{_nft_flags(d.flags.comp)} / {_nft_flags(d.flags.mask)}"
+            parts.append(Part(f"tcp flags {neg(d.flags.invert)}{flags}"))
+        return parts or [Part("meta l4proto tcp")]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model import Family
 from ..model.address import c_uint_prefix
 from ..model.diagnostics import ParseError
+from ..model.nft import Part, hexnum, masked
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -32,6 +34,9 @@ def save_tos(value: int, mask: int) -> str:
     return f"0x{value:02x}/0x{mask:02x}"
 
 
+ECN = ("not-ect", "ect1", "ect0", "ce")  # nft's names of the two ECN bits
+
+
 @dataclass(frozen=True)
 class TosMatch:
     """True when (TOS byte, or IPv6 traffic class, & mask) == value; `!` negates."""
@@ -53,14 +58,9 @@ class SetTos:
 @register
 class TosMatchExt(Extension):
     name = "tos"
-    options = (Option("--tos", invertible=True),)
-
-    def convert(self, opt, args, ctx):
-        return parse_tos_mask(args[0], "tos")
+    options = (Option("--tos", invertible=True, type=lambda word: parse_tos_mask(word, "tos"), required=True),)
 
     def finish(self, acc, ctx):
-        if "tos" not in acc:
-            raise ParseError("tos: --tos is required", code="missing-option")
         invert, (value, mask) = acc["tos"]
         return TosMatch(value, mask, invert)
 
@@ -71,10 +71,16 @@ class TosMatchExt(Extension):
     def save(self, d: TosMatch) -> list[str]:
         return (["!"] if d.invert else []) + ["--tos", save_tos(d.value, d.mask)]
 
+    def nft(self, d: TosMatch, ctx) -> list[Part]:
+        """The whole TOS byte (IPv4) or traffic class (IPv6, 4 bits into the header) as raw payload."""
+        key = "@nh,8,8" if ctx.family is Family.IPV4 else "@nh,4,8"
+        return [Part(masked(key, d.value, d.mask, d.invert, 8, "&"))]
+
 
 @register
 class TosTarget(Extension):
     name = "TOS"
+    terminal = False
     kind = "target"
     tables = ("mangle",)
     options = (Option("--set-tos"), Option("--and-tos"), Option("--or-tos"), Option("--xor-tos"))
@@ -103,3 +109,15 @@ class TosTarget(Extension):
 
     def save(self, d: SetTos) -> list[str]:
         return ["--set-tos", save_tos(d.value, d.mask)]
+
+    def nft(self, d: SetTos, ctx) -> str | None:
+        """TOS byte := (tos & ~mask) ^ value, as DSCP (top 6 bits) and ECN (low 2) set to constants: each
+        field must be fully replaced or left alone."""
+        out = []
+        for field, shift, width, names in (("dscp", 2, 0x3F, None), ("ecn", 0, 0x3, ECN)):
+            mask, value = (d.mask >> shift) & width, (d.value >> shift) & width
+            if mask == width:
+                out.append(f"{ctx.ip} {field} set {names[value] if names else hexnum(value, 2)}")
+            elif mask or value:
+                raise ctx.fail("TOS: only whole DSCP and ECN fields can be set in nftables")
+        return " ".join(out) or None

@@ -20,6 +20,7 @@ class Trace:
 @register
 class TraceTarget(Extension):
     name = "TRACE"
+    terminal = False
     kind = "target"
     tables = ("raw",)
     chains = ("PREROUTING", "OUTPUT")
@@ -33,3 +34,6 @@ class TraceTarget(Extension):
 
     def save(self, d: Trace) -> list[str]:
         return []
+
+    def nft(self, d: Trace, ctx) -> str:
+        return "nftrace set 1"

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.nft import Part
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -24,6 +25,8 @@ class CounterFieldMatch(Extension):
 
     field: str  # option prefix, "ttl" or "hl"
     data: type
+    nft_key: str  # nft's name of the field
+    nft_family: str
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -56,6 +59,10 @@ class CounterFieldMatch(Extension):
     def save(self, d) -> list[str]:
         return (["!", f"--{self.field}-eq"] if d.op == "ne" else [f"--{self.field}-{d.op}"]) + [str(d.value)]
 
+    def nft(self, d, ctx) -> list[Part]:
+        op = {"eq": "", "ne": "!= ", "lt": "lt ", "gt": "gt "}[d.op]
+        return [Part(f"{self.nft_key} {op}{d.value}", self.nft_family)]
+
 
 @register
 class TtlMatchExt(CounterFieldMatch):
@@ -63,3 +70,4 @@ class TtlMatchExt(CounterFieldMatch):
     families = frozenset({Family.IPV4})
     field = "ttl"
     data = TtlMatch
+    nft_key, nft_family = "ip ttl", "ipv4"

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model.nft import Part
 from .base import Extension, register
-from .tcp import PORT_OPTIONS, Ports, port_option
+from .tcp import PORT_OPTIONS, Ports, nft_ports, port_option
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,8 @@ class UdpMatch(Extension):
 
     def save(self, d: Udp) -> list[str]:
         return [w for flag, p in (("--sport", d.sport), ("--dport", d.dport)) if p for w in p.save(flag)]
+
+    def nft(self, d: Udp, ctx) -> list[Part]:
+        parts = [nft_ports("udp", side, [(p.lo, p.hi)], p.invert)
+                 for side, p in (("sport", d.sport), ("dport", d.dport)) if p is not None]
+        return parts or [Part("meta l4proto udp")]

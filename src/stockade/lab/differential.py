@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
+from ..extensions import REGISTRY
 from ..model import Family, Ruleset
 from ..model.packet import Packet
 from ..semantics.simulate import Result
@@ -38,7 +39,6 @@ SYNC_SRC = {Family.IPV4: "198.18.0.9", Family.IPV6: "2001:db8:ffff::9"}
 SYNC_DST = {Family.IPV4: SERVER_V4, Family.IPV6: SERVER_V6}
 SYNC_PORT = 9
 CT_STATES = ("INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED")
-TERMINAL = frozenset({"ACCEPT", "DROP", "REJECT", "QUEUE", "NFQUEUE"})
 
 FIXED = """*raw
 :PREROUTING ACCEPT [0:0]
@@ -161,6 +161,12 @@ def await_sync(read: Callable[[], Snapshot], before: Snapshot, timeout: float = 
         time.sleep(poll)
 
 
+def filter_verdict(name: str, family: Family) -> bool:
+    """Does `-j NAME` end traversal with a verdict the filter table can give (not a NAT target's)?"""
+    ext = REGISTRY.find("target", name, family)
+    return bool(REGISTRY.terminal(name, family)) and (ext is None or ext.tables is None or "filter" in ext.tables)
+
+
 def expectation(res: Result, rs: Ruleset, hook: str) -> Expectation:
     """The counters a simulator Result says move, for a filter-only model.
 
@@ -177,7 +183,7 @@ def expectation(res: Result, rs: Ruleset, hook: str) -> Expectation:
         if res.matched:
             last = res.matched[-1]
             rule = rs.tables[last["table"]].chains[last["chain"]].rules[last["rule"] - 1]
-            decided = rule.target is not None and rule.target.name in TERMINAL
+            decided = rule.target is not None and filter_verdict(rule.target.name, rs.family)
         if not decided:
             policies[("filter", hook)] = 1
     return Expectation(rules, policies, res.verdict == "ACCEPT", res.ctstate)

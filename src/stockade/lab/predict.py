@@ -17,14 +17,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from ..extensions import REGISTRY
 from ..model import Family, Ruleset
 from ..model.netfilter import ACK, RST, SYN
 from ..model.packet import Packet
 from ..semantics.simulate import Result, Simulator
 
 REPLIES = ("syn-ack", "rst", "unreach", "echo-reply")
-# Matches whose state outlives a packet in the kernel (and in Simulator.memory, under these first keys).
-STATEFUL = ("limit", "hashlimit", "recent", "connlimit")
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,8 @@ class Predictor:
 
     def touched(self) -> bool:
         """Whether a packet since the last reset reached a stateful match."""
-        return any(k[0] in STATEFUL for k in self.sim.memory)
+        stateful = REGISTRY.stateful()
+        return any(k[0] in stateful for k in self.sim.memory)
 
     def decide(self, pkt: Packet) -> Result:
         """Run one packet (the memory keeps it), without its reply."""

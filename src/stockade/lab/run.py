@@ -38,6 +38,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..extensions import REGISTRY
 from ..model import Family, Ruleset
 from ..model.packet import Packet, from_json
 from ..render.ipset import render_ipsets
@@ -66,7 +67,6 @@ Progress = Callable[[str], None]
 REPLY_RULES = ("syn-ack", "rst", "unreach", "echo-reply")
 BRUTE, BURST = 12, 150
 HARNESS_RAW = 2  # the harness's own raw PREROUTING rules, ahead of the ruleset's
-QUIET = ("LOG", "NFLOG", "ULOG")  # targets that never change what happens to the packet
 
 
 def harness(fam: Family, raw_rules: list[str]) -> str:
@@ -109,19 +109,15 @@ def split_raw(rs: Ruleset) -> tuple[list[str], str]:
 def shared_state(rs: Ruleset) -> list[str]:
     """The rules whose stateful match keeps state that probes from different sources share and
     whose target can change a verdict (a LOG rule's limit cannot)."""
-    bits = 32 if rs.family is Family.IPV4 else 128
     out = []
     for table in rs.tables.values():
         for name, chain in table.chains.items():
             for r in chain.rules:
-                if r.target is None or r.target.name in QUIET:
+                if r.target is None or REGISTRY.logs(r.target.name, rs.family):
                     continue
                 for m in r.matches:
-                    d = m.data
-                    if m.name == "limit" or \
-                            m.name == "hashlimit" and ("srcip" not in d.mode or (d.srcmask or bits) < bits) or \
-                            m.name == "recent" and (d.dest or int(d.mask) != (1 << bits) - 1) or \
-                            m.name == "connlimit" and (d.daddr or d.prefix < bits):
+                    ext = REGISTRY.find("match", m.name, rs.family)
+                    if ext is not None and ext.shares_state(m.data, rs.family):
                         out.append(rule_line(name, r, rs.family))
                         break
     return out

@@ -389,7 +389,7 @@ class RuleParser:
             raise ParseError(f"the {ext.name} match needs `-p {proto_name(ext.proto)}`", code="match-needs-proto",
                              token=m.token, hint=f"add `-p {proto_name(ext.proto)}` to the rule")
         try:
-            return Match(ext.name, ext.finish(m.acc, ctx))
+            return Match(ext.name, ext.complete(m.acc, ctx))
         except ParseError as e:
             e.token = e.token or m.token
             raise
@@ -398,7 +398,7 @@ class RuleParser:
         if t.ext is None:
             return Target(t.name, Opaque(tuple(t.words)), goto)
         try:
-            return Target(t.ext.name, t.ext.finish(t.acc, self.ctx), goto)
+            return Target(t.ext.name, t.ext.complete(t.acc, self.ctx), goto)
         except ParseError as e:
             e.token = e.token or t.token
             raise

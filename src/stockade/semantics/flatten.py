@@ -32,16 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..extensions import Opaque
+from ..extensions import REGISTRY, Opaque
 from ..model import Address, Family, Origin, Rule, Ruleset, Target
 from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
 
-TERMINAL = {"ACCEPT", "DROP", "REJECT", "QUEUE", "NFQUEUE", "TARPIT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT",
-            "NETMAP"}
-NON_TERMINAL = {"LOG", "NFLOG", "ULOG", "MARK", "CONNMARK", "TRACE", "CT", "NOTRACK", "DSCP", "TOS", "TTL", "HL",
-                "CLASSIFY", "SET", "AUDIT", "CHECKSUM", "TCPMSS", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED",
-                "RATEEST", "TEE", "HMARK", "TCPOPTSTRIP"}
 LIMIT = 2_000_000  # flat rules; beyond this the ruleset is refused rather than exhausting memory
 
 
@@ -323,7 +318,7 @@ class _Walk:
             if t.name in self.chains:
                 self.enter(t.name, hit, origins, stack, rule)
                 continue
-            terminal = True if t.name in TERMINAL else False if t.name in NON_TERMINAL else None
+            terminal = REGISTRY.terminal(t.name, self.rs.family)
             for c in hit:
                 self.emit(c, t.name, terminal, origins, t)
             if terminal:  # contexts this rule covers entirely are decided

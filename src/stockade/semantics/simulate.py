@@ -12,6 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..extensions import REGISTRY
 from ..model import Family, Rule, Ruleset
 from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6
 from ..model.packet import Packet
@@ -29,9 +30,6 @@ PATHS = {
     "OUTPUT": [("raw", "OUTPUT"), CT, ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"),
                ("security", "OUTPUT"), ("mangle", "POSTROUTING"), ("nat", "POSTROUTING")],
 }
-# Matches and targets that make the kernel load conntrack (and defragmentation) in the namespace.
-CT_MATCHES = {"state", "conntrack", "connmark", "connlimit", "connbytes", "connlabel", "helper", "cluster"}
-CT_TARGETS = {"CT", "NOTRACK", "CONNMARK", "CONNSECMARK", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"}
 
 
 
@@ -42,9 +40,9 @@ def uses_conntrack(rs: Ruleset) -> bool:
     for table in rs.tables.values():
         for chain in table.chains.values():
             for r in chain.rules:
-                if any(m.name in CT_MATCHES for m in r.matches):
+                if any(REGISTRY.loads_conntrack("match", m.name, rs.family) for m in r.matches):
                     return True
-                if r.target is not None and r.target.name in CT_TARGETS:
+                if r.target is not None and REGISTRY.loads_conntrack("target", r.target.name, rs.family):
                     return True
     return False
 

@@ -1,4 +1,4 @@
-"""ipsets as nft sets declared in the table, and `-m set` as a native lookup of them.
+"""ipsets as nft sets declared in the table (`-m set` looks them up: extensions/set.py).
 
 One lookup replaces any number of rules: a hash set for single addresses, nft's interval
 structures (`flags interval`) wherever a member is a network, range or port range. Each dimension
@@ -17,29 +17,15 @@ from ...model import Family, IPSet
 from ...model.address import inet_pton4
 from ...model.netfilter import PORT_PROTOS as PORTED
 from ...model.netfilter import proto_name
-from .core import Ctx, NftError, Part, neg, quote, span
+from ...model.nft import dims_of, set_family
+from .core import NftError, quote, span
 
-DIMS = ("ip", "net", "port", "mac")
 # Create options that tune ipset's own storage and change no membership.
 STORAGE = {"family": 1, "hashsize": 1, "maxelem": 1, "bucketsize": 1, "initval": 1, "counters": 0, "comment": 0,
            "skbinfo": 0, "forceadd": 0}
 PORT_PROTOS = tuple(proto_name(p) for p in PORTED)
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 PREFIXES = frozenset(map(str, range(33)))
-
-
-def dims_of(s: IPSet) -> list[str]:
-    kind, _, dims = s.type.partition(":")
-    parts = dims.split(",")
-    if kind not in ("hash", "bitmap") or not all(p in DIMS for p in parts) or (kind == "bitmap" and parts != ["ip"]):
-        raise NftError(f"ipset {s.name}: type {s.type} has no nftables equivalent in stockade")
-    return parts
-
-
-def set_family(s: IPSet) -> Family:
-    words = list(s.options)
-    at = words.index("family") if "family" in words else -1
-    return Family.IPV6 if 0 <= at < len(words) - 1 and words[at + 1] == "inet6" else Family.IPV4
 
 
 def declare_ipset(name: str, s: IPSet) -> str:
@@ -174,27 +160,3 @@ def _port(text: str, proto: str) -> int:
     if not 0 <= port <= 65535:
         raise ValueError
     return port
-
-
-def set_match(d, ctx: Ctx) -> list[Part]:
-    """`KEY @set`: one key part per ipset dimension, from the source or destination the flags name."""
-    if d.return_nomatch or d.packets is not None or d.bytes is not None:
-        raise ctx.fail("set: --return-nomatch and counter tests have no nftables equivalent")
-    if ctx.ipsets is None or d.name not in ctx.ipsets:
-        raise ctx.fail(f"set: ipset {d.name} is not part of the ruleset")
-    name, s = ctx.ipsets[d.name]
-    dims = dims_of(s)
-    if len(d.dirs) < len(dims):
-        raise ctx.fail(f"set: {s.type} needs {len(dims)} src/dst flags, the rule gives {len(d.dirs)}")
-    if ("ip" in dims or "net" in dims) and set_family(s) is not ctx.family:
-        raise ctx.fail(f"set: ipset {d.name} holds IPv{int(set_family(s))} addresses")
-    keys = []
-    for dim, side in zip(dims, d.dirs):
-        if dim in ("ip", "net"):
-            keys.append(f"{ctx.ip} {side[0]}addr")
-        elif dim == "port":
-            keys.append(f"meta l4proto . th {side[0]}port")
-        else:
-            keys.append(f"ether {side[0]}addr")
-    family = ctx.nfproto if keys[0].startswith("ip") else None
-    return [Part(f"{' . '.join(keys)} {neg(d.invert)}@{name}", family)]

@@ -5,6 +5,7 @@ the order of rules (coverage.py does that).
 """
 from __future__ import annotations
 
+from ...extensions import REGISTRY
 from ...model import Origin
 from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ..cells import DPORT, KIND, PROTO, SPORT, SRC, iv_has, iv_size
@@ -13,7 +14,6 @@ from .catalogue import Finding, finding
 from .context import Analysis
 
 RATE = ("limit", "hashlimit")
-LOG_TARGETS = ("LOG", "NFLOG", "ULOG")
 
 
 def _limit_text(m) -> str:
@@ -64,7 +64,7 @@ def global_limits(a: Analysis) -> list[Finding]:
     out = []
     for cname, n, rule, origin in _filter_rules(a):
         lim = next((m for m in rule.matches if m.name == "limit"), None)
-        if lim is None or rule.target is None or rule.target.name in LOG_TARGETS:
+        if lim is None or rule.target is None or REGISTRY.logs(rule.target.name, a.rs.family):
             continue
         c = a.space.constraint(rule, a.rs.sets)
         protos = c.dims.get(PROTO, ((0, 255),))
@@ -106,7 +106,7 @@ def fragments(a: Analysis) -> list[Finding]:
 def unlimited_logs(a: Analysis) -> list[Finding]:
     out = []
     for cname, n, rule, origin in _filter_rules(a):
-        if rule.target is not None and rule.target.name in LOG_TARGETS \
+        if rule.target is not None and REGISTRY.logs(rule.target.name, a.rs.family) \
                 and not any(m.name in RATE for m in rule.matches):
             out.append(finding("log-without-limit", f"-j {rule.target.name} without a rate limit: a flood of "
                                "packets becomes a flood of log lines (disk, and the kernel's printk budget)", origin,
