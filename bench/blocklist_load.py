@@ -29,7 +29,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from stockade.lab.netns import Netns
+from stockade.kernel.netns import Netns
 from stockade.policy.compile import compile_policy
 from stockade.policy.output import render_outputs
 

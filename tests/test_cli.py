@@ -141,7 +141,7 @@ def test_each_deliberate_error_has_its_exit_code():
     from stockade.commands.inputs import InputError
     from stockade.kernel.apply import Refused
     from stockade.kernel.host import KernelError
-    from stockade.lab.netns import NetnsError
+    from stockade.kernel.netns import NetnsError
     from stockade.model import Origin
     from stockade.model.diagnostics import Diagnostic
     from stockade.model.packet import SpecError

@@ -88,7 +88,7 @@ def ct_holds(options: str, spec: str, orig: str | None = None, family: Family = 
     ext = REGISTRY.find("match", "conntrack", family)
     pkt = from_short(spec)
     first = from_short(orig) if orig else pkt
-    from stockade.semantics.conntrack import first_packet_state
+    from stockade.model.conntrack import first_packet_state
     state = pkt.state or first_packet_state(first)
     env = Env(pkt, state, {}, key=("filter", "INPUT", 1, 0), orig=first)
     return ext.holds(conntrack_data(options, family), pkt, env)

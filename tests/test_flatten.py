@@ -7,9 +7,9 @@ import pytest
 
 from stockade.extensions import REGISTRY
 from stockade.model import Family
+from stockade.model.packet import Packet
 from stockade.parse.read import read
 from stockade.semantics.flatten import FlatError, flatten
-from stockade.model.packet import Packet
 from stockade.semantics.simulate import Env, Simulator
 
 

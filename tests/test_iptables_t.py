@@ -13,8 +13,8 @@ import pytest
 
 from stockade.extensions import REGISTRY
 from stockade.model import Family, Origin
-from stockade.parse.command import Builder, table_of
 from stockade.model.diagnostics import Token
+from stockade.parse.command import Builder, table_of
 from stockade.parse.save import split_line
 from stockade.render.save import rule_words
 

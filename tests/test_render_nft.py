@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from stockade.extensions import REGISTRY
 from stockade.model import BUILTIN_CHAINS, VERDICTS, Family, IPSet, Origin
-from stockade.parse.command import Builder, table_of
 from stockade.model.diagnostics import Token
+from stockade.parse.command import Builder, table_of
 from stockade.parse.save import read_save
 from stockade.render.nft import Ctx, NftError, NftRule, render_nft, translate_rule
 from stockade.render.nft.core import Part

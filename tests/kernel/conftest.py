@@ -1,4 +1,4 @@
-"""Kernel tests: real netfilter in throwaway network namespaces (stockade.lab.Netns).
+"""Kernel tests: real netfilter in throwaway network namespaces (stockade.kernel.netns.Netns).
 
 Every test here is marked `kernel`. Where namespaces, iptables or ipset cannot be
 used, the tests skip on a developer machine but FAIL under CI=true: CI must never
@@ -12,9 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from stockade.lab import Netns, namespaces, unavailable
+from stockade.kernel.netns import Netns, namespaces, process_prefix, remove, unavailable
 from stockade.lab.differential import Probe
-from stockade.lab.netns import process_prefix, remove
 
 CI = os.environ.get("CI") == "true"
 PROBES = (["iptables-save"], ["ip6tables-save"], ["iptables-restore", "--version"],

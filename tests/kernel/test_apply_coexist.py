@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from stockade.lab import Netns
+from stockade.kernel.netns import Netns
 
 from .applylab import full_text, policies, stockade
 

@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from stockade.kernel.lock import held
-from stockade.lab import Netns
+from stockade.kernel.netns import Netns
 
 from .applylab import STOCKADE, env, full_text, policies, stockade, wait_until
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from stockade.lab import Netns
+from stockade.kernel.netns import Netns
 from stockade.lab.topology import CLIENT_V4, SERVER_V4, Topology
 
 from .applylab import (

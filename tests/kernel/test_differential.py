@@ -24,8 +24,8 @@ from stockade.lab.counters import moved, read_counters
 from stockade.lab.differential import Probe, disagreements, expectation
 from stockade.lab.inject import frame, packet_spec
 from stockade.model import Family
-from stockade.parse.save import read_save
 from stockade.model.packet import Packet, from_json
+from stockade.parse.save import read_save
 from stockade.semantics.simulate import Simulator
 
 from .conftest import lasting_probe

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from stockade.lab import Netns, NetnsError, namespaces
-from stockade.lab import netns as netns_mod
+from stockade.kernel import netns as netns_mod
+from stockade.kernel.netns import Netns, NetnsError, namespaces
 
 
 def test_isolated_and_named(netns):

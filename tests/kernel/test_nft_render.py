@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from stockade.lab import NetnsError
+from stockade.kernel.netns import NetnsError
 from stockade.model import Family, IPSet, Origin
-from stockade.parse.command import Builder, table_of
 from stockade.model.diagnostics import Token
+from stockade.parse.command import Builder, table_of
 from stockade.parse.save import read_save, split_line
 from stockade.policy.compile import compile_policy
 from stockade.render.nft import NftError, render_nft

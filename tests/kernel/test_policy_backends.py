@@ -37,10 +37,9 @@ from typing import Self
 
 import pytest
 
-from stockade.lab import namespaces
+from stockade.kernel.netns import namespaces, process_prefix, remove
 from stockade.lab.counters import Snapshot
 from stockade.lab.differential import SYNC_PORT, SYNC_SRC, Probe, await_sync
-from stockade.lab.netns import process_prefix, remove
 from stockade.model import Family
 from stockade.model.packet import Packet, from_json
 from stockade.policy.compile import CompiledPolicy

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from stockade.lab.netns import IP, remove
+from stockade.kernel.netns import IP, remove
 
 pytestmark = pytest.mark.kernel
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from stockade.extensions import REGISTRY
-from stockade.lab import Netns, NetnsError
+from stockade.kernel.netns import Netns, NetnsError
 from stockade.model import VERDICTS, Family
 from stockade.parse.save import read_save, split_line
 from stockade.render.save import render_save

@@ -40,10 +40,10 @@ import pytest
 
 from stockade.lab.differential import Probe, disagreements, expectation
 from stockade.model import Family, Ruleset
+from stockade.model.packet import from_json
 from stockade.parse.save import read_save
 from stockade.parse.script import read_script
 from stockade.render.save import render_save
-from stockade.model.packet import from_json
 from stockade.semantics.simulate import Simulator
 
 from ..corpus import SEEDS

@@ -13,7 +13,6 @@ import sys
 
 from .scriptrun import MANIFEST, Differential, cases, differential, stockade_options
 
-
 HEADER = ("| case | expected | measured | run | first difference, stockade's first diagnostic | cause (scripts.toml) |\n"
           "|---|---|---|---|---|---|")
 

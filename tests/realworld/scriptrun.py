@@ -1,7 +1,7 @@
 """Script differential: a firewall script run by real bash in a sandbox, against stockade's reading of it.
 
 `run_script` runs the script with real `bash` (with the case's arguments and environment) inside
-a throwaway network namespace (stockade.lab.Netns) and, within it, a private mount and PID
+a throwaway network namespace (stockade.kernel.netns.Netns) and, within it, a private mount and PID
 namespace (`unshare --mount --pid --fork`), where:
 
 - the root file system is read-only, and every directory a script may write to is an overlay
@@ -256,7 +256,7 @@ class Differential:
 def run_script(case: Case) -> KernelRun:
     """Run the case's script with real bash in a sandbox; the namespace's rulesets afterwards.
     A pasted case runs the page's command lines (`command_lines`), not the page."""
-    from stockade.lab import Netns   # imported here: this file is also the sandbox's own program
+    from stockade.kernel.netns import Netns  # imported here: this file is also the sandbox's own program
 
     with tempfile.TemporaryDirectory(prefix="sk-scriptrun-") as tmp:
         script = case.script

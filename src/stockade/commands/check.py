@@ -16,7 +16,7 @@ from .inputs import load_policy
 @options.as_json()
 def command(policy: str, as_json: bool) -> None:
     """Validate and compile POLICY, have the real tools check it in a throwaway namespace, show what is open."""
-    from ..policy.check import check_with_tools
+    from ..kernel.check import check_with_tools
     from ..policy.summary import egress_table, service_table
 
     c = load_policy(policy)

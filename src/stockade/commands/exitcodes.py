@@ -19,8 +19,8 @@ def for_error(e: StockadeError) -> int:
     """The exit status for a deliberate error: the first row of the table the error is an instance of."""
     from ..kernel.apply import Refused
     from ..kernel.host import KernelError
+    from ..kernel.netns import NetnsError
     from ..lab.inject import InjectError
-    from ..lab.netns import NetnsError
     from ..model.packet import SpecError
     from .inputs import InputError
 

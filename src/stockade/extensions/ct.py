@@ -59,7 +59,7 @@ def carries_state(pkt, env) -> bool:
         return True
     if pkt.hook == "INPUT" and pkt.iif == "lo":
         # imported here, not at the top: the semantics package imports the extensions
-        from ..semantics.conntrack import first_packet_state
+        from ..model.conntrack import first_packet_state
         return (pkt.state or first_packet_state(pkt)) != "INVALID"
     return False
 

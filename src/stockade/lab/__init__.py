@@ -1,4 +1,1 @@
-"""Throwaway network namespaces for tests and demonstrations that need the real kernel."""
-from .netns import Netns, NetnsError, namespaces, unavailable
-
-__all__ = ["Netns", "NetnsError", "namespaces", "unavailable"]
+"""The lab: topologies of throwaway namespaces, listeners, probes, the differential harness and audits."""

@@ -13,7 +13,7 @@ under test, plus fixed tables around it that make every packet observable:
   conntrack state the kernel gave the packet is read from which one counted.
 
 Conntrack is flushed before every packet, so each packet opens a fresh flow,
-which is what semantics.conntrack derives. The raw, mangle and security rules
+which is what model.conntrack derives. The raw, mangle and security rules
 are never part of the model the simulator is given.
 """
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Self
 
 from ..extensions import REGISTRY
+from ..kernel.netns import Closing
 from ..model import Family, Ruleset
 from ..model.packet import Packet
 from ..semantics.simulate import Result
 from .counters import Moved, Snapshot, moved, read_counters
 from .inject import Injector
-from .netns import Closing
 from .topology import CLIENT_IF, SERVER_V4, SERVER_V6, Topology
 
 SAVE = {Family.IPV4: "iptables-save", Family.IPV6: "ip6tables-save"}

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Self
 
-from .netns import Closing, Netns
+from ..kernel.netns import Closing, Netns
 
 IFACE = "eth0"
 DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]

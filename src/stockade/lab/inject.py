@@ -25,11 +25,11 @@ import subprocess
 import sys
 from typing import Any, Self
 
+from ..kernel.netns import Closing, Netns
 from ..model import Family
 from ..model.diagnostics import StockadeError
 from ..model.netfilter import ACK, ICMP_ERRORS, ICMPV6_ERRORS, TCP_FLAGS
 from ..model.packet import Packet
-from .netns import Closing, Netns
 
 
 def packet_spec(pkt: Packet) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
-from .netns import Closing, Netns
+from ..kernel.netns import Closing, Netns
 
 CLIENT_IF, SERVER_IN, SERVER_OUT, FAR_IF = "eth0", "in0", "out0", "eth0"
 

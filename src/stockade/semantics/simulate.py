@@ -14,10 +14,10 @@ from typing import Any
 
 from ..extensions import REGISTRY
 from ..model import Family, Rule, Ruleset
+from ..model.conntrack import first_packet_state
 from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6
 from ..model.packet import Packet
 from .compile import CompiledTable, Undecidable
-from .conntrack import first_packet_state
 
 CT = ("ct",)
 ROUTE = ("route",)

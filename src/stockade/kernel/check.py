@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import shutil
 
-from ..lab.netns import Netns, NetnsError
-from .compile import CompiledPolicy
-from .output import render_outputs
+from ..policy.compile import CompiledPolicy
+from ..policy.output import render_outputs
+from .netns import Netns, NetnsError
 
 
 def check_with_tools(c: CompiledPolicy) -> list[str]:

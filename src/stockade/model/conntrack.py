@@ -6,10 +6,11 @@ nf_conntrack_tcp_loose=1, nf_conntrack_checksum=1 with correct checksums).
 """
 from __future__ import annotations
 
-from ..model import Family
-from ..model.packet import Packet
+from .netfilter import TCP_FLAGS
+from .packet import Packet
+from .ruleset import Family
 
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = TCP_FLAGS.values()
 
 # tcp_error(): flag combinations conntrack accepts at all, after masking ECE, CWR and PSH.
 # Anything else (NULL, XMAS, SYN+FIN, SYN+RST, FIN alone, ...) is INVALID.
