@@ -33,6 +33,8 @@ class Builder:
     rulesets: dict[Family, Ruleset] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     known_sets: frozenset[str] | None = None  # ipset names that exist; None: cannot check
+    # rules a script adds only if a condition stockade could not decide holds: rule origin -> script lines
+    depends: dict[Origin, tuple[int, ...]] = field(default_factory=dict)
 
     def ruleset(self, family: Family) -> Ruleset:
         return self.rulesets.setdefault(family, Ruleset(family))
