@@ -1,8 +1,10 @@
 """The `stockade` command: parse arguments, call one function, print."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -11,13 +13,36 @@ import click
 from .model import Family
 from .parse.command import Builder
 from .parse.read import read
+from .parse.script import Invocation
 from .render.json import ruleset_json
 from .render.save import render_save
 
 EXIT_FINDINGS, EXIT_UNREADABLE = 1, 2
 
 
-def _load(path: str, fmt: str = "auto", family: Family | None = None) -> Builder:
+def script_options(fn):
+    """--arg, --env and --include-path: how a script input is run (every command that reads one)."""
+    @functools.wraps(fn)
+    def wrapper(*a, args: tuple[str, ...], env: tuple[str, ...], include_paths: tuple[str, ...], **kw):
+        pairs = {}
+        for item in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item, re.S):
+                raise click.BadParameter(f"`{item}` is not NAME=VALUE", param_hint="--env")
+            name, value = item.split("=", 1)
+            pairs[name] = value
+        return fn(*a, how=Invocation(list(args), pairs, list(include_paths)), **kw)
+
+    for option in (click.option("--include-path", "include_paths", multiple=True, metavar="DIR",
+                                help="where a script's `source`/`.` and read files are looked for (repeatable)"),
+                   click.option("--env", "env", multiple=True, metavar="NAME=VALUE",
+                                help="environment variable the script runs with (repeatable)"),
+                   click.option("--arg", "args", multiple=True, metavar="WORD",
+                                help="argument the script runs with, e.g. --arg start (repeatable)")):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _load(path: str, fmt: str = "auto", family: Family | None = None, how: Invocation | None = None) -> Builder:
     """Read a ruleset file; unreadable input exits 2 with a one-line reason, never a traceback."""
     try:
         raw = Path(path).read_bytes()
@@ -28,7 +53,7 @@ def _load(path: str, fmt: str = "auto", family: Family | None = None) -> Builder
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         click.echo(f"{path}: error: cannot read input: {reason}", err=True)
         sys.exit(EXIT_UNREADABLE)
-    return read(text, path, fmt, family)
+    return read(text, path, fmt, family, how)
 
 
 def _family(value: str | None) -> Family | None:
@@ -47,10 +72,11 @@ def main() -> None:
 @click.option("--to", "out", type=click.Choice(["iptables-save", "json"]), default="iptables-save",
               show_default=True)
 @click.option("--family", type=click.Choice(["4", "6"]), help="address family (default: guessed; all for scripts)")
-def parse(file: str, fmt: str, out: str, family: str | None) -> None:
+@script_options
+def parse(file: str, fmt: str, out: str, family: str | None, how: Invocation) -> None:
     """Read FILE and print it in canonical iptables-save form (or JSON)."""
     fam = _family(family)
-    b = _load(file, fmt, fam)
+    b = _load(file, fmt, fam, how)
     for d in b.diagnostics:
         if d.severity != "note":
             click.echo(str(d), err=True)
@@ -72,13 +98,14 @@ def parse(file: str, fmt: str, out: str, family: str | None) -> None:
 @click.option("--notes", is_flag=True, help="also show notes (skipped commands)")
 @click.option("--admin", "admins", multiple=True, metavar="ADDR",
               help="an address that must reach SSH (tcp/22); repeatable")
-def lint(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...]) -> None:
+@script_options
+def lint(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...], how: Invocation) -> None:
     """Report defects in FILE and findings about what its rules do: exit 0 if clean, 1 if there
     are errors, 2 if unreadable."""
     from .parse.read import guess_format
     from .semantics.findings import lint as find
 
-    b = _load(file, fmt)
+    b = _load(file, fmt, how=how)
     text = Path(file).read_text(encoding="utf-8")
     try:
         found = find(b, text, file, script=(fmt if fmt != "auto" else guess_format(text)) == "script",
@@ -109,13 +136,14 @@ def lint(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...
 @click.option("--packets", "batch", type=click.File("r"), help="JSON Lines file: one packet spec per line")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (one line per packet in batch mode)")
 @click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
-def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> None:
+@script_options
+def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str, how: Invocation) -> None:
     """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET."""
     from .semantics.explain import explain_batch, explain_one
 
     if (spec is None) == (batch is None):
         raise click.UsageError("give exactly one of --packet and --packets")
-    b = _load(ruleset, fmt)
+    b = _load(ruleset, fmt, how=how)
     sys.exit(explain_one(b, spec, as_json) if spec is not None else explain_batch(b, batch, as_json))
 
 
@@ -134,15 +162,16 @@ def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> N
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
 @click.option("--family", type=click.Choice(["4", "6"]), help="address family (default: every family with rules)")
+@script_options
 def analyze(ruleset: str, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
-            services: tuple[str, ...],
-            sport: int | None, state: str, chain_only: bool, as_json: bool, fmt: str, family: str | None) -> None:
+            services: tuple[str, ...], sport: int | None, state: str, chain_only: bool, as_json: bool, fmt: str,
+            family: str | None, how: Invocation) -> None:
     """Which sources may open which services to which destinations (service matrix), and the open ports."""
     from .semantics.analyze import Options, run_analyze
 
     fam = _family(family)
     opts = Options(table, chain, list(services), sport, state, not chain_only)
-    sys.exit(run_analyze(_load(ruleset, fmt, fam), opts, ruleset, ipassmt_path, routes_path, fam, as_json))
+    sys.exit(run_analyze(_load(ruleset, fmt, fam, how), opts, ruleset, ipassmt_path, routes_path, fam, as_json))
 
 
 def _policy(path: str):
@@ -297,7 +326,8 @@ def status(netns: str | None, as_json: bool) -> None:
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (shape: semantics/diff.py)")
-def diff_cmd(old: str, new: str, as_json: bool) -> None:
+@script_options
+def diff_cmd(old: str, new: str, as_json: bool, how: Invocation) -> None:
     """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy
     .toml): exit 0 if none, 1 if some, 2 if an input is unreadable or invalid."""
     from .policy.schema import PolicyError
@@ -307,7 +337,7 @@ def diff_cmd(old: str, new: str, as_json: bool) -> None:
     sides = []
     for path in (old, new):
         try:
-            rulesets, diags = load_rulesets(path)
+            rulesets, diags = load_rulesets(path, how)
         except (OSError, UnicodeError) as e:
             click.echo(f"{path}: error: cannot read input: {getattr(e, 'strerror', None) or e}", err=True)
             sys.exit(EXIT_UNREADABLE)
@@ -356,15 +386,17 @@ def lab(target: str, as_json: bool, family: str) -> None:
 @main.command()
 @click.argument("ruleset")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable report")
-def audit(ruleset: str, as_json: bool) -> None:
+@script_options
+def audit(ruleset: str, as_json: bool, how: Invocation) -> None:
     """What an imported script or dump really does to real packets (lab probes, simulator predictions)."""
     from .lab.audit import run_audit
 
-    b = _load(ruleset)
+    b = _load(ruleset, how=how)
     for d in b.diagnostics:
         if d.severity != "note":
             click.echo(str(d), err=True)
-    report, _ = run_audit(ruleset, Path(ruleset).read_text(encoding="utf-8"), lambda m: click.echo(m, err=True))
+    report, _ = run_audit(ruleset, Path(ruleset).read_text(encoding="utf-8"), lambda m: click.echo(m, err=True),
+                          how=how)
     _lab_report(report, as_json)
 
 

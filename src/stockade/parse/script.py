@@ -501,9 +501,9 @@ class ScriptReader(Shell):
             e += 1
         self.b.diagnostics.append(typographic_quote(quote, full[s:e], origin))
 
-    def values(self, name: str, index: str | None, offset: int):
-        vals, is_list, star = super().values(name, index, offset)
-        if not vals and not is_list and self.lookup(name) is None and name not in "@*#?$!-0":
+    def values(self, name: str, index: str | None, offset: int, quiet: bool = False):
+        vals, is_list, star = super().values(name, index, offset, quiet)
+        if not quiet and not vals and not is_list and self.lookup(name) is None and name not in "@*#?$!-0":
             self.unset_uses.append((name, offset))
         return vals, is_list, star
 

@@ -436,7 +436,7 @@ def class_text(k: dict) -> str:
 
 # ---- reading either side ----
 
-def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
+def load_rulesets(path: str, how=None) -> tuple[dict[Family, Ruleset], list]:
     """A policy (.toml, compiled) or an iptables-save dump or script; with its diagnostics.
     Raises OSError/UnicodeError for unreadable files and PolicyError for a bad policy."""
     if path.endswith(".toml"):
@@ -447,7 +447,7 @@ def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
     raw = Path(path).read_bytes()
     if b"\0" in raw:
         raise UnicodeError("binary data (NUL bytes)")
-    b = read(raw.decode("utf-8"), path)
+    b = read(raw.decode("utf-8"), path, how=how)  # how: a script's arguments (parse.script.Invocation)
     return b.rulesets, b.diagnostics
 
 

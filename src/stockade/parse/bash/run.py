@@ -1046,7 +1046,7 @@ class Shell:
 
     def param(self, name: str, index: str | None, prefix: str, op: str, quoted: bool, offset: int,
               op_offset: int = 0) -> list[Piece]:
-        values, is_list, star = self.values(name, index, offset)
+        values, is_list, star = self.values(name, index, offset, quiet=bool(re.match(r":?[-=+?]", op)))
         if prefix == "!":  # indirection
             target = values[0] if values else ""
             if not re.fullmatch(r"[A-Za-z_]\w*(\[[^\]]*\])?|\d+", target or ""):
@@ -1072,8 +1072,8 @@ class Shell:
             out.append(Piece(v, offset, quoted, True))
         return out
 
-    def values(self, name: str, index: str | None, offset: int) -> tuple[list[str], bool, bool]:
-        """(values, is a list, `*` rather than `@`) of a parameter."""
+    def values(self, name: str, index: str | None, offset: int, quiet: bool = False) -> tuple[list[str], bool, bool]:
+        """(values, is a list, `*` rather than `@`) of a parameter; `quiet`: the word gives a default."""
         if name in ("@", "*"):
             return list(self.params), True, name == "*"
         if name == "#":
