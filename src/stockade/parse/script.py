@@ -73,6 +73,7 @@ KNOWN_COMMANDS = frozenset("""
     tee vi vim nano emacs service systemctl chkconfig update-rc.d rc-update crontab ipset nft ufw
     firewall-cmd apt apt-get aptitude yum dnf zypper pacman nmap hping2 hping3 ping ping6 telnet netstat
     ss ifconfig ip sleep logger exit export readonly unset [ [[ sudo
+    eval nohup bash sh typeset seq
 """.split()) | SAVE_TOOLS
 GLUE_NAMES = ("ip6tables", "iptables", "modprobe")  # long enough never to be the end of another word
 RESERVED_ENDS = {"do", "done", "then", "else", "elif", "fi", "esac", "}"}
@@ -139,6 +140,8 @@ def _is_shell(words: list[str], line: str, text: str, end: int, expected: frozen
         return True
     if first in DECLARATIONS:
         return len(words) > 1 and bool(NAME.match(words[1]))
+    if first.startswith("((") or re.match(r"for\s*\(\(", line.strip()):
+        return "))" in line
     if first == "for":
         return bool(re.match(r"for\s+[A-Za-z_]\w*\s*(;|$|\s+in\b)", line.strip())) and (
             bool(re.search(r";\s*do\b", line)) or _next_line_word(text, end) == "do")

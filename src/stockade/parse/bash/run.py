@@ -1039,6 +1039,11 @@ class Shell:
         if prefix == "#" and m.end() == len(inner) and name == "" :
             prefix, name = "", "#"
         rest = inner[m.end():]
+        if prefix == "!" and sub in ("[@]", "[*]") and not rest:  # the keys of an array
+            v = self.lookup(name)
+            keys = [] if v is None else list(v.value) if isinstance(v.value, dict) else \
+                [str(i) for i in range(len(v.value))] if isinstance(v.value, list) else ["0"]
+            return self.param_list(keys, quoted, sub == "[*]", s)
         if prefix == "!" and rest in ("*", "@"):
             names = sorted(k for scope in self.scopes for k in scope if k.startswith(name))
             return [Piece(" ".join(names), s, quoted, True)]
@@ -1062,6 +1067,9 @@ class Shell:
                 return [values]
         if not is_list:
             return [Piece(values[0] if values else "", offset, quoted, True)]
+        return self.param_list(values, quoted, star, offset)
+
+    def param_list(self, values: list[str], quoted: bool, star: bool, offset: int) -> list[Piece]:
         if quoted and star:
             sep = self.ifs()[:1]
             return [Piece(sep.join(values), offset, True, True)]
@@ -1189,32 +1197,83 @@ class Shell:
 
     def glob_of(self, text: str, offset: int) -> str:
         """A pattern written inside `${...}`, as a regex (quoted parts literal)."""
-        node_code = Code("x=" + text, lambda o: self.code.origin(offset + max(o - 2, 0)), self.code.directory)
-        saved = self.code
-        self.code = node_code
-        try:
-            value = child(kids(node_code.root)[0], "value") if kids(node_code.root) else None
-            if value is None:
-                return ""
-            parts = [(p.text, p.quoted) for p in self.pieces(value, False)]
-        finally:
-            self.code = saved
-        return glob_regex(parts)
+        return glob_regex([(p.text, p.quoted) for p in self.text_pieces(text, offset, False)])
 
     def expand_text(self, text: str, offset: int, quoted: bool = True) -> str:
         """Text inside `${...}` or `$((...))`: parameter, command and arithmetic expansion, quote removal."""
-        if not text or not any(c in text for c in "$`'\"\\"):
+        if not any(c in text for c in "$`'\"\\"):
             return text
-        sub = Code("x=" + text.replace("\n", " ") if quoted else "x=" + text,
-                   lambda o: self.code.origin(offset + max(o - 2, 0)), self.code.directory)
+        return "".join(p.text for p in self.text_pieces(text, offset, quoted) if not p.brk)
+
+    def text_pieces(self, text: str, offset: int, quoted: bool) -> list[Piece]:
+        """A word written inside `${...}` (where the grammar's own reading is not reliable), read by hand:
+        quotes and backslashes here, each `$...` or backquote part by the grammar on its own."""
+        out: list[Piece] = []
+        i, n, buf, start = 0, len(text), [], 0
+
+        def flush() -> None:
+            nonlocal buf
+            if buf:
+                out.append(Piece("".join(buf), offset + start, quoted, False))
+                buf = []
+
+        while i < n:
+            c = text[i]
+            if c == "\\" and i + 1 < n:
+                flush()
+                if not quoted or text[i + 1] in '$`"\\':
+                    out.append(Piece(text[i + 1], offset + i + 1, True, False))
+                else:
+                    out.append(Piece(text[i:i + 2], offset + i, True, False))
+                i += 2
+                start = i
+            elif c == "'" and not quoted:
+                flush()
+                j = text.find("'", i + 1)
+                j = n if j < 0 else j
+                out.append(Piece(text[i + 1:j], offset + i + 1, True, False))
+                i = j + 1
+                start = i
+            elif c == '"':  # quotes inside `${...}` are removed even within double quotes
+                flush()
+                j = i + 1
+                while j < n and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+                inner = self.text_pieces(text[i + 1:j], offset + i + 1, True)
+                out += inner or [Piece("", offset + i, True, False)]
+                i = j + 1
+                start = i
+            elif c in "$`":
+                j = _dollar_end(text, i)
+                if j <= i + 1 and c == "$":
+                    if not buf:
+                        start = i
+                    buf.append(c)
+                    i += 1
+                    continue
+                flush()
+                out += self.segment(text[i:j], offset + i, quoted)
+                i = j
+                start = i
+            else:
+                if not buf:
+                    start = i
+                buf.append(c)
+                i += 1
+        flush()
+        return out
+
+    def segment(self, seg: str, offset: int, quoted: bool) -> list[Piece]:
+        """One `$...` or backquoted part, parsed by the grammar on its own."""
+        sub = Code("x=" + seg, lambda o: self.code.origin(offset + max(o - 2, 0)), self.code.directory)
+        stmts = kids(sub.root)
+        value = child(stmts[0], "value") if stmts and stmts[0].type == "variable_assignment" else None
+        if value is None or syntax_errors(sub.root):
+            raise Abort(f"cannot read `{seg}`", offset, code="shell-syntax")
         saved = self.code
         self.code = sub
         try:
-            stmts = kids(sub.root)
-            value = child(stmts[0], "value") if stmts and stmts[0].type == "variable_assignment" else None
-            if value is None or syntax_errors(sub.root):
-                return text
-            return self.word(value)
+            return [Piece(p.text, offset, p.quoted or quoted, p.expanded, p.brk) for p in self.pieces(value, quoted)]
         finally:
             self.code = saved
 
@@ -1710,6 +1769,20 @@ class Shell:
     def b_unset(self, fields, node) -> Status:
         return self.unset([f for f, _ in fields[1:]])
 
+    def b_seq(self, fields, node) -> Status:
+        args = [f for f, _ in fields[1:] if not re.fullmatch(r"-[a-z]+", f)]
+        try:
+            nums = [int(a) for a in args]
+        except ValueError:
+            self.write_unknown(Unknown(self.snippet(node), self.code.start(node), self.code))
+            return None
+        first, step, last = (1, 1, nums[0]) if len(nums) == 1 else (nums[0], 1, nums[1]) if len(nums) == 2 \
+            else tuple(nums[:3]) if len(nums) >= 3 else (1, 1, 0)
+        if step == 0 or (last - first) // step > MAX_LOOP:
+            raise Abort(f"`seq` would print more than {MAX_LOOP} numbers; stockade stops here", self.code.start(node))
+        self.write("".join(f"{n}\n" for n in range(first, last + (1 if step > 0 else -1), step)))
+        return True
+
     def b_cd(self, fields, node) -> Status:
         return True
 
@@ -1720,6 +1793,34 @@ class Shell:
         return True
 
     b_trap = b_umask = b_ulimit = b_hash = b_alias = b_wait = b_sleep = b_logger = b_shopt
+
+
+def _dollar_end(text: str, i: int) -> int:
+    """End of the `$...` or backquoted part starting at i."""
+    n = len(text)
+    if text[i] == "`":
+        j = i + 1
+        while j < n and text[j] != "`":
+            j += 2 if text[j] == "\\" else 1
+        return min(j + 1, n)
+    if text.startswith("${", i):
+        j = _brace_end(text, i + 1)
+        return n if j < 0 else j + 1
+    if text.startswith("$(", i):
+        depth, j = 0, i + 1
+        while j < n:
+            c = text[j]
+            if c in "'\"":
+                k = text.find(c, j + 1)
+                j = n if k < 0 else k + 1
+                continue
+            depth += (c == "(") - (c == ")")
+            j += 1
+            if depth == 0:
+                return j
+        return n
+    m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]").match(text, i + 1)
+    return m.end() if m else i + 1
 
 
 def _split_top(text: str, sep: str) -> list[str]:
