@@ -582,7 +582,7 @@ class ScriptReader(Shell):
                       "to check a saved rules file, run `stockade lint FILE` on it")
         elif "/init.d/" in name or (base == "service" and len(fields) > 1 and fields[1][0] in SERVICE_NAMES):
             self.note(f"{what} controls the firewall service, not its rules; skipped", self.code.start(node))
-        elif base in KNOWN_COMMANDS or self.page is not None:
+        elif base in KNOWN_COMMANDS or self.page is not None or self.capturing:
             self.note(f"{what} is not an iptables command; skipped", self.code.start(node))
         else:
             self.report("warning", "unknown-command",
