@@ -38,6 +38,8 @@ WORDISH = {"word", "string", "raw_string", "ansi_c_string", "translated_string",
            "command_substitution", "arithmetic_expansion", "concatenation", "number", "process_substitution",
            "brace_expression", "regex", "extglob_pattern", "test_operator", "variable_name"}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TEXT_TOOLS = {"grep", "egrep", "fgrep", "cut", "awk", "tr", "head", "tail", "sort", "uniq", "wc", "basename",
+              "dirname", "seq"}
 PREFIXES = {"sudo", "doas", "nohup", "exec", "nice", "time", "command", "env", "builtin", "stdbuf", "timeout"}
 FIREWALL_TOOLS = {"iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-restore",
                   "ip6tables-restore", "iptables-legacy", "ip6tables-legacy", "iptables-nft", "ip6tables-nft",
@@ -435,6 +437,8 @@ class Shell:
     def read_file(self, name: str, offset: int) -> str | Unknown:
         """A file the script reads: relative to the script's directory, else on --include-path."""
         path = self.find_file(name)
+        if path is None and self.capturing:  # reported where the output is used
+            return Unknown(f"< {name}", offset, self.code, "file")
         if path is None:
             self.report("warning", "unresolved-file",
                         f"`{name}` is not there to read ({self.where_looked(name)}); what the script reads "
@@ -1386,6 +1390,8 @@ class Shell:
             return self.call(name, fields, node)
         builtin = getattr(self, "b_" + name.replace("-", "_").replace(".", "dot").replace(":", "colon")
                           .replace("[", "bracket"), None) if re.fullmatch(r"[\w.:\[-]+", name) else None
+        if name in TEXT_TOOLS and not self.outs and not self.conditions:
+            builtin = None  # its output goes nowhere stockade reads: just a command to note
         if builtin is not None and (problem is None or name in ("echo", "printf", ":", "true", "logger")):
             if problem is not None:
                 self.write_unknown(problem.unknown)
