@@ -145,6 +145,19 @@ class Builder:
                                      code="no-such-rule", token=rest[0] if rest else None)
                 del chain.rules[hit]
 
+    def check(self, family: Family, table: Table, words: list[Token], origin: Origin) -> bool:
+        """`-C CHAIN RULE`: whether the chain holds that rule now (iptables exits 1 when it does not)."""
+        chain = table.chains.get(words[1].text) if len(words) > 1 else None
+        if chain is None:
+            return False
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        try:
+            rules = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets),
+                               user_chains).parse(words[2:], origin, [])
+        except ParseError:
+            return False
+        return all(any(old.same_rule(r) for old in chain.rules) for r in rules)
+
     def _check_chain_name(self, tok: Token) -> None:
         name = tok.text
         if len(name) > MAX_CHAIN_NAME:

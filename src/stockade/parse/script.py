@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import TABLES, Family, Origin, Table
-from .bash.run import Abort, Exit, Loop, Shell, Stream, Unknown, Unresolved
+from .bash.run import CR, Abort, Exit, Loop, Shell, Stream, Unknown, Unresolved
 from .bash.tree import Code, Source, child, syntax_errors
 from .command import COMMANDS, Builder, table_of
 from .diagnostics import DASHES, Diagnostic, ParseError, Token
@@ -444,7 +444,15 @@ class ScriptReader(Shell):
         first = len(self.b.diagnostics)
         directory = str(Path(self.src.file).resolve().parent) if self.src.file else None
         if is_script(self.src.text):
-            code = Code(self.src.text, self.src.origin, directory)
+            text = self.src.text
+            if "\r" in text:
+                at = text.index("\r")
+                self.report_at("warning", "carriage-return", "this line ends with a carriage return (a file saved with "
+                               "Windows line ends): bash keeps it as part of the last word, so `ACCEPT` reads "
+                               "`ACCEPT\\r`", self.src.origin(at), "convert the file with `dos2unix` or `sed -i "
+                               "'s/\\r$//'`")
+                text = text.replace("\r", CR)
+            code = Code(text, self.src.origin, directory)
         else:
             page = read_page(self.src)
             self.b.diagnostics += page.diagnostics
@@ -480,6 +488,9 @@ class ScriptReader(Shell):
 
     def report(self, severity: str, code: str, message: str, offset: int, hint: str | None = None) -> None:
         self.b.note(severity, code, message, self.origin(offset), hint)
+
+    def report_at(self, severity: str, code: str, message: str, origin: Origin, hint: str | None = None) -> None:
+        self.b.note(severity, code, message, origin, hint)
 
     def note(self, message: str, offset: int, hint: str | None = None, severity: str = "note",
              code: str = "skipped") -> None:
@@ -624,8 +635,9 @@ class ScriptReader(Shell):
         try:
             table_tok, words = _table_option(args)
             words = self._command_first(words, cmd)
-            if words is None:
-                return None
+            if words and words[0].text in ("-C", "--check"):  # the ruleset the script has built so far
+                table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                return self.b.check(family, table, words, cmd.origin)
             if words:
                 table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
                 self.b.run(family, table, words, cmd.origin)
@@ -633,7 +645,7 @@ class ScriptReader(Shell):
             self.b.error(e, cmd.origin)
         return sum(d.severity == "error" for d in self.b.diagnostics) == errors
 
-    def _command_first(self, words: list[Token], cmd: Token) -> list[Token] | None:
+    def _command_first(self, words: list[Token], cmd: Token) -> list[Token]:
         """The words with the command option first, as Builder.run wants; getopt lets it come anywhere."""
         k = next((i for i, t in enumerate(words) if _is_command_option(t.text)), None)
         if k is None:
@@ -648,8 +660,6 @@ class ScriptReader(Shell):
                 raise ParseError("no command given", code="missing-command", token=cmd,
                                  hint="add a command such as -A CHAIN, -I CHAIN, -N CHAIN or -P CHAIN POLICY")
             return words
-        if _fixed_dash(words[k].text) in ("-C", "--check"):
-            return None  # whether a rule exists depends on the ruleset at run time: unknown status
         if k == 0:
             return words
         after = words[k + 1:]

@@ -33,6 +33,7 @@ from .arith import Arith, ArithError
 from .test import Test, TestError, glob_regex
 from .tree import Code, Source, child, keyword, kids, syntax_errors
 
+CR = "\ue00d"  # a carriage return, which bash keeps in words and tree-sitter would drop as a blank
 MAX_VALUE, MAX_DEPTH, MAX_LOOP, MAX_STEPS = 1_000_000, 100, 10_000, 200_000
 WORDISH = {"word", "string", "raw_string", "ansi_c_string", "translated_string", "simple_expansion", "expansion",
            "command_substitution", "arithmetic_expansion", "concatenation", "number", "process_substitution",
@@ -849,6 +850,10 @@ class Shell:
         kw = keyword(node)
         local = kw in ("local", "declare", "typeset") and len(self.scopes) > 1
         flags: set[str] = set()
+        words = [self.word(c) for c in kids(node)]
+        if kw in ("declare", "typeset") and any(w.startswith("-") and ("f" in w or "F" in w) for w in words):
+            names = [w for w in words if not w.startswith("-")]
+            return all(n in self.functions for n in names)  # `declare -f NAME`: is it a function?
         for c in kids(node):
             if c.type == "variable_assignment":
                 name_node = child(c, "name")
@@ -895,9 +900,13 @@ class Shell:
 
     def word(self, node: Node) -> str:
         """The word as one string, not split (assignments, case words, [[ ]] operands)."""
-        return "".join(p.text for p in self.pieces(node, False) if not p.brk) if node is not None else ""
+        return "".join(p.text for p in self.pieces(node, False) if not p.brk).replace(CR, "\r") \
+            if node is not None else ""
 
     def fields(self, node: Node) -> list[tuple[str, int]]:
+        return [(f.replace(CR, "\r"), o) for f, o in self._fields(node)]
+
+    def _fields(self, node: Node) -> list[tuple[str, int]]:
         """The fields a word expands to, split as bash splits them, each with its offset."""
         out: list[tuple[str, int]] = []
         cur: list[str] = []
@@ -1740,14 +1749,20 @@ class Shell:
 
     def b_set(self, fields, node) -> Status:
         args = [f for f, _ in fields[1:]]
-        for k, a in enumerate(args):
-            if a == "--" or (not a.startswith(("-", "+"))):
-                self.params = args[k + 1:] if a == "--" else args[k:]
+        k = 0
+        while k < len(args):
+            a = args[k]
+            if a == "--" or not a.startswith(("-", "+")) or a in ("-", "+"):
+                self.params = args[k + 1:] if a in ("--", "-") else args[k:]
                 break
-            if a in ("-o", "+o") and k + 1 < len(args) and args[k + 1] == "errexit":
-                self.errexit = a == "-o"
-            elif re.fullmatch(r"[-+]\w+", a) and "e" in a:
+            if a in ("-o", "+o"):
+                if k + 1 < len(args) and args[k + 1] == "errexit":
+                    self.errexit = a == "-o"
+                k += 2
+                continue
+            if "e" in a:
                 self.errexit = a[0] == "-"
+            k += 1
         return True
 
     def b_exit(self, fields, node) -> Status:
