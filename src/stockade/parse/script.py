@@ -248,9 +248,9 @@ _CASE_PATTERN = re.compile(r"\s*\(?[^\s()]+(\s*\|\s*[^\s()]+)*\s*\)")
 
 
 def is_script(text: str) -> bool:
-    """A real script, run as bash runs it: a `#!` line, or nothing that is prose, a restore line or a cron
-    entry and no lost line breaks."""
-    return text.startswith("#!") and "\n" in text[:300]
+    """A real script, run as bash runs it: its first line is a `#!` line. (A text without one is read as
+    a page, and still as bash runs it when the page layer finds every line to be shell.)"""
+    return text.lstrip(" \t").startswith("#!") and "\n" in text[:300]
 
 
 @dataclass

@@ -654,7 +654,13 @@ class Shell:
                 ops.append(True)
                 continue
             prev = leaves[k - 1] if k else None
-            value = self.word(leaf)
+            try:
+                value = self.word(leaf)
+            except Unresolved as e:
+                self.cannot_expand(e, "its value in the test (the test is decided without it where it can be)")
+                operands.append((None, None))
+                ops.append(False)
+                continue
             regex = None
             if prev in ("==", "!=", "="):
                 regex = self.pattern(leaf)
@@ -676,10 +682,18 @@ class Shell:
             else:
                 stack.extend(reversed(n.children))
 
-    def leaf_fields(self, leaf) -> list[tuple[str, None]]:
+    def leaf_fields(self, leaf) -> list[tuple[str | None, None]]:
+        """A `[` operand's words; a quoted one whose value is unknown is one unknown word (the test may
+        still be decided, as `[ -z x -a "$(...)" ]` is)."""
         if isinstance(leaf, str):
             return [(leaf, None)]
-        return [(f, None) for f, _ in self.fields(leaf)]
+        try:
+            return [(f, None) for f, _ in self.fields(leaf)]
+        except Unresolved as e:
+            if leaf.type not in ("string", "raw_string"):
+                raise
+            self.cannot_expand(e, "its value in the test (the test is decided without it where it can be)")
+            return [(None, None)]
 
     def test(self, words: list, node: Node) -> Status:
         return Test(words, [False] * len(words), self.file_test, False).run()
