@@ -806,7 +806,7 @@ class Shell:
         if i > MAX_LOOP:
             raise Abort(f"array index {i} is larger than stockade follows", 0)
         while len(arr) <= i:
-            arr.append("")
+            arr.append(None)  # bash arrays are sparse: a gap is unset
         arr[i] = value
         scope[name] = Var(arr, old.attrs if old else set())
 
@@ -851,7 +851,7 @@ class Shell:
             arr: list[str] = []
             for k, v in sorted(out.items(), key=lambda kv: int(kv[0])):
                 while len(arr) < int(k):
-                    arr.append("")
+                    arr.append(None)
                 arr.append(v)
             return arr
         return out
@@ -1084,7 +1084,7 @@ class Shell:
         if prefix == "!" and sub in ("[@]", "[*]") and not rest:  # the keys of an array
             v = self.lookup(name)
             keys = [] if v is None else list(v.value) if isinstance(v.value, dict) else \
-                [str(i) for i in range(len(v.value))] if isinstance(v.value, list) else ["0"]
+                [str(i) for i, x in enumerate(v.value) if x is not None] if isinstance(v.value, list) else ["0"]
             return self.param_list(keys, quoted, sub == "[*]", s)
         if prefix == "!" and rest in ("*", "@"):
             names = sorted(k for scope in self.scopes for k in scope if k.startswith(name))
@@ -1146,7 +1146,7 @@ class Shell:
             raise Unresolved(v.value, name, offset)
         if index in ("@", "*"):
             vals = list(v.value.values()) if isinstance(v.value, dict) else (
-                v.value if isinstance(v.value, list) else [v.value])
+                [x for x in v.value if x is not None] if isinstance(v.value, list) else [v.value])
             return vals, True, index == "*"
         if isinstance(v.value, dict):
             key = self.expand_text(index, offset) if index is not None else "0"
@@ -1156,7 +1156,7 @@ class Shell:
                                                 self.arith_put).value()
             if i < 0:
                 i += len(v.value)
-            return ([v.value[i]] if 0 <= i < len(v.value) else []), False, False
+            return ([v.value[i]] if 0 <= i < len(v.value) and v.value[i] is not None else []), False, False
         if index not in (None, "0"):
             return [], False, False
         return [v.value], False, False
@@ -1688,26 +1688,15 @@ class Shell:
         line = line[:-1] if ok else line
         if not raw:
             line = re.sub(r"\\(.)", r"\1", line.replace("\\\n", ""))
-        ifs = self.ifs()
-        ws = "".join(c for c in ifs if c in " \t\n")
+        words = _ifs_split(line, self.ifs(), len(names or ["REPLY"]) if array is None else 0)
         if array is not None:
-            self.set_var(array, [p for p in re.split(f"[{re.escape(ifs)}]+", line.strip(ws)) if p] if ifs else
-                         [line], node)
+            self.set_var(array, words, node)
             return ok or bool(line)
-        names = names or ["REPLY"]
-        if names == ["REPLY"] and not fields[1:]:
+        if not names:
             self.set_var("REPLY", line, node)
             return ok or bool(line)
-        rest = line.strip(ws) if ifs else line
         for k, n in enumerate(names):
-            if k == len(names) - 1:
-                self.set_var(n, rest.rstrip(ws), node)
-                break
-            m = re.match(f"([^{re.escape(ifs)}]*)[{re.escape(ws)}]*[{re.escape(''.join(set(ifs) - set(ws)))}]?"
-                         f"[{re.escape(ws)}]*" if ifs else "(.*)", rest)
-            part = m.group(1) if m else rest
-            self.set_var(n, part, node)
-            rest = rest[m.end():] if m else ""
+            self.set_var(n, words[k] if k < len(words) else "", node)
         return ok or bool(line)
 
     def _read_until(self, delim: str) -> str | None | Unknown:
@@ -2139,6 +2128,45 @@ def _dollar_end(text: str, i: int) -> int:
         return n
     m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]").match(text, i + 1)
     return m.end() if m else i + 1
+
+
+def _ifs_split(line: str, ifs: str, n: int) -> list[str]:
+    """`read`'s split of a line into at most n fields (0: all), the last taking the rest, as bash does."""
+    ws = "".join(c for c in " \t\n" if c in ifs)
+    other = "".join(c for c in ifs if c not in ws)
+    line = line.strip(ws) if ws else line
+    out: list[str] = []
+    i = 0
+    while i <= len(line) and line:
+        if n and len(out) == n - 1:
+            rest = line[i:]
+            if ws:
+                rest = rest.rstrip(ws)
+            if other and rest and rest[-1] in other and not any(c in other for c in rest[:-1]):
+                rest = rest[:-1]
+            out.append(rest)
+            return out
+        j = i
+        while j < len(line) and line[j] not in ifs:
+            j += 1
+        out.append(line[i:j])
+        if j >= len(line):
+            break
+        k = j
+        while k < len(line) and line[k] in ws:
+            k += 1
+        if k < len(line) and line[k] in other and line[j] not in other:
+            k += 1
+            while k < len(line) and line[k] in ws:
+                k += 1
+        elif line[j] in other:
+            k = j + 1
+            while k < len(line) and line[k] in ws:
+                k += 1
+        i = k
+        if i >= len(line) and line[j] in other and (not n or len(out) < n):
+            break
+    return out
 
 
 def _split_top(text: str, sep: str) -> list[str]:
