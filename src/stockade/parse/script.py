@@ -603,19 +603,19 @@ class ScriptReader(Shell):
         return None
 
     def mark_assumed(self, fn) -> bool | None:
-        """Rules added under an unresolved condition are recorded with the lines they depend on."""
-        before = {f: sum(len(c.rules) for t in rs.tables.values() for c in t.chains.values())
-                  for f, rs in self.b.rulesets.items()}
+        """Rules added under a condition stockade could not decide are recorded with the lines they depend on."""
+        if not self.assumed:
+            return fn()
+        before = {id(r) for r in self._rules()}
         status = fn()
-        if self.assumed:
-            for f, rs in self.b.rulesets.items():
-                for t in rs.tables.values():
-                    for c in t.chains.values():
-                        for r in c.rules:
-                            if r.origin is not None and r.origin not in self.b.depends:
-                                self.b.depends[r.origin] = tuple(self.assumed)
-        del before
+        for r in self._rules():
+            if id(r) not in before and r.origin is not None:
+                self.b.depends[r.origin] = tuple(self.assumed)
         return status
+
+    def _rules(self):
+        return [r for rs in self.b.rulesets.values() for t in rs.tables.values() for c in t.chains.values()
+                for r in c.rules]
 
     def unset_warning(self, name: str, offset: int) -> None:
         if name.isdigit() or name in "@*#":

@@ -39,6 +39,7 @@ WORDISH = {"word", "string", "raw_string", "ansi_c_string", "translated_string",
            "command_substitution", "arithmetic_expansion", "concatenation", "number", "process_substitution",
            "brace_expression", "regex", "extglob_pattern", "test_operator", "variable_name"}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RUNS_CODE = {"eval", "source", ".", "bash", "sh", "dash"}
 TEXT_TOOLS = {"grep", "egrep", "fgrep", "cut", "awk", "tr", "head", "tail", "sort", "uniq", "wc", "basename",
               "dirname", "seq"}
 PREFIXES = {"sudo", "doas", "nohup", "exec", "nice", "time", "command", "env", "builtin", "stdbuf", "timeout"}
@@ -193,10 +194,29 @@ class Shell:
     def body(self, node: Node) -> Status:
         status: Status = True
         for c in kids(node):
-            if c.type in ("heredoc_body", "ERROR") or c.is_missing:
+            if c.type == "heredoc_body" or c.is_missing:
+                continue
+            if c.type == "ERROR" or c.has_error:
+                self.before_error(c)
+                if self.obey_exit:  # bash stops a script at a syntax error; a page goes on with its next line
+                    raise Exit(False)
                 continue
             status = self.exec(c)
         return status
+
+    def before_error(self, node: Node) -> None:
+        """The complete commands bash runs before it reaches the syntax error inside `node`."""
+        if node.type != "ERROR":
+            return
+        for c in node.children:
+            if c.type == "ERROR" or c.has_error:
+                self.before_error(c)
+                return
+            if not c.is_named or c.type in ("word", "comment"):
+                if c.is_named or c.type not in (";", "&", "\n"):
+                    return
+                continue
+            self.exec(c)
 
     def exec(self, node: Node) -> Status:
         self.steps += 1
@@ -1420,6 +1440,9 @@ class Shell:
                 self.write_unknown(problem.unknown)
                 return True
             return builtin(fields, node)
+        if problem is not None and (name in PREFIXES or name in RUNS_CODE):  # what it would run is unknown
+            self.cannot_expand(problem, f"`{self.snippet(node)}`")
+            return None
         if problem is None and name in PREFIXES:
             return self.prefixed(fields, node)
         if problem is None and name in ("bash", "sh", "dash") and len(fields) > 1:
