@@ -26,7 +26,7 @@ def script_options(fn):
     def wrapper(*a, args: tuple[str, ...], env: tuple[str, ...], include_paths: tuple[str, ...], **kw):
         pairs = {}
         for item in env:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item, re.S):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item, re.DOTALL):
                 raise click.BadParameter(f"`{item}` is not NAME=VALUE", param_hint="--env")
             name, value = item.split("=", 1)
             pairs[name] = value
@@ -373,7 +373,7 @@ def lab(target: str, as_json: bool, family: str) -> None:
     from .lab.run import run_lab
 
     fams = list(Family) if family == "both" else [Family(int(family))]
-    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    say = lambda m: click.echo(m, err=True)
     if target.endswith(".toml"):
         _policy(target)  # positioned errors, exit 1, before any namespace exists
         report = run_lab(target, say, fams)

@@ -23,25 +23,25 @@ EXPECTED = {"unknown-chain", "duplicate-chain"}  # commands the kernel refuses t
 
 # (id, script, args, env, files beside the script)
 CASES: list[tuple[str, str, list[str], dict[str, str], dict[str, str]]] = [
-    ("quoting-and-splitting", f'P="22 80"\nfor p in $P; do {IPT} -p tcp --dport $p -j ACCEPT; done\n'
+    ("quoting-and-splitting", (f'P="22 80"\nfor p in $P; do {IPT} -p tcp --dport $p -j ACCEPT; done\n'
      f'{IPT} -m comment --comment "$P" -j ACCEPT\n{IPT} -m comment --comment \'$P\' -j ACCEPT\n'
-     f'{IPT} -m comment --comment a\\ b\\"c -j ACCEPT\n{IPT} -m comment --comment $\'x\\x41y\' -j ACCEPT\n', [], {}, {}),
-    ("parameter-defaults", f'{IPT} -m comment --comment "${{u:-d1}}" -j ACCEPT\n: ${{v:=d2}}\n'
+     f'{IPT} -m comment --comment a\\ b\\"c -j ACCEPT\n{IPT} -m comment --comment $\'x\\x41y\' -j ACCEPT\n'), [], {}, {}),
+    ("parameter-defaults", (f'{IPT} -m comment --comment "${{u:-d1}}" -j ACCEPT\n: ${{v:=d2}}\n'
      f'{IPT} -m comment --comment "$v" -j ACCEPT\nw=""\n{IPT} -m comment --comment "${{w:-d3}}x${{w-d4}}" -j ACCEPT\n'
-     f'{IPT} -m comment --comment "${{v:+alt}}" -j ACCEPT\n', [], {}, {}),
-    ("parameter-patterns", 'x=abc.tar.gz\n'
+     f'{IPT} -m comment --comment "${{v:+alt}}" -j ACCEPT\n'), [], {}, {}),
+    ("parameter-patterns", ('x=abc.tar.gz\n'
      f'{IPT} -m comment --comment "${{x#*.}} ${{x##*.}} ${{x%.*}} ${{x%%.*}}" -j ACCEPT\n'
      f'{IPT} -m comment --comment "${{x//a/A}} ${{x/./-}} ${{#x}} ${{x:2:5}} ${{x: -2}} ${{x^^}}" -j ACCEPT\n'
-     f'ref=x\n{IPT} -m comment --comment "${{!ref}}" -j ACCEPT\n', [], {}, {}),
-    ("arrays", 'ips=(192.0.2.1 "192.0.2.2")\nips+=(192.0.2.3)\nips[5]=192.0.2.5\n'
+     f'ref=x\n{IPT} -m comment --comment "${{!ref}}" -j ACCEPT\n'), [], {}, {}),
+    ("arrays", ('ips=(192.0.2.1 "192.0.2.2")\nips+=(192.0.2.3)\nips[5]=192.0.2.5\n'
      f'for ip in "${{ips[@]}}"; do {IPT} -s $ip -j DROP; done\n'
      f'{IPT} -m comment --comment "${{ips[*]}} n=${{#ips[@]}} one=${{ips[1]}} last=${{ips[-1]}}" -j ACCEPT\n'
      'declare -A port=([ssh]=22 [web]=80)\n'
-     f'{IPT} -p tcp --dport ${{port[web]}} -j ACCEPT\n{IPT} -m comment --comment "${{!ips[*]}}" -j ACCEPT\n',
+     f'{IPT} -p tcp --dport ${{port[web]}} -j ACCEPT\n{IPT} -m comment --comment "${{!ips[*]}}" -j ACCEPT\n'),
      [], {}, {}),
-    ("arithmetic", 'base=8000\nn=2\n((n++))\nlet "n = n * 2"\n'
+    ("arithmetic", ('base=8000\nn=2\n((n++))\nlet "n = n * 2"\n'
      f'{IPT} -p tcp --dport $((base + n * 10 + 0x10 % 7)) -j ACCEPT\n'
-     f'{IPT} -p tcp --dport $(( n > 5 ? 1 : 2 )) -j ACCEPT\n', [], {}, {}),
+     f'{IPT} -p tcp --dport $(( n > 5 ? 1 : 2 )) -j ACCEPT\n'), [], {}, {}),
     ("functions-every-style", 'a() { ' + IPT + ' -p tcp --dport "$1" -j ACCEPT; }\n'
      'function b {\n  ' + IPT + ' -p tcp --dport $1 -j DROP\n}\n'
      'function c()\n{\n  local p=$1\n  shift\n  ' + IPT + ' -p udp --dport $p -m comment --comment "$*" -j ACCEPT\n'
@@ -94,10 +94,10 @@ CASES: list[tuple[str, str, list[str], dict[str, str], dict[str, str]]] = [
      'grep -v "^#" ports.txt | cut -d: -f1 | while read p; do ' + IPT + ' -p tcp --dport $p -j ACCEPT; done\n'
      'for p in $(grep -v "^#" ports.txt | cut -d: -f1); do ' + IPT + ' -p udp --dport $p -j ACCEPT; done\n', [], {},
      {"list.txt": "192.0.2.1\n192.0.2.2\n", "ports.txt": "# ports\n80:web\n443:tls\n"}),
-    ("aligned-columns-tabs-continuations", 'IPTABLES=iptables\nCH=MYCH\ncom="-m comment --comment"\n'
+    ("aligned-columns-tabs-continuations", ('IPTABLES=iptables\nCH=MYCH\ncom="-m comment --comment"\n'
      '$IPTABLES -N $CH\n$IPTABLES -A $CH -j ACCEPT\n$IPTABLES --flush     $CH\n'
      '$IPTABLES -A INPUT   -p tcp   --dport 22\t-j $CH\t$com "ssh in"\n'
-     '$IPTABLES -N $CH 2>/dev/null \\\n  || $IPTABLES -A $CH -j DROP\n', [], {}, {}),
+     '$IPTABLES -N $CH 2>/dev/null \\\n  || $IPTABLES -A $CH -j DROP\n'), [], {}, {}),
     ("set-e-stops-at-a-failure", 'set -e\n' + IPT + ' -j ACCEPT\niptables -A NOCHAIN -j DROP 2>/dev/null\n'
      + IPT + ' -j DROP\n', [], {}, {}),
     ("exit-stops", IPT + ' -j ACCEPT\n[ -z "$1" ] && exit 0\n' + IPT + ' -j DROP\n', [], {}, {}),

@@ -8,8 +8,8 @@ from .command import Builder
 from .save import read_save
 from .script import Invocation, read_script
 
-_RESTORE = re.compile(r"^\s*(\*(filter|nat|mangle|raw|security)\s*$|COMMIT\s*$)", re.M)
-_COMMAND = re.compile(r"^\s*(sudo\s+)?(\S*/)?ip6?tables\s", re.M)
+_RESTORE = re.compile(r"^\s*(\*(filter|nat|mangle|raw|security)\s*$|COMMIT\s*$)", re.MULTILINE)
+_COMMAND = re.compile(r"^\s*(sudo\s+)?(\S*/)?ip6?tables\s", re.MULTILINE)
 
 
 def guess_format(text: str) -> str:

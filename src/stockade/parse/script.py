@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import TABLES, Family, Origin, Table
-from .bash.run import CR, Abort, Exit, Loop, Shell, Stream, Unknown, Unresolved
+from .bash.run import Shell
+from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .bash.tree import Code, Source, child, syntax_errors
 from .command import COMMANDS, Builder, table_of
 from .diagnostics import DASHES, Diagnostic, ParseError, Token
@@ -68,13 +69,7 @@ SAVE_TOOLS = {f"{cmd}{suffix}{variant}" for cmd in ("iptables", "ip6tables") for
               for variant in ("", "-legacy", "-nft")} | {"iptables-apply", "netfilter-persistent"}
 SERVICE_NAMES = {"iptables", "ip6tables", "netfilter-persistent", "firewalld", "ufw"}
 # Commands firewall scripts and tutorials run besides iptables (their lines are noted, not read as prose).
-KNOWN_COMMANDS = frozenset("""
-    modprobe insmod rmmod lsmod sysctl echo printf cat cp mv rm mkdir touch chmod chown grep egrep sed awk
-    tee vi vim nano emacs service systemctl chkconfig update-rc.d rc-update crontab ipset nft ufw
-    firewall-cmd apt apt-get aptitude yum dnf zypper pacman nmap hping2 hping3 ping ping6 telnet netstat
-    ss ifconfig ip sleep logger exit export readonly unset [ [[ sudo
-    eval nohup bash sh typeset seq
-""".split()) | SAVE_TOOLS
+KNOWN_COMMANDS = frozenset(["modprobe", "insmod", "rmmod", "lsmod", "sysctl", "echo", "printf", "cat", "cp", "mv", "rm", "mkdir", "touch", "chmod", "chown", "grep", "egrep", "sed", "awk", "tee", "vi", "vim", "nano", "emacs", "service", "systemctl", "chkconfig", "update-rc.d", "rc-update", "crontab", "ipset", "nft", "ufw", "firewall-cmd", "apt", "apt-get", "aptitude", "yum", "dnf", "zypper", "pacman", "nmap", "hping2", "hping3", "ping", "ping6", "telnet", "netstat", "ss", "ifconfig", "ip", "sleep", "logger", "exit", "export", "readonly", "unset", "[", "[[", "sudo", "eval", "nohup", "bash", "sh", "typeset", "seq"]) | SAVE_TOOLS
 GLUE_NAMES = ("ip6tables", "iptables", "modprobe")  # long enough never to be the end of another word
 RESERVED_ENDS = {"do", "done", "then", "else", "elif", "fi", "esac", "}"}
 LIST_LETTERS = set("LSnvx")
@@ -371,9 +366,7 @@ def read_page(src: Source) -> Page:
             words = piece.split()
             depth += sum(w in OPENERS for w in words) - sum(w.rstrip(";") in CLOSERS for w in words)
             depth = max(depth, 0)
-            if fn := re.match(r"(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\s*\)", piece):
-                functions.add(fn.group(1))
-            elif fn := re.match(r"function\s+([A-Za-z_][\w-]*)", piece):
+            if (fn := re.match(r"(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\s*\)", piece)) or (fn := re.match(r"function\s+([A-Za-z_][\w-]*)", piece)):
                 functions.add(fn.group(1))
             if k == len(bounds) - 2:
                 if m := _HEREDOC.search(piece.replace("<<<", "   ")):
@@ -620,7 +613,7 @@ class ScriptReader(Shell):
     def unset_warning(self, name: str, offset: int) -> None:
         if name.isdigit() or name in "@*#":
             message = (f"`${name}` is an argument of the script, and none was given; it expands to nothing")
-            hint = f"give the script's arguments with --arg (e.g. `--arg start`)"
+            hint = "give the script's arguments with --arg (e.g. `--arg start`)"
         else:
             message = f"`${name}` is not set, so it expands to nothing"
             hint = f"set it before this line, e.g. `{name}=...`, or give it with --env {name}=..." \
@@ -667,9 +660,7 @@ class ScriptReader(Shell):
         if after and not after[0].text.startswith("-"):
             take = 1
             action = COMMANDS.get(_fixed_dash(words[k].text))
-            if action in ("insert", "replace", "delete") and len(after) > 1 and after[1].text.isdigit():
-                take = 2
-            elif action in ("policy", "rename") and len(after) > 1:
+            if action in ("insert", "replace", "delete") and len(after) > 1 and after[1].text.isdigit() or action in ("policy", "rename") and len(after) > 1:
                 take = 2
         return [words[k], *after[:take], *words[:k], *after[take:]]
 

@@ -6,7 +6,7 @@ in the expression is a variable whose value is itself evaluated as an expression
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+#[0-9A-Za-z@_]+|\d+|[A-Za-z_]\w*|\*\*=?|<<=?|>>=?|&&|\|\||\+\+|--|"
                     r"[-+*/%&|^]=|[=!<>]=|[-+*/%<>&|^!~?:=(),\[\]])")

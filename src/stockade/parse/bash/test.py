@@ -8,7 +8,7 @@ script's directory, a value from a command it does not run) answers None.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from .arith import Arith, ArithError
 
@@ -175,7 +175,7 @@ class Test:
             return None
         if op in ("=", "==", "!="):
             if self.double and right[1] is not None:
-                same = re.fullmatch(right[1], a, re.S) is not None
+                same = re.fullmatch(right[1], a, re.DOTALL) is not None
             else:
                 same = a == b
             return same if op != "!=" else not same

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from itertools import accumulate
-from typing import Callable
 
 import tree_sitter_bash
 from tree_sitter import Language, Node, Parser
