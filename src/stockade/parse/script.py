@@ -1,10 +1,18 @@
 """Firewall shell scripts, and tutorials pasted whole, into the model.
 
-The shell is parsed by `shell.py`; this module decides what each line is and runs
-the commands: `iptables`/`ip6tables` commands go to `Builder.run` on the right
-family and table, restore-format lines (`*filter`, `:CHAIN POLICY`, `-A ...`,
-`COMMIT`) are read as iptables-restore reads them, variables and for loops are
-expanded as sh would, and everything else is noted as skipped.
+Bash is parsed by tree-sitter-bash and run statically by `bash/run.py` (`Shell`), as
+bash would run it; this module decides, for a page, which lines are bash at all,
+and handles the commands that make rules: `iptables`/`ip6tables` go to
+`Builder.run` on the right family and table, `iptables-restore` input and
+restore-format lines (`*filter`, `:CHAIN POLICY`, `-A ...`, `COMMIT`) are read as
+iptables-restore reads them, and other commands are noted as skipped (a program
+stockade cannot look into is a warning in a script: it may change the firewall).
+
+Script or page: a text whose first line is a `#!` line is a script and all of it
+is bash. Any other text is a page (a tutorial with prose, restore snippets and
+lost line breaks); the page layer below makes the bash text of it, blanking prose
+and putting a `:` placeholder where a restore or cron line was, and when it finds
+every line to be bash and no line break lost, the text is read as a script after all.
 
 What is a command and what is prose (`line_kind`): a line is read only if
 - it is a restore-format line: `*TABLE`, `:CHAIN POLICY [p:b]`, `COMMIT`, or starts with
@@ -34,15 +42,16 @@ the whole line as one comment or one command.
 Restore lines outside a `*TABLE` ... `COMMIT` block go to the filter table:
 tutorials show one file in snippets, with prose in between.
 
-Running: commands run in order, each once (`exit` is noted, not obeyed: a page
-holds several scripts). Only iptables commands have a known exit status (they
-fail when they draw an error), so `a && b` skips b only after a failed iptables
-command and `a || b` runs b only then, turning a's errors into notes: the script
-handles that failure. `if`/`while`/`until`/`case` are not evaluated; their bodies
-are skipped, with a warning when they hold iptables commands. A `$(...)` or
-backquote value cannot be computed, so what needs it (a command, a for loop) is
-skipped with a warning naming both. An unset variable expands to nothing, as in
-sh, with a warning where an iptables command or loop uses it.
+Running (see bash/run.py for what cannot be known and the choices taken): a script
+runs as bash runs it, with the arguments and environment of `Invocation`; on a page
+`exit` is noted, not obeyed (a page holds several scripts) and a syntax error skips
+that part instead of ending the script. An iptables command's exit status is known
+(it fails when it draws an error; `-C` answers from the ruleset built so far), so
+`a || b` after a failed a turns a's errors into notes: the script handles that
+failure. A value stockade cannot compute (`$(curl ...)`) skips what needs it with a
+warning naming both; an unset variable expands to nothing, as in bash, with a
+warning where an iptables command uses it. Rules added under a condition stockade
+could not decide are recorded in `Builder.depends` with the lines they depend on.
 """
 from __future__ import annotations
 
@@ -52,8 +61,8 @@ from pathlib import Path
 
 from ..model import TABLES, Family, Origin, Table
 from .bash.run import Shell
-from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .bash.tree import Code, Source, child, syntax_errors
+from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .command import COMMANDS, Builder, table_of
 from .diagnostics import DASHES, Diagnostic, ParseError, Token
 from .save import COUNTERS, chain_header, split_line

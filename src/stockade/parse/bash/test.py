@@ -34,17 +34,13 @@ def _int(s: str, arith: Callable[[str], int] | None) -> int:
 
 
 def _and(a: bool | None, b: Callable[[], bool | None]) -> bool | None:
-    if a is False:
-        return False
-    r = b()
-    return False if r is False else (None if None in (a, r) else True)
+    r = b()  # read (and decide) the right side even when the left decides: the words must be consumed
+    return False if False in (a, r) else (None if None in (a, r) else True)
 
 
 def _or(a: bool | None, b: Callable[[], bool | None]) -> bool | None:
-    if a is True:
-        return True
     r = b()
-    return True if r is True else (None if None in (a, r) else False)
+    return True if True in (a, r) else (None if None in (a, r) else False)
 
 
 class Test:
