@@ -473,6 +473,9 @@ class ScriptReader(Shell):
         except (Loop, Abort) as e:
             if isinstance(e, Abort):
                 self.report("error", e.code, e.message, e.offset, e.hint)
+        except RecursionError:  # a construct deeper than Python's stack, beyond the nesting limit
+            self.report_at("error", "shell-nesting", "the script nests too deeply for stockade to read; stopped",
+                           self.src.origin(0), "split the deepest construct into functions")
         self._tidy(first)
 
     def _tidy(self, first: int) -> None:
@@ -740,7 +743,7 @@ def _count_commands(node) -> int:
 
 
 def _table_option(args: list[Token]) -> tuple[Token | None, list[Token]]:
-    """Take `-t TABLE` (also `--table`, `--table=T`, `-tT`) and `-w`/`-W` out of the words."""
+    """Take `-t TABLE` (also `--table`, `--table=T`, `-tT`), `-w`/`-W` and `-v` out of the words."""
     table: Token | None = None
     words: list[Token] = []
     i = 0
@@ -749,6 +752,9 @@ def _table_option(args: list[Token]) -> tuple[Token | None, list[Token]]:
         w = t.text
         if w in ("-w", "--wait", "-W", "--wait-interval"):
             i += 2 if i + 1 < len(args) and args[i + 1].text.replace(".", "").isdigit() else 1
+            continue
+        if w in ("-v", "--verbose"):  # iptables prints what it does; the rule is the same
+            i += 1
             continue
         if w in ("-t", "--table"):
             if i + 1 >= len(args):

@@ -155,6 +155,10 @@ class Shell(Words, Builtins):
         except (ArithError, TestError) as e:
             self.report("error", "shell-error", f"bash stops this command: {e}", self.code.start(node))
             status = False
+        except (re.error, ValueError) as e:  # a pattern or number in the script stockade cannot read
+            self.report("warning", "shell-unreadable", f"stockade cannot read this command ({e}); skipped it",
+                        self.code.start(node), "simplify the pattern or number, or report it as a stockade bug")
+            status = None
         except Abort as e:
             if self.depth > 1:
                 raise
