@@ -65,6 +65,7 @@ from .bash.tree import Code, Source, child, syntax_errors
 from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .command import COMMANDS, Builder, table_of
 from .diagnostics import DASHES, Diagnostic, ParseError, Token
+from ..render.save import rule_words
 from .save import COUNTERS, chain_header, split_line
 
 BLANKS = " \t\r\u00a0\u2002\u2003\u2009\u202f"  # web pages indent and separate with no-break spaces
@@ -578,6 +579,8 @@ class ScriptReader(Shell):
         name = fields[0][0]
         base = name.rsplit("/", 1)[-1]
         family = IPTABLES.get(base) if "/init.d/" not in name else None
+        if family is None:  # what another program prints is unknown (iptables says what it prints itself)
+            self.write_unknown(Unknown(self.snippet(node), self.code.start(node), self.code))
         if family is not None:
             for var, off in self.unset_uses:
                 self.unset_warning(var, off)
@@ -643,12 +646,29 @@ class ScriptReader(Shell):
             if words and words[0].text in ("-C", "--check"):  # the ruleset the script has built so far
                 table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
                 return self.b.check(family, table, words, cmd.origin)
+            listing = not words or _fixed_dash(words[0].text) in ("-S", "--list-rules", "-L", "--list")
+            if self.outs and listing:  # its output is read: `iptables -S | grep ...`
+                if words and _fixed_dash(words[0].text) in ("-S", "--list-rules"):
+                    table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                    return self.list_rules(family, table, words[1].text if len(words) > 1 else None)
+                self.write_unknown(Unknown(f"iptables {' '.join(t.text for t in args)}", 0, self.code))
+                return None
             if words:
                 table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
                 self.b.run(family, table, words, cmd.origin)
         except ParseError as e:
             self.b.error(e, cmd.origin)
         return sum(d.severity == "error" for d in self.b.diagnostics) == errors
+
+    def list_rules(self, family: Family, table: Table, name: str | None) -> bool:
+        """`iptables -S [CHAIN]`: the rules the script has made so far (on a host that started empty)."""
+        chains = [c for c in table.chains.values() if name is None or c.name == name]
+        if not chains:
+            return False
+        heads = [f"-P {c.name} {c.policy}" if c.builtin else f"-N {c.name}" for c in chains]
+        rules = [f"-A {c.name} {' '.join(rule_words(r, family))}".rstrip() for c in chains for r in c.rules]
+        self.write("".join(f"{line}\n" for line in heads + rules))
+        return True
 
     def _command_first(self, words: list[Token], cmd: Token) -> list[Token]:
         """The words with the command option first, as Builder.run wants; getopt lets it come anywhere."""

@@ -527,6 +527,54 @@ class Builtins:
                     self.write(f"{k}={v.value}\n")
         return True
 
+    def b_xargs(self, fields, node) -> Status:
+        """`xargs [-r] [-n N | -L N] CMD ARGS`: CMD run with the words of stdin (firewall scripts pipe rule
+        lists into it)."""
+        args, per, by_line, i = fields[1:], 0, False, 0
+        while i < len(args) and args[i][0].startswith("-"):
+            a = args[i][0]
+            m = re.fullmatch(r"-[rt0]*(?:([nL])(\d*))?", a)
+            if m is None:
+                self.write_unknown(Unknown(self.snippet(node), self.code.start(node), self.code))
+                return None
+            if m.group(1):
+                by_line = m.group(1) == "L"
+                if not m.group(2) and i + 1 < len(args) and args[i + 1][0].isdigit():
+                    i += 1
+                    per = int(args[i][0])
+                else:
+                    per = int(m.group(2) or 0)
+            i += 1
+        cmd = args[i:] or [("echo", fields[0][1])]
+        text = self.input_text([], node)
+        if isinstance(text, Unknown):
+            self.report("warning", "cannot-expand", f"`{self.snippet(node)}` runs a command on input stockade cannot "
+                        "read; skipped it", self.code.start(node), "write the commands into the script instead")
+            return None
+        lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+        if by_line and per > 1:
+            lines = [[w for ln in lines[k:k + per] for w in ln] for k in range(0, len(lines), per)]
+        elif not by_line:
+            words = [w for ln in lines for w in ln]
+            lines = [words[k:k + per] for k in range(0, len(words), per)] if per else ([words] if words else [])
+        status: Status = True
+        for k, ln in enumerate(lines):
+            if k == MAX_LOOP:
+                raise Abort(f"`xargs` would run more than {MAX_LOOP} commands; stockade stops here",
+                            self.code.start(node), code="shell-loop")
+            status = self.command([*cmd, *((w, cmd[0][1]) for w in ln)], node, None)
+        return status
+
+    def b_id(self, fields, node) -> Status:
+        """A firewall script runs as root (it could not change the firewall otherwise)."""
+        self.write("0\n" if any(f in ("-u", "-g", "-ur", "-gr") for f, _ in fields[1:]) else
+                   "uid=0(root) gid=0(root) groups=0(root)\n")
+        return True
+
+    def b_whoami(self, fields, node) -> Status:
+        self.write("root\n")
+        return True
+
     def b_cd(self, fields, node) -> Status:
         return True
 

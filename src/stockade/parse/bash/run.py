@@ -63,7 +63,9 @@ class Shell(Words, Builtins):
 
     def __init__(self, args: list[str] | None = None, env: dict[str, str] | None = None,
                  include_paths: list[str] | None = None):
-        self.scopes: list[dict[str, Var]] = [{k: Var(v, {"export"}) for k, v in (env or {}).items()}]
+        # a firewall script runs as root (it could not change the firewall otherwise)
+        self.scopes: list[dict[str, Var]] = [{"EUID": Var("0", {"readonly"}), "UID": Var("0", {"readonly"}),
+                                              **{k: Var(v, {"export"}) for k, v in (env or {}).items()}}]
         self.params: list[str] = list(args or [])
         self.script_name = "script"
         self.functions: dict[str, tuple[Node, Code]] = {}
@@ -84,7 +86,7 @@ class Shell(Words, Builtins):
         raise NotImplementedError
 
     def external(self, fields: list[tuple[str, int]], node: Node, problem: Unresolved | None) -> Status:
-        """A command that is not a builtin or a function; its output is unknown."""
+        """A command that is not a builtin or a function; it says what it writes (`write_unknown` if unknown)."""
         raise NotImplementedError
 
     def literal(self, text: str, offset: int) -> None:
@@ -734,7 +736,6 @@ class Shell(Words, Builtins):
             return self.prefixed(fields, node)
         if problem is None and name in ("bash", "sh", "dash") and len(fields) > 1:
             return self.sub_shell(fields, node)
-        self.write_unknown(Unknown(self.snippet(node), self.code.start(node), self.code))
         return self.external(fields, node, problem)
 
     def call(self, name: str, fields: list[tuple[str, int]], node: Node) -> Status:

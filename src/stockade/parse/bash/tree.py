@@ -40,13 +40,19 @@ class Code:
 
     def __init__(self, text: str, where: Callable[[int], Origin], directory: str | None):
         self.text, self.where, self.directory = text, where, directory
-        data = text.encode("utf-8", "surrogatepass")
-        self.root = _PARSER.parse(data).root_node
-        if len(data) == len(text):
+        if text.isascii():
             self._chars = None
         else:  # byte offset -> char offset
-            ends = list(accumulate(len(c.encode("utf-8", "surrogatepass")) for c in text))
-            self._chars = ends
+            self._chars = list(accumulate(len(c.encode("utf-8", "surrogatepass")) for c in text))
+        self.root = _PARSER.parse(text.encode("utf-8", "surrogatepass")).root_node
+        for _ in range(100):
+            glued = _glued_line(self)
+            if glued is None:
+                break
+            # tree-sitter-bash 0.25 reads `a | b | c` NEWLINE `d | e && f` as one command whose words run
+            # on into the next line; bash ends a command at the line break, so say so with `;` (same offsets)
+            self.text = text = text[:glued] + ";" + text[glued + 1:]
+            self.root = _PARSER.parse(text.encode("utf-8", "surrogatepass")).root_node
 
     def _char(self, byte: int) -> int:
         return byte if self._chars is None else bisect.bisect_right(self._chars, byte)
@@ -65,6 +71,24 @@ class Code:
 
     def line(self, offset: int) -> int:
         return self.origin(offset).line
+
+
+def _glued_line(code: Code) -> int | None:
+    """Offset of a line break inside a simple command's words, which bash never allows (the grammar
+    sometimes joins two lines); None if there is none."""
+    stack = [code.root]
+    while stack:
+        n = stack.pop()
+        if n.type == "command":
+            kids_ = n.children
+            for a, b in zip(kids_, kids_[1:]):
+                gap = code.text[code.end(a):code.start(b)]
+                k = gap.find("\n")
+                if k >= 0 and not gap[:k].rstrip(" \t").endswith("\\") and "<<" not in code.raw(n):
+                    return code.end(a) + k
+            continue
+        stack.extend(n.children)
+    return None
 
 
 def kids(node: Node) -> list[Node]:
