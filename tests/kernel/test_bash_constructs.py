@@ -114,11 +114,11 @@ CASES: list[tuple[str, str, list[str], dict[str, str], dict[str, str]]] = [
     ("nested-quotes-in-expansions", 'x=""\n' + IPT + ' -m comment --comment "${x:-"a b"}" -j ACCEPT\n'
      'v=a/b/c\n' + IPT + ' -m comment --comment "${v//\\//-}" -j ACCEPT\n'
      'y="$(echo "$(echo inner)")"\n' + IPT + ' -m comment --comment "$y" -j ACCEPT\n', [], {}, {}),
-    ("listing-read-back-and-xargs", '[[ $EUID -ne 0 ]] && exit 1\n[ "$(id -u)" != 0 ] && exit 1\niptables -N zt-in\n'
+    ("listing-read-back-and-xargs", ('[[ $EUID -ne 0 ]] && exit 1\n[ "$(id -u)" != 0 ] && exit 1\niptables -N zt-in\n'
      'iptables -A INPUT -j ACCEPT -m comment --comment zt-vl2\n'
      'iptables -A zt-in -i eth0 -m comment --comment zt-vl2 -j ACCEPT\niptables -A zt-in -j RETURN\n'
      'iptables -t filter -S | grep zt-vl2 | cut -d " " -f 2- | xargs -rL1 iptables -t filter -D\n'
-     'iptables -S | grep -q "zt-in" && iptables -A OUTPUT -j ACCEPT\n', [], {}, {}),
+     'iptables -S | grep -q "zt-in" && iptables -A OUTPUT -j ACCEPT\n'), [], {}, {}),
     ("subshells-and-groups", 'X=1\n( X=2; ' + IPT + ' -m comment --comment "in$X" -j ACCEPT )\n'
      '{ ' + IPT + ' -m comment --comment "out$X" -j ACCEPT; }\nY=$( X=3; echo $X )\n'
      + IPT + ' -m comment --comment "$X$Y" -j ACCEPT\n', [], {}, {}),

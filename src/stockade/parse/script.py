@@ -60,12 +60,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import TABLES, Family, Origin, Table
+from ..render.save import rule_words
 from .bash.run import Shell
 from .bash.tree import Code, Source, child, syntax_errors
 from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .command import COMMANDS, Builder, table_of
 from .diagnostics import DASHES, Diagnostic, ParseError, Token
-from ..render.save import rule_words
 from .save import COUNTERS, chain_header, split_line
 
 BLANKS = " \t\r\u00a0\u2002\u2003\u2009\u202f"  # web pages indent and separate with no-break spaces

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 import tree_sitter_bash
 from tree_sitter import Language, Node, Parser
@@ -80,8 +80,7 @@ def _glued_line(code: Code) -> int | None:
     while stack:
         n = stack.pop()
         if n.type == "command":
-            kids_ = n.children
-            for a, b in zip(kids_, kids_[1:]):
+            for a, b in pairwise(n.children):
                 gap = code.text[code.end(a):code.start(b)]
                 k = gap.find("\n")
                 if k >= 0 and not gap[:k].rstrip(" \t").endswith("\\") and "<<" not in code.raw(n):
