@@ -187,7 +187,7 @@ BASH_PARTS = [
     "sudo env X={w} command nohup iptables -A INPUT -j {w}", "$x -A INPUT -j ACCEPT", "unset x ips", "readonly x",
     "export {w}={w}", "[ -f {w} ] && f || g", "! test {w} = {w}", "x=`echo {w}`", "{w}",
     "case $x in [{w}]) f;; esac", "x=${{x/[{w}/{w}}}", "for p in $(echo {w} | grep {w} | cut -d{w} -f{n}); do f $p; done",
-    "head -n {w} <<< {w}", "while read -a a; do f ${{a[{n}]}}; done <<< \"{w} {w}\"",
+    "head -n {w} <<< {w}", "echo {w} {w} | xargs -n{n} f", "iptables -S | grep {w} | cut -d' ' -f2- | xargs -rL1 iptables -D", "while read -a a; do f ${{a[{n}]}}; done <<< \"{w} {w}\"",
 ]
 bash_word = st.one_of(st.sampled_from(["a", "eth0", "192.0.2.1", "*", "x", "$x", '"$@"', "${x}", "'q r'", "-1", "",
                                        "\\", "$(", "}", "{", '"', "ips[1]", "0x1f", "9" * 30]),
