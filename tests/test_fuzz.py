@@ -20,7 +20,7 @@ from stockade.model import Family
 from stockade.parse.command import COMMANDS
 from stockade.parse.rule import CORE
 from stockade.parse.save import read_save
-from stockade.parse.script import read_script
+from stockade.parse.script import Invocation, read_script
 from stockade.render.save import render_save
 
 from .corpus import NET_NETWORK
@@ -170,6 +170,49 @@ def test_real_line_plus_soup(line, extra, at):
 def test_script_shell_noise(text):
     check("iptables " + text)
     check("#!/bin/sh\nIPT=/sbin/iptables\n$IPT " + text)
+
+
+# Bash fragments the script reader interprets; scripts are random sequences of them with random words.
+BASH_PARTS = [
+    "ips=({w} {w})", "ips+=({w})", 'for ip in "${{ips[@]}}"; do iptables -A INPUT -s $ip -j DROP; done',
+    "echo ${{ips[*]}} ${{#ips[@]}} ${{ips[{n}]}} ${{!ips[@]}}", "declare -A m=([{w}]={w})", "x=${{x:-{w}}}",
+    "x=${{x//{w}/{w}}}", "x=${{x#{w}}}${{x%{w}}}${{x:{n}:{n}}}${{!x}}", "x=$(( {n} {op} {n} ))", "((x{op}={n}))",
+    'case "$1" in {w}) f {w};; {w}|*) iptables -A INPUT -p tcp --dport {n} -j ACCEPT ;; esac',
+    "case $x in\n  {w})\n    f\n    ;;\nesac", "f() {{ local a=$1; iptables -A INPUT -i $a -j ACCEPT; }}",
+    "function g {{ f {w}; return {n}; }}", "f()\n{{\n  g {w}\n}}", "f {w}", "g", "f $(g)",
+    "read a b <<< \"{w} {w}\"", "while read l; do f $l; done <<< \"{w}\"", "cat <<EOF | iptables-restore\n*filter\n-A INPUT -s {w} -j ACCEPT\nCOMMIT\nEOF",
+    "if [ \"$1\" = {w} ]; then f; elif [[ $x =~ {w} ]]; then g; else :; fi", "for ((i=0; i<{n}; i++)); do f $i; done",
+    "while [ ${{i:-0}} -lt {n} ]; do i=$((i+1)); done", "eval \"$x\"", "bash -c \"$x\"", "source {w}", ". ./{w}",
+    "set -- {w} {w}", "shift {n}", "set -e", "exit {n}", "break", "continue", "x={w}{w}; x=$x$x$x",
+    "sudo env X={w} command nohup iptables -A INPUT -j {w}", "$x -A INPUT -j ACCEPT", "unset x ips", "readonly x",
+    "export {w}={w}", "[ -f {w} ] && f || g", "! test {w} = {w}", "x=`echo {w}`", "{w}",
+    "case $x in [{w}]) f;; esac", "x=${{x/[{w}/{w}}}", "for p in $(echo {w} | grep {w} | cut -d{w} -f{n}); do f $p; done",
+    "head -n {w} <<< {w}", "echo {w} {w} | xargs -n{n} f", "iptables -S | grep {w} | cut -d' ' -f2- | xargs -rL1 iptables -D", "while read -a a; do f ${{a[{n}]}}; done <<< \"{w} {w}\"",
+]
+bash_word = st.one_of(st.sampled_from(["a", "eth0", "192.0.2.1", "*", "x", "$x", '"$@"', "${x}", "'q r'", "-1", "",
+                                       "\\", "$(", "}", "{", '"', "ips[1]", "0x1f", "9" * 30]),
+                      st.text(alphabet="ab01$-_.*/:[]{}()'\"\\ ", max_size=6))
+
+
+@st.composite
+def bash_scripts(draw) -> str:
+    lines = []
+    for part in draw(st.lists(st.sampled_from(BASH_PARTS), min_size=1, max_size=12)):
+        lines.append(part.format(w=draw(bash_word), n=draw(st.integers(-3, 40)),
+                                 op=draw(st.sampled_from(["+", "-", "*", "/", "%", "<<", "**", "&&", "?"]))))
+    return "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(bash_scripts(), st.lists(bash_word, max_size=3))
+def test_bash_constructs_never_crash(text, args):
+    for head in ("#!/bin/bash\n", ""):
+        b = read_script(head + text, "fuzz.sh", how=Invocation(args=args, env={"x": "a b"}))
+        for d in b.diagnostics:
+            assert d.origin.line >= 1, d
+            str(d)
+        for rs in b.rulesets.values():
+            render_save(rs)
 
 
 def test_soup_uses_real_options():

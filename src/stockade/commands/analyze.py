@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..model import Family
+from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
 from .inputs import load_ruleset, read_text
@@ -39,15 +40,16 @@ def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
 @options.as_json("machine-readable output")
 @options.FROM
 @options.family("address family (default: every family with rules)")
+@options.script
 def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
             services: list[str], sport: int | None, state: str, chain_only: bool, as_json: bool, fmt: str,
-            family: Family | None) -> None:
+            family: Family | None, how: Invocation) -> None:
     """Which sources may open which services to which destinations (service matrix), and the open ports."""
     from ..semantics.analyze import Options, analyze_ruleset, families
     from ..semantics.ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
     opts = Options(table, chain, services, sport, state, not chain_only)
-    b, _ = load_ruleset(ruleset, fmt, family)
+    b, _ = load_ruleset(ruleset, fmt, family, how)
     for d in b.diagnostics:
         if d.severity == "error":
             click.echo(f"{d}\n  note: that line is left out of the analysis", err=True)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
 from .inputs import load_rulesets
@@ -15,14 +16,15 @@ from .inputs import load_rulesets
 @click.argument("old")
 @click.argument("new")
 @options.as_json("machine-readable output (shape: semantics/diff.py)")
-def command(old: str, new: str, as_json: bool) -> None:
+@options.script
+def command(old: str, new: str, as_json: bool, how: Invocation) -> None:
     """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy
     .toml): exit 0 if none, 1 if some or if an input has errors, 2 if an input is unreadable."""
     from ..semantics.diff import semantic_diff
 
     sides = []
     for path in (old, new):
-        rulesets, diags = load_rulesets(path)
+        rulesets, diags = load_rulesets(path, how)
         for d in diags:
             if d.severity == "error":
                 click.echo(str(d), err=True)

@@ -8,6 +8,7 @@ import click
 
 from ..model.packet import SpecError
 from ..parse.command import Builder
+from ..parse.script import Invocation
 from . import options
 from .exitcodes import OK, UNUSABLE
 from .inputs import load_ruleset, read_text
@@ -19,11 +20,13 @@ from .inputs import load_ruleset, read_text
 @click.option("--packets", "batch", metavar="FILE", help="JSON Lines file (- for stdin): one packet spec per line")
 @options.as_json("machine-readable output (one line per packet in batch mode)")
 @options.FROM
-def command(ruleset: str, spec: str | None, batch: str | None, as_json: bool, fmt: str) -> None:
+@options.script
+def command(ruleset: str, spec: str | None, batch: str | None, as_json: bool, fmt: str,
+            how: Invocation) -> None:
     """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET."""
     if (spec is None) == (batch is None):
         raise click.UsageError("give exactly one of --packet and --packets")
-    b, _ = load_ruleset(ruleset, fmt)
+    b, _ = load_ruleset(ruleset, fmt, how=how)
     if spec is not None:
         sys.exit(_one(b, spec, as_json))
     lines = sys.stdin.read() if batch == "-" else read_text(batch, "packets file")

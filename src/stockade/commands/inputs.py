@@ -14,6 +14,7 @@ from ..model import Family, Origin, Ruleset
 from ..model.diagnostics import Diagnostic, StockadeError
 from ..parse.command import Builder
 from ..parse.read import guess_format, read
+from ..parse.script import Invocation
 
 if TYPE_CHECKING:
     from ..policy.compile import CompiledPolicy
@@ -63,10 +64,12 @@ def kind_of(path: str, text: str) -> str:
     return next(kind for kind, fits in KINDS if fits(path, text))
 
 
-def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None) -> tuple[Builder, str]:
-    """An iptables-save dump or script (`fmt`: auto, save or script), with its text."""
+def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None,
+                 how: Invocation | None = None) -> tuple[Builder, str]:
+    """An iptables-save dump or script (`fmt`: auto, save or script; `how` a script's arguments and
+    environment), with its text."""
     text = read_text(path)
-    return read(text, path, fmt, family), text
+    return read(text, path, fmt, family, how), text
 
 
 def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
@@ -76,11 +79,11 @@ def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
     return compile_policy(path, read_text(path) if text is None else text)
 
 
-def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
+def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
     """The rulesets of any input kind (a policy compiled, a dump or script read), with its diagnostics."""
     text = read_text(path)
     if kind_of(path, text) == "policy":
         c = load_policy(path, text)
         return c.rulesets, c.diagnostics
-    b = read(text, path)
+    b = read(text, path, how=how)
     return b.rulesets, b.diagnostics

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
 from .inputs import load_ruleset
@@ -19,7 +20,9 @@ from .inputs import load_ruleset
 @click.option("--notes", is_flag=True, help="also show notes (skipped commands)")
 @click.option("--admin", "admins", multiple=True, metavar="ADDR",
               help="an address that must reach SSH (tcp/22); repeatable")
-def command(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...]) -> None:
+@options.script
+def command(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...],
+            how: Invocation) -> None:
     """Report defects in FILE and findings about what its rules do: exit 0 if clean, 1 if there
     are errors, 2 if unreadable."""
     from ..parse.read import guess_format
@@ -29,7 +32,7 @@ def command(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, 
         addresses = [str(ipaddress.ip_address(a)) for a in admins]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--admin") from None
-    b, text = load_ruleset(file, fmt)
+    b, text = load_ruleset(file, fmt, how=how)
     found = find(b, text, file, script=(fmt if fmt != "auto" else guess_format(text)) == "script", admins=addresses)
     shown = [d for d in b.diagnostics if notes or as_json or d.severity != "note"]
     errors = sum(d.severity == "error" for d in b.diagnostics) + sum(f.severity == "error" for f in found)

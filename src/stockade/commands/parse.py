@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..model import Family
+from ..parse.script import Invocation
 from ..render.json import ruleset_json
 from ..render.save import render_save
 from . import options
@@ -20,9 +21,10 @@ from .inputs import load_ruleset
 @click.option("--to", "out", type=click.Choice(["iptables-save", "json"]), default="iptables-save",
               show_default=True)
 @options.family("address family (default: guessed; all for scripts)")
-def command(file: str, fmt: str, out: str, family: Family | None) -> None:
+@options.script
+def command(file: str, fmt: str, out: str, family: Family | None, how: Invocation) -> None:
     """Read FILE and print it in canonical iptables-save form (or JSON)."""
-    b, _ = load_ruleset(file, fmt, family)
+    b, _ = load_ruleset(file, fmt, family, how)
     for d in b.diagnostics:
         if d.severity != "note":
             click.echo(str(d), err=True)

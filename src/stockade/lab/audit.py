@@ -41,9 +41,9 @@ def map_addresses(text: str, own: list[str]) -> tuple[str, dict[str, str]]:
 
 
 def run_audit(path: str, text: str, progress: Progress | None = None,
-              families: list[Family] | None = None) -> tuple[Report, list]:
-    """Import, map, prove; returns the report and the import's diagnostics."""
-    b = read(text, path)
+              families: list[Family] | None = None, how=None) -> tuple[Report, list]:
+    """Import, map, prove; returns the report and the import's diagnostics (`how`: a script's arguments)."""
+    b = read(text, path, how=how)
     rulesets, servers, notes = {}, {}, []
     for fam, rs in b.rulesets.items():
         own = []

@@ -34,6 +34,8 @@ class Builder:
     rulesets: dict[Family, Ruleset] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     known_sets: frozenset[str] | None = None  # ipset names that exist; None: cannot check
+    # rules a script adds only if a condition stockade could not decide holds: rule origin -> script lines
+    depends: dict[Origin, tuple[int, ...]] = field(default_factory=dict)
 
     def ruleset(self, family: Family) -> Ruleset:
         return self.rulesets.setdefault(family, Ruleset(family))
@@ -153,6 +155,19 @@ class Builder:
                     raise ParseError(f"no rule in {chain.name} matches `{' '.join(rule_words(r, family))}`",
                                      code="no-such-rule", token=rest[0] if rest else None)
                 del chain.rules[hit]
+
+    def check(self, family: Family, table: Table, words: list[Token], origin: Origin) -> bool:
+        """`-C CHAIN RULE`: whether the chain holds that rule now (iptables exits 1 when it does not)."""
+        chain = table.chains.get(words[1].text) if len(words) > 1 else None
+        if chain is None:
+            return False
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        try:
+            rules = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets),
+                               user_chains).parse(words[2:], origin, [])
+        except ParseError:
+            return False
+        return all(any(old.same_rule(r) for old in chain.rules) for r in rules)
 
     def _new_chain(self, table: Table, tok: Token) -> Chain:
         check_chain_name(tok)

@@ -1,10 +1,18 @@
 """Firewall shell scripts, and tutorials pasted whole, into the model.
 
-The shell is parsed by `shell.py`; this module decides what each line is and runs
-the commands: `iptables`/`ip6tables` commands go to `Builder.run` on the right
-family and table, restore-format lines (`*filter`, `:CHAIN POLICY`, `-A ...`,
-`COMMIT`) are read as iptables-restore reads them, variables and for loops are
-expanded as sh would, and everything else is noted as skipped.
+Bash is parsed by tree-sitter-bash and run statically by `bash/run.py` (`Shell`), as
+bash would run it; this module decides, for a page, which lines are bash at all,
+and handles the commands that make rules: `iptables`/`ip6tables` go to
+`Builder.run` on the right family and table, `iptables-restore` input and
+restore-format lines (`*filter`, `:CHAIN POLICY`, `-A ...`, `COMMIT`) are read as
+iptables-restore reads them, and other commands are noted as skipped (a program
+stockade cannot look into is a warning in a script: it may change the firewall).
+
+Script or page: a text whose first line is a `#!` line is a script and all of it
+is bash. Any other text is a page (a tutorial with prose, restore snippets and
+lost line breaks); the page layer below makes the bash text of it, blanking prose
+and putting a `:` placeholder where a restore or cron line was, and when it finds
+every line to be bash and no line break lost, the text is read as a script after all.
 
 What is a command and what is prose (`line_kind`): a line is read only if
 - it is a restore-format line: `*TABLE`, `:CHAIN POLICY [p:b]`, `COMMIT`, or starts with
@@ -34,46 +42,37 @@ the whole line as one comment or one command.
 Restore lines outside a `*TABLE` ... `COMMIT` block go to the filter table:
 tutorials show one file in snippets, with prose in between.
 
-Running: commands run in order, each once (`exit` is noted, not obeyed: a page
-holds several scripts). Only iptables commands have a known exit status (they
-fail when they draw an error), so `a && b` skips b only after a failed iptables
-command and `a || b` runs b only then, turning a's errors into notes: the script
-handles that failure. `if`/`while`/`until`/`case` are not evaluated; their bodies
-are skipped, with a warning when they hold iptables commands. A `$(...)` or
-backquote value cannot be computed, so what needs it (a command, a for loop) is
-skipped with a warning naming both. An unset variable expands to nothing, as in
-sh, with a warning where an iptables command or loop uses it.
+Running (see bash/run.py for what cannot be known and the choices taken): a script
+runs as bash runs it, with the arguments and environment of `Invocation`; on a page
+`exit` is noted, not obeyed (a page holds several scripts) and a syntax error skips
+that part instead of ending the script. An iptables command's exit status is known
+(it fails when it draws an error; `-C` answers from the ruleset built so far), so
+`a || b` after a failed a turns a's errors into notes: the script handles that
+failure. A value stockade cannot compute (`$(curl ...)`) skips what needs it with a
+warning naming both; an unset variable expands to nothing, as in bash, with a
+warning where an iptables command uses it. Rules added under a condition stockade
+could not decide are recorded in `Builder.depends` with the lines they depend on.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..model import TABLES, Family, Origin, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
+from ..render.save import rule_words
+from .bash.run import Shell
+from .bash.tree import Code, Source, child, syntax_errors
+from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .command import COMMANDS, Builder, table_of
 from .dashes import DASHES
 from .save import COUNTERS, chain_header, split_line
-from .shell import (
-    ASSIGNMENT,
-    BLANKS,
-    NAME,
-    TYPO_QUOTES,
-    AndOr,
-    For,
-    FuncDef,
-    Group,
-    Node,
-    Parser,
-    Simple,
-    Source,
-    Unexpandable,
-    Unsupported,
-    Value,
-    Word,
-    expand,
-    simple_commands,
-    typographic_quote,
-)
+
+BLANKS = " \t\r\u00a0\u2002\u2003\u2009\u202f"  # web pages indent and separate with no-break spaces
+TYPO_QUOTES = "\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb"
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 IPTABLES = {"iptables": Family.IPV4, "iptables-legacy": Family.IPV4, "iptables-nft": Family.IPV4,
             "ip6tables": Family.IPV6, "ip6tables-legacy": Family.IPV6, "ip6tables-nft": Family.IPV6}
@@ -81,12 +80,7 @@ SAVE_TOOLS = {f"{cmd}{suffix}{variant}" for cmd in ("iptables", "ip6tables") for
               for variant in ("", "-legacy", "-nft")} | {"iptables-apply", "netfilter-persistent"}
 SERVICE_NAMES = {"iptables", "ip6tables", "netfilter-persistent", "firewalld", "ufw"}
 # Commands firewall scripts and tutorials run besides iptables (their lines are noted, not read as prose).
-KNOWN_COMMANDS = frozenset("""
-    modprobe insmod rmmod lsmod sysctl echo printf cat cp mv rm mkdir touch chmod chown grep egrep sed awk
-    tee vi vim nano emacs service systemctl chkconfig update-rc.d rc-update crontab ipset nft ufw
-    firewall-cmd apt apt-get aptitude yum dnf zypper pacman nmap hping2 hping3 ping ping6 telnet netstat
-    ss ifconfig ip sleep logger exit export readonly unset [ [[ sudo
-""".split()) | SAVE_TOOLS
+KNOWN_COMMANDS = frozenset(["modprobe", "insmod", "rmmod", "lsmod", "sysctl", "echo", "printf", "cat", "cp", "mv", "rm", "mkdir", "touch", "chmod", "chown", "grep", "egrep", "sed", "awk", "tee", "vi", "vim", "nano", "emacs", "service", "systemctl", "chkconfig", "update-rc.d", "rc-update", "crontab", "ipset", "nft", "ufw", "firewall-cmd", "apt", "apt-get", "aptitude", "yum", "dnf", "zypper", "pacman", "nmap", "hping2", "hping3", "ping", "ping6", "telnet", "netstat", "ss", "ifconfig", "ip", "sleep", "logger", "exit", "export", "readonly", "unset", "[", "[[", "sudo", "eval", "nohup", "bash", "sh", "typeset", "seq"]) | SAVE_TOOLS
 GLUE_NAMES = ("ip6tables", "iptables", "modprobe")  # long enough never to be the end of another word
 RESERVED_ENDS = {"do", "done", "then", "else", "elif", "fi", "esac", "}"}
 LIST_LETTERS = set("LSnvx")
@@ -152,6 +146,8 @@ def _is_shell(words: list[str], line: str, text: str, end: int, expected: frozen
         return True
     if first in DECLARATIONS:
         return len(words) > 1 and bool(NAME.match(words[1]))
+    if first.startswith("((") or re.match(r"for\s*\(\(", line.strip()):
+        return "))" in line
     if first == "for":
         return bool(re.match(r"for\s+[A-Za-z_]\w*\s*(;|$|\s+in\b)", line.strip())) and (
             bool(re.search(r";\s*do\b", line)) or _next_line_word(text, end) == "do")
@@ -249,28 +245,239 @@ def find_cuts(src: Source) -> tuple[list[int], list[Diagnostic]]:
     return cuts, diags
 
 
-# -- running --------------------------------------------------------------------------------------
+# -- the page layer: which lines bash reads -------------------------------------------------------
 
-class ScriptReader:
-    """Runs the parsed script against a Builder, keeping variables, functions and restore state."""
+OPENERS = {"if", "for", "while", "until", "case", "select", "{"}
+CLOSERS = {"fi", "done", "esac", "}"}
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][\w.-]*)\1")
+_CASE_PATTERN = re.compile(r"\s*\(?[^\s()]+(\s*\|\s*[^\s()]+)*\s*\)")
 
-    def __init__(self, text: str, file: str, builder: Builder):
+
+def is_script(text: str) -> bool:
+    """A real script, run as bash runs it: its first line is a `#!` line. (A text without one is read as
+    a page, and still as bash runs it when the page layer finds every line to be shell.)"""
+    return text.lstrip(" \t").startswith("#!") and "\n" in text[:300]
+
+
+@dataclass
+class Page:
+    """The bash text of a page: prose blanked, restore and cron lines replaced by `:` placeholders, lost
+    line breaks restored; `to_src` maps each character back to the page."""
+
+    text: str
+    to_src: list[int]
+    placeholders: dict[int, tuple[str, int, int]]  # offset of `:` -> (kind, start, end) in the page
+    diagnostics: list[Diagnostic]
+    clean: bool  # every line is shell and no line break was lost: a script as it stands
+
+
+def _quote_end(text: str, start: int, end: int) -> tuple[str, int] | None:
+    """(quote, offset) of a quote left open at the end of the shell line text[start:end], else None."""
+    quote, i, qpos = None, start, -1
+    while i < end:
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+        elif c == "\\":
+            i += 2
+            continue
+        elif c in "'\"":
+            quote, qpos = c, i
+        elif c == "#" and (i == start or text[i - 1] in BLANKS):
+            break
+        i += 1
+    return (quote, qpos) if quote else None
+
+
+def read_page(src: Source) -> Page:
+    text = src.text
+    cuts, diags = find_cuts(src)
+    cutset = set(cuts)
+    out: list[str] = []
+    to_src: list[int] = []
+    placeholders: dict[int, tuple[str, int, int]] = {}
+    depth, functions = 0, set()
+    verbatim_until: str | None = None  # here-document delimiter
+    carry = False  # the line before ended inside quotes or with a backslash
+    clean = not cuts
+
+    def emit(s: str, origin: int) -> None:
+        out.append(s)
+        to_src.extend(range(origin, origin + len(s)) if len(s) > 1 or s != "\n" else [origin])
+
+    for li, start in enumerate(src.line_starts):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        nl = end < len(text)
+        if verbatim_until is not None or carry:
+            line = text[start:end]
+            if verbatim_until is not None and line.strip("\t") == verbatim_until:
+                verbatim_until = None
+            elif carry:
+                carry = line.rstrip().endswith("\\") or _quote_end(text, start, end) is not None
+            emit(line, start)
+            if nl:
+                emit("\n", end)
+            continue
+        bounds = [start] + sorted(c for c in cutset if start < c < end) + [end]
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
+            if k:
+                out.append("\n")
+                to_src.append(a)
+            pos = a
+            while pos < b and text[pos] in BLANKS:
+                pos += 1
+            piece = text[pos:b]
+            if not piece.strip():
+                emit(" " * (b - a), a)
+                continue
+            if piece.startswith("#"):
+                emit(_plain(text[a:b]), a)
+                continue
+            expected = frozenset(RESERVED_ENDS | {"in", ";;"}) if depth > 0 else frozenset()
+            kind = line_kind(text, pos, b, expected, functions)
+            if kind == "prose" and depth > 0 and _CASE_PATTERN.match(piece):
+                kind = "shell"
+            if kind != "shell":
+                if kind != "prose":
+                    clean = False
+                    placeholders[len(to_src) + (pos - a)] = (kind, pos, b)
+                    emit(" " * (pos - a) + ":" + " " * (b - pos - 1), a)
+                else:
+                    clean = False
+                    emit(" " * (b - a), a)
+                continue
+            first = piece.split()[0]
+            if m := _STRAY.fullmatch(first):
+                diags.append(Diagnostic(
+                    "error", "stray-character", f"stray `{m.group(1)}` before `{m.group(2)}`: the shell looks for a "
+                    f"command named `{first}`, so this command never runs", src.origin(pos), f"delete the `{m.group(1)}`"))
+                emit(" " * (b - a), a)
+                clean = False
+                continue
+            open_quote = _quote_end(text, pos, b)
+            if open_quote is not None:
+                quote, qpos = open_quote
+                close = _closing(text, qpos, quote)
+                if close < 0:
+                    kind_name = "double" if quote == '"' else "single"
+                    diags.append(Diagnostic(
+                        "error", "unbalanced-quote", f"unbalanced {kind_name} quote: `{quote}` is never closed",
+                        src.origin(qpos), f"close the quoted text with {quote}; an apostrophe in a word also opens "
+                        "a quote"))
+                    emit(" " * (b - a), a)
+                    clean = False
+                    continue
+                carry = k == len(bounds) - 2
+            words = piece.split()
+            depth += sum(w in OPENERS for w in words) - sum(w.rstrip(";") in CLOSERS for w in words)
+            depth = max(depth, 0)
+            if (fn := re.match(r"(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\s*\)", piece)) or (fn := re.match(r"function\s+([A-Za-z_][\w-]*)", piece)):
+                functions.add(fn.group(1))
+            if k == len(bounds) - 2:
+                if m := _HEREDOC.search(piece.replace("<<<", "   ")):
+                    verbatim_until = m.group(2)
+                carry = carry or piece.rstrip().endswith("\\")
+            emit(_plain(text[a:b]), a)
+        if nl:
+            emit("\n", end)
+    return Page("".join(out), to_src, placeholders, diags, clean)
+
+
+def _plain(s: str) -> str:
+    """Web pages separate words with no-break and other wide spaces; bash only knows space and tab."""
+    return s.translate({ord(c): " " for c in BLANKS if c not in " \t"})
+
+
+def _closing(text: str, p: int, quote: str) -> int:
+    """Offset of the quote closing the one at p; a quote may span lines but not a blank line; -1 if none."""
+    j = text.find(quote, p + 1)
+    while quote == '"' and j > 0 and _escaped(text, j):
+        j = text.find(quote, j + 1)
+    if j < 0 or re.search(r"\n[ \t]*\n", text[p:j]):
+        return -1
+    return j
+
+
+def _escaped(text: str, i: int) -> bool:
+    n = 0
+    while i - n - 1 >= 0 and text[i - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def typographic_quote(quote: str, word: str, origin: Origin) -> Diagnostic:
+    """A curly quote where a shell (or iptables-restore) quote was meant: it stays in the value."""
+    return Diagnostic("warning", "typographic-quote",
+                      f"`{quote}` (U+{ord(quote):04X}) is a typographic quote, not a shell quote: "
+                      f"it stays part of `{word}`", origin,
+                      "write a plain `\"` or `'`; the text was probably pasted from a web page or word processor")
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+@dataclass
+class Invocation:
+    """How the script is run: its arguments, environment and where `source` looks for files."""
+
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    include_paths: list[str] = field(default_factory=list)
+
+
+class ScriptReader(Shell):
+    """Runs a script (or a page's shell lines) with bash's semantics, sending firewall commands to a Builder."""
+
+    def __init__(self, text: str, file: str, builder: Builder, how: Invocation | None = None):
+        how = how or Invocation()
+        super().__init__(how.args, how.env, how.include_paths)
         self.src = Source(text, file)
         self.b = builder
-        self.env: dict[str, Value] = {}
-        self.functions: dict[str, Node] = {}
+        self.script_name = file
         self.restore_table: dict[Family, Table | None] = {}
-        self.depth = 0
+        self.typo_lines: set[tuple[str, int]] = set()
+        self.unset_uses: list[tuple[str, int]] = []
+        self.page: Page | None = None
 
     def read(self) -> None:
         first = len(self.b.diagnostics)
-        cuts, warnings = find_cuts(self.src)
-        self.b.diagnostics += warnings
-        parser = Parser(self.src, lambda pos, end, expected: line_kind(self.src.text, pos, end, expected,
-                                                                        parser.functions), cuts)
-        nodes = parser.parse()
-        self.b.diagnostics += parser.diagnostics
-        self.run(nodes)
+        directory = str(Path(self.src.file).resolve().parent) if self.src.file else None
+        if is_script(self.src.text):
+            text = self.src.text
+            if "\r" in text:
+                at = text.index("\r")
+                self.report_at("warning", "carriage-return", "this line ends with a carriage return (a file saved with "
+                               "Windows line ends): bash keeps it as part of the last word, so `ACCEPT` reads "
+                               "`ACCEPT\\r`", self.src.origin(at), "convert the file with `dos2unix` or `sed -i "
+                               "'s/\\r$//'`")
+                text = text.replace("\r", CR)
+            code = Code(text, self.src.origin, directory)
+        else:
+            page = read_page(self.src)
+            self.b.diagnostics += page.diagnostics
+            if page.clean and not syntax_errors(Code(page.text, self.src.origin, directory).root):
+                code = Code(self.src.text, self.src.origin, directory)
+            else:
+                self.page = page
+                self.obey_exit = False
+                to_src = page.to_src
+                code = Code(page.text, lambda o: self.src.origin(to_src[o] if o < len(to_src) else len(self.src.text)),
+                            directory)
+        try:
+            self.run_code(code)
+        except Exit:
+            pass
+        except (Loop, Abort) as e:
+            if isinstance(e, Abort):
+                self.report("error", e.code, e.message, e.offset, e.hint)
+        except RecursionError:  # a construct deeper than Python's stack, beyond the nesting limit
+            self.report_at("error", "shell-nesting", "the script nests too deeply for stockade to read; stopped",
+                           self.src.origin(0), "split the deepest construct into functions")
         self._tidy(first)
 
     def _tidy(self, first: int) -> None:
@@ -284,217 +491,150 @@ class ScriptReader:
         self.b.diagnostics[first:] = out
 
     def origin(self, offset: int) -> Origin:
-        return self.src.origin(offset)
+        return self.code.origin(offset)
 
-    def snippet(self, start: int, end: int) -> str:
-        text = " ".join(self.src.text[start:end].replace("\\\n", " ").split())
-        return text if len(text) <= 60 else text[:57] + "..."
+    def report(self, severity: str, code: str, message: str, offset: int, hint: str | None = None) -> None:
+        self.b.note(severity, code, message, self.origin(offset), hint)
+
+    def report_at(self, severity: str, code: str, message: str, origin: Origin, hint: str | None = None) -> None:
+        self.b.note(severity, code, message, origin, hint)
 
     def note(self, message: str, offset: int, hint: str | None = None, severity: str = "note",
              code: str = "skipped") -> None:
-        self.b.note(severity, code, message, self.origin(offset), hint)
+        self.report(severity, code, message, offset, hint)
 
-    # nodes ---------------------------------------------------------------------------------
+    # hooks ------------------------------------------------------------------------------------
 
-    def run(self, nodes: list[Node]) -> bool | None:
-        status = None
-        for node in nodes:
-            status = self.exec(node)
-        return status
+    def literal(self, text: str, offset: int) -> None:
+        quote = next((c for c in text if c in TYPO_QUOTES), None)
+        if quote is None:
+            return
+        at = offset + text.index(quote)
+        origin = self.origin(at)
+        if (origin.file, origin.line) in self.typo_lines:
+            return
+        self.typo_lines.add((origin.file, origin.line))
+        full, s = self.code.text, at
+        while s > 0 and full[s - 1] not in " \t\n;|&":
+            s -= 1
+        e = at
+        while e < len(full) and full[e] not in " \t\n;|&":
+            e += 1
+        self.b.diagnostics.append(typographic_quote(quote, full[s:e], origin))
 
-    def exec(self, node: Node) -> bool | None:
-        """Run one node; the result is its exit status if known (iptables commands), else None."""
-        if isinstance(node, Simple):
-            return self.simple(node)
-        if isinstance(node, AndOr):
-            status = None
-            for k, (op, item) in enumerate(node.items):
-                if (op == "&&" and status is False) or (op == "||" and status is not False):
-                    continue  # unknown commands are taken to succeed
-                mark = len(self.b.diagnostics)
-                status = self.exec(item)
-                if status is False and k + 1 < len(node.items) and node.items[k + 1][0] == "||":
-                    self._handled(mark)
-            return status
-        if isinstance(node, For):
-            self.for_loop(node)
-        elif isinstance(node, Group):
-            saved = dict(self.env)
-            status = self.run(node.body)
-            if node.subshell:
-                self.env = saved
-            return status
-        elif isinstance(node, FuncDef):
-            self.functions[node.name] = node.body
-        elif isinstance(node, Unsupported):
-            self.unsupported(node)
-        elif node.kind == "restore":
-            self.restore_line(node.start, node.end, Family.IPV4)
-        else:
-            self.note(f"cron entry `{self.snippet(node.start, node.end)}`; skipped", node.start)
-        return None
+    def values(self, name: str, index: str | None, offset: int, quiet: bool = False):
+        vals, is_list, star = super().values(name, index, offset, quiet)
+        if not quiet and not vals and not is_list and self.lookup(name) is None and name not in "@*#?$!-0":
+            self.unset_uses.append((name, offset))
+        return vals, is_list, star
 
-    def _handled(self, mark: int) -> None:
+    def mark(self) -> int:
+        return len(self.b.diagnostics)
+
+    def handled(self, mark: int) -> None:
         """`iptables -N X || true`: the script expects the failure, so its errors become notes."""
         self.b.diagnostics[mark:] = [
             Diagnostic("note", d.code, f"{d.message} (the script handles this failure with `||`)", d.origin, d.hint)
             if d.severity == "error" else d for d in self.b.diagnostics[mark:]]
 
-    def unsupported(self, node: Unsupported) -> None:
-        cmds = simple_commands(node.body)
-        firewall = [c for c in cmds if c.words and _names_iptables(c.words[0])]
-        first, last = self.src.line_of(node.start), self.src.line_of(node.end)
-        message = (f"`{node.keyword}` is not evaluated: skipped the {len(cmds)} command{'s' * (len(cmds) != 1)} "
-                   f"inside (lines {first}-{last})")
-        if firewall:
-            self.note(message, node.start, f"stockade reads command lists and for loops only; move the "
-                      f"iptables commands out of the `{node.keyword}` block", "warning", "unsupported-shell")
-        else:
-            self.note(message, node.start)
+    def exit_ignored(self, node) -> None:
+        self.note(f"`{self.snippet(node)}` is not obeyed: a page holds several scripts", self.code.start(node))
 
-    def for_loop(self, node: For) -> None:
-        try:
-            if node.items is None:  # `for x; do`: the arguments of the function it is in
-                fields = [(v, node.start) for v in str(self.env.get("@", "")).split()]
+    def simple(self, node) -> bool | None:
+        self.unset_uses = []
+        return super().simple(node)
+
+    def b_colon(self, fields, node) -> bool | None:
+        start = self.code.start(node)
+        if self.page is not None and self.code.text is self.page.text and start in self.page.placeholders:
+            kind, a, b = self.page.placeholders[start]
+            if kind == "restore":
+                self.restore_line(self.src.text[a:b], self.src.origin(a), Family.IPV4)
             else:
-                fields = [f for w in node.items for f in expand(w, self.env, unset=self.unset)]
-        except Unexpandable as e:
-            n = len(simple_commands(node.body))
-            first, last = self.src.line_of(node.start), self.src.line_of(node.end)
+                self.note(f"cron entry `{' '.join(self.src.text[a:b].split())[:60]}`; skipped", start)
+        return True
+
+    def for_loop(self, node) -> bool | None:
+        try:
+            return super().for_loop(node)
+        except Unresolved as e:
+            body = child(node, "body")
+            n = _count_commands(body)
+            first, last = self.code.line(self.code.start(node)), self.code.line(self.code.end(node) - 1)
             self.cannot_expand(e, f"the for loop over it ({n} command{'s' * (n != 1)}, lines {first}-{last})")
-            return
-        for value, _ in fields:
-            self.env[node.var] = value
-            self.run(node.body)
-
-    # simple commands ----------------------------------------------------------------------------
-
-    def simple(self, node: Simple) -> bool | None:
-        words = node.words
-        if not words:
             return None
-        if m := _STRAY.fullmatch(words[0].raw):
-            stray, cmd = m.group(1), m.group(2)
-            self.b.note("error", "stray-character",
-                        f"stray `{stray}` before `{cmd}`: the shell looks for a command named `{words[0].raw}`, "
-                        "so this command never runs", self.origin(node.start), f"delete the `{stray}`")
-            return False
-        assigns = []
-        while words and (a := words[0].assignment()):
-            assigns.append(a)
-            words = words[1:]
-        if words and words[0].literal in DECLARATIONS:  # `export NAME=value`, `unset NAME`
-            assigns += [a for w in words[1:] if (a := w.assignment())]
-            if words[0].literal == "unset":
-                for w in words[1:]:
-                    self.env.pop(w.raw, None)
-            words = []
-        if not words:
-            for name, value in assigns:
-                self.env[name] = self.value(value)
-            return None
-        saved = {name: self.env.get(name) for name, _ in assigns}
-        for name, value in assigns:
-            self.env[name] = self.value(value)
-        try:
-            return self.command(node, words)
-        finally:
-            for name, old in saved.items():
-                if old is None:
-                    self.env.pop(name, None)
-                else:
-                    self.env[name] = old
 
-    def value(self, word: Word) -> Value:
-        """An assignment's value: not split; a command substitution makes it unknown."""
-        try:
-            return expand(word, self.env, split=False)[0][0]
-        except Unexpandable as e:
-            return e.unknown
+    # commands -------------------------------------------------------------------------------
 
-    def command(self, node: Simple, words: list[Word]) -> bool | None:
-        unset: list[tuple[str, int]] = []
-        fields: list[Token] = []
-        problem = None
-        for w in words:
-            try:
-                fields += [Token(t, self.origin(off)) for t, off in
-                           expand(w, self.env, unset=lambda name, off: unset.append((name, off)))]
-            except Unexpandable as e:
-                problem = e
-                break
-        while fields and fields[0].text in ("sudo", "doas", "$"):
-            prompt = fields.pop(0).text
-            while prompt != "$" and fields and fields[0].text.startswith("-"):
-                fields.pop(0)
-        what = f"`{self.snippet(node.start, node.end)}`"
+    def external(self, fields: list[tuple[str, int]], node, problem: Unresolved | None) -> bool | None:
+        fields = list(fields)
+        while fields and fields[0][0] == "$" and self.page is not None:  # a tutorial's prompt
+            fields.pop(0)
+            if fields and fields[0][0] in ("sudo", "doas"):
+                return self.command(fields, node, problem)
+        what = f"`{self.snippet(node)}`"
         if not fields:
-            if problem is not None:  # `$(which iptables) -A ...`: the command itself is unknown
+            if problem is not None:
                 self.cannot_expand(problem, what)
             return None
-        name = fields[0].text
+        name = fields[0][0]
         base = name.rsplit("/", 1)[-1]
         family = IPTABLES.get(base) if "/init.d/" not in name else None
-        if family is not None or name in self.functions:
-            for var, off in unset:
-                self.unset(var, off)
+        if family is None:  # what another program prints is unknown (iptables says what it prints itself)
+            self.write_unknown(Unknown(self.snippet(node), self.code.start(node), self.code))
+        if family is not None:
+            for var, off in self.unset_uses:
+                self.unset_warning(var, off)
             if problem is not None:
                 self.cannot_expand(problem, what)
                 return None
-            if name in self.functions:
-                return self.call(name, fields[1:])
-            return self.iptables(family, fields[0], fields[1:])
-        if base in SAVE_TOOLS and "-restore" in base and node.heredoc is not None:
-            self.heredoc_restore(node, Family.IPV6 if base.startswith("ip6") else Family.IPV4)
-        elif base in SAVE_TOOLS:
+            toks = [Token(t, self.origin(off)) for t, off in fields]
+            return self.mark_assumed(lambda: self.iptables(family, toks[0], toks[1:]))
+        if problem is not None and base not in KNOWN_COMMANDS:
+            self.cannot_expand(problem, what)
+            return None
+        if base in SAVE_TOOLS and "-restore" in base and self.stdin is not None:
+            fam = Family.IPV6 if base.startswith("ip6") else Family.IPV4
+            return self.mark_assumed(lambda: self.restore_stream(self.stdin, fam, node))
+        if base in SAVE_TOOLS:
             self.note(f"{what}: {'prints the ruleset' if '-save' in base else 'loads rules from elsewhere'}; "
-                      "skipped", node.start, None if "-save" in base else
+                      "skipped", self.code.start(node), None if "-save" in base else
                       "to check a saved rules file, run `stockade lint FILE` on it")
-        elif "/init.d/" in name or (base == "service" and len(fields) > 1 and fields[1].text in SERVICE_NAMES):
-            self.note(f"{what} controls the firewall service, not its rules; skipped", node.start)
-        elif name not in (":", "true"):
-            self.note(f"{what} is not an iptables command; skipped", node.start)
+        elif "/init.d/" in name or (base == "service" and len(fields) > 1 and fields[1][0] in SERVICE_NAMES):
+            self.note(f"{what} controls the firewall service, not its rules; skipped", self.code.start(node))
+        elif base in KNOWN_COMMANDS or self.page is not None or self.capturing:
+            self.note(f"{what} is not an iptables command; skipped", self.code.start(node))
+        else:
+            self.report("warning", "unknown-command",
+                        f"{what} runs `{name}`, a program stockade cannot look into; if it changes the firewall, "
+                        "those rules are missing here", self.code.start(node),
+                        "if it is a script, pass its directory with --include-path and run it with `bash FILE`")
         return None
 
-    def call(self, name: str, args: list[Token]) -> bool | None:
-        if self.depth > 20:
-            return None
-        saved = {k: self.env.get(k) for k in ("@", "#", *map(str, range(1, 10)))}
-        for k in saved:
-            self.env.pop(k, None)
-        self.env.update({"@": " ".join(a.text for a in args), "#": str(len(args))})
-        self.env.update({str(i): a.text for i, a in enumerate(args[:9], 1)})
-        self.depth += 1
-        try:
-            return self.exec(self.functions[name])
-        finally:
-            self.depth -= 1
-            for k, v in saved.items():
-                if v is None:
-                    self.env.pop(k, None)
-                else:
-                    self.env[k] = v
+    def mark_assumed(self, fn) -> bool | None:
+        """Rules added under a condition stockade could not decide are recorded with the lines they depend on."""
+        if not self.assumed:
+            return fn()
+        before = {id(r) for r in self._rules()}
+        status = fn()
+        for r in self._rules():
+            if id(r) not in before and r.origin is not None:
+                self.b.depends[r.origin] = tuple(self.assumed)
+        return status
 
-    def unset(self, name: str, offset: int) -> None:
+    def _rules(self):
+        return [r for rs in self.b.rulesets.values() for t in rs.tables.values() for c in t.chains.values()
+                for r in c.rules]
+
+    def unset_warning(self, name: str, offset: int) -> None:
         if name.isdigit() or name in "@*#":
-            message = f"`${name}` is an argument of the script, which stockade does not have; it expands to nothing"
+            message = (f"`${name}` is an argument of the script, and none was given; it expands to nothing")
+            hint = "give the script's arguments with --arg (e.g. `--arg start`)"
         else:
             message = f"`${name}` is not set, so it expands to nothing"
-        self.note(message, offset, f"set it before this line, e.g. `{name}=...`" if NAME.fullmatch(name) else
-                  "write the value it stands for", "warning", "unset-variable")
-
-    def cannot_expand(self, e: Unexpandable, skipped: str) -> None:
-        raw = e.unknown.raw
-        if e.var is not None:
-            line = self.src.line_of(e.unknown.offset)
-            message = (f"cannot expand `${e.var}`: it holds the output of `{raw}` (line {line}), "
-                       f"which stockade does not run; skipped {skipped}")
-            hint = f"write the value into the script instead, e.g. `{e.var}=\"192.0.2.1 192.0.2.2\"`"
-        else:
-            what = "evaluate arithmetic" if raw.startswith("$((") else "run commands"
-            message = f"cannot expand `{raw}`: stockade does not {what}; skipped {skipped}"
-            hint = "write the value it produces instead"
-        self.note(message, e.offset, hint, "warning", "cannot-expand")
+            hint = f"set it before this line, e.g. `{name}=...`, or give it with --env {name}=..." \
+                if NAME.fullmatch(name) else "write the value it stands for"
+        self.note(message, offset, hint, "warning", "unset-variable")
 
     # iptables ---------------------------------------------------------------------------------
 
@@ -504,12 +644,32 @@ class ScriptReader:
         try:
             table_tok, words = _table_option(args)
             words = self._command_first(words, cmd)
+            if words and words[0].text in ("-C", "--check"):  # the ruleset the script has built so far
+                table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                return self.b.check(family, table, words, cmd.origin)
+            listing = not words or _fixed_dash(words[0].text) in ("-S", "--list-rules", "-L", "--list")
+            if self.outs and listing:  # its output is read: `iptables -S | grep ...`
+                if words and _fixed_dash(words[0].text) in ("-S", "--list-rules"):
+                    table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                    return self.list_rules(family, table, words[1].text if len(words) > 1 else None)
+                self.write_unknown(Unknown(f"iptables {' '.join(t.text for t in args)}", 0, self.code))
+                return None
             if words:
                 table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
                 self.b.run(family, table, words, cmd.origin)
         except ParseError as e:
             self.b.error(e, cmd.origin)
         return sum(d.severity == "error" for d in self.b.diagnostics) == errors
+
+    def list_rules(self, family: Family, table: Table, name: str | None) -> bool:
+        """`iptables -S [CHAIN]`: the rules the script has made so far (on a host that started empty)."""
+        chains = [c for c in table.chains.values() if name is None or c.name == name]
+        if not chains:
+            return False
+        heads = [f"-P {c.name} {c.policy}" if c.builtin else f"-N {c.name}" for c in chains]
+        rules = [f"-A {c.name} {' '.join(rule_words(r, family))}".rstrip() for c in chains for r in c.rules]
+        self.write("".join(f"{line}\n" for line in heads + rules))
+        return True
 
     def _command_first(self, words: list[Token], cmd: Token) -> list[Token]:
         """The words with the command option first, as Builder.run wants; getopt lets it come anywhere."""
@@ -533,26 +693,22 @@ class ScriptReader:
         if after and not after[0].text.startswith("-"):
             take = 1
             action = COMMANDS.get(_fixed_dash(words[k].text))
-            if action in ("insert", "replace", "delete") and len(after) > 1 and after[1].text.isdigit():
-                take = 2
-            elif action in ("policy", "rename") and len(after) > 1:
+            if action in ("insert", "replace", "delete") and len(after) > 1 and after[1].text.isdigit() or action in ("policy", "rename") and len(after) > 1:
                 take = 2
         return [words[k], *after[:take], *words[:k], *after[take:]]
 
     # restore-format lines -------------------------------------------------------------------------
 
-    def restore_line(self, start: int, end: int, family: Family) -> None:
-        """One iptables-restore line, read as iptables-restore reads it (double quotes only)."""
-        src, text = self.src, self.src.text
-        lineno = src.line_of(start)
-        line_start = src.line_starts[lineno - 1]
-        line = text[line_start:end]
-        stripped = text[start:end].strip()
-        origin = src.origin(start)
+    def restore_line(self, line: str, origin: Origin, family: Family) -> None:
+        """One iptables-restore line (its first character at `origin`), read as iptables-restore reads it."""
+        stripped = line.strip()
         first = stripped.split()[0]
+        col0 = origin.col - 1  # the column of line[0]
+        pad = " " * col0
         try:
             if first.startswith("*"):
-                self.restore_table[family] = table_of(self.b, family, Token(first[1:], src.origin(start + 1)))
+                self.restore_table[family] = table_of(self.b, family, Token(first[1:], Origin(
+                    origin.file, origin.line, origin.col + 1)))
                 return
             if first == "COMMIT":
                 self.restore_table[family] = None
@@ -561,37 +717,54 @@ class ScriptReader:
             if first.startswith(":"):
                 chain_header(table, stripped, origin)
                 return
-            pos = start - line_start
-            if m := COUNTERS.match(line, pos):
+            text = pad + line
+            pos = col0 + len(line) - len(line.lstrip())
+            if m := COUNTERS.match(text, pos):
                 pos = m.end()  # a script has no use for packet counters
-            words = split_line(line, src.file, lineno, pos)
+            words = split_line(text, origin.file, origin.line, pos)
             for w in words:
                 if quote := next((c for c in w.text if c in TYPO_QUOTES), None):
                     self.b.diagnostics.append(typographic_quote(quote, w.text, w.origin))
-            self.b.run(family, table, words, src.origin(line_start + pos))
+            self.b.run(family, table, words, Origin(origin.file, origin.line, pos + 1))
         except ParseError as e:
             self.b.error(e, origin)
 
-    def heredoc_restore(self, node: Simple, family: Family) -> None:
-        """`iptables-restore <<EOF`: the here-document is a restore file of its own."""
-        doc = node.heredoc
+    def restore_stream(self, stream: Stream, family: Family, node) -> bool | None:
+        """`iptables-restore <<EOF` or `< FILE`: the input is a restore file of its own."""
+        if isinstance(stream.text, Unknown):
+            if stream.text.why == "file":
+                return None  # the missing file is reported where it is named
+            self.note(f"`{self.snippet(node)}` loads rules from input stockade cannot read; they are unknown",
+                      self.code.start(node), "give the rules in the script or the file with --include-path",
+                      "warning", "unresolved-input")
+            return None
+        where = stream.where or (lambda o: self.origin(self.code.start(node)))
         self.restore_table[family] = None
-        offset = doc.start
-        for line in self.src.text[doc.start:doc.end].split("\n"):
+        offset = 0
+        for line in stream.text.split("\n"):
             stripped = line.strip()
             if stripped and not stripped.startswith("#"):
-                self.restore_line(offset + len(line) - len(line.lstrip()), offset + len(line.rstrip()), family)
+                indent = len(line) - len(line.lstrip())
+                start = where(offset + indent)
+                self.restore_line(line[indent:], start, family)
             offset += len(line) + 1
         self.restore_table[family] = None
+        return True
 
 
-def _names_iptables(word: Word) -> bool:
-    base = word.raw.rsplit("/", 1)[-1]
-    return base in IPTABLES or word.raw.startswith("$") or word.raw in ("sudo", "doas")
+def _count_commands(node) -> int:
+    n, stack = 0, [node] if node is not None else []
+    while stack:
+        x = stack.pop()
+        if x.type == "command":
+            n += 1
+        else:
+            stack.extend(x.named_children)
+    return n
 
 
 def _table_option(args: list[Token]) -> tuple[Token | None, list[Token]]:
-    """Take `-t TABLE` (also `--table`, `--table=T`, `-tT`) and `-w`/`-W` out of the words."""
+    """Take `-t TABLE` (also `--table`, `--table=T`, `-tT`), `-w`/`-W` and `-v` out of the words."""
     table: Token | None = None
     words: list[Token] = []
     i = 0
@@ -600,6 +773,9 @@ def _table_option(args: list[Token]) -> tuple[Token | None, list[Token]]:
         w = t.text
         if w in ("-w", "--wait", "-W", "--wait-interval"):
             i += 2 if i + 1 < len(args) and args[i + 1].text.replace(".", "").isdigit() else 1
+            continue
+        if w in ("-v", "--verbose"):  # iptables prints what it does; the rule is the same
+            i += 1
             continue
         if w in ("-t", "--table"):
             if i + 1 >= len(args):
@@ -620,8 +796,8 @@ def _table_option(args: list[Token]) -> tuple[Token | None, list[Token]]:
     return table, words
 
 
-def read_script(text: str, file: str, builder: Builder | None = None) -> Builder:
+def read_script(text: str, file: str, builder: Builder | None = None, how: Invocation | None = None) -> Builder:
     """Read a shell script or a pasted tutorial into `builder` (a new one if not given)."""
     b = builder or Builder()
-    ScriptReader(text, file, b).read()
+    ScriptReader(text, file, b, how).read()
     return b

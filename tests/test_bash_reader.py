@@ -1,0 +1,158 @@
+"""The bash reader never guesses: what it cannot know is a positioned diagnostic, and limits hold.
+
+What each construct does is measured against real bash in tests/kernel/test_bash_constructs.py;
+these tests cover what bash cannot show: the diagnostics for values stockade cannot know
+(output of programs, files that are not there, unknown programs), the choice taken for a
+condition it cannot decide and the lines the rules under it depend on, `source` with
+--include-path, the CLI options, and the limits on size, nesting and recursion.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from stockade.model import Family
+from stockade.parse.script import Invocation, read_script
+from stockade.render.save import rule_words
+
+
+def load(text: str, path: str = "t.sh", **how) -> object:
+    return read_script("#!/bin/bash\n" + text, path, how=Invocation(**how))
+
+
+def rules(b, chain: str = "INPUT", table: str = "filter") -> list[str]:
+    rs = b.rulesets.get(Family.IPV4)
+    if rs is None or table not in rs.tables:
+        return []
+    return [" ".join(rule_words(r, Family.IPV4)) for r in rs.tables[table].chains[chain].rules]
+
+
+def found(b) -> list[tuple[str, str, int, int]]:
+    return [(d.severity, d.code, d.origin.line, d.origin.col) for d in b.diagnostics if d.severity != "note"]
+
+
+def test_output_of_a_program_is_unknown_and_says_where():
+    b = load('ADMIN=$(curl -s https://example.org/ip)\niptables -A INPUT -s $ADMIN -j ACCEPT\n'
+             "iptables -A INPUT -j DROP\n")
+    (d,) = [d for d in b.diagnostics if d.code == "cannot-expand"]
+    assert (d.origin.line, d.origin.col) == (3, 22) and "curl" in d.message and "(line 2)" in d.message
+    assert rules(b) == ["-j DROP"]
+
+
+def test_a_program_stockade_cannot_look_into_is_a_warning_at_its_line():
+    b = load("/usr/local/bin/firewall-extra --open 22\niptables -A INPUT -j DROP\n")
+    assert found(b) == [("warning", "unknown-command", 2, 1)]
+
+
+def test_eval_of_an_unknown_string_is_reported():
+    b = load('CMD=$(cat /etc/fw.cmd)\neval "$CMD"\n')
+    assert ("warning", "cannot-expand", 3, 7) in found(b)
+
+
+def test_an_undecidable_condition_is_read_as_true_and_its_rules_depend_on_the_line():
+    b = load('if [ -f /etc/firewall/enabled ]; then\n  iptables -A INPUT -j DROP\nfi\niptables -A INPUT -j ACCEPT\n')
+    assert found(b) == [("warning", "unresolved-condition", 2, 4)]
+    assert rules(b) == ["-j DROP", "-j ACCEPT"]
+    assert sorted(o.line for o in b.depends) == [3] and list(b.depends.values()) == [(2,)]
+
+
+def test_a_condition_on_a_file_beside_the_script_is_decided(tmp_path):
+    (tmp_path / "blocked.txt").write_text("192.0.2.1\n192.0.2.2\n")
+    path = tmp_path / "fw.sh"
+    path.write_text("#!/bin/bash\nif [ -f blocked.txt ]; then\n  while read ip; do iptables -A INPUT -s $ip -j DROP; "
+                    "done < blocked.txt\nfi\n[ -f missing.txt ] && iptables -A INPUT -j REJECT\n")
+    b = read_script(path.read_text(), str(path))
+    assert rules(b) == ["-s 192.0.2.1/32 -j DROP", "-s 192.0.2.2/32 -j DROP"] and found(b) == []
+
+
+def test_a_file_that_is_not_there_makes_the_loop_over_it_unknown(tmp_path):
+    path = tmp_path / "fw.sh"
+    path.write_text("#!/bin/bash\nwhile read ip; do iptables -A INPUT -s $ip -j DROP; done < list.txt\n")
+    b = read_script(path.read_text(), str(path))
+    assert ("warning", "unresolved-file", 2, 60) in found(b)
+    assert ("warning", "unresolved-condition", 2, 7) in found(b)
+
+
+def test_source_and_include_path(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "fw.conf").write_text("SSH_FROM=192.0.2.7\nopen() { iptables -A INPUT -p tcp --dport $1 -j ACCEPT; }\n")
+    path = tmp_path / "fw.sh"
+    path.write_text("#!/bin/bash\n. /etc/fw.conf\nopen 22\niptables -A INPUT -s $SSH_FROM -j ACCEPT\n")
+    b = read_script(path.read_text(), str(path))
+    assert ("warning", "unresolved-source", 2, 3) in found(b)
+    b = read_script(path.read_text(), str(path), how=Invocation(include_paths=[str(tmp_path / "conf")]))
+    assert rules(b) == ["-p tcp -m tcp --dport 22 -j ACCEPT", "-s 192.0.2.7/32 -j ACCEPT"] and found(b) == []
+
+
+def test_a_defect_in_a_sourced_file_points_into_that_file(tmp_path):
+    (tmp_path / "rules.sh").write_text("iptables -A INPUT -p tcp --dport 70000 -j ACCEPT\n")
+    path = tmp_path / "fw.sh"
+    path.write_text("#!/bin/bash\nsource ./rules.sh\n")
+    (d,) = read_script(path.read_text(), str(path)).diagnostics
+    assert (d.origin.file, d.origin.line, d.origin.col, d.code) == (str(tmp_path / "rules.sh"), 1, 34, "bad-number")
+
+
+def test_arguments_and_environment():
+    text = 'case "$1" in start) iptables -A INPUT -i "${WAN:-eth0}" -j ACCEPT ;; *) exit 1 ;; esac\n'
+    assert rules(load(text)) == []
+    assert rules(load(text, args=["start"])) == ["-i eth0 -j ACCEPT"]
+    assert rules(load(text, args=["start"], env={"WAN": "ppp0"})) == ["-i ppp0 -j ACCEPT"]
+
+
+def test_exit_and_set_e_are_obeyed_in_a_script_not_on_a_page():
+    assert rules(load("iptables -A INPUT -j ACCEPT\nexit 0\niptables -A INPUT -j DROP\n")) == ["-j ACCEPT"]
+    page = read_script("Run these:\niptables -A INPUT -j ACCEPT\nexit 0\niptables -A INPUT -j DROP\n", "page.txt")
+    assert rules(page) == ["-j ACCEPT", "-j DROP"]
+
+
+def test_windows_line_ends_are_kept_in_the_word_as_bash_does():
+    b = read_script("#!/bin/bash\r\niptables -A INPUT -j ACCEPT\r\n", "t.sh")
+    assert [d.code for d in b.diagnostics if d.severity != "note"] == ["carriage-return", "unknown-chain"]
+    assert rules(b) == []
+
+
+def test_a_value_doubled_28_times_is_a_positioned_error():
+    b = load("x=a\nfor i in $(seq 1 28); do x=$x$x; done\niptables -A INPUT -j DROP\n")
+    (d,) = [d for d in b.diagnostics if d.severity == "error"]
+    assert (d.code, d.origin.line) == ("shell-limit", 3) and "1000000 characters" in d.message
+    assert rules(b) == ["-j DROP"]
+
+
+def test_2000_nested_ifs_are_a_positioned_error_not_a_crash():
+    b = load("if true; then " * 2000 + "iptables -A INPUT -j DROP" + "; fi" * 2000 + "\niptables -A INPUT -j ACCEPT\n")
+    (d,) = [d for d in b.diagnostics if d.severity == "error"]
+    assert (d.code, d.origin.line) == ("shell-nesting", 2)
+    assert rules(b) == ["-j ACCEPT"]
+
+
+def test_recursive_functions_are_a_positioned_error():
+    b = load("f() { iptables -A INPUT -j DROP; f; }\nf\niptables -A INPUT -j ACCEPT\n")
+    errors = [d for d in b.diagnostics if d.severity == "error"]
+    assert [d.code for d in errors] == ["shell-nesting"] and errors[0].origin.line == 2
+    assert rules(b)[-1] == "-j ACCEPT"
+
+
+def test_an_endless_loop_is_stopped_with_an_error():
+    b = load("while true; do :; done\niptables -A INPUT -j ACCEPT\n")
+    assert [(d.code, d.origin.line) for d in b.diagnostics if d.severity == "error"] == [("shell-loop", 2)]
+    assert rules(b) == ["-j ACCEPT"]
+
+
+def test_a_syntax_error_is_positioned_and_the_rest_is_read():
+    b = load("iptables -A INPUT -j ACCEPT\nif then fi fi\niptables -A INPUT -j DROP\n")
+    assert [d.code for d in b.diagnostics if d.severity == "error"][:1] == ["shell-syntax"]
+    assert rules(b) == ["-j ACCEPT"]  # bash runs the commands before the error, then stops the script
+
+
+def test_cli_takes_arg_env_and_include_path(tmp_path):
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "vars.sh").write_text("PORT=2222\n")
+    script = tmp_path / "fw.sh"
+    script.write_text('#!/bin/bash\n. vars.sh\n[ "$1" = start ] && iptables -A INPUT -p tcp --dport $PORT -i $IF '
+                      '-j ACCEPT\n')
+    argv = [sys.executable, "-m", "stockade.cli", "parse", str(script), "--arg", "start", "--env", "IF=eth9",
+            "--include-path", str(tmp_path / "inc")]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "-A INPUT -i eth9 -p tcp -m tcp --dport 2222 -j ACCEPT" in out.stdout
+    bad = subprocess.run([*argv[:5], "--env", "NOEQUALS"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
