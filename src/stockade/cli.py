@@ -226,6 +226,17 @@ def _kernel(fn, *args, as_json: bool = False, **kw):
         sys.exit(EXIT_FINDINGS if isinstance(e, Refused) else EXIT_UNREADABLE)
 
 
+def _alarms(netns: str | None) -> None:
+    """After every kernel command: a dead rollback timer or a half-done transaction is an alarm, exit 1."""
+    from .kernel.status import netns_alarms
+
+    found = _kernel(netns_alarms, netns)
+    for a in found:
+        click.echo(f"stockade: {a}", err=True)
+    if found:
+        sys.exit(EXIT_FINDINGS)
+
+
 @main.command()
 @click.argument("policy")
 @NETNS
@@ -243,6 +254,7 @@ def apply(policy: str, netns: str | None, confirm_timeout: int, force: bool, bac
     done = _kernel(apply_policy, c, policy, netns, confirm_timeout, force, backend, as_json=as_json,
                    progress=lambda m: click.echo(f"stockade: {m}", err=True))
     click.echo(json.dumps(done.to_json(), indent=2) if as_json else done.text(), nl=as_json)
+    _alarms(netns)
 
 
 @main.command()
@@ -253,7 +265,8 @@ def confirm(netns: str | None, as_json: bool) -> None:
     from .kernel.apply import confirm as do_confirm
 
     out = _kernel(do_confirm, netns, as_json=as_json)
-    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}")
+    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}" + (f" ({out['note']})" if out["note"] else ""))
+    _alarms(netns)
 
 
 @main.command()
@@ -265,6 +278,19 @@ def rollback(netns: str | None, as_json: bool) -> None:
 
     out = _kernel(do_rollback, netns, as_json=as_json)
     click.echo(json.dumps(out) if as_json else f"restored {out['restored']} ({out['backend']})")
+    _alarms(netns)
+
+
+@main.command()
+@NETNS
+@click.option("--json", "as_json", is_flag=True)
+def repair(netns: str | None, as_json: bool) -> None:
+    """Undo what a killed stockade left: a half-done transaction, a dead rollback timer (says what it undoes)."""
+    from .kernel.apply import repair as do_repair
+
+    out = _kernel(do_repair, netns, as_json=as_json)
+    click.echo(json.dumps(out, indent=2) if as_json else out["text"], nl=as_json)
+    _alarms(netns)
 
 
 @main.command()
@@ -279,6 +305,7 @@ def persist(netns: str | None, show: bool, root: str | None, as_json: bool) -> N
 
     out = _kernel(persist_status if show else do_persist, netns, root, as_json=as_json)
     click.echo(json.dumps(out, indent=2) if as_json else out["text"])
+    _alarms(netns)
 
 
 @main.command()
@@ -291,6 +318,8 @@ def status(netns: str | None, as_json: bool) -> None:
 
     out = _kernel(get_status, netns, as_json=as_json)
     click.echo(json.dumps(out, indent=2) if as_json else status_text(out), nl=as_json)
+    if out["alarms"]:
+        sys.exit(EXIT_FINDINGS)
 
 
 @main.command("diff")

@@ -44,7 +44,13 @@ def apply(host: Host, live: Part, target: Part, state: State | None = None) -> N
         return
     if state is not None:
         state.write("journal", {"from": live.to_json(), "to": target.to_json()})
-    _iptables(host, live, target)
+    try:
+        _iptables(host, live, target)
+    except KernelError:
+        from .live import read_part
+        if state is not None and read_part(host, live.backend).digest == live.digest:
+            state.remove("journal")  # put back by _iptables: nothing is left half done
+        raise
     if state is not None:
         state.remove("journal")
 
