@@ -86,11 +86,13 @@ def _iptables(host: Host, live: Part, target: Part) -> None:
         host.run([tool(b, 6, "restore"), "--noflush"], input=restore_text(live.text["6"], target.text["6"], gen))
     except KernelError:
         for f in (4, 6):  # put back what was committed: IPv4 when IPv6 failed, tables iptables-legacy committed
-            now = own_iptables(save_text(host, b, f))
-            if now != live.text[str(f)]:
+            raw_now = save_text(host, b, f)
+            now = own_iptables(raw_now)
+            # the same rules on the new generation's sets count as changed: they hold those sets
+            if now != live.text[str(f)] or re.search(rf"--match-set stk-\S+-{gen} ", raw_now):
                 host.run([tool(b, f, "restore"), "--noflush"],
                          input=restore_text(now, live.text[str(f)], min(gens[f] or {gen})))
-        _destroy(host, new_sets)
+        _destroy(host, new_sets, check=False)
         raise
     _destroy(host, [n for n in existing if not n.endswith(f"-{gen}")], check=False)
 
