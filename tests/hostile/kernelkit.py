@@ -55,13 +55,26 @@ class SmallDisk:
         """`p` as seen inside the mount namespace (through /proc/PID/root), from this process."""
         return Path(f"/proc/{self.holder.pid}/root") / Path(p).relative_to("/")
 
+    def snapshot(self) -> dict[str, tuple[int, int, int]]:
+        """(inode, size, mtime) of every file under the tmpfs, to notice the first change."""
+        top = self.path(self.dir)
+        out = {}
+        for p in top.rglob("*"):
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                continue
+            if not p.name.startswith(".filler"):
+                out[str(p)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return out
+
     def readonly(self, on: bool = True) -> None:
         """Remount read-only: every write fails (EROFS), like a disk that went bad (EIO)."""
         self.run(["mount", "-o", f"remount,{'ro' if on else 'rw'}", str(self.dir)], check=True)
 
-    def full_from(self, trigger: Path | None):
-        """A context in which the disk becomes full as soon as `trigger` (a path inside) exists and
-        stays full (what a file removal frees is taken again at once), as a disk other writers fill."""
+    def full_from(self, trigger):
+        """A context in which the disk becomes full as soon as `trigger` (a path inside that exists, or
+        a function that returns True) holds, and stays full (what a file removal frees is taken again at once), as a disk other writers fill."""
         return _Filler(self, trigger)
 
     def __exit__(self, *exc) -> None:
@@ -74,7 +87,8 @@ class _Filler:
         self.disk, self.trigger, self.stop = disk, trigger, threading.Event()
 
     def _run(self) -> None:
-        while not self.stop.is_set() and self.trigger is not None and not self.disk.path(self.trigger).exists():
+        ready = self.trigger if callable(self.trigger) else lambda: self.disk.path(self.trigger).exists()
+        while not self.stop.is_set() and self.trigger is not None and not ready():
             time.sleep(0.001)
         n = 0
         while not self.stop.is_set():
