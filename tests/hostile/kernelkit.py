@@ -69,8 +69,13 @@ class SmallDisk:
         return out
 
     def readonly(self, on: bool = True) -> None:
-        """Remount read-only: every write fails (EROFS), like a disk that went bad (EIO)."""
-        self.run(["mount", "-o", f"remount,{'ro' if on else 'rw'}", str(self.dir)], check=True)
+        """Every new write fails (EROFS, as from a disk gone bad): a read-only bind mount over the
+        tmpfs (a remount of the tmpfs itself is refused while a worker's log is open for writing)."""
+        if on:
+            self.run(["mount", "--bind", str(self.dir), str(self.dir)], check=True)
+            self.run(["mount", "-o", "remount,bind,ro", str(self.dir)], check=True)
+        else:
+            self.run(["umount", str(self.dir)], check=True)
 
     def full_from(self, trigger):
         """A context in which the disk becomes full as soon as `trigger` (a path inside that exists, or

@@ -1,8 +1,10 @@
 """Issue 14, the fault matrix: apply, confirm, rollback and persist, each hit by a full disk
-(ENOSPC), a disk that stops taking writes (remounted read-only: EROFS, as a failing disk's EIO),
-SIGKILL of the command, and SIGKILL of the rollback worker, each at the moments the command
-passes through (from the start; when the timer is armed; when the transaction's journal is
-written; when the result is recorded). The state dir (and persist's root) is a small tmpfs in a
+(ENOSPC, the disk kept full from the moment on), a write that fails (from the start: a read-only
+bind mount, EROFS; at a moment: the write of that one file fails, EISDIR, because a directory
+stands where it goes: an I/O error at exactly that write), SIGKILL of the command, and SIGKILL of
+the rollback worker, each at the moments the command passes through (from the start; when the
+timer is armed; when the transaction's journal is written; when the result is recorded). Kills
+and ENOSPC land when a watcher sees the moment's file change, so they may land a little later. The state dir (and persist's root) is a small tmpfs in a
 private mount namespace. For every cell the outcome is the old ruleset, or the new one with a live
 timer (or confirmed, for `confirm`); never the new one without a timer. A killed worker is the one
 way to lose a timer: then every command reports an ALARM (exit 1) until `stockade repair`, and
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 
 import pytest
 
@@ -22,7 +23,7 @@ from .kernelkit import STOCKADE, SmallDisk, env, full_text, kernel_ok, kill, pol
 from .kernelkit import no_namespace_left, stockade_in, wait_for  # noqa: F401
 
 BACKEND = "iptables-nft"
-FAULTS = ("enospc", "erofs", "kill-command", "kill-worker")
+FAULTS = ("enospc", "write-fails", "kill-command", "kill-worker")
 MOMENTS = {"apply": ("start", "pending", "journal", "applied"), "confirm": ("start", "confirmed"),
            "rollback": ("start", "applied"), "persist": ("start", "written")}
 RESULTS: list[dict] = []
@@ -37,7 +38,7 @@ def _changed(disk, path):
 def _fault(disk, fault: str, proc: subprocess.Popen, ns) -> None:
     if fault == "enospc":
         disk._filler = disk.full_from(None).__enter__()
-    elif fault == "erofs":
+    elif fault == "write-fails":
         disk.readonly(True)
     elif fault == "kill-command":
         kill([proc.pid])
@@ -48,7 +49,7 @@ def _fault(disk, fault: str, proc: subprocess.Popen, ns) -> None:
 def _undo(disk, fault: str) -> None:
     if fault == "enospc":
         disk._filler.__exit__(None, None, None)
-    elif fault == "erofs":
+    elif fault == "write-fails":
         disk.readonly(False)
 
 
@@ -98,22 +99,29 @@ def test_cell(kernel_ok, tmp_path, command, fault, moment):
                    "journal": lambda: disk.path(sd / "journal.json").exists(),
                    "applied": _changed(disk, sd / "applied.json"), "confirmed": _changed(disk, sd / "confirmed.json"),
                    "written": _changed(disk, root / "etc/iptables/rules.v4")}[moment]
-        if moment == "start" and fault in ("enospc", "erofs"):
+        blocked = {"pending": sd / "pending.json", "journal": sd / "journal.json", "applied": sd / "applied.json",
+                   "confirmed": sd / "confirmed.json", "written": root / "etc/iptables/rules.v6"}.get(moment)
+        if fault == "write-fails" and blocked is not None:  # that one write fails, deterministically
+            saved = disk.path(blocked).read_bytes() if disk.path(blocked).exists() else None
+            disk.path(blocked).unlink(missing_ok=True)
+            disk.path(blocked).mkdir()
+            trigger, fault = None, "none"
+        elif moment == "start" and fault in ("enospc", "write-fails"):
             _fault(disk, fault, None, ns)
-            proc = subprocess.Popen(disk.argv([STOCKADE, *args]), env=env(st), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            fired = True
-        else:
-            proc = subprocess.Popen(disk.argv([STOCKADE, *args]), env=env(st), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-            fired_box = []
-            watcher = threading.Thread(target=lambda: wait_for(trigger, 30, 0.001) and (
-                fired_box.append(1), _fault(disk, fault, proc, ns)))
-            watcher.start()
+            trigger = None
+        proc = subprocess.Popen(disk.argv([STOCKADE, *args]), env=env(st), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        fired = trigger is None
+        if trigger is not None:
+            wait_for(lambda: trigger() or proc.poll() is not None, 60, 0.001)
+            if proc.poll() is None or trigger():
+                _fault(disk, fault, proc, ns)
+                fired = True
         out, err = proc.communicate()
-        if not (moment == "start" and fault in ("enospc", "erofs")):
-            watcher.join()
-            fired = bool(fired_box)
+        if fault == "none":  # the obstacle goes, the file that stood there comes back
+            disk.path(blocked).rmdir()
+            if saved is not None and not disk.path(blocked).exists():
+                disk.path(blocked).write_bytes(saved)
         assert "Traceback" not in err, err
         after_cmd = _state_safe(ns, old_text, new_text)
         if fired:
@@ -127,7 +135,7 @@ def test_cell(kernel_ok, tmp_path, command, fault, moment):
             assert r.returncode == 0, r.stderr
             repaired = _state(ns, st, disk, old_text, new_text)
         final = repaired or o
-        cell = {"command": command, "fault": fault, "moment": moment, "fired": fired, "exit": proc.returncode,
+        cell = {"command": command, "fault": "write-fails" if fault == "none" else fault, "moment": moment, "fired": fired, "exit": proc.returncode,
                 "message": (err.strip().splitlines() or [""])[-1][-160:], "during_fault": after_cmd,
                 "outcome": {k: o[k] for k in ("ruleset", "timer", "confirmed", "alarm")},
                 "after_repair": repaired and {k: repaired[k] for k in ("ruleset", "timer", "confirmed", "alarm")}}

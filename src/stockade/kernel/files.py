@@ -75,7 +75,12 @@ def read_regular(path: Path) -> str | None:
         if e.errno == errno.ELOOP:
             raise WriteError(f"{path} is a symlink: stockade does not follow it") from None
         raise WriteError(f"cannot read {path}: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise WriteError(f"{path} is not a regular file")
-        return f.read().decode("utf-8", "replace")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError as e:
+        raise WriteError(f"cannot read {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
