@@ -12,6 +12,7 @@ after it the outcome is again one of the two. The command's message matches what
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -141,6 +142,9 @@ def test_cell(kernel_ok, tmp_path, command, fault, moment):
                 "after_repair": repaired and {k: repaired[k] for k in ("ruleset", "timer", "confirmed", "alarm")}}
         RESULTS.append(cell)
         print("\nCELL " + json.dumps(cell))
+        if os.environ.get("STOCKADE_MATRIX_OUT"):  # the table for a report
+            with open(os.environ["STOCKADE_MATRIX_OUT"], "a") as f:
+                f.write(json.dumps(cell) + "\n")
         assert o["ruleset"] != "MIX" or o["alarm"], cell
         assert _ok(final, command), cell
         # without an alarm, the new ruleset is never live without its timer (or, after confirm, confirmed)

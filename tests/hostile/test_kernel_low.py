@@ -49,3 +49,22 @@ def test_persist_on_a_full_disk_is_an_error_line(netns, tmp_path):
             p = stockade_in(disk, ["persist", "--netns", netns.name, "--root", str(disk.dir)], st)
         assert p.returncode == 2 and "Traceback" not in p.stderr and "No space left" in p.stderr, p.stderr
         assert not list((disk.path(disk.dir) / "etc" / "iptables").iterdir())  # no torn or temp file left
+
+
+def test_a_stk_name_proves_no_ownership(netns, tmp_path):
+    """An admin's chain and set that happen to be named `stk-...` are not stockade's: applies leave
+    them (ownership is stockade's comment on its hooks, and the chains and sets reachable from them)."""
+    old, new = policies(tmp_path)
+    st = tmp_path / "state"
+    netns.run(["ipset", "create", "stk-blocklist", "hash:net"])
+    netns.run(["ipset", "add", "stk-blocklist", "203.0.113.0/24"])
+    netns.run(["iptables-nft", "-N", "stk-admin"])
+    netns.run(["iptables-nft", "-A", "stk-admin", "-m", "set", "--match-set", "stk-blocklist", "src", "-j", "DROP"])
+    netns.run(["iptables-nft", "-A", "INPUT", "-j", "stk-admin"])
+    for p, t in ((old, "0"), (new, "0")):
+        a = stockade_in(None, ["apply", str(p), "--netns", netns.name, "--confirm-timeout", t, "--force",
+                               "--backend", BACKEND], st)
+        assert a.returncode == 0, a.stderr
+    live = netns.run(["iptables-nft-save"]).stdout
+    assert "-A INPUT -j stk-admin" in live and "-A stk-admin -m set --match-set stk-blocklist src -j DROP" in live
+    assert "203.0.113.0/24" in netns.run(["ipset", "list", "stk-blocklist"]).stdout

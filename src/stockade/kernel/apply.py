@@ -124,8 +124,21 @@ def apply_policy(c: Compiled, policy_path: str, netns: str | None, timeout: int,
         say("applying")
         report = spawn(netns, state, job_id, fd)
     if not report.get("ok"):
-        raise KernelError(report.get("error", "apply failed"))
+        raise KernelError(report.get("error", "apply failed") + ("" if "live" in report else _what_is_live(host, state, live)))
     return Applied(chosen, report["version"], previous, report.get("deadline"), judged, diff, notes)
+
+
+def _what_is_live(host: Host, state: State, before) -> str:
+    """For a worker that died without a report: what is live now, and what to do."""
+    try:
+        now_live = read_part(host, before.backend)
+    except KernelError as e:
+        return f"; cannot read what is live: {e}"
+    if now_live.digest == before.digest and state.read("journal") is None:
+        return f"; the previous ruleset ({before.digest}) is live" + (
+            "; its leftover timer record is an alarm until `stockade repair`" if state.read("pending") else "")
+    return (f"; live now: {now_live.digest} (not the previous {before.digest}) and no rollback timer runs: "
+            "run `stockade repair` to restore the previous ruleset")
 
 
 def confirm(netns: str | None) -> dict:

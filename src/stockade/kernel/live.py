@@ -45,6 +45,6 @@ def ipset_save(host: Host) -> str:
 def read_part(host: Host, backend: str) -> Part:
     if backend == "nftables":
         return Part(backend, {"nft": nft_table(host)})
-    return Part(backend, {"4": own_iptables(save_text(host, backend, 4)), "6": own_iptables(save_text(host, backend, 6)),
-                          "sets": own_ipsets(ipset_save(host))})
+    v4, v6 = own_iptables(save_text(host, backend, 4)), own_iptables(save_text(host, backend, 6))
+    return Part(backend, {"4": v4, "6": v6, "sets": own_ipsets(ipset_save(host), v4 + v6)})
 

@@ -75,7 +75,8 @@ def _iptables(host: Host, live: Part, target: Part) -> None:
     # Each family's rules use one generation (two only after a crash between the family commits): a
     # third is always free for the new sets.
     gen = next(g for g in "abc" if g not in gens[4] | gens[6])
-    existing = re.findall(r"^create (stk-\S+-[abc]) ", ipset_save(host), re.MULTILINE)
+    ours = set(re.findall(r"^create (stk-\S+) ", live.text.get("sets", "") + target.text.get("sets", ""), re.MULTILINE))
+    existing = [n for n in re.findall(r"^create (stk-\S+-[abc]) ", ipset_save(host), re.MULTILINE) if n[:-2] in ours]
     for name in existing:  # leftovers of an interrupted transaction: nothing references them
         if name.endswith(f"-{gen}"):
             host.run(["ipset", "destroy", name])
