@@ -1,9 +1,14 @@
-"""`stockade apply / confirm / rollback`: the steps in order, for the CLI to call.
+"""`stockade apply / confirm / rollback / repair`: the steps in order, for the CLI to call.
 
-apply: compile (done by the caller), take the lock, repair a half-done transaction, choose the
-backend, read the live part, run the lockout check, save the part `rollback` will restore, and
-hand the lock and the job to the detached worker (rollback.py), which applies, arms the timer
-and reports; apply returns as soon as it has.
+apply: compile (done by the caller), take the lock, undo what a killed stockade left (saying
+what), choose the backend, read the live part, run the lockout check, save the part `rollback`
+will restore, and hand the lock and the job to the detached worker (rollback.py), which arms the
+timer, applies and reports; apply returns as soon as it has. A state write that fails before the
+worker starts changes nothing and says so.
+confirm: confirmed.json (with the job id) is the commit point; the timer stands down when it
+sees it, and the rollback target is dropped, so `rollback` cannot undo a confirmed change.
+repair: the explicit undo (`status` only reports): a half-done transaction, a dead timer (it
+fires now), a pending apply from an earlier boot (discarded: that boot's rules are gone).
 """
 from __future__ import annotations
 

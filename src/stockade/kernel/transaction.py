@@ -17,7 +17,8 @@ iptables: three steps; the first changes nothing packets meet.
 Then the old generation's sets are destroyed. Between the commits of steps 2 and 3 (a few
 milliseconds) IPv4 already has the new rules and IPv6 the old ones: the two families switch one
 after the other, never a rule at a time. A journal on disk names both parts for that window, so
-a process killed inside it is repaired by the next stockade command that takes the lock.
+a process killed inside it is reported as an alarm by every command and undone by `stockade repair`
+or the next apply (which says what it undid). A transaction that fails removes its journal.
 """
 from __future__ import annotations
 
