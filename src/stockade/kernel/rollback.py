@@ -203,6 +203,13 @@ def _transaction(host: Host, state: State, job: dict) -> dict:
                 "error": f"{e}; the new ruleset was rolled back at once: the previous one ({before.digest}) is live"}
     if timeout == 0:
         return {"ok": True, "version": live.digest, "deadline": None, "worker": os.getpid()}
+    # the full timeout counts from the change; the record written before it had an earlier deadline,
+    # which stands if this rewrite fails (the timer then fires a little early, never not at all)
+    pending = {**pending, "deadline": time.time() + timeout, "clock_deadline": clock() + timeout}
+    try:
+        state.write("pending", pending)
+    except WriteError:
+        pass
     return {"ok": True, "version": live.digest, "deadline": pending["deadline"], "worker": os.getpid(),
             "wait": pending}
 
