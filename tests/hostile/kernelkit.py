@@ -1,6 +1,6 @@
-"""Shared pieces of the hostile kernel tests (issue 14): throwaway namespaces (the fixtures of
-tests/kernel), and a private mount namespace holding a small tmpfs, in which `stockade` runs so
-that a full or read-only disk is a real ENOSPC / EROFS, never a mock."""
+"""Shared pieces of the hostile kernel tests of issue 14 (their fixtures are in conftest.py): a
+private mount namespace holding a small tmpfs, in which `stockade` runs so that a full or
+read-only disk is a real ENOSPC / EROFS, never a mock; running `stockade` there; worker pids."""
 from __future__ import annotations
 
 import json
@@ -11,13 +11,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-import pytest
+from typing import Self
 
 from tests.kernel.applylab import STOCKADE, env, full_text, policies  # noqa: F401 -- re-exported
-from tests.kernel.conftest import kernel_ok, netns, no_namespace_left  # noqa: F401 -- fixtures
-
-pytestmark = pytest.mark.kernel
 
 HOLDER = r"""
 import subprocess, sys, time
@@ -36,7 +32,7 @@ class SmallDisk:
     def __init__(self, dir: Path, size: str = "2m"):
         self.dir, self.size = Path(dir), size
 
-    def __enter__(self) -> SmallDisk:
+    def __enter__(self) -> Self:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", sys.executable, "-c", HOLDER,
                                         str(self.dir), self.size], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -110,7 +106,7 @@ class _Filler:
             n += 2
             time.sleep(0.0005)
 
-    def __enter__(self) -> _Filler:
+    def __enter__(self) -> Self:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         return self

@@ -13,7 +13,9 @@ import pytest
 
 from stockade.lab import Netns
 
-from .kernelkit import full_text, kernel_ok, netns, no_namespace_left, policies, stockade_in  # noqa: F401
+from .kernelkit import full_text, policies, stockade_in
+
+pytestmark = pytest.mark.kernel
 
 ADMIN_V4 = """*nat
 :PREROUTING ACCEPT [0:0]

@@ -9,9 +9,11 @@ import os
 import signal
 import subprocess
 
-from .kernelkit import STOCKADE, env, full_text, kernel_ok, kill, netns, no_namespace_left, policies  # noqa: F401
-from .kernelkit import stockade_in, worker_pids
+import pytest
 
+from .kernelkit import STOCKADE, env, full_text, kill, policies, stockade_in, worker_pids
+
+pytestmark = pytest.mark.kernel
 BACKEND = "iptables-nft"
 
 

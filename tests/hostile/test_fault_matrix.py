@@ -20,9 +20,9 @@ import pytest
 from stockade.kernel.lock import held
 from stockade.lab import Netns
 
-from .kernelkit import STOCKADE, SmallDisk, env, full_text, kernel_ok, kill, policies, worker_pids  # noqa: F401
-from .kernelkit import no_namespace_left, stockade_in, wait_for  # noqa: F401
+from .kernelkit import STOCKADE, SmallDisk, env, full_text, kill, policies, stockade_in, wait_for, worker_pids
 
+pytestmark = pytest.mark.kernel
 BACKEND = "iptables-nft"
 FAULTS = ("enospc", "write-fails", "kill-command", "kill-worker")
 MOMENTS = {"apply": ("start", "pending", "journal", "applied"), "confirm": ("start", "confirmed"),
@@ -77,7 +77,7 @@ def test_cell(kernel_ok, tmp_path, command, fault, moment):
     with Netns() as ns, SmallDisk(tmp_path / "disk", "4m") as disk:
         st, root = disk.dir / "state", disk.dir / "root"
         disk.path(root / "etc/iptables").mkdir(parents=True)
-        run = lambda args: stockade_in(disk, args, st)  # noqa: E731
+        run = lambda args: stockade_in(disk, args, st)
         assert run(["apply", str(old), "--netns", ns.name, "--confirm-timeout", "0", "--backend", BACKEND]).returncode == 0
         old_text = full_text(ns, BACKEND)
         if command == "persist":

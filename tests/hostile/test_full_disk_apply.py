@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from .kernelkit import SmallDisk, full_text, kernel_ok, netns, no_namespace_left, policies, status  # noqa: F401
-from .kernelkit import stockade_in
+from .kernelkit import SmallDisk, full_text, policies, status, stockade_in
+
+pytestmark = pytest.mark.kernel
 
 
 @pytest.mark.parametrize(("backend", "moment"), [(b, m) for b in ("iptables-nft", "nftables")

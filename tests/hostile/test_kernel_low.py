@@ -3,9 +3,11 @@ that are path components (`../x`) or the host's state (`host`); a group name who
 long for ipset once the generation suffix is added; ENOSPC in `persist` (a traceback before)."""
 from __future__ import annotations
 
-from .kernelkit import SmallDisk, full_text, kernel_ok, netns, no_namespace_left, policies  # noqa: F401
-from .kernelkit import stockade_in
+import pytest
 
+from .kernelkit import SmallDisk, full_text, policies, stockade_in
+
+pytestmark = pytest.mark.kernel
 BACKEND = "iptables-nft"
 
 

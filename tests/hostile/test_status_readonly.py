@@ -14,8 +14,9 @@ from stockade.kernel.state import State
 from stockade.kernel.transaction import apply
 from stockade.policy.compile import compile_policy
 
-from .kernelkit import full_text, kernel_ok, netns, no_namespace_left, policies, stockade_in  # noqa: F401
+from .kernelkit import full_text, policies, stockade_in
 
+pytestmark = pytest.mark.kernel
 BACKEND = "iptables-nft"
 
 
@@ -41,7 +42,7 @@ def test_status_reports_a_left_journal_and_changes_nothing(netns, tmp_path, monk
 
 
 def test_failed_transaction_removes_its_journal(netns, tmp_path, monkeypatch):
-    old, new = policies(tmp_path)
+    old, _ = policies(tmp_path)
     monkeypatch.setenv("STOCKADE_STATE_DIR", str(tmp_path / "state"))
     host, state = Host(netns.name), State.for_netns(netns.name)
     good = desired(compile_policy(old), BACKEND, {})

@@ -20,11 +20,11 @@ from pathlib import Path
 from ..policy.compile import Compiled, compile_policy
 from . import access
 from . import backend as backends
+from .files import WriteError
 from .host import Host, KernelError
 from .live import read_part
 from .lock import locked
 from .part import desired
-from .files import WriteError
 from .rollback import confirmed, restore_previous, spawn, worker_alive
 from .state import State, boot_id, now
 from .transaction import recover

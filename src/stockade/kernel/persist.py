@@ -22,7 +22,6 @@ explicit one).
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +88,9 @@ def merge_iptables(existing: str, part_text: str, digest: str) -> str:
         elif line.strip() == "COMMIT" and table in ours:
             out += _block(ours[table], declared)
         out.append(line)
-    for t in ours:
+    for t, lines in ours.items():
         if t not in seen:
-            out += [f"*{t}", *_block(ours[t], set()), "COMMIT"]
+            out += [f"*{t}", *_block(lines, set()), "COMMIT"]
     return f"{VERSION}{digest}\n" + "\n".join(out) + "\n"
 
 
