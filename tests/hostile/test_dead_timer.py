@@ -73,3 +73,4 @@ def test_pending_from_an_earlier_boot_is_not_the_next_rollback_target(netns, tmp
     assert stockade_in(None, ["rollback", "--netns", netns.name], st).returncode == 0
     after = json.loads(stockade_in(None, ["status", "--netns", netns.name, "--json"], st).stdout)["live_version"]
     assert after == booted  # what was live when this apply began, not the old boot's rules
+

@@ -216,21 +216,25 @@ def _transaction(host: Host, state: State, job: dict) -> dict:
 
 def _wait_and_rollback(state: State, mine: dict) -> None:
     job_id = mine["id"]
-    while True:
-        p = state.read("pending")
-        if not p or p["id"] != job_id or confirmed(state, p):
-            return  # confirmed, rolled back by hand, or superseded by a newer apply
-        left = mine["clock_deadline"] - clock()
-        if left <= 0:
-            break
-        time.sleep(min(POLL, left))
+    try:
+        while True:
+            p = state.read("pending")
+            if not p or p["id"] != job_id or confirmed(state, p):
+                return  # confirmed, rolled back by hand, or superseded by a newer apply
+            left = mine["clock_deadline"] - clock()
+            if left <= 0:
+                break
+            time.sleep(min(POLL, left))
+    except Exception as e:  # noqa: BLE001 -- a timer that cannot wait fires now rather than never
+        print(f"{now()} the timer of job {job_id} cannot wait ({type(e).__name__}: {e}): rolling back now", flush=True)
+    reason = "not confirmed in time"
     while True:
         try:
             with locked(state.dir / "lock", timeout=600):
                 p = state.read("pending")
                 if p and p["id"] == job_id and not confirmed(state, p):
-                    restore_previous(_here(state), state, "not confirmed in time")
-                    print(f"{now()} rolled back job {job_id}: not confirmed in time", flush=True)
+                    restore_previous(_here(state), state, reason)
+                    print(f"{now()} rolled back job {job_id}: {reason}", flush=True)
             return
         except KernelError as e:  # the kernel or the disk refused: keep trying, the timer stays
             print(f"{now()} rollback of job {job_id} failed, retrying: {e}", flush=True)
