@@ -1,7 +1,7 @@
 """Issue 6, Must show "Crash safety": 50 applies, each SIGKILLed at a random moment (seeded) while
 it runs, every other time together with every process in the namespace (the detached worker and
 the iptables/nft/ipset it runs); afterwards (once the lock is free and, where a journal says a
-transaction was left half done, `stockade status` has undone it) the whole live ruleset is exactly the old or the new one, never a
+transaction was left half done or a rollback timer died with the worker, `stockade repair` has undone it) the whole live ruleset is exactly the old or the new one, never a
 mix of the two, never empty, and the lock is never left stuck. Half the applies use
 iptables-nft (sets, IPv4 and IPv6 in three steps), half nftables (one transaction), each backend
 in its own namespace, the two run side by side."""
@@ -59,8 +59,8 @@ def _series(backend: str, n: int, base, seed: int) -> list[dict]:
                         os.kill(pid, signal.SIGKILL)
             proc.wait()
             freed = wait_until(lambda: not held(lock), 10)
-            repaired = (state / ns.name / "journal.json").exists() and json.loads(
-                stockade(["status", "--netns", ns.name, "--json"], state).stdout)["repaired"]
+            repaired = any((state / ns.name / f).exists() for f in ("journal.json", "pending.json")) and bool(
+                json.loads(stockade(["repair", "--netns", ns.name, "--json"], state).stdout)["repaired"])
             after = full_text(ns, backend)
             sets = re.findall(r"^create (\S+)", ns.run(["ipset", "save"]).stdout, re.MULTILINE)
             results.append({"i": i, "delay": round(delay, 3), "killed": "all" if everything else "apply",

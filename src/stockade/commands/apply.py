@@ -7,7 +7,7 @@ import click
 
 from . import options
 from .inputs import load_policy
-from .kernelstep import kernel_step
+from .kernelstep import alarms, kernel_step
 
 
 @click.command("apply")
@@ -27,3 +27,4 @@ def command(policy: str, netns: str | None, confirm_timeout: int, force: bool, b
     done = kernel_step(apply_policy, c, policy, netns, confirm_timeout, force, backend, as_json=as_json,
                        progress=lambda m: click.echo(f"stockade: {m}", err=True))
     click.echo(json.dumps(done.to_json(), indent=2) if as_json else done.text(), nl=as_json)
+    alarms(netns)

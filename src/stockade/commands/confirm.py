@@ -6,7 +6,7 @@ import json
 import click
 
 from . import options
-from .kernelstep import kernel_step
+from .kernelstep import alarms, kernel_step
 
 
 @click.command("confirm")
@@ -17,4 +17,5 @@ def command(netns: str | None, as_json: bool) -> None:
     from ..kernel.apply import confirm
 
     out = kernel_step(confirm, netns, as_json=as_json)
-    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}")
+    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}" + (f" ({out['note']})" if out["note"] else ""))
+    alarms(netns)

@@ -1,9 +1,12 @@
-"""Running one kernel step for apply, confirm, rollback, persist and status."""
+"""Running one kernel step for apply, confirm, rollback, repair, persist and status, and the alarms after it."""
 from __future__ import annotations
 
 import json
+import sys
 
 import click
+
+from .exitcodes import FINDINGS
 
 
 def kernel_step(fn, *args, as_json: bool = False, **kw):
@@ -19,3 +22,14 @@ def kernel_step(fn, *args, as_json: bool = False, **kw):
             click.echo(json.dumps({"ok": False, "error": str(e), "refused": isinstance(e, Refused),
                                    "blocked": [p.to_json() for p in getattr(e, "blocked", [])]}, indent=2))
         raise
+
+
+def alarms(netns: str | None) -> None:
+    """After every kernel command: a dead rollback timer or a half-done transaction is an alarm, exit 1."""
+    from ..kernel.status import netns_alarms
+
+    found = kernel_step(netns_alarms, netns)
+    for a in found:
+        click.echo(f"stockade: {a}", err=True)
+    if found:
+        sys.exit(FINDINGS)

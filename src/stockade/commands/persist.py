@@ -6,7 +6,7 @@ import json
 import click
 
 from . import options
-from .kernelstep import kernel_step
+from .kernelstep import alarms, kernel_step
 
 
 @click.command("persist")
@@ -20,3 +20,4 @@ def command(netns: str | None, show: bool, root: str | None, as_json: bool) -> N
 
     out = kernel_step(persist_status if show else persist, netns, root, as_json=as_json)
     click.echo(json.dumps(out, indent=2) if as_json else out["text"])
+    alarms(netns)

@@ -6,7 +6,7 @@ import json
 import click
 
 from . import options
-from .kernelstep import kernel_step
+from .kernelstep import alarms, kernel_step
 
 
 @click.command("rollback")
@@ -18,3 +18,4 @@ def command(netns: str | None, as_json: bool) -> None:
 
     out = kernel_step(rollback, netns, as_json=as_json)
     click.echo(json.dumps(out) if as_json else f"restored {out['restored']} ({out['backend']})")
+    alarms(netns)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
 from . import options
+from .exitcodes import FINDINGS
 from .kernelstep import kernel_step
 
 
@@ -18,3 +20,5 @@ def command(netns: str | None, as_json: bool) -> None:
 
     out = kernel_step(status, netns, as_json=as_json)
     click.echo(json.dumps(out, indent=2) if as_json else status_text(out), nl=as_json)
+    if out["alarms"]:
+        sys.exit(FINDINGS)

@@ -1,9 +1,14 @@
-"""`stockade apply / confirm / rollback`: the steps in order, for the CLI to call.
+"""`stockade apply / confirm / rollback / repair`: the steps in order, for the CLI to call.
 
-apply: compile (done by the caller), take the lock, repair a half-done transaction, choose the
-backend, read the live part, run the lockout check, save the part `rollback` will restore, and
-hand the lock and the job to the detached worker (rollback.py), which applies, arms the timer
-and reports; apply returns as soon as it has.
+apply: compile (done by the caller), take the lock, undo what a killed stockade left (saying
+what), choose the backend, read the live part, run the lockout check, save the part `rollback`
+will restore, and hand the lock and the job to the detached worker (rollback.py), which arms the
+timer, applies and reports; apply returns as soon as it has. A state write that fails before the
+worker starts changes nothing and says so.
+confirm: confirmed.json (with the job id) is the commit point; the timer stands down when it
+sees it, and the rollback target is dropped, so `rollback` cannot undo a confirmed change.
+repair: the explicit undo (`status` only reports): a half-done transaction, a dead timer (it
+fires now), a pending apply from an earlier boot (discarded: that boot's rules are gone).
 """
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ from pathlib import Path
 from ..policy.compile import CompiledPolicy, compile_policy
 from . import access
 from . import backend as backends
+from .files import WriteError
 from .host import Host, KernelError
 from .live import read_part
 from .lock import locked
 from .part import desired
-from .rollback import restore_previous, spawn
-from .state import State, now
+from .rollback import confirmed, restore_previous, spawn, worker_alive
+from .state import State, boot_id, now
 from .transaction import recover
 
 
@@ -83,8 +89,9 @@ def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout
     host, state = Host(netns), State.for_netns(netns)
     say = progress or (lambda _m: None)
     with locked(state.dir / "lock") as fd:
-        if recover(host, state):
-            say("repaired a transaction a killed stockade left half done")
+        notes = [f"repair: {n}" for n in _resolve(host, state, keep_target=True)]
+        for n in notes:
+            say(n)
         rec = state.read("applied")
         chosen = backends.choose(host, backend, rec and rec.get("backend"))
         docker = backends.docker_user(host, chosen) if chosen != "nftables" else {}
@@ -96,7 +103,7 @@ def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout
             raise Refused("the new policy would cut off " + ", ".join(
                 f"{p.who} {p.src} ({'established' if p.established else 'new'} to port {p.port}: {p.verdict})"
                 for p in blocked), blocked)
-        notes = [f"DOCKER-USER found (IPv{f}): inbound checks hooked there" for f, y in docker.items() if y]
+        notes += [f"DOCKER-USER found (IPv{f}): inbound checks hooked there" for f, y in docker.items() if y]
         diff = None
         old = _old_rulesets(state, live.digest, notes)
         if old is not None:
@@ -107,40 +114,106 @@ def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout
             except ImportError:
                 pass
         pending = state.read("pending")
-        if pending is None or state.read("previous") is None:
-            state.write("previous", {"part": live.to_json(), "at": now(), "applied": rec})
-        else:
-            notes.append("an unconfirmed apply was pending: it is replaced, and rollback still returns to the "
-                         "ruleset from before it")
-        previous = state.read("previous")["part"]["digest"]
-        job_id = secrets.token_hex(6)
-        state.write("job", {"id": job_id, "target": target.to_json(), "timeout": timeout,
-                            "policy": str(Path(policy_path).resolve()), "policy_text": c.text})
+        try:
+            if pending is None or state.read("previous") is None:
+                state.write("previous", {"part": live.to_json(), "at": now(), "applied": rec})
+            else:
+                notes.append("an unconfirmed apply was pending: it is replaced, and rollback still returns to the "
+                             "ruleset from before it")
+            previous = state.read("previous")["part"]["digest"]
+            job_id = secrets.token_hex(6)
+            state.write("job", {"id": job_id, "target": target.to_json(), "timeout": timeout,
+                                "policy": str(Path(policy_path).resolve()), "policy_text": c.text})
+        except (WriteError, OSError) as e:
+            raise KernelError(f"{e}; nothing was changed (live: {live.digest})") from None
         say("applying")
         report = spawn(netns, state, job_id, fd)
     if not report.get("ok"):
-        raise KernelError(report.get("error", "apply failed"))
+        raise KernelError(report.get("error", "apply failed") + ("" if "live" in report else _what_is_live(host, state, live)))
     return Applied(chosen, report["version"], previous, report.get("deadline"), judged, diff, notes)
 
 
+def _what_is_live(host: Host, state: State, before) -> str:
+    """For a worker that died without a report: what is live now, and what to do."""
+    try:
+        now_live = read_part(host, before.backend)
+    except KernelError as e:
+        return f"; cannot read what is live: {e}"
+    if now_live.digest == before.digest and state.read("journal") is None:
+        return f"; the previous ruleset ({before.digest}) is live" + (
+            "; its leftover timer record is an alarm until `stockade repair`" if state.read("pending") else "")
+    return (f"; live now: {now_live.digest} (not the previous {before.digest}) and no rollback timer runs: "
+            "run `stockade repair` to restore the previous ruleset")
+
+
 def confirm(netns: str | None) -> dict:
+    """Keep what the last apply made live; the saved previous part is dropped with the timer, so a
+    later `rollback` cannot undo a confirmed change."""
     state = State.for_netns(netns)
     with locked(state.dir / "lock"):
         pending = state.read("pending")
         if pending is None:
             raise KernelError("nothing to confirm: no apply is waiting for confirmation")
+        note = None if worker_alive(pending) else "the rollback timer was already dead; the live ruleset is kept"
         rec = state.read("applied")
+        if rec is None or rec.get("job") != pending["id"]:
+            raise KernelError("cannot confirm: the waiting apply did not record what it made live; "
+                              "run `stockade rollback` to restore the previous ruleset")
         rec["confirmed_at"] = now()
-        state.write("confirmed", rec)
+        state.write("confirmed", {**rec, "job": pending["id"]})  # the commit point: the timer stands down
         state.remove("pending")
-    return {"confirmed": rec["version"], "at": rec["confirmed_at"]}
+        state.remove("previous")
+    return {"confirmed": rec["version"], "at": rec["confirmed_at"], "note": note}
 
 
 def rollback(netns: str | None) -> dict:
     host, state = Host(netns), State.for_netns(netns)
     with locked(state.dir / "lock"):
-        if state.read("previous") is None:
-            raise KernelError("nothing to roll back to: no ruleset was saved by an unconfirmed apply")
+        pending = state.read("pending")
+        if state.read("previous") is None or (pending is not None and pending.get("boot") != boot_id()):
+            raise KernelError("nothing to roll back to: no unconfirmed apply is waiting"
+                              + (" in this boot (run `stockade repair`)" if pending else ""))
         live = restore_previous(host, state, "stockade rollback")
+        state.remove("previous")
     return {"restored": live.digest, "backend": live.backend}
+
+
+def _resolve(host: Host, state: State, keep_target: bool) -> list[str]:
+    """Undo what a killed stockade left behind; each line says what was undone. A half-done
+    transaction is put back; a dead timer (same boot) fires now, unless `keep_target` (apply: the
+    new apply re-arms one for the same previous ruleset); a timer from an earlier boot is discarded
+    with its previous ruleset (that boot's rules are gone; what the boot loaded is live)."""
+    done = []
+    j = state.read("journal")
+    if j is not None and recover(host, state):
+        done.append(f"undid a transaction a killed stockade left half done: {j['from']['digest']} is live again "
+                    f"(it was changing to {j['to']['digest']})")
+    pending = state.read("pending")
+    if pending is not None and confirmed(state, pending):
+        state.remove("pending")
+        state.remove("previous")
+        return done + ["finished a `confirm` that was killed after its commit"]
+    if pending is None or worker_alive(pending):
+        return done
+    if pending.get("boot") != boot_id():
+        state.remove("pending")
+        state.remove("previous")
+        done.append("discarded the unconfirmed apply pending from an earlier boot (its rollback target belonged "
+                    "to that boot); what is live now stays")
+    elif keep_target:
+        done.append("the rollback timer of the previous unconfirmed apply was dead; this apply arms a new one "
+                    "that returns to the same previous ruleset")
+    else:
+        live = restore_previous(host, state, "repair: the rollback timer was dead")
+        state.remove("previous")
+        done.append(f"the rollback timer was dead: rolled back now, {live.digest} is live")
+    return done
+
+
+def repair(netns: str | None) -> dict:
+    """`stockade repair`: the explicit undo of what a killed stockade left (status only reports it)."""
+    host, state = Host(netns), State.for_netns(netns)
+    with locked(state.dir / "lock"):
+        done = _resolve(host, state, keep_target=False)
+    return {"repaired": done, "text": "\n".join(done or ["nothing to repair"]) + "\n"}
 

@@ -15,10 +15,11 @@ class KernelError(StockadeError, RuntimeError):
 @dataclass(frozen=True)
 class Host:
     netns: str | None = None  # None: the namespace this process runs in
+    inside: str | None = None  # the name of the namespace this process already runs in (the worker's)
 
     @property
     def label(self) -> str:
-        return self.netns or "host"
+        return self.netns or self.inside or "host"
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv] if self.netns else list(argv)

@@ -45,6 +45,6 @@ def ipset_save(host: Host) -> str:
 def read_part(host: Host, backend: str) -> OwnedPart:
     if backend == "nftables":
         return OwnedPart(backend, {"nft": nft_table(host)})
-    return OwnedPart(backend, {"4": own_iptables(save_text(host, backend, 4)), "6": own_iptables(save_text(host, backend, 6)),
-                          "sets": own_ipsets(ipset_save(host))})
+    v4, v6 = own_iptables(save_text(host, backend, 4)), own_iptables(save_text(host, backend, 6))
+    return OwnedPart(backend, {"4": v4, "6": v6, "sets": own_ipsets(ipset_save(host), v4 + v6)})
 

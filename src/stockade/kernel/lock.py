@@ -18,7 +18,10 @@ from .host import KernelError
 
 def acquire(path: Path, timeout: float = 30.0) -> int:
     """An open fd holding the lock; KernelError after `timeout` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise KernelError(f"cannot open the lock {path}: {e.strerror or e}; nothing was changed") from None
     deadline = time.monotonic() + timeout
     while True:
         try:

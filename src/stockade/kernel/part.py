@@ -114,15 +114,30 @@ def owned_text(tables: dict[str, OwnedTable]) -> str:
 
 
 def own_iptables(save_text: str) -> str:
-    return owned_text(parse_owned(save_text))
+    """Stockade's part of a live ruleset. A name proves nothing (an admin may call a chain `stk-x`):
+    stockade's are the `stk-` chains reachable from its hooks, which carry its comment."""
+    return owned_text({n: _proven(t) for n, t in parse_owned(save_text).items()})
 
 
-def own_ipsets(save_text: str) -> str:
-    """`ipset save` output -> stockade's sets, logical names, members sorted."""
+def _proven(t: OwnedTable) -> OwnedTable:
+    hooks = [h for h in t.hooks if f"--comment {HOOK_COMMENT} " in h]
+    reach, todo = set(), [h.split()[-1] for h in hooks]
+    while todo:
+        c = todo.pop()
+        if c not in reach:
+            reach.add(c)
+            todo += [m for r in t.rules if r.split()[1] == c for m in re.findall(r" -[jg] (stk-\S+)", r)]
+    return OwnedTable(t.policies, [c for c in t.chains if c in reach], hooks, [r for r in t.rules if r.split()[1] in reach])
+
+
+def own_ipsets(save_text: str, used: str | None = None) -> str:
+    """`ipset save` output -> stockade's sets, logical names, members sorted; with `used` (stockade's
+    rules), only the sets those rules match on (a set named `stk-` by someone else is not stockade's)."""
+    names = None if used is None else set(re.findall(r"--match-set (stk-\S+)", logical(used)))
     creates, adds = [], []
     for line in save_text.splitlines():
         words = line.split()
-        if len(words) >= 2 and words[1].startswith("stk-"):
+        if len(words) >= 2 and words[1].startswith("stk-") and (names is None or logical(words[1]) in names):
             (creates if words[0] == "create" else adds).append(logical(line.strip()))
     return "\n".join(sorted(creates) + sorted(adds)) + ("\n" if creates else "")
 

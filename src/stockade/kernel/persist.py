@@ -7,52 +7,172 @@ Where, by what the system has (under --root, default / or STOCKADE_ROOT, so test
   iptables with /etc/sysconfig/iptables-config (RHEL's iptables-services): iptables, ip6tables, ipset;
   otherwise: the files in /etc/stockade/ and a `stockade-restore` systemd unit, enabled, that loads
     them before the network comes up.
-Each written file starts with a `# stockade version V` line, so --status can say if it is current.
+The iptables boot files are shared with the admin (netfilter-persistent and iptables-services
+load each as a whole, flushing the tables it names): stockade writes only its block in each table,
+between `# stockade begin` and `# stockade end` (its ownership mark; the rest, the admin's NAT and
+VPN rules, stays as it was), and a first line `# stockade version V` for --status. The block
+declares DOCKER-USER when the part hooks it, so the files load at boot before Docker exists; Docker
+reuses a DOCKER-USER chain it finds (libnetwork: NewChain only if missing, then appends its RETURN
+and inserts the FORWARD jump), so the hook stays first in it.
+Every file is checked before it becomes a boot file: all of them are loaded, in the order the boot
+loads them, into a throwaway network namespace; then each is written atomically and durably
+(files.py), included files before the config that includes them, with the old file's mode (or an
+explicit one).
 """
 from __future__ import annotations
 
 import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backend import tool
-from .host import KernelError
+from .files import read_regular, write_atomic
+from .host import Host, KernelError
 from .part import OwnedPart, owned_text, parse_owned
 from .state import State
 from .transaction import _physical, nft_file, restore_text
 
 UNIT = "stockade-restore.service"
+BEGIN = "# stockade begin: written by `stockade persist` (change the policy, not this block)"
+END = "# stockade end"
+VERSION = "# stockade version "
+INCLUDE = 'include "/etc/stockade/stockade.nft"'
 
 
 def _root(root: str | None) -> Path:
     return Path(root or os.environ.get("STOCKADE_ROOT") or "/")
 
 
-def plan(part: OwnedPart, root: Path) -> tuple[str, dict[Path, str], list[str]]:
-    """(mechanism, files to write relative to root -> content, boot commands for the unit)."""
-    head = f"# stockade version {part.digest}\n"
+@dataclass
+class Plan:
+    mechanism: str
+    files: dict[Path, str]  # relative to root -> the whole new content, in the order to write them
+    load: list[tuple[str, Path]] = field(default_factory=list)  # (loader, file) in boot order
+    commands: list[str] = field(default_factory=list)  # the unit's ExecStart lines
+
+
+def strip_ours(text: str) -> str:
+    """A boot file without what stockade wrote into it (its version line and its blocks)."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(VERSION):
+            continue
+        if line.startswith("# stockade begin"):
+            inside = True
+        elif line.startswith(END):
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def merge_iptables(existing: str, part_text: str, digest: str) -> str:
+    """The admin's iptables-restore file with stockade's block in each of its tables (tables it does
+    not have are added); `part_text` is stockade's part in iptables-save form."""
+    ours: dict[str, list[str]] = {}
+    table = ""
+    for line in restore_text(owned_text(parse_owned("")), part_text, "a").splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            ours[table] = []
+        elif line != "COMMIT":
+            ours[table].append(line)
+    out, table, declared, seen = [], "", set(), set()
+    for line in strip_ours(existing).splitlines():
+        if line.startswith("*"):
+            table, declared = line[1:].strip(), set()
+            seen.add(table)
+        elif line.startswith(":"):
+            declared.add(line[1:].split()[0])
+        elif line.strip() == "COMMIT" and table in ours:
+            out += _block(ours[table], declared)
+        out.append(line)
+    for t, lines in ours.items():
+        if t not in seen:
+            out += [f"*{t}", *_block(lines, set()), "COMMIT"]
+    return f"{VERSION}{digest}\n" + "\n".join(out) + "\n"
+
+
+def _block(lines: list[str], declared: set[str]) -> list[str]:
+    """Stockade's lines for one table; DOCKER-USER declared (created) when hooked and not declared."""
+    docker = any(ln.startswith(("-I DOCKER-USER ", "-A DOCKER-USER ")) for ln in lines) and "DOCKER-USER" not in declared
+    decls = [ln for ln in lines if ln.startswith(":")] + ([":DOCKER-USER - [0:0]"] if docker else [])
+    return [BEGIN, *decls, *[ln for ln in lines if not ln.startswith(":")], END]
+
+
+def merge_ipsets(existing: str, sets: str, digest: str) -> str:
+    body = _physical(sets, "a").strip()
+    return (f"{VERSION}{digest}\n" + strip_ours(existing) + "\n".join([BEGIN, *([body] if body else []), END]) + "\n")
+
+
+def plan(part: OwnedPart, root: Path) -> Plan:
+    digest = part.digest
     if part.backend == "nftables":
-        body = head + nft_file(part.text["nft"])
-        for conf in ("etc/nftables.conf", "etc/sysconfig/nftables.conf"):
-            if (root / conf).exists():
-                return "nftables.conf include", {Path(conf): "", Path("etc/stockade/stockade.nft"): body}, []
-        return "systemd unit", {Path("etc/stockade/stockade.nft"): body}, [
-            "/usr/sbin/nft -f /etc/stockade/stockade.nft"]
-    empty = owned_text(parse_owned(""))
-    v4 = head + restore_text(empty, part.text["4"], "a")
-    v6 = head + restore_text(empty, part.text["6"], "a")
-    sets = head + _physical(part.text.get("sets", ""), "a")
-    if (root / "etc/iptables").is_dir():
-        return "iptables-persistent", {Path("etc/iptables/rules.v4"): v4, Path("etc/iptables/rules.v6"): v6,
-                                       Path("etc/iptables/ipsets"): sets}, []
-    if (root / "etc/sysconfig/iptables-config").exists():
-        return "iptables-services", {Path("etc/sysconfig/iptables"): v4, Path("etc/sysconfig/ip6tables"): v6,
-                                     Path("etc/sysconfig/ipset"): sets}, []
+        body = f"{VERSION}{digest}\n" + nft_file(part.text["nft"])
+        ours = Path("etc/stockade/stockade.nft")
+        for conf in (Path("etc/nftables.conf"), Path("etc/sysconfig/nftables.conf")):
+            text = read_regular(root / conf)
+            if text is not None:
+                if INCLUDE not in text.splitlines():
+                    text += ("" if text.endswith("\n") or not text else "\n") + INCLUDE + "\n"
+                return Plan("nftables.conf include", {ours: body, conf: text}, [("nft", conf)])
+        return Plan("systemd unit", {ours: body}, [("nft", ours)], ["/usr/sbin/nft -f /etc/stockade/stockade.nft"])
     b = part.backend
-    return "systemd unit", {Path("etc/stockade/rules.v4"): v4, Path("etc/stockade/rules.v6"): v6,
-                            Path("etc/stockade/ipsets"): sets}, [
+    if (root / "etc/iptables").is_dir():
+        mech, names, flush = "iptables-persistent", ("etc/iptables/ipsets", "etc/iptables/rules.v4",
+                                                     "etc/iptables/rules.v6"), True
+    elif (root / "etc/sysconfig/iptables-config").exists():
+        mech, names, flush = "iptables-services", ("etc/sysconfig/ipset", "etc/sysconfig/iptables",
+                                                   "etc/sysconfig/ip6tables"), True
+    else:
+        mech, names, flush = "systemd unit", ("etc/stockade/ipsets", "etc/stockade/rules.v4",
+                                              "etc/stockade/rules.v6"), False
+    sets, v4, v6 = (Path(n) for n in names)
+    old = {p: read_regular(root / p) or "" for p in (sets, v4, v6)}
+    files = {sets: merge_ipsets(old[sets], part.text.get("sets", ""), digest),
+             v4: merge_iptables(old[v4], part.text["4"], digest), v6: merge_iptables(old[v6], part.text["6"], digest)}
+    load = [("ipset", sets), (f"{tool(b, 4, 'restore')}{'' if flush else ' --noflush'}", v4),
+            (f"{tool(b, 6, 'restore')}{'' if flush else ' --noflush'}", v6)]
+    commands = [] if flush else [
         "/usr/sbin/ipset restore -exist -file /etc/stockade/ipsets",
         f"/usr/sbin/{tool(b, 4, 'restore')} --noflush /etc/stockade/rules.v4",
         f"/usr/sbin/{tool(b, 6, 'restore')} --noflush /etc/stockade/rules.v6"]
+    return Plan(mech, files, load, commands)
+
+
+def verify(plan: Plan, root: Path) -> None:
+    """Load the new boot files, in boot order, into a throwaway network namespace; KernelError (and
+    nothing written) if any is refused. stockade's included nft file is read from the plan, not /etc."""
+    from .netns import Netns, NetnsError
+
+    try:
+        with Netns() as ns:
+            host = Host(ns.name)
+            for loader, rel in plan.load:
+                text = plan.files.get(rel)
+                if text is None:
+                    text = read_regular(root / rel) or ""
+                if loader == "nft":
+                    ours = plan.files.get(Path("etc/stockade/stockade.nft"), "")
+                    text = "\n".join(ours if ln.strip() == INCLUDE else ln for ln in text.splitlines()) + "\n"
+                    host.run(["nft", "-f", "-"], input=text)
+                elif loader == "ipset":
+                    host.run(["ipset", "restore"], input=text)
+                else:
+                    host.run(loader.split(), input=text)
+    except KernelError as e:
+        raise KernelError(f"the new boot files do not load ({e}); nothing was written") from None
+    except NetnsError as e:
+        raise KernelError(f"cannot check the new boot files in a throwaway namespace: {e}; nothing was written") \
+            from None
+
+
+def _mode(path: Path, default: int) -> int:
+    try:
+        return stat.S_IMODE(os.lstat(path).st_mode)
+    except OSError:
+        return default
 
 
 def _unit(commands: list[str]) -> str:
@@ -71,53 +191,55 @@ def _confirmed(netns: str | None) -> OwnedPart:
 
 def persist(netns: str | None, root: str | None) -> dict:
     part, base = _confirmed(netns), _root(root)
-    mechanism, files, commands = plan(part, base)
+    p = plan(part, base)
+    files = dict(p.files)
+    if p.commands:
+        files[Path("etc/systemd/system") / UNIT] = _unit(p.commands)
+    verify(p, base)
     written = []
-    for rel, content in files.items():
+    for rel, content in files.items():  # included and loaded-first files before what includes or needs them
         path = base / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if rel.name.endswith("nftables.conf"):
-            line = 'include "/etc/stockade/stockade.nft"'
-            text = path.read_text()
-            if line not in text.splitlines():
-                path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line + "\n")
-        else:
-            tmp = path.with_name(path.name + ".stockade-tmp")
-            tmp.write_text(content)
-            tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except OSError as e:
+            raise KernelError(f"cannot create {path.parent}: {e.strerror or e}") from None
+        write_atomic(path, content, _mode(path, 0o644 if rel.suffix == ".service" else 0o600))
         written.append(str(path))
-    if commands:
-        unit = base / "etc/systemd/system" / UNIT
-        unit.parent.mkdir(parents=True, exist_ok=True)
-        unit.write_text(_unit(commands))
-        wants = base / "etc/systemd/system/multi-user.target.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        link = wants / UNIT
-        if not link.is_symlink():
-            link.symlink_to(f"/etc/systemd/system/{UNIT}")
-        written.append(str(unit))
+    if p.commands:
+        link = base / "etc/systemd/system/multi-user.target.wants" / UNIT
+        try:
+            link.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if not link.is_symlink():
+                link.symlink_to(f"/etc/systemd/system/{UNIT}")
+        except OSError as e:
+            raise KernelError(f"cannot enable {UNIT} ({link}): {e.strerror or e}") from None
     out = persist_status(netns, root)
     out["written"] = written
-    out["text"] = f"persisted {part.digest} ({mechanism}):\n" + "\n".join(f"  {w}" for w in written)
+    out["text"] = f"persisted {part.digest} ({p.mechanism}):\n" + "\n".join(f"  {w}" for w in written)
     return out
 
 
 def persist_status(netns: str | None, root: str | None) -> dict:
     part, base = _confirmed(netns), _root(root)
-    mechanism, files, commands = plan(part, base)
+    p = plan(part, base)
     versions = {}
-    for rel, content in files.items():
-        if content:
-            try:
-                first = (base / rel).read_text().split("\n", 1)[0]
-            except OSError:
-                first = ""
-            versions[str(base / rel)] = first.removeprefix("# stockade version ") if first.startswith("# stockade") \
-                else None
+    for rel in p.files:
+        if rel.name.endswith("nftables.conf"):
+            continue
+        text = read_regular(base / rel) or ""
+        first = text.split("\n", 1)[0]
+        versions[str(base / rel)] = first.removeprefix(VERSION) if first.startswith(VERSION) else None
     current = all(v == part.digest for v in versions.values())
-    if commands:
-        current = current and (base / "etc/systemd/system/multi-user.target.wants" / UNIT).is_symlink()
+    missing = []
+    for rel in p.files:  # the boot config must still include stockade's file
+        if rel.name.endswith("nftables.conf") and INCLUDE not in (read_regular(base / rel) or "").splitlines():
+            missing.append(f"{base / rel} does not include /etc/stockade/stockade.nft")
+    if p.commands and not (base / "etc/systemd/system/multi-user.target.wants" / UNIT).is_symlink():
+        missing.append(f"{UNIT} is not enabled")
+    current = current and not missing
     on_disk = sorted({v or "nothing of stockade's" for v in versions.values()})
-    text = f"{mechanism}: " + (f"loads the confirmed version {part.digest}" if current else
-                               f"not current (confirmed {part.digest}; on disk: {', '.join(on_disk)})")
-    return {"mechanism": mechanism, "files": versions, "confirmed": part.digest, "current": current, "text": text}
+    text = f"{p.mechanism}: " + (f"loads the confirmed version {part.digest}" if current else
+                                 f"not current (confirmed {part.digest}; on disk: {', '.join(on_disk)}"
+                                 + "".join(f"; {m}" for m in missing) + ")")
+    return {"mechanism": p.mechanism, "files": versions, "confirmed": part.digest, "current": current,
+            "missing": missing, "text": text}

@@ -3,7 +3,9 @@ STOCKADE_STATE_DIR when set). JSON files, each replaced atomically:
   previous   the part `rollback` restores (saved before an apply; kept while one is unconfirmed)
   applied    the part stockade last made live: version (digest), time, policy, backend
   confirmed  the part last confirmed (what `persist` writes)
-  pending    the armed rollback timer: job id, deadline, worker pid
+  pending    the rollback timer: job id, deadline (wall clock, for people; CLOCK_MONOTONIC with the
+             boot id, for the worker and for deciding if it is overdue), worker pid. Written *before*
+             the kernel changes, so a timer exists for every new ruleset whatever fails after
   job        what the worker is asked to apply
   journal    an iptables transaction in progress (transaction.py)
 """
@@ -11,15 +13,42 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import WriteError, remove, write_atomic
+from .host import KernelError
+
 DEFAULT_BASE = Path("/var/lib/stockade")
+_NETNS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def boot_id() -> str:
+    """This boot's id: CLOCK_MONOTONIC values and worker pids mean something only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def clock() -> float:
+    """Seconds on CLOCK_BOOTTIME: monotonic (a changed wall clock moves no deadline), counts time
+    suspended, shared by every process of this boot."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def check_netns(netns: str | None) -> None:
+    """A namespace name is one path component of the state dir: no `..`, no `/`, and not `host`
+    (the state dir of this machine's own namespace)."""
+    if netns is not None and (not _NETNS.fullmatch(netns) or netns == "host" or ".." in netns):
+        raise KernelError(f"invalid network namespace name {netns[:80]!r}: letters, digits, `_`, `.`, `-` "
+                          "(not `host`, no `..`, at most 63)")
 
 
 @dataclass(frozen=True)
@@ -28,9 +57,13 @@ class State:
 
     @classmethod
     def for_netns(cls, netns: str | None) -> State:
+        check_netns(netns)
         base = Path(os.environ.get("STOCKADE_STATE_DIR") or DEFAULT_BASE)
         d = base / (netns or "host")
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise WriteError(f"cannot create the state directory {d}: {e.strerror or e}") from None
         return cls(d)
 
     def path(self, name: str) -> Path:
@@ -45,13 +78,8 @@ class State:
             return None
 
     def write(self, name: str, data: dict) -> None:
-        p = self.path(name)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(p)
+        """Atomic and durable; WriteError (a KernelError) when the disk refuses."""
+        write_atomic(self.path(name), json.dumps(data, indent=1))
 
     def remove(self, name: str) -> None:
-        self.path(name).unlink(missing_ok=True)
+        remove(self.path(name))

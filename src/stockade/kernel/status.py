@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import difflib
 import re
-import time
 
 from . import backend as backends
 from .backend import TABLE
 from .host import Host
 from .live import nft_table, read_part, save_text
-from .lock import locked
 from .part import OwnedPart
+from .rollback import seconds_left, timer_alarm
 from .state import State
-from .transaction import recover
 
 _COMMENT = re.compile(r'--comment (?:"([^"]*)"|(\S+))')
 _NFT_RULE = re.compile(r'counter packets (\d+) bytes (\d+).*?(?:comment "([^"]*)")?\s*$')
@@ -80,13 +78,20 @@ def others(host: Host, backend: str) -> list[dict]:
     return out
 
 
+def alarms(state: State) -> list[str]:
+    """What a killed stockade left that needs a person: a half-done transaction, a dead timer."""
+    out = []
+    j = state.read("journal")
+    if j is not None:
+        out.append(f"ALARM: a transaction a killed stockade left half done (from {j['from']['digest']} to "
+                   f"{j['to']['digest']}): run `stockade repair` to put {j['from']['digest']} back")
+    t = timer_alarm(state)
+    return out + ([t] if t else [])
+
+
 def status(netns: str | None) -> dict:
-    """Read-only, except that a transaction a killed process left half done is first undone (under the lock)."""
+    """Read-only: it never changes the kernel or the state; what needs repair is reported as an alarm."""
     host, state = Host(netns), State.for_netns(netns)
-    repaired = False
-    if state.read("journal") is not None:
-        with locked(state.dir / "lock"):
-            repaired = recover(host, state)
     applied, confirmed, pending = state.read("applied"), state.read("confirmed"), state.read("pending")
     backend = backends.choose(host, "auto", applied and applied.get("backend"))
     live = read_part(host, backend)
@@ -99,22 +104,26 @@ def status(netns: str | None) -> dict:
     brief = lambda r: r and {k: r.get(k) for k in ("version", "at", "policy", "rolled_back", "confirmed_at")}
     return {"netns": host.label, "backend": backend, "live_version": live.digest,
             "stockade_rules_live": not live.empty, "applied": brief(applied), "confirmed": brief(confirmed),
-            "pending": pending and {"deadline": pending["deadline"], "seconds_left": round(pending["deadline"] - time.time(), 1)},
-            "repaired": repaired, "drift": drift is not None, "drift_lines": drift or [],
+            "pending": pending and {"deadline": pending["deadline"], "seconds_left": _left(pending)},
+            "alarms": alarms(state), "drift": drift is not None, "drift_lines": drift or [],
             "rules": nft_rules(host) if backend == "nftables" else iptables_rules(host, backend),
             "others": others(host, backend)}
 
 
+def _left(pending: dict) -> float | None:
+    left = seconds_left(pending)
+    return None if left is None else round(left, 1)
+
+
 def status_text(s: dict) -> str:
     lines = [f"{s['netns']}: {s['backend']}, live version {s['live_version']}"]
-    if s["repaired"]:
-        lines.append("repaired: a transaction a killed stockade left half done was undone")
+    lines += s["alarms"]
     for key in ("applied", "confirmed"):
         r = s[key]
         lines.append(f"{key}: " + (f"{r['version']} at {r['at']}" + (f" from {r['policy']}" if r.get("policy") else "")
                                    + (f" (rollback: {r['rolled_back']})" if r.get("rolled_back") else "")
                                    if r else "never"))
-    if s["pending"]:
+    if s["pending"] and not s["alarms"]:
         lines.append(f"unconfirmed: rolls back in {s['pending']['seconds_left']} s unless `stockade confirm`")
     lines.append("drift: " + ("stockade's rules were changed by hand:" if s["drift"] else "none"))
     lines += [f"  {d}" for d in s["drift_lines"] if not d.startswith(("---", "+++", "@@"))]
@@ -126,3 +135,7 @@ def status_text(s: dict) -> str:
         lines.append("other tools' rules (left as they are):")
         lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "") for o in s["others"]]
     return "\n".join(lines) + "\n"
+
+
+def netns_alarms(netns: str | None) -> list[str]:
+    return alarms(State.for_netns(netns))

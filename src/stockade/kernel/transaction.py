@@ -17,7 +17,8 @@ iptables: three steps; the first changes nothing packets meet.
 Then the old generation's sets are destroyed. Between the commits of steps 2 and 3 (a few
 milliseconds) IPv4 already has the new rules and IPv6 the old ones: the two families switch one
 after the other, never a rule at a time. A journal on disk names both parts for that window, so
-a process killed inside it is repaired by the next stockade command that takes the lock.
+a process killed inside it is reported as an alarm by every command and undone by `stockade repair`
+or the next apply (which says what it undid). A transaction that fails removes its journal.
 """
 from __future__ import annotations
 
@@ -44,7 +45,13 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
         return
     if state is not None:
         state.write("journal", {"from": live.to_json(), "to": target.to_json()})
-    _iptables(host, live, target)
+    try:
+        _iptables(host, live, target)
+    except KernelError:
+        from .live import read_part
+        if state is not None and read_part(host, live.backend).digest == live.digest:
+            state.remove("journal")  # put back by _iptables: nothing is left half done
+        raise
     if state is not None:
         state.remove("journal")
 
@@ -69,7 +76,8 @@ def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
     # Each family's rules use one generation (two only after a crash between the family commits): a
     # third is always free for the new sets.
     gen = next(g for g in "abc" if g not in gens[4] | gens[6])
-    existing = re.findall(r"^create (stk-\S+-[abc]) ", ipset_save(host), re.MULTILINE)
+    ours = set(re.findall(r"^create (stk-\S+) ", live.text.get("sets", "") + target.text.get("sets", ""), re.MULTILINE))
+    existing = [n for n in re.findall(r"^create (stk-\S+-[abc]) ", ipset_save(host), re.MULTILINE) if n[:-2] in ours]
     for name in existing:  # leftovers of an interrupted transaction: nothing references them
         if name.endswith(f"-{gen}"):
             host.run(["ipset", "destroy", name])
@@ -80,11 +88,13 @@ def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
         host.run([tool(b, 6, "restore"), "--noflush"], input=restore_text(live.text["6"], target.text["6"], gen))
     except KernelError:
         for f in (4, 6):  # put back what was committed: IPv4 when IPv6 failed, tables iptables-legacy committed
-            now = own_iptables(save_text(host, b, f))
-            if now != live.text[str(f)]:
+            raw_now = save_text(host, b, f)
+            now = own_iptables(raw_now)
+            # the same rules on the new generation's sets count as changed: they hold those sets
+            if now != live.text[str(f)] or re.search(rf"--match-set stk-\S+-{gen} ", raw_now):
                 host.run([tool(b, f, "restore"), "--noflush"],
                          input=restore_text(now, live.text[str(f)], min(gens[f] or {gen})))
-        _destroy(host, new_sets)
+        _destroy(host, new_sets, check=False)
         raise
     _destroy(host, [n for n in existing if not n.endswith(f"-{gen}")], check=False)
 

@@ -4,7 +4,7 @@
     internet eth0 ─┤ br0 (switch) ├─ eth0 server
     peer   eth0 ─┘
 
-Every host is a throwaway namespace (lab.netns); the switch is a bridge in a namespace of
+Every host is a throwaway namespace (kernel.netns); the switch is a bridge in a namespace of
 its own, so the server's interface is a plain veth named `eth0`, as the policy names it, and
 bridge netfilter (br_netfilter) never sees a frame in the server's namespace. A host holds
 the source addresses it was given (documentation addresses only, /32 and /128) and reaches

@@ -39,7 +39,7 @@ def network(text: str) -> Network:
 RATE = re.compile(r"^(\d+)/(\d*)(second|sec|s|minute|min|m|hour|h|day|d)$")
 UNIT_SECONDS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600,
                 "day": 86400, "d": 86400}
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,20}$")
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,18}$")  # stk-NAME-net4-a: at most 31, ipset's limit
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -200,7 +200,7 @@ class Policy(Strict):
     def _group_names(cls, v):
         for name in v:
             if not NAME.match(name) or name == "everyone":
-                raise ValueError(f"group name `{name}`: lower-case letters, digits, _ and -, at most 21, "
+                raise ValueError(f"group name `{name}`: lower-case letters, digits, _ and -, at most 19 (with its set suffixes, ipset allows 31), "
                                  "not `everyone`")
         return v
 
