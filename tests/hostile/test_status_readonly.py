@@ -9,7 +9,7 @@ import pytest
 
 from stockade.kernel.host import Host, KernelError
 from stockade.kernel.live import read_part
-from stockade.kernel.part import Part, desired
+from stockade.kernel.part import OwnedPart, desired
 from stockade.kernel.state import State
 from stockade.kernel.transaction import apply
 from stockade.policy.compile import compile_policy
@@ -48,7 +48,7 @@ def test_failed_transaction_removes_its_journal(netns, tmp_path, monkeypatch):
     good = desired(compile_policy(old), BACKEND, {})
     apply(host, read_part(host, BACKEND), good, state)
     live = read_part(host, BACKEND).digest
-    bad = Part(BACKEND, {**good.text, "6": good.text["6"].replace("COMMIT", "-A stk-in -m nosuchmatch -j ACCEPT\nCOMMIT")})
+    bad = OwnedPart(BACKEND, {**good.text, "6": good.text["6"].replace("COMMIT", "-A stk-in -m nosuchmatch -j ACCEPT\nCOMMIT")})
     with pytest.raises(KernelError):
         apply(host, read_part(host, BACKEND), bad, state)
     assert read_part(host, BACKEND).digest == live
