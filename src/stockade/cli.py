@@ -10,7 +10,7 @@ import click
 
 from .model import Family
 from .parse.command import Builder
-from .parse.read import read
+from .parse.read import Unreadable, decode, read
 from .render.json import ruleset_json
 from .render.save import render_save
 
@@ -20,13 +20,12 @@ EXIT_FINDINGS, EXIT_UNREADABLE = 1, 2
 def _load(path: str, fmt: str = "auto", family: Family | None = None) -> Builder:
     """Read a ruleset file; unreadable input exits 2 with a one-line reason, never a traceback."""
     try:
-        raw = Path(path).read_bytes()
-        if b"\0" in raw:
-            raise UnicodeError("binary data (NUL bytes)")
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        click.echo(f"{path}: error: cannot read input: {reason}", err=True)
+        text = decode(Path(path).read_bytes(), path)
+    except OSError as e:
+        click.echo(f"{path}: error: cannot read input: {e.strerror or e}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    except Unreadable as e:
+        click.echo(str(e.diagnostic), err=True)
         sys.exit(EXIT_UNREADABLE)
     return read(text, path, fmt, family)
 
