@@ -163,10 +163,16 @@ def _policy(path: str):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="directory to write into")
 def compile_cmd(policy: str, target: str, out_dir: str) -> None:
     """Compile POLICY: rules.v4, rules.v6 and ipsets (iptables) or ruleset.nft (nftables)."""
+    from .files import WriteError
     from .policy.output import write_outputs
 
     c = _policy(policy)
-    for path in write_outputs(c, target, Path(out_dir)):
+    try:
+        written = write_outputs(c, target, Path(out_dir))
+    except WriteError as e:
+        click.echo(f"{e.path}: error: cannot write: {e.reason}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    for path in written:
         click.echo(str(path))
 
 
