@@ -105,7 +105,7 @@ def lint(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...
 @main.command()
 @click.argument("ruleset")
 @click.option("--packet", "spec", help='JSON object or short form, e.g. "tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN"')
-@click.option("--packets", "batch", type=click.File("r"), help="JSON Lines file: one packet spec per line")
+@click.option("--packets", "batch", type=click.File("rb"), help="JSON Lines file: one packet spec per line")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (one line per packet in batch mode)")
 @click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
 def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> None:
@@ -313,8 +313,11 @@ def diff_cmd(old: str, new: str, as_json: bool) -> None:
     for path in (old, new):
         try:
             rulesets, diags = load_rulesets(path)
-        except (OSError, UnicodeError) as e:
-            click.echo(f"{path}: error: cannot read input: {getattr(e, 'strerror', None) or e}", err=True)
+        except OSError as e:
+            click.echo(f"{path}: error: cannot read input: {e.strerror or e}", err=True)
+            sys.exit(EXIT_UNREADABLE)
+        except Unreadable as e:
+            click.echo(str(e.diagnostic), err=True)
             sys.exit(EXIT_UNREADABLE)
         except PolicyError as e:
             for d in e.diagnostics:

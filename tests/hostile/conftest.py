@@ -20,8 +20,10 @@ def stockade(*args: str, cwd=None, timeout: float = 120) -> subprocess.Completed
 
 
 def refused(r: subprocess.CompletedProcess, code: int = 1) -> str:
-    """stderr of a run that must fail with `code` and a positioned error, never a traceback."""
-    assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert POSITIONED.search(r.stderr), r.stderr
-    return r.stderr
+    """The output (stdout and stderr) of a run that must fail with `code` and a positioned error, never
+    a traceback."""
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out
+    assert r.returncode == code, (r.returncode, out)
+    assert POSITIONED.search(out), out
+    return out

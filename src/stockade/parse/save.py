@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Origin, Table
-from .command import Builder, table_of
+from .command import Builder, check_chain_name, table_of
 from .diagnostics import ParseError, Token
 
 _HEADER = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$")
@@ -115,6 +115,8 @@ def chain_header(table: Table, line: str, origin: Origin) -> None:
         raise ParseError(f"bad chain header `{line}`", code="bad-header", hint="write `:NAME POLICY [0:0]`")
     name, policy = m.group(1), m.group(2)
     builtin = name in BUILTIN_CHAINS[table.name]
+    if not builtin:
+        check_chain_name(Token(name, Origin(origin.file, origin.line, origin.col + 1)), header=True)
     if builtin and policy not in ("ACCEPT", "DROP"):
         raise ParseError(f"built-in chain {name} needs policy ACCEPT or DROP, not {policy}", code="bad-policy")
     if not builtin and policy != "-":

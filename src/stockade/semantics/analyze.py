@@ -143,7 +143,8 @@ def families(rulesets: dict[Family, Ruleset], family: Family | None) -> list[Rul
 
 def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_path: str | None,
                 family: Family | None, as_json: bool) -> int:
-    """Print the analysis of every family asked for; 0 on success, 1 for bad input (diagnostics on stderr)."""
+    """Print the analysis of every family asked for; 0 on success, 1 for bad input (diagnostics on stderr),
+    also when lines the kernel would refuse were left out: the ruleset analysed is then not the one given."""
     import json
     import sys
 
@@ -186,4 +187,4 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
         print(json.dumps(top, indent=2))
     else:
         print("\n\n".join(render_text(r, file) for r in results))
-    return 0
+    return 1 if any(d.severity == "error" for d in b.diagnostics) else 0

@@ -438,16 +438,21 @@ def class_text(k: dict) -> str:
 
 def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
     """A policy (.toml, compiled) or an iptables-save dump or script; with its diagnostics.
-    Raises OSError/UnicodeError for unreadable files and PolicyError for a bad policy."""
+    Raises OSError or Unreadable for unreadable files and for a dump iptables-restore refuses (it would
+    load none of it; a script's bad lines fail alone), PolicyError for a bad policy."""
     if path.endswith(".toml"):
         from ..policy.compile import compile_policy  # pydantic only when needed
         c = compile_policy(path)
         return c.rulesets, c.diagnostics
-    from ..parse.read import read
-    raw = Path(path).read_bytes()
-    if b"\0" in raw:
-        raise UnicodeError("binary data (NUL bytes)")
-    b = read(raw.decode("utf-8"), path)
+    from ..parse.diagnostics import Diagnostic
+    from ..parse.read import BOM, Unreadable, decode, guess_format, read
+    text = decode(Path(path).read_bytes(), path)
+    b = read(text, path)
+    errors = [d for d in b.diagnostics if d.severity == "error"]
+    if errors and guess_format(text.removeprefix(BOM)) == "save":
+        first = errors[0]
+        raise Unreadable(Diagnostic("error", "refused", f"iptables-restore refuses this dump ({len(errors)} error(s)), "
+                                    f"the first: {first.message}", first.origin, f"`stockade lint {path}` lists them"))
     return b.rulesets, b.diagnostics
 
 

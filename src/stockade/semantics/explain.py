@@ -6,19 +6,21 @@ from typing import IO
 
 import click
 
-from ..model import Family
+from ..model import Family, Origin
 from ..parse.command import Builder
 from .packet import Packet, SpecError, from_json, from_short
 from .simulate import Simulator
 
 
 def parse_spec(text: str) -> Packet:
+    """A packet from a JSON object or the short form; SpecError (with its column if known) otherwise."""
+    indent = len(text) - len(text.lstrip())
     text = text.strip()
     if text.startswith("{"):
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as e:
-            raise SpecError(f"packet spec is not valid JSON: {e.msg} at column {e.colno}") from None
+            raise SpecError(f"packet spec is not valid JSON: {e.msg}", col=indent + e.colno) from None
         if not isinstance(spec, dict):
             raise SpecError("packet spec must be a JSON object")
         return from_json(spec)
@@ -46,7 +48,7 @@ def explain_one(b: Builder, spec: str, as_json: bool) -> int:
         pkt = parse_spec(spec)
         res = Explainer(b).run(pkt)
     except SpecError as e:
-        click.echo(f"--packet: error: {e}", err=True)
+        click.echo(f"--packet:1:{e.col}: error: {e}", err=True)
         return 2
     if as_json:
         click.echo(json.dumps(res.to_json()))
@@ -67,15 +69,23 @@ def explain_one(b: Builder, spec: str, as_json: bool) -> int:
     return 0
 
 
-def explain_batch(b: Builder, lines: IO[str], as_json: bool) -> int:
+def explain_batch(b: Builder, lines: IO[bytes], as_json: bool) -> int:
+    """One result per line of a JSON Lines file; a bad line is an error `file:line:col: ...` in its place."""
     ex = Explainer(b)
+    name = getattr(lines, "name", "<packets>")
     bad = 0
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, raw in enumerate(lines, 1):
         try:
-            out = ex.run(parse_spec(line)).to_json()
-        except SpecError as e:
-            out, bad = {"error": f"line {n}: {e}"}, bad + 1
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            where = Origin(name, n, len(raw[:e.start].decode("utf-8", "replace")) + 1)
+            out, bad = {"error": f"{where}: error: byte 0x{raw[e.start]:02x} is not UTF-8"}, bad + 1
+        else:
+            if not line.strip():
+                continue
+            try:
+                out = ex.run(parse_spec(line)).to_json()
+            except SpecError as e:
+                out, bad = {"error": f"{Origin(name, n, e.col)}: error: {e}"}, bad + 1
         click.echo(json.dumps(out) if as_json else f"{n}: {out.get('verdict', out.get('error'))}")
     return 2 if bad else 0

@@ -43,7 +43,11 @@ STATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED")
 
 
 class SpecError(ValueError):
-    """A packet spec that does not describe a packet; the message says which field."""
+    """A packet spec that does not describe a packet; the message says which field, `col` where if known."""
+
+    def __init__(self, message: str, col: int = 1):
+        super().__init__(message)
+        self.col = col
 
 
 @dataclass(frozen=True)
