@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from ..child import CWD, python_module
 from ..model import Family, Ruleset
 from ..render.ipset import render_ipsets
 from ..render.save import render_save, rule_line
@@ -133,8 +133,8 @@ class Agent:
     """A lab.agent process in a host namespace."""
 
     def __init__(self, ns):
-        self.proc = ns.spawn([sys.executable, "-m", "stockade.lab.agent"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+        self.proc = ns.spawn(python_module("stockade.lab.agent"), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=CWD)
         self.ask_raw()
 
     def ask_raw(self, req: dict | None = None) -> dict:
@@ -203,8 +203,8 @@ class Session:
             server = self.lab.server
             ports = {p: ",".join(str(s.port) for s in self.services if s.proto == p and s.listening)
                      for p in ("tcp", "udp")}
-            svc = server.spawn([sys.executable, "-m", "stockade.lab.services", f"tcp:{ports['tcp']}",
-                                f"udp:{ports['udp']}"], stdout=subprocess.PIPE, text=True)
+            svc = server.spawn(python_module("stockade.lab.services", f"tcp:{ports['tcp']}", f"udp:{ports['udp']}"),
+                               stdout=subprocess.PIPE, text=True, cwd=CWD)
             stack.callback(svc.stdout.close)
             if svc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the lab's listeners did not start")
