@@ -336,6 +336,17 @@ def diff_cmd(old: str, new: str, as_json: bool) -> None:
     sys.exit(EXIT_FINDINGS if d.changes else 0)
 
 
+def _audit(path: str, say, families=None):
+    """The lab's report on a ruleset file; exit 2 when the lab cannot hold it."""
+    from .lab.audit import Unmappable, run_audit
+
+    try:
+        return run_audit(path, Path(path).read_text(encoding="utf-8"), say, families)[0]
+    except Unmappable as e:
+        click.echo(str(e.diagnostic), err=True)
+        sys.exit(EXIT_UNREADABLE)
+
+
 def _lab_report(report, as_json: bool) -> None:
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
     sys.exit(EXIT_FINDINGS if report.mismatches else 0)
@@ -347,7 +358,6 @@ def _lab_report(report, as_json: bool) -> None:
 @click.option("--family", type=click.Choice(["4", "6", "both"]), default="both", show_default=True)
 def lab(target: str, as_json: bool, family: str) -> None:
     """Prove POLICY (.toml) or RULESET with real packets in throwaway namespaces; exit 1 on any mismatch."""
-    from .lab.audit import run_audit
     from .lab.run import run_lab
 
     fams = list(Family) if family == "both" else [Family(int(family))]
@@ -357,7 +367,7 @@ def lab(target: str, as_json: bool, family: str) -> None:
         report = run_lab(target, say, fams)
     else:
         _load(target)
-        report, _ = run_audit(target, Path(target).read_text(encoding="utf-8"), say, fams)
+        report = _audit(target, say, fams)
     _lab_report(report, as_json)
 
 
@@ -366,13 +376,11 @@ def lab(target: str, as_json: bool, family: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable report")
 def audit(ruleset: str, as_json: bool) -> None:
     """What an imported script or dump really does to real packets (lab probes, simulator predictions)."""
-    from .lab.audit import run_audit
-
     b = _load(ruleset)
     for d in b.diagnostics:
         if d.severity != "note":
             click.echo(str(d), err=True)
-    report, _ = run_audit(ruleset, Path(ruleset).read_text(encoding="utf-8"), lambda m: click.echo(m, err=True))
+    report = _audit(ruleset, lambda m: click.echo(m, err=True))
     _lab_report(report, as_json)
 
 
