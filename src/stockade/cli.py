@@ -316,8 +316,9 @@ def diff_cmd(old: str, new: str, as_json: bool) -> None:
         except OSError as e:
             click.echo(f"{path}: error: cannot read input: {e.strerror or e}", err=True)
             sys.exit(EXIT_UNREADABLE)
-        except Unreadable as e:
-            click.echo(str(e.diagnostic), err=True)
+        except Unreadable as e:  # also a dump iptables-restore refuses: a diff against part of it misleads
+            for d in e.diagnostics:
+                click.echo(str(d), err=True)
             sys.exit(EXIT_UNREADABLE)
         except PolicyError as e:
             for d in e.diagnostics:

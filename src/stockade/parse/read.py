@@ -26,11 +26,12 @@ BOM = "\ufeff"
 
 
 class Unreadable(ValueError):
-    """Input that is not text stockade can read (exit 2); `diagnostic` says where and why."""
+    """Input stockade cannot use (exit 2); `diagnostics` say where and why, `diagnostic` is the first."""
 
-    def __init__(self, diagnostic: Diagnostic):
-        super().__init__(str(diagnostic))
-        self.diagnostic = diagnostic
+    def __init__(self, *diagnostics: Diagnostic):
+        super().__init__("\n".join(map(str, diagnostics)))
+        self.diagnostics = list(diagnostics)
+        self.diagnostic = diagnostics[0]
 
 
 def _where(raw: bytes, offset: int, file: str) -> Origin:

@@ -444,15 +444,12 @@ def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
         from ..policy.compile import compile_policy  # pydantic only when needed
         c = compile_policy(path)
         return c.rulesets, c.diagnostics
-    from ..parse.diagnostics import Diagnostic
     from ..parse.read import BOM, Unreadable, decode, guess_format, read
     text = decode(Path(path).read_bytes(), path)
     b = read(text, path)
     errors = [d for d in b.diagnostics if d.severity == "error"]
     if errors and guess_format(text.removeprefix(BOM)) == "save":
-        first = errors[0]
-        raise Unreadable(Diagnostic("error", "refused", f"iptables-restore refuses this dump ({len(errors)} error(s)), "
-                                    f"the first: {first.message}", first.origin, f"`stockade lint {path}` lists them"))
+        raise Unreadable(*errors)
     return b.rulesets, b.diagnostics
 
 
