@@ -7,7 +7,11 @@ import re
 import subprocess
 import sys
 
+from hypothesis import settings
+
 from ..kernel.conftest import kernel_ok, netns, no_namespace_left  # noqa: F401 (fixtures)
+
+settings.register_profile("thorough", max_examples=10_000)  # --hypothesis-profile=thorough: the fuzz's full run
 
 # `file:line:col: error: ...`, the form every error of bad input takes
 POSITIONED = re.compile(r"^\S.*?:\d+:\d+: error: ", re.M)

@@ -9,6 +9,7 @@ standard set (tcp/22, tcp/80, tcp/443, tcp/25, udp/53) if it names none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..model import Family, Ruleset
 from .flatten import Flat, flatten
@@ -148,6 +149,7 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
     import json
     import sys
 
+    from ..parse.read import Unreadable, decode
     from .flatten import FlatError
     from .ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
@@ -161,10 +163,12 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
             if path is None:
                 continue
             try:
-                with open(path, encoding="utf-8") as fh:
-                    maps[key] = reader(fh.read(), path, rs.family)
-            except (OSError, UnicodeError) as e:
-                print(f"{path}: error: cannot read {key} file: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+                maps[key] = reader(decode(Path(path).read_bytes(), path), path, rs.family)
+            except OSError as e:
+                print(f"{path}: error: cannot read {key} file: {e.strerror or e}", file=sys.stderr)
+                return 2
+            except Unreadable as e:
+                print(str(e.diagnostic), file=sys.stderr)
                 return 2
             except IpAssmtError as e:
                 print(str(e.diagnostic), file=sys.stderr)
@@ -178,7 +182,8 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
             print(f"{file}: error: {e}", file=sys.stderr)
             return 1
     if not results:
-        print(f"{file}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse", file=sys.stderr)
+        print(f"{file}:1:1: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse",
+              file=sys.stderr)
         return 1
     if as_json:
         top = dict(results[0])
