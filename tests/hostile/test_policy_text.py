@@ -2,6 +2,10 @@
 5,000 deep, bytes that are not UTF-8."""
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from .conftest import POSITIONED, refused, stockade
 
 POLICY = 'admin = ["ops"]\n[groups]\nops = ["192.0.2.1"]\n'
@@ -33,3 +37,14 @@ def test_policy_not_utf8_gives_line_and_column(tmp_path):
     err = refused(stockade("compile", str(p), "--out", str(tmp_path / "o")))
     assert f"{p}:4:6: error: cannot read input: byte 0xe9 is not UTF-8" in err
     assert POSITIONED.search(err)
+
+
+@pytest.mark.kernel
+def test_lab_on_a_policy_naming_no_port_runs(kernel_ok, tmp_path):
+    """Found with the quoted file name: a policy with admin groups only names no TCP port, so nothing
+    listens, and the lab's established-connection probe indexed an empty list (IndexError)."""
+    p = tmp_path / "p.toml"
+    p.write_text(POLICY)
+    r = stockade("lab", str(p), "--family", "4", "--json", timeout=300)
+    assert "Traceback" not in r.stderr and r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["rows"]

@@ -327,8 +327,8 @@ class Session:
         held = []
         for src in self.sources[fam]:
             self.progress(f"lab: IPv{int(fam)} probes from {src.label} ({src.addr})")
-            if src.host:
-                held.append(self._hold(src))
+            if src.host and (hold := self._hold(src)):
+                held.append(hold)
             for svc in self.services:
                 self._crafted(src, svc)
             if src.host:
@@ -449,9 +449,12 @@ class Session:
         self._row(src, svc, "connect", res["result"], shown, note, status)
 
     def _hold(self, src: Source):
-        """Open a connection to the first listening TCP service (SSH last: its limits count packets)."""
+        """Open a connection to the first listening TCP service (SSH last: its limits count packets); None if
+        the ruleset names no TCP port (e.g. a policy with admin groups only), so none listens."""
         pred = self.group(src.family)
         tcp = sorted((s for s in self.services if s.proto == "tcp" and s.listening), key=lambda s: s.port == 22)
+        if not tcp:
+            return None
         svc = tcp[0]
         res, t_send, t_done = self._real(src, svc, "hold")
         pkt = self._real_pkt(src, svc, res["sport"])
