@@ -9,6 +9,7 @@ new one, never a torn one.
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -32,7 +33,7 @@ def _open_dir(directory: Path, mode: int) -> int:
     try:
         return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
-        reason = "is a symbolic link or not a directory" if e.errno in (40, 20) else e.strerror  # ELOOP, ENOTDIR
+        reason = "is a symbolic link or not a directory" if e.errno in (errno.ELOOP, errno.ENOTDIR) else e.strerror
         raise WriteError(directory, reason) from None
 
 
