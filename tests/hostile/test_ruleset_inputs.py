@@ -130,3 +130,14 @@ def test_non_utf8_errors_give_line_and_column(tmp_path):
         err = refused(stockade(cmd, str(p)), 2)
         assert f"{p}:3:33: error: cannot read input: byte 0xe9 is not UTF-8" in err  # characters, not bytes
     assert POSITIONED.search(err)
+
+
+def test_short_packet_spec_with_a_bad_number_is_a_positioned_error(tmp_path):
+    """Found by the fuzz (`0 0 > 0 T :`): a key's value that is not a number raised ValueError."""
+    rules = tmp_path / "r.v4"
+    rules.write_text(HEAD + "COMMIT\n")
+    for spec, col, what in (("0 0 > 0 T :", 11, "`:` is not a number (after `t`)"),
+                            ("tcp 192.0.2.1:1 -> 192.0.2.2:22 SYN mark zz", 42, "`zz` is not a number"),
+                            ("tcp 192.0.2.1:1 > 192.0.2.2:22 SYN bogus 1", 36, "unexpected `bogus`")):
+        err = refused(stockade("explain", str(rules), "--packet", spec), 2)
+        assert f"--packet:1:{col}: error: {what}" in err
