@@ -10,7 +10,7 @@ import click
 
 from .model import Family
 from .parse.command import Builder
-from .parse.read import Unreadable, decode, read
+from .parse.read import Unreadable, read, read_file
 from .render.json import ruleset_json
 from .render.save import render_save
 
@@ -20,7 +20,7 @@ EXIT_FINDINGS, EXIT_UNREADABLE = 1, 2
 def _load(path: str, fmt: str = "auto", family: Family | None = None) -> Builder:
     """Read a ruleset file; unreadable input exits 2 with a one-line reason, never a traceback."""
     try:
-        text = decode(Path(path).read_bytes(), path)
+        text = read_file(path)
     except OSError as e:
         click.echo(f"{path}: error: cannot read input: {e.strerror or e}", err=True)
         sys.exit(EXIT_UNREADABLE)
@@ -105,7 +105,7 @@ def lint(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...
 @main.command()
 @click.argument("ruleset")
 @click.option("--packet", "spec", help='JSON object or short form, e.g. "tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN"')
-@click.option("--packets", "batch", type=click.File("rb"), help="JSON Lines file: one packet spec per line")
+@click.option("--packets", "batch", metavar="FILE", help="JSON Lines file: one packet spec per line (- for stdin)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (one line per packet in batch mode)")
 @click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto", show_default=True)
 def explain(ruleset: str, spec: str | None, batch, as_json: bool, fmt: str) -> None:
@@ -160,7 +160,7 @@ def _policy(path: str):
 @main.command("compile")
 @click.argument("policy")
 @click.option("--target", type=click.Choice(["iptables", "nftables"]), default="iptables", show_default=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="directory to write into")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="directory to write into")
 def compile_cmd(policy: str, target: str, out_dir: str) -> None:
     """Compile POLICY: rules.v4, rules.v6 and ipsets (iptables) or ruleset.nft (nftables)."""
     from .files import WriteError

@@ -25,11 +25,15 @@ class WriteError(Exception):
 
 
 def _open_dir(directory: Path, mode: int) -> int:
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    if "\0" in str(directory):
+        raise WriteError(directory, "a file name cannot hold a NUL byte")
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(directory, mode)
     except FileExistsError:
         pass
+    except OSError as e:
+        raise WriteError(directory, e.strerror or str(e)) from None
     try:
         return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:

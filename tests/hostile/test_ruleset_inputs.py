@@ -141,3 +141,22 @@ def test_short_packet_spec_with_a_bad_number_is_a_positioned_error(tmp_path):
                             ("tcp 192.0.2.1:1 > 192.0.2.2:22 SYN bogus 1", 36, "unexpected `bogus`")):
         err = refused(stockade("explain", str(rules), "--packet", spec), 2)
         assert f"--packet:1:{col}: error: {what}" in err
+
+
+@pytest.mark.parametrize("args", [["parse", "a\0b"], ["lint", "\0"], ["analyze", "\0"], ["diff", "\0", "x"],
+                                  ["explain", "\0", "--packet", "x"], ["compile", "\0", "--out", "o"],
+                                  ["compile", "p.toml", "--out", "o\0"], ["explain", "r.v4", "--packets", "\0"],
+                                  ["analyze", "r.v4", "--ipassmt", "\0"]])
+def test_file_argument_with_a_nul_byte_is_an_error_not_a_traceback(tmp_path, monkeypatch, args):
+    """Found by the fuzz: a NUL in a file name raised ValueError("embedded null byte") (in-process: an
+    argv cannot carry a NUL, but a name read from a file or a pipe can)."""
+    from click.testing import CliRunner
+
+    from stockade.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.toml").write_text('admin = ["ops"]\n[groups]\nops = ["192.0.2.1"]\n')
+    (tmp_path / "r.v4").write_text(HEAD + "COMMIT\n")
+    r = CliRunner().invoke(main, args)
+    assert isinstance(r.exception, SystemExit) and r.exit_code in (1, 2), r.exception
+    assert "a file name cannot hold a NUL byte" in r.stderr

@@ -53,10 +53,26 @@ def decode(raw: bytes, file: str) -> str:
                                     "convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`")) from None
 
 
+NUL_NAME = "a file name cannot hold a NUL byte"
+
+
+def read_file(path: str) -> str:
+    """The text of an input file (any kind: a FIFO from `<(...)` too); OSError if it cannot be read,
+    Unreadable if it is not UTF-8 text."""
+    try:
+        raw = Path(path).read_bytes()
+    except ValueError:  # a NUL in the name
+        raise OSError(errno.EINVAL, NUL_NAME) from None
+    return decode(raw, path)
+
+
 def read_regular(path: str | Path, limit: int) -> bytes:
     """A regular file's bytes, at most `limit` of them; OSError for anything else. Opened without
     blocking and checked before reading, so a FIFO, a terminal or /dev/zero cannot hang stockade."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except ValueError:
+        raise OSError(errno.EINVAL, NUL_NAME) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")

@@ -9,7 +9,6 @@ standard set (tcp/22, tcp/80, tcp/443, tcp/25, udp/53) if it names none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..model import Family, Ruleset
 from .flatten import Flat, flatten
@@ -149,7 +148,7 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
     import json
     import sys
 
-    from ..parse.read import Unreadable, decode
+    from ..parse.read import Unreadable, read_file
     from .flatten import FlatError
     from .ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
@@ -163,7 +162,7 @@ def run_analyze(b, opts: Options, file: str, ipassmt_path: str | None, routes_pa
             if path is None:
                 continue
             try:
-                maps[key] = reader(decode(Path(path).read_bytes(), path), path, rs.family)
+                maps[key] = reader(read_file(path), path, rs.family)
             except OSError as e:
                 print(f"{path}: error: cannot read {key} file: {e.strerror or e}", file=sys.stderr)
                 return 2

@@ -32,7 +32,6 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..model import Family, Ruleset
 from .cells import (
@@ -444,8 +443,8 @@ def load_rulesets(path: str) -> tuple[dict[Family, Ruleset], list]:
         from ..policy.compile import compile_policy  # pydantic only when needed
         c = compile_policy(path)
         return c.rulesets, c.diagnostics
-    from ..parse.read import BOM, Unreadable, decode, guess_format, read
-    text = decode(Path(path).read_bytes(), path)
+    from ..parse.read import BOM, Unreadable, guess_format, read, read_file
+    text = read_file(path)
     b = read(text, path)
     errors = [d for d in b.diagnostics if d.severity == "error"]
     if errors and guess_format(text.removeprefix(BOM)) == "save":

@@ -1,13 +1,17 @@
 """`stockade explain`: run packet specs through a ruleset and print what happens."""
 from __future__ import annotations
 
+import errno
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 import click
 
 from ..model import Family, Origin
 from ..parse.command import Builder
+from ..parse.read import NUL_NAME
 from .packet import Packet, SpecError, from_json, from_short
 from .simulate import Simulator
 
@@ -69,10 +73,33 @@ def explain_one(b: Builder, spec: str, as_json: bool) -> int:
     return 0
 
 
-def explain_batch(b: Builder, lines: IO[bytes], as_json: bool) -> int:
-    """One result per line of a JSON Lines file; a bad line is an error `file:line:col: ...` in its place."""
+def explain_batch(b: Builder, path: str, as_json: bool) -> int:
+    """One result per line of a JSON Lines file (`-`: stdin); a bad line is an error `file:line:col: ...`
+    in its place; exit 2 if any line is bad or the file cannot be read."""
+    try:
+        with open_input(path) as lines:
+            return _batch(b, lines, path, as_json)
+    except OSError as e:
+        click.echo(f"{path}: error: cannot read input: {e.strerror or e}", err=True)
+        return 2
+
+
+@contextmanager
+def open_input(path: str) -> Iterator[IO[bytes]]:
+    """The file's bytes, or stdin's for `-`; OSError (a NUL in the name included) if it cannot be opened."""
+    if path == "-":
+        yield click.get_binary_stream("stdin")
+        return
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below)
+    except ValueError:
+        raise OSError(errno.EINVAL, NUL_NAME) from None
+    with f:
+        yield f
+
+
+def _batch(b: Builder, lines: IO[bytes], name: str, as_json: bool) -> int:
     ex = Explainer(b)
-    name = getattr(lines, "name", "<packets>")
     bad = 0
     for n, raw in enumerate(lines, 1):
         try:
