@@ -120,7 +120,7 @@ def test_stockades_own_reading_allows_no_more_than_fffuu(golden):
     rs, table, chain, amap, routes = inputs(golden)
     _, got = analyze_chain(rs, table, chain, [Service(6, d, s) for s, d in expected], amap, routing=False,
                            routes=routes)
-    for (sport, dport), (classes, edges) in expected.items():
+    for (_sport, dport), (classes, edges) in expected.items():
         m = got[f"tcp/{dport}"]
         meets = {i: [n for n, f in classes.items() if _overlap(c, f)] for i, c in enumerate(m.classes)}
         for a, b in m.may:

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.corpus import SEEDS
+
 SAVE = """*filter
 :INPUT DROP [0:0]
 :FORWARD ACCEPT [0:0]
@@ -112,7 +114,9 @@ def test_explain_batch_file_is_read_like_any_input(dump, tmp_path):
     batch = tmp_path / "p.jsonl"
     batch.write_bytes(b'{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n{"proto": "\xff"}\n')
     r = stockade("explain", str(dump), "--packets", str(batch))
-    assert r.returncode == 2 and f"{batch}:2:12: error: cannot read packets file: not UTF-8" in r.stderr, r.stderr
+    # the bad line is answered in its place (the others still are), positioned, and the exit status is 2
+    assert r.returncode == 2 and f"{batch}:2:12: error: byte 0xff is not UTF-8" in r.stdout, r
+    assert r.stdout.startswith("1: DROP"), r.stdout
     r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(dump), "--packets", "-", "--json"],
                        input='{"proto": "udp", "src": "192.0.2.1", "dst": "192.0.2.2", "dport": 53}\n',
                        capture_output=True, text=True, check=False)
@@ -154,3 +158,12 @@ def test_each_deliberate_error_has_its_exit_code():
              InputError("f", "gone"): UNUSABLE, SpecError("no packet"): UNUSABLE, KernelError("not root"): UNUSABLE,
              NetnsError(["ip"], 1, "", "denied"): UNUSABLE}
     assert {type(e).__name__: for_error(e) for e in cases} == {type(e).__name__: c for e, c in cases.items()}
+
+
+@pytest.mark.parametrize("seed", sorted(p.name for p in SEEDS.glob("*.txt")))
+def test_parse_to_json_of_every_seed_is_json(seed):
+    """Every value a rule holds has a JSON form (an address in -m recent's data once had none)."""
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "parse", "--to", "json", str(SEEDS / seed)],
+                       capture_output=True, text=True)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert json.loads(r.stdout)["rulesets"]

@@ -270,8 +270,8 @@ def test_dump(rel):
         want = [ln for lineno, ln in expected.get(key, []) if lineno not in expected_bad]
         got = rendered.get(key, [])
         if want != got:
-            diffs += [f"*{key[0]} {key[1]}:"] + [d for d in difflib.unified_diff(want, got, "dump", "stockade",
-                                                                                  lineterm="", n=0)][2:]
+            diffs += [f"*{key[0]} {key[1]}:"] + list(difflib.unified_diff(want, got, "dump", "stockade",
+                                                                                  lineterm="", n=0))[2:]
     assert not diffs, f"{rel}: rendering differs from the dump (- dump, + stockade):\n" + "\n".join(diffs[:60])
 
 

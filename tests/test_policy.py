@@ -80,10 +80,12 @@ def test_service_strings_cannot_inject(tmp_path, svc):
     assert any("allow.0.service" in e for e in errors(tmp_path, text))
 
 
-def test_policy_file_name_with_newline_is_refused_not_written(tmp_path):
-    with pytest.raises(PolicyError) as e:
-        compile_policy(tmp_path / "evil\n-A INPUT -j ACCEPT.toml", text="[server]\n")
-    assert any("control character" in str(d) for d in e.value.diagnostics)
+def test_policy_file_name_with_newline_cannot_inject_a_rule(tmp_path):
+    """The rule comments name the policy file: only its safe characters, so no line break gets through."""
+    c = compile_policy(tmp_path / "evil\n-A INPUT -j ACCEPT.toml", text="[server]\n")
+    for target in ("iptables", "nftables"):
+        text = "".join(render_outputs(c, target).values())
+        assert "\n-A INPUT -j ACCEPT" not in text and "evil_-A_INPUT_-j_ACCEPT.toml" in text
 
 
 def test_every_rule_names_its_policy_line(tmp_path):

@@ -167,7 +167,7 @@ def test_txlate_accounting():
     assert len(CASES) == 452  # 451 *-translate lines and one bare `iptables` line (libxt_tcp)
     assert len(APPLICABLE) - len(added) == 221 and len(na) + len(added) == 231
     assert len(APPLICABLE) - len(added) - len(DEVIATIONS) - len(REFUSED) == 204
-    assert {k for k in DEVIATIONS} | set(REFUSED) <= {(c[0], c[1]) for c in APPLICABLE}
+    assert set(DEVIATIONS) | set(REFUSED) <= {(c[0], c[1]) for c in APPLICABLE}
 
 
 # ---- structure ----

@@ -147,7 +147,8 @@ def test_recent_sequence():
 def test_recent_update_refreshes_only_when_it_matches():
     sim = simulator("-A INPUT -p udp -m udp --dport 1 -m recent --set --name u\n"
                     "-A INPUT -p udp -m udp --dport 2 -m recent --update --seconds 10 --hitcount 3 --name u")
-    go = lambda port, t: hits(sim, f"udp {A}:1000 > {D}:{port} iif eth0 t {t}")
+    def go(port, t):
+        return hits(sim, f"udp {A}:1000 > {D}:{port} iif eth0 t {t}")
     assert go(1, 0) == [1]
     assert [go(2, t) for t in (1, 2, 3)] == [[], [], []]  # never matches, so never counts up
     assert go(1, 4) == [1] and go(1, 5) == [1]
@@ -202,7 +203,8 @@ CONNLIMIT_RULES = """
 def test_connlimit_counts_accepted_flows():
     """The sequence measured against Linux 6.18 (every answer agreed)."""
     sim = simulator(CONNLIMIT_RULES)
-    syn = lambda src, sport, t, flags="SYN": hits(sim, f"tcp {src}:{sport} > {D}:22 {flags} iif eth0 t {t}")
+    def syn(src, sport, t, flags="SYN"):
+        return hits(sim, f"tcp {src}:{sport} > {D}:22 {flags} iif eth0 t {t}")
     assert syn("198.18.1.1", 1000, 0) == [2]
     assert syn("198.18.1.2", 1001, 0.05) == [2]
     assert syn("198.18.1.3", 1002, 0.10) == [1]  # third in the /24: dropped, so never confirmed
@@ -216,7 +218,8 @@ def test_connlimit_counts_accepted_flows():
 
 def test_connlimit_unknowns():
     sim = simulator(CONNLIMIT_RULES)
-    syn = lambda sport, t: hits(sim, f"tcp 198.18.1.1:{sport} > {D}:22 SYN iif eth0 t {t}")
+    def syn(sport, t):
+        return hits(sim, f"tcp 198.18.1.1:{sport} > {D}:22 SYN iif eth0 t {t}")
     assert syn(1000, 0) == [2] and syn(1001, 0.01) == [2] and syn(1002, 0.02) == [1]
     # the dropped flow was added 1 jiffy before: whether it is evicted depends on the CPU
     assert syn(1003, 0.024) is None

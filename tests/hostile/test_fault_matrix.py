@@ -77,7 +77,8 @@ def test_cell(kernel_ok, tmp_path, command, fault, moment):
     with Netns() as ns, SmallDisk(tmp_path / "disk", "4m") as disk:
         st, root = disk.dir / "state", disk.dir / "root"
         disk.path(root / "etc/iptables").mkdir(parents=True)
-        run = lambda args: stockade_in(disk, args, st)
+        def run(args):
+            return stockade_in(disk, args, st)
         assert run(["apply", str(old), "--netns", ns.name, "--confirm-timeout", "0", "--backend", BACKEND]).returncode == 0
         old_text = full_text(ns, BACKEND)
         if command == "persist":

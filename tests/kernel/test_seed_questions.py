@@ -225,7 +225,8 @@ def compress(answers: list[str]) -> str:
 
 
 def short(spec: dict) -> str:
-    port = lambda key: f":{spec[key]}" if key in spec else ""
+    def port(key):
+        return f":{spec[key]}" if key in spec else ""
     s = f"{spec['proto']} {spec['src']}{port('sport')} > {spec['dst']}{port('dport')}"
     if spec["proto"] == "tcp":
         s += " " + (",".join(spec["tcp_flags"]) or "(no flags)")

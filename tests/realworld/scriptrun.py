@@ -304,7 +304,7 @@ def stockade_parse(case: Case, options: set[str]) -> Reading:
 def split_sections(text: str) -> dict[str, str]:
     """stockade's output per tool: each section starts with a `# iptables-save ...`, `# ip6tables-save ...`
     or `# ipset save ...` comment line."""
-    out = {name: "" for name in SAVES}
+    out = dict.fromkeys(SAVES, "")
     current = None
     for line in text.splitlines(keepends=True):
         m = re.match(r"# (iptables|ip6tables)-save\b|# (ipset) save\b", line)

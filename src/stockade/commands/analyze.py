@@ -67,7 +67,7 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
     if map_errors and not results:
         raise map_errors[0]
     if not results:
-        click.echo(f"{ruleset}: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse",
+        click.echo(f"{ruleset}:1:1: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse",
                    err=True)
         sys.exit(FINDINGS)
     if as_json:
@@ -77,7 +77,8 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
         click.echo(json.dumps(top, indent=2))
     else:
         click.echo("\n\n".join(render_text(r, ruleset) for r in results))
-    sys.exit(OK)
+    # lines the kernel would refuse were left out: the ruleset analysed is not the one given
+    sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)
 
 
 def render_text(res: dict, file: str) -> str:

@@ -17,5 +17,6 @@ def command(netns: str | None, as_json: bool) -> None:
     from ..kernel.apply import confirm
 
     out = kernel_step(confirm, netns, as_json=as_json)
-    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}" + (f" ({out['note']})" if out["note"] else ""))
+    note = f" ({out['note']})" if out["note"] else ""
+    click.echo(json.dumps(out) if as_json else f"confirmed {out['confirmed']}{note}")
     alarms(netns)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from ..child import CWD, python_code, python_module
 from ..lab.run import run_lab
 from ..lab.topology import CLIENT_V4, SERVER_IN, SERVER_V4, Topology
 from ..parse.read import read
@@ -68,7 +69,8 @@ def _plan(path: Path) -> CompiledPolicy:
     _title(f"the plan: {POLICY} (the web/mail/SSH/DNS server of seed 003)")
     click.echo(c.text)
     for r in service_table(c.policy):
-        click.echo(f"  in   {r['service']:<10} {r['ports']:<16} from {r['from']}" + (f", {r['limit']}" if r["limit"] else ""))
+        limit = f", {r['limit']}" if r["limit"] else ""
+        click.echo(f"  in   {r['service']:<10} {r['ports']:<16} from {r['from']}{limit}")
     for r in egress_table(c.policy):
         click.echo(f"  out  {r['service']:<10} {r['ports']:<16} to {r['to']}")
     for rs in c.rulesets.values():
@@ -82,8 +84,7 @@ def _stockade(state: Path, *args: str) -> subprocess.CompletedProcess:
     """The real command line, as the admin types it in an SSH session from the admin host."""
     click.secho(f"admin@{CLIENT_V4}$ stockade {' '.join(args)}", fg="cyan")
     env = dict(os.environ, SSH_CONNECTION=f"{CLIENT_V4} 50022 {SERVER_V4} 22", STOCKADE_STATE_DIR=str(state))
-    r = subprocess.run([sys.executable, "-m", "stockade.cli", *args], capture_output=True, text=True, env=env,
-                       check=False)
+    r = subprocess.run(python_module("stockade.cli", *args), capture_output=True, text=True, env=env, cwd=CWD)
     lines = (r.stdout + r.stderr).rstrip().splitlines()
     for line in lines[:SHOWN]:
         click.echo(f"  {line}")
@@ -95,7 +96,7 @@ def _stockade(state: Path, *args: str) -> subprocess.CompletedProcess:
 def _ssh_open(topo: Topology) -> bool:
     """Whether the admin host completes a TCP handshake with the server's SSH port."""
     probe = "import socket,sys; socket.create_connection((sys.argv[1], 22), timeout=1).close()"
-    return topo.client.run([sys.executable, "-c", probe, SERVER_V4], check=False).returncode == 0
+    return topo.client.run(python_code(probe, SERVER_V4), check=False).returncode == 0
 
 
 def _say_ssh(topo: Topology, expect: bool) -> bool:
@@ -113,8 +114,8 @@ def _lockout(tmp: Path) -> bool:
     bad.write_text(LOCKOUT.format(iface=SERVER_IN, admin="198.51.100.99"))
     with Topology() as topo:
         ns = ["--netns", topo.server.name]
-        sshd = topo.server.spawn([sys.executable, "-m", "stockade.lab.services", "tcp:22"], stdout=subprocess.PIPE,
-                                 text=True)
+        sshd = topo.server.spawn(python_module("stockade.lab.services", "tcp:22"), stdout=subprocess.PIPE,
+                                 text=True, cwd=CWD)
         try:
             sshd.stdout.readline()  # `ready`
             ok = _stockade(tmp, "apply", str(good), *ns, "--confirm-timeout", "0").returncode == 0

@@ -17,11 +17,14 @@ OK, FINDINGS, UNUSABLE = 0, 1, 2
 
 def for_error(e: StockadeError) -> int:
     """The exit status for a deliberate error: the first row of the table the error is an instance of."""
+    from ..files import WriteError
     from ..kernel.apply import Refused
     from ..kernel.host import KernelError
     from ..kernel.netns import NetnsError
+    from ..lab.audit import Incomplete, Unmappable
     from ..lab.inject import InjectError
     from ..model.packet import SpecError
+    from ..parse.read import Unreadable
     from .inputs import InputError
 
     table: tuple[tuple[type[StockadeError], int], ...] = (
@@ -29,7 +32,11 @@ def for_error(e: StockadeError) -> int:
         (KernelError, UNUSABLE),
         (NetnsError, UNUSABLE),  # the lab's namespaces could not be made or driven
         (InjectError, UNUSABLE),
+        (Unmappable, UNUSABLE),  # more hosts than the lab has addresses for
+        (Incomplete, UNUSABLE),  # a script runs what stockade cannot look into: rules missing
         (InputError, UNUSABLE),
+        (Unreadable, UNUSABLE),  # not text, or a dump iptables-restore refuses whole
+        (WriteError, UNUSABLE),  # the disk refused a write (full, read-only, a planted link)
         (SpecError, UNUSABLE),
     )
     return next((code for cls, code in table if isinstance(e, cls)), FINDINGS)

@@ -6,12 +6,15 @@ import sys
 
 import click
 
+from ..files import NUL_NAME
+from ..model import Origin
 from ..model.packet import SpecError
 from ..parse.command import Builder
+from ..parse.read import Unreadable, decode
 from ..parse.script import Invocation
 from . import options
 from .exitcodes import OK, UNUSABLE
-from .inputs import load_ruleset, read_text
+from .inputs import InputError, load_ruleset
 
 
 @click.command("explain")
@@ -29,8 +32,21 @@ def command(ruleset: str, spec: str | None, batch: str | None, as_json: bool, fm
     b, _ = load_ruleset(ruleset, fmt, how=how)
     if spec is not None:
         sys.exit(_one(b, spec, as_json))
-    lines = sys.stdin.read() if batch == "-" else read_text(batch, "packets file")
-    sys.exit(_batch(b, lines.splitlines(), as_json))
+    sys.exit(_batch(b, batch, _packet_lines(batch), as_json))
+
+
+def _packet_lines(path: str) -> list[bytes]:
+    """The lines of a packets file (`-`: stdin) as bytes: each is decoded on its own, so a bad byte costs
+    only its line."""
+    if path == "-":
+        return click.get_binary_stream("stdin").read().splitlines()
+    try:
+        with open(path, "rb") as f:  # a FIFO from `<(...)` too
+            return f.read().splitlines()
+    except ValueError:
+        raise InputError(path, NUL_NAME, "packets file") from None
+    except OSError as e:
+        raise InputError(path, e.strerror or str(e), "packets file") from None
 
 
 def _one(b: Builder, spec: str, as_json: bool) -> int:
@@ -40,7 +56,7 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
     try:
         res = Explainer(b.rulesets).run(parse_spec(spec))
     except SpecError as e:
-        click.echo(f"--packet: error: {e}", err=True)
+        click.echo(f"--packet:1:{e.col}: error: {e}", err=True)
         return UNUSABLE
     if as_json:
         click.echo(json.dumps(res.to_json()))
@@ -61,18 +77,25 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
     return OK
 
 
-def _batch(b: Builder, lines: list[str], as_json: bool) -> int:
-    """Every line answered in order; a line that is no packet spec is answered with its error, exit 2."""
+def _batch(b: Builder, name: str, lines: list[bytes], as_json: bool) -> int:
+    """Every line answered in order; a line that is no packet spec (or not UTF-8) is answered with its
+    error, `file:line:col: error: ...`, and the exit status is 2."""
     from ..semantics.explain import Explainer, parse_spec
 
     ex = Explainer(b.rulesets)
     bad = 0
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, raw in enumerate(lines, 1):
         try:
-            out = ex.run(parse_spec(line)).to_json()
-        except SpecError as e:
-            out, bad = {"error": f"line {n}: {e}"}, bad + 1
+            line = decode(raw, name)
+        except Unreadable as e:
+            where = Origin(name, n, e.diagnostic.origin.col)
+            out, bad = {"error": f"{where}: error: {e.diagnostic.message.removeprefix('cannot read input: ')}"}, bad + 1
+        else:
+            if not line.strip():
+                continue
+            try:
+                out = ex.run(parse_spec(line)).to_json()
+            except SpecError as e:
+                out, bad = {"error": f"{Origin(name, n, e.col)}: error: {e}"}, bad + 1
         click.echo(json.dumps(out) if as_json else f"{n}: {out.get('verdict', out.get('error'))}")
     return UNUSABLE if bad else OK

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..files import NUL_NAME
 from ..model import Family, Origin, Ruleset
 from ..model.diagnostics import Diagnostic, StockadeError
 from ..parse.command import Builder
-from ..parse.read import guess_format, read
+from ..parse.read import BOM, Unreadable, decode, guess_format, read
 from ..parse.script import Invocation
 
 if TYPE_CHECKING:
@@ -34,22 +35,14 @@ class InputError(StockadeError):
 
 
 def read_text(path: str, what: str = "input") -> str:
-    """The file's text; InputError if it is missing, holds NUL bytes or is not UTF-8."""
+    """The file's text; InputError if it cannot be read, Unreadable if it holds NUL bytes or is not UTF-8."""
     try:
         raw = Path(path).read_bytes()
+    except ValueError:
+        raise InputError(path, NUL_NAME, what) from None
     except OSError as e:
         raise InputError(path, e.strerror or str(e), what) from None
-    if b"\0" in raw:
-        raise InputError(path, "binary data (NUL bytes)", what, _origin(path, raw, raw.index(b"\0")))
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 (byte 0x{raw[e.start]:02x})", what, _origin(path, raw, e.start)) from None
-
-
-def _origin(path: str, raw: bytes, offset: int) -> Origin:
-    line_start = raw.rfind(b"\n", 0, offset) + 1
-    return Origin(path, raw.count(b"\n", 0, offset) + 1, offset - line_start + 1)
+    return decode(raw, path)
 
 
 # The kinds of input, most specific first: the first row whose test fits the file names its kind.
@@ -86,4 +79,7 @@ def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family
         c = load_policy(path, text)
         return c.rulesets, c.diagnostics
     b = read(text, path, how=how)
+    errors = [d for d in b.diagnostics if d.severity == "error"]
+    if errors and kind_of(path, text.removeprefix(BOM)) == "save":
+        raise Unreadable(*errors)  # iptables-restore would load none of it; a script's bad lines fail alone
     return b.rulesets, b.diagnostics

@@ -295,7 +295,8 @@ def _entry(state: str, pkt, env) -> _ConntrackEntry:
     has an all-zero tuple and is CONFIRMED (xt_ct_tg_check). ESTABLISHED/RELATED entries given by
     the packet spec are unknown."""
     if template(env):
-        return _ConntrackEntry(frozenset(), "ORIGINAL", (0, 0, 0, 0, 0, (0, 0, 0, 0)), frozenset({"CONFIRMED"}), frozenset())
+        return _ConntrackEntry(frozenset(), "ORIGINAL", (0, 0, 0, 0, 0, (0, 0, 0, 0)), frozenset({"CONFIRMED"}),
+                               frozenset())
     if state != "NEW":
         return _ConntrackEntry(None, None, None)
     orig, nat = env.orig, set()

@@ -139,7 +139,8 @@ def judge(c: CompiledPolicy, probe: AccessProbe) -> AccessProbe:
     return AccessProbe(**{**probe.__dict__, "verdict": res.verdict})
 
 
-def lockouts(c: CompiledPolicy, host: Host, env: dict[str, str] | None = None) -> tuple[list[AccessProbe], list[AccessProbe]]:
+def lockouts(c: CompiledPolicy, host: Host,
+             env: dict[str, str] | None = None) -> tuple[list[AccessProbe], list[AccessProbe]]:
     """(all judged probes, those that would not get through)."""
     judged = [judge(c, p) for p in probes(c, host, env)]
     return judged, [p for p in judged if p.verdict != "ACCEPT"]

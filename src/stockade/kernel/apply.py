@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import WriteError
 from ..policy.compile import CompiledPolicy, compile_policy
 from . import access
 from . import backend as backends
-from .files import WriteError
 from .host import Host, KernelError
 from .live import read_part
 from .lock import locked
@@ -129,7 +129,8 @@ def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout
         say("applying")
         report = spawn(netns, state, job_id, fd)
     if not report.get("ok"):
-        raise KernelError(report.get("error", "apply failed") + ("" if "live" in report else _what_is_live(host, state, live)))
+        live_now = "" if "live" in report else _what_is_live(host, state, live)
+        raise KernelError(report.get("error", "apply failed") + live_now)
     return Applied(chosen, report["version"], previous, report.get("deadline"), judged, diff, notes)
 
 

@@ -33,7 +33,7 @@ def _iptables_in_use(host: Host, backend: str) -> tuple[bool, bool]:
         for line in proc.stdout.splitlines():
             if line.startswith(":stk-") or re.search(r" -[jg] stk-", line):
                 ours = True
-            elif line.startswith("-A ") or (line.startswith(":") and line.split()[1] not in ("ACCEPT", "-")) or line.startswith(":") and line.split()[1] == "-":
+            elif line.startswith("-A ") or (line.startswith(":") and line.split()[1] != "ACCEPT"):
                 others = True
     return ours, others
 

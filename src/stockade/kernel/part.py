@@ -127,7 +127,8 @@ def _proven(t: OwnedTable) -> OwnedTable:
         if c not in reach:
             reach.add(c)
             todo += [m for r in t.rules if r.split()[1] == c for m in re.findall(r" -[jg] (stk-\S+)", r)]
-    return OwnedTable(t.policies, [c for c in t.chains if c in reach], hooks, [r for r in t.rules if r.split()[1] in reach])
+    return OwnedTable(t.policies, [c for c in t.chains if c in reach], hooks,
+                      [r for r in t.rules if r.split()[1] in reach])
 
 
 def own_ipsets(save_text: str, used: str | None = None) -> str:

@@ -21,13 +21,14 @@ explicit one).
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import WriteError, read_regular, write_atomic
 from .backend import tool
-from .files import read_regular, write_atomic
 from .host import Host, KernelError
 from .part import OwnedPart, owned_text, parse_owned
 from .state import State
@@ -42,6 +43,20 @@ INCLUDE = 'include "/etc/stockade/stockade.nft"'
 
 def _root(root: str | None) -> Path:
     return Path(root or os.environ.get("STOCKADE_ROOT") or "/")
+
+
+BOOT_FILE_MAX = 1 << 30
+
+
+def _boot_file(path: Path) -> str | None:
+    """A boot file's text, never through a symlink; None if absent; WriteError if it is not a plain file."""
+    try:
+        return read_regular(path, BOOT_FILE_MAX, follow=False).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        reason = "is a symlink: stockade does not follow it" if e.errno == errno.ELOOP else f"cannot read: {e.strerror}"
+        raise WriteError(path, reason) from None
 
 
 @dataclass
@@ -96,7 +111,8 @@ def merge_iptables(existing: str, part_text: str, digest: str) -> str:
 
 def _block(lines: list[str], declared: set[str]) -> list[str]:
     """Stockade's lines for one table; DOCKER-USER declared (created) when hooked and not declared."""
-    docker = any(ln.startswith(("-I DOCKER-USER ", "-A DOCKER-USER ")) for ln in lines) and "DOCKER-USER" not in declared
+    hooked = any(ln.startswith(("-I DOCKER-USER ", "-A DOCKER-USER ")) for ln in lines)
+    docker = hooked and "DOCKER-USER" not in declared
     decls = [ln for ln in lines if ln.startswith(":")] + ([":DOCKER-USER - [0:0]"] if docker else [])
     return [BEGIN, *decls, *[ln for ln in lines if not ln.startswith(":")], END]
 
@@ -112,7 +128,7 @@ def plan(part: OwnedPart, root: Path) -> Plan:
         body = f"{VERSION}{digest}\n" + nft_file(part.text["nft"])
         ours = Path("etc/stockade/stockade.nft")
         for conf in (Path("etc/nftables.conf"), Path("etc/sysconfig/nftables.conf")):
-            text = read_regular(root / conf)
+            text = _boot_file(root / conf)
             if text is not None:
                 if INCLUDE not in text.splitlines():
                     text += ("" if text.endswith("\n") or not text else "\n") + INCLUDE + "\n"
@@ -129,7 +145,7 @@ def plan(part: OwnedPart, root: Path) -> Plan:
         mech, names, flush = "systemd unit", ("etc/stockade/ipsets", "etc/stockade/rules.v4",
                                               "etc/stockade/rules.v6"), False
     sets, v4, v6 = (Path(n) for n in names)
-    old = {p: read_regular(root / p) or "" for p in (sets, v4, v6)}
+    old = {p: _boot_file(root / p) or "" for p in (sets, v4, v6)}
     files = {sets: merge_ipsets(old[sets], part.text.get("sets", ""), digest),
              v4: merge_iptables(old[v4], part.text["4"], digest), v6: merge_iptables(old[v6], part.text["6"], digest)}
     load = [("ipset", sets), (f"{tool(b, 4, 'restore')}{'' if flush else ' --noflush'}", v4),
@@ -152,7 +168,7 @@ def verify(plan: Plan, root: Path) -> None:
             for loader, rel in plan.load:
                 text = plan.files.get(rel)
                 if text is None:
-                    text = read_regular(root / rel) or ""
+                    text = _boot_file(root / rel) or ""
                 if loader == "nft":
                     ours = plan.files.get(Path("etc/stockade/stockade.nft"), "")
                     text = "\n".join(ours if ln.strip() == INCLUDE else ln for ln in text.splitlines()) + "\n"
@@ -226,13 +242,13 @@ def persist_status(netns: str | None, root: str | None) -> dict:
     for rel in p.files:
         if rel.name.endswith("nftables.conf"):
             continue
-        text = read_regular(base / rel) or ""
+        text = _boot_file(base / rel) or ""
         first = text.split("\n", 1)[0]
         versions[str(base / rel)] = first.removeprefix(VERSION) if first.startswith(VERSION) else None
     current = all(v == part.digest for v in versions.values())
     missing = []
     for rel in p.files:  # the boot config must still include stockade's file
-        if rel.name.endswith("nftables.conf") and INCLUDE not in (read_regular(base / rel) or "").splitlines():
+        if rel.name.endswith("nftables.conf") and INCLUDE not in (_boot_file(base / rel) or "").splitlines():
             missing.append(f"{base / rel} does not include /etc/stockade/stockade.nft")
     if p.commands and not (base / "etc/systemd/system/multi-user.target.wants" / UNIT).is_symlink():
         missing.append(f"{UNIT} is not enabled")

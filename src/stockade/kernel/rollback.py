@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from .files import WriteError
+from ..child import CWD, python_module
+from ..files import WriteError
 from .host import Host, KernelError
 from .live import read_part
 from .lock import locked
@@ -61,13 +62,13 @@ def spawn(netns: str | None, state: State, job_id: str, lock_fd: int) -> dict:
     """Start the worker and wait for its report: {"ok": true, ...} once the new part is live and the
     timer armed, or {"ok": false, "error": ..., "live": digest}."""
     r, w = os.pipe()
-    argv = [sys.executable, "-m", "stockade.kernel.rollback", str(state.dir), job_id, str(lock_fd), str(w)]
+    argv = python_module("stockade.kernel.rollback", str(state.dir), job_id, str(lock_fd), str(w))
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     try:
         with open(state.dir / "worker.log", "a") as log:
             subprocess.Popen(_detach_argv(argv, job_id), start_new_session=True, pass_fds=(lock_fd, w),
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/")
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=CWD)
     except OSError as e:
         os.close(r)
         os.close(w)

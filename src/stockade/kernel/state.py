@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import WriteError, remove, write_atomic
+from ..files import WriteError, remove, write_atomic
 from .host import KernelError
 
 DEFAULT_BASE = Path("/var/lib/stockade")
@@ -63,7 +63,7 @@ class State:
         try:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
-            raise WriteError(f"cannot create the state directory {d}: {e.strerror or e}") from None
+            raise WriteError(d, f"cannot create the state directory: {e.strerror or e}") from None
         return cls(d)
 
     def path(self, name: str) -> Path:
@@ -78,7 +78,7 @@ class State:
             return None
 
     def write(self, name: str, data: dict) -> None:
-        """Atomic and durable; WriteError (a KernelError) when the disk refuses."""
+        """Atomic and durable; WriteError when the disk refuses."""
         write_atomic(self.path(name), json.dumps(data, indent=1))
 
     def remove(self, name: str) -> None:

@@ -101,7 +101,8 @@ def status(netns: str | None) -> dict:
         drift = [ln for k in sorted(set(old.text) | set(live.text)) for ln in difflib.unified_diff(
             old.text.get(k, "").splitlines(), live.text.get(k, "").splitlines(), f"applied/{k}", f"live/{k}",
             lineterm="", n=0)]
-    brief = lambda r: r and {k: r.get(k) for k in ("version", "at", "policy", "rolled_back", "confirmed_at")}
+    def brief(r):
+        return r and {k: r.get(k) for k in ("version", "at", "policy", "rolled_back", "confirmed_at")}
     return {"netns": host.label, "backend": backend, "live_version": live.digest,
             "stockade_rules_live": not live.empty, "applied": brief(applied), "confirmed": brief(confirmed),
             "pending": pending and {"deadline": pending["deadline"], "seconds_left": _left(pending)},
@@ -133,7 +134,8 @@ def status_text(s: dict) -> str:
                      f"{r['chain']}: {r['note'] or r['rule']}")
     if s["others"]:
         lines.append("other tools' rules (left as they are):")
-        lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "") for o in s["others"]]
+        lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "")
+                  for o in s["others"]]
     return "\n".join(lines) + "\n"
 
 

@@ -19,47 +19,110 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ..model import Family, Ruleset
+from ..model import Family, Origin, Ruleset
+from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..parse.read import read
 from ..parse.save import read_save
 from ..render.save import render_save
 from .hosts import documentation
-from .probes import input_chains
+from .probes import OUTSIDER, SERVER, input_chains
 from .report import Report, Row
 from .run import Progress, run_rulesets
 
 _HOST = re.compile(r"(?<=[ ])(-[sd]) (\d+\.\d+\.\d+\.\d+)/32(?= )")
+_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# Where mapped addresses go: the server's own, then every other host; probe addresses stay out of both.
+OWN_POOL = [f"203.0.113.{n}" for n in range(10, 255)]
+OTHER_POOL = [f"{net}.{n}" for net in ("198.51.100", "192.0.2") for n in range(100, 255)]
+
+
+class Unmappable(DiagnosedError):
+    """The ruleset names more hosts than the lab has documentation addresses for; `diagnostic` says where."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__([diagnostic])
+        self.diagnostic = diagnostic
 
 
 def map_addresses(text: str, own: list[str]) -> tuple[str, dict[str, str]]:
-    """The save text with every non-documentation /32 mapped (see the module docstring)."""
-    mapping: dict[str, str] = {a: f"203.0.113.{10 + i}" for i, a in enumerate(own)}
-    others = [m.group(2) for m in _HOST.finditer(text) if m.group(2) not in mapping and not documentation(m.group(2))]
-    for a in dict.fromkeys(others):
-        mapping[a] = f"198.51.100.{100 + len([x for x in mapping.values() if x.startswith('198.51.100.')])}"
+    """The save text with every non-documentation /32 mapped (see the module docstring), each to a
+    documentation address neither the text nor a probe uses; ValueError(address) for the first that
+    finds its pool exhausted."""
+    taken = set(_ADDRESS.findall(text)) | {a for fam in (OUTSIDER, SERVER) for a in fam[Family.IPV4]} - {OWN_POOL[0]}
+    own_free, other_free = ([a for a in pool if a not in taken] for pool in (OWN_POOL, OTHER_POOL))
+    mapping: dict[str, str] = {}
+    others = [m.group(2) for m in _HOST.finditer(text) if m.group(2) not in own and not documentation(m.group(2))]
+    for addresses, free in ((own, own_free), (list(dict.fromkeys(others)), other_free)):
+        if len(addresses) > len(free):
+            raise ValueError(addresses[len(free)])
+        mapping.update(zip(addresses, free))
     return _HOST.sub(lambda m: f"{m.group(1)} {mapping.get(m.group(2), m.group(2))}/32", text), mapping
 
 
-def run_audit(path: str, text: str, progress: Progress | None = None,
-              families: list[Family] | None = None, how=None) -> tuple[Report, list]:
-    """Import, map, prove; returns the report and the import's diagnostics (`how`: a script's arguments)."""
-    b = read(text, path, how=how)
+def _host(match) -> str | None:
+    """The IPv4 address of a -s/-d match naming one host, else None."""
+    if match is None or match.addr.mask != 0xFFFFFFFF:
+        return None
+    return str(ipaddress.ip_network(f"{match.addr}").network_address)
+
+
+def _rules(rs: Ruleset) -> int:
+    return sum(len(c.rules) for t in rs.tables.values() for c in t.chains.values())
+
+
+def lab_rulesets(b, path: str) -> tuple[dict[Family, Ruleset], dict[Family, list[str]], list[str]]:
+    """The rulesets read into `b` as the lab loads them (addresses mapped), the server's own addresses
+    per family and the notes saying what was mapped; Unmappable when the lab runs out of addresses.
+    Every rule of the import is in the result: a rule the mapped text lost would be a silent gap."""
     rulesets, servers, notes = {}, {}, []
     for fam, rs in b.rulesets.items():
         own = []
         if fam is Family.IPV4:
             for chain in input_chains(rs):
                 for r in chain.rules:
-                    if r.dst is not None and not r.dst.invert and r.dst.addr.mask == 0xFFFFFFFF:
-                        a = str(ipaddress.ip_network(f"{r.dst.addr}").network_address)
-                        if not documentation(a) and a not in own:
-                            own.append(a)
-        saved, mapping = map_addresses(render_save(rs), own) if fam is Family.IPV4 else (render_save(rs), {})
+                    a = _host(r.dst)
+                    if a is not None and not r.dst.invert and not documentation(a) and a not in own:
+                        own.append(a)
+        try:
+            saved, mapping = map_addresses(render_save(rs), own) if fam is Family.IPV4 else (render_save(rs), {})
+        except ValueError as e:
+            where = next((r.origin for t in rs.tables.values() for c in t.chains.values() for r in c.rules
+                          if r.origin and str(e) in (_host(r.src), _host(r.dst))),
+                         Origin(path, 1))
+            raise Unmappable(Diagnostic(
+                "error", "lab-addresses", f"the lab has no documentation address left for {e}: the ruleset names "
+                f"more than {len(OWN_POOL)} server or {len(OTHER_POOL)} other host addresses", where,
+                "audit a part of the ruleset, or group the hosts into networks")) from None
         lab = read_save(saved, f"{path} (lab addresses)", fam)
         rulesets[fam] = lab.rulesets[fam]
+        if _rules(rulesets[fam]) != _rules(rs):
+            raise Unmappable(Diagnostic("error", "lab-addresses", "the lab's copy of the ruleset lost rules "
+                                        f"({_rules(rs)} read, {_rules(rulesets[fam])} in the lab)", Origin(path, 1)))
         if own:
             servers[fam] = [mapping[a] for a in own]
         notes += [f"address {a} is {m} in the lab" for a, m in mapping.items()]
+    return rulesets, servers, notes
+
+
+# Places where a script runs what stockade cannot look into (another file, an unknown program): the rules
+# they add are missing from the import, so probes would report closed what the script opens.
+HIDDEN_RULES = ("unresolved-source", "unknown-command")
+
+
+class Incomplete(DiagnosedError):
+    """The import misses rules the script may add; auditing what is left would mislead."""
+
+
+def run_audit(path: str, text: str, progress: Progress | None = None,
+              families: list[Family] | None = None, how=None) -> tuple[Report, list]:
+    """Import, map, prove; returns the report and the import's diagnostics (`how`: a script's arguments;
+    Unmappable: see lab_rulesets)."""
+    b = read(text, path, how=how)
+    hidden = [Diagnostic("error", d.code, f"the audit needs every rule: {d.message}", d.origin, d.hint)
+              for d in b.diagnostics if d.code in HIDDEN_RULES]
+    if hidden:
+        raise Incomplete(hidden)
+    rulesets, servers, notes = lab_rulesets(b, path)
     for fam in Family:
         if fam not in rulesets:
             notes.append(f"the ruleset has no IPv{int(fam)} rules: the lab runs IPv{int(fam)} with none (all open)")
@@ -95,7 +158,8 @@ def cross_check(report: Report, rulesets: dict[Family, Ruleset]) -> None:
     from .probes import SPORTS
 
     for fam in Family:
-        rows = [r for r in report.rows if r.family == int(fam) and r.probe in ("syn", "udp", "echo") and r.status == "ok"]
+        rows = [r for r in report.rows
+                if r.family == int(fam) and r.probe in ("syn", "udp", "echo") and r.status == "ok"]
         if not rows:
             continue
         rs = rulesets.get(fam)

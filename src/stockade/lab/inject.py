@@ -25,6 +25,7 @@ import subprocess
 import sys
 from typing import Any, Self
 
+from ..child import CWD, python_module
 from ..kernel.netns import Closing, Netns
 from ..model import Family
 from ..model.diagnostics import StockadeError
@@ -192,18 +193,15 @@ class InjectError(StockadeError, RuntimeError):
 class Injector(Closing):
     """`with Injector(ns, "eth0", server_mac) as inj: inj.send(pkt)`; send returns once the frames left."""
 
-    def __init__(self, ns: Netns, iface: str, dst_mac: str, python: str = sys.executable):
-        self.ns, self.iface, self.dst_mac, self.python = ns, iface, dst_mac, python
+    def __init__(self, ns: Netns, iface: str, dst_mac: str):
+        self.ns, self.iface, self.dst_mac = ns, iface, dst_mac
         self.proc: subprocess.Popen | None = None
         self._id = 0
         self._ident = 0
 
     def __enter__(self) -> Self:
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = self.ns.spawn([self.python, "-m", "stockade.lab.inject", self.iface, self.dst_mac],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = self.ns.spawn(python_module("stockade.lab.inject", self.iface, self.dst_mac),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=CWD)
         with self.opening():
             self._read()
         return self

@@ -67,8 +67,8 @@ def reject_reply(rs: Ruleset, res: Result, pkt: Packet) -> tuple[str, str | None
 
 def reply_packet(pkt: Packet, kind: str, state: str | None) -> Packet:
     """The answer as it leaves the server: addresses and ports swapped, through OUTPUT."""
-    base = dict(src=pkt.dst, dst=pkt.src, hook="OUTPUT", iif=None, oif=pkt.iif, state=state, t=pkt.t,
-                frag_offset=0, more_fragments=False, ttl=64, length=60)
+    base = {"src": pkt.dst, "dst": pkt.src, "hook": "OUTPUT", "iif": None, "oif": pkt.iif, "state": state, "t": pkt.t,
+                "frag_offset": 0, "more_fragments": False, "ttl": 64, "length": 60}
     v6 = pkt.family is Family.IPV6
     if kind in ("synack", "rst"):
         flags = SYN | ACK if kind == "synack" else RST | (ACK if not pkt.tcp_flags & ACK else 0)

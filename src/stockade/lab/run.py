@@ -31,13 +31,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..child import CWD, python_module
 from ..extensions import REGISTRY
 from ..model import Family, Ruleset
 from ..model.packet import Packet, from_json
@@ -133,8 +133,8 @@ class Agent:
     """A lab.agent process in a host namespace."""
 
     def __init__(self, ns):
-        self.proc = ns.spawn([sys.executable, "-m", "stockade.lab.agent"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+        self.proc = ns.spawn(python_module("stockade.lab.agent"), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, cwd=CWD)
         self.ask_raw()
 
     def ask_raw(self, req: dict | None = None) -> dict:
@@ -180,7 +180,7 @@ class Session:
         self.shared = {fam: shared_state(t.rs) for fam, t in self.targets.items()}
         self.texts = {fam: rule_texts(t.rs) for fam, t in self.targets.items()}
         self.preds = {fam: Predictor(t.rs) for fam, t in self.targets.items()}
-        self.resets = {fam: 0 for fam in Family}
+        self.resets = dict.fromkeys(Family, 0)
 
     def sport(self, src: str, n: int = 1) -> int:
         base = self.next_sport.get(src, SPORTS[0])
@@ -203,8 +203,8 @@ class Session:
             server = self.lab.server
             ports = {p: ",".join(str(s.port) for s in self.services if s.proto == p and s.listening)
                      for p in ("tcp", "udp")}
-            svc = server.spawn([sys.executable, "-m", "stockade.lab.services", f"tcp:{ports['tcp']}",
-                                f"udp:{ports['udp']}"], stdout=subprocess.PIPE, text=True)
+            svc = server.spawn(python_module("stockade.lab.services", f"tcp:{ports['tcp']}", f"udp:{ports['udp']}"),
+                               stdout=subprocess.PIPE, text=True, cwd=CWD)
             stack.callback(svc.stdout.close)
             if svc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the lab's listeners did not start")
@@ -327,8 +327,8 @@ class Session:
         held = []
         for src in self.sources[fam]:
             self.progress(f"lab: IPv{int(fam)} probes from {src.label} ({src.addr})")
-            if src.host:
-                held.append(self._hold(src))
+            if src.host and (hold := self._hold(src)):
+                held.append(hold)
             for svc in self.services:
                 self._crafted(src, svc)
             if src.host:
@@ -356,8 +356,8 @@ class Session:
     def _inj(self, src: ProbeSource) -> Injector:
         return self.inject[src.host] if src.host else self.spoof
 
-    def _row(self, src: ProbeSource, svc: ProbedService | str, probe: str, observed: str, predicted: str, note: str = "",
-             status: str = "ok", rule: str = "") -> Row:
+    def _row(self, src: ProbeSource, svc: ProbedService | str, probe: str, observed: str, predicted: str,
+             note: str = "", status: str = "ok", rule: str = "") -> Row:
         return self.report.add(Row(int(src.family), src.label, src.addr, str(svc), probe, observed, predicted,
                                    status, note, rule))
 
@@ -449,9 +449,12 @@ class Session:
         self._row(src, svc, "connect", res["result"], shown, note, status)
 
     def _hold(self, src: ProbeSource):
-        """Open a connection to the first listening TCP service (SSH last: its limits count packets)."""
+        """Open a connection to the first listening TCP service (SSH last: its limits count packets); None if
+        the ruleset names no TCP port (e.g. a policy with admin groups only), so none listens."""
         pred = self.group(src.family)
         tcp = sorted((s for s in self.services if s.proto == "tcp" and s.listening), key=lambda s: s.port == 22)
+        if not tcp:
+            return None
         svc = tcp[0]
         res, t_send, t_done = self._real(src, svc, "hold")
         pkt = self._real_pkt(src, svc, res["sport"])
@@ -471,8 +474,9 @@ class Session:
         got = self.agents[src.host].ask_raw({"echo": res["id"], "timeout": 0.5})["result"]
         self.resnap(src.family)
         data = pkt.with_(tcp_flags=0x18, state="ESTABLISHED", t=t_send, length=61 if src.family is Family.IPV4 else 81)
-        ways = [pred.decide(data).verdict, pred.decide(data.with_(
-            src=data.dst, dst=data.src, sport=data.dport, dport=data.sport, hook="OUTPUT", iif=None, oif=IFACE)).verdict]
+        reply = data.with_(src=data.dst, dst=data.src, sport=data.dport, dport=data.sport, hook="OUTPUT", iif=None,
+                           oif=IFACE)
+        ways = [pred.decide(data).verdict, pred.decide(reply).verdict]
         pred.decide(pkt.with_(tcp_flags=0x04, state="ESTABLISHED", t=t_send))
         note = f"data sent {t_send:.1f} s after the ruleset was loaded, after every other probe from this source"
         if "UNKNOWN" in ways:

@@ -45,7 +45,11 @@ from .ruleset import Family
 
 
 class SpecError(StockadeError, ValueError):
-    """A packet spec that does not describe a packet; the message says which field."""
+    """A packet spec that does not describe a packet; the message says which field, `col` where if known."""
+
+    def __init__(self, message: str, col: int = 1):
+        super().__init__(message)
+        self.col = col
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,8 @@ def _endpoint(text: str) -> tuple[str, int | None]:
 
 def from_short(text: str) -> Packet:
     """Parse the short human form, e.g. `tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN`."""
-    words = text.replace("->", ">").split()
+    found = list(re.finditer(r"\S+", text.replace("->", " >")))  # same length: columns stay those of `text`
+    words = [m.group() for m in found]
     if len(words) < 4 or words[2] != ">":
         raise SpecError("short form is `PROTO SRC[:PORT] > DST[:PORT] [FLAGS] [KEY VALUE ...]`")
     spec: dict = {"proto": words[0]}
@@ -284,25 +289,31 @@ def from_short(text: str) -> Packet:
         spec["sport"] = sport
     if dport is not None:
         spec["dport"] = dport
-    rest = words[4:]
+    rest = found[4:]
     keys = {"iif": "iif", "oif": "oif", "state": "state", "t": "t", "hook": "hook", "type": "icmp_type",
             "code": "icmp_code", "len": "length", "ttl": "ttl", "frag": "frag_offset", "mark": "mark",
             "mac": "src_mac", "pkttype": "pkttype", "srctype": "src_type", "dsttype": "dst_type",
             "ctmark": "ctmark", "uid": "uid", "gid": "gid", "payload": "payload"}
-    if rest and rest[0].replace(",", "").replace("|", "").isalpha() and rest[0].lower() not in keys | {"mf": 1}:
-        spec["tcp_flags"] = re.split(r"[,|]", rest.pop(0))
+    first = rest[0].group() if rest else ""
+    if first.replace(",", "").replace("|", "").isalpha() and first.lower() not in keys | {"mf": 1}:
+        spec["tcp_flags"] = re.split(r"[,|]", rest.pop(0).group())
     while rest:
-        key = rest.pop(0).lower()
+        word = rest.pop(0)
+        key = word.group().lower()
         if key == "mf":
             spec["more_fragments"] = True
             continue
         if key not in keys or not rest:
-            raise SpecError(f"unexpected `{key}` in short form")
+            raise SpecError(f"unexpected `{key[:20]}` in short form", col=word.start() + 1)
         value = rest.pop(0)
-        if keys[key] in ("mark", "ctmark"):
-            spec[keys[key]] = int(value, 0)
-        elif keys[key] in ("icmp_type", "icmp_code", "length", "ttl", "frag_offset", "uid", "gid"):
-            spec[keys[key]] = int(value)
-        else:
-            spec[keys[key]] = float(value) if key == "t" else value
+        try:
+            if keys[key] in ("mark", "ctmark"):
+                spec[keys[key]] = int(value.group(), 0)
+            elif keys[key] in ("icmp_type", "icmp_code", "length", "ttl", "frag_offset", "uid", "gid"):
+                spec[keys[key]] = int(value.group())
+            else:
+                spec[keys[key]] = float(value.group()) if key == "t" else value.group()
+        except ValueError:
+            raise SpecError(f"`{value.group()[:20]}` is not a number (after `{key}`)", col=value.start() + 1) \
+                from None
     return from_json(spec)

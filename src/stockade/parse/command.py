@@ -10,6 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..extensions import Context
+from ..extensions.opaque import XTABLES_TARGETS
 from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Ruleset, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
@@ -204,36 +205,43 @@ class Builder:
                           hint=f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`")
 
 
-def check_chain_name(tok: Token) -> None:
-    """A name iptables 1.8 accepts for a new chain (assert_valid_chain_name)."""
+def check_chain_name(tok: Token, header: bool = False) -> None:
+    """Refuse a user chain name iptables refuses: too long, starting with - or !, white space, a verdict,
+    or, except in a restore file's `:NAME` header, a target extension's name (measured with iptables
+    1.8.9, nft and legacy: `-N LOG` fails, `:LOG - [0:0]` loads)."""
     name = tok.text
     if len(name) > MAX_CHAIN_NAME:
-        raise ParseError(f"chain name `{name}` is longer than {MAX_CHAIN_NAME} characters",
+        raise ParseError(f"chain name `{name[:40]}` is longer than {MAX_CHAIN_NAME} characters",
                          code="bad-chain", token=tok)
     if not name or name.startswith(("-", "!")) or any(c.isspace() for c in name):
-        raise ParseError(f"`{name}` is not a valid chain name", code="bad-chain", token=tok)
-    if name in VERDICTS:
-        raise ParseError(f"chain name `{name}` clashes with the built-in target {name}", code="bad-chain",
-                         token=tok, hint="choose another name")
+        raise ParseError(f"`{name}` is not a valid chain name", code="bad-chain", token=tok,
+                         hint="a chain name may not be empty, start with - or !, or hold white space")
+    if name in VERDICTS or (name in XTABLES_TARGETS and not header):
+        raise ParseError(f"chain name `{name}` is the name of a target", code="bad-chain", token=tok,
+                         hint="iptables-restore refuses it; pick another name")
 
 
 def _loop(table: Table, start: str, back_to: str) -> list[str] | None:
-    """The chain path from `start` (a jump target) back to `back_to`, if jumps lead there."""
-    seen: set[str] = set()
-
-    def walk(name: str) -> list[str] | None:
+    """The chain path from `start` (a jump target) back to `back_to`, if jumps lead there (depth-first,
+    without recursion: chains may nest deeper than Python's stack)."""
+    came_from: dict[str, str | None] = {start: None}
+    todo = [start]
+    while todo:
+        name = todo.pop()
         if name == back_to:
-            return [name]
+            path = [name]
+            while (prev := came_from[path[-1]]) is not None:
+                path.append(prev)
+            return path[::-1]
         chain = table.chains.get(name)
-        if chain is None or chain.builtin or name in seen:
-            return None
-        seen.add(name)
-        for rule in chain.rules:
-            if rule.target is not None and (rest := walk(rule.target.name)):
-                return [name, *rest]
-        return None
-
-    return walk(start)
+        if chain is None or chain.builtin:
+            continue
+        for rule in reversed(chain.rules):
+            t = rule.target
+            if t is not None and t.name not in came_from:
+                came_from[t.name] = name
+                todo.append(t.name)
+    return None
 
 
 def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True) -> Table:

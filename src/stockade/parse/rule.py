@@ -120,7 +120,8 @@ def _addresses(tok: Token, family: Family) -> list:
             example = "192.0.2.10 or 198.51.100.0/24" if family is Family.IPV4 else "2001:db8::10 or 2001:db8::/64"
             if PLACEHOLDER.match(part):
                 raise ParseError(f"`{part}` is a placeholder left in from a tutorial, not an address",
-                                 code="placeholder", token=tok, hint=f"replace it with a real address, e.g. {example}")
+                                 code="placeholder", token=tok,
+                                 hint=f"replace it with a real address, e.g. {example}") from None
             raise ParseError(f"{e}", code="bad-address", token=tok,
                              hint=f"iptables resolves host names only once, at load time; write an address "
                                   f"or CIDR such as {example}") from None
@@ -238,8 +239,8 @@ class RuleParser:
                     if target is not None and target.ext is None:
                         warnings.append(Diagnostic(
                             "warning", "unknown-extension",
-                            f"target `{a.text}` is neither a chain nor a target stockade knows; kept verbatim",
-                            a.origin, f"if {a.text} is meant to be a chain, create it first with `-N {a.text}`"))
+                            f"target `{a.text}` is an iptables extension stockade does not model; kept verbatim",
+                            a.origin, "analyses say UNKNOWN for packets that reach it, naming this rule"))
                 elif core == "counters":
                     (a,) = arg()
                     rule.counters = self._counters(a, words, i)

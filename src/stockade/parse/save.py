@@ -251,7 +251,7 @@ def chain_header(table: Table, line: str, origin: Origin) -> None:
     name = words[0]
     builtin = name in BUILTIN_CHAINS[table.name]
     if not builtin:
-        check_chain_name(Token(name, Origin(origin.file, origin.line, col + line[1:].find(name))))
+        check_chain_name(Token(name, Origin(origin.file, origin.line, col + line[1:].find(name))), header=True)
     if len(words) < 2:
         raise ParseError(f"chain header `{line}` has no policy field", code="bad-header",
                          token=Token(line, origin), hint=f"write `:{name} {'ACCEPT' if builtin else '-'} [0:0]`")

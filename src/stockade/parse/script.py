@@ -80,7 +80,14 @@ SAVE_TOOLS = {f"{cmd}{suffix}{variant}" for cmd in ("iptables", "ip6tables") for
               for variant in ("", "-legacy", "-nft")} | {"iptables-apply", "netfilter-persistent"}
 SERVICE_NAMES = {"iptables", "ip6tables", "netfilter-persistent", "firewalld", "ufw"}
 # Commands firewall scripts and tutorials run besides iptables (their lines are noted, not read as prose).
-KNOWN_COMMANDS = frozenset(["modprobe", "insmod", "rmmod", "lsmod", "sysctl", "echo", "printf", "cat", "cp", "mv", "rm", "mkdir", "touch", "chmod", "chown", "grep", "egrep", "sed", "awk", "tee", "vi", "vim", "nano", "emacs", "service", "systemctl", "chkconfig", "update-rc.d", "rc-update", "crontab", "ipset", "nft", "ufw", "firewall-cmd", "apt", "apt-get", "aptitude", "yum", "dnf", "zypper", "pacman", "nmap", "hping2", "hping3", "ping", "ping6", "telnet", "netstat", "ss", "ifconfig", "ip", "sleep", "logger", "exit", "export", "readonly", "unset", "[", "[[", "sudo", "eval", "nohup", "bash", "sh", "typeset", "seq"]) | SAVE_TOOLS
+KNOWN_COMMANDS = frozenset([
+    "modprobe", "insmod", "rmmod", "lsmod", "sysctl", "echo", "printf", "cat", "cp", "mv", "rm", "mkdir",
+    "touch", "chmod", "chown", "grep", "egrep", "sed", "awk", "tee", "vi", "vim", "nano", "emacs", "service",
+    "systemctl", "chkconfig", "update-rc.d", "rc-update", "crontab", "ipset", "nft", "ufw", "firewall-cmd",
+    "apt", "apt-get", "aptitude", "yum", "dnf", "zypper", "pacman", "nmap", "hping2", "hping3", "ping", "ping6",
+    "telnet", "netstat", "ss", "ifconfig", "ip", "sleep", "logger", "exit", "export", "readonly", "unset", "[",
+    "[[", "sudo", "eval", "nohup", "bash", "sh", "typeset", "seq"
+]) | SAVE_TOOLS
 GLUE_NAMES = ("ip6tables", "iptables", "modprobe")  # long enough never to be the end of another word
 RESERVED_ENDS = {"do", "done", "then", "else", "elif", "fi", "esac", "}"}
 LIST_LETTERS = set("LSnvx")
@@ -309,7 +316,7 @@ def read_page(src: Source) -> Page:
         out.append(s)
         to_src.extend(range(origin, origin + len(s)) if len(s) > 1 or s != "\n" else [origin])
 
-    for li, start in enumerate(src.line_starts):
+    for _li, start in enumerate(src.line_starts):
         end = text.find("\n", start)
         end = len(text) if end < 0 else end
         nl = end < len(text)
@@ -356,7 +363,8 @@ def read_page(src: Source) -> Page:
             if m := _STRAY.fullmatch(first):
                 diags.append(Diagnostic(
                     "error", "stray-character", f"stray `{m.group(1)}` before `{m.group(2)}`: the shell looks for a "
-                    f"command named `{first}`, so this command never runs", src.origin(pos), f"delete the `{m.group(1)}`"))
+                    f"command named `{first}`, so this command never runs", src.origin(pos),
+                    f"delete the `{m.group(1)}`"))
                 emit(" " * (b - a), a)
                 clean = False
                 continue
@@ -377,7 +385,9 @@ def read_page(src: Source) -> Page:
             words = piece.split()
             depth += sum(w in OPENERS for w in words) - sum(w.rstrip(";") in CLOSERS for w in words)
             depth = max(depth, 0)
-            if (fn := re.match(r"(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\s*\)", piece)) or (fn := re.match(r"function\s+([A-Za-z_][\w-]*)", piece)):
+            fn = re.match(r"(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\s*\)", piece) \
+                or re.match(r"function\s+([A-Za-z_][\w-]*)", piece)
+            if fn:
                 functions.add(fn.group(1))
             if k == len(bounds) - 2:
                 if m := _HEREDOC.search(piece.replace("<<<", "   ")):
@@ -693,7 +703,8 @@ class ScriptReader(Shell):
         if after and not after[0].text.startswith("-"):
             take = 1
             action = COMMANDS.get(_fixed_dash(words[k].text))
-            if action in ("insert", "replace", "delete") and len(after) > 1 and after[1].text.isdigit() or action in ("policy", "rename") and len(after) > 1:
+            numbered = action in ("insert", "replace", "delete") and len(after) > 1 and after[1].text.isdigit()
+            if numbered or action in ("policy", "rename") and len(after) > 1:
                 take = 2
         return [words[k], *after[:take], *words[:k], *after[take:]]
 

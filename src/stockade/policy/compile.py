@@ -20,13 +20,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import read_regular
 from ..model import Family, IPSet, Origin, Ruleset
 from ..model.address import inet_pton4
 from ..model.diagnostics import Diagnostic, Token
 from ..parse.command import Builder, table_of
+from ..parse.read import Unreadable, decode
 from .catalogue import Port, resolve
 from .locate import key_positions, position
-from .schema import FileGroup, Policy, PolicyError, load_policy, network, parse_rate
+from .schema import EVERY_ADDRESS, FileGroup, Policy, PolicyError, load_policy, network, parse_rate, read_policy
 
 BOGONS = {
     Family.IPV4: ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
@@ -64,15 +66,30 @@ _COMMENT = re.compile("#[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*")  # to the end
 Members = dict[tuple[Family, str], list[str]]
 
 
+GROUP_FILE_MAX = 128 << 20  # bytes: some 8 million addresses, far more than any list a seed keeps
+ERRORS_SHOWN = 5  # bad lines of a group file reported one by one
+QUOTED = 16  # characters of a bad entry an error repeats: the file may not be a list at all (/etc/shadow)
+
+
+def quoted(text: str) -> str:
+    """`text`, cut to QUOTED characters."""
+    return f"`{text[:QUOTED]}…`" if len(text) > QUOTED else f"`{text}`"
+
+
 def read_group_file(path: Path, origin: Origin) -> Members:
     """A blocklist file as the seeds keep one: an address or CIDR per line, `#` comments.
 
+    Only a regular file of at most GROUP_FILE_MAX bytes is read; an error repeats only the bad word, cut short.
     Entries other than plain IPv4 ones are read with ipaddress and written back in its canonical form,
     so every back end reads them alike; a network keeps no host bits (ipset and nft clear them too)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as e:
-        raise PolicyError([Diagnostic("error", "group-file", f"cannot read group file {path}: {e}", origin)]) from None
+        text = decode(read_regular(path, GROUP_FILE_MAX), str(path))
+    except OSError as e:
+        raise PolicyError([Diagnostic("error", "group-file", f"cannot read group file {path}: {e.strerror or e}",
+                                      origin, "a group file is a regular file, one address or CIDR per line")]) \
+            from None
+    except Unreadable as e:
+        raise PolicyError([e.diagnostic]) from None
     members = _read_bulk(text)
     if members is not None:
         return members
@@ -82,14 +99,22 @@ def read_group_file(path: Path, origin: Origin) -> Members:
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
+        words = entry.split()
         try:
+            if len(words) > 1:
+                raise ValueError(f"{quoted(words[1])}: one address or CIDR per line", "`#` starts a comment")
             key, canonical = _entry(entry)
         except ValueError as e:
             message, hint = e.args
-            errors.append(Diagnostic("error", "group-file", message, Origin(str(path), n, line.index(entry) + 1), hint))
+            word = words[1] if len(words) > 1 else entry
+            errors.append(Diagnostic("error", "group-file", message, Origin(str(path), n, line.index(word) + 1), hint))
             continue
         out.setdefault(key, []).append(canonical)
     if errors:
+        if len(errors) > ERRORS_SHOWN:  # not a list at all: say so rather than quote the file line by line
+            errors[ERRORS_SHOWN:] = [Diagnostic("error", "group-file", f"{len(errors) - ERRORS_SHOWN} more lines are "
+                                                "not addresses either", errors[ERRORS_SHOWN].origin,
+                                                "is this the address list the policy means?")]
         raise PolicyError(errors)
     return out
 
@@ -122,11 +147,10 @@ def _entry(entry: str) -> tuple[tuple[Family, str], str]:
     try:
         net = ipaddress.ip_network(entry, strict=False)
     except ValueError:
-        raise ValueError(f"`{entry}` is not an address or network",
+        raise ValueError(f"{quoted(entry)} is not an address or network",
                          "one address or CIDR per line; `#` starts a comment") from None
     if net.prefixlen == 0:
-        raise ValueError(f"`{entry}` is every address",
-                         "a list entry with prefix /0 would match all traffic; remove it")
+        raise ValueError(f"{quoted(entry)} is every address", EVERY_ADDRESS)
     family = Family(net.version)
     return ((family, "net"), str(net)) if "/" in entry else ((family, "ip"), str(net.network_address))
 
@@ -164,7 +188,7 @@ class Compiler:
 
     def add(self, family: Family, table: str, chain: str, words: list[str], origin: Origin, note: str) -> None:
         """Append one rule: the words go through the rule parser; the comment names the policy line."""
-        where = f"{Path(origin.file).name}:{origin.line}" if origin.line else "default"
+        where = f"{_safe(Path(origin.file).name)}:{origin.line}" if origin.line else "default"
         tokens = [Token(w, origin) for w in ["-A", chain, *words, "-m", "comment", "--comment", f"{where} {note}"]]
         self.b.run(family, table_of(self.b, family, Token(table, origin)), tokens, origin)
 
@@ -350,7 +374,8 @@ class Compiler:
             for t in (*ICMPV6_ND, *ICMPV6_MLD):
                 add(["-p", "ipv6-icmp", "--icmpv6-type", str(t), "-j", "ACCEPT"], o("icmp"), f"ICMPv6 type {t}")
         if p.icmp.ping_out == "allow":
-            proto, flag, echo = ("icmp", "--icmp-type", "8") if f is Family.IPV4 else ("ipv6-icmp", "--icmpv6-type", "128")
+            v4 = f is Family.IPV4
+            proto, flag, echo = ("icmp", "--icmp-type", "8") if v4 else ("ipv6-icmp", "--icmpv6-type", "128")
             add(["-p", proto, flag, echo, "-j", "ACCEPT"], o("icmp", "ping_out"), "outbound ping")
         for n, eg in enumerate(p.egress):
             dests = self._dest_sets(f, eg.targets, ("egress", n, "to"))
@@ -366,6 +391,11 @@ class Compiler:
     def _dest_sets(self, f: Family, groups: list[str], where: tuple) -> list[list[str]] | None:
         src = self.source_sets(f, groups, where)
         return None if src is None else [[w if w != "src" else "dst" for w in m] for m in src]
+
+
+def _safe(name: str) -> str:
+    """A file name as a rule comment can hold it in every back end: no quotes, no white space, short."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)[:64]
 
 
 def _multiport_chunks(ports: list[Port]) -> list[list[Port]]:
@@ -385,10 +415,6 @@ def compile_policy(path: str | Path, text: str | None = None) -> CompiledPolicy:
     """Load, validate and compile a policy file; raise PolicyError with positioned diagnostics."""
     path = Path(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as e:
-            raise PolicyError([Diagnostic("error", "unreadable", f"cannot read policy: {e}", Origin(str(path), 1))]) \
-                from None
+        text = read_policy(path)
     policy = load_policy(path, text)
     return Compiler(policy, str(path), text).compile()

@@ -66,3 +66,32 @@ def position(positions: dict[tuple, tuple[int, int]], path: tuple) -> tuple[int,
         if path[:n] in positions:
             return positions[path[:n]]
     return (1, 1)
+
+
+def nesting_beyond(text: str, limit: int) -> tuple[int, int] | None:
+    """Where brackets first nest deeper than `limit` (line, column), outside strings and comments; None if
+    they never do. Checked before tomllib, which recurses once per level."""
+    depth, quote = 0, None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        escaped = False
+        for col, c in enumerate(line, 1):
+            if quote:
+                if escaped:
+                    escaped = False
+                elif c == "\\" and quote == '"':
+                    escaped = True
+                elif c == quote:
+                    quote = None
+            elif c in "\"'":
+                quote = c
+            elif c == "#":
+                break
+            elif c in "[{":
+                depth += 1
+                if depth > limit:
+                    return lineno, col
+            elif c in "]}":
+                depth = max(0, depth - 1)
+        if quote and not line.endswith("\\"):
+            quote = None  # a basic string ends with its line; multi-line strings hold no brackets that count
+    return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import write_files
 from ..model import Family
 from ..render.ipset import render_ipsets
 from ..render.save import render_save
@@ -19,10 +20,10 @@ def render_outputs(c: CompiledPolicy, target: str) -> dict[str, str]:
             "ipsets": render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]])}
 
 
+MARK = "# written by stockade compile; the next compile replaces it\n"
+
+
 def write_outputs(c: CompiledPolicy, target: str, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_outputs(c, target).items():
-        (out / name).write_text(text)
-        written.append(out / name)
-    return written
+    """Write the back end's files into `out` (see stockade.files: no link followed, nothing of anyone
+    else's replaced, atomic); WriteError if it cannot."""
+    return write_files(out, {name: MARK + text for name, text in render_outputs(c, target).items()}, MARK)

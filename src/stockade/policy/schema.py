@@ -10,7 +10,7 @@ import ipaddress
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,12 +22,14 @@ from pydantic import (
     field_validator,
 )
 
+from ..files import read_regular
 from ..model import Origin
 from ..model.diagnostics import DiagnosedError, Diagnostic
+from ..parse.read import Unreadable, decode
 from .catalogue import resolve
-from .locate import key_positions, position
+from .locate import key_positions, nesting_beyond, position
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def network(text: str) -> Network:
@@ -39,7 +41,10 @@ def network(text: str) -> Network:
 RATE = re.compile(r"^(\d+)/(\d*)(second|sec|s|minute|min|m|hour|h|day|d)$")
 UNIT_SECONDS = {"second": 1, "sec": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600,
                 "day": 86400, "d": 86400}
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,18}$")  # stk-NAME-net4-a: at most 31, ipset's limit
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,18}")  # stk-NAME-net4-a: at most 31, ipset's limit
+# Group names stockade gives a meaning of its own: `everyone` in allow rules, `bogons` for its built-in set.
+RESERVED = ("everyone", "bogons")
+EVERY_ADDRESS = "a member with prefix /0 matches all traffic; remove it (allow rules can say `everyone`)"
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -65,7 +70,7 @@ def _services_ok(value: str | list[str]) -> str | list[str]:
 
 
 Rate = Annotated[str, AfterValidator(_rate_ok)]
-Services = Annotated[Union[str, list[str]], AfterValidator(_services_ok)]
+Services = Annotated[str | list[str], AfterValidator(_services_ok)]
 
 
 class Strict(BaseModel):
@@ -104,11 +109,22 @@ def _group(value: Any) -> tuple[str, ...] | FileGroup:
         raise ValueError('a group is a list of addresses, e.g. ["192.0.2.7", "2001:db8::/48"], '
                          'or { file = "blocked.txt" }')
     for x in value:
-        network(x)
+        if network(x).prefixlen == 0:
+            raise ValueError(f"`{x}` is every address; {EVERY_ADDRESS}")
     return tuple(value)
 
 
+def _group_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ValueError(f"group name {name[:40]!r}: lower-case letters, digits, _ and -, at most 19 "
+                         "(with its set suffixes, ipset allows 31)")
+    if name in RESERVED:
+        raise ValueError(f"group name `{name}` is reserved (stockade uses it for its own set)")
+    return name
+
+
 Group = Annotated[Any, BeforeValidator(_group)]
+GroupName = Annotated[str, AfterValidator(_group_name)]
 
 
 class LogSettings(Strict):
@@ -185,7 +201,7 @@ class Egress(Strict):
 
 class Policy(Strict):
     server: Server = Field(default_factory=Server)
-    groups: dict[str, Group] = Field(default_factory=dict)
+    groups: dict[GroupName, Group] = Field(default_factory=dict)
     admin: list[str] = Field(default_factory=list)  # groups with full access
     defaults: Defaults = Field(default_factory=Defaults)
     log: LogSettings = Field(default_factory=LogSettings)
@@ -195,14 +211,6 @@ class Policy(Strict):
     allow: list[Allow] = Field(default_factory=list)
     egress: list[Egress] = Field(default_factory=list)
 
-    @field_validator("groups")
-    @classmethod
-    def _group_names(cls, v):
-        for name in v:
-            if not NAME.match(name) or name == "everyone":
-                raise ValueError(f"group name `{name}`: lower-case letters, digits, _ and -, at most 19 (with its set suffixes, ipset allows 31), "
-                                 "not `everyone`")
-        return v
 
 
 class PolicyError(DiagnosedError):
@@ -233,16 +241,30 @@ def _names(tree: dict) -> set[str]:
     return set(tree) | {n for sub in tree.values() for n in _names(sub)}
 
 
+POLICY_MAX = 16 << 20  # bytes; a policy is a page or two, its long lists live in group files
+MAX_NESTING = 32  # TOML brackets deep; a policy needs 3, tomllib recurses once per level
+
+
+def read_policy(path: Path) -> str:
+    """The text of a policy file (a regular file, UTF-8); PolicyError saying where it is unreadable."""
+    try:
+        return decode(read_regular(path, POLICY_MAX), str(path))
+    except OSError as e:
+        raise PolicyError([Diagnostic("error", "unreadable", f"cannot read policy: {e.strerror or e}",
+                                      Origin(str(path), 1))]) from None
+    except Unreadable as e:
+        raise PolicyError([e.diagnostic]) from None
+
+
 def load_policy(path: str | Path, text: str | None = None) -> Policy:
     """Read and validate a policy file; raise PolicyError with positioned diagnostics."""
     path = Path(path)
     name = str(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as e:
-            raise PolicyError([Diagnostic("error", "unreadable", f"cannot read policy: {e}", Origin(name, 1))]) \
-                from None
+        text = read_policy(path)
+    if deep := nesting_beyond(text, MAX_NESTING):
+        raise PolicyError([Diagnostic("error", "toml", f"values nested more than {MAX_NESTING} deep",
+                                      Origin(name, *deep), "a policy nests lists and tables a few levels at most")])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -250,6 +272,9 @@ def load_policy(path: str | Path, text: str | None = None) -> Policy:
         line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
         raise PolicyError([Diagnostic("error", "toml", f"not valid TOML: {str(e).split(' (at line')[0]}",
                                       Origin(name, line, col), "see https://toml.io for the syntax")]) from None
+    except RecursionError:  # nesting the bracket count above missed (e.g. inside multi-line strings)
+        raise PolicyError([Diagnostic("error", "toml", "values nested too deep", Origin(name, 1),
+                                      "a policy nests lists and tables a few levels at most")]) from None
     try:
         return Policy.model_validate(data)
     except ValidationError as e:

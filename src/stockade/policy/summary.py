@@ -19,7 +19,8 @@ def service_table(p: Policy) -> list[dict]:
 def egress_table(p: Policy) -> list[dict]:
     """What this host may send: everything in open egress, else each allowance (plus what IPv6 needs);
     the outbound blocklist, refused first, heads the list."""
-    rows = [{"service": "nothing", "ports": "all", "to": ", ".join(p.blocklist.outbound)}] if p.blocklist.outbound else []
+    blocked = p.blocklist.outbound
+    rows = [{"service": "nothing", "ports": "all", "to": ", ".join(blocked)}] if blocked else []
     if p.defaults.egress == "open":
         return rows + [{"service": "everything", "ports": "all", "to": "everyone"}]
     rows += [{"service": name, "ports": " ".join(str(x) for x in resolve(name).ports), "to": ", ".join(eg.targets)}

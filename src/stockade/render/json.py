@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import ipaddress
 from typing import Any
 
 from ..extensions import Opaque
@@ -14,8 +16,17 @@ def _value(data: Any) -> Any:
         return {"opaque": list(data.words)}
     if dataclasses.is_dataclass(data):
         return {k: _value(v) for k, v in dataclasses.asdict(data).items()}
+    if isinstance(data, dict):
+        return {str(k): _value(v) for k, v in data.items()}
     if isinstance(data, (tuple, list, frozenset, set)):
         return [_value(v) for v in data]
+    if isinstance(data, (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
+                         ipaddress.IPv6Network)):
+        return str(data)
+    if isinstance(data, enum.Enum):
+        return _value(data.value)
+    if isinstance(data, bytes):
+        return data.hex()
     return data
 
 

@@ -11,7 +11,8 @@ matches held; env.evaluated counts rules examined.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..extensions import REGISTRY, Opaque
 from ..model import Family, Rule, Table

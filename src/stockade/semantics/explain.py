@@ -9,12 +9,14 @@ from .simulate import Simulator
 
 
 def parse_spec(text: str) -> Packet:
+    """A packet from a JSON object or the short form; SpecError (with its column if known) otherwise."""
+    indent = len(text) - len(text.lstrip())
     text = text.strip()
     if text.startswith("{"):
         try:
             spec = json.loads(text)
         except json.JSONDecodeError as e:
-            raise SpecError(f"packet spec is not valid JSON: {e.msg} at column {e.colno}") from None
+            raise SpecError(f"packet spec is not valid JSON: {e.msg}", col=indent + e.colno) from None
         if not isinstance(spec, dict):
             raise SpecError("packet spec must be a JSON object")
         return from_json(spec)

@@ -38,6 +38,7 @@ from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
 
 LIMIT = 2_000_000  # flat rules; beyond this the ruleset is refused rather than exhausting memory
+MAX_DEPTH = 128  # chain jumps deep; iptables-nft's kernel refuses 16 (ELOOP, "Too many links"), legacy takes more
 
 
 class RuleRef(NamedTuple):
@@ -331,6 +332,10 @@ class _Walk:
             raise FlatError(Diagnostic("error", "chain-loop", f"jump to {name} makes a loop ({loop})",
                                        rule.origin or Origin("<ruleset>", 0),
                                        "the kernel refuses looping rulesets (ELOOP); remove one of the jumps"))
+        if len(stack) > MAX_DEPTH:
+            raise FlatError(Diagnostic("error", "chain-depth", f"jump to {name} nests chains more than {MAX_DEPTH} "
+                                       "deep, more than stockade analyses", rule.origin or Origin("<ruleset>", 0),
+                                       "iptables-nft refuses chains nested 16 deep (Too many links); fold chains"))
         if ctxs:
             self.chain(name, ctxs, origins, stack + (name,))
 

@@ -181,6 +181,9 @@ class Simulator:
             verdict = "UNKNOWN"
             res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
                          f"({_origin(tbl.chains[e.where[1]].rules[e.where[2] - 1])}): {e}"
+        except RecursionError:  # each jump is a call; legacy iptables loads chains nested thousands deep
+            verdict = "UNKNOWN"
+            res.reason = f"{table}/{chain} nests chains deeper than the simulator follows"
         res.evaluated += env.evaluated
         for t, c, n in out:
             rule = tbl.chains[c].rules[n - 1]

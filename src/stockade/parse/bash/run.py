@@ -187,7 +187,7 @@ class Shell(Words, Builtins):
         if t == "list":
             return self.and_or(node)
         if t == "pipeline":
-            return self.pipeline([c for c in kids(node)], None)
+            return self.pipeline(list(kids(node)), None)
         if t == "negated_command":
             st = self.condition(lambda: self.body(node))
             return None if st is None else not st
@@ -344,7 +344,7 @@ class Shell(Words, Builtins):
         """`cat <<EOF | cmd` and `cmd <<EOF && other`: the grammar puts the rest inside the redirection."""
         rest = after[0]
         if rest.type == "pipeline" or any(c.type == "|" for c in rest.children):
-            cmds = [c for c in kids(rest)] if rest.type == "pipeline" else [rest]
+            cmds = list(kids(rest)) if rest.type == "pipeline" else [rest]
             return self.pipeline([body, *cmds], self.stdin)
         status = self.exec(body)
         op = next((c.type for c in rest.parent.children if c.type in ("&&", "||")), "&&")
@@ -452,7 +452,7 @@ class Shell(Words, Builtins):
                         (cond if in_cond else body).append(d)
                 clauses.append((cond, body))
             elif c.type == "else_clause":
-                clauses.append(([], [d for d in kids(c)]))
+                clauses.append(([], list(kids(c))))
         for cond, body in clauses:
             if cond:
                 status = self.condition(lambda c=cond: self.seq(c))
@@ -484,7 +484,7 @@ class Shell(Words, Builtins):
             self.exec(body)
         except Loop as e:
             if e.n > 1:
-                raise Loop(e.n - 1, e.brk)
+                raise Loop(e.n - 1, e.brk) from None
             return not e.brk
         return True
 
@@ -511,7 +511,7 @@ class Shell(Words, Builtins):
     def for_loop(self, node: Node) -> Status:
         var = self.code.raw(child(node, "variable"))
         body = child(node, "body")
-        values = [c for c in node.children_by_field_name("value")]
+        values = list(node.children_by_field_name("value"))
         if any(c.type == "in" for c in node.children):
             items = [f for v in values for f, _ in self.fields(v)]
         else:
@@ -615,7 +615,8 @@ class Shell(Words, Builtins):
                 regex = "".join(re.escape(p.text) if p.quoted else p.text for p in self.pieces(leaf, False))
             operands.append((value, regex))
             ops.append(leaf.type == "test_operator")
-        arith = lambda s: Arith(s, self.arith_get, self.arith_put).value()
+        def arith(s):
+            return Arith(s, self.arith_get, self.arith_put).value()
         return Test(operands, ops, self.file_test, True, arith).run()
 
     def leaves(self, node: Node):
@@ -673,7 +674,7 @@ class Shell(Words, Builtins):
     def simple(self, node: Node) -> Status:
         assigns = [c for c in node.children if c.type == "variable_assignment"]
         name = child(node, "name")
-        words = ([name] if name is not None else []) + [c for c in node.children_by_field_name("argument")]
+        words = ([name] if name is not None else []) + list(node.children_by_field_name("argument"))
         if node.type in WORDISH:
             words = [node]
         stdin = None

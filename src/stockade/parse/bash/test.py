@@ -132,7 +132,7 @@ class Test:
                 raise TestError("`)` expected")
             self.i += 1
             return v
-        if k + 2 < len(self.words) + 0 and k + 1 < len(self.words) and self.is_binary(k + 1) and k + 2 < len(self.words):
+        if k + 2 < len(self.words) and self.is_binary(k + 1):
             self.i = k + 3
             return self.binary(self.words[k], self.words[k + 1][0] or "", self.words[k + 2])
         if k + 1 < len(self.words) and (self.text(k) or "").startswith("-") and len(self.text(k) or "") == 2 \

@@ -76,7 +76,8 @@ def _merge(group: list[NftRule]) -> NftRule:
     per_element = len(comments) > 1
 
     def elements(rule: NftRule) -> list[str]:
-        note = f" comment {quote(rule.comment, 'comment', COMMENT_MAX)}" if per_element and rule.comment is not None else ""
+        commented = per_element and rule.comment is not None
+        note = f" comment {quote(rule.comment, 'comment', COMMENT_MAX)}" if commented else ""
         return [span(*r) + note for r in _ranges(rule)]
 
     comment = None if per_element else group[0].comment

@@ -178,7 +178,7 @@ def after_match_all(a: Analysis) -> list[Finding]:
 def empty_jumps(a: Analysis) -> list[Finding]:
     out = []
     tbl = a.rs.tables.get("filter")
-    for cname, chain in (tbl.chains.items() if tbl else ()):
+    for _cname, chain in (tbl.chains.items() if tbl else ()):
         for rule in chain.rules:
             t = rule.target
             if t is not None and t.name in tbl.chains and not tbl.chains[t.name].builtin \

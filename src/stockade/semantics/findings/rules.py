@@ -62,7 +62,7 @@ def global_limits(a: Analysis) -> list[Finding]:
     """A -m limit bucket is one per rule, shared by every sender: on new connections (SYN, SSH,
     ping) one attacker exhausts it and everyone else's packets are the ones dropped."""
     out = []
-    for cname, n, rule, origin in _filter_rules(a):
+    for cname, _n, rule, origin in _filter_rules(a):
         lim = next((m for m in rule.matches if m.name == "limit"), None)
         if lim is None or rule.target is None or REGISTRY.logs(rule.target.name, a.rs.family):
             continue
@@ -90,7 +90,7 @@ def global_limits(a: Analysis) -> list[Finding]:
 def fragments(a: Analysis) -> list[Finding]:
     out = []
     ct = uses_conntrack(a.rs)
-    for cname, n, rule, origin in _filter_rules(a):
+    for cname, _n, rule, origin in _filter_rules(a):
         if rule.fragment is not True:
             continue
         why = ("conntrack is in use (this ruleset has state matches), so the kernel reassembles fragments "
@@ -105,7 +105,7 @@ def fragments(a: Analysis) -> list[Finding]:
 
 def unlimited_logs(a: Analysis) -> list[Finding]:
     out = []
-    for cname, n, rule, origin in _filter_rules(a):
+    for _cname, _n, rule, origin in _filter_rules(a):
         if rule.target is not None and REGISTRY.logs(rule.target.name, a.rs.family) \
                 and not any(m.name in RATE for m in rule.matches):
             out.append(finding("log-without-limit", f"-j {rule.target.name} without a rate limit: a flood of "
@@ -118,7 +118,7 @@ def source_port_accepts(a: Analysis) -> list[Finding]:
     """ACCEPT keyed on the source port alone: the sender picks its source port, so this opens every
     destination port to whoever sends from that port."""
     out = []
-    for cname, n, rule, origin in _filter_rules(a):
+    for _cname, _n, rule, origin in _filter_rules(a):
         if rule.target is None or rule.target.name != "ACCEPT":
             continue
         c = a.space.constraint(rule, a.rs.sets)
