@@ -4,7 +4,8 @@ Each module in this package defines one iptables extension (or a match and its
 same-named target, e.g. mark/MARK) as an `Extension` subclass instance passed to
 `register`. The rule parser hands it options one at a time (`parse`), then asks
 for the finished, immutable value (`finish`), and the renderer asks for its
-canonical iptables-save words (`save`).
+canonical iptables-save words (`save`). A match also states the packets it admits
+symbolically (`constraint`), or declares why no analyser can (`undecidable`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.space import AnyOf, Box, Frame
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class Extension:
     proto: ClassVar[int | None] = None  # the -p the kernel insists on (tcp, udp, icmp, ...)
     tables: ClassVar[tuple[str, ...] | None] = None  # tables a target is valid in
     chains: ClassVar[tuple[str, ...] | None] = None  # built-in chains it is valid from
+    # A match no dimension of model.space expresses: why. Declared, so that a match that forgot its
+    # constraint is told apart (tests/test_extension_registry.py).
+    undecidable: ClassVar[str | None] = None
 
     def option(self, word: str) -> Option | None:
         for opt in self.options:
@@ -83,6 +88,12 @@ class Extension:
         None means stockade cannot decide, and the simulator says which rule that leaves open.
         """
         return None
+
+    def constraint(self, data: Any, frame: Frame) -> Box | AnyOf | None:
+        """A match: the packets it admits as a Box over model.space's dimensions, the one symbolic
+        reading diff, findings and analyze share. None where this data is no box in `frame` (the
+        analysers then leave the test undecided). Only matches not declared `undecidable` define it."""
+        raise NotImplementedError(f"-m {self.name} declares neither a constraint nor `undecidable`")
 
     def act(self, data: Any, pkt: Any, env: Any) -> str | None:
         """A target: the verdict that ends traversal, None to go on, "UNKNOWN" if not modelled."""

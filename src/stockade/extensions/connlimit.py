@@ -106,6 +106,7 @@ def parse_prefix(word: str, family: Family) -> int:
 @register
 class ConnlimitMatchExt(Extension):
     name = "connlimit"
+    undecidable = "counts the connections other packets opened"
     options = (Option("--connlimit-upto", invertible=True), Option("--connlimit-above", invertible=True),
                Option("--connlimit-mask"), Option("--connlimit-saddr", nargs=0), Option("--connlimit-daddr", nargs=0))
 

@@ -53,6 +53,7 @@ def shifted(value: int, bits: int, right: bool) -> int:
 @register
 class ConnmarkMatchExt(Extension):
     name = "connmark"
+    undecidable = "a connection mark set by earlier packets"
     options = (Option("--mark", invertible=True),)
 
     def convert(self, opt, args, ctx):

@@ -55,6 +55,7 @@ class SetDscp:
 @register
 class DscpMatchExt(Extension):
     name = "dscp"
+    undecidable = "the DSCP field is no dimension"
     options = (Option("--dscp", invertible=True), Option("--dscp-class", invertible=True))
 
     def convert(self, opt, args, ctx):

@@ -206,6 +206,7 @@ def _overflows(avg: int, burst: int) -> bool:
 @register
 class HashlimitMatch(Extension):
     name = "hashlimit"
+    undecidable = "a rate over earlier packets"
     options = (
         Option("--hashlimit-upto", ("--hashlimit",), invertible=True),
         Option("--hashlimit-above", invertible=True),

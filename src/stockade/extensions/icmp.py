@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.space import ICMP, PROTO
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -122,6 +123,12 @@ class IcmpBase(Extension):
         code = pkt.icmp_code or 0
         hit = (self.wildcard and d.type == ANY) or (pkt.icmp_type == d.type and d.code_lo <= code <= d.code_hi)
         return hit != d.invert
+
+    def constraint(self, d: IcmpType, frame):
+        """ICMP is type*256+code; on IPv4 type 255 is every message whatever the codes (as holds)."""
+        inside = ((0, 65535),) if self.wildcard and d.type == ANY else \
+            ((d.type * 256 + d.code_lo, d.type * 256 + d.code_hi),)
+        return {PROTO: ((self.proto, self.proto),), ICMP: frame.within(ICMP, inside, d.invert)}
 
 
 @register

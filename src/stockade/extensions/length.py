@@ -36,6 +36,7 @@ class LengthMatch:
 @register
 class LengthMatchExt(Extension):
     name = "length"
+    undecidable = "the packet length is no dimension"
     options = (Option("--length", invertible=True),)
 
     def convert(self, opt, args, ctx):

@@ -72,6 +72,7 @@ class Limit:
 @register
 class LimitMatch(Extension):
     name = "limit"
+    undecidable = "a rate over earlier packets"
     options = (Option("--limit"), Option("--limit-burst"))
 
     def convert(self, opt, args, ctx):

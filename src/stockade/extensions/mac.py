@@ -35,6 +35,7 @@ class MacMatch:
 @register
 class MacMatchExt(Extension):
     name = "mac"
+    undecidable = "the link-layer address is no dimension"
     options = (Option("--mac-source", invertible=True),)
 
     def convert(self, opt, args, ctx):

@@ -45,6 +45,7 @@ class SetMark:
 @register
 class MarkMatchExt(Extension):
     name = "mark"
+    undecidable = "a mark set by earlier rules or packets"
     options = (Option("--mark", invertible=True),)
 
     def convert(self, opt, args, ctx):

@@ -26,6 +26,7 @@ class PktTypeMatch:
 @register
 class PktTypeMatchExt(Extension):
     name = "pkttype"
+    undecidable = "the link-layer packet type is no dimension"
     options = (Option("--pkt-type", invertible=True),)
 
     def convert(self, opt, args, ctx):

@@ -94,6 +94,7 @@ class Recent:
 @register
 class RecentMatch(Extension):
     name = "recent"
+    undecidable = "a list of addresses earlier packets filled"
     options = (
         *(Option(f"--{c}", nargs=0, invertible=True) for c in COMMANDS),
         Option("--seconds"), Option("--reap", nargs=0), Option("--hitcount"), Option("--rttl", nargs=0),

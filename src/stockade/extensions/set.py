@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..model import Family
 from ..model.diagnostics import ParseError
+from ..model.space import DST, SRC
 from .base import Extension, Option, register
 from .recent import HZ, jiffies
 from .values import check_printable, parse_c_uint, parse_proto
@@ -437,6 +438,27 @@ class SetMatchExt(Extension):
             return set_test(contents(env, d.name), d.dirs, env.pkt, env, flags) != d.invert
         except Unknowable:
             return None
+
+    def constraint(self, d: SetMatch, frame):
+        """A plain hash:ip or hash:net set of one direction is a set of addresses; other types,
+        nomatch, timeouts and counter tests are left to the simulator."""
+        s = frame.sets.get(d.name)
+        if s is None or len(d.dirs) != 1 or d.return_nomatch or d.packets or d.bytes \
+                or s.type not in ("hash:ip", "hash:net"):
+            return None
+        pairs = []
+        for member in s.members:
+            words = member.split()
+            if len(words) != 1:
+                return None
+            try:
+                net = ipaddress.ip_network(words[0], strict=False)
+            except ValueError:
+                return None
+            if net.version == int(frame.family):
+                pairs.append((int(net.network_address), int(net.broadcast_address)))
+        dim = SRC if d.dirs[0] == "src" else DST
+        return {dim: frame.within(dim, pairs, d.invert)}
 
     def save(self, d: SetMatch) -> list[str]:
         out = (["!"] if d.invert else []) + ["--match-set", d.name, ",".join(d.dirs)]

@@ -167,6 +167,7 @@ def save_pattern(pattern: bytes, invert: bool) -> list[str]:
 @register
 class StringMatchExt(Extension):
     name = "string"
+    undecidable = "the payload is no dimension"
     options = (Option("--string", invertible=True), Option("--hex-string", invertible=True),
                Option("--algo"), Option("--from"), Option("--to"), Option("--icase", nargs=0))
 

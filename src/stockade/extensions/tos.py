@@ -53,6 +53,7 @@ class SetTos:
 @register
 class TosMatchExt(Extension):
     name = "tos"
+    undecidable = "the TOS field is no dimension"
     options = (Option("--tos", invertible=True),)
 
     def convert(self, opt, args, ctx):

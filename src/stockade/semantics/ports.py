@@ -11,9 +11,9 @@ from __future__ import annotations
 import bisect
 
 from ..model import Family
+from ..model.ranges import format_range, normalize
 from .flatten import Flat
 from .matrix import Matrix, Service, Setting, service_matrix
-from .ranges import format_range, normalize
 
 PORT_MATCHES = ("tcp", "udp", "multiport")
 
@@ -91,6 +91,6 @@ def open_ports(flat: Flat, s: Setting, sport: int, state: str = "NEW") -> list[d
 
 
 def _first(sources: list[str], v: int) -> int:
-    from .ranges import parse_range
+    from ..model.ranges import parse_range
 
     return parse_range(v, sources[0])[0]
