@@ -211,7 +211,7 @@ class Space:
         box = header_box(lit, self.frame(sets))
         if box is None:
             return Constraint(residual=(f"non-contiguous mask {lit.value}",))
-        return Constraint(box, never=empty(box))
+        return NEVER if empty(box) else Constraint(box)
 
     def match_constraint(self, m: Match, sets: dict[str, IPSet]) -> Constraint:
         """The match's constraint (semantics.boxes), once per match object and ipsets; what no box
