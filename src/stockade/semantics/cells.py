@@ -146,10 +146,9 @@ class Space:
         other = next(c for c in ("ext0", "wan9", "if0x", "zz9z") if c not in self.ifaces)
         self.ifaces.append(other)  # an interface no rule names (unless by a wildcard)
         self.other_iface = other
-        self.universe = {PROTO: ((0, 255),), SRC: ((0, (1 << self.bits) - 1),), DST: ((0, (1 << self.bits) - 1),),
-                         SPORT: ((0, 65535),), DPORT: ((0, 65535),), ICMP: ((0, 65535),),
-                         IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),),
-                         KIND: ((0, len(KINDS) - 1),)}
+        frame = Frame(family)
+        self.universe = {d: frame.universe(d) for d in (PROTO, SRC, DST, SPORT, DPORT, ICMP, KIND)} | {
+            IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),)}
         self._cache: dict[tuple, tuple] = {}  # (id(match), id(sets)) -> (match, Constraint)
         self._frames: dict[int, Frame] = {}
 
