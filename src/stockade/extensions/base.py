@@ -53,7 +53,7 @@ class Extension:
     tables: ClassVar[tuple[str, ...] | None] = None  # tables a target is valid in
     chains: ClassVar[tuple[str, ...] | None] = None  # built-in chains it is valid from
     # A match no dimension of model.space expresses: why. Declared, so that a match that forgot its
-    # constraint is told apart (tests/test_extension_registry.py).
+    # constraint is told apart (tests/test_constraints.py).
     undecidable: ClassVar[str | None] = None
 
     def option(self, word: str) -> Option | None:
