@@ -40,7 +40,7 @@ from stockade.model import Family
 from stockade.model.packet import Packet, from_json
 from stockade.policy.catalogue import CATALOGUE, Port, resolve
 from stockade.policy.compile import BOGONS, CompiledPolicy, compile_policy
-from stockade.policy.schema import FileGroup
+from stockade.policy.schema import RESERVED, FileGroup
 from stockade.semantics.simulate import Result, Simulator
 
 CI = os.environ.get("CI") == "true"
@@ -166,8 +166,8 @@ def random_policy(rng: random.Random, name: str, kernel: bool = False) -> GenPol
     more, so the kernel test's probes never exhaust one (test_policy_backends trips them on purpose)."""
     rates = KERNEL_RATES if kernel else RATES
     groups = rng.sample(GROUPS, rng.randint(1, 4))
-    odd = rng.choice(LOWER) + "".join(rng.choice(LOWER + "0123456789_-") for _ in range(rng.randint(0, 20)))
-    if rng.random() < 0.3 and odd not in (*GROUPS, "everyone"):  # any name the schema allows
+    odd = rng.choice(LOWER) + "".join(rng.choice(LOWER + "0123456789_-") for _ in range(rng.randint(0, 18)))
+    if rng.random() < 0.3 and odd not in (*GROUPS, *RESERVED):  # any name the schema allows (19 characters at most)
         groups[0] = odd
     files: dict[str, str] = {}
     lines = []

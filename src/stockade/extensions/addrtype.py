@@ -88,6 +88,7 @@ class AddrTypeMatch:
 @register
 class AddrTypeMatchExt(Extension):
     name = "addrtype"
+    undecidable = "address types depend on the host's routes and addresses"
     options = (Option("--src-type", invertible=True), Option("--dst-type", invertible=True),
                Option("--limit-iface-in", nargs=0), Option("--limit-iface-out", nargs=0))
 

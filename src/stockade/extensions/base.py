@@ -8,6 +8,8 @@ word with the option's `type`), then asks for the finished, immutable value
 canonical iptables-save words (`save`), the simulator whether it holds / what it does
 (`holds`, `act`), and the nftables back end for its translation (`nft`, or the reason in
 `nft_refusal` why nft cannot say the same).
+A match also states the packets it admits symbolically (`constraint`), or declares why no
+analyser can (`undecidable`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..model import VERDICTS, Family
 from ..model.diagnostics import ParseError
 from ..model.nft import Ctx as NftCtx
 from ..model.nft import Part
+from ..model.space import AnyOf, Box, Frame
 from .opaque import UNMODELLED_CONNTRACK, UNMODELLED_LOGS, UNMODELLED_NON_TERMINAL, UNMODELLED_TERMINAL
 
 
@@ -68,6 +71,9 @@ class Extension:
     # Rules (the words after `-A INPUT`, filter table) that iptables-restore loads and iptables-save prints
     # back as stockade does: tests/kernel/test_roundtrip.py runs them, as iptables runs libxt_NAME.t.
     roundtrip: ClassVar[tuple[str, ...]] = ()
+    # A match no dimension of model.space expresses: why. Declared, so that a match that forgot its
+    # constraint is told apart (tests/test_constraints.py).
+    undecidable: ClassVar[str | None] = None
 
     def option(self, word: str) -> Option | None:
         for opt in self.options:
@@ -110,6 +116,12 @@ class Extension:
         None means stockade cannot decide, and the simulator says which rule that leaves open.
         """
         return None
+
+    def constraint(self, data: Any, frame: Frame) -> Box | AnyOf | None:
+        """A match: the packets it admits as a Box over model.space's dimensions, the one symbolic
+        reading diff, findings and analyze share. None where this data is no box in `frame` (the
+        analysers then leave the test undecided). Only matches not declared `undecidable` define it."""
+        raise NotImplementedError(f"-m {self.name} declares neither a constraint nor `undecidable`")
 
     def act(self, data: Any, pkt: Any, env: Any) -> str | None:
         """A target: the verdict that ends traversal, None to go on, "UNKNOWN" if not modelled."""

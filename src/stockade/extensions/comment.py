@@ -28,6 +28,9 @@ class CommentMatch(Extension):
     def holds(self, text: str, pkt, env) -> bool:
         return True
 
+    def constraint(self, text: str, frame) -> dict:
+        return {}
+
     def save(self, text: str) -> list[str]:
         return ["--comment", save_string(text)]
 

@@ -109,6 +109,7 @@ class ConnlimitMatchExt(Extension):
     name = "connlimit"
     conntrack = True
     stateful = True
+    undecidable = "counts the connections other packets opened"
     options = (Option("--connlimit-upto", invertible=True), Option("--connlimit-above", invertible=True),
                Option("--connlimit-mask"), Option("--connlimit-saddr", nargs=0), Option("--connlimit-daddr", nargs=0))
 

@@ -54,6 +54,7 @@ def shifted(value: int, bits: int, right: bool) -> int:
 @register
 class ConnmarkMatchExt(Extension):
     name = "connmark"
+    undecidable = "a connection mark set by earlier packets"
     conntrack = True
     options = (Option("--mark", invertible=True, type=lambda word: parse_mark_mask(word, "connmark"),
                       required=True, hint="write -m connmark --mark VALUE[/MASK]"),)

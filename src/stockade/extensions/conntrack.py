@@ -7,6 +7,7 @@ from ..model import Address, parse_address
 from ..model.address import ntop
 from ..model.diagnostics import ParseError
 from ..model.nft import Part, address, neg, span
+from ..model.space import KIND, Kind
 from .base import Extension, Option, register
 from .state import NO_ENTRY, PRINT_ORDER, STATE_NAMES, States, ct_state, nft_states, parse_names, template
 from .values import format_range, parse_port_range, parse_proto, parse_uint_range
@@ -172,13 +173,12 @@ class ConntrackMatch(Extension):
         state = ct_state(pkt, env)
         if state is None:
             return None
-        if state in ("INVALID", "UNTRACKED"):
-            return d.state is not None and (state in d.state.names) != d.state.invert
+        if state in UNTRACKED:
+            return _untracked(d, state)
         e = _entry(state, pkt, env)
         tests = []
         if d.state is not None:
-            tests.append(_bits(d.state.names, {state} | (e.nat or set()), {"SNAT", "DNAT"} if e.nat is None
-                               else set(), d.state.invert))
+            tests.append(_state_test(d.state, state, e.nat))
         if d.direction is not None:
             tests.append(None if e.direction is None else d.direction == e.direction)
         tests += _tuple_tests(d, e.tuple)
@@ -187,6 +187,14 @@ class ConntrackMatch(Extension):
         if d.expire is not None:
             tests.append(None)
         return all3(tests)
+
+    def constraint(self, d: Conntrack, frame):
+        """--ctstate and --ctproto per packet kind, as holds reads them; the entry's tuple, status,
+        expiry and direction are no dimension."""
+        if any(getattr(d, k) is not None for k in ADDRESS_KEYS + PORT_KEYS + ("status", "expire", "direction")):
+            return None
+        kinds = frame.kinds_where(lambda k: _kind_test(d, k))
+        return None if kinds is None else {KIND: kinds}
 
     def save(self, d: Conntrack) -> list[str]:
         out = d.state.save("--ctstate") if d.state is not None else []
@@ -268,6 +276,44 @@ def _nft_expiry(e, ctx) -> str:
     return f"{e.lo}s-{hi // 1000}s" + (f"{hi % 1000}ms" if hi % 1000 else "")
 
 
+UNTRACKED = ("INVALID", "UNTRACKED")  # states of a packet without an entry
+
+
+def _untracked(d: Conntrack, state: str) -> bool:
+    """Without an entry only the state test counts, and fails if absent."""
+    return d.state is not None and (state in d.state.names) != d.state.invert
+
+
+def _state_test(s: States, state: str, nat: frozenset[str] | None) -> bool | None:
+    """--ctstate for a packet with an entry: its state plus the entry's SNAT/DNAT bits (None: unknown)."""
+    return _bits(s.names, {state} | (nat or set()), {"SNAT", "DNAT"} if nat is None else set(), s.invert)
+
+
+def _proto_test(d: Conntrack, proto: int) -> bool:
+    return (proto == d.proto) != d.proto_invert
+
+
+def _kind_test(d: Conntrack, k: Kind) -> bool | None:
+    if k.state is None:
+        return None
+    if k.state in UNTRACKED:
+        return _untracked(d, k.state)
+    tests = [] if d.state is None else [_state_test(d.state, k.state, k.nat)]
+    if d.proto is not None:
+        tests.append(None if k.ctproto is None else _proto_test(d, k.ctproto))
+    return all3(tests)
+
+
+def packet_kind(label: str, pkt, env) -> Kind:
+    """A packet as a model.space Kind: the state a rule sees it in (ct_state), its TCP flags, and
+    what _entry knows of its entry."""
+    state = ct_state(pkt, env)
+    if state is None or state in UNTRACKED:
+        return Kind(label, state, pkt.tcp_flags)
+    e = _entry(state, pkt, env)
+    return Kind(label, state, pkt.tcp_flags, e.nat, None if e.tuple is None else e.tuple[0])
+
+
 def all3(tests: list[bool | None]) -> bool | None:
     """AND where None is unknown: one certain False decides."""
     if False in tests:
@@ -338,7 +384,7 @@ def _tuple_tests(d: Conntrack, entry: tuple | None) -> list[bool | None]:
     if entry is None:
         return [None]
     proto, *addrs, ports = entry
-    tests = [] if d.proto is None else [(proto == d.proto) != d.proto_invert]
+    tests = [] if d.proto is None else [_proto_test(d, proto)]
     for test, value in zip(given[:4], addrs):
         if test is not None:
             tests.append(test.net.contains(value) != test.invert)

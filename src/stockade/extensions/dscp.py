@@ -56,6 +56,7 @@ class SetDscp:
 @register
 class DscpMatchExt(Extension):
     name = "dscp"
+    undecidable = "the DSCP field is no dimension"
     options = (Option("--dscp", invertible=True), Option("--dscp-class", invertible=True))
 
     def convert(self, opt, args, ctx):

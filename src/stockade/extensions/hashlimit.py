@@ -210,6 +210,7 @@ def _overflows(avg: int, burst: int) -> bool:
 class HashlimitMatch(Extension):
     name = "hashlimit"
     stateful = True
+    undecidable = "a rate over earlier packets"
     options = (
         Option("--hashlimit-upto", ("--hashlimit",), invertible=True),
         Option("--hashlimit-above", invertible=True),

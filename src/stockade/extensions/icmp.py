@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..model import Family
 from ..model.diagnostics import ParseError
 from ..model.nft import Part, neg, span
+from ..model.space import ICMP, PROTO
 from .base import Extension, Option, register
 from .values import parse_c_uint
 
@@ -136,6 +137,11 @@ class IcmpBase(Extension):
         if d.invert:  # not (type and code): one lookup of the pair
             return [Part(f"{key} type . {key} code != {{ {name} . {span(d.code_lo, d.code_hi)} }}", fam)]
         return [Part(f"{key} type {name}", fam), Part(f"{key} code {span(d.code_lo, d.code_hi)}", fam)]
+    def constraint(self, d: IcmpType, frame):
+        """ICMP is type*256+code; on IPv4 type 255 is every message whatever the codes (as holds)."""
+        inside = ((0, 65535),) if self.wildcard and d.type == ANY else \
+            ((d.type * 256 + d.code_lo, d.type * 256 + d.code_hi),)
+        return {PROTO: ((self.proto, self.proto),), ICMP: frame.within(ICMP, inside, d.invert)}
 
 
 @register

@@ -7,6 +7,7 @@ from ..model import Family
 from ..model.address import ntop, parse_ipv4, parse_ipv6
 from ..model.diagnostics import ParseError
 from ..model.nft import Part, neg
+from ..model.space import DST, SRC
 from .base import Extension, Option, register
 
 
@@ -58,6 +59,11 @@ class IpRangeMatch(Extension):
         """iprange_mt4/iprange_mt6: each given range is tested, numerically, and negated by its `!`."""
         return all(r is None or (r.first <= addr <= r.last) != r.invert
                    for r, addr in ((d.src, pkt.src), (d.dst, pkt.dst)))
+
+    def constraint(self, d: IpRange, frame):
+        """A backwards range is empty (so with `!`, every address), as holds reads it."""
+        return {dim: frame.within(dim, ((r.first, r.last),), r.invert)
+                for r, dim in ((d.src, SRC), (d.dst, DST)) if r is not None}
 
     def save(self, d: IpRange) -> list[str]:
         out = []

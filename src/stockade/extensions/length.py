@@ -37,6 +37,7 @@ class LengthMatch:
 @register
 class LengthMatchExt(Extension):
     name = "length"
+    undecidable = "the packet length is no dimension"
     options = (Option("--length", invertible=True, type=parse_length_range, required=True,
                       hint="write -m length --length MIN:MAX"),)
 

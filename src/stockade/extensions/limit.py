@@ -75,6 +75,7 @@ class Limit:
 class LimitMatch(Extension):
     name = "limit"
     stateful = True
+    undecidable = "a rate over earlier packets"
     options = (Option("--limit"), Option("--limit-burst"))
 
     def convert(self, opt, args, ctx):

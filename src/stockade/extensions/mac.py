@@ -36,6 +36,7 @@ class MacMatch:
 @register
 class MacMatchExt(Extension):
     name = "mac"
+    undecidable = "the link-layer address is no dimension"
     options = (Option("--mac-source", invertible=True, type=parse_mac, required=True),)
 
     def finish(self, acc, ctx):

@@ -46,6 +46,7 @@ class SetMark:
 @register
 class MarkMatchExt(Extension):
     name = "mark"
+    undecidable = "a mark set by earlier rules or packets"
     options = (Option("--mark", invertible=True, type=lambda word: parse_mark_mask(word, "mark"), required=True,
                       hint="write -m mark --mark VALUE[/MASK]"),)
 

@@ -7,6 +7,7 @@ from itertools import pairwise
 from ..model.diagnostics import ParseError
 from ..model.netfilter import proto_name
 from ..model.nft import Part, neg, span
+from ..model.space import DPORT, SPORT, AnyOf
 from .base import Extension, Option, register
 from .tcp import nft_ports
 from .values import format_range, parse_port
@@ -81,6 +82,15 @@ class MultiportMatch(Extension):
         ports = {"sports": (pkt.sport,), "dports": (pkt.dport,), "ports": (pkt.sport, pkt.dport)}[d.side]
         hit = any(lo <= port <= hi for lo, hi in d.ranges for port in ports)
         return hit != d.invert
+
+    def constraint(self, d: Multiport, frame):
+        """No protocol: the rule's -p carries it. `--ports` is either port (negated: neither)."""
+        if d.side == "ports":
+            if d.invert:
+                return {SPORT: frame.within(SPORT, d.ranges, True), DPORT: frame.within(DPORT, d.ranges, True)}
+            return AnyOf(({SPORT: frame.within(SPORT, d.ranges)}, {DPORT: frame.within(DPORT, d.ranges)}))
+        dim = SPORT if d.side == "sports" else DPORT
+        return {dim: frame.within(dim, d.ranges, d.invert)}
 
     def save(self, d: Multiport) -> list[str]:
         return (["!"] if d.invert else []) + [f"--{d.side}", ",".join(format_range(r) for r in d.ranges)]

@@ -64,6 +64,7 @@ def parse_ids(word: str, what: str, lookup) -> tuple[int, int]:
 @register
 class OwnerMatchExt(Extension):
     name = "owner"
+    undecidable = "the sending socket's owner is no dimension"
     options = (Option("--uid-owner", invertible=True), Option("--gid-owner", invertible=True),
                Option("--socket-exists", nargs=0, invertible=True), Option("--suppl-groups", nargs=0))
 

@@ -38,6 +38,7 @@ def parse_type(word: str) -> str:
 @register
 class PktTypeMatchExt(Extension):
     name = "pkttype"
+    undecidable = "the link-layer packet type is no dimension"
     options = (Option("--pkt-type", invertible=True, type=parse_type, required=True),)
 
     def finish(self, acc, ctx):

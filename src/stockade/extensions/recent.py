@@ -97,6 +97,7 @@ class RecentMatch(Extension):
     name = "recent"
     stateful = True
     nft_refusal = "recent: nftables has no lists of recently seen addresses with hit counts and ages"
+    undecidable = "a list of addresses earlier packets filled"
     options = (
         *(Option(f"--{c}", nargs=0, invertible=True) for c in COMMANDS),
         Option("--seconds"), Option("--reap", nargs=0), Option("--hitcount"), Option("--rttl", nargs=0),

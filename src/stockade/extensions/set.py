@@ -1,10 +1,12 @@
 """-m set: membership of the packet's addresses/ports in an ipset (xt_set, revision 4)."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
 from ..model.nft import Part, dims_of, neg, set_family
+from ..model.space import DST, SRC
 from .base import Extension, Option, register
 from .ipset import CounterTest, Unknowable, contents, set_test
 from .values import check_printable, parse_c_uint
@@ -105,6 +107,27 @@ class SetMatchExt(Extension):
             return set_test(contents(env, d.name), d.dirs, env.pkt, env, flags) != d.invert
         except Unknowable:
             return None
+
+    def constraint(self, d: SetMatch, frame):
+        """A plain hash:ip or hash:net set of one direction is a set of addresses; other types,
+        nomatch, timeouts and counter tests are left to the simulator."""
+        s = frame.sets.get(d.name)
+        if s is None or len(d.dirs) != 1 or d.return_nomatch or d.packets or d.bytes \
+                or s.type not in ("hash:ip", "hash:net"):
+            return None
+        pairs = []
+        for member in s.members:
+            words = member.split()
+            if len(words) != 1:
+                return None
+            try:
+                net = ipaddress.ip_network(words[0], strict=False)
+            except ValueError:
+                return None
+            if net.version == int(frame.family):
+                pairs.append((int(net.network_address), int(net.broadcast_address)))
+        dim = SRC if d.dirs[0] == "src" else DST
+        return {dim: frame.within(dim, pairs, d.invert)}
 
     def save(self, d: SetMatch) -> list[str]:
         out = (["!"] if d.invert else []) + ["--match-set", d.name, ",".join(d.dirs)]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ..model.diagnostics import ParseError
 from ..model.nft import Part
+from ..model.space import KIND
 from .base import Extension, Option, register
 from .ct import TEMPLATE_NOTE
 
@@ -89,6 +90,10 @@ class StateMatch(Extension):
         """iptables-nft loads -m state as xt_conntrack revision 3 with only its state test."""
         state = ct_state(pkt, env)
         return None if state is None else (state in d.names) != d.invert
+
+    def constraint(self, d: States, frame):
+        kinds = frame.kinds_where(lambda k: None if k.state is None else (k.state in d.names) != d.invert)
+        return None if kinds is None else {KIND: kinds}
 
     def save(self, d: States) -> list[str]:
         return d.save("--state")

@@ -168,6 +168,7 @@ def save_pattern(pattern: bytes, invert: bool) -> list[str]:
 class StringMatchExt(Extension):
     name = "string"
     nft_refusal = "string: nftables cannot search packet payload for a pattern"
+    undecidable = "the payload is no dimension"
     options = (Option("--string", invertible=True), Option("--hex-string", invertible=True),
                Option("--algo"), Option("--from"), Option("--to"), Option("--icase", nargs=0))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..model.diagnostics import ParseError
 from ..model.netfilter import TCP_FLAGS
 from ..model.nft import Part, element_list, neg, span
+from ..model.space import DPORT, KIND, PROTO, SPORT
 from .base import Extension, Option, register
 from .values import format_range, parse_c_uint, parse_port_range
 
@@ -27,6 +28,15 @@ class Ports:
 
     def holds(self, port: int) -> bool:
         return (self.lo <= port <= self.hi) != self.invert
+
+
+def port_box(d, proto: int, frame) -> dict:
+    """The protocol and the --sport/--dport of tcp, udp and friends as a Box."""
+    out = {PROTO: ((proto, proto),)}
+    for p, dim in ((d.sport, SPORT), (d.dport, DPORT)):
+        if p is not None:
+            out[dim] = frame.within(dim, ((p.lo, p.hi),), p.invert)
+    return out
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,14 @@ class TcpMatch(Extension):
         if d.option is not None and (d.option in pkt.tcp_options) == d.option_invert:
             return False
         return d.flags is None or d.flags.holds(pkt.tcp_flags)
+
+    def constraint(self, d: Tcp, frame):
+        if d.option is not None:
+            return None  # which options a segment carries is no dimension
+        out = port_box(d, 6, frame)
+        if d.flags is not None:
+            out[KIND] = frame.kinds_where(lambda k: d.flags.holds(k.flags))
+        return out
 
     def save(self, d: Tcp) -> list[str]:
         out = []

@@ -58,6 +58,7 @@ class SetTos:
 @register
 class TosMatchExt(Extension):
     name = "tos"
+    undecidable = "the TOS field is no dimension"
     options = (Option("--tos", invertible=True, type=lambda word: parse_tos_mask(word, "tos"), required=True),)
 
     def finish(self, acc, ctx):

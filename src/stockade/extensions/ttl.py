@@ -23,6 +23,7 @@ class CounterFieldMatch(Extension):
     """A one-byte header field compared with one of -eq (invertible), -lt, -gt; shared by
     ttl and hl. The bare `--ttl`/`--hl` is an old spelling of -eq."""
 
+    undecidable = "the TTL / hop limit is no dimension"
     field: str  # option prefix, "ttl" or "hl"
     data: type
     nft_key: str  # nft's name of the field

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..model.nft import Part
 from .base import Extension, register
-from .tcp import PORT_OPTIONS, Ports, nft_ports, port_option
+from .tcp import PORT_OPTIONS, Ports, nft_ports, port_box, port_option
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class UdpMatch(Extension):
         if pkt.frag_offset:
             return False if (d.sport, d.dport) == (None, None) else None
         return all(p is None or p.holds(port) for p, port in ((d.sport, pkt.sport), (d.dport, pkt.dport)))
+
+    def constraint(self, d: Udp, frame):
+        return port_box(d, 17, frame)
 
     def save(self, d: Udp) -> list[str]:
         return [w for flag, p in (("--sport", d.sport), ("--dport", d.dport)) if p for w in p.save(flag)]

@@ -151,10 +151,10 @@ def _view_status(entry: dict, svc: str, echo: str) -> str:
 def cross_check(report: Report, rulesets: dict[Family, Ruleset]) -> None:
     """A `ports-view` row per probed source: the services its SYN, UDP and echo probes found open
     against the open-ports view's status for that source (see the module docstring)."""
+    from ..model.ranges import parse_range
     from ..semantics.flatten import FlatError, flatten
     from ..semantics.matrix import setting
     from ..semantics.ports import open_ports
-    from ..semantics.ranges import parse_range
     from .probes import SPORTS
 
     for fam in Family:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 from ..model import Family, Ruleset
 from ..model.netfilter import PORT_PROTOS
+from ..model.ranges import Ranges
 from .flatten import Flat, flatten
 from .ipassmt import IpAssmt
 from .matrix import Matrix, parse_service, service_matrix, setting
 from .ports import open_ports
-from .ranges import Ranges
 
 MAX_DEFAULT_SERVICES = 12
 STANDARD = ("tcp/22", "tcp/80", "tcp/443", "tcp/25", "udp/53")

@@ -1,10 +1,11 @@
 """Header space cut into classes that every rule treats alike, for exact whole-space answers.
 
-A packet class (a Box) gives each dimension a set of integers (an IntervalSet):
+A packet class (a Box, model.space) gives each dimension a set of integers (model.ranges):
 protocol, source and destination address, ports, ICMP type*256+code, input and
 output interface (indices into the interface names the rules mention, 0 being "no
 device"), and the packet kind (conntrack state plus the TCP flags that go with it).
-A rule becomes a Constraint: per dimension the values it admits, plus the matches no
+A rule becomes a Constraint: per dimension the values it admits (each test read by
+semantics.boxes, a match by its extension's constraint), plus the matches no
 dimension can express (rate limits, marks, unknown extensions...), kept as
 `residual` so answers that depend on them say so instead of guessing.
 
@@ -16,48 +17,44 @@ the same verdict from every rule whose constraint has no residual part.
 """
 from __future__ import annotations
 
-import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..extensions import Opaque
-from ..model import Family, IPSet, Rule, Ruleset
+from ..model import Family, IPSet, Match, Rule, Ruleset
 from ..model.netfilter import (
-    ACK,
     MARTIAN_V4,
     MARTIAN_V6,
     PORT_PROTOS,
-    SYN,
     UNFORWARDED_V6,
 )
 from ..model.packet import Packet
-from .flatten import FlatRule, Lit, flatten
-from .ranges import Ranges
-from .ranges import intersect as iv_and
-from .ranges import normalize as norm
+from ..model.ranges import Ranges
+from ..model.ranges import contains as iv_has
+from ..model.ranges import difference as iv_sub
+from ..model.ranges import intersect as iv_and
+from ..model.ranges import normalize as norm
+from ..model.space import (
+    DIMS,
+    DPORT,
+    DST,
+    ICMP,
+    IIF,
+    KIND,
+    KINDS,
+    OIF,
+    PROTO,
+    SPORT,
+    SRC,
+    TCP_ONLY,
+    AnyOf,
+    Frame,
+)
+from .boxes import empty, header_box, match_box
+from .flatten import FlatRule, Lit, flatten, rule_lits
 
 Ivs = Ranges  # sorted, disjoint, inclusive, non-adjacent
-
-PROTO, SRC, DST, SPORT, DPORT, ICMP, IIF, OIF, KIND = "proto", "src", "dst", "sport", "dport", "icmp", "iif", \
-    "oif", "kind"
-DIMS = (PROTO, KIND, IIF, OIF, SRC, DST, ICMP, DPORT, SPORT)  # split order: coarse first
-XMAS = 0x3F  # every flag iptables can name
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A packet kind: the conntrack state it is given and the TCP flags it carries."""
-
-    label: str
-    state: str
-    flags: int
-
-
-KINDS = (Kind("NEW", "NEW", SYN), Kind("ESTABLISHED", "ESTABLISHED", ACK), Kind("RELATED", "RELATED", SYN),
-         Kind("INVALID", "INVALID", XMAS), Kind("UNTRACKED", "UNTRACKED", SYN),
-         Kind("NEW without SYN", "NEW", ACK), Kind("INVALID NULL", "INVALID", 0))
-TCP_ONLY = {"NEW without SYN", "INVALID NULL"}  # kinds that differ from others only by TCP flags
 
 # ICMP types by the states conntrack can give them (nf_conntrack_proto_icmp*.c): queries open
 # connections, replies belong to one, errors are RELATED to one, IPv6 neighbour discovery is untracked.
@@ -73,32 +70,6 @@ PLAUSIBLE = {"NEW": {"query"}, "ESTABLISHED": {"query", "reply"}, "RELATED": {"e
 
 def icmp_proto(family: Family) -> int:
     return 1 if family is Family.IPV4 else 58
-
-
-# ---- interval sets ----
-
-def iv_sub(a: Ivs, b: Ivs) -> Ivs:
-    out = []
-    for lo, hi in a:
-        for blo, bhi in b:
-            if bhi < lo or blo > hi:
-                continue
-            if blo > lo:
-                out.append((lo, blo - 1))
-            lo = bhi + 1
-            if lo > hi:
-                break
-        if lo <= hi:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def iv_size(a: Ivs) -> int:
-    return sum(hi - lo + 1 for lo, hi in a)
-
-
-def iv_has(a: Ivs, v: int) -> bool:
-    return any(lo <= v <= hi for lo, hi in a)
 
 
 # ---- constraints ----
@@ -127,6 +98,7 @@ class Constraint:
 
 
 ANY = Constraint()
+NEVER = Constraint(never=True)
 
 
 def relation(c: Constraint, box: dict) -> tuple[str, str | None]:
@@ -157,21 +129,6 @@ def relation(c: Constraint, box: dict) -> tuple[str, str | None]:
 _INF = float("inf")
 
 
-def _addr_ivs(addr, invert: bool, bits: int) -> Ivs | None:
-    """An address/mask as intervals; None for a non-contiguous mask (left residual)."""
-    plen = addr.prefixlen
-    if plen is None:
-        return None
-    size = 1 << (bits - plen)
-    inside = ((addr.addr, addr.addr + size - 1),)
-    return iv_sub(((0, (1 << bits) - 1),), inside) if invert else inside
-
-
-def _ports(p, full=(0, 65535)) -> Ivs:
-    inside = ((p.lo, p.hi),)
-    return iv_sub((full,), inside) if p.invert else inside
-
-
 class Space:
     """The dimensions' universes for a set of rulesets of one family, and rules as constraints."""
 
@@ -189,11 +146,11 @@ class Space:
         other = next(c for c in ("ext0", "wan9", "if0x", "zz9z") if c not in self.ifaces)
         self.ifaces.append(other)  # an interface no rule names (unless by a wildcard)
         self.other_iface = other
-        self.universe = {PROTO: ((0, 255),), SRC: ((0, (1 << self.bits) - 1),), DST: ((0, (1 << self.bits) - 1),),
-                         SPORT: ((0, 65535),), DPORT: ((0, 65535),), ICMP: ((0, 65535),),
-                         IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),),
-                         KIND: ((0, len(KINDS) - 1),)}
+        frame = Frame(family)
+        self.universe = {d: frame.universe(d) for d in (PROTO, SRC, DST, SPORT, DPORT, ICMP, KIND)} | {
+            IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),)}
         self._cache: dict[tuple, tuple] = {}  # (id(match), id(sets)) -> (match, Constraint)
+        self._frames: dict[int, Frame] = {}
 
     # -- interfaces --
     def iface_ivs(self, pattern: str, invert: bool) -> Ivs:
@@ -202,48 +159,25 @@ class Space:
                 if (n.startswith(prefix) if prefix is not None else n == pattern) != invert]
         return norm([(i, i) for i in hits])
 
-    def kinds_where(self, test) -> Ivs:
-        return norm([(i, i) for i, k in enumerate(KINDS) if test(k)])
+    def frame(self, sets: dict[str, IPSet]) -> Frame:
+        """What match constraints see for a ruleset with these ipsets."""
+        got = self._frames.get(id(sets))
+        if got is None:
+            got = self._frames[id(sets)] = Frame(self.family, KINDS, sets)
+        return got
 
     def constraint(self, rule: Rule, sets: dict[str, IPSet]) -> Constraint:
         """The rule's own tests as a Constraint (its target is not part of it); `sets` are its
         ruleset's ipsets."""
-        dims: dict = {}
-        residual: list[str] = []
-
-        def add(d: str, v: Ivs) -> None:
-            dims[d] = iv_and(dims[d], v) if d in dims else v
-
-        for am, d in ((rule.src, SRC), (rule.dst, DST)):
-            if am is not None:
-                v = _addr_ivs(am.addr, am.invert, self.bits)
-                if v is None:
-                    residual.append(f"non-contiguous mask {am.addr}")
-                else:
-                    add(d, v)
-        for iface, d in ((rule.iif, IIF), (rule.oif, OIF)):
-            if iface is not None:
-                add(d, self.iface_ivs(iface.name, iface.invert))
-        if rule.proto is not None and rule.proto.number != 0:
-            inside = ((rule.proto.number, rule.proto.number),)
-            add(PROTO, iv_sub(((0, 255),), inside) if rule.proto.invert else inside)
-        elif rule.proto is not None and rule.proto.invert:
-            return Constraint(never=True)  # `! -p all` matches nothing
-        if rule.fragment is True:
-            return Constraint(never=True)  # classes are unfragmented packets (see module doc)
-        for m in rule.matches:
-            if isinstance(m.data, Opaque):
-                residual.append(f"-m {m.name} (not modelled)")
-                continue
-            fn = getattr(self, "_m_" + m.name.replace("-", "_"), None)
-            got = fn(m.data, sets) if m.name == "set" else fn(m.data) if fn else None
-            if got is None:
-                residual.append(f"-m {m.name}")
-            else:
-                for d, v in got.items():
-                    add(d, v)
-        never = any(not v for v in dims.values())
-        return Constraint(dims, tuple(residual), never)
+        lits = rule_lits(rule, None)
+        if lits is None:
+            return NEVER
+        got = ANY
+        for lit in lits:
+            if lit.kind == "fragment" and not lit.negated:
+                return NEVER  # classes are unfragmented packets (see module doc)
+            got = got & self.lit_constraint(lit, sets)
+        return got
 
     def path_constraint(self, conds: tuple[Lit, ...], sets: dict[str, IPSet]) -> Constraint:
         """A flattened rule's conjunction of tests as a Constraint. A negated extension match is
@@ -256,7 +190,7 @@ class Space:
                 continue
             got = got & self.lit_constraint(lit, sets)
         for lit in negs:
-            inner = self.constraint(Rule(matches=[lit.value]), sets)
+            inner = self.match_constraint(lit.value, sets)
             extra = {d: v for d, v in inner.dims.items() if not (d in got.dims and not iv_sub(got.dims[d], v))}
             if inner.residual or len(extra) > 1:
                 got = got & Constraint(residual=("! ( " + " ".join(lit.words(self.family)[2:-1]) + " )",))
@@ -264,118 +198,33 @@ class Space:
                 (d, v), = extra.items()
                 got = got & Constraint({d: iv_sub(self.universe[d], v)})
             elif not inner.never:
-                return Constraint(never=True)  # the path already implies what must fail
+                return NEVER  # the path already implies what must fail
         return got
 
     def lit_constraint(self, lit: Lit, sets: dict[str, IPSet]) -> Constraint:
-        neg = lit.negated
-        if lit.kind in ("src", "dst"):
-            v = _addr_ivs(lit.value, neg, self.bits)
-            if v is None:
-                return Constraint(residual=(f"non-contiguous mask {lit.value}",))
-            return Constraint({SRC if lit.kind == "src" else DST: v})
+        """One test as a Constraint; a match's `!` is left to path_constraint."""
+        if lit.kind == "match":
+            return self.match_constraint(lit.value, sets)
         if lit.kind in ("iif", "oif"):
-            return Constraint({IIF if lit.kind == "iif" else OIF: self.iface_ivs(lit.value, neg)})
-        if lit.kind == "proto":
-            inside = ((lit.value, lit.value),)
-            return Constraint({PROTO: iv_sub(((0, 255),), inside) if neg else inside})
-        if lit.kind == "fragment":
-            return ANY if neg else Constraint(never=True)
-        key = (id(lit.value), id(sets))
-        if key not in self._cache:
-            self._cache[key] = (lit.value, self.constraint(Rule(matches=[lit.value]), sets))
-        return self._cache[key][1]
+            return Constraint({IIF if lit.kind == "iif" else OIF: self.iface_ivs(lit.value, lit.negated)})
+        box = header_box(lit, self.frame(sets))
+        if box is None:
+            return Constraint(residual=(f"non-contiguous mask {lit.value}",))
+        return NEVER if empty(box) else Constraint(box)
 
-    # -- extensions expressible as dimensions (None: not expressible here) --
-    def _tcpudp(self, d, proto: int) -> dict | None:
-        out: dict = {PROTO: ((proto, proto),)}
-        if d.sport is not None:
-            out[SPORT] = _ports(d.sport)
-        if d.dport is not None:
-            out[DPORT] = _ports(d.dport)
-        return out
-
-    def _m_tcp(self, d) -> dict | None:
-        if d.option is not None:
-            return None
-        out = self._tcpudp(d, 6)
-        if d.flags is not None:
-            out[KIND] = self.kinds_where(lambda k: d.flags.holds(k.flags))
-        return out
-
-    def _m_udp(self, d) -> dict | None:
-        return self._tcpudp(d, 17)
-
-    def _m_multiport(self, d) -> dict | None:
-        dim = {"sports": SPORT, "dports": DPORT}.get(d.side)
-        if dim is None:
-            return None  # --ports: either port, not a box
-        inside = norm(list(d.ranges))
-        return {dim: iv_sub(((0, 65535),), inside) if d.invert else inside}
-
-    def _m_icmp(self, d) -> dict | None:
-        if self.family is not Family.IPV4:
-            return None
-        return self._icmp(d, wildcard=True)
-
-    def _m_icmp6(self, d) -> dict | None:
-        if self.family is not Family.IPV6:
-            return None
-        return self._icmp(d, wildcard=False)
-
-    def _icmp(self, d, wildcard: bool) -> dict:
-        p = icmp_proto(self.family)
-        if wildcard and d.type == 255 and (d.code_lo, d.code_hi) == (0, 255):
-            inside = ((0, 65535),)
-        else:
-            inside = ((d.type * 256 + d.code_lo, d.type * 256 + d.code_hi),)
-        return {PROTO: ((p, p),), ICMP: iv_sub(((0, 65535),), inside) if d.invert else inside}
-
-    def _states(self, s) -> Ivs:
-        return self.kinds_where(lambda k: (k.state in s.names) != s.invert)
-
-    def _m_state(self, d) -> dict | None:
-        return {KIND: self._states(d)}
-
-    def _m_conntrack(self, d) -> dict | None:
-        others = [f for f in ("proto", "ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst", "ctorigsrcport",
-                              "ctorigdstport", "ctreplsrcport", "ctrepldstport", "status", "expire", "direction")
-                  if getattr(d, f) is not None]
-        if others or d.state is None or d.state.names & {"SNAT", "DNAT"}:
-            return None
-        return {KIND: self._states(d.state)}
-
-    def _m_comment(self, d) -> dict:
-        return {}
-
-    def _m_iprange(self, d) -> dict:
-        out = {}
-        for r, dim in ((d.src, SRC), (d.dst, DST)):
-            if r is not None:
-                inside = ((r.first, r.last),)
-                out[dim] = iv_sub(self.universe[dim], inside) if r.invert else inside
-        return out
-
-    def _m_set(self, d, sets: dict[str, IPSet]) -> dict | None:
-        s = sets.get(d.name)
-        if s is None or len(d.dirs) != 1 or d.return_nomatch or d.packets or d.bytes \
-                or s.type not in ("hash:ip", "hash:net"):
-            return None
-        pairs = []
-        for member in s.members:
-            words = member.split()
-            if len(words) != 1:
-                return None  # nomatch, timeouts...: left to the simulator
-            try:
-                net = ipaddress.ip_network(words[0], strict=False)
-            except ValueError:
-                return None
-            if net.version != int(self.family):
-                continue
-            pairs.append((int(net.network_address), int(net.broadcast_address)))
-        inside = norm(pairs)
-        dim = SRC if d.dirs[0] == "src" else DST
-        return {dim: iv_sub(self.universe[dim], inside) if d.invert else inside}
+    def match_constraint(self, m: Match, sets: dict[str, IPSet]) -> Constraint:
+        """The match's constraint (semantics.boxes), once per match object and ipsets; what no box
+        expresses is a residual test."""
+        key = (id(m), id(sets))
+        hit = self._cache.get(key)
+        if hit is None:
+            box = match_box(m, self.frame(sets))
+            if box is None or isinstance(box, AnyOf):
+                c = Constraint(residual=(f"-m {m.name}" + (" (not modelled)" if isinstance(m.data, Opaque) else ""),))
+            else:
+                c = Constraint(box, never=empty(box))
+            hit = self._cache[key] = (m, c)
+        return hit[1]
 
     # -- boxes --
     def martians(self, hook: str = "INPUT") -> Ivs:

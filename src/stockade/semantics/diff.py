@@ -37,7 +37,11 @@ from ..model import Family, Ruleset
 from ..model.netfilter import FILTER_HOOKS as HOOKS
 from ..model.netfilter import PORT_PROTOS, TCP_FLAGS, proto_name
 from ..model.packet import Packet
-from .cells import (
+from ..model.ranges import difference as iv_sub
+from ..model.ranges import intersect as iv_and
+from ..model.ranges import normalize as norm
+from ..model.ranges import size as iv_size
+from ..model.space import (
     DIMS,
     DPORT,
     DST,
@@ -49,18 +53,8 @@ from .cells import (
     PROTO,
     SPORT,
     SRC,
-    Entry,
-    Space,
-    hook_entries,
-    icmp_proto,
-    iv_and,
-    iv_size,
-    iv_sub,
-    norm,
-    refine,
-    relation,
-    same_walk,
 )
+from .cells import Entry, Space, hook_entries, icmp_proto, refine, relation, same_walk
 from .simulate import Simulator
 
 

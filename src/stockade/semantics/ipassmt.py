@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..model import Family, Origin
 from ..model.diagnostics import DiagnosedError, Diagnostic
-from .ranges import Ranges, complement, full, intersect, normalize, parse_range
+from ..model.ranges import Ranges, complement, full, intersect, normalize, parse_range
 
 
 class IpAssmtError(DiagnosedError):

@@ -22,12 +22,13 @@ import dataclasses
 import random
 from dataclasses import dataclass, field
 
-from ..extensions import REGISTRY, Opaque
+from ..extensions.conntrack import packet_kind
 from ..extensions.values import parse_port, parse_proto
 from ..model import Family
 from ..model.diagnostics import ParseError
 from ..model.netfilter import (
     ACK,
+    ICMP_PROTOS,
     MARTIAN_V4,
     MARTIAN_V6,
     PORT_PROTOS,
@@ -38,25 +39,32 @@ from ..model.netfilter import (
     proto_name,
 )
 from ..model.packet import Packet
-from .flatten import Flat, FlatRule, Lit, RuleRef, flatten
-from .ipassmt import IpAssmt, default_ipassmt
-from .ranges import (
+from ..model.ranges import (
     Ranges,
     complement,
+    contains,
     format_range,
     full,
     intersect,
     normalize,
-    of_address,
 )
+from ..model.space import DPORT, DST, ICMP, KIND, PROTO, SPORT, SRC, AnyOf, Box, Frame
+from .boxes import header_box, match_box
+from .flatten import Flat, FlatRule, Lit, RuleRef, flatten
+from .ipassmt import IpAssmt, default_ipassmt
 from .simulate import Env
 
-# Matches whose outcome depends only on the service (protocol, ports, ICMP type, state), not on addresses.
-SERVICE_MATCHES = {"tcp", "udp", "multiport", "icmp", "icmp6", "icmpv6", "ipv6-icmp", "state", "conntrack"}
-CONNTRACK_DECIDED = {"state", "proto", "proto_invert"}
 DENY = {"DROP", "REJECT"}
 # What fffuu's parser understands (Iptables_Semantics haskell_tool): anything else is an unknown match to it.
 FFFUU_PROTOS = {6, 17, 1, 50, 51, 47}
+FFFUU_MATCHES = {
+    "tcp": lambda d: d.option is None,
+    "udp": lambda d: True,
+    "multiport": lambda d: d.side != "ports",
+    "iprange": lambda d: True,
+    "state": lambda d: True,
+    "conntrack": lambda d: all(getattr(d, f.name) in (None, False) for f in dataclasses.fields(d) if f.name != "state"),
+}
 
 
 @dataclass(frozen=True)
@@ -220,13 +228,26 @@ def _martians(family: Family, hook: str, bits: int, lo: Ranges) -> Ranges:
 
 
 class _Evaluator:
-    """Each test of a flat rule, for the service: a sure and a possible address set, or a truth value."""
+    """Each test of a flat rule, for the service: a sure and a possible address set, or a truth value.
+
+    A test's Box (semantics.boxes: the constraint diff and findings use too) is projected onto the
+    service, which fixes the protocol, the ports, the ICMP type and code, and the packet kind (the
+    frame's only Kind: the conntrack state the chain sees the service in, with its TCP flags);
+    addresses stay ranges. A dimension the service has no value for, or any other, is undecided."""
 
     def __init__(self, flat: Flat, service: Service, s: Setting):
         self.flat, self.service, self.s = flat, service, s
         self.bits = 32 if flat.family is Family.IPV4 else 128
         self.all = full(self.bits)
         self.pkt = service.packet(flat.family, s.hook)
+        env = Env(self.pkt, service.state, {})
+        env.key = (flat.table, flat.chain, 0, 0)
+        self.frame = Frame(flat.family, (packet_kind(service.state, self.pkt, env),))
+        self.fixed = {PROTO: service.proto, KIND: 0}
+        if service.proto in PORT_PROTOS:
+            self.fixed |= {d: v for d, v in ((SPORT, service.sport), (DPORT, service.dport)) if v is not None}
+        if service.proto in ICMP_PROTOS and service.icmp_type is not None:
+            self.fixed[ICMP] = service.icmp_type * 256 + (service.icmp_code or 0)
         self.cache: dict[Lit, object] = {}
 
     def lit(self, lit: Lit):
@@ -243,15 +264,6 @@ class _Evaluator:
 
     def _lit(self, lit: Lit):
         k, v, neg = lit.kind, lit.value, lit.negated
-        if k in ("src", "dst"):
-            r = of_address(v)
-            return None if r is None else self._neg(k, r, r, neg)
-        if k == "proto":
-            if self.s.compat == "fffuu" and v not in FFFUU_PROTOS:
-                return None
-            return (self.service.proto == v) != neg
-        if k == "fragment":
-            return neg  # a connection's first packet is no fragment
         if k in ("iif", "oif"):
             seen = self.s.sees_iif if k == "iif" else self.s.sees_oif
             if not seen:  # the device is missing at this hook: reads as "" (see compile.py)
@@ -268,35 +280,39 @@ class _Evaluator:
             if ips is None:
                 return None
             return self._neg("src", (), ips, neg)
-        return self._match(v, neg)
+        if k == "match":
+            fffuu = FFFUU_MATCHES.get(v.name)
+            if self.s.compat == "fffuu" and (fffuu is None or not fffuu(v.data)):
+                return None
+            box = match_box(v, self.frame)
+            if isinstance(box, AnyOf):  # a union of address products is none: only fixed dimensions decide
+                parts = [self._project(b) for b in box.boxes]
+                if any(p is None or isinstance(p, list) for p in parts):
+                    return None
+                return (True in parts) != neg
+        else:
+            if k == "proto" and self.s.compat == "fffuu" and v not in FFFUU_PROTOS:
+                return None
+            box, neg = header_box(lit, self.frame), False  # a header test's `!` is in its box
+        got = None if box is None else self._project(box)
+        if got is None or got is True or got is False:
+            return None if got is None else got != neg
+        if neg and len(got) > 1:
+            return None  # ¬(src ∧ dst) is no product of address sets
+        return [(dim, *(complement(r, self.bits),) * 2) if neg else (dim, r, r) for dim, r in got]
 
-    def _match(self, m, neg: bool):
-        if isinstance(m.data, Opaque):
-            return None
-        if m.name == "iprange":
-            out = []
-            for dim, r in (("src", m.data.src), ("dst", m.data.dst)):
-                if r is not None:
-                    ranges = normalize([(r.first, r.last)])
-                    out += self._neg(dim, ranges, ranges, r.invert)
-            if neg and len(out) > 1:
-                return None  # ¬(src ∧ dst) is no product of address sets
-            return [(dim, complement(t, self.bits), complement(t, self.bits)) for dim, t, _ in out] if neg else out
-        if m.name not in SERVICE_MATCHES or (self.s.compat == "fffuu" and not _fffuu_knows(m)):
-            return None
-        if m.name == "tcp" and m.data.option is not None:
-            return None  # which options a SYN carries varies
-        if m.name == "conntrack" and any(getattr(m.data, f.name) not in (None, False)
-                                         for f in dataclasses.fields(m.data) if f.name not in CONNTRACK_DECIDED):
-            return None
-        ext = REGISTRY.find("match", m.name, self.flat.family)
-        env = Env(self.pkt, self.service.state, {})
-        env.key = (self.flat.table, self.flat.chain, 0, 0)
-        try:
-            got = ext.holds(m.data, self.pkt, env)
-        except (TypeError, AttributeError):
-            return None
-        return None if got is None else got != neg
+    def _project(self, box: Box):
+        """The box for the service: False if it excludes the service, True if it admits it whatever
+        the addresses, else its address ranges as [(dim, ranges)]; None if undecided."""
+        addrs = []
+        for d, v in box.items():
+            if d == SRC or d == DST:
+                addrs.append((d, v))
+            elif d not in self.fixed:
+                return None
+        if not all(contains(v, self.fixed[d]) for d, v in box.items() if d != SRC and d != DST):
+            return False
+        return addrs or True
 
     def rule(self, r: FlatRule) -> RuleSets | None:
         src_t = src_m = dst_t = dst_m = self.all
@@ -323,17 +339,6 @@ class _Evaluator:
         if r.terminal is None or r.action not in DENY | {"ACCEPT"}:
             unknown.append(r.rule)
         return RuleSets(r, src_t, src_m, dst_t, dst_m, sure, tuple(u for u in unknown if u is not None))
-
-
-def _fffuu_knows(m) -> bool:
-    d = m.data
-    if m.name == "tcp":
-        return d.option is None
-    if m.name == "multiport":
-        return d.side != "ports"
-    if m.name == "conntrack":
-        return all(getattr(d, f.name) in (None, False) for f in dataclasses.fields(d) if f.name != "state")
-    return m.name in ("udp", "state")
 
 
 def _kind(r: FlatRule) -> str:

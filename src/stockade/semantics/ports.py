@@ -11,27 +11,24 @@ from __future__ import annotations
 import bisect
 
 from ..model import Family
+from ..model.ranges import format_range, normalize
+from ..model.space import DPORT, AnyOf, Frame
+from .boxes import match_box
 from .flatten import Flat
 from .matrix import Matrix, Service, Setting, service_matrix
-from .ranges import format_range, normalize
-
-PORT_MATCHES = ("tcp", "udp", "multiport")
 
 
 def _port_cuts(flat: Flat) -> list[int]:
-    """Ports where the chain's behaviour may change: every range edge its port tests name."""
+    """Ports where the chain's behaviour may change: every edge of a destination-port range its
+    match constraints (semantics.boxes) name."""
+    frame = Frame(flat.family)
+    matches = {id(lit.value): lit.value for r in flat.rules for lit in r.conds if lit.kind == "match"}
     cuts = {0}
-    for r in flat.rules:
-        for lit in r.conds:
-            if lit.kind != "match" or lit.value.name not in PORT_MATCHES:
-                continue
-            d = lit.value.data
-            if lit.value.name == "multiport":
-                if d.side in ("dports", "ports"):
-                    for lo, hi in d.ranges:
-                        cuts.update((lo, hi + 1))
-            elif d.dport is not None:
-                cuts.update((d.dport.lo, d.dport.hi + 1))
+    for m in matches.values():
+        box = match_box(m, frame)
+        for b in box.boxes if isinstance(box, AnyOf) else (box,) if box else ():
+            for lo, hi in b.get(DPORT, ()):
+                cuts.update((lo, hi + 1))
     return sorted(c for c in cuts if c <= 65535)
 
 
@@ -91,6 +88,6 @@ def open_ports(flat: Flat, s: Setting, sport: int, state: str = "NEW") -> list[d
 
 
 def _first(sources: list[str], v: int) -> int:
-    from .ranges import parse_range
+    from ..model.ranges import parse_range
 
     return parse_range(v, sources[0])[0]

@@ -9,21 +9,12 @@ from __future__ import annotations
 import ipaddress
 
 from ...model import Origin
-from ..cells import (
-    DPORT,
-    DST,
-    IIF,
-    KIND,
-    OIF,
-    PROTO,
-    SPORT,
-    SRC,
-    iv_and,
-    iv_size,
-    iv_sub,
-    norm,
-    relation,
-)
+from ...model.ranges import difference as iv_sub
+from ...model.ranges import intersect as iv_and
+from ...model.ranges import normalize as norm
+from ...model.ranges import size as iv_size
+from ...model.space import DPORT, DST, IIF, KIND, OIF, PROTO, SPORT, SRC
+from ..cells import relation
 from ..diff import class_text, describe
 from .catalogue import Finding, finding
 from .context import Analysis

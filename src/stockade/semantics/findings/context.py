@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from ...model import Origin, Ruleset
-from ..cells import KINDS, Entry, Space, hook_entries, iv_and, refine
+from ...model.ranges import intersect as iv_and
+from ...model.space import KINDS
+from ..cells import Entry, Space, hook_entries, refine
 from ..diff import Outcome, outcome
 from ..flatten import FlatError
 from ..simulate import Simulator

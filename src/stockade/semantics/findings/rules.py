@@ -8,7 +8,9 @@ from __future__ import annotations
 from ...extensions import REGISTRY
 from ...model import Origin
 from ...model.netfilter import FILTER_HOOKS as HOOKS
-from ..cells import DPORT, KIND, PROTO, SPORT, SRC, iv_has, iv_size
+from ...model.ranges import contains as iv_has
+from ...model.ranges import size as iv_size
+from ...model.space import DPORT, KIND, PROTO, SPORT, SRC
 from ..simulate import uses_conntrack
 from .catalogue import Finding, finding
 from .context import Analysis

@@ -1,12 +1,12 @@
-"""Sets of addresses as sorted, disjoint, inclusive (first, last) integer ranges.
+"""Sets of integers as sorted, disjoint, non-adjacent, inclusive (first, last) ranges.
 
 The symbolic analyses need unions, intersections and complements of address sets
-(prefixes, iprange, interface maps); ranges keep those exact and small.
+(prefixes, iprange, interface maps) and of every other header dimension (ports,
+protocols, ICMP types, packet kinds); ranges keep those exact and small.
 """
 from __future__ import annotations
 
-from ..model import Address
-from ..model.address import ntop
+from .address import Address, ntop, parse_address
 
 Ranges = tuple[tuple[int, int], ...]
 MAX_MASK_RANGES = 4096  # a non-contiguous mask with more ranges than this is left undecided
@@ -54,6 +54,30 @@ def union(a: Ranges, b: Ranges) -> Ranges:
     return normalize(a + b)
 
 
+def difference(a: Ranges, b: Ranges) -> Ranges:
+    out = []
+    for lo, hi in a:
+        for blo, bhi in b:
+            if bhi < lo or blo > hi:
+                continue
+            if blo > lo:
+                out.append((lo, blo - 1))
+            lo = bhi + 1
+            if lo > hi:
+                break
+        if lo <= hi:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def size(a: Ranges) -> int:
+    return sum(hi - lo + 1 for lo, hi in a)
+
+
+def contains(a: Ranges, v: int) -> bool:
+    return any(lo <= v <= hi for lo, hi in a)
+
+
 def of_address(addr: Address) -> Ranges | None:
     """The addresses `addr/mask` covers; None if a non-contiguous mask makes too many ranges."""
     bits = addr.bits
@@ -79,8 +103,6 @@ def format_range(version: int, r: tuple[int, int]) -> str:
 
 def parse_range(version: int, text: str) -> tuple[int, int]:
     """`A`, `A-B` or `A/len`, as printed by format_range or written in interface maps."""
-    from ..model.address import parse_address
-
     if "-" in text:
         a, b = text.split("-", 1)
         return parse_address(a.strip(), version).addr, parse_address(b.strip(), version).addr
