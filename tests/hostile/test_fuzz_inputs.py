@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -220,7 +221,8 @@ FILES = ["dump.v4", "fw.sh", "policy.toml", "latin1.v4", "bom.v4", "pk.jsonl", "
 @st.composite
 def argvs(draw) -> list[str]:
     cmd = draw(st.sampled_from(sorted(COMMANDS)))
-    options = sorted({o for p in main.commands[cmd].params for o in p.opts} - {"--out"}) + ["--help", "--nosuch"]
+    params = main.get_command(click.Context(main), cmd).params
+    options = sorted({o for p in params for o in p.opts} - {"--out"}) + ["--help", "--nosuch"]
     words = st.one_of(st.sampled_from(options), st.sampled_from(FILES), st.sampled_from(VALUES),
                       st.text(max_size=12).filter(lambda w: not w.startswith(("/", "--o"))))
     argv = [cmd, *draw(st.lists(words, max_size=7))]

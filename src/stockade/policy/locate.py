@@ -42,22 +42,30 @@ def key_positions(text: str) -> dict[tuple, tuple[int, int]]:
     return out
 
 
-def _balance(text: str) -> int:
-    """Net count of opening brackets in a value, ignoring those inside strings and comments."""
-    depth, quote = 0, None
-    for c in text:
+def _brackets(line: str):
+    """(column, +1 or -1) for each bracket of one line outside strings and comments."""
+    quote, escaped = None, False
+    for col, c in enumerate(line, 1):
         if quote:
-            if c == quote:
+            if escaped:
+                escaped = False
+            elif c == "\\" and quote == '"':
+                escaped = True
+            elif c == quote:
                 quote = None
         elif c in "\"'":
             quote = c
         elif c == "#":
-            break
+            return
         elif c in "[{":
-            depth += 1
+            yield col, 1
         elif c in "]}":
-            depth -= 1
-    return depth
+            yield col, -1
+
+
+def _balance(text: str) -> int:
+    """Net count of opening brackets in a value, ignoring those inside strings and comments."""
+    return sum(step for _, step in _brackets(text))
 
 
 def position(positions: dict[tuple, tuple[int, int]], path: tuple) -> tuple[int, int]:
@@ -70,28 +78,12 @@ def position(positions: dict[tuple, tuple[int, int]], path: tuple) -> tuple[int,
 
 def nesting_beyond(text: str, limit: int) -> tuple[int, int] | None:
     """Where brackets first nest deeper than `limit` (line, column), outside strings and comments; None if
-    they never do. Checked before tomllib, which recurses once per level."""
-    depth, quote = 0, None
+    they never do. Checked before tomllib, which recurses once per level. (A basic string ends with its
+    line; multi-line strings hold no brackets that count.)"""
+    depth = 0
     for lineno, line in enumerate(text.splitlines(), 1):
-        escaped = False
-        for col, c in enumerate(line, 1):
-            if quote:
-                if escaped:
-                    escaped = False
-                elif c == "\\" and quote == '"':
-                    escaped = True
-                elif c == quote:
-                    quote = None
-            elif c in "\"'":
-                quote = c
-            elif c == "#":
-                break
-            elif c in "[{":
-                depth += 1
-                if depth > limit:
-                    return lineno, col
-            elif c in "]}":
-                depth = max(0, depth - 1)
-        if quote and not line.endswith("\\"):
-            quote = None  # a basic string ends with its line; multi-line strings hold no brackets that count
+        for col, step in _brackets(line):
+            depth = max(0, depth + step)
+            if depth > limit:
+                return lineno, col
     return None
