@@ -7,6 +7,7 @@ import click
 
 from .commands import COMMANDS
 from .commands.errors import fail
+from .kernel.netns import Terminated, unwind_on_termination
 from .model.diagnostics import StockadeError
 
 
@@ -19,11 +20,15 @@ class _Stockade(click.Group):
         return import_module(f"{__package__}.commands.{name}").command if name in COMMANDS else None
 
     def invoke(self, ctx: click.Context):
-        """A deliberate error is one message and an exit status, never a traceback."""
+        """A deliberate error is one message and an exit status, never a traceback. SIGTERM and SIGHUP
+        unwind like ^C, so throwaway namespaces are deleted on the way out; the exit status is 128+N."""
+        unwind_on_termination()
         try:
             return super().invoke(ctx)
         except StockadeError as e:
             fail(e)
+        except Terminated as e:
+            raise SystemExit(128 + e.signum) from None
 
 
 @click.group(cls=_Stockade, context_settings={"help_option_names": ["-h", "--help"]})

@@ -34,6 +34,42 @@ class NetnsError(StockadeError, RuntimeError):
         super().__init__(f"{' '.join(argv)} exited {returncode}: {stderr.strip() or stdout.strip()}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwound like ^C, so every namespace's cleanup runs (Netns.close)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def unwind_on_termination() -> None:
+    """Make SIGTERM and SIGHUP unwind the stack (as ^C does) instead of killing the process where it
+    stands, which would leave its namespaces and their veths behind."""
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def reap() -> list[str]:
+    """Delete the namespaces of stockade processes that are gone (killed before their cleanup ran);
+    the names carry the creating process id. Returns what was deleted."""
+    gone = []
+    for name in namespaces():
+        pid = name[len(PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            remove(name)
+            gone.append(name)
+        except PermissionError:
+            pass  # alive, another user's
+    return gone
+
+
 def process_prefix() -> str:
     """The name prefix of every namespace this process creates."""
     return f"{PREFIX}{os.getpid()}-"
@@ -83,7 +119,12 @@ class Netns(Closing):
         self.lo_up = lo_up
         self._created = False
 
+    _reaped = False  # once per process: leftovers of killed stockade processes go first
+
     def __enter__(self) -> Self:
+        if not Netns._reaped:
+            Netns._reaped = True
+            reap()
         self._created = True  # before `add`: an interrupt during it must still clean up
         with self.opening():
             _run([IP, "netns", "add", self.name])
