@@ -118,6 +118,15 @@ def test_a_value_doubled_28_times_is_a_positioned_error():
     assert rules(b) == ["-j DROP"]
 
 
+def test_a_huge_array_index_is_a_positioned_error_not_a_memory_blowup():
+    """Found by the 10,000-case fuzz: `([10**30]=x)` filled the gap below it and took 17 GB."""
+    for line in ("a=([999999999999999999999999999999]=x)", "declare -A m=([99999999999]=y)"):
+        b = load(f"{line}\niptables -A INPUT -j DROP\n")
+        (d,) = [d for d in b.diagnostics if d.severity == "error"]
+        assert (d.code, d.origin.line) == ("shell-limit", 2) and "larger than stockade follows" in d.message  # after load's #! line
+        assert rules(b) == ["-j DROP"]
+
+
 def test_2000_nested_ifs_are_a_positioned_error_not_a_crash():
     b = load("if true; then " * 2000 + "iptables -A INPUT -j DROP" + "; fi" * 2000 + "\niptables -A INPUT -j ACCEPT\n")
     (d,) = [d for d in b.diagnostics if d.severity == "error"]

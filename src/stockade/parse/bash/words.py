@@ -160,6 +160,8 @@ class Words:
         if all(k.isdigit() for k in out):
             arr: list[str] = []
             for k, v in sorted(out.items(), key=lambda kv: int(kv[0])):
+                if int(k) > MAX_LOOP:  # the gap below it would be held element by element
+                    raise Abort(f"array index {k[:20]} is larger than stockade follows", self.code.start(node))
                 while len(arr) < int(k):
                     arr.append(None)
                 arr.append(v)
