@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from ..files import NUL_NAME
 from ..model import Origin
 from ..model.packet import SpecError
 from ..parse.command import Builder
@@ -14,7 +13,7 @@ from ..parse.read import Unreadable, decode
 from ..parse.script import Invocation
 from . import options
 from .exitcodes import OK, UNUSABLE
-from .inputs import InputError, load_ruleset
+from .inputs import load_ruleset, read_bytes
 
 
 @click.command("explain")
@@ -40,13 +39,7 @@ def _packet_lines(path: str) -> list[bytes]:
     only its line."""
     if path == "-":
         return click.get_binary_stream("stdin").read().splitlines()
-    try:
-        with open(path, "rb") as f:  # a FIFO from `<(...)` too
-            return f.read().splitlines()
-    except ValueError:
-        raise InputError(path, NUL_NAME, "packets file") from None
-    except OSError as e:
-        raise InputError(path, e.strerror or str(e), "packets file") from None
+    return read_bytes(path, "packets file").splitlines()
 
 
 def _one(b: Builder, spec: str, as_json: bool) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..files import NUL_NAME
-from ..model import Family, Origin, Ruleset
+from ..model import Family, Ruleset
 from ..model.diagnostics import Diagnostic, StockadeError
 from ..parse.command import Builder
 from ..parse.read import BOM, Unreadable, decode, guess_format, read
@@ -22,27 +22,32 @@ if TYPE_CHECKING:
 
 
 class InputError(StockadeError):
-    """A file that cannot be read as text; printed as `file[:line:col]: error: cannot read ...`."""
+    """A file that cannot be read at all; printed as `file: error: cannot read ...` (bytes that are not
+    text are parse.read.Unreadable, with their line and column)."""
 
     code = "unreadable"
 
-    def __init__(self, path: str, reason: str, what: str = "input", origin: Origin | None = None):
+    def __init__(self, path: str, reason: str, what: str = "input"):
         super().__init__(f"cannot read {what}: {reason}")
-        self.path, self.origin = path, origin
+        self.path = path
 
     def __str__(self) -> str:
-        return f"{self.origin or self.path}: error: {self.message}"
+        return f"{self.path}: error: {self.message}"
 
 
-def read_text(path: str, what: str = "input") -> str:
-    """The file's text; InputError if it cannot be read, Unreadable if it holds NUL bytes or is not UTF-8."""
+def read_bytes(path: str, what: str = "input") -> bytes:
+    """The file's bytes (a FIFO from `<(...)` too); InputError if it cannot be read."""
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except ValueError:
         raise InputError(path, NUL_NAME, what) from None
     except OSError as e:
         raise InputError(path, e.strerror or str(e), what) from None
-    return decode(raw, path)
+
+
+def read_text(path: str, what: str = "input") -> str:
+    """The file's text; InputError if it cannot be read, Unreadable if it holds NUL bytes or is not UTF-8."""
+    return decode(read_bytes(path, what), path)
 
 
 # The kinds of input, most specific first: the first row whose test fits the file names its kind.
