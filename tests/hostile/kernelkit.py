@@ -131,7 +131,16 @@ def status(ns: str, state: Path, disk: SmallDisk | None = None) -> tuple[int, di
 
 
 def worker_pids(ns) -> list[int]:
-    return [pid for pid in ns.pids() if b"stockade.kernel.rollback" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    """The rollback workers in `ns`; a process that exits while it is looked at is not one."""
+    found = []
+    for pid in ns.pids():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"stockade.kernel.rollback" in cmdline:
+            found.append(pid)
+    return found
 
 
 def kill(pids: list[int]) -> None:
