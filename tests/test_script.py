@@ -319,3 +319,15 @@ def test_seed_golden(seed: Path):
         print(f"# {seed.name}: {rs.family.cmd}-save (canonical)\n{render_save(rs)}")
     got = "".join(f"{d}\n" for d in b.diagnostics if d.severity != "note")
     assert got == (GOLDEN / seed.name).read_text()
+
+
+def test_only_commands_that_add_create_a_missing_table():
+    # measured with iptables-nft 1.8.9: a bare -F/-X/-Z leaves an absent table absent, -F of a built-in
+    # chain creates it with its built-in chains, -Z/-D of a chain in an absent table do not
+    b = load("iptables -t mangle -F\niptables -X -t nat\niptables -t raw -Z\niptables -t security -F INPUT\n")
+    assert clean(b)
+    assert sorted(b.rulesets[Family.IPV4].tables) == ["security"]
+    b = load("iptables -t nat -Z PREROUTING\niptables -t raw -D PREROUTING -j ACCEPT\n")
+    assert not b.rulesets.get(Family.IPV4) or not b.rulesets[Family.IPV4].tables
+    b = load("iptables -t mangle -F\niptables -t mangle -A PREROUTING -j ACCEPT\n")
+    assert list(b.rulesets[Family.IPV4].tables) == ["mangle"]

@@ -244,11 +244,29 @@ def _loop(table: Table, start: str, back_to: str) -> list[str] | None:
     return None
 
 
-def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True) -> Table:
-    """The named table of the family's ruleset; a restore file declares its chains itself."""
+def command_table(builder: Builder, family: Family, tok: Token, words: list[Token]) -> Table:
+    """The table an iptables command acts on. iptables-nft creates a missing table (with its built-in
+    chains) only for a command that adds to it: -A, -I, -N, -P, and -F of a built-in chain (measured on
+    1.8.9); any other command (a bare -F/-X/-Z, -Z/-D/-R/-X/-E of a chain) leaves it absent, so it acts
+    on a detached empty table."""
+    check_table_name(tok)
+    cmd = COMMANDS.get(words[0].text) if words else None
+    rs = builder.rulesets.get(family)
+    if (rs is not None and tok.text in rs.tables) or cmd in ("append", "insert", "new", "policy") \
+            or (cmd == "flush" and len(words) > 1 and words[1].text in BUILTIN_CHAINS[tok.text]):
+        return table_of(builder, family, tok)
+    return Table(tok.text)
+
+
+def check_table_name(tok: Token) -> None:
     if tok.text not in TABLES:
         close = difflib.get_close_matches(tok.text, TABLES, n=1)
         raise ParseError(f"table `{tok.text}` does not exist", code="unknown-table", token=tok,
                          hint=f"did you mean `{close[0]}`?" if close else "tables: " + ", ".join(TABLES))
+
+
+def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True) -> Table:
+    """The named table of the family's ruleset; a restore file declares its chains itself."""
+    check_table_name(tok)
     rs = builder.ruleset(family)
     return rs.table(tok.text) if builtins else rs.tables.setdefault(tok.text, Table(tok.text))

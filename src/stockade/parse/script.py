@@ -65,7 +65,7 @@ from ..render.save import rule_words
 from .bash.run import Shell
 from .bash.tree import Code, Source, child, syntax_errors
 from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
-from .command import COMMANDS, Builder, table_of
+from .command import COMMANDS, Builder, command_table, table_of
 from .dashes import DASHES
 from .save import COUNTERS, chain_header, split_line
 
@@ -655,17 +655,17 @@ class ScriptReader(Shell):
             table_tok, words = _table_option(args)
             words = self._command_first(words, cmd)
             if words and words[0].text in ("-C", "--check"):  # the ruleset the script has built so far
-                table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                table = command_table(self.b, family, table_tok or Token("filter", cmd.origin), words)
                 return self.b.check(family, table, words, cmd.origin)
             listing = not words or _fixed_dash(words[0].text) in ("-S", "--list-rules", "-L", "--list")
             if self.outs and listing:  # its output is read: `iptables -S | grep ...`
                 if words and _fixed_dash(words[0].text) in ("-S", "--list-rules"):
-                    table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                    table = command_table(self.b, family, table_tok or Token("filter", cmd.origin), words)
                     return self.list_rules(family, table, words[1].text if len(words) > 1 else None)
                 self.write_unknown(Unknown(f"iptables {' '.join(t.text for t in args)}", 0, self.code))
                 return None
             if words:
-                table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+                table = command_table(self.b, family, table_tok or Token("filter", cmd.origin), words)
                 self.b.run(family, table, words, cmd.origin)
         except ParseError as e:
             self.b.error(e, cmd.origin)
