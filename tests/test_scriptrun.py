@@ -59,6 +59,10 @@ def test_outcomes():
     assert classify(kernel(), refused) == ("refused", "iptables-save line 1: kernel `*filter`, stockade `(end)`")
     warned = Reading(rc=0, stderr="f.sh:13:1: warning: `case` is not evaluated\n", saves={})
     assert classify(kernel(), warned)[0] == "differs"   # a warning is not a refusal: the reading is still wrong
+    # reported: the reviewed cause line is where stockade said what it could not resolve; elsewhere, differs
+    assert classify(kernel(), warned, "f.sh:13")[0] == "reported"
+    assert classify(kernel(), warned, "f.sh:12")[0] == "differs"
+    assert classify(kernel(), warned, "g.sh:13")[0] == "differs"
 
 
 def test_a_sets_members_compare_in_any_order_and_its_seed_does_not_count():

@@ -28,7 +28,7 @@ class NotIdentical(AssertionError):
 
 def _param(case: Case):
     marks = []
-    if case.expect != "identical":
+    if case.expect not in ("identical", "reported"):
         marks.append(pytest.mark.xfail(raises=NotIdentical, strict=True,
                                        reason=f"{case.expect}: {case.reason}"))
     return pytest.param(case, id=case.name, marks=marks)
@@ -53,6 +53,8 @@ def test_script_reads_as_bash_runs_it(case: Case, options):
     assert not d.kernel.timed_out, f"bash did not finish within {case.timeout} s"
     if case.expect == "refused" and d.outcome == "differs":
         raise AssertionError(f"stockade no longer reports an error, yet still differs: {d.summary()}")
+    if case.expect == "reported" and d.outcome == "reported":
+        return  # differs only where stockade names, at the reviewed line, what the target machine decides
     if d.outcome != "identical":
         raise NotIdentical(d.summary())
 

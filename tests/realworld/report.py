@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 
-from .scriptrun import MANIFEST, Differential, cases, differential, stockade_options
+from .scriptrun import MANIFEST, OUTCOMES, Differential, cases, differential, stockade_options
 
 HEADER = ("| case | expected | measured | run | first difference, stockade's first diagnostic | cause (scripts.toml) |\n"
           "|---|---|---|---|---|---|")
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         d = differential(case, options)
         results.append(d)
         print(row(d), flush=True)
-    counts = {o: sum(d.outcome == o for d in results) for o in ("identical", "refused", "differs")}
+    counts = {o: sum(d.outcome == o for d in results) for o in OUTCOMES}
     print(f"\n{len(results)} case(s): " + ", ".join(f"{n} {o}" for o, n in counts.items()))
     if "--update" in argv:
         update(results)

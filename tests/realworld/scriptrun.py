@@ -20,8 +20,10 @@ namespace (`unshare --mount --pid --fork`), where:
 
 Then `iptables-save`, `ip6tables-save` and `ipset save` are read from the namespace. `differential`
 compares them with `stockade parse SCRIPT --to iptables-save`, comments and counters aside, and
-classifies the case: identical, refused (stockade exits non-zero naming a line with an error), or
-differs (stockade's reading is wrong and it says nothing, or only warns).
+classifies the case: identical; reported (it differs, and stockade's diagnostic at the case's reviewed
+`cause` line names what it could not resolve there: a file, a condition or a program only the target
+machine has); refused (stockade exits non-zero naming a line with an error); or differs (stockade's
+reading is wrong and it says nothing at the line that explains it).
 
 This file is also the program run inside the sandbox (`python -I scriptrun.py --inner SPEC`), so
 it must import nothing beyond the standard library at module level.
@@ -48,7 +50,7 @@ STORE = Path(os.environ.get("STOCKADE_REALWORLD_SCRIPTS", SHARED / "corpus" / "r
 SEEDS = SHARED / "seeds"
 PACKAGE = ROOT / "src"
 
-OUTCOMES = ("identical", "refused", "differs")
+OUTCOMES = ("identical", "reported", "refused", "differs")
 SAVES = ("iptables", "ip6tables", "ipset")
 
 # -- the sandbox (runs inside `ip netns exec NS unshare --mount --pid --fork`) ---------------------------------
@@ -203,6 +205,7 @@ class Case:
     env: tuple[tuple[str, str], ...] = ()
     expect: str = "identical"
     reason: str = ""
+    cause: str = ""         # `FILE:LINE` whose unresolved construct explains a difference (reviewed by hand)
     timeout: float = 60
     pasted: bool = False    # bash reads the script as if pasted into an interactive root shell
 
@@ -233,6 +236,12 @@ class Reading:
     def diagnostics(self) -> list[str]:
         return [ln for ln in self.stderr.splitlines() if re.search(r":\d+:\d+: (error|warning): ", ln)]
 
+    def said_at(self, cause: str) -> str:
+        """stockade's first diagnostic at `cause` (`FILE:LINE`, FILE a path's last parts), or ""."""
+        file, _, line = cause.rpartition(":")
+        return next((d for d in self.diagnostics
+                     if (m := re.match(r"(.*):(\d+):\d+: ", d)) and m.group(1).endswith(file) and m.group(2) == line), "")
+
 
 @dataclass
 class Differential:
@@ -247,6 +256,8 @@ class Differential:
         why = self.difference
         if self.outcome == "refused":
             why = f"{self.reading.first_error}; first difference: {why}"
+        elif self.outcome == "reported":
+            why = f"{why}; stockade said: {self.reading.said_at(self.case.cause)}"
         elif self.outcome == "differs" and self.reading.diagnostics:
             why = f"{why}; stockade only said: {self.reading.diagnostics[0]}"
         text = f"{self.outcome}: {why}" if why else self.outcome
@@ -352,19 +363,21 @@ def first_difference(kernel: dict[str, str], stockade: dict[str, str]) -> str:
     return ""
 
 
-def classify(kernel: KernelRun, reading: Reading) -> tuple[str, str]:
+def classify(kernel: KernelRun, reading: Reading, cause: str = "") -> tuple[str, str]:
     difference = first_difference(kernel.saves, reading.saves)
     if not difference:
         return "identical", ""
     if reading.rc != 0 and reading.first_error:
         return "refused", difference
+    if cause and reading.said_at(cause):
+        return "reported", difference
     return "differs", difference
 
 
 def differential(case: Case, options: set[str] | None = None) -> Differential:
     kernel = run_script(case)
     reading = stockade_parse(case, stockade_options() if options is None else options)
-    outcome, difference = classify(kernel, reading)
+    outcome, difference = classify(kernel, reading, case.cause)
     return Differential(case, kernel, reading, outcome, difference)
 
 
@@ -411,7 +424,7 @@ def cases() -> list[Case]:
         path = where(entry["path"])
         out.append(Case(name=entry["name"], script=path, source=path, args=tuple(entry.get("args", ())),
                         env=tuple(sorted(entry.get("env", {}).items())), expect=expect,
-                        reason=entry.get("reason", ""), timeout=entry.get("timeout", 60),
+                        reason=entry.get("reason", ""), cause=entry.get("cause", ""), timeout=entry.get("timeout", 60),
                         pasted=bool(entry.get("commands_only"))))
     return out
 
