@@ -20,7 +20,9 @@ def load(text: str):
 
 
 def rules(b, chain: str = "INPUT", table: str = "filter", family: Family = Family.IPV4) -> list[str]:
-    return [" ".join(rule_words(r, family)) for r in b.rulesets[family].tables[table].chains[chain].rules]
+    """The chain's rules; none where the table is absent (a refused command creates no table)."""
+    t = b.rulesets[family].tables.get(table) if family in b.rulesets else None
+    return [" ".join(rule_words(r, family)) for r in t.chains[chain].rules] if t else []
 
 
 def found(b, *severities: str) -> list[tuple[str, str, int, int]]:
@@ -331,3 +333,8 @@ def test_only_commands_that_add_create_a_missing_table():
     assert not b.rulesets.get(Family.IPV4) or not b.rulesets[Family.IPV4].tables
     b = load("iptables -t mangle -F\niptables -t mangle -A PREROUTING -j ACCEPT\n")
     assert list(b.rulesets[Family.IPV4].tables) == ["mangle"]
+
+
+def test_a_refused_command_creates_no_table():
+    b = load("iptables -t nat -P PREROUTING DROPX\niptables -t raw -A PREROUTING -j NOSUCHCHAIN\n")
+    assert [f[1] for f in found(b)] and not b.rulesets[Family.IPV4].tables

@@ -665,8 +665,11 @@ class ScriptReader(Shell):
                 self.write_unknown(Unknown(f"iptables {' '.join(t.text for t in args)}", 0, self.code))
                 return None
             if words:
+                had = set(self.b.rulesets[family].tables) if family in self.b.rulesets else set()
                 table = command_table(self.b, family, table_tok or Token("filter", cmd.origin), words)
                 self.b.run(family, table, words, cmd.origin)
+                if sum(d.severity == "error" for d in self.b.diagnostics) > errors and table.name not in had:
+                    self.b.ruleset(family).tables.pop(table.name, None)  # a refused command creates no table
         except ParseError as e:
             self.b.error(e, cmd.origin)
         return sum(d.severity == "error" for d in self.b.diagnostics) == errors
