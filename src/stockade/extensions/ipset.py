@@ -343,3 +343,104 @@ def contents(env, name: str) -> Contents:
             raise Unknowable
         env.memory[key] = parse_contents(sets[name])
     return env.memory[key]
+
+
+# -- what `ipset save` prints (ipset 7.17, measured in a namespace) ------------------------------------------
+
+OLD_NAMES = {"iphash": "hash:ip", "nethash": "hash:net", "ipporthash": "hash:ip,port", "portmap": "bitmap:port",
+             "ipmap": "bitmap:ip", "macipmap": "bitmap:ip,mac", "ipportiphash": "hash:ip,port,ip",
+             "ipportnethash": "hash:ip,port,net", "setlist": "list:set"}
+HASH_ORDER = ("family", "hashsize", "maxelem", "netmask", "markmask", "timeout", "counters", "comment", "skbinfo")
+
+
+def saved_create(name: str, type_: str, words: list[str]) -> tuple[str, tuple[str, ...]]:
+    """`ipset create NAME TYPE OPTIONS` as `ipset save` prints it: the type's current name and every option
+    in the kernel's order with its default (hash types: family, hashsize rounded up to a power of two, at
+    least 64, maxelem, then timeout/counters/comment/skbinfo, bucketsize 12; the random initval left out).
+    ParseError for a type or option stockade does not know, naming it."""
+    type_ = OLD_NAMES.get(type_, type_)
+    if type_ not in KINDS or type_ == "list:set":
+        raise ParseError(f"ipset: set type `{type_}` is not modelled by stockade", code="ipset-type",
+                         hint="hash:ip, hash:net, hash:ip,port, hash:net,port, bitmap:port, bitmap:ip and more are")
+    opts: dict[str, str | None] = {}
+    words = list(words)
+    while words:
+        word = words.pop(0).lstrip("-") if words[0].startswith("--") else words.pop(0)
+        if word in FLAGS:
+            opts[word] = None
+        elif word in ("from", "to") and words and type_.startswith("bitmap:"):  # the old `--from A --to B`
+            opts[word] = words.pop(0)
+        elif word in HARMLESS | {"family", "timeout", "netmask", "markmask", "range"} and words:
+            opts[word] = words.pop(0)
+        else:
+            raise ParseError(f"ipset create {name}: option `{word}` is not known here", code="ipset-option")
+    if "from" in opts:
+        opts["range"] = f"{opts.pop('from')}-{opts.pop('to', '')}"
+    try:
+        if type_.startswith("bitmap:"):
+            if "range" not in opts:
+                raise ParseError(f"ipset create {name}: a {type_} set needs `range`", code="ipset-option")
+            rng = opts["range"] or ""
+            if type_ == "bitmap:ip":
+                nets = _cidrs(rng, Family.IPV4)
+                lo, hi = nets[0][0], nets[-1][0] | ((1 << (32 - nets[-1][1])) - 1)
+                rng = f"{ipaddress.IPv4Address(lo)}-{ipaddress.IPv4Address(hi)}"
+            out = ["range", rng] + [w for k in ("timeout", "counters", "comment", "skbinfo") if k in opts
+                                    for w in (k, opts[k]) if w is not None]
+            return type_, tuple(out)
+        family = opts.get("family") or "inet"
+        if family not in ("inet", "inet6"):
+            raise ParseError(f"ipset create {name}: family `{family}`", code="ipset-option", hint="inet or inet6")
+        size = max(64, int(opts.get("hashsize") or 1024))
+        opts.update(family=family, hashsize=str(1 << (size - 1).bit_length()), maxelem=opts.get("maxelem") or "65536")
+        out = [w for k in HASH_ORDER if k in opts for w in (k, opts[k]) if w is not None]
+        return type_, tuple(out + ["bucketsize", opts.get("bucketsize") or "12"])
+    except (ValueError, Unknowable):
+        raise ParseError(f"ipset create {name}: a value ipset refuses", code="ipset-option") from None
+
+
+def saved_members(type_: str, options: tuple[str, ...], element: str) -> list[str]:
+    """One `ipset add` element as `ipset save` prints it: addresses of a hash:ip range one by one (masked by
+    its netmask), networks with their host bits cleared (a full-length prefix bare), ports with their
+    protocol (tcp when none is given) and as numbers. ParseError for what ipset refuses."""
+    opts = dict(zip(options[::2], options[1::2]))
+    family = Family.IPV6 if opts.get("family") == "inet6" else Family.IPV4
+    bits = 32 if family is Family.IPV4 else 128
+    kinds = KINDS[type_]
+    parts = element.split(",")
+    if len(parts) != len(kinds):
+        raise ParseError(f"ipset: `{element}` is no element of a {type_} set", code="ipset-element")
+    try:
+        choices: list[list[str]] = []
+        for kind, part in zip(kinds, parts):
+            if kind == "ip":
+                nets = _cidrs(part, family)
+                plen = int(opts.get("netmask", bits))
+                lo, hi = nets[0][0], nets[-1][0] | ((1 << (bits - nets[-1][1])) - 1)
+                step = 1 << (bits - plen)
+                first = lo & _mask(plen, bits)
+                if (hi - first) // step > 1 << 16:
+                    raise ParseError(f"ipset: `{part}` holds more addresses than stockade lists one by one",
+                                     code="ipset-element", hint="use a hash:net set for networks")
+                choices.append([str(ipaddress.ip_address(a) if family is Family.IPV4 else ipaddress.IPv6Address(a))
+                                for a in range(first, hi + 1, step)])
+            elif kind == "net":
+                choices.append([str(ipaddress.ip_network((a, n))) if n != bits else str(ipaddress.ip_address(a))
+                                for a, n in _cidrs(part, family)])
+            elif kind == "port" and type_ == "bitmap:port":
+                lo, hi = _port("tcp:" + part, family)[1:]
+                choices.append([str(p) for p in range(lo, hi + 1)])
+            elif kind == "port":
+                proto, lo, hi = _port(part, family)
+                name = {6: "tcp", 17: "udp", 132: "sctp", 136: "udplite"}.get(proto)
+                if name is None:
+                    raise ParseError(f"ipset: protocol of `{part}` is not modelled", code="ipset-element")
+                choices.append([f"{name}:{p}" for p in range(lo, hi + 1)])
+            else:
+                choices.append([part.lower() if kind == "mac" else part])
+    except Unknowable:
+        raise ParseError(f"ipset: `{element}` is no element of a {type_} set", code="ipset-element") from None
+    out = [""]
+    for options_ in choices:
+        out = [f"{o},{c}" if o else c for o in out for c in options_]
+    return out
