@@ -19,7 +19,8 @@ from .inputs import Source, load
 def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
     """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy; with
     --live, OLD is the kernel's ruleset now and only NEW is given): exit 0 if none, 1 if some or if an
-    input has errors, 2 if an input is unreadable. --from, --family and --ipsets apply to the files."""
+    input has errors, 2 if an input is unreadable. --from and --family apply to the files, --ipsets to
+    those that are dumps or scripts."""
     from ..semantics.diff import semantic_diff
 
     if len(files) != (1 if src.live else 2):
@@ -28,7 +29,7 @@ def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
         [(path, src) for path in files]
     sides = []
     for path, source in inputs:
-        got = load(path, source, whole=True)
+        got = load(path, source, whole=True, shared_sets=True)
         for d in got.diagnostics:
             if d.severity == "error":
                 click.echo(str(d), err=True)

@@ -137,10 +137,11 @@ def kind_of(path: str, text: str) -> str:
     return "text"
 
 
-def load(path: str | None, src: Source = Source(), whole: bool = False) -> Loaded:
+def load(path: str | None, src: Source = Source(), whole: bool = False, shared_sets: bool = False) -> Loaded:
     """Read `path` (or, for `--from live`, the kernel) as `src` says. `whole`: a dump iptables-restore
     would refuse whole is Unreadable (a command that compares rulesets needs all of it); else its
-    errors are diagnostics, as a script's bad lines are."""
+    errors are diagnostics, as a script's bad lines are. `shared_sets`: `src.ipsets` is for the dumps
+    and scripts among several inputs, a policy keeps its own sets (else --ipsets with a policy is an error)."""
     if src.live:
         if path is not None:
             raise click.UsageError(f"--live reads the kernel's ruleset: give no file ({path})")
@@ -150,7 +151,7 @@ def load(path: str | None, src: Source = Source(), whole: bool = False) -> Loade
     text = read_text(path)
     kind = kind_of(path, text) if src.fmt == "auto" else src.fmt
     if kind == "policy":
-        if src.ipsets is not None:
+        if src.ipsets is not None and not shared_sets:
             raise InputError(path, "a policy defines its own sets; --ipsets is for a dump or a script")
         c = load_policy(path, text)
         b = Builder(_keep(c.rulesets, src.family), list(c.diagnostics))
