@@ -116,3 +116,43 @@ def test_explain_of_every_input_kind_gives_the_kernels_verdict(kernel_ok, tmp_pa
         assert ("--match-set stk-admin" in decided) == by_set, (s, decided)
     print(f"\n{len(specs)} packets, kernel verdicts {Counter(kernel)}; "
           "policy, rules + ipsets and live explain agree with each")
+
+
+def stockade(*args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", *args], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def test_every_reading_command_reads_the_live_ruleset(netns, tmp_path):
+    """The compiled policy loaded into a namespace (no harness around it) is what `--live` reads: the same
+    rules as the files (parse), no packet class the policy or the files with their sets decide otherwise
+    (diff), and lint and analyze read it whole. A namespace with an nftables table of its own is refused."""
+    out = tmp_path / "out"
+    assert stockade("compile", str(EXAMPLE), "--out", str(out)).returncode == 0
+    netns.run(["ipset", "restore"], input=(out / "ipsets").read_text())
+    for fam in Family:
+        netns.run([f"{fam.cmd}-restore"], input=(out / f"rules.v{int(fam)}").read_text())
+    live = ["--live", "--netns", netns.name]
+
+    r = stockade("parse", *live)
+    assert r.returncode == 0, r.stderr
+    files = [stockade("parse", str(out / f"rules.v{int(fam)}")) for fam in Family]
+    rules = {line for f in files for line in f.stdout.splitlines() if line.startswith("-A ")}
+    assert rules and {line for line in r.stdout.splitlines() if line.startswith("-A ")} == rules
+
+    r = stockade("diff", *live, str(EXAMPLE))
+    assert r.returncode == 0 and "no packet class changes its verdict" in r.stdout, r.stdout + r.stderr
+    r = stockade("diff", *live, "--family", "4", str(out / "rules.v4"), "--ipsets", str(out / "ipsets"))
+    assert r.returncode == 0 and "no packet class changes its verdict" in r.stdout, r.stdout + r.stderr
+    r = stockade("diff", *live, "--family", "4", str(out / "rules.v4"))  # the file's set rules undecided
+    assert r.returncode == 1, r.stdout + r.stderr
+
+    r = stockade("lint", *live, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["rules"] > 20, r.stdout + r.stderr
+    r = stockade("analyze", *live, "--json", "--service", "tcp/22", "--family", "6")
+    assert r.returncode == 0 and json.loads(r.stdout)["family"] == 6, r.stdout + r.stderr
+
+    netns.run(["nft", "add", "table", "inet", "mine"])
+    r = stockade("explain", *live, "--packet", "tcp 203.0.113.5:40000 > 192.0.2.1:22 SYN iif eth0")
+    assert r.returncode == 2 and "nftables input is not readable yet" in r.stderr, r.stderr

@@ -25,7 +25,7 @@ def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
 
     if len(files) != (1 if src.live else 2):
         raise click.UsageError("give OLD and NEW" if not src.live else "with --live, give NEW only")
-    inputs = [(None, src), (files[0], replace(src, fmt="auto", netns=None))] if src.live else \
+    inputs = [(None, replace(src, ipsets=None)), (files[0], replace(src, fmt="auto", netns=None))] if src.live else \
         [(path, src) for path in files]
     sides = []
     for path, source in inputs:

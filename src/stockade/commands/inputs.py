@@ -145,6 +145,8 @@ def load(path: str | None, src: Source = Source(), whole: bool = False, shared_s
     if src.live:
         if path is not None:
             raise click.UsageError(f"--live reads the kernel's ruleset: give no file ({path})")
+        if src.ipsets is not None:
+            raise click.UsageError("--live reads the kernel's own sets; --ipsets is for a dump or a script")
         return _load_live(src)
     if path is None:
         raise click.UsageError("give a file to read, or --live for the kernel's ruleset")

@@ -40,8 +40,6 @@ def reading(fn):
         fmt = "live" if live else fmt
         if netns is not None and fmt != "live":
             raise click.UsageError("--netns names the namespace --live reads")
-        if ipsets is not None and fmt == "live":
-            raise click.UsageError("--live reads the kernel's own sets; --ipsets is for a dump or a script")
         return fn(*a, src=Source(fmt, family, Invocation(list(args), pairs, list(include_paths)), ipsets, netns),
                   **kw)
 
