@@ -71,6 +71,8 @@ def compiled(tmp_path, policy) -> Path:
     ("x.json", '{"rulesets": []}', "json"),
     ("x", "[1, 2]\n", "json"),
     ("README", "Hello.\nThis is not a firewall.\n", "text"),
+    ("fw", "#!/bin/bash\ncat > /etc/nftables.conf <<EOF\ntable inet filter {\n}\nEOF\n", "script"),
+    ("fw", "#!/bin/sh\ncat > stockade.toml <<EOF\n[server]\nEOF\n", "script"),
 ])
 def test_kind_by_content(name, text, kind):
     assert kind_of(name, text) == kind

@@ -114,21 +114,26 @@ _NFT = re.compile(rf"^[ \t]*(table[ \t]+({_NFT_FAMILY}[ \t]+)?[\w.-]+[ \t]*\{{|f
 
 def kind_of(path: str, text: str) -> str:
     """The kind a file holds by its name and content: policy, save, nft, script, or what else it is
-    (json, text: kinds stockade does not read)."""
+    (json, text: kinds stockade does not read). A `#!` line decides first (a script may write a
+    policy or an nft file in a here-document), then the formats that cannot be mistaken for prose."""
     text = text.removeprefix(BOM)
-    if path.endswith(".toml") or _POLICY.search(text):
+    if path.endswith(".toml"):
         return "policy"
+    if is_script(text):
+        return "nft" if _NFT.match(text) else "script"
     if guess_format(text) == "save":
         return "save"
     if _NFT.search(text):
         return "nft"
+    if _POLICY.search(text):
+        return "policy"
     if text.lstrip()[:1] in ("{", "["):
         try:
             json.loads(text)
             return "json"
         except ValueError:
             pass
-    if is_script(text) or not text.strip() or path.endswith(".sh"):
+    if not text.strip() or path.endswith(".sh"):
         return "script"
     starts = [0] + [m.end() for m in re.finditer("\n", text)]
     ends = starts[1:] + [len(text)]
