@@ -156,3 +156,20 @@ def test_every_reading_command_reads_the_live_ruleset(netns, tmp_path):
     netns.run(["nft", "add", "table", "inet", "mine"])
     r = stockade("explain", *live, "--packet", "tcp 203.0.113.5:40000 > 192.0.2.1:22 SYN iif eth0")
     assert r.returncode == 2 and "nftables input is not readable yet" in r.stderr, r.stderr
+
+
+def test_audit_reads_a_dump_with_its_ipsets_and_a_policy(kernel_ok, tmp_path):
+    """audit of rules.v4 with --ipsets: the lab loads the sets too and probes from their members (the
+    admins), every probe as the simulator predicts; audit of the policy (no .toml suffix) runs its lab."""
+    out = tmp_path / "out"
+    assert stockade("compile", str(EXAMPLE), "--out", str(out)).returncode == 0
+    r = stockade("audit", str(out / "rules.v4"), "--ipsets", str(out / "ipsets"), "--family", "4", "--json")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert not [row for row in rows if row["status"] in ("MISMATCH", "unpredictable")]
+    ssh = {row["source"]: row["observed"] for row in rows if (row["service"], row["probe"]) == ("22/tcp", "syn")}
+    assert ssh["admins"].startswith("ACCEPT") and not ssh["outsider"].startswith("ACCEPT"), ssh
+    policy = tmp_path / "policy"
+    policy.write_text(EXAMPLE.read_text())
+    r = stockade("audit", str(policy), "--family", "4", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["rows"], r.stdout[-2000:] + r.stderr

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..files import NUL_NAME
-from ..model import Family, Origin, Ruleset
+from ..model import Family, IPSet, Origin, Ruleset
 from ..model.diagnostics import Diagnostic, StockadeError
 from ..parse.command import Builder
 from ..parse.ipset import add_ipsets, read_ipsets
@@ -197,7 +197,7 @@ def load_nft(name: str, text: str) -> Loaded:
                                 "read the iptables rulesets instead (iptables-save), or compare by hand"))
 
 
-def _ipsets(path: str | None):
+def _ipsets(path: str | None) -> dict[str, IPSet] | None:
     return None if path is None else read_ipsets(read_text(path, "ipsets file"), path)
 
 

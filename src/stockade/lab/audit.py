@@ -123,7 +123,7 @@ def run_audit(path: str, b: Builder, progress: Progress | None = None,
     if hidden:
         raise Incomplete(hidden)
     rulesets, servers, notes = lab_rulesets(b, path)
-    for fam in Family:
+    for fam in families or Family:
         if fam not in rulesets:
             notes.append(f"the ruleset has no IPv{int(fam)} rules: the lab runs IPv{int(fam)} with none (all open)")
     report = run_rulesets(path, rulesets, families or list(Family), set(), servers, progress)
