@@ -118,6 +118,9 @@ def test_explain_of_every_input_kind_gives_the_kernels_verdict(kernel_ok, tmp_pa
           "policy, rules + ipsets and live explain agree with each")
 
 
+SSH_FROM_STRANGER = "tcp 203.0.113.5:40000 > 192.0.2.1:22 SYN iif eth0"
+
+
 def stockade(*args: str) -> subprocess.CompletedProcess:
     r = subprocess.run([sys.executable, "-m", "stockade.cli", *args], capture_output=True, text=True, timeout=300)
     assert "Traceback" not in r.stderr, r.stderr
@@ -148,13 +151,15 @@ def test_every_reading_command_reads_the_live_ruleset(netns, tmp_path):
     r = stockade("diff", *live, "--family", "4", str(out / "rules.v4"))  # the file's set rules undecided
     assert r.returncode == 1, r.stdout + r.stderr
 
+    r = stockade("explain", "--from", "live", "--netns", netns.name, "--json", "--packet", SSH_FROM_STRANGER)
+    assert r.returncode == 0 and json.loads(r.stdout)["verdict"] == "REJECT", r.stdout + r.stderr
     r = stockade("lint", *live, "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["rules"] > 20, r.stdout + r.stderr
     r = stockade("analyze", *live, "--json", "--service", "tcp/22", "--family", "6")
     assert r.returncode == 0 and json.loads(r.stdout)["family"] == 6, r.stdout + r.stderr
 
     netns.run(["nft", "add", "table", "inet", "mine"])
-    r = stockade("explain", *live, "--packet", "tcp 203.0.113.5:40000 > 192.0.2.1:22 SYN iif eth0")
+    r = stockade("explain", *live, "--packet", SSH_FROM_STRANGER)
     assert r.returncode == 2 and "nftables input is not readable yet" in r.stderr, r.stderr
 
 
