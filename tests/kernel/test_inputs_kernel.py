@@ -178,3 +178,50 @@ def test_audit_reads_a_dump_with_its_ipsets_and_a_policy(kernel_ok, tmp_path):
     policy.write_text(EXAMPLE.read_text())
     r = stockade("audit", str(policy), "--family", "4", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["rows"], r.stdout[-2000:] + r.stderr
+
+
+IPSET_CASES = [
+    "# saved\ncreate a hash:ip family inet hashsize 1024 maxelem 65536\nadd a 192.0.2.1\n-A a 192.0.2.2 -exist\n"
+    "del a 192.0.2.1\ncreate b hash:net family inet6 -exist\nadd b 2001:db8::/32\nCOMMIT\n",
+    "create a hash:ip\ncreate b hash:ip\nadd b 192.0.2.5\nrename a c\nswap c b\n",
+    "create a hash:ip\n-E a z\n-W z z\ne z y\n",
+    "create a hash:ip\nadd a 192.0.2.9\nflush a\ncreate d hash:ip\ndestroy d\nadd a 192.0.2.7\n",
+    "create a hash:ip\nadd a 192.0.2.1\nadd a 192.0.2.1\n",
+    "create a hash:ip\ndel a 192.0.2.1\n",
+    "create a hash:ip\ncreate a hash:ip\n",
+    "create a hash:ip\ncreate a hash:ip -exist\nadd a 192.0.2.1 -exist\nadd a 192.0.2.1 -exist\n",
+    "create a hash:ip\nadd b 192.0.2.1\n",
+    "create a hash:ip\nrename a a\n",
+    "create a hash:ip\nswap a b\n",
+    "create a hash:ip\nadd a 192.0.2.1\nlist a\nsave\n-L\ntest a 192.0.2.1\nadd a 192.0.2.2\n",
+    "create a hash:ip\ntest a 192.0.2.1\n",
+    "create a hash:ip\nversion\n",
+    "create a hash:ip\nbogus a\n",
+]
+
+
+def test_ipsets_files_are_read_as_ipset_restore_reads_them(netns):
+    """parse/ipset.py against the real `ipset restore`: the same sets and members where it loads a file,
+    refused where it refuses one, at the line it names (it names none for a command invalid in restore
+    mode or a failed test)."""
+    import re
+
+    from stockade.parse.ipset import read_ipsets
+    from stockade.parse.read import Unreadable
+
+    for text in IPSET_CASES:
+        netns.run(["ipset", "destroy"])
+        proc = netns.run(["ipset", "restore"], input=text, check=False)
+        kernel: dict[str, list[str]] = {}
+        for line in netns.run(["ipset", "save"]).stdout.splitlines():
+            word, name, *rest = line.split()
+            kernel.setdefault(name, []).extend([" ".join(rest)] if word == "add" else [])
+        try:
+            ours = {name: s.members for name, s in read_ipsets(text, "sets").items()}
+        except Unreadable as e:  # refused: at the same line where ipset names one
+            refused = re.search(r"Error in line (\d+)", proc.stderr)
+            assert proc.returncode != 0, (text, str(e))
+            assert refused is None or int(refused.group(1)) == e.diagnostic.origin.line, (text, proc.stderr, str(e))
+            continue
+        assert proc.returncode == 0, (text, proc.stderr)
+        assert ours == kernel, text
