@@ -168,6 +168,7 @@ def test_a_set_the_ipsets_file_lacks_is_the_kernels_error(compiled, tmp_path):
     ("create a hash:ip\nadd b 192.0.2.1\n", ":2:1: error: set b does not exist"),
     ("create a hash:ip\ncreate a hash:ip\n", ":2:1: error: set a is created twice"),
     ("create a hash:ip\nbogus a\n", ":2:1: error: `bogus` is not an ipset command"),
+    ("-exist\n", ":1:1: error: `-exist` is not an ipset command"),
     ("create a hash:ip\ntest a 192.0.2.1\n", ":2:1: error: element 192.0.2.1 is not in set a"),
 ])
 def test_a_bad_ipsets_file_is_exit_2_at_its_line(compiled, tmp_path, text, where):

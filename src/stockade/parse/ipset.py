@@ -44,9 +44,9 @@ def read_ipsets(text: str, file: str) -> dict[str, IPSet]:
             raise Unreadable(_error(f"ipset restore cannot read this line: {e}", origin)) from None
         exist = any(w in EXIST for w in words)
         words = [w for w in words if w not in EXIST]
-        cmd = COMMANDS.get(words[0])
+        cmd = COMMANDS.get(words[0]) if words else None
         if cmd is None:
-            raise Unreadable(_error(f"`{words[0]}` is not an ipset command ipset restore reads", origin,
+            raise Unreadable(_error(f"`{stripped.split()[0]}` is not an ipset command ipset restore reads", origin,
                                     "an ipsets file holds `create NAME TYPE ...` and `add NAME ELEMENT` lines, "
                                     "as `ipset save` prints them"))
         if cmd in ("list", "save") and len(words) <= 2:
