@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stockade.commands.inputs import load_rulesets
+from stockade.commands.inputs import load
 from stockade.model import Family
 from stockade.parse.read import read
 from stockade.semantics.cells import DIMS
@@ -100,8 +100,8 @@ def check(old: dict, new: dict, samples: int = 300, seed_: int = 5) -> object:
 
 @pytest.mark.parametrize("prefix", sorted(PAIRS))
 def test_seed_against_its_example_policy(prefix: str):
-    old, _ = load_rulesets(str(seed(prefix)))
-    new, _ = load_rulesets(str(EXAMPLES / PAIRS[prefix]))
+    old = load(str(seed(prefix)), whole=True).rulesets
+    new = load(str(EXAMPLES / PAIRS[prefix]), whole=True).rulesets
     started = time.monotonic()
     d = check(old, new)
     assert d.changes

@@ -7,10 +7,9 @@ import sys
 import click
 
 from ..model import Family
-from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import load_ruleset, read_text
+from .inputs import Source, load, read_text
 
 
 def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
@@ -26,7 +25,7 @@ def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
 
 
 @click.command("analyze")
-@click.argument("ruleset")
+@click.argument("ruleset", required=False)
 @click.option("--table", default="filter", show_default=True)
 @click.option("--chain", default="INPUT", show_default=True, help="built-in chain; FORWARD for a router")
 @click.option("--ipassmt", "ipassmt_path", help="interface-to-address map (fffuu's format or `IFACE ADDR ...` lines)")
@@ -38,18 +37,17 @@ def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
               default="NEW", show_default=True)
 @click.option("--chain-only", is_flag=True, help="do not drop martian sources before the chain (as fffuu)")
 @options.as_json("machine-readable output")
-@options.FROM
-@options.family("address family (default: every family with rules)")
-@options.script
-def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
-            services: list[str], sport: int | None, state: str, chain_only: bool, as_json: bool, fmt: str,
-            family: Family | None, how: Invocation) -> None:
+@options.reading
+def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
+            services: list[str], sport: int | None, state: str, chain_only: bool, as_json: bool,
+            src: Source) -> None:
     """Which sources may open which services to which destinations (service matrix), and the open ports."""
     from ..semantics.analyze import Options, analyze_ruleset, families
     from ..semantics.ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
     opts = Options(table, chain, services, sport, state, not chain_only)
-    b, _ = load_ruleset(ruleset, fmt, family, how)
+    got = load(ruleset, src)
+    b, ruleset, family = got.builder, got.name, src.family
     for d in b.diagnostics:
         if d.severity == "error":
             click.echo(f"{d}\n  note: that line is left out of the analysis", err=True)

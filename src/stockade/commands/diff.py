@@ -3,32 +3,37 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import click
 
-from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import load_rulesets
+from .inputs import Source, load
 
 
 @click.command("diff")
-@click.argument("old")
-@click.argument("new")
+@click.argument("files", nargs=-1, metavar="OLD NEW")
 @options.as_json("machine-readable output (shape: semantics/diff.py)")
-@options.script
-def command(old: str, new: str, as_json: bool, how: Invocation) -> None:
-    """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy
-    .toml): exit 0 if none, 1 if some or if an input has errors, 2 if an input is unreadable."""
+@options.reading
+def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
+    """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy; with
+    --live, OLD is the kernel's ruleset now and only NEW is given): exit 0 if none, 1 if some or if an
+    input has errors, 2 if an input is unreadable. --from and --family apply to the files, --ipsets to
+    those that are dumps or scripts."""
     from ..semantics.diff import semantic_diff
 
+    if len(files) != (1 if src.live else 2):
+        raise click.UsageError("give OLD and NEW" if not src.live else "with --live, give NEW only")
+    inputs = [(None, replace(src, ipsets=None)), (files[0], replace(src, fmt="auto", netns=None))] if src.live else \
+        [(path, src) for path in files]
     sides = []
-    for path in (old, new):
-        rulesets, diags = load_rulesets(path, how)
-        for d in diags:
+    for path, source in inputs:
+        got = load(path, source, whole=True, shared_sets=True)
+        for d in got.diagnostics:
             if d.severity == "error":
                 click.echo(str(d), err=True)
-        sides.append(rulesets)
+        sides.append(got.rulesets)
     d = semantic_diff(*sides, progress=lambda m: click.echo(f"stockade: comparing {m}", err=True))
     click.echo(json.dumps(d.to_json(), indent=2) if as_json else d.text(), nl=as_json)
     sys.exit(FINDINGS if d.changes else OK)

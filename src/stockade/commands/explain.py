@@ -10,25 +10,26 @@ from ..model import Origin
 from ..model.packet import SpecError
 from ..parse.command import Builder
 from ..parse.read import Unreadable, decode
-from ..parse.script import Invocation
 from . import options
 from .exitcodes import OK, UNUSABLE
-from .inputs import load_ruleset, read_bytes
+from .inputs import Source, load, read_bytes
 
 
 @click.command("explain")
-@click.argument("ruleset")
+@click.argument("ruleset", required=False)
 @click.option("--packet", "spec", help='JSON object or short form, e.g. "tcp 203.0.113.5:40000 > 198.51.100.1:22 SYN"')
 @click.option("--packets", "batch", metavar="FILE", help="JSON Lines file (- for stdin): one packet spec per line")
 @options.as_json("machine-readable output (one line per packet in batch mode)")
-@options.FROM
-@options.script
-def command(ruleset: str, spec: str | None, batch: str | None, as_json: bool, fmt: str,
-            how: Invocation) -> None:
-    """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET."""
+@options.reading
+def command(ruleset: str | None, spec: str | None, batch: str | None, as_json: bool, src: Source) -> None:
+    """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET (a dump, a
+    script, a policy) or the kernel's ruleset now (--live)."""
     if (spec is None) == (batch is None):
         raise click.UsageError("give exactly one of --packet and --packets")
-    b, _ = load_ruleset(ruleset, fmt, how=how)
+    b = load(ruleset, src).builder
+    for d in b.diagnostics:
+        if d.severity == "error":  # a rule the real tool refuses is not in the ruleset explained
+            click.echo(str(d), err=True)
     if spec is not None:
         sys.exit(_one(b, spec, as_json))
     sys.exit(_batch(b, batch, _packet_lines(batch), as_json))

@@ -1,24 +1,43 @@
-"""The one place a command reads a file: bytes to text (no NUL bytes, UTF-8 with the position of the
-first bad byte), the kind of input it holds, and the library call that loads each kind.
+"""The one place a command reads its input: a file (bytes to text: no NUL bytes, UTF-8 with the
+position of the first bad byte), the kind of input it holds, and the library call that loads each
+kind, or the kernel's ruleset now (`--live`). Every reading command (parse, lint, explain, analyze,
+diff, audit, lab) calls `load` and works on the `Loaded` it returns.
 
-Unreadable input raises InputError (exit 2); defects inside a readable file are the loaders' own
-diagnostics and errors (PolicyError, parse diagnostics).
+Kinds (`--from`, else detected by content): `policy` (a stockade policy, compiled in memory), `save`
+(an iptables-save dump / iptables-restore input), `script` (a shell script or a pasted tutorial),
+`nft` (nftables input: recognised, not yet readable), `live` (iptables-save, ip6tables-save and
+`ipset save` in this or a named network namespace). `--ipsets FILE` gives a dump or script the
+sets its `-m set` rules look up (`ipset save` format); `--family` keeps one family.
+
+Unreadable input raises InputError or parse.read.Unreadable (exit 2): a file that is not text, not
+a kind stockade reads (JSON, an nftables ruleset, prose), or a dump iptables-restore refuses whole
+where the command needs all of it; defects inside a readable file are the loaders' own diagnostics
+and errors (PolicyError, parse diagnostics).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
+
 from ..files import NUL_NAME
-from ..model import Family, Ruleset
+from ..model import Family, IPSet, Origin, Ruleset
 from ..model.diagnostics import Diagnostic, StockadeError
 from ..parse.command import Builder
+from ..parse.ipset import add_ipsets, read_ipsets
 from ..parse.read import BOM, Unreadable, decode, guess_format, read
-from ..parse.script import Invocation
+from ..parse.save import read_save
+from ..parse.script import Invocation, is_script, line_kind
 
 if TYPE_CHECKING:
     from ..policy.compile import CompiledPolicy
+
+FROM = ("auto", "policy", "save", "script", "nft", "live")
+READERS = "an iptables-save dump, a shell script or a stockade policy"
 
 
 class InputError(StockadeError):
@@ -50,24 +69,117 @@ def read_text(path: str, what: str = "input") -> str:
     return decode(read_bytes(path, what), path)
 
 
-# The kinds of input, most specific first: the first row whose test fits the file names its kind.
-KINDS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
-    ("policy", lambda path, _text: path.endswith(".toml")),
-    ("save", lambda _path, text: guess_format(text) == "save"),  # iptables-save / iptables-restore input
-    ("script", lambda _path, _text: True),  # a shell script or pasted tutorial of iptables commands
-)
+@dataclass(frozen=True)
+class Source:
+    """How a command reads its input: the shared reading options (options.reading)."""
+
+    fmt: str = "auto"  # one of FROM
+    family: Family | None = None
+    how: Invocation | None = None  # a script's arguments, environment and include path
+    ipsets: str | None = None  # an `ipset save` file for a dump's or script's -m set rules
+    netns: str | None = None  # with live: the namespace whose ruleset is read
+
+    @property
+    def live(self) -> bool:
+        return self.fmt == "live"
+
+
+@dataclass
+class Loaded:
+    """An input read: its rulesets per family and diagnostics (in `builder`), its name (the file, or
+    `live@NETNS`), kind and text (a live ruleset's: the save tools' output)."""
+
+    name: str
+    kind: str
+    text: str
+    builder: Builder
+    policy: CompiledPolicy | None = None
+
+    @property
+    def rulesets(self) -> dict[Family, Ruleset]:
+        return self.builder.rulesets
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self.builder.diagnostics
+
+
+_POLICY = re.compile(r"^[ \t]*\[\[?[ \t]*(server|groups|defaults|log|icmp|protect|blocklist|allow|egress)[ \t]*[].]",
+                     re.MULTILINE)
+_NFT_FAMILY = r"(ip|ip6|inet|arp|bridge|netdev)"
+_NFT = re.compile(rf"^[ \t]*(table[ \t]+({_NFT_FAMILY}[ \t]+)?[\w.-]+[ \t]*\{{|flush[ \t]+ruleset\b|"
+                  rf"(add|create|delete|flush|insert)[ \t]+(table|chain|rule|set|map|element)[ \t]+{_NFT_FAMILY}\b)|"
+                  r"\A#![^\n]*/nft\b", re.MULTILINE)
 
 
 def kind_of(path: str, text: str) -> str:
-    return next(kind for kind, fits in KINDS if fits(path, text))
+    """The kind a file holds by its name and content: policy, save, nft, script, or what else it is
+    (json, text: kinds stockade does not read). A `#!` line decides first (a script may write a
+    policy or an nft file in a here-document), then the formats that cannot be mistaken for prose."""
+    text = text.removeprefix(BOM)
+    if path.endswith(".toml"):
+        return "policy"
+    if is_script(text):
+        return "nft" if _NFT.match(text) else "script"
+    if guess_format(text) == "save":
+        return "save"
+    if _NFT.search(text):
+        return "nft"
+    if _POLICY.search(text):
+        return "policy"
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            json.loads(text)
+            return "json"
+        except ValueError:
+            pass
+    if not text.strip() or path.endswith(".sh"):
+        return "script"
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    ends = starts[1:] + [len(text)]
+    if any(line_kind(text, s, e) != "prose" for s, e in zip(starts, ends)):
+        return "script"
+    return "text"
 
 
-def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None,
-                 how: Invocation | None = None) -> tuple[Builder, str]:
-    """An iptables-save dump or script (`fmt`: auto, save or script; `how` a script's arguments and
-    environment), with its text."""
+def load(path: str | None, src: Source = Source(), whole: bool = False, shared_sets: bool = False) -> Loaded:
+    """Read `path` (or, for `--from live`, the kernel) as `src` says. `whole`: a dump iptables-restore
+    would refuse whole is Unreadable (a command that compares rulesets needs all of it); else its
+    errors are diagnostics, as a script's bad lines are. `shared_sets`: `src.ipsets` is for the dumps
+    and scripts among several inputs, a policy keeps its own sets (else --ipsets with a policy is an error)."""
+    if src.live:
+        if path is not None:
+            raise click.UsageError(f"--live reads the kernel's ruleset: give no file ({path})")
+        if src.ipsets is not None:
+            raise click.UsageError("--live reads the kernel's own sets; --ipsets is for a dump or a script")
+        return _load_live(src)
+    if path is None:
+        raise click.UsageError("give a file to read, or --live for the kernel's ruleset")
     text = read_text(path)
-    return read(text, path, fmt, family, how), text
+    kind = kind_of(path, text) if src.fmt == "auto" else src.fmt
+    if kind == "policy":
+        if src.ipsets is not None and not shared_sets:
+            raise InputError(path, "a policy defines its own sets; --ipsets is for a dump or a script")
+        c = load_policy(path, text)
+        b = Builder(_keep(c.rulesets, src.family), list(c.diagnostics))
+        return Loaded(path, kind, text, b, c)
+    if kind == "nft":
+        return load_nft(path, text)
+    if kind not in ("save", "script"):
+        what = {"json": "a JSON document"}.get(kind, "text with no iptables command, iptables-save table or "
+                                               "policy section")
+        raise Unreadable(Diagnostic("error", "input-kind", f"cannot read input: {what} is not a ruleset",
+                                    Origin(path, 1, 1), f"give {READERS}; --from save|script|policy says which "
+                                    "a file is"))
+    sets = _ipsets(src.ipsets)
+    b = read(text, path, kind, src.family, src.how, Builder(known_sets=None if sets is None else frozenset(sets)))
+    b.rulesets = _keep(b.rulesets, src.family)
+    if whole and kind == "save":
+        if errors := [d for d in b.diagnostics if d.severity == "error"]:
+            raise Unreadable(*errors)  # iptables-restore would load none of it; a script's bad lines fail alone
+    if sets:
+        add_ipsets(b.rulesets, sets)
+    return Loaded(path, kind, text, b)
 
 
 def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
@@ -77,14 +189,35 @@ def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
     return compile_policy(path, read_text(path) if text is None else text)
 
 
-def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
-    """The rulesets of any input kind (a policy compiled, a dump or script read), with its diagnostics."""
-    text = read_text(path)
-    if kind_of(path, text) == "policy":
-        c = load_policy(path, text)
-        return c.rulesets, c.diagnostics
-    b = read(text, path, how=how)
-    errors = [d for d in b.diagnostics if d.severity == "error"]
-    if errors and kind_of(path, text.removeprefix(BOM)) == "save":
-        raise Unreadable(*errors)  # iptables-restore would load none of it; a script's bad lines fail alone
-    return b.rulesets, b.diagnostics
+def load_nft(name: str, text: str) -> Loaded:
+    """nftables input (a file, or the kernel's nft tables): not readable yet."""
+    m = _NFT.search(text)
+    at = Origin(name, text.count("\n", 0, m.start()) + 1 if m else 1, 1)
+    raise Unreadable(Diagnostic("error", "input-kind", "cannot read input: nftables input is not readable yet", at,
+                                "read the iptables rulesets instead (iptables-save), or compare by hand"))
+
+
+def _ipsets(path: str | None) -> dict[str, IPSet] | None:
+    return None if path is None else read_ipsets(read_text(path, "ipsets file"), path)
+
+
+def _keep(rulesets: dict[Family, Ruleset], family: Family | None) -> dict[Family, Ruleset]:
+    return {f: rs for f, rs in rulesets.items() if family is None or f is family}
+
+
+def _load_live(src: Source) -> Loaded:
+    """The kernel's ruleset now (kernel/live.py read_live), read as the dumps and sets file it prints."""
+    from ..kernel.host import Host
+    from ..kernel.live import read_live
+
+    live = read_live(Host(src.netns), [src.family] if src.family else list(Family))
+    where = src.netns or "host"
+    if live.nft:
+        return load_nft(f"nft-list-ruleset@{where}", live.nft)
+    sets = None if live.ipsets is None else read_ipsets(live.ipsets, f"ipset-save@{where}")
+    b = Builder(known_sets=None if sets is None else frozenset(sets))
+    for fam, text in live.save.items():
+        read_save(text, f"{fam.cmd}-save@{where}", fam, b)
+    if sets:
+        add_ipsets(b.rulesets, sets)
+    return Loaded(f"live@{where}", "live", "".join(live.save.values()), b)

@@ -10,7 +10,7 @@ import click
 from ..model import Family
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import kind_of, load_policy, read_text
+from .inputs import load
 
 
 def print_report(report, as_json: bool) -> None:
@@ -30,10 +30,9 @@ def command(target: str, as_json: bool, family: str) -> None:
 
     fams = list(Family) if family == "both" else [Family(int(family))]
     say = functools.partial(click.echo, err=True)
-    text = read_text(target)
-    if kind_of(target, text) == "policy":
-        c = load_policy(target, text)  # positioned errors, exit 1, before any namespace exists
-        report = run_lab(c, target, say, fams)
+    got = load(target)  # a policy's positioned errors: exit 1, before any namespace exists
+    if got.policy is not None:
+        report = run_lab(got.policy, target, say, fams)
     else:
-        report, _ = run_audit(target, text, say, fams)
+        report, _ = run_audit(target, got.builder, say, fams)
     print_report(report, as_json)

@@ -7,33 +7,33 @@ import sys
 
 import click
 
-from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import load_ruleset
+from .inputs import Source, load
 
 
 @click.command("lint")
-@click.argument("file")
-@options.FROM
+@click.argument("file", required=False)
 @options.as_json("machine-readable output")
 @click.option("--notes", is_flag=True, help="also show notes (skipped commands)")
 @click.option("--admin", "admins", multiple=True, metavar="ADDR",
               help="an address that must reach SSH (tcp/22); repeatable")
-@options.script
-def command(file: str, fmt: str, as_json: bool, notes: bool, admins: tuple[str, ...],
-            how: Invocation) -> None:
-    """Report defects in FILE and findings about what its rules do: exit 0 if clean, 1 if there
-    are errors, 2 if unreadable."""
-    from ..parse.read import guess_format
-    from ..semantics.findings import lint as find
+@options.reading
+def command(file: str | None, as_json: bool, notes: bool, admins: tuple[str, ...], src: Source) -> None:
+    """Report defects in FILE (or the kernel's ruleset) and findings about what its rules do: exit 0 if
+    clean, 1 if there are errors, 2 if unreadable."""
+    from ..semantics.findings import check, lint
 
     try:
         addresses = [str(ipaddress.ip_address(a)) for a in admins]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--admin") from None
-    b, text = load_ruleset(file, fmt, how=how)
-    found = find(b, text, file, script=(fmt if fmt != "auto" else guess_format(text)) == "script", admins=addresses)
+    got = load(file, src)
+    b, file = got.builder, got.name
+    if got.kind in ("save", "script"):  # findings of the script as meant, too
+        found = lint(b, got.text, file, script=got.kind == "script", admins=addresses)
+    else:
+        found = check(b.rulesets, file, admins=addresses)
     shown = [d for d in b.diagnostics if notes or as_json or d.severity != "note"]
     errors = sum(d.severity == "error" for d in b.diagnostics) + sum(f.severity == "error" for f in found)
     warnings = sum(d.severity == "warning" for d in b.diagnostics) + sum(f.severity == "warning" for f in found)

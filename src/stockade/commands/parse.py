@@ -6,29 +6,25 @@ import sys
 
 import click
 
-from ..model import Family
-from ..parse.script import Invocation
 from ..render.json import ruleset_json
 from ..render.save import render_save
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import load_ruleset
+from .inputs import Source, load
 
 
 @click.command("parse")
-@click.argument("file")
-@options.FROM
+@click.argument("file", required=False)
 @click.option("--to", "out", type=click.Choice(["iptables-save", "json"]), default="iptables-save",
               show_default=True)
-@options.family("address family (default: guessed; all for scripts)")
-@options.script
-def command(file: str, fmt: str, out: str, family: Family | None, how: Invocation) -> None:
-    """Read FILE and print it in canonical iptables-save form (or JSON)."""
-    b, _ = load_ruleset(file, fmt, family, how)
+@options.reading
+def command(file: str | None, out: str, src: Source) -> None:
+    """Read FILE (or the kernel's ruleset) and print it in canonical iptables-save form (or JSON)."""
+    b = load(file, src).builder
     for d in b.diagnostics:
         if d.severity != "note":
             click.echo(str(d), err=True)
-    rulesets = [rs for f, rs in sorted(b.rulesets.items()) if family is None or f is family]
+    rulesets = [rs for _, rs in sorted(b.rulesets.items())]
     if out == "json":
         click.echo(json.dumps({"rulesets": [ruleset_json(rs) for rs in rulesets],
                                "diagnostics": [d.to_json() for d in b.diagnostics]}, indent=2))

@@ -23,7 +23,7 @@ def tool(backend: str, family: int, what: str) -> str:
     return f"{base}-{backend.split('-', 1)[1]}-{what}"
 
 
-def _iptables_in_use(host: Host, backend: str) -> tuple[bool, bool]:
+def iptables_in_use(host: Host, backend: str) -> tuple[bool, bool]:
     """(stockade's chains present, other rules or chains present) in this iptables variant, either family."""
     ours = others = False
     for family in (4, 6):
@@ -67,7 +67,7 @@ def choose(host: Host, requested: str = "auto", recorded: str | None = None) -> 
         return requested
     if have["nftables"] and host.run(["nft", "list", "table", "inet", TABLE], check=False).returncode == 0:
         return "nftables"
-    use = {b: _iptables_in_use(host, b) for b in ("iptables-legacy", "iptables-nft") if have[b]}
+    use = {b: iptables_in_use(host, b) for b in ("iptables-legacy", "iptables-nft") if have[b]}
     for b, (ours, _) in use.items():
         if ours:
             return b

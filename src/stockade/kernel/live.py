@@ -1,8 +1,13 @@
-"""Reading stockade's part of the live ruleset (and, for status, everything else too)."""
+"""Reading the live ruleset: stockade's part of it (and, for status, everything else too), and the whole of it
+for the reading commands' `--live`."""
 from __future__ import annotations
 
-from .backend import TABLE, tool
-from .host import Host
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model import TABLES, Family
+from .backend import TABLE, available, iptables_in_use, tool
+from .host import Host, KernelError
 from .part import OwnedPart, own_ipsets, own_iptables
 
 
@@ -48,3 +53,49 @@ def read_part(host: Host, backend: str) -> OwnedPart:
     v4, v6 = own_iptables(save_text(host, backend, 4)), own_iptables(save_text(host, backend, 6))
     return OwnedPart(backend, {"4": v4, "6": v6, "sets": own_ipsets(ipset_save(host), v4 + v6)})
 
+
+
+IPTABLES_NFT_TABLES = {f"table {fam} {t}" for fam in ("ip", "ip6") for t in TABLES}  # `nft list tables` lines
+
+
+@dataclass
+class LiveRuleset:
+    """The whole ruleset a kernel holds now, as its own tools print it."""
+
+    backend: str  # the iptables variant read: iptables-nft or iptables-legacy
+    save: dict[Family, str]  # iptables-save / ip6tables-save output
+    ipsets: str | None  # `ipset save` output; None where ipset does not work
+    nft: str = ""  # `nft list ruleset`, when nftables tables other than iptables-nft's exist
+
+
+def read_live(host: Host, families: list[Family]) -> LiveRuleset:
+    """Read everything that filters packets in the host's namespace. Rules in both iptables variants
+    (the kernel runs both) or in nftables tables of their own are more than one iptables ruleset:
+    the latter come back in `nft`, for the caller to read or refuse; KernelError for the former."""
+    if host.netns and not (Path("/run/netns") / host.netns).exists():
+        raise KernelError(f"there is no network namespace named {host.netns} (see `ip netns list`)")
+    have = available(host)
+    nft = ""
+    if have["nftables"]:
+        tables = host.run(["nft", "list", "tables"]).stdout.splitlines()
+        if any(t.strip() and t.strip() not in IPTABLES_NFT_TABLES for t in tables):
+            nft = host.run(["nft", "list", "ruleset"]).stdout
+    variants = [b for b in ("iptables-nft", "iptables-legacy") if have[b]]
+    if not variants:
+        raise KernelError(f"neither iptables-nft-save nor iptables-legacy-save works in {host.label}")
+    used = [b for b in variants if any(iptables_in_use(host, b))]
+    if len(used) > 1:
+        raise KernelError(f"{host.label} has rules in both iptables-nft and iptables-legacy; stockade reads one "
+                          "iptables ruleset (see `iptables-legacy-save` and `iptables-nft-save`)")
+    backend = (used or variants)[0]
+    texts = {}
+    for fam in families:
+        text = save_text(host, backend, int(fam))
+        if "is incompatible, use 'nft' tool" in text:  # a table iptables-nft cannot print: nftables content
+            nft = nft or host.run(["nft", "list", "ruleset"]).stdout
+        texts[fam] = text
+    try:
+        sets = host.run(["ipset", "save"]).stdout
+    except KernelError:  # no ipset tool or no ip_set module: -m set rules stay undecided
+        sets = None
+    return LiveRuleset(backend, texts, sets, nft)

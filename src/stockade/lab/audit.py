@@ -21,7 +21,7 @@ import re
 
 from ..model import Family, Origin, Ruleset
 from ..model.diagnostics import DiagnosedError, Diagnostic
-from ..parse.read import read
+from ..parse.command import Builder
 from ..parse.save import read_save
 from ..render.save import render_save
 from .hosts import documentation
@@ -95,6 +95,7 @@ def lab_rulesets(b, path: str) -> tuple[dict[Family, Ruleset], dict[Family, list
                 "audit a part of the ruleset, or group the hosts into networks")) from None
         lab = read_save(saved, f"{path} (lab addresses)", fam)
         rulesets[fam] = lab.rulesets[fam]
+        rulesets[fam].sets = dict(rs.sets)  # the sets its -m set rules look up (set members are not mapped)
         if _rules(rulesets[fam]) != _rules(rs):
             raise Unmappable(Diagnostic("error", "lab-addresses", "the lab's copy of the ruleset lost rules "
                                         f"({_rules(rs)} read, {_rules(rulesets[fam])} in the lab)", Origin(path, 1)))
@@ -113,17 +114,16 @@ class Incomplete(DiagnosedError):
     """The import misses rules the script may add; auditing what is left would mislead."""
 
 
-def run_audit(path: str, text: str, progress: Progress | None = None,
-              families: list[Family] | None = None, how=None) -> tuple[Report, list]:
-    """Import, map, prove; returns the report and the import's diagnostics (`how`: a script's arguments;
-    Unmappable: see lab_rulesets)."""
-    b = read(text, path, how=how)
+def run_audit(path: str, b: Builder, progress: Progress | None = None,
+              families: list[Family] | None = None) -> tuple[Report, list]:
+    """Map and prove the rulesets an import read into `b`; returns the report and the import's diagnostics
+    (Unmappable: see lab_rulesets)."""
     hidden = [Diagnostic("error", d.code, f"the audit needs every rule: {d.message}", d.origin, d.hint)
               for d in b.diagnostics if d.code in HIDDEN_RULES]
     if hidden:
         raise Incomplete(hidden)
     rulesets, servers, notes = lab_rulesets(b, path)
-    for fam in Family:
+    for fam in families or Family:
         if fam not in rulesets:
             notes.append(f"the ruleset has no IPv{int(fam)} rules: the lab runs IPv{int(fam)} with none (all open)")
     report = run_rulesets(path, rulesets, families or list(Family), set(), servers, progress)

@@ -52,15 +52,16 @@ def decode(raw: bytes, file: str) -> str:
 
 
 def read(text: str, file: str, fmt: str = "auto", family: Family | None = None,
-         how: Invocation | None = None) -> Builder:
-    """A ruleset from a dump or script (`how`: a script's arguments and environment). A leading byte
+         how: Invocation | None = None, builder: Builder | None = None) -> Builder:
+    """A ruleset from a dump or script (`how`: a script's arguments and environment), into `builder` if
+    given (e.g. one that knows which ipsets exist). A leading byte
     order mark is reported (iptables-restore refuses line 1 with it; bash reads it into the first word)
     and the rest read as if it were not there."""
     bom = text.startswith(BOM)
     text = text.removeprefix(BOM)
     if fmt == "auto":
         fmt = guess_format(text)
-    b = read_save(text, file, family) if fmt == "save" else read_script(text, file, how=how)
+    b = read_save(text, file, family, builder) if fmt == "save" else read_script(text, file, builder, how)
     if bom:
         what = "iptables-restore fails at line 1" if fmt == "save" else "bash reads it as part of the first word"
         b.diagnostics.insert(0, Diagnostic("error", "bom", f"the file starts with a byte order mark (U+FEFF): {what}",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..extensions import REGISTRY, Opaque
-from ..model import Address, Family, Origin, Rule, Ruleset, Target
+from ..model import Address, Family, IPSet, Origin, Rule, Ruleset, Target
 from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
 
@@ -105,6 +105,7 @@ class Flat:
     chain: str
     policy: str
     rules: list[FlatRule]
+    sets: dict[str, IPSet] = field(default_factory=dict)  # the ruleset's ipsets, for -m set's constraint
 
 
 class FlatError(DiagnosedError):
@@ -359,4 +360,4 @@ def flatten(rs: Ruleset, table: str = "filter", chain: str = "INPUT") -> Flat:
     w.chain(chain, [()], (), (chain,))
     if not w.done:
         w.emit((), w.policy, True, (), policy=True)
-    return Flat(rs.family, table, chain, w.policy, w.out)
+    return Flat(rs.family, table, chain, w.policy, w.out, rs.sets)

@@ -242,7 +242,7 @@ class _Evaluator:
         self.pkt = service.packet(flat.family, s.hook)
         env = Env(self.pkt, service.state, {})
         env.key = (flat.table, flat.chain, 0, 0)
-        self.frame = Frame(flat.family, (packet_kind(service.state, self.pkt, env),))
+        self.frame = Frame(flat.family, (packet_kind(service.state, self.pkt, env),), flat.sets)
         self.fixed = {PROTO: service.proto, KIND: 0}
         if service.proto in PORT_PROTOS:
             self.fixed |= {d: v for d, v in ((SPORT, service.sport), (DPORT, service.dport)) if v is not None}
