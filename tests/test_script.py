@@ -338,3 +338,24 @@ def test_only_commands_that_add_create_a_missing_table():
 def test_a_refused_command_creates_no_table():
     b = load("iptables -t nat -P PREROUTING DROPX\niptables -t raw -A PREROUTING -j NOSUCHCHAIN\n")
     assert [f[1] for f in found(b)] and not b.rulesets[Family.IPV4].tables
+
+
+def test_a_scripts_ipset_commands_make_its_sets_as_ipset_save_prints_them():
+    b = load("ipset create bl hash:net\nipset add bl 192.0.2.7/24\nipset -N old iphash --hashsize 100\n"
+             "ipset -exist add old 198.51.100.1\nipset add old 198.51.100.1\n"
+             "ipset restore <<END\ncreate r hash:ip,port\nadd r 203.0.113.1,80\nEND\nipset list\n"
+             "iptables -I INPUT -m set --match-set bl src -j DROP\n")
+    assert found(b) == [("error", "ipset", 5, 7)]  # ipset refuses the second add; nothing changes
+    assert {n: (s.type, s.options, s.members) for n, s in b.sets.items()} == {
+        "bl": ("hash:net", ("family", "inet", "hashsize", "1024", "maxelem", "65536", "bucketsize", "12"),
+               ["192.0.2.0/24"]),
+        "old": ("hash:ip", ("family", "inet", "hashsize", "128", "maxelem", "65536", "bucketsize", "12"),
+                ["198.51.100.1"]),
+        "r": ("hash:ip,port", ("family", "inet", "hashsize", "1024", "maxelem", "65536", "bucketsize", "12"),
+              ["203.0.113.1,tcp:80"])}
+    assert set(b.rulesets[Family.IPV4].sets) == {"bl", "old", "r"}  # what -m set looks up
+
+
+def test_an_ipset_restore_from_a_missing_file_is_reported_not_guessed():
+    b = load("ipset restore < /etc/ipset.conf\n")
+    assert found(b) and found(b)[0][:2] == ("warning", "unresolved-file") and not b.sets

@@ -207,7 +207,7 @@ def test_ipsets_files_are_read_as_ipset_restore_reads_them(netns):
     import re
 
     from stockade.parse.ipset import read_ipsets
-    from stockade.parse.read import Unreadable
+    from stockade.model.diagnostics import Unreadable
 
     for text in IPSET_CASES:
         netns.run(["ipset", "destroy"])

@@ -23,8 +23,8 @@ def for_error(e: StockadeError) -> int:
     from ..kernel.netns import NetnsError
     from ..lab.audit import Incomplete, Unmappable
     from ..lab.inject import InjectError
+    from ..model.diagnostics import Unreadable
     from ..model.packet import SpecError
-    from ..parse.read import Unreadable
     from .inputs import InputError
 
     table: tuple[tuple[type[StockadeError], int], ...] = (

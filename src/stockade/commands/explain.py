@@ -7,9 +7,10 @@ import sys
 import click
 
 from ..model import Origin
+from ..model.diagnostics import Unreadable
 from ..model.packet import SpecError
 from ..parse.command import Builder
-from ..parse.read import Unreadable, decode
+from ..parse.read import decode
 from . import options
 from .exitcodes import OK, UNUSABLE
 from .inputs import Source, load, read_bytes

@@ -9,7 +9,7 @@ Kinds (`--from`, else detected by content): `policy` (a stockade policy, compile
 `ipset save` in this or a named network namespace). `--ipsets FILE` gives a dump or script the
 sets its `-m set` rules look up (`ipset save` format); `--family` keeps one family.
 
-Unreadable input raises InputError or parse.read.Unreadable (exit 2): a file that is not text, not
+Unreadable input raises InputError or model.diagnostics.Unreadable (exit 2): a file that is not text, not
 a kind stockade reads (JSON, an nftables ruleset, prose), or a dump iptables-restore refuses whole
 where the command needs all of it; defects inside a readable file are the loaders' own diagnostics
 and errors (PolicyError, parse diagnostics).
@@ -26,10 +26,10 @@ import click
 
 from ..files import NUL_NAME
 from ..model import Family, IPSet, Origin, Ruleset
-from ..model.diagnostics import Diagnostic, StockadeError
+from ..model.diagnostics import Diagnostic, StockadeError, Unreadable
 from ..parse.command import Builder
 from ..parse.ipset import add_ipsets, read_ipsets
-from ..parse.read import BOM, Unreadable, decode, guess_format, read
+from ..parse.read import BOM, decode, guess_format, read
 from ..parse.save import read_save
 from ..parse.script import Invocation, is_script, line_kind
 
@@ -42,7 +42,7 @@ READERS = "an iptables-save dump, a shell script or a stockade policy"
 
 class InputError(StockadeError):
     """A file that cannot be read at all; printed as `file: error: cannot read ...` (bytes that are not
-    text are parse.read.Unreadable, with their line and column)."""
+    text are model.diagnostics.Unreadable, with their line and column)."""
 
     code = "unreadable"
 

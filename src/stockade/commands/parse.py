@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..render.ipset import render_ipset_save
 from ..render.json import ruleset_json
 from ..render.save import render_save
 from . import options
@@ -32,4 +33,7 @@ def command(file: str | None, out: str, src: Source) -> None:
         for rs in rulesets:
             click.echo(f"# {rs.family.cmd}-save (canonical, by stockade)")
             click.echo(render_save(rs), nl=False)
+        if b.sets:  # the sets a script's `ipset` commands made
+            click.echo("# ipset save (canonical, by stockade)")
+            click.echo(render_ipset_save(list(b.sets.values())), nl=False)
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)

@@ -73,3 +73,14 @@ class DiagnosedError(StockadeError):
 
     def __str__(self) -> str:
         return "\n".join(map(str, self.diagnostics)) or self.message
+
+
+class Unreadable(DiagnosedError):
+    """Input stockade cannot use at all (exit 2): not UTF-8 text, or a dump iptables-restore would refuse
+    whole; its diagnostics say where and why."""
+
+    code = "unreadable"
+
+    def __init__(self, *diagnostics: Diagnostic):
+        super().__init__(list(diagnostics))
+        self.diagnostic = diagnostics[0]

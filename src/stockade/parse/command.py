@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..extensions import Context
 from ..extensions.opaque import XTABLES_TARGETS
-from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Ruleset, Table
+from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, IPSet, Origin, Ruleset, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .dashes import dash_defect
@@ -35,6 +35,7 @@ class Builder:
     rulesets: dict[Family, Ruleset] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     known_sets: frozenset[str] | None = None  # ipset names that exist; None: cannot check
+    sets: dict[str, IPSet] = field(default_factory=dict)  # the ipsets a script's `ipset` commands made
     # rules a script adds only if a condition stockade could not decide holds: rule origin -> script lines
     depends: dict[Origin, tuple[int, ...]] = field(default_factory=dict)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import shlex
 
+from ..extensions.ipset import saved_create, saved_members
 from ..model import Family, IPSet, Origin, Ruleset
-from ..model.diagnostics import Diagnostic
-from .read import Unreadable
+from ..model.diagnostics import Diagnostic, ParseError, Unreadable
 
 COMMANDS = {"create": "create", "n": "create", "-N": "create", "add": "add", "a": "add", "-A": "add",
             "del": "del", "d": "del", "-D": "del", "flush": "flush", "-F": "flush",
@@ -42,68 +42,83 @@ def read_ipsets(text: str, file: str) -> dict[str, IPSet]:
             words = shlex.split(stripped)
         except ValueError as e:
             raise Unreadable(_error(f"ipset restore cannot read this line: {e}", origin)) from None
-        exist = any(w in EXIST for w in words)
-        words = [w for w in words if w not in EXIST]
-        cmd = COMMANDS.get(words[0]) if words else None
-        if cmd is None:
-            raise Unreadable(_error(f"`{stripped.split()[0]}` is not an ipset command ipset restore reads", origin,
-                                    "an ipsets file holds `create NAME TYPE ...` and `add NAME ELEMENT` lines, "
-                                    "as `ipset save` prints them"))
-        if cmd in ("list", "save") and len(words) <= 2:
-            if len(words) == 2 and words[1] not in sets:
-                raise Unreadable(_error(f"set {words[1]} does not exist here", origin))
-            continue
-        if cmd in ("flush", "destroy") and len(words) == 1:
-            for s in sets.values() if cmd == "flush" else ():
-                s.members.clear()
-            if cmd == "destroy":
-                sets.clear()
-            continue
-        if len(words) < (3 if cmd in ("create", "add", "del", "rename", "swap", "test") else 2):
-            raise Unreadable(_error(f"ipset {cmd}: missing arguments", origin, "e.g. `add NAME 192.0.2.1`"))
-        name = words[1]
-        if cmd == "create":
-            if name in sets and not exist:
-                raise Unreadable(_error(f"set {name} is created twice (ipset: the set already exists)", origin,
-                                        "add -exist to the second create, or remove it"))
-            sets.setdefault(name, IPSet(name, words[2], tuple(words[3:]), [], origin))
-            continue
-        if name not in sets:
-            raise Unreadable(_error(f"set {name} does not exist here (ipset: the set with the given name "
-                                    "does not exist)", origin, f"create it before this line: create {name} TYPE"))
-        s = sets[name]
-        if cmd == "flush":
+        try:
+            if not ipset_command(sets, words, origin):
+                break  # ipset 7 ends a restore at a test that succeeds: the lines after it are not read
+        except ParseError as e:
+            raise Unreadable(e.diagnostic(origin)) from None
+    return sets
+
+
+def ipset_command(sets: dict[str, IPSet], words: list[str], origin: Origin, saved: bool = False) -> bool:
+    """Apply one ipset command to `sets`; ParseError where ipset refuses it (the sets are then unchanged);
+    False for a `test` that succeeds (a restore ends there). `saved`: keep a set and its members as `ipset
+    save` prints them (a script's sets, compared with the kernel's), not as written."""
+    exist = any(w in EXIST for w in words)
+    given, words = words, [w for w in words if w not in EXIST]
+    cmd = COMMANDS.get(words[0]) if words else None
+    if cmd is None:
+        raise _refused(f"`{(words or given)[0]}` is not an ipset command ipset restore reads",
+                       "an ipsets file holds `create NAME TYPE ...` and `add NAME ELEMENT` lines, "
+                       "as `ipset save` prints them")
+    if cmd in ("list", "save") and len(words) <= 2:
+        if len(words) == 2 and words[1] not in sets:
+            raise _refused(f"set {words[1]} does not exist here")
+        return True
+    if cmd in ("flush", "destroy") and len(words) == 1:
+        for s in sets.values() if cmd == "flush" else ():
             s.members.clear()
-            continue
         if cmd == "destroy":
-            del sets[name]
-            continue
-        if cmd in ("rename", "swap"):
-            other = words[2]
-            if (other in sets) != (cmd == "swap"):
-                raise Unreadable(_error(f"ipset {cmd}: set {other} " + ("does not exist" if cmd == "swap" else
-                                                                        "already exists"), origin))
-            if cmd == "rename":
-                sets[other] = sets.pop(name)
-                s.name = other
-            else:
-                sets[name], sets[other] = sets[other], s
-                sets[name].name, s.name = name, other
-            continue
-        present = [m for m in s.members if m.split()[0] == words[2]]
+            sets.clear()
+        return True
+    if len(words) < (3 if cmd in ("create", "add", "del", "rename", "swap", "test") else 2):
+        raise _refused(f"ipset {cmd}: missing arguments", "e.g. `add NAME 192.0.2.1`")
+    name = words[1]
+    if cmd == "create":
+        if name in sets and not exist:
+            raise _refused(f"set {name} is created twice (ipset: the set already exists)",
+                           "add -exist to the second create, or remove it")
+        type_, options = saved_create(name, words[2], words[3:]) if saved else (words[2], tuple(words[3:]))
+        sets.setdefault(name, IPSet(name, type_, options, [], origin))
+        return True
+    if name not in sets:
+        raise _refused(f"set {name} does not exist here (ipset: the set with the given name does not exist)",
+                       f"create it before this line: create {name} TYPE")
+    s = sets[name]
+    if cmd == "flush":
+        s.members.clear()
+    elif cmd == "destroy":
+        del sets[name]
+    elif cmd in ("rename", "swap"):
+        other = words[2]
+        if (other in sets) != (cmd == "swap"):
+            raise _refused(f"ipset {cmd}: set {other} " + ("does not exist" if cmd == "swap" else "already exists"))
+        if cmd == "rename":
+            sets[other] = sets.pop(name)
+            s.name = other
+        else:
+            sets[name], sets[other] = sets[other], s
+            sets[name].name, s.name = name, other
+    else:
+        elements = saved_members(s.type, s.options, words[2]) if saved else [words[2]]
+        present = [m for m in s.members if m.split()[0] in elements]
         if cmd == "test":
             if not present:
-                raise Unreadable(_error(f"element {words[2]} is not in set {name}: `ipset restore` fails at this "
-                                        "test", origin))
-            break  # ipset 7 ends a restore at a test that succeeds: the lines after it are not read
+                raise _refused(f"element {words[2]} is not in set {name}: `ipset restore` fails at this test")
+            return False
         if (bool(present) == (cmd == "add")) and not exist:
-            raise Unreadable(_error(f"element {words[2]} is {'already in' if present else 'not in'} set {name} "
-                                    f"(ipset refuses to {cmd} it)", origin, "add -exist to the line, or remove it"))
-        if cmd == "add" and not present:
-            s.members.append(" ".join(words[2:]))
-        elif cmd == "del":
+            raise _refused(f"element {words[2]} is {'already in' if present else 'not in'} set {name} "
+                           f"(ipset refuses to {cmd} it)", "add -exist to the line, or remove it")
+        if cmd == "add":
+            tail = " ".join(words[3:])
+            s.members += [f"{e} {tail}".rstrip() for e in elements if all(m.split()[0] != e for m in present)]
+        else:
             s.members[:] = [m for m in s.members if m not in present]
-    return sets
+    return True
+
+
+def _refused(message: str, hint: str | None = None) -> ParseError:
+    return ParseError(message, code="ipset", hint=hint)
 
 
 def _error(message: str, origin: Origin, hint: str | None = None) -> Diagnostic:

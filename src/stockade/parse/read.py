@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from ..model import Family, Origin
-from ..model.diagnostics import DiagnosedError, Diagnostic
+from ..model.diagnostics import Diagnostic, Unreadable
 from .command import Builder
 from .save import read_save
 from .script import Invocation, read_script
@@ -19,17 +19,6 @@ def guess_format(text: str) -> str:
 
 
 BOM = "\ufeff"
-
-
-class Unreadable(DiagnosedError):
-    """Input stockade cannot use at all (exit 2): not UTF-8 text, or a dump iptables-restore would refuse
-    whole; its diagnostics say where and why."""
-
-    code = "unreadable"
-
-    def __init__(self, *diagnostics: Diagnostic):
-        super().__init__(list(diagnostics))
-        self.diagnostic = diagnostics[0]
 
 
 def _where(raw: bytes, offset: int, file: str) -> Origin:

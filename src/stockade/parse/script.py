@@ -56,6 +56,7 @@ could not decide are recorded in `Builder.depends` with the lines they depend on
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,7 @@ from .bash.tree import Code, Source, child, syntax_errors
 from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
 from .command import COMMANDS, Builder, command_table, table_of
 from .dashes import DASHES
+from .ipset import add_ipsets, ipset_command
 from .save import COUNTERS, chain_header, split_line
 
 BLANKS = " \t\r\u00a0\u2002\u2003\u2009\u202f"  # web pages indent and separate with no-break spaces
@@ -600,6 +602,8 @@ class ScriptReader(Shell):
                 return None
             toks = [Token(t, self.origin(off)) for t, off in fields]
             return self.mark_assumed(lambda: self.iptables(family, toks[0], toks[1:]))
+        if base == "ipset" and problem is None:
+            return self.mark_assumed(lambda: self.ipset([Token(t, self.origin(off)) for t, off in fields[1:]], node))
         if problem is not None and base not in KNOWN_COMMANDS:
             self.cannot_expand(problem, what)
             return None
@@ -620,6 +624,56 @@ class ScriptReader(Shell):
                         "those rules are missing here", self.code.start(node),
                         "if it is a script, pass its directory with --include-path and run it with `bash FILE`")
         return None
+
+    def ipset(self, args: list[Token], node) -> bool | None:
+        """`ipset [OPTIONS] COMMAND ...`: the sets a script makes, as `ipset save` prints them; `restore`
+        reads its input (a here-document, `< FILE`, `-file FILE`) line by line; what only prints changes
+        nothing. A command ipset refuses is an error at its line and changes nothing, as in bash."""
+        words, file = [], None
+        i = 0
+        while i < len(args):
+            w = args[i].text
+            if w in ("-o", "-output", "-f", "-file") and i + 1 < len(args):
+                file = args[i + 1].text if w in ("-f", "-file") else file
+                i += 2
+                continue
+            if w not in ("-q", "-quiet", "-t", "-terse", "-s", "-sorted", "-r", "-resolve", "-n", "-name"):
+                words.append(args[i])
+            i += 1
+        if not words:
+            return None
+        first = words[0].text
+        if first in ("restore", "r", "-R"):
+            start = self.code.start(node)
+            if file:
+                text, where = self.read_file(file, start), None
+            else:
+                text, where = (self.stdin.text, self.stdin.where) if self.stdin is not None else (None, None)
+            if text is None or isinstance(text, Unknown):
+                if text is None or text.why != "file":  # a missing file is reported where it is named
+                    self.note(f"`{self.snippet(node)}` loads sets from input stockade cannot read; they are unknown",
+                              start, "give the sets in the script or the file with --include-path", "warning",
+                              "unresolved-input")
+                return None
+            where = where or (lambda o: self.origin(start))
+            offset, ok = 0, True
+            for line in text.split("\n"):
+                if line.strip() and not line.strip().startswith("#") and line.strip() != "COMMIT":
+                    ok = self.ipset_line(shlex.split(line, comments=True), where(offset)) and ok
+                offset += len(line) + 1
+            return ok
+        if first in ("help", "version", "header", "-h", "-v", "-V", "list", "l", "-L", "save", "s", "-S", "test",
+                     "t", "-T"):
+            return None  # prints, or tests a member: no set changes
+        return self.ipset_line([w.text for w in words], words[0].origin)
+
+    def ipset_line(self, words: list[str], origin: Origin) -> bool:
+        try:
+            ipset_command(self.b.sets, words, origin, saved=True)
+        except ParseError as e:
+            self.b.error(e, origin)
+            return False
+        return True
 
     def mark_assumed(self, fn) -> bool | None:
         """Rules added under a condition stockade could not decide are recorded with the lines they depend on."""
@@ -814,4 +868,5 @@ def read_script(text: str, file: str, builder: Builder | None = None, how: Invoc
     """Read a shell script or a pasted tutorial into `builder` (a new one if not given)."""
     b = builder or Builder()
     ScriptReader(text, file, b, how).read()
+    add_ipsets(b.rulesets, b.sets)
     return b

@@ -23,9 +23,9 @@ from pathlib import Path
 from ..files import read_regular
 from ..model import Family, IPSet, Origin, Ruleset
 from ..model.address import inet_pton4
-from ..model.diagnostics import Diagnostic, Token
+from ..model.diagnostics import Diagnostic, Token, Unreadable
 from ..parse.command import Builder, table_of
-from ..parse.read import Unreadable, decode
+from ..parse.read import decode
 from .catalogue import Port, resolve
 from .locate import key_positions, position
 from .schema import EVERY_ADDRESS, FileGroup, Policy, PolicyError, load_policy, network, parse_rate, read_policy

@@ -24,8 +24,8 @@ from pydantic import (
 
 from ..files import read_regular
 from ..model import Origin
-from ..model.diagnostics import DiagnosedError, Diagnostic
-from ..parse.read import Unreadable, decode
+from ..model.diagnostics import DiagnosedError, Diagnostic, Unreadable
+from ..parse.read import decode
 from .catalogue import resolve
 from .locate import key_positions, nesting_beyond, position
 
