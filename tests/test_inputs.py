@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from stockade.cli import main
 from stockade.commands.inputs import kind_of
 from stockade.model import Family, Ruleset
-from stockade.parse.ipset import add_ipsets, read_ipsets
 from stockade.model.diagnostics import Unreadable
+from stockade.parse.ipset import add_ipsets, read_ipsets
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "003-web-mail-ssh-dns.toml"
 READING = ("parse", "lint", "explain", "analyze", "diff", "audit")

@@ -206,8 +206,8 @@ def test_ipsets_files_are_read_as_ipset_restore_reads_them(netns):
     mode or a failed test)."""
     import re
 
-    from stockade.parse.ipset import read_ipsets
     from stockade.model.diagnostics import Unreadable
+    from stockade.parse.ipset import read_ipsets
 
     for text in IPSET_CASES:
         netns.run(["ipset", "destroy"])
