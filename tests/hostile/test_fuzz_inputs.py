@@ -184,6 +184,31 @@ def test_fuzz_dumps(work, dump, latin1):
         run(args)
 
 
+# -- ipsets files (issue 12: --ipsets) -----------------------------------------------------------------
+
+IPSET_LINE = st.one_of(
+    st.lists(st.sampled_from(["create", "add", "del", "flush", "destroy", "rename", "swap", "test", "list", "-N",
+                              "-A", "-exist", "-!", "COMMIT", "#", "s1", "s2", "hash:ip", "hash:net", "hash:ip,port",
+                              "bitmap:port", "list:set", "family", "inet", "inet6", "range", "1-1024", "timeout",
+                              "0", "nomatch", "192.0.2.7", "198.51.100.0/24", "2001:db8::/32", "tcp:22", "'", '"']),
+             max_size=6).map(" ".join),
+    st.text(max_size=30))
+
+
+@fuzz(ci_examples=60)
+@given(lines=st.lists(IPSET_LINE, max_size=12))
+def test_fuzz_ipsets_files(work, lines):
+    sets = work / "sets"
+    sets.write_text("\n".join(lines) + "\n")
+    d = work / "set.v4"
+    d.write_text("*filter\n:INPUT DROP [0:0]\n-A INPUT -m set --match-set s1 src,dst -j ACCEPT\n"
+                 "-A INPUT -m set ! --match-set s2 src -j DROP\nCOMMIT\n")
+    for args in (["explain", str(d), "--ipsets", str(sets), "--packet", "tcp 192.0.2.7:40000 > 198.51.100.1:22 SYN"],
+                 ["analyze", str(d), "--ipsets", str(sets), "--service", "tcp/22"],
+                 ["diff", str(d), str(work / "dump.v4"), "--ipsets", str(sets)]):
+        run(args)
+
+
 # -- packet specs ------------------------------------------------------------------------------------
 
 FIELDS = ["family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "iif", "oif", "hook", "state", "t",
