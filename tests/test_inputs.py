@@ -308,3 +308,8 @@ def test_a_script_and_a_dump_with_ipsets_through_every_command(tmp_path, command
     elif command == "analyze":
         matrices = [json.loads(o)["service_matrix"]["tcp/22"] for o in outputs]
         assert matrices[0]["always"] == matrices[1]["always"] and not matrices[0]["undecided"]
+
+
+def test_an_endless_input_is_refused_at_the_size_cap_not_read_forever():
+    r = run("parse", "/dev/zero")
+    assert r.exit_code == 2 and "larger than 256 MiB" in r.output

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -54,10 +53,18 @@ class InputError(StockadeError):
         return f"{self.path}: error: {self.message}"
 
 
+MAX_INPUT = 256 << 20  # a 1M-entry ipsets file or a 200k-rule dump is a few dozen MiB
+
+
 def read_bytes(path: str, what: str = "input") -> bytes:
-    """The file's bytes (a FIFO from `<(...)` too); InputError if it cannot be read."""
+    """The file's bytes (a FIFO from `<(...)` too), at most MAX_INPUT of them (a device such as
+    /dev/zero never ends); InputError if it cannot be read."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_INPUT + 1)
+        if len(data) > MAX_INPUT:
+            raise InputError(path, f"larger than {MAX_INPUT >> 20} MiB", what)
+        return data
     except ValueError:
         raise InputError(path, NUL_NAME, what) from None
     except OSError as e:
