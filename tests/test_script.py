@@ -249,12 +249,6 @@ def test_stray_character_before_a_command():
 
 @pytest.mark.parametrize("words, code, col", [
     ("--dport 22 -j ACCEPT", "option-needs-module", 19),
-    ("-p tcp --dport 70000 -j ACCEPT", "bad-number", 34),
-    ("-p tcp --dport 100:20 -j ACCEPT", "bad-port", 34),
-    ("-s 10.0.0.0/33 -j ACCEPT", "bad-address", 22),
-    ("-s 300.1.2.3 -j ACCEPT", "bad-address", 22),
-    ("-s x.x.x.x -j ACCEPT", "placeholder", 22),
-    ("-s YOUR_IP_ADDRESS -j ACCEPT", "placeholder", 22),
     ("-j nosuchchain", "unknown-chain", 22),
     ("-p tcp -p udp -j ACCEPT", "duplicate-option", 26),
     ("-p tcp --dport 1 --dport 2 -j ACCEPT", "duplicate-option", 44),
@@ -262,6 +256,27 @@ def test_stray_character_before_a_command():
 def test_rule_defects_are_errors_and_add_no_rule(words, code, col):
     b = load(f"iptables -A INPUT {words}\n")
     assert found(b) == [("error", code, 1, col)] and rules(b) == []
+
+
+@pytest.mark.parametrize("words, code, col, unread", [
+    ("-p tcp --dport 70000 -j ACCEPT", "bad-number", 34, "-m tcp --dport 70000"),
+    ("-p tcp --dport 100:20 -j ACCEPT", "bad-port", 34, "-m tcp --dport 100:20"),
+    ("-s 10.0.0.0/33 -j ACCEPT", "bad-address", 22, "-s 10.0.0.0/33"),
+    ("-s 300.1.2.3 -j ACCEPT", "bad-address", 22, "-s 300.1.2.3"),
+    ("-s x.x.x.x -j ACCEPT", "placeholder", 22, "-s x.x.x.x"),
+    ("-s YOUR_IP_ADDRESS -j ACCEPT", "placeholder", 22, "-s YOUR_IP_ADDRESS"),
+])
+def test_unreadable_values_are_errors_and_stand_ins_for_the_analyses(words, code, col, unread):
+    """The kernel refuses the line (an error; no rule in its ruleset), and the analyses keep the rule with
+    the value it could not read as an unknown match, and say so in a warning naming it."""
+    b = load(f"iptables -A INPUT {words}\n")
+    assert found(b) == [("error", code, 1, col)]
+    assert "-A INPUT" not in render_save(b.rulesets[Family.IPV4])
+    (rule,) = rules(b)
+    assert unread in rule and rule.endswith("-j ACCEPT")
+    (warning,) = [d for d in b.for_analysis() if d.severity != "note"]
+    assert (warning.severity, warning.code, warning.origin.col) == ("warning", "unread-value", col)
+    assert f"stockade cannot read `{unread}`" in warning.message
 
 
 def test_unknown_chain_in_a_command():

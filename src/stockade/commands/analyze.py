@@ -50,9 +50,12 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
 
     opts = Options(table, chain, services, sport, state, not chain_only)
     b, _ = load_ruleset(ruleset, fmt, family, how)
-    for d in b.diagnostics:
+    diagnostics = b.for_analysis()
+    for d in diagnostics:
         if d.severity == "error":
             click.echo(f"{d}\n  note: that line is left out of the analysis", err=True)
+        elif d.code == "unread-value":
+            click.echo(str(d), err=True)
     maps = [(key, path, read_text(path, f"{key} file"), reader)
             for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes))
             if path is not None]
@@ -77,7 +80,8 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
         click.echo(json.dumps(top, indent=2))
     else:
         click.echo("\n\n".join(render_text(r, ruleset) for r in results))
-    # lines the kernel would refuse were left out: the ruleset analysed is not the one given
+    # lines the kernel would refuse were left out (or kept with an unknown value): the kernel would not load
+    # the ruleset given
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)
 
 

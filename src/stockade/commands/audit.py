@@ -18,7 +18,7 @@ def command(ruleset: str, as_json: bool, how: Invocation) -> None:
     from ..lab.audit import run_audit
 
     b, text = load_ruleset(ruleset, how=how)
-    for d in b.diagnostics:
+    for d in b.for_analysis():
         if d.severity != "note":
             click.echo(str(d), err=True)
     report, _ = run_audit(ruleset, text, lambda m: click.echo(m, err=True), how=how)

@@ -78,13 +78,15 @@ def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
 
 
 def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
-    """The rulesets of any input kind (a policy compiled, a dump or script read), with its diagnostics."""
+    """The rulesets of any input kind (a policy compiled, a dump or script read), with its diagnostics as
+    the analyses see them (Builder.for_analysis: a value stockade cannot read is no reason to refuse)."""
     text = read_text(path)
     if kind_of(path, text) == "policy":
         c = load_policy(path, text)
         return c.rulesets, c.diagnostics
     b = read(text, path, how=how)
-    errors = [d for d in b.diagnostics if d.severity == "error"]
+    diagnostics = b.for_analysis()
+    errors = [d for d in diagnostics if d.severity == "error"]
     if errors and kind_of(path, text.removeprefix(BOM)) == "save":
         raise Unreadable(*errors)  # iptables-restore would load none of it; a script's bad lines fail alone
-    return b.rulesets, b.diagnostics
+    return b.rulesets, diagnostics

@@ -10,8 +10,8 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..extensions import Context
-from ..extensions.opaque import XTABLES_TARGETS
-from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Ruleset, Table
+from ..extensions.opaque import XTABLES_TARGETS, unread_parts
+from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Rule, Ruleset, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .dashes import dash_defect
@@ -37,6 +37,15 @@ class Builder:
     known_sets: frozenset[str] | None = None  # ipset names that exist; None: cannot check
     # rules a script adds only if a condition stockade could not decide holds: rule origin -> script lines
     depends: dict[Origin, tuple[int, ...]] = field(default_factory=dict)
+    # rules kept as stand-ins for the analyses (a value stockade cannot read: RuleParser.lenient): each
+    # one's error (the kernel refuses the line) and the warning the analyses show instead
+    kept: list[tuple[Diagnostic, Diagnostic]] = field(default_factory=list)
+
+    def for_analysis(self) -> list[Diagnostic]:
+        """The diagnostics as the analyses (explain, analyze, diff, audit) see them: the error of a rule
+        they keep as a stand-in is a warning naming what they read as unknown."""
+        instead = {(err.origin, err.code, err.message): warn for err, warn in self.kept}
+        return [instead.get((d.origin, d.code, d.message), d) for d in self.diagnostics]
 
     def ruleset(self, family: Family) -> Ruleset:
         return self.rulesets.setdefault(family, Ruleset(family))
@@ -135,7 +144,14 @@ class Builder:
         user_chains = {n for n, c in table.chains.items() if not c.builtin}
         parser = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains)
         warnings: list[Diagnostic] = []
-        rules = parser.parse(rest, origin, warnings)
+        try:
+            rules = parser.parse(rest, origin, warnings)
+        except UnknownJump:
+            raise
+        except ParseError as e:
+            if cmd not in ("append", "insert"):
+                raise
+            rules = self._unread_rules(family, table, chain, rest, origin, e)
         self.diagnostics += warnings
         for r in rules:
             if r.target is not None and (path := _loop(table, r.target.name, chain.name)):
@@ -156,6 +172,27 @@ class Builder:
                     raise ParseError(f"no rule in {chain.name} matches `{' '.join(rule_words(r, family))}`",
                                      code="no-such-rule", token=rest[0] if rest else None)
                 del chain.rules[hit]
+
+    def _unread_rules(self, family: Family, table: Table, chain: Chain, rest: list[Token], origin: Origin,
+                      err: ParseError) -> list[Rule]:
+        """A rule the kernel refuses only for a value stockade cannot read either (an anonymised
+        `--mac-source XX:XX:XX:XX:XX:XX`): its error stays, and the rule, with that value as an unknown
+        match (extensions.opaque.Unread), stays in the model for the analyses. Else `err` is raised."""
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        lenient = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains,
+                             lenient=True)
+        try:
+            rules = lenient.parse(rest, origin, [])
+        except ParseError:
+            raise err from None
+        if not any(unread_parts(r) for r in rules):
+            raise err
+        d = err.diagnostic(origin)
+        self.diagnostics.append(d)
+        why = "; ".join(dict.fromkeys(u.why for r in rules for u in unread_parts(r)))
+        self.kept.append((d, Diagnostic("warning", "unread-value", f"{why}: the rule stays in the analysis, "
+                                        "as a match that may or may not hold", d.origin, d.hint)))
+        return rules
 
     def check(self, family: Family, table: Table, words: list[Token], origin: Origin) -> bool:
         """`-C CHAIN RULE`: whether the chain holds that rule now (iptables exits 1 when it does not)."""

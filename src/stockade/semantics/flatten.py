@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..extensions import REGISTRY, Opaque
+from ..extensions import REGISTRY, Opaque, Unread
 from ..model import Address, Family, Origin, Rule, Ruleset, Target
 from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
@@ -320,6 +320,8 @@ class _Walk:
                 self.enter(t.name, hit, origins, stack, rule)
                 continue
             terminal = REGISTRY.terminal(t.name, self.rs.family)
+            if isinstance(t.data, Unread) and terminal is not False:  # a stand-in may do anything, or nothing
+                terminal = None
             for c in hit:
                 self.emit(c, t.name, terminal, origins, t)
             if terminal:  # contexts this rule covers entirely are decided
