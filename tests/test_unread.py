@@ -134,3 +134,153 @@ def test_cli_diff_reads_an_anonymised_dump(tmp_path):
     parse = subprocess.run([sys.executable, "-m", "stockade.cli", "parse", str(tmp_path / "anon.rules")],
                            capture_output=True, text=True, check=False)
     assert parse.returncode == 1 and "XXX" not in parse.stdout and "7:13: error: `XXX.XXX.XXX.XXX/32`" in parse.stderr
+
+
+# -- scripts: what cannot be resolved statically makes the answers that depend on it UNKNOWN ---------------
+
+def script(text: str, path: str = "fw.sh", **how):
+    from stockade.parse.script import Invocation, read_script
+
+    return read_script("#!/bin/sh\n" + text, path, how=Invocation(**how))
+
+
+def verdict(b, spec: str):
+    res = explain(b, spec)
+    return res.verdict, res.reason or ""
+
+
+def test_a_rule_with_a_word_from_a_program_stays_in_at_its_place():
+    b = script("ADMIN=$(curl -s https://example.invalid/admin)\n"
+               "iptables -A INPUT -p tcp --dport 23 -j DROP\n"
+               "iptables -A INPUT -p tcp -s $ADMIN --dport 22 -j ACCEPT\n"
+               "iptables -A INPUT -j DROP\n")
+    v, why = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")
+    assert v == "UNKNOWN" and "filter/INPUT rule 2 (fw.sh:4:1)" in why and "depends on script line 2 " in why
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:23 SYN")[0] == "DROP"  # decided before it
+    assert verdict(b, "udp 198.51.100.7:40000 > 192.0.2.1:22")[0] == "DROP"  # its known tests fail
+    assert "-s" not in render_save(b.rulesets[Family.IPV4])  # parse prints what is known only
+    # a rule inserted at the top later goes above it, as in the kernel
+    b = script("iptables -A INPUT -s $(cat /etc/admins) -j DROP\niptables -I INPUT 1 -p tcp --dport 22 -j ACCEPT\n")
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")[0] == "ACCEPT"
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")[0] == "UNKNOWN"
+
+
+def test_an_unknown_target_word_leaves_the_target_unknown_too():
+    b = script("ACTION=$(cat /etc/fw/action)\niptables -P INPUT ACCEPT\niptables -A INPUT -p tcp --dport 22 -j $ACTION\n")
+    v, why = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")
+    assert v == "UNKNOWN" and "depends on script line 2" in why
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")[0] == "ACCEPT"
+
+
+def test_a_loop_over_unknown_values_reads_its_body_once_with_the_value_unknown(tmp_path):
+    for body in ("for ip in $(cat /etc/fw/blocked.txt); do\n  iptables -A INPUT -s $ip -j DROP\ndone\n",
+                 "while read ip; do\n  iptables -A INPUT -s $ip -j DROP\ndone < blocked.txt\n"):
+        b = script("iptables -P INPUT ACCEPT\n" + body + "iptables -A INPUT -p tcp --dport 80 -j ACCEPT\n",
+                   str(tmp_path / "fw.sh"))
+        v, why = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")
+        assert v == "UNKNOWN" and "depends on script line" in why and ":4:" in why, body
+
+
+def test_a_function_called_with_an_unknown_argument_adds_its_rule_as_unknown():
+    b = script("allow() {\n  iptables -A INPUT -p tcp -s \"$1\" --dport 22 -j ACCEPT\n}\n"
+               "iptables -P INPUT DROP\nallow \"$(curl -s https://example.invalid/ip)\"\nallow 198.51.100.9\n")
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")[0] == "UNKNOWN"
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")[0] == "DROP"
+
+
+@pytest.mark.parametrize("line", [
+    "/usr/local/sbin/firewall-extra --open 22",  # a program stockade cannot look into
+    'eval "$(cat /etc/fw/rules.cmd)"',  # eval of text it cannot expand
+    'sh -c "$(curl -s https://example.invalid/fw)"',
+    "sudo $(cat /etc/fw/cmd) -A INPUT -j ACCEPT",
+    "bash /etc/fw/extra.sh",  # a script that is not there
+    ". /etc/fw/extra.conf",
+    "iptables -t $(cat /etc/fw/table) -A INPUT -j ACCEPT",  # the table is unknown
+    "iptables -D INPUT -s $(cat /etc/fw/ip) -j ACCEPT",  # an unknown rule is removed
+])
+def test_a_command_that_may_do_anything_makes_the_family_unknown_from_that_line(line):
+    b = script("iptables -P INPUT DROP\niptables -A INPUT -p tcp --dport 22 -j ACCEPT\n" + line + "\n"
+               "iptables -A INPUT -p tcp --dport 80 -j ACCEPT\n")
+    for port in (22, 80, 25):
+        v, why = verdict(b, f"tcp 198.51.100.7:40000 > 192.0.2.1:{port} SYN")
+        assert v == "UNKNOWN" and "depends on script line 4: " in why and "may change the firewall" in why, line
+    assert "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT" in render_save(b.rulesets[Family.IPV4])
+
+
+def test_commands_that_do_not_touch_the_firewall_change_no_answer():
+    b = script("modprobe ip_conntrack\nsysctl -w net.ipv4.ip_forward=0\necho starting\nlogger -t fw start\n"
+               "sleep 1\ndate\nNOW=$(date +%s)\necho \"$(hostname) $NOW\" >> /var/log/fw.log\ntrue\n"
+               "iptables -P INPUT DROP\niptables -A INPUT -p tcp --dport 22 -j ACCEPT\n")
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")[0] == "ACCEPT"
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")[0] == "DROP"
+    assert not b.unknowns
+
+
+def test_a_flush_and_policies_after_an_unknown_program_make_the_answers_known_again():
+    """What the program put in INPUT is flushed and INPUT's policy set again; OUTPUT's policy is not."""
+    b = script("/opt/vendor/fw-helper start\niptables -F\niptables -P INPUT DROP\n"
+               "iptables -A INPUT -p tcp --dport 22 -j ACCEPT\n")
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")[0] == "ACCEPT"
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")[0] == "DROP"
+    v, why = verdict(b, "tcp 192.0.2.1:40000 > 198.51.100.7:80 SYN hook OUTPUT oif eth0")
+    assert v == "UNKNOWN" and "depends on script line 2" in why and "OUTPUT policy" in why
+
+
+def test_a_file_other_than_the_script_is_named(tmp_path):
+    (tmp_path / "lib.sh").write_text("iptables -A INPUT -s $(cat /etc/admins) -j ACCEPT\n")
+    b = script(". ./lib.sh\niptables -A INPUT -j DROP\n", str(tmp_path / "fw.sh"))
+    v, why = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")
+    assert v == "UNKNOWN" and f"depends on script line 1 of {tmp_path / 'lib.sh'}" in why
+
+
+# A script as admins write them for a small gateway (the shape of the real-world ones in tests/realworld):
+# the admin address fetched at run time, a block list read from a file the host has, an include that is
+# not there, and harmless logging.
+GATEWAY = """IPT=/sbin/iptables
+ADMIN=$(curl -s https://example.invalid/admin-ip)
+[ -r /etc/default/firewall ] && . /etc/default/firewall
+
+$IPT -F
+$IPT -X
+$IPT -P INPUT DROP
+$IPT -P FORWARD DROP
+$IPT -P OUTPUT ACCEPT
+$IPT -A INPUT -i lo -j ACCEPT
+$IPT -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+$IPT -A INPUT -p tcp -s $ADMIN --dport 22 -j ACCEPT
+for ip in $(cat /etc/firewall/blocked.txt); do
+    $IPT -A INPUT -s $ip -j DROP
+done
+$IPT -A INPUT -p tcp --dport 80 -j ACCEPT
+$IPT -A INPUT -p icmp --icmp-type echo-request -j ACCEPT
+logger -t firewall "rules loaded"
+"""
+
+
+def test_a_realistic_script_answers_with_what_it_depends_on(tmp_path):
+    path = tmp_path / "gateway.sh"
+    path.write_text("#!/bin/sh\n" + GATEWAY)
+    b = script(GATEWAY, str(path))
+    ssh = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")
+    web = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")
+    smtp = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:25 SYN")
+    assert ssh[0] == "UNKNOWN" and "gateway.sh:13:1" in ssh[1] and "depends on script line 3 (`$ADMIN`" in ssh[1]
+    assert web[0] == "UNKNOWN" and "depends on script line 14 (`$ip`" in web[1]  # the block list comes first
+    assert smtp[0] == "DROP"  # whatever the unknown rules are, nothing accepts tcp/25
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:25 SYN state ESTABLISHED")[0] == "ACCEPT"
+    # analyze: maybe, naming the lines
+    out = analyze_ruleset(b.rulesets[Family.IPV4], Options(services=["tcp/22", "tcp/25"]))
+    assert out["service_matrix"]["tcp/22"]["undecided"] and not out["service_matrix"]["tcp/25"]["undecided"]
+    assert any("gateway.sh:13:1" in k for k in out["undecided_rules"])
+    # diff against the same script with the values written in: every change names what it depends on
+    known = GATEWAY.replace("$(curl -s https://example.invalid/admin-ip)", "198.51.100.7").replace(
+        "$(cat /etc/firewall/blocked.txt)", "203.0.113.66")
+    k = script(known, str(tmp_path / "known.sh"))
+    d = semantic_diff(k.rulesets, b.rulesets)
+    assert d.changes and all(any("depends on script line" in x for x in c.new.depends) for c in d.changes)
+    # the CLI: explain says so, and audit refuses what the lab cannot load
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(path), "--packet",
+                        "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "verdict: UNKNOWN" in r.stdout and "depends on script line 3" in r.stdout
+    with pytest.raises(Incomplete):
+        run_audit(str(path), path.read_text())

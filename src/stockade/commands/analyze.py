@@ -50,10 +50,12 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
 
     opts = Options(table, chain, services, sport, state, not chain_only)
     b, _ = load_ruleset(ruleset, fmt, family, how)
-    diagnostics = b.for_analysis()
-    for d in diagnostics:
+    kept = {(err.origin, err.message) for err, _ in b.kept}
+    for d in b.for_analysis():
         if d.severity == "error":
-            click.echo(f"{d}\n  note: that line is left out of the analysis", err=True)
+            what = "the rule stays in as a match that may or may not hold" if (d.origin, d.message) in kept \
+                else "that line is left out of the analysis"
+            click.echo(f"{d}\n  note: {what}", err=True)
         elif d.code == "unread-value":
             click.echo(str(d), err=True)
     maps = [(key, path, read_text(path, f"{key} file"), reader)

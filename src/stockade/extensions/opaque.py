@@ -54,8 +54,9 @@ class Unread(Opaque):
         return list(self.words)  # shown in messages as written; never rendered for a kernel
 
 
-# The name of a stand-in target: white space makes it no chain, verdict or extension name.
-UNKNOWN_TARGET = "unknown target"
+# The name of a stand-in target, as analyses list it among the verdicts a packet may get (a user chain of
+# that name is never its meaning: compile and flatten read the stand-in first).
+UNKNOWN_TARGET = "UNKNOWN"
 
 
 def unread_match(words: list[str] | tuple[str, ...], why: str, name: str = "unread") -> Match:
@@ -65,8 +66,7 @@ def unread_match(words: list[str] | tuple[str, ...], why: str, name: str = "unre
 def stand_in(words: list[str] | tuple[str, ...], why: str, origin=None) -> Rule:
     """A rule that may match any packet and may do anything with it: what an unknown command may
     have added to a chain."""
-    return Rule(matches=[unread_match(words, why)], target=Target(UNKNOWN_TARGET, Unread(tuple(words), why)),
-                origin=origin)
+    return Rule(matches=[unread_match(words, why)], target=Target(UNKNOWN_TARGET, Unread((), why)), origin=origin)
 
 
 def unread_parts(rule: Rule) -> list[Unread]:

@@ -10,12 +10,12 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..extensions import Context
-from ..extensions.opaque import XTABLES_TARGETS, unread_parts
-from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Rule, Ruleset, Table
+from ..extensions.opaque import UNKNOWN_TARGET, XTABLES_TARGETS, Unread, stand_in, unread_match, unread_parts
+from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, Origin, Rule, Ruleset, Table, Target
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .dashes import dash_defect
-from .rule import CORE, RuleParser, UnknownJump
+from .rule import ANONYMISED, CORE, RuleParser, UnknownJump
 
 COMMANDS = {
     "-A": "append", "--append": "append", "-I": "insert", "--insert": "insert",
@@ -38,13 +38,83 @@ class Builder:
     # rules a script adds only if a condition stockade could not decide holds: rule origin -> script lines
     depends: dict[Origin, tuple[int, ...]] = field(default_factory=dict)
     # rules kept as stand-ins for the analyses (a value stockade cannot read: RuleParser.lenient): each
-    # one's error (the kernel refuses the line) and the warning the analyses show instead
-    kept: list[tuple[Diagnostic, Diagnostic]] = field(default_factory=list)
+    # one's error (the kernel refuses the line) and, for a value anonymised before the file was shared
+    # (the ruleset it came from was loaded), the warning the analyses show instead
+    kept: list[tuple[Diagnostic, Diagnostic | None]] = field(default_factory=list)
+
+    # what commands stockade cannot look into may have done (Builder.unknown_command): (why, origin, words)
+    unknowns: list[tuple[str, Origin, tuple[str, ...]]] = field(default_factory=list)
+    # built-in chains whose policy such a command may have set, until the script sets it: key -> stand-in
+    unknown_policy: dict[tuple[Family, str, str], Rule] = field(default_factory=dict)
+
+    def unknown_command(self, why: str, origin: Origin, words: tuple[str, ...] = ()) -> None:
+        """A command that may have changed the firewall in ways stockade cannot know (a program it cannot
+        look into, `eval` of text it cannot expand): from here on every built-in chain of every table the
+        script has or makes starts with a stand-in that may decide any packet (extensions.opaque), and its
+        policy is unknown until the script sets it. A table the script never makes is taken as absent."""
+        self.unknowns.append((why, origin, words))
+        for rs in self.rulesets.values():
+            for table in rs.tables.values():
+                self._seed(rs.family, table, why, origin, words)
+
+    def _seed(self, family: Family, table: Table, why: str, origin: Origin, words: tuple[str, ...]) -> None:
+        for name in BUILTIN_CHAINS[table.name]:
+            chain = table.chains.get(name)
+            if chain is None:
+                chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
+            chain.rules.insert(0, stand_in(words, why, origin))
+            self.unknown_policy[(family, table.name, name)] = stand_in(
+                words, f"{why}; it may have set the {name} policy", origin)
+
+    def table_made(self, family: Family, table: Table) -> None:
+        """A table the script makes after commands stockade cannot look into: they may have filled it."""
+        for why, origin, words in self.unknowns:
+            self._seed(family, table, why, origin, words)
+
+    def settle(self) -> None:
+        """At the end of a script: a policy an unknown command may have set, and the script did not set
+        after it, is a stand-in at the end of its chain."""
+        for (family, table, chain), rule in self.unknown_policy.items():
+            t = self.rulesets.get(family) and self.rulesets[family].tables.get(table)
+            if t is not None and chain in t.chains:
+                t.chains[chain].rules.append(rule)
+        self.unknown_policy.clear()
+
+    def add_unread(self, family: Family, table: Table, chain_tok: Token, cmd: str, words: list[Token],
+                   unread: list[str], why: str, origin: Origin, target_unknown: bool) -> None:
+        """`iptables -A/-I CHAIN` whose words stockade could only partly expand: the rule the known `words`
+        make, with the `unread` ones as a match that may or may not hold (and its target unknown too when
+        the unread words may hold it), at its place in the chain."""
+        chain = self._chain(table, chain_tok)
+        num = None
+        if cmd == "insert" and words and words[0].text.isdigit():
+            num, words = int(words[0].text), words[1:]
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        parser = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains,
+                            lenient=True)
+        try:
+            rules = parser.parse(words, origin, [])
+        except ParseError:  # what is known is not a rule on its own (`-m set --match-set $S src`)
+            rules = []
+        for r in rules:
+            r.matches.append(unread_match(unread, why))
+            if target_unknown:
+                r.target = Target(UNKNOWN_TARGET, Unread((), why))
+        if not rules:
+            rules = [stand_in(unread, why, origin)]
+            if not target_unknown and (jump := _jump(words, table)) is not None:
+                rules[0].target = jump
+        if num is None and cmd == "append":
+            chain.rules += rules
+        else:
+            at = min((num or 1) - 1, len(chain.rules))
+            chain.rules[at:at] = rules
 
     def for_analysis(self) -> list[Diagnostic]:
         """The diagnostics as the analyses (explain, analyze, diff, audit) see them: the error of a rule
-        they keep as a stand-in is a warning naming what they read as unknown."""
-        instead = {(err.origin, err.code, err.message): warn for err, warn in self.kept}
+        whose value was anonymised, which they keep as a stand-in, is a warning naming what they read as
+        unknown (a value that is plainly wrong, `--dport 99999`, stays an error: no kernel ever loaded it)."""
+        instead = {(err.origin, err.code, err.message): warn for err, warn in self.kept if warn is not None}
         return [instead.get((d.origin, d.code, d.message), d) for d in self.diagnostics]
 
     def ruleset(self, family: Family) -> Ruleset:
@@ -110,6 +180,7 @@ class Builder:
                 raise ParseError("a policy must be ACCEPT or DROP", code="bad-policy",
                                  token=rest[0] if rest else chain_tok)
             chain.policy = rest[0].text
+            self.unknown_policy.pop((family, table.name, name), None)
         elif cmd == "flush":
             chain.rules.clear()
         elif cmd == "zero":
@@ -189,9 +260,11 @@ class Builder:
             raise err
         d = err.diagnostic(origin)
         self.diagnostics.append(d)
-        why = "; ".join(dict.fromkeys(u.why for r in rules for u in unread_parts(r)))
+        parts = [u for r in rules for u in unread_parts(r)]
+        why = "; ".join(dict.fromkeys(u.why for u in parts))
+        blanked = any(ANONYMISED.search(w) for u in parts for w in u.words)
         self.kept.append((d, Diagnostic("warning", "unread-value", f"{why}: the rule stays in the analysis, "
-                                        "as a match that may or may not hold", d.origin, d.hint)))
+                                        "as a match that may or may not hold", d.origin, d.hint) if blanked else None))
         return rules
 
     def check(self, family: Family, table: Table, words: list[Token], origin: Origin) -> bool:
@@ -288,4 +361,18 @@ def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True
         raise ParseError(f"table `{tok.text}` does not exist", code="unknown-table", token=tok,
                          hint=f"did you mean `{close[0]}`?" if close else "tables: " + ", ".join(TABLES))
     rs = builder.ruleset(family)
-    return rs.table(tok.text) if builtins else rs.tables.setdefault(tok.text, Table(tok.text))
+    made = tok.text not in rs.tables
+    table = rs.table(tok.text) if builtins else rs.tables.setdefault(tok.text, Table(tok.text))
+    if made and builder.unknowns:
+        builder.table_made(family, table)
+    return table
+
+
+def _jump(words: list[Token], table: Table) -> Target | None:
+    """The verdict or user chain a rule's words jump to (`-j ACCEPT`), if they name one."""
+    for k, t in enumerate(words[:-1]):
+        name = words[k + 1].text
+        if t.text in ("-j", "--jump", "-g", "--goto") and (name in VERDICTS or (
+                name in table.chains and not table.chains[name].builtin)):
+            return Target(name, None, t.text in ("-g", "--goto"))
+    return None

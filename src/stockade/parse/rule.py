@@ -111,6 +111,8 @@ def _interface(tok: Token, invert: bool) -> Iface | None:
     return Iface(name, invert)
 
 
+# A value blanked before a file was shared (`XX:XX:XX:XX:XX:XX`, `x.x.x.x`, `<IP>`, `***`, `YOUR_IP`).
+ANONYMISED = re.compile(r"[xX]{2,}|(?:^|[.:/])[xX](?:$|[.:/])|<[^>]*>|\*{3,}|^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 PLACEHOLDER = re.compile(r"^(?:[xX]+(?:\.[xX]+){1,3}|[A-Z][A-Z0-9_]*[A-Z][A-Z0-9_]*|<[^>]*>)(?:/\d+)?$")
 
 

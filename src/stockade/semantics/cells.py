@@ -442,8 +442,9 @@ def hook_entries(rs: Ruleset, hook: str, space: Space, table: str = "filter") ->
     out = []
     for fr in flatten(rs, table, hook).rules:
         cons = space.path_constraint(fr.conds, rs.sets)
-        if fr.terminal is None:  # a target stockade does not know may or may not end the walk
-            t = fr.target
+        t = fr.target
+        if fr.terminal is None and not (t is not None and isinstance(t.data, Unread) and cons.residual):
+            # a target stockade does not know may or may not end the walk (a stand-in's own match says why)
             cons = cons & Constraint(residual=(t.data.why if t is not None and isinstance(t.data, Unread)
                                                else f"-j {fr.action} (not modelled)",))
         out.append(Entry(cons, fr))

@@ -307,6 +307,11 @@ class _Walk:
                 for c in hit:
                     self.emit(c, None, False, origins)
                 continue
+            if isinstance(t.data, Unread):  # a stand-in may do anything, or nothing (never a jump to a chain)
+                terminal = False if REGISTRY.logs(t.name, self.rs.family) else None
+                for c in hit:
+                    self.emit(c, t.name, terminal, origins, t)
+                continue
             if t.name == "RETURN" or (t.name in self.chains and t.goto):
                 if t.name != "RETURN":
                     self.enter(t.name, hit, origins, stack, rule)
@@ -320,8 +325,6 @@ class _Walk:
                 self.enter(t.name, hit, origins, stack, rule)
                 continue
             terminal = REGISTRY.terminal(t.name, self.rs.family)
-            if isinstance(t.data, Unread) and terminal is not False:  # a stand-in may do anything, or nothing
-                terminal = None
             for c in hit:
                 self.emit(c, t.name, terminal, origins, t)
             if terminal:  # contexts this rule covers entirely are decided

@@ -82,10 +82,12 @@ def loopback(a: Analysis) -> list[Finding]:
     for hook, dim in (("INPUT", IIF), ("OUTPUT", OIF)):
         refused = [(box, o) for box, o in a.classes(hook, **{dim: lo, KIND: a.kind("NEW"), SRC: local, DST: local})
                    if not _sure(o, "ACCEPT")]
-        if refused:
-            box, o = min(refused, key=lambda r: (r[0][PROTO] != ((6, 6),), r[0][PROTO], r[0][DPORT]))
+        if refused:  # a verdict stockade knows first; only unknown ones: it may not
+            box, o = min(refused, key=lambda r: (r[1].verdict == "UNKNOWN", r[0][PROTO] != ((6, 6),), r[0][PROTO],
+                                                 r[0][DPORT]))
             more = f" and {len(refused) - 1} more class(es)" if len(refused) > 1 else ""
-            out.append(finding("no-loopback", f"{hook} does not always accept loopback traffic: "
+            how = "may not always accept" if o.verdict == "UNKNOWN" else "does not always accept"
+            out.append(finding("no-loopback", f"{hook} {how} loopback traffic: "
                                f"{_cls(a, box, hook)}: {o.label()}{_by(o)}{more}", a.anchor(hook),
                                f"accept it first: `-A {hook} -{'i' if hook == 'INPUT' else 'o'} lo -j ACCEPT`"))
     return out
