@@ -94,11 +94,14 @@ KNOWN_COMMANDS = frozenset([
     "telnet", "netstat", "ss", "ifconfig", "ip", "sleep", "logger", "exit", "export", "readonly", "unset", "[",
     "[[", "sudo", "eval", "nohup", "bash", "sh", "typeset", "seq"
 ]) | SAVE_TOOLS
-# Programs that only read or print (their lines are noted, never taken to change the firewall).
-READ_ONLY = frozenset([
+# Programs that only read or print, or change something other than the netfilter rules (processes,
+# kernel modules, routes, links): their lines are noted, never taken to change the firewall. (Not
+# ifup/ifdown: their hook scripts may restore rules; not dnsmasq or NetworkManager: they may fill sets.)
+HARMLESS = frozenset([
     "date", "hostname", "uname", "whoami", "id", "which", "ls", "mktemp", "wc", "sort", "uniq", "head", "tail",
     "cut", "tr", "basename", "dirname", "stat", "find", "dig", "host", "nslookup", "wget", "curl", "tput", "clear",
-    "sync", "true", "false", "test", "expr", "bc", "ps", "pidof", "pgrep", "getent", "lsof", "tc", "arp"])
+    "sync", "true", "false", "test", "expr", "bc", "ps", "pidof", "pgrep", "getent", "lsof", "tc", "arp",
+    "kill", "killall", "pkill", "depmod", "route", "brctl", "ethtool", "iwconfig"])
 GLUE_NAMES = ("ip6tables", "iptables", "modprobe")  # long enough never to be the end of another word
 RESERVED_ENDS = {"do", "done", "then", "else", "elif", "fi", "esac", "}"}
 LIST_LETTERS = set("LSnvx")
@@ -699,7 +702,7 @@ class ScriptReader(Shell):
                 return self.unread_iptables(family, fields, node, problem)
             toks = [Token(t, self.origin(off)) for t, off in fields]
             return self.mark_assumed(lambda: self.iptables(family, toks[0], toks[1:]))
-        if problem is not None and base not in KNOWN_COMMANDS and base not in READ_ONLY:
+        if problem is not None and base not in KNOWN_COMMANDS and base not in HARMLESS:
             self.cannot_expand(problem, what)
             self.unknown_program(node, problem, f"{what} runs `{name}`, a program stockade cannot look into")
             return None
@@ -712,7 +715,7 @@ class ScriptReader(Shell):
                       "to check a saved rules file, run `stockade lint FILE` on it")
         elif "/init.d/" in name or (base == "service" and len(fields) > 1 and fields[1][0] in SERVICE_NAMES):
             self.note(f"{what} controls the firewall service, not its rules; skipped", self.code.start(node))
-        elif base in KNOWN_COMMANDS or base in READ_ONLY or self.page is not None or self.capturing:
+        elif base in KNOWN_COMMANDS or base in HARMLESS or self.page is not None or self.capturing:
             self.note(f"{what} is not an iptables command; skipped", self.code.start(node))
         else:
             self.report("warning", "unknown-command",
