@@ -284,3 +284,18 @@ def test_a_realistic_script_answers_with_what_it_depends_on(tmp_path):
     assert r.returncode == 0 and "verdict: UNKNOWN" in r.stdout and "depends on script line 3" in r.stdout
     with pytest.raises(Incomplete):
         run_audit(str(path), path.read_text())
+
+
+def test_findings_are_never_about_what_an_unknown_program_may_have_done():
+    from stockade.semantics.findings import lint
+
+    text = ("iptables -F\niptables -P INPUT DROP\niptables -A INPUT -i lo -j ACCEPT\n"
+            "iptables -A INPUT -p tcp --dport 22 -j ACCEPT\n/usr/local/sbin/vendor-fw --apply\n"
+            "iptables -A INPUT -p tcp --dport 22 -j ACCEPT\n")
+    b = script(text)
+    found = lint(b, "#!/bin/sh\n" + text, "fw.sh", script=True)
+    assert not [f for f in found if f.origin.line == 6 and f.name in ("shadowed-rule", "maybe-shadowed",
+                                                                      "redundant-rule")]
+    assert [f for f in found if f.name == "shadowed-rule" and f.origin.line == 7]  # the duplicate, surely
+    (v6,) = [f for f in found if f.name == "ipv6-open"]
+    assert v6.message.endswith("(unless what line 6 runs does)") and v6.origin.line == 4

@@ -49,6 +49,7 @@ class Unread(Opaque):
     """What stockade could not read (`words`, as written) and why, naming the line (`why`)."""
 
     why: str = ""
+    command: bool = False  # stands for what a command may have done, not for a rule the file wrote
 
     def save(self) -> list[str]:
         return list(self.words)  # shown in messages as written; never rendered for a kernel
@@ -63,10 +64,16 @@ def unread_match(words: list[str] | tuple[str, ...], why: str, name: str = "unre
     return Match(name, Unread(tuple(words), why))
 
 
-def stand_in(words: list[str] | tuple[str, ...], why: str, origin=None) -> Rule:
-    """A rule that may match any packet and may do anything with it: what an unknown command may
-    have added to a chain."""
-    return Rule(matches=[unread_match(words, why)], target=Target(UNKNOWN_TARGET, Unread((), why)), origin=origin)
+def stand_in(words: list[str] | tuple[str, ...], why: str, origin=None, command: bool = False) -> Rule:
+    """A rule that may match any packet and may do anything with it (`command`: what a command stockade
+    cannot look into may have done to a chain)."""
+    return Rule(matches=[Match("unread", Unread(tuple(words), why, command))],
+                target=Target(UNKNOWN_TARGET, Unread((), why, command)), origin=origin)
+
+
+def by_command(rule: Rule) -> bool:
+    """Whether the rule stands for what an unknown command may have done (findings are not about it)."""
+    return rule.target is not None and isinstance(rule.target.data, Unread) and rule.target.data.command
 
 
 def unread_parts(rule: Rule) -> list[Unread]:

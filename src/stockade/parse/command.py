@@ -62,9 +62,9 @@ class Builder:
             chain = table.chains.get(name)
             if chain is None:
                 chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
-            chain.rules.insert(0, stand_in(words, why, origin))
+            chain.rules.insert(0, stand_in(words, why, origin, command=True))
             self.unknown_policy[(family, table.name, name)] = stand_in(
-                words, f"{why}; it may have set the {name} policy", origin)
+                words, f"{why}; it may have set the {name} policy", origin, command=True)
 
     def table_made(self, family: Family, table: Table) -> None:
         """A table the script makes after commands stockade cannot look into: they may have filled it."""
