@@ -173,12 +173,19 @@ def test_an_unknown_target_word_leaves_the_target_unknown_too():
 
 
 def test_a_loop_over_unknown_values_reads_its_body_once_with_the_value_unknown(tmp_path):
-    for body in ("for ip in $(cat /etc/fw/blocked.txt); do\n  iptables -A INPUT -s $ip -j DROP\ndone\n",
-                 "while read ip; do\n  iptables -A INPUT -s $ip -j DROP\ndone < blocked.txt\n"):
+    for body in ("for ip in $(cat /etc/fw/blocked.txt); do\n  iptables -A INPUT -s $ip -j DROP\n"
+                 "  iptables -A INPUT -p udp -j DROP\ndone\n",
+                 "while read ip; do\n  iptables -A INPUT -s $ip -j DROP\n  iptables -A INPUT -p udp -j DROP\n"
+                 "done < blocked.txt\n"):
         b = script("iptables -P INPUT ACCEPT\n" + body + "iptables -A INPUT -p tcp --dport 80 -j ACCEPT\n",
                    str(tmp_path / "fw.sh"))
         v, why = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")
         assert v == "UNKNOWN" and "depends on script line" in why and ":4:" in why, body
+        # a rule of the body without the unknown value: the loop may run no time
+        (udp,) = [r for r in b.rulesets[Family.IPV4].tables["filter"].chains["INPUT"].rules
+                  if r.proto is not None and r.proto.number == 17]
+        assert [m.data.why for m in udp.matches if m.name == "condition"] == [
+            "depends on script line 3 (stockade cannot tell whether the script gets here)"], body
 
 
 def test_a_function_called_with_an_unknown_argument_adds_its_rule_as_unknown():
@@ -299,3 +306,13 @@ def test_findings_are_never_about_what_an_unknown_program_may_have_done():
     assert [f for f in found if f.name == "shadowed-rule" and f.origin.line == 7]  # the duplicate, surely
     (v6,) = [f for f in found if f.name == "ipv6-open"]
     assert v6.message.endswith("(unless what line 6 runs does)") and v6.origin.line == 4
+
+
+def test_a_rule_under_a_condition_stockade_cannot_decide_may_or_may_not_be_there(tmp_path):
+    b = script("iptables -P INPUT DROP\nif [ -f /etc/firewall/allow-web ]; then\n"
+               "  iptables -A INPUT -p tcp --dport 80 -j ACCEPT\nfi\niptables -A INPUT -p tcp --dport 22 -j ACCEPT\n")
+    v, why = verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:80 SYN")
+    assert v == "UNKNOWN" and "depends on script line 3 (stockade cannot tell whether the script gets here)" in why
+    assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")[0] == "ACCEPT"
+    # parse prints the rule as read (the condition read as true, with a warning), as before
+    assert "-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT" in render_save(b.rulesets[Family.IPV4])

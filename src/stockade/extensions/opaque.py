@@ -50,6 +50,7 @@ class Unread(Opaque):
 
     why: str = ""
     command: bool = False  # stands for what a command may have done, not for a rule the file wrote
+    kernel: bool = False  # the rule is loaded as read (under a condition read as true): only the analyses doubt it
 
     def save(self) -> list[str]:
         return list(self.words)  # shown in messages as written; never rendered for a kernel
@@ -82,6 +83,11 @@ def unread_parts(rule: Rule) -> list[Unread]:
     if rule.target is not None and isinstance(rule.target.data, Unread):
         parts.append(rule.target.data)
     return parts
+
+
+def loadable(rule: Rule) -> bool:
+    """Whether a kernel holds the rule as read: it has no stand-in but for a condition read as true."""
+    return all(u.kernel for u in unread_parts(rule))
 
 
 def unread_rules(rs: Ruleset):

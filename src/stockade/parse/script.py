@@ -56,7 +56,8 @@ depend on its line (`unknown_program`; see extensions/opaque.py). An unset varia
 expands to nothing, as in bash, with a warning where an iptables command uses it (after
 a `source` of a file that is not there, it is unknown instead). Rules added under a
 condition stockade could not decide are recorded in `Builder.depends` with the lines
-they depend on.
+they depend on, and the analyses read them as rules that may or may not be there
+(`mark_conditional`).
 """
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..extensions.opaque import unread_parts
-from ..model import TABLES, Family, Origin, Table
+from ..extensions.opaque import Unread, loadable, unread_parts
+from ..model import TABLES, Family, Match, Origin, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .bash.run import Shell
@@ -467,6 +468,7 @@ class ScriptReader(Shell):
         self.typo_lines: set[tuple[str, int]] = set()
         self.unset_uses: list[tuple[str, int]] = []
         self.page: Page | None = None
+        self.conditional: list = []  # (rule, origins of the undecided conditions it was added under)
 
     def read(self) -> None:
         first = len(self.b.diagnostics)
@@ -503,6 +505,7 @@ class ScriptReader(Shell):
             self.report_at("error", "shell-nesting", "the script nests too deeply for stockade to read; stopped",
                            self.src.origin(0), "split the deepest construct into functions")
         self.b.settle()
+        self.mark_conditional()
         self._tidy(first)
 
     def _tidy(self, first: int) -> None:
@@ -590,7 +593,7 @@ class ScriptReader(Shell):
                                "once, with the loop variable unknown", "read")
             # its rules may be added any number of times, each with a value stockade does not know
             self.scopes[-1][self.code.raw(child(node, "variable"))] = Var(e.unknown)
-            self.assumed_run(node, lambda: self.loop_body(body))
+            self.assumed_run(node, lambda: self.loop_body(body))  # it may run no time
             return None
 
     # what stockade cannot know ---------------------------------------------------------------------
@@ -735,7 +738,19 @@ class ScriptReader(Shell):
         for r in self._rules():
             if id(r) not in before and r.origin is not None:
                 self.b.depends[r.origin] = tuple(self.assumed)
+                self.conditional.append((r, tuple(self.assumed_at)))
         return status
+
+    def mark_conditional(self) -> None:
+        """At the end: each rule added under a condition stockade could not decide, and still there, may
+        or may not be loaded; the analyses read it so (a stand-in match the kernel's view leaves out)."""
+        present = {id(r) for r in self._rules()}
+        for r, origins in self.conditional:
+            if id(r) in present and loadable(r):  # (a stand-in already may or may not match)
+                why = "; ".join(f"{self.depends_on(o)} (stockade cannot tell whether the script gets here)"
+                                for o in dict.fromkeys(origins))
+                r.matches.append(Match("condition", Unread((), why, kernel=True)))
+        self.conditional.clear()
 
     def _rules(self):
         return [r for rs in self.b.rulesets.values() for t in rs.tables.values() for c in t.chains.values()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..extensions import REGISTRY, Opaque, Unread
-from ..extensions.opaque import unread_parts
+from ..extensions.opaque import loadable
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Rule, Ruleset, Table
 from ..model.netfilter import proto_name
 
@@ -72,8 +72,8 @@ def save_chains(table: Table) -> list[Chain]:
 def kernel_rules(chain: Chain) -> list[Rule]:
     """The chain's rules a kernel can hold: a rule with a stand-in for what stockade could not read
     (extensions.opaque.Unread) is there for the analyses only; iptables-restore refuses it as written,
-    or its words are not known."""
-    return [r for r in chain.rules if not unread_parts(r)]
+    or its words are not known. (A rule added under a condition read as true is loaded as read.)"""
+    return [r for r in chain.rules if loadable(r)]
 
 
 def render_save(rs: Ruleset, counters: bool = False) -> str:

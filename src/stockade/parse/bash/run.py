@@ -81,6 +81,7 @@ class Shell(Words, Builtins):
         self.depth = self.calls = self.steps = 0
         self.last: Status = True
         self.assumed: list[int] = []  # lines of unknown conditions the current commands depend on
+        self.assumed_at: list = []  # the same, as Origins (the file too)
         self.capturing = 0  # inside `$(...)` or `<(...)`: an unknown program there is reported by its use
         self.unresolved: dict[int, Unresolved] = {}  # the words of the current command stockade cannot expand
         self.unknown_env: Unknown | None = None  # a sourced file that is not there: what it may have set
@@ -476,10 +477,12 @@ class Shell(Words, Builtins):
 
     def assumed_run(self, node: Node, fn) -> Status:
         self.assumed.append(self.code.line(self.code.start(node)))
+        self.assumed_at.append(self.code.origin(self.code.start(node)))
         try:
             return fn()
         finally:
             self.assumed.pop()
+            self.assumed_at.pop()
 
     def seq(self, nodes: list[Node]) -> Status:
         status: Status = True
