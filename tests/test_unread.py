@@ -316,3 +316,27 @@ def test_a_rule_under_a_condition_stockade_cannot_decide_may_or_may_not_be_there
     assert verdict(b, "tcp 198.51.100.7:40000 > 192.0.2.1:22 SYN")[0] == "ACCEPT"
     # parse prints the rule as read (the condition read as true, with a warning), as before
     assert "-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT" in render_save(b.rulesets[Family.IPV4])
+
+
+def test_rules_behind_and_or_lists_with_an_unknown_status_may_or_may_not_be_there():
+    b = script("iptables -P INPUT ACCEPT\n"
+               "grep -q 198.51.100.9 /etc/fw/whitelist || iptables -A INPUT -s 198.51.100.9 -j DROP\n"
+               "pidof sshd && iptables -A INPUT -p tcp --dport 22 -j DROP\n"
+               "[ -n \"$(cat /etc/fw/iface)\" ] || IFACE=eth0\niptables -A INPUT -i \"$IFACE\" -j DROP\n")
+    v, why = verdict(b, "udp 198.51.100.9:40000 > 192.0.2.1:53")
+    assert v == "UNKNOWN" and "depends on script line 3 (stockade cannot tell whether the script gets here)" in why
+    v, why = verdict(b, "tcp 192.0.2.7:40000 > 192.0.2.1:22 SYN")
+    assert v == "UNKNOWN" and "depends on script line 4 " in why
+    text = render_save(b.rulesets[Family.IPV4])
+    assert "198.51.100.9" not in text  # the reading parse prints: `||` not run, `&&` run (as before)
+    assert "--dport 22 -j DROP" in text
+    assert "-i eth0" not in text  # the `||` branch's assignment does not leak into the path read
+
+
+def test_a_chain_a_missing_sourced_file_may_have_made_is_no_error():
+    b = script(". /etc/gate/global.sh\niptables -F FORWARD_ACCEPT\niptables -A FORWARD_ACCEPT -d $GATE -j ACCEPT\n")
+    assert not [d for d in b.diagnostics if d.severity == "error"]
+    (w,) = [d for d in b.diagnostics if d.code == "unknown-chain"]
+    assert w.severity == "warning" and "line 2, which stockade cannot look into, may have made it" in w.message
+    cannot = [d for d in b.diagnostics if d.code == "cannot-expand"]
+    assert cannot and "`$GATE`: the script does not set it, and `. /etc/gate/global.sh` (line 2)" in cannot[0].message

@@ -295,6 +295,13 @@ class Builder:
         if name in BUILTIN_CHAINS.get(table.name, ()):
             chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
             return chain
+        if self.unknowns and not tok.text.startswith("-"):  # a command stockade cannot look into may have made it
+            why, origin, _ = self.unknowns[0]
+            self.note("warning", "unknown-chain", f"chain {name} is not made here; line {origin.line}, which "
+                      "stockade cannot look into, may have made it", tok.origin,
+                      f"create it in the script with `-N {name}`, or let stockade read that line")
+            chain = table.chains[name] = Chain(name, origin=tok.origin)
+            return chain
         raise self._missing_chain(table, tok)
 
     @staticmethod

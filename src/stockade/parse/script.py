@@ -607,9 +607,10 @@ class ScriptReader(Shell):
         u = e.unknown
         origin = u.code.origin(u.offset)
         what = {"command": "which stockade does not run", "file": "a file that is not there to read",
-                "read": "input stockade cannot know"}.get(u.why, "which stockade cannot compute")
-        held = f"`${e.var}` holds " if e.var is not None and u.why != "file" else \
-            f"`${e.var}` may be set by " if e.var is not None else ""
+                "source": "a file that is not there to read", "read": "input stockade cannot know"}.get(
+                    u.why, "which stockade cannot compute")
+        held = f"`${e.var}` may be set by " if e.var is not None and u.why == "source" else \
+            f"`${e.var}` holds " if e.var is not None else ""
         return f"{self.depends_on(origin)} ({held}`{u.raw}`, {what})"
 
     def unknown_program(self, node, problem: Unresolved | None = None, what: str | None = None) -> None:
@@ -745,11 +746,11 @@ class ScriptReader(Shell):
         """At the end: each rule added under a condition stockade could not decide, and still there, may
         or may not be loaded; the analyses read it so (a stand-in match the kernel's view leaves out)."""
         present = {id(r) for r in self._rules()}
-        for r, origins in self.conditional:
+        for r, where in self.conditional:
             if id(r) in present and loadable(r):  # (a stand-in already may or may not match)
                 why = "; ".join(f"{self.depends_on(o)} (stockade cannot tell whether the script gets here)"
-                                for o in dict.fromkeys(origins))
-                r.matches.append(Match("condition", Unread((), why, kernel=True)))
+                                for o in dict.fromkeys(o for o, _ in where))
+                r.matches.append(Match("condition", Unread((), why, kernel=all(p for _, p in where))))
         self.conditional.clear()
 
     def _rules(self):

@@ -81,7 +81,7 @@ class Shell(Words, Builtins):
         self.depth = self.calls = self.steps = 0
         self.last: Status = True
         self.assumed: list[int] = []  # lines of unknown conditions the current commands depend on
-        self.assumed_at: list = []  # the same, as Origins (the file too)
+        self.assumed_at: list = []  # the same, as (Origin, whether the path parse prints takes it)
         self.capturing = 0  # inside `$(...)` or `<(...)`: an unknown program there is reported by its use
         self.unresolved: dict[int, Unresolved] = {}  # the words of the current command stockade cannot expand
         self.unknown_env: Unknown | None = None  # a sourced file that is not there: what it may have set
@@ -266,6 +266,14 @@ class Shell(Words, Builtins):
         left, op, right = parts[0], parts[1].type, parts[-1]
         mark = self.mark()
         status = self.condition(lambda: self.exec(left))
+        if status is None and op == "&&":  # read as run, as an `if`; what it adds may not be there
+            return self.assumed_run(left, lambda: self.exec(right))
+        if status is None and op == "||":  # read as not run; the rules it would add may be there all the same
+            try:  # (its variables and an `exit` stay inside: the path read goes on without it)
+                self.subshell(lambda: self.assumed_run(left, lambda: self.exec(right), printed=False))
+            except Loop:
+                pass
+            return status
         if op == "&&":
             if status is False:
                 return False
@@ -475,9 +483,11 @@ class Shell(Words, Builtins):
             return self.seq(body)
         return True
 
-    def assumed_run(self, node: Node, fn) -> Status:
+    def assumed_run(self, node: Node, fn, printed: bool = True) -> Status:
+        """Run what depends on a condition stockade cannot decide at `node` (`printed`: the reading
+        `parse` prints takes this path; otherwise only the analyses see what it adds)."""
         self.assumed.append(self.code.line(self.code.start(node)))
-        self.assumed_at.append(self.code.origin(self.code.start(node)))
+        self.assumed_at.append((self.code.origin(self.code.start(node)), printed))
         try:
             return fn()
         finally:
@@ -893,7 +903,7 @@ class Shell(Words, Builtins):
 
     def cannot_expand(self, e: Unresolved, skipped: str, done: str = "skipped") -> None:
         raw = e.unknown.raw
-        if e.var is not None and e.unknown.why == "file" and not raw.startswith("<"):
+        if e.var is not None and e.unknown.why == "source":
             message = (f"cannot expand `${e.var}`: the script does not set it, and `{raw}` (line {e.unknown.line}), "
                        f"a file that is not there, may; {done} {skipped}")
             hint = "give the file's directory with --include-path DIR, or the value with --env"
