@@ -36,7 +36,8 @@ def test_output_of_a_program_is_unknown_and_says_where():
              "iptables -A INPUT -j DROP\n")
     (d,) = [d for d in b.diagnostics if d.code == "cannot-expand"]
     assert (d.origin.line, d.origin.col) == (3, 22) and "curl" in d.message and "(line 2)" in d.message
-    assert rules(b) == ["-j DROP"]
+    assert rules(b) == ["-s $ADMIN -j ACCEPT", "-j DROP"]  # the first with its address unknown
+    assert "depends on script line 2 (`$ADMIN` holds `$(curl -s https://example.org/ip)`" in d.message
 
 
 def test_a_program_stockade_cannot_look_into_is_a_warning_at_its_line():

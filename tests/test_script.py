@@ -95,11 +95,16 @@ def test_command_substitution_is_reported_with_what_it_skipped():
     b = load('HOSTS=$(cat /etc/blocked)\nfor h in $HOSTS\ndo\n  iptables -A INPUT -s $h -j DROP\ndone\n'
              "iptables -A INPUT -s `hostname -i` -j ACCEPT\niptables -A INPUT -j DROP\n")
     warns = [d for d in b.diagnostics if d.code == "cannot-expand"]
-    assert [(d.origin.line, d.origin.col) for d in warns] == [(2, 10), (6, 22)]
-    assert "$(cat /etc/blocked)" in warns[0].message and "for loop over it (1 command, lines 2-5)" in warns[0].message
-    assert "`hostname -i`" in warns[1].message and "skipped `iptables -A INPUT -s" in warns[1].message
-    assert warns[0].hint and warns[1].hint
-    assert rules(b) == ["-j DROP"]
+    assert [(d.origin.line, d.origin.col) for d in warns] == [(2, 10), (4, 24), (6, 22)]
+    assert "$(cat /etc/blocked)" in warns[0].message and "for loop over it (1 command, lines 2-5) once, with the " \
+        "loop variable unknown" in warns[0].message
+    assert "`$h`" in warns[1].message and "its rule is kept with `-s $h` unknown (depends on script line 1 " \
+        in warns[1].message
+    assert "`hostname -i`" in warns[2].message and "its rule is kept with `-s `hostname -i`` unknown" in warns[2].message
+    assert all(w.hint for w in warns)
+    # the kernel's view has the one known rule; the analyses' has each unknown one at its place
+    assert "-s" not in render_save(b.rulesets[Family.IPV4])
+    assert rules(b) == ["-s $h -j DROP", "-s `hostname -i` -j ACCEPT", "-j DROP"]
 
 
 # -- loops and other shell constructs ---------------------------------------------------------------
@@ -251,12 +256,6 @@ def test_stray_character_before_a_command():
 
 @pytest.mark.parametrize("words, code, col", [
     ("--dport 22 -j ACCEPT", "option-needs-module", 19),
-    ("-p tcp --dport 70000 -j ACCEPT", "bad-number", 34),
-    ("-p tcp --dport 100:20 -j ACCEPT", "bad-port", 34),
-    ("-s 10.0.0.0/33 -j ACCEPT", "bad-address", 22),
-    ("-s 300.1.2.3 -j ACCEPT", "bad-address", 22),
-    ("-s x.x.x.x -j ACCEPT", "placeholder", 22),
-    ("-s YOUR_IP_ADDRESS -j ACCEPT", "placeholder", 22),
     ("-j nosuchchain", "unknown-chain", 22),
     ("-p tcp -p udp -j ACCEPT", "duplicate-option", 26),
     ("-p tcp --dport 1 --dport 2 -j ACCEPT", "duplicate-option", 44),
@@ -264,6 +263,31 @@ def test_stray_character_before_a_command():
 def test_rule_defects_are_errors_and_add_no_rule(words, code, col):
     b = load(f"iptables -A INPUT {words}\n")
     assert found(b) == [("error", code, 1, col)] and rules(b) == []
+
+
+@pytest.mark.parametrize("words, code, col, unread, blanked", [
+    ("-p tcp --dport 70000 -j ACCEPT", "bad-number", 34, "-m tcp --dport 70000", False),
+    ("-p tcp --dport 100:20 -j ACCEPT", "bad-port", 34, "-m tcp --dport 100:20", False),
+    ("-s 10.0.0.0/33 -j ACCEPT", "bad-address", 22, "-s 10.0.0.0/33", False),
+    ("-s 300.1.2.3 -j ACCEPT", "bad-address", 22, "-s 300.1.2.3", False),
+    ("-s x.x.x.x -j ACCEPT", "placeholder", 22, "-s x.x.x.x", True),
+    ("-s YOUR_IP_ADDRESS -j ACCEPT", "placeholder", 22, "-s YOUR_IP_ADDRESS", True),
+])
+def test_unreadable_values_are_errors_and_stand_ins_for_the_analyses(words, code, col, unread, blanked):
+    """The kernel refuses the line (an error; no rule in its ruleset), and the analyses keep the rule with
+    the value it could not read as an unknown match; a blanked (anonymised) value is a warning naming it
+    for them, a plainly wrong one stays an error."""
+    b = load(f"iptables -A INPUT {words}\n")
+    assert found(b) == [("error", code, 1, col)]
+    assert "-A INPUT" not in render_save(b.rulesets[Family.IPV4])
+    (rule,) = rules(b)
+    assert unread in rule and rule.endswith("-j ACCEPT")
+    (shown,) = [d for d in b.for_analysis() if d.severity != "note"]
+    if blanked:
+        assert (shown.severity, shown.code, shown.origin.col) == ("warning", "unread-value", col)
+        assert f"stockade cannot read `{unread}`" in shown.message
+    else:
+        assert (shown.severity, shown.code) == ("error", code)
 
 
 def test_unknown_chain_in_a_command():

@@ -48,9 +48,14 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
     opts = Options(table, chain, services, sport, state, not chain_only)
     got = load(ruleset, src)
     b, ruleset, family = got.builder, got.name, src.family
-    for d in b.diagnostics:
+    kept = {(err.origin, err.message) for err, _ in b.kept}
+    for d in b.for_analysis():
         if d.severity == "error":
-            click.echo(f"{d}\n  note: that line is left out of the analysis", err=True)
+            what = "the rule stays in as a match that may or may not hold" if (d.origin, d.message) in kept \
+                else "that line is left out of the analysis"
+            click.echo(f"{d}\n  note: {what}", err=True)
+        elif d.code == "unread-value":
+            click.echo(str(d), err=True)
     maps = [(key, path, read_text(path, f"{key} file"), reader)
             for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes))
             if path is not None]
@@ -75,7 +80,8 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
         click.echo(json.dumps(top, indent=2))
     else:
         click.echo("\n\n".join(render_text(r, ruleset) for r in results))
-    # lines the kernel would refuse were left out: the ruleset analysed is not the one given
+    # lines the kernel would refuse were left out (or kept with an unknown value): the kernel would not load
+    # the ruleset given
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)
 
 

@@ -21,7 +21,7 @@ def command(ruleset: str | None, as_json: bool, src: Source) -> None:
     from ..lab.run import run_lab
 
     got = load(ruleset, src)
-    for d in got.diagnostics:
+    for d in got.builder.for_analysis():
         if d.severity != "note":
             click.echo(str(d), err=True)
     say = functools.partial(click.echo, err=True)

@@ -30,8 +30,8 @@ def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
     sides = []
     for path, source in inputs:
         got = load(path, source, whole=True, shared_sets=True)
-        for d in got.diagnostics:
-            if d.severity == "error":
+        for d in got.builder.for_analysis():
+            if d.severity == "error" or d.code == "unread-value":
                 click.echo(str(d), err=True)
         sides.append(got.rulesets)
     d = semantic_diff(*sides, progress=lambda m: click.echo(f"stockade: comparing {m}", err=True))

@@ -182,7 +182,7 @@ def load(path: str | None, src: Source = Source(), whole: bool = False, shared_s
     b = read(text, path, kind, src.family, src.how, Builder(known_sets=None if sets is None else frozenset(sets)))
     b.rulesets = _keep(b.rulesets, src.family)
     if whole and kind == "save":
-        if errors := [d for d in b.diagnostics if d.severity == "error"]:
+        if errors := [d for d in b.for_analysis() if d.severity == "error"]:  # an anonymised value stays in
             raise Unreadable(*errors)  # iptables-restore would load none of it; a script's bad lines fail alone
     if sets:
         add_ipsets(b.rulesets, sets)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ..extensions.opaque import loadable, unread_rules
 from ..model import Family, Origin, Ruleset
 from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..parse.command import Builder
@@ -106,7 +107,8 @@ def lab_rulesets(b, path: str) -> tuple[dict[Family, Ruleset], dict[Family, list
 
 
 # Places where a script runs what stockade cannot look into (another file, an unknown program): the rules
-# they add are missing from the import, so probes would report closed what the script opens.
+# they add are missing from the import (or stand-ins the kernel cannot load), so probes would report
+# closed what the script opens.
 HIDDEN_RULES = ("unresolved-source", "unknown-command")
 
 
@@ -120,6 +122,14 @@ def run_audit(path: str, b: Builder, progress: Progress | None = None,
     (Unmappable: see lab_rulesets)."""
     hidden = [Diagnostic("error", d.code, f"the audit needs every rule: {d.message}", d.origin, d.hint)
               for d in b.diagnostics if d.code in HIDDEN_RULES]
+    seen = {d.origin.line for d in hidden}
+    for rs in b.rulesets.values():  # a rule stockade could not read is no rule the lab can load
+        for _t, _c, _n, rule, parts in unread_rules(rs):
+            if rule.origin is not None and rule.origin.line not in seen and not loadable(rule):
+                seen.add(rule.origin.line)
+                hidden.append(Diagnostic("error", "unread-rule", f"the audit needs every rule: {parts[0].why}",
+                                         rule.origin, "the lab loads the rules into a real kernel, which needs "
+                                         "them as they are"))
     if hidden:
         raise Incomplete(hidden)
     rulesets, servers, notes = lab_rulesets(b, path)

@@ -10,12 +10,25 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..extensions import Context
-from ..extensions.opaque import XTABLES_TARGETS
-from ..model import BUILTIN_CHAINS, TABLES, VERDICTS, Chain, Counters, Family, IPSet, Origin, Ruleset, Table
+from ..extensions.opaque import UNKNOWN_TARGET, XTABLES_TARGETS, Unread, stand_in, unread_match, unread_parts
+from ..model import (
+    BUILTIN_CHAINS,
+    TABLES,
+    VERDICTS,
+    Chain,
+    Counters,
+    Family,
+    IPSet,
+    Origin,
+    Rule,
+    Ruleset,
+    Table,
+    Target,
+)
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .dashes import dash_defect
-from .rule import CORE, RuleParser, UnknownJump
+from .rule import ANONYMISED, CORE, RuleParser, UnknownJump
 
 COMMANDS = {
     "-A": "append", "--append": "append", "-I": "insert", "--insert": "insert",
@@ -38,6 +51,85 @@ class Builder:
     sets: dict[str, IPSet] = field(default_factory=dict)  # the ipsets a script's `ipset` commands made
     # rules a script adds only if a condition stockade could not decide holds: rule origin -> script lines
     depends: dict[Origin, tuple[int, ...]] = field(default_factory=dict)
+    # rules kept as stand-ins for the analyses (a value stockade cannot read: RuleParser.lenient): each
+    # one's error (the kernel refuses the line) and, for a value anonymised before the file was shared
+    # (the ruleset it came from was loaded), the warning the analyses show instead
+    kept: list[tuple[Diagnostic, Diagnostic | None]] = field(default_factory=list)
+
+    # what commands stockade cannot look into may have done (Builder.unknown_command): (why, origin, words)
+    unknowns: list[tuple[str, Origin, tuple[str, ...]]] = field(default_factory=list)
+    # built-in chains whose policy such a command may have set, until the script sets it: key -> stand-in
+    unknown_policy: dict[tuple[Family, str, str], Rule] = field(default_factory=dict)
+
+    def unknown_command(self, why: str, origin: Origin, words: tuple[str, ...] = ()) -> None:
+        """A command that may have changed the firewall in ways stockade cannot know (a program it cannot
+        look into, `eval` of text it cannot expand): from here on every built-in chain of every table the
+        script has or makes starts with a stand-in that may decide any packet (extensions.opaque), and its
+        policy is unknown until the script sets it. A table the script never makes is taken as absent."""
+        self.unknowns.append((why, origin, words))
+        for rs in self.rulesets.values():
+            for table in rs.tables.values():
+                self._seed(rs.family, table, why, origin, words)
+
+    def _seed(self, family: Family, table: Table, why: str, origin: Origin, words: tuple[str, ...]) -> None:
+        for name in BUILTIN_CHAINS[table.name]:
+            chain = table.chains.get(name)
+            if chain is None:
+                chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
+            chain.rules.insert(0, stand_in(words, why, origin, command=True))
+            self.unknown_policy[(family, table.name, name)] = stand_in(
+                words, f"{why}; it may have set the {name} policy", origin, command=True)
+
+    def table_made(self, family: Family, table: Table) -> None:
+        """A table the script makes after commands stockade cannot look into: they may have filled it."""
+        for why, origin, words in self.unknowns:
+            self._seed(family, table, why, origin, words)
+
+    def settle(self) -> None:
+        """At the end of a script: a policy an unknown command may have set, and the script did not set
+        after it, is a stand-in at the end of its chain."""
+        for (family, table, chain), rule in self.unknown_policy.items():
+            t = self.rulesets.get(family) and self.rulesets[family].tables.get(table)
+            if t is not None and chain in t.chains:
+                t.chains[chain].rules.append(rule)
+        self.unknown_policy.clear()
+
+    def add_unread(self, family: Family, table: Table, chain_tok: Token, cmd: str, words: list[Token],
+                   unread: list[str], why: str, origin: Origin, target_unknown: bool) -> None:
+        """`iptables -A/-I CHAIN` whose words stockade could only partly expand: the rule the known `words`
+        make, with the `unread` ones as a match that may or may not hold (and its target unknown too when
+        the unread words may hold it), at its place in the chain."""
+        chain = self._chain(table, chain_tok)
+        num = None
+        if cmd == "insert" and words and words[0].text.isdigit():
+            num, words = int(words[0].text), words[1:]
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        parser = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains,
+                            lenient=True)
+        try:
+            rules = parser.parse(words, origin, [])
+        except ParseError:  # what is known is not a rule on its own (`-m set --match-set $S src`)
+            rules = []
+        for r in rules:
+            r.matches.append(unread_match(unread, why))
+            if target_unknown:
+                r.target = Target(UNKNOWN_TARGET, Unread((), why))
+        if not rules:
+            rules = [stand_in(unread, why, origin)]
+            if not target_unknown and (jump := _jump(words, table)) is not None:
+                rules[0].target = jump
+        if num is None and cmd == "append":
+            chain.rules += rules
+        else:
+            at = min((num or 1) - 1, len(chain.rules))
+            chain.rules[at:at] = rules
+
+    def for_analysis(self) -> list[Diagnostic]:
+        """The diagnostics as the analyses (explain, analyze, diff, audit) see them: the error of a rule
+        whose value was anonymised, which they keep as a stand-in, is a warning naming what they read as
+        unknown (a value that is plainly wrong, `--dport 99999`, stays an error: no kernel ever loaded it)."""
+        instead = {(err.origin, err.code, err.message): warn for err, warn in self.kept if warn is not None}
+        return [instead.get((d.origin, d.code, d.message), d) for d in self.diagnostics]
 
     def ruleset(self, family: Family) -> Ruleset:
         return self.rulesets.setdefault(family, Ruleset(family))
@@ -102,6 +194,7 @@ class Builder:
                 raise ParseError("a policy must be ACCEPT or DROP", code="bad-policy",
                                  token=rest[0] if rest else chain_tok)
             chain.policy = rest[0].text
+            self.unknown_policy.pop((family, table.name, name), None)
         elif cmd == "flush":
             chain.rules.clear()
         elif cmd == "zero":
@@ -136,7 +229,14 @@ class Builder:
         user_chains = {n for n, c in table.chains.items() if not c.builtin}
         parser = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains)
         warnings: list[Diagnostic] = []
-        rules = parser.parse(rest, origin, warnings)
+        try:
+            rules = parser.parse(rest, origin, warnings)
+        except UnknownJump:
+            raise
+        except ParseError as e:
+            if cmd not in ("append", "insert"):
+                raise
+            rules = self._unread_rules(family, table, chain, rest, origin, e)
         self.diagnostics += warnings
         for r in rules:
             if r.target is not None and (path := _loop(table, r.target.name, chain.name)):
@@ -157,6 +257,29 @@ class Builder:
                     raise ParseError(f"no rule in {chain.name} matches `{' '.join(rule_words(r, family))}`",
                                      code="no-such-rule", token=rest[0] if rest else None)
                 del chain.rules[hit]
+
+    def _unread_rules(self, family: Family, table: Table, chain: Chain, rest: list[Token], origin: Origin,
+                      err: ParseError) -> list[Rule]:
+        """A rule the kernel refuses only for a value stockade cannot read either (an anonymised
+        `--mac-source XX:XX:XX:XX:XX:XX`): its error stays, and the rule, with that value as an unknown
+        match (extensions.opaque.Unread), stays in the model for the analyses. Else `err` is raised."""
+        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        lenient = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains,
+                             lenient=True)
+        try:
+            rules = lenient.parse(rest, origin, [])
+        except ParseError:
+            raise err from None
+        if not any(unread_parts(r) for r in rules):
+            raise err
+        d = err.diagnostic(origin)
+        self.diagnostics.append(d)
+        parts = [u for r in rules for u in unread_parts(r)]
+        why = "; ".join(dict.fromkeys(u.why for u in parts))
+        blanked = any(ANONYMISED.search(w) for u in parts for w in u.words)
+        self.kept.append((d, Diagnostic("warning", "unread-value", f"{why}: the rule stays in the analysis, "
+                                        "as a match that may or may not hold", d.origin, d.hint) if blanked else None))
+        return rules
 
     def check(self, family: Family, table: Table, words: list[Token], origin: Origin) -> bool:
         """`-C CHAIN RULE`: whether the chain holds that rule now (iptables exits 1 when it does not)."""
@@ -185,6 +308,13 @@ class Builder:
             return table.chains[name]
         if name in BUILTIN_CHAINS.get(table.name, ()):
             chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
+            return chain
+        if self.unknowns and not tok.text.startswith("-"):  # a command stockade cannot look into may have made it
+            why, origin, _ = self.unknowns[0]
+            self.note("warning", "unknown-chain", f"chain {name} is not made here; line {origin.line}, which "
+                      "stockade cannot look into, may have made it", tok.origin,
+                      f"create it in the script with `-N {name}`, or let stockade read that line")
+            chain = table.chains[name] = Chain(name, origin=tok.origin)
             return chain
         raise self._missing_chain(table, tok)
 
@@ -249,11 +379,12 @@ def command_table(builder: Builder, family: Family, tok: Token, words: list[Toke
     """The table an iptables command acts on. iptables-nft creates a missing table (with its built-in
     chains) only for a command that adds to it: -A, -I, -N, -P, and -F of a built-in chain (measured on
     1.8.9); any other command (a bare -F/-X/-Z, -Z/-D/-R/-X/-E of a chain) leaves it absent, so it acts
-    on a detached empty table."""
+    on a detached empty table. After a command stockade cannot look into, the table may exist: it is
+    made (with that command's stand-ins), so that a flush clears them."""
     check_table_name(tok)
     cmd = COMMANDS.get(words[0].text) if words else None
     rs = builder.rulesets.get(family)
-    if (rs is not None and tok.text in rs.tables) or cmd in ("append", "insert", "new", "policy") \
+    if (rs is not None and tok.text in rs.tables) or builder.unknowns or cmd in ("append", "insert", "new", "policy") \
             or (cmd == "flush" and len(words) > 1 and words[1].text in BUILTIN_CHAINS[tok.text]):
         return table_of(builder, family, tok)
     return Table(tok.text)
@@ -270,4 +401,18 @@ def table_of(builder: Builder, family: Family, tok: Token, builtins: bool = True
     """The named table of the family's ruleset; a restore file declares its chains itself."""
     check_table_name(tok)
     rs = builder.ruleset(family)
-    return rs.table(tok.text) if builtins else rs.tables.setdefault(tok.text, Table(tok.text))
+    made = tok.text not in rs.tables
+    table = rs.table(tok.text) if builtins else rs.tables.setdefault(tok.text, Table(tok.text))
+    if made and builder.unknowns:
+        builder.table_made(family, table)
+    return table
+
+
+def _jump(words: list[Token], table: Table) -> Target | None:
+    """The verdict or user chain a rule's words jump to (`-j ACCEPT`), if they name one."""
+    for k, t in enumerate(words[:-1]):
+        name = words[k + 1].text
+        if t.text in ("-j", "--jump", "-g", "--goto") and (name in VERDICTS or (
+                name in table.chains and not table.chains[name].builtin)):
+            return Target(name, None, t.text in ("-g", "--goto"))
+    return None

@@ -8,13 +8,14 @@ doing the same, and stop at the first defect the real tool would refuse.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..extensions import REGISTRY, Context, Extension, Opaque
+from ..extensions import REGISTRY, Context, Extension, Opaque, Unread
 from ..extensions.opaque import XTABLES_TARGETS
 from ..extensions.values import parse_decimal, parse_proto
 from ..model import BUILTIN_CHAINS, VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
@@ -53,6 +54,8 @@ class _Loaded:
     token: Token
     acc: dict[str, Any] = field(default_factory=dict)
     words: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # its words as written, `-m NAME` first
+    unread: ParseError | None = None  # a value stockade cannot read (RuleParser.lenient)
 
 
 def _split(tok: Token) -> list[Token]:
@@ -108,6 +111,8 @@ def _interface(tok: Token, invert: bool) -> Iface | None:
     return Iface(name, invert)
 
 
+# A value blanked before a file was shared (`XX:XX:XX:XX:XX:XX`, `x.x.x.x`, `<IP>`, `***`, `YOUR_IP`).
+ANONYMISED = re.compile(r"[xX]{2,}|(?:^|[.:/])[xX](?:$|[.:/])|<[^>]*>|\*{3,}|^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 PLACEHOLDER = re.compile(r"^(?:[xX]+(?:\.[xX]+){1,3}|[A-Z][A-Z0-9_]*[A-Z][A-Z0-9_]*|<[^>]*>)(?:/\d+)?$")
 
 
@@ -128,6 +133,10 @@ def _addresses(tok: Token, family: Family) -> list:
     return out
 
 
+def _why(words: list[str], e: ParseError) -> str:
+    return f"stockade cannot read `{' '.join(words)}` ({e})"
+
+
 class UnknownJump(ParseError):
     """A jump or goto to a chain that does not exist (yet).
 
@@ -136,12 +145,23 @@ class UnknownJump(ParseError):
     """
 
 
-class RuleParser:
-    """Parses rule words for one family/table; `chains` are the user chains that exist."""
+# Errors about how options are combined, not about a value: a lenient reading does not keep them.
+NOT_VALUES = {"duplicate-option", "bad-invert", "missing-argument"}
 
-    def __init__(self, ctx: Context, chains: set[str]):
+
+class RuleParser:
+    """Parses rule words for one family/table; `chains` are the user chains that exist.
+
+    `lenient`: an option whose value cannot be read (`--mac-source XX:XX:XX:XX:XX:XX`, an address a
+    dump anonymised) becomes a stand-in (extensions.opaque.Unread) for its match, target or header
+    test, naming the error, instead of failing the rule; the Builder reads a rule so only after the
+    strict reading failed, for the analyses."""
+
+    def __init__(self, ctx: Context, chains: set[str], lenient: bool = False):
         self.ctx = ctx
         self.chains = chains
+        self.lenient = lenient
+        self.unread: list[Match] = []  # header tests (-s -d -i -o -p) read as stand-ins
 
     def parse(self, tokens: list[Token], origin: Origin, warnings: list[Diagnostic]) -> list[Rule]:
         """Return the rule(s) the words describe (`-s a,b` makes one rule per address)."""
@@ -192,6 +212,11 @@ class RuleParser:
                 inv = invert is not None
                 if inv and core in ("match", "jump", "goto", "counters", "ipv4", "ipv6"):
                     raise ParseError(f"`!` cannot be used with {w}", code="bad-invert", token=invert)
+                if core in ("src", "dst", "iif", "oif", "proto") and self.lenient and i + 1 < len(words):
+                    if self._header_unread(tok, invert, words[i + 1], core, rule):
+                        invert = None
+                        i += 2
+                        continue
                 if core in ("src", "dst"):
                     (a,) = arg()
                     addrs = [AddrMatch(x, inv) for x in _addresses(a, ctx.family)]
@@ -268,7 +293,7 @@ class RuleParser:
         if invert:
             raise ParseError("`!` at the end of the rule negates nothing", code="bad-invert", token=invert)
 
-        rule.matches = [self._finish(m) for m in loaded]
+        rule.matches = [self._finish(m) for m in loaded] + self.unread
         if target is not None:
             rule.target = self._finish_target(target, goto)
         elif target_name is not None:
@@ -276,6 +301,23 @@ class RuleParser:
         return [self._copy(rule, s, d) for s in srcs for d in dsts]
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _header_unread(self, opt: Token, invert: Token | None, value: Token, core: str, rule: Rule) -> bool:
+        """Whether a header test's value is unreadable: then it is kept as a stand-in match."""
+        probe = RuleParser(dataclasses.replace(self.ctx), self.chains)
+        try:
+            probe.parse([*([invert] if invert else []), opt, value], rule.origin or Origin("", 0), [])
+        except UnknownJump:
+            return False
+        except ParseError as e:
+            if e.code in NOT_VALUES or (e.token is not None and e.token is not value):
+                return False
+            words = (["!"] if invert else []) + [opt.text, value.text]
+            self.unread.append(Match(opt.text, Unread(tuple(words), _why(words, e))))
+            if core == "proto":
+                self.ctx.proto, self.ctx.proto_inverted = None, True  # no implicit match: the protocol is unknown
+            return True
+        return False
 
     def _load_match(self, tok: Token) -> _Loaded:
         name = tok.text
@@ -375,16 +417,22 @@ class RuleParser:
         if len(args) < n:
             raise ParseError(f"option {tok.text} needs {n} argument{'s' * (n > 1)}", code="missing-argument",
                              token=tok)
+        owner.written += (["!"] if invert else []) + [tok.text] + [a.text for a in args]
         try:
             owner.ext.parse(owner.acc, opt, invert is not None, [a.text for a in args], self.ctx)
         except ParseError as e:
             e.token = e.token or (args[0] if args else tok)
-            raise
+            if not self.lenient or e.code in NOT_VALUES:
+                raise
+            owner.unread = owner.unread or e
         return 1 + n
 
     def _finish(self, m: _Loaded) -> Match:
         if m.ext is None:
             return Match(m.name, Opaque(tuple(m.words)))
+        if m.unread is not None:
+            words = ["-m", m.name, *m.written]
+            return Match(m.name, Unread(tuple(words), _why(words, m.unread)))
         ext, ctx = m.ext, self.ctx
         if ext.proto is not None and (ctx.proto != ext.proto or ctx.proto_inverted):
             raise ParseError(f"the {ext.name} match needs `-p {proto_name(ext.proto)}`", code="match-needs-proto",
@@ -398,6 +446,9 @@ class RuleParser:
     def _finish_target(self, t: _Loaded, goto: bool) -> Target:
         if t.ext is None:
             return Target(t.name, Opaque(tuple(t.words)), goto)
+        if t.unread is not None:
+            words = ["-g" if goto else "-j", t.name, *t.written]
+            return Target(t.name, Unread(tuple(words), _why(words, t.unread)), goto)
         try:
             return Target(t.ext.name, t.ext.complete(t.acc, self.ctx), goto)
         except ParseError as e:

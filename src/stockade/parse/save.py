@@ -112,6 +112,7 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
         seen = {(d.origin, d.code, d.message) for d in b.diagnostics}
         b.rulesets[fam] = reads[fam].rulesets[fam]
         b.diagnostics += [d for d in reads[fam].diagnostics if (d.origin, d.code, d.message) not in seen]
+        b.kept += reads[fam].kept
     return b
 
 

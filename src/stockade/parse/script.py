@@ -48,10 +48,16 @@ runs as bash runs it, with the arguments and environment of `Invocation`; on a p
 that part instead of ending the script. An iptables command's exit status is known
 (it fails when it draws an error; `-C` answers from the ruleset built so far), so
 `a || b` after a failed a turns a's errors into notes: the script handles that
-failure. A value stockade cannot compute (`$(curl ...)`) skips what needs it with a
-warning naming both; an unset variable expands to nothing, as in bash, with a
-warning where an iptables command uses it. Rules added under a condition stockade
-could not decide are recorded in `Builder.depends` with the lines they depend on.
+failure. A value stockade cannot compute (`$(curl ...)`) is a warning naming both; an
+iptables rule that needs it stays in at its place with those words unknown
+(`unread_iptables`), and a command that may do anything to the firewall (a program
+stockade cannot look into, `eval` of text it cannot expand) makes the family's answers
+depend on its line (`unknown_program`; see extensions/opaque.py). An unset variable
+expands to nothing, as in bash, with a warning where an iptables command uses it (after
+a `source` of a file that is not there, it is unknown instead). Rules added under a
+condition stockade could not decide are recorded in `Builder.depends` with the lines
+they depend on, and the analyses read them as rules that may or may not be there
+(`mark_conditional`).
 """
 from __future__ import annotations
 
@@ -60,12 +66,13 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import TABLES, Family, Origin, Table
+from ..extensions.opaque import Unread, loadable, unread_parts
+from ..model import TABLES, Family, Match, Origin, Table
 from ..model.diagnostics import Diagnostic, ParseError, Token
 from ..render.save import rule_words
 from .bash.run import Shell
 from .bash.tree import Code, Source, child, syntax_errors
-from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved
+from .bash.values import CR, Abort, Exit, Loop, Stream, Unknown, Unresolved, Var
 from .command import COMMANDS, Builder, command_table, table_of
 from .dashes import DASHES
 from .ipset import add_ipsets, ipset_command
@@ -90,6 +97,14 @@ KNOWN_COMMANDS = frozenset([
     "telnet", "netstat", "ss", "ifconfig", "ip", "sleep", "logger", "exit", "export", "readonly", "unset", "[",
     "[[", "sudo", "eval", "nohup", "bash", "sh", "typeset", "seq"
 ]) | SAVE_TOOLS
+# Programs that only read or print, or change something other than the netfilter rules (processes,
+# kernel modules, routes, links): their lines are noted, never taken to change the firewall. (Not
+# ifup/ifdown: their hook scripts may restore rules; not dnsmasq or NetworkManager: they may fill sets.)
+HARMLESS = frozenset([
+    "date", "hostname", "uname", "whoami", "id", "which", "ls", "mktemp", "wc", "sort", "uniq", "head", "tail",
+    "cut", "tr", "basename", "dirname", "stat", "find", "dig", "host", "nslookup", "wget", "curl", "tput", "clear",
+    "sync", "true", "false", "test", "expr", "bc", "ps", "pidof", "pgrep", "getent", "lsof", "tc", "arp",
+    "kill", "killall", "pkill", "depmod", "route", "brctl", "ethtool", "iwconfig"])
 GLUE_NAMES = ("ip6tables", "iptables", "modprobe")  # long enough never to be the end of another word
 RESERVED_ENDS = {"do", "done", "then", "else", "elif", "fi", "esac", "}"}
 LIST_LETTERS = set("LSnvx")
@@ -455,6 +470,7 @@ class ScriptReader(Shell):
         self.typo_lines: set[tuple[str, int]] = set()
         self.unset_uses: list[tuple[str, int]] = []
         self.page: Page | None = None
+        self.conditional: list = []  # (rule, origins of the undecided conditions it was added under)
 
     def read(self) -> None:
         first = len(self.b.diagnostics)
@@ -490,6 +506,8 @@ class ScriptReader(Shell):
         except RecursionError:  # a construct deeper than Python's stack, beyond the nesting limit
             self.report_at("error", "shell-nesting", "the script nests too deeply for stockade to read; stopped",
                            self.src.origin(0), "split the deepest construct into functions")
+        self.b.settle()
+        self.mark_conditional()
         self._tidy(first)
 
     def _tidy(self, first: int) -> None:
@@ -573,8 +591,97 @@ class ScriptReader(Shell):
             body = child(node, "body")
             n = _count_commands(body)
             first, last = self.code.line(self.code.start(node)), self.code.line(self.code.end(node) - 1)
-            self.cannot_expand(e, f"the for loop over it ({n} command{'s' * (n != 1)}, lines {first}-{last})")
+            self.cannot_expand(e, f"the for loop over it ({n} command{'s' * (n != 1)}, lines {first}-{last}) "
+                               "once, with the loop variable unknown", "read")
+            # its rules may be added any number of times, each with a value stockade does not know
+            self.scopes[-1][self.code.raw(child(node, "variable"))] = Var(e.unknown)
+            self.assumed_run(node, lambda: self.loop_body(body))  # it may run no time
             return None
+
+    # what stockade cannot know ---------------------------------------------------------------------
+
+    def depends_on(self, origin: Origin) -> str:
+        """`depends on script line N` (of FILE, when it is not the script itself)."""
+        return f"depends on script line {origin.line}" + (f" of {origin.file}" if origin.file != self.src.file
+                                                          else "")
+
+    def unresolved_why(self, e: Unresolved) -> str:
+        u = e.unknown
+        origin = u.code.origin(u.offset)
+        what = {"command": "which stockade does not run", "file": "a file that is not there to read",
+                "source": "a file that is not there to read", "read": "input stockade cannot know"}.get(
+                    u.why, "which stockade cannot compute")
+        held = f"`${e.var}` may be set by " if e.var is not None and u.why == "source" else \
+            f"`${e.var}` holds " if e.var is not None else ""
+        return f"{self.depends_on(origin)} ({held}`{u.raw}`, {what})"
+
+    def unknown_program(self, node, problem: Unresolved | None = None, what: str | None = None) -> None:
+        """Every answer about the rules read so far and after depends on this command (Builder.unknown_command);
+        not for a tutorial page (its commands are examples) or inside `$(...)` (its output is what is used)."""
+        if self.page is not None or self.capturing:
+            return
+        origin = self.origin(self.code.start(node))
+        if what is None:
+            what = f"`{self.snippet(node)}` runs what stockade cannot expand" + (
+                f" (`{problem.unknown.raw}`)" if problem is not None else "")
+        self.b.unknown_command(f"{self.depends_on(origin)}: {what}, which may change the firewall", origin,
+                               (f"[{self.snippet(node)}]",))
+
+    def unread_iptables(self, family: Family, fields: list[tuple[str, int]], node, problem: Unresolved) -> bool | None:
+        """`iptables -A CHAIN ... $UNKNOWN ...`: where the table, chain and operation are known and the
+        operation adds a rule, that rule with the words stockade cannot expand as an unknown match, at its
+        place; otherwise the command may do anything to the family (unknown_program)."""
+        cmd = Token(fields[0][0], self.origin(fields[0][1]))
+        toks = [Token(t, self.origin(off)) for t, off in fields[1:]]
+        unknown = {id(t) for t, (_, off) in zip(toks, fields[1:]) if off in self.unresolved}
+        what = f"`{self.snippet(node)}`"
+        try:
+            table_tok, words = _table_option(toks)
+        except ParseError:
+            table_tok, words = None, []
+        k = next((i for i, t in enumerate(words) if _is_command_option(t.text) and id(t) not in unknown), None)
+        if k is not None:
+            words = self._command_first(words, cmd)
+        action = COMMANDS.get(_fixed_dash(words[0].text)) if k is not None else None
+        if action == "list":  # -C, -S, -L change nothing; what they answer is unknown
+            self.cannot_expand(problem, what)
+            return None
+        chain_known = len(words) > 1 and id(words[1]) not in unknown
+        if (table_tok is not None and id(table_tok) in unknown) or action not in ("append", "insert") \
+                or not chain_known or (action == "insert" and len(words) > 2 and id(words[2]) in unknown):
+            self.cannot_expand(problem, what)
+            self.unknown_program(node, problem)
+            return None
+        known: list[Token] = []
+        unread: list[str] = []
+        standalone = False
+        target_unknown = False
+        for t in words[2:]:
+            if id(t) not in unknown:
+                known.append(t)
+                continue
+            if known and known[-1].text.startswith("-") and len(known[-1].text) > 1:  # an option's value
+                opt = known.pop()
+                neg = ["!"] if known and known[-1].text == "!" else []
+                if neg:
+                    known.pop()
+                unread += [*neg, opt.text, t.text]
+                target_unknown = target_unknown or opt.text in ("-j", "--jump", "-g", "--goto")
+            else:
+                unread.append(t.text)
+                standalone = True
+        if standalone and not any(t.text in ("-j", "--jump", "-g", "--goto") for t in known):
+            target_unknown = True  # the words may hold the target (iptables takes one -j only)
+        why = self.unresolved_why(problem)
+        self.cannot_expand(problem, f"{what}: its rule is kept with `{' '.join(unread)}` unknown ({why})", "read")
+        try:
+            table = table_of(self.b, family, table_tok or Token("filter", cmd.origin), builtins=True)
+            self.mark_assumed(lambda: self.b.add_unread(family, table, words[1], action, known, unread, why,
+                                                        cmd.origin, target_unknown))
+        except ParseError as e:
+            self.b.error(e, cmd.origin)
+            return False
+        return None
 
     # commands -------------------------------------------------------------------------------
 
@@ -598,14 +705,14 @@ class ScriptReader(Shell):
             for var, off in self.unset_uses:
                 self.unset_warning(var, off)
             if problem is not None:
-                self.cannot_expand(problem, what)
-                return None
+                return self.unread_iptables(family, fields, node, problem)
             toks = [Token(t, self.origin(off)) for t, off in fields]
             return self.mark_assumed(lambda: self.iptables(family, toks[0], toks[1:]))
         if base == "ipset" and problem is None:
             return self.mark_assumed(lambda: self.ipset([Token(t, self.origin(off)) for t, off in fields[1:]], node))
-        if problem is not None and base not in KNOWN_COMMANDS:
+        if problem is not None and base not in KNOWN_COMMANDS and base not in HARMLESS:
             self.cannot_expand(problem, what)
+            self.unknown_program(node, problem, f"{what} runs `{name}`, a program stockade cannot look into")
             return None
         if base in SAVE_TOOLS and "-restore" in base and self.stdin is not None:
             fam = Family.IPV6 if base.startswith("ip6") else Family.IPV4
@@ -616,13 +723,15 @@ class ScriptReader(Shell):
                       "to check a saved rules file, run `stockade lint FILE` on it")
         elif "/init.d/" in name or (base == "service" and len(fields) > 1 and fields[1][0] in SERVICE_NAMES):
             self.note(f"{what} controls the firewall service, not its rules; skipped", self.code.start(node))
-        elif base in KNOWN_COMMANDS or self.page is not None or self.capturing:
+        elif base in KNOWN_COMMANDS or base in HARMLESS or self.page is not None or self.capturing:
             self.note(f"{what} is not an iptables command; skipped", self.code.start(node))
         else:
             self.report("warning", "unknown-command",
                         f"{what} runs `{name}`, a program stockade cannot look into; if it changes the firewall, "
-                        "those rules are missing here", self.code.start(node),
+                        "what it does is unknown: answers about the firewall depend on this line",
+                        self.code.start(node),
                         "if it is a script, pass its directory with --include-path and run it with `bash FILE`")
+            self.unknown_program(node, what=f"{what} runs `{name}`, a program stockade cannot look into")
         return None
 
     def ipset(self, args: list[Token], node) -> bool | None:
@@ -684,7 +793,19 @@ class ScriptReader(Shell):
         for r in self._rules():
             if id(r) not in before and r.origin is not None:
                 self.b.depends[r.origin] = tuple(self.assumed)
+                self.conditional.append((r, tuple(self.assumed_at)))
         return status
+
+    def mark_conditional(self) -> None:
+        """At the end: each rule added under a condition stockade could not decide, and still there, may
+        or may not be loaded; the analyses read it so (a stand-in match the kernel's view leaves out)."""
+        present = {id(r) for r in self._rules()}
+        for r, where in self.conditional:
+            if id(r) in present and loadable(r):  # (a stand-in already may or may not match)
+                why = "; ".join(f"{self.depends_on(o)} (stockade cannot tell whether the script gets here)"
+                                for o in dict.fromkeys(o for o, _ in where))
+                r.matches.append(Match("condition", Unread((), why, kernel=all(p for _, p in where))))
+        self.conditional.clear()
 
     def _rules(self):
         return [r for rs in self.b.rulesets.values() for t in rs.tables.values() for c in t.chains.values()
@@ -722,7 +843,8 @@ class ScriptReader(Shell):
                 had = set(self.b.rulesets[family].tables) if family in self.b.rulesets else set()
                 table = command_table(self.b, family, table_tok or Token("filter", cmd.origin), words)
                 self.b.run(family, table, words, cmd.origin)
-                if sum(d.severity == "error" for d in self.b.diagnostics) > errors and table.name not in had:
+                if sum(d.severity == "error" for d in self.b.diagnostics) > errors and table.name not in had \
+                        and not any(c.rules for c in table.chains.values()):  # (a stand-in kept for the analyses)
                     self.b.ruleset(family).tables.pop(table.name, None)  # a refused command creates no table
         except ParseError as e:
             self.b.error(e, cmd.origin)
@@ -733,6 +855,9 @@ class ScriptReader(Shell):
         chains = [c for c in table.chains.values() if name is None or c.name == name]
         if not chains:
             return False
+        if any(unread_parts(r) for c in chains for r in c.rules):  # rules stockade could not read are listed
+            self.write_unknown(Unknown(f"iptables -S {name or ''}".rstrip(), 0, self.code))
+            return None
         heads = [f"-P {c.name} {c.policy}" if c.builtin else f"-N {c.name}" for c in chains]
         rules = [f"-A {c.name} {' '.join(rule_words(r, family))}".rstrip() for c in chains for r in c.rules]
         self.write("".join(f"{line}\n" for line in heads + rules))
@@ -800,11 +925,11 @@ class ScriptReader(Shell):
     def restore_stream(self, stream: Stream, family: Family, node) -> bool | None:
         """`iptables-restore <<EOF` or `< FILE`: the input is a restore file of its own."""
         if isinstance(stream.text, Unknown):
-            if stream.text.why == "file":
-                return None  # the missing file is reported where it is named
-            self.note(f"`{self.snippet(node)}` loads rules from input stockade cannot read; they are unknown",
-                      self.code.start(node), "give the rules in the script or the file with --include-path",
-                      "warning", "unresolved-input")
+            if stream.text.why != "file":  # a missing file is reported where it is named
+                self.note(f"`{self.snippet(node)}` loads rules from input stockade cannot read; they are unknown",
+                          self.code.start(node), "give the rules in the script or the file with --include-path",
+                          "warning", "unresolved-input")
+            self.unknown_program(node, what=f"`{self.snippet(node)}` loads rules stockade cannot read")
             return None
         where = stream.where or (lambda o: self.origin(self.code.start(node)))
         self.restore_table[family] = None

@@ -6,12 +6,14 @@ import enum
 import ipaddress
 from typing import Any
 
-from ..extensions import Opaque
+from ..extensions import Opaque, Unread
 from ..model import Ruleset
 from .save import rule_words
 
 
 def _value(data: Any) -> Any:
+    if isinstance(data, Unread):
+        return {"unread": list(data.words), "why": data.why}
     if isinstance(data, Opaque):
         return {"opaque": list(data.words)}
     if dataclasses.is_dataclass(data):

@@ -1,13 +1,15 @@
 """The model as iptables-save prints it (iptables 1.8), the canonical text stockade compares."""
 from __future__ import annotations
 
-from ..extensions import REGISTRY, Opaque
+from ..extensions import REGISTRY, Opaque, Unread
+from ..extensions.opaque import loadable
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Rule, Ruleset, Table
 from ..model.netfilter import proto_name
 
 
 def rule_words(rule: Rule, family: Family) -> list[str]:
-    """The words after `-A CHAIN`, in iptables-save order: -s -d -i -o -p -f, matches, target."""
+    """The words after `-A CHAIN`, in iptables-save order: -s -d -i -o -p -f, matches, target. A stand-in
+    for what stockade could not read (extensions.opaque.Unread) shows the words as they were written."""
     out: list[str] = []
 
     def neg(flag: bool) -> None:
@@ -29,13 +31,18 @@ def rule_words(rule: Rule, family: Family) -> list[str]:
         neg(not rule.fragment)
         out.append("-f")
     for m in rule.matches:
+        if isinstance(m.data, Unread):
+            out += m.data.save()
+            continue
         out += ["-m", m.name]
         if isinstance(m.data, Opaque):
             out += m.data.save()
         else:
             out += REGISTRY.find("match", m.name, family).save(m.data)
     t = rule.target
-    if t is not None:
+    if t is not None and isinstance(t.data, Unread):
+        out += t.data.save()
+    elif t is not None:
         out += ["-g" if t.goto else "-j", t.name]
         if isinstance(t.data, Opaque):
             out += t.data.save()
@@ -62,8 +69,16 @@ def save_chains(table: Table) -> list[Chain]:
     return builtins + [table.chains[n] for n in sorted(table.chains) if n not in BUILTIN_CHAINS[table.name]]
 
 
+def kernel_rules(chain: Chain) -> list[Rule]:
+    """The chain's rules a kernel can hold: a rule with a stand-in for what stockade could not read
+    (extensions.opaque.Unread) is there for the analyses only; iptables-restore refuses it as written,
+    or its words are not known. (A rule added under a condition read as true is loaded as read.)"""
+    return [r for r in chain.rules if loadable(r)]
+
+
 def render_save(rs: Ruleset, counters: bool = False) -> str:
-    """iptables-restore input for the whole ruleset, in the order the kernel's iptables-save prints it."""
+    """iptables-restore input for the whole ruleset, in the order the kernel's iptables-save prints it
+    (without the rules stockade could not read: kernel_rules)."""
     lines: list[str] = []
     for name in sorted(rs.tables, key=TABLE_ORDER.index):
         chains = save_chains(rs.tables[name])
@@ -72,6 +87,6 @@ def render_save(rs: Ruleset, counters: bool = False) -> str:
             c = chain.counters if (counters and chain.counters) else None
             lines.append(f":{chain.name} {chain.policy or '-'} [{c.packets if c else 0}:{c.bytes if c else 0}]")
         for chain in chains:
-            lines += (rule_line(chain.name, r, rs.family, counters) for r in chain.rules)
+            lines += (rule_line(chain.name, r, rs.family, counters) for r in kernel_rules(chain))
         lines.append("COMMIT")
     return "\n".join(lines) + "\n"

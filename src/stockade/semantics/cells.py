@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..extensions import Opaque
+from ..extensions import Opaque, Unread
 from ..model import Family, IPSet, Match, Rule, Ruleset
 from ..model.netfilter import (
     MARTIAN_V4,
@@ -219,7 +219,9 @@ class Space:
         hit = self._cache.get(key)
         if hit is None:
             box = match_box(m, self.frame(sets))
-            if box is None or isinstance(box, AnyOf):
+            if isinstance(m.data, Unread):
+                c = Constraint(residual=(m.data.why,))
+            elif box is None or isinstance(box, AnyOf):
                 c = Constraint(residual=(f"-m {m.name}" + (" (not modelled)" if isinstance(m.data, Opaque) else ""),))
             else:
                 c = Constraint(box, never=empty(box))
@@ -440,7 +442,10 @@ def hook_entries(rs: Ruleset, hook: str, space: Space, table: str = "filter") ->
     out = []
     for fr in flatten(rs, table, hook).rules:
         cons = space.path_constraint(fr.conds, rs.sets)
-        if fr.terminal is None:  # a target stockade does not know may or may not end the walk
-            cons = cons & Constraint(residual=(f"-j {fr.action} (not modelled)",))
+        t = fr.target
+        if fr.terminal is None and not (t is not None and isinstance(t.data, Unread) and cons.residual):
+            # a target stockade does not know may or may not end the walk (a stand-in's own match says why)
+            cons = cons & Constraint(residual=(t.data.why if t is not None and isinstance(t.data, Unread)
+                                               else f"-j {fr.action} (not modelled)",))
         out.append(Entry(cons, fr))
     return out

@@ -14,17 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..extensions import REGISTRY, Opaque
+from ..extensions import REGISTRY, Opaque, Unread
 from ..model import Family, Rule, Table
 
 
 class Undecidable(Exception):
     """A match or target whose outcome stockade cannot decide for this packet. A signal the simulator
-    turns into the verdict UNKNOWN, not an error for the user (so not a StockadeError)."""
+    turns into the verdict UNKNOWN, not an error for the user (so not a StockadeError). `key` names a
+    stand-in match (extensions.opaque.Unread) the simulator may try both ways (Env.forced)."""
 
-    def __init__(self, message: str, where: tuple):
+    def __init__(self, message: str, where: tuple, key: tuple | None = None):
         super().__init__(message)
         self.where = where
+        self.key = key
 
 
 def _match_fn(ext, data, key: tuple, family: Family) -> Callable:
@@ -52,6 +54,16 @@ def _unknown_fn(message: str, where: tuple) -> Callable:
     def fail(p, env):
         raise Undecidable(message, where)
     return fail
+
+
+def _unread_fn(message: str, key: tuple) -> Callable:
+    """A stand-in match: undecided unless the simulator is trying it one way (Env.forced)."""
+    def held(p, env):
+        got = env.forced.get(key)
+        if got is None:
+            raise Undecidable(message, key[:3], key)
+        return got
+    return held
 
 
 class CompiledTable:
@@ -104,7 +116,9 @@ class CompiledTable:
         if rule.fragment is not None:
             parts.append("frag != 0" if rule.fragment else "frag == 0")
         for n, m in enumerate(rule.matches):
-            if isinstance(m.data, Opaque):
+            if isinstance(m.data, Unread):
+                fn = _unread_fn(m.data.why, where + (n,))
+            elif isinstance(m.data, Opaque):
                 fn = _unknown_fn(f"match `{m.name}` is not modelled", where)
             else:
                 ext = REGISTRY.find("match", m.name, self.family)
@@ -116,6 +130,10 @@ class CompiledTable:
         t = rule.target
         if t is None:
             return []
+        if isinstance(t.data, Unread):  # before the names: a stand-in's name is no chain
+            if REGISTRY.logs(t.name, self.family):
+                return []  # logged or refused, the packet goes on alike
+            return [f"v = {self.const(_unknown_fn(t.data.why, where))}(p, env)"]
         if t.name in ("ACCEPT", "DROP", "QUEUE"):
             return [f"return {self.const(t.name)}"]
         if t.name == "RETURN":

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..extensions import REGISTRY, Opaque
+from ..extensions import REGISTRY, Opaque, Unread
 from ..model import Address, Family, IPSet, Origin, Rule, Ruleset, Target
 from ..model.diagnostics import DiagnosedError, Diagnostic
 from ..model.ruleset import AddrMatch, Iface, Proto
@@ -307,6 +307,11 @@ class _Walk:
             if t is None:
                 for c in hit:
                     self.emit(c, None, False, origins)
+                continue
+            if isinstance(t.data, Unread):  # a stand-in may do anything, or nothing (never a jump to a chain)
+                terminal = False if REGISTRY.logs(t.name, self.rs.family) else None
+                for c in hit:
+                    self.emit(c, t.name, terminal, origins, t)
                 continue
             if t.name == "RETURN" or (t.name in self.chains and t.goto):
                 if t.name != "RETURN":

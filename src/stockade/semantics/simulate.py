@@ -8,17 +8,20 @@ rule that decided it named, never a guess.
 """
 from __future__ import annotations
 
+import copy
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..extensions import REGISTRY
+from ..extensions.opaque import unread_rules
 from ..model import Family, Rule, Ruleset
 from ..model.conntrack import first_packet_state
 from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6
 from ..model.packet import Packet
 from .compile import CompiledTable, Undecidable
 
+MAX_FORKS = 6  # stand-ins tried both ways for one packet (2**6 runs at most)
 CT = ("ct",)
 ROUTE = ("route",)
 PATHS = {
@@ -64,6 +67,7 @@ class Env:
     ruleset: Ruleset | None = None  # for kernel tables rules share by name (-m recent, -m hashlimit)
     result: Result | None = None  # this packet's Result: -m connlimit reads earlier packets' verdicts
     orig: Packet | None = None  # the packet as conntrack first saw it; NAT rewrites env.pkt only
+    forced: dict = field(default_factory=dict)  # stand-in match (compile key) -> the outcome being tried
 
     def __post_init__(self) -> None:
         if self.orig is None:
@@ -79,6 +83,7 @@ class Result:
     trace: list[dict] = field(default_factory=list)
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    undecided: tuple | None = None  # the stand-in match that left the verdict open (compile key)
 
     def to_json(self) -> dict:
         out = {"verdict": self.verdict, "ctstate": self.ctstate, "matched": self.matched,
@@ -117,12 +122,51 @@ class Simulator:
         self.conntrack = uses_conntrack(rs)
         self.memory: dict[Any, Any] = {}
         self.compiled: dict[str, CompiledTable] = {}
+        self._unread: bool | None = None  # whether the ruleset holds stand-ins (extensions.opaque.Unread)
 
     def run(self, pkt: Packet) -> Result:
+        """The packet's fate. A rule stockade could not read (extensions.opaque.Unread) leaves it UNKNOWN
+        only if it matters: when the packet gets the same verdict whether the rule's unknown match holds
+        or not, that verdict stands, with a note naming the rule."""
+        if not self._stand_ins():
+            return self._run(pkt, {})
+        before = copy.deepcopy(self.memory)
+        res = self._run(pkt, {})
+        if res.undecided is None:
+            return res
+        self.memory = copy.deepcopy(before)
+        settled = self._settle(pkt, {}, res.undecided, before)
+        if settled is None:
+            self.memory = before
+            return res
+        settled.notes.append(f"the verdict does not depend on {res.reason.removeprefix('depends on ')}")
+        return settled
+
+    def _settle(self, pkt: Packet, forced: dict, key: tuple, before: dict) -> Result | None:
+        """The verdict both outcomes of stand-in `key` give (trying further stand-ins the same way, at
+        most MAX_FORKS deep), None if they differ or one stays UNKNOWN."""
+        got = []
+        for held in (True, False):
+            self.memory = copy.deepcopy(before)
+            tried = {**forced, key: held}
+            res = self._run(pkt, tried)
+            if res.undecided is not None and len(tried) < MAX_FORKS:
+                res = self._settle(pkt, tried, res.undecided, before)
+            if res is None or res.verdict == "UNKNOWN":
+                return None
+            got.append(res)
+        return got[1] if got[0].verdict == got[1].verdict else None
+
+    def _stand_ins(self) -> bool:
+        if self._unread is None:
+            self._unread = any(True for _ in unread_rules(self.rs))
+        return self._unread
+
+    def _run(self, pkt: Packet, forced: dict) -> Result:
         ctstate = pkt.state
         res = Result("ACCEPT", None)
         env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
-                  notes=res.notes)  # what targets report (LOG lines, NAT rewrites) lands in the result
+                  notes=res.notes, forced=forced)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
         if (why := _martian(pkt, early=True)) is not None:
             res.verdict, res.reason = "DROP", why
@@ -181,6 +225,7 @@ class Simulator:
             verdict = "UNKNOWN"
             res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
                          f"({_origin(tbl.chains[e.where[1]].rules[e.where[2] - 1])}): {e}"
+            res.undecided = e.key
         except RecursionError:  # each jump is a call; legacy iptables loads chains nested thousands deep
             verdict = "UNKNOWN"
             res.reason = f"{table}/{chain} nests chains deeper than the simulator follows"

@@ -198,6 +198,9 @@ class Builtins:
                         f"`{fields[0][0]} {name}` reads a file that is not there to read ({self.where_looked(name)}): "
                         "the variables, functions and rules it defines are unknown", off,
                         "give its directory with --include-path DIR")
+            # a variable the script does not set may come from it: unknown from here on
+            self.unknown_env = self.unknown_env or Unknown(f"{fields[0][0]} {name}", off, self.code, "source")
+            self.unknown_program(node, what=f"`{fields[0][0]} {name}` reads a file that is not there to read")
             return None
         return self.run_file(path, [f for f, _ in fields[2:]] or None)
 

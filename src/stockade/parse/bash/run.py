@@ -9,7 +9,10 @@ captured for `$(...)` and pipes, so `for ip in $(cat list)` and
 
 Never a guess: a value stockade cannot know (output of a program it does not
 run, a file that is not there) is an `Unknown`; a word that needs one raises
-`Unresolved`, and the caller reports what it skipped at the line. A condition
+`Unresolved`, and the caller reports what it skipped at the line (a simple
+command keeps such words as written, `self.unresolved`, so an iptables command can
+still say where its rule goes; a command that may do anything goes to
+`unknown_program`). A condition
 whose answer is unknown counts as true, as an unknown command counts as
 successful: the `then` branch runs, `&&` goes on, `||` does not, a `case` takes
 its first clause, a loop body runs once; each time a warning names the line
@@ -78,7 +81,10 @@ class Shell(Words, Builtins):
         self.depth = self.calls = self.steps = 0
         self.last: Status = True
         self.assumed: list[int] = []  # lines of unknown conditions the current commands depend on
+        self.assumed_at: list = []  # the same, as (Origin, whether the path parse prints takes it)
         self.capturing = 0  # inside `$(...)` or `<(...)`: an unknown program there is reported by its use
+        self.unresolved: dict[int, Unresolved] = {}  # the words of the current command stockade cannot expand
+        self.unknown_env: Unknown | None = None  # a sourced file that is not there: what it may have set
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -91,6 +97,11 @@ class Shell(Words, Builtins):
 
     def literal(self, text: str, offset: int) -> None:
         """Every unquoted literal word is shown here (the script reader warns about curly quotes)."""
+
+    def unknown_program(self, node: Node, problem: Unresolved | None = None, what: str | None = None) -> None:
+        """A command that may change the firewall in ways stockade cannot know: a program it cannot look
+        into, a script that is not there, `eval` of text it cannot expand (the reader makes every answer
+        of the rules it reads depend on this line)."""
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -255,6 +266,14 @@ class Shell(Words, Builtins):
         left, op, right = parts[0], parts[1].type, parts[-1]
         mark = self.mark()
         status = self.condition(lambda: self.exec(left))
+        if status is None and op == "&&":  # read as run, as an `if`; what it adds may not be there
+            return self.assumed_run(left, lambda: self.exec(right))
+        if status is None and op == "||":  # read as not run; the rules it would add may be there all the same
+            try:  # (its variables and an `exit` stay inside: the path read goes on without it)
+                self.subshell(lambda: self.assumed_run(left, lambda: self.exec(right), printed=False))
+            except Loop:
+                pass
+            return status
         if op == "&&":
             if status is False:
                 return False
@@ -464,12 +483,16 @@ class Shell(Words, Builtins):
             return self.seq(body)
         return True
 
-    def assumed_run(self, node: Node, fn) -> Status:
+    def assumed_run(self, node: Node, fn, printed: bool = True) -> Status:
+        """Run what depends on a condition stockade cannot decide at `node` (`printed`: the reading
+        `parse` prints takes this path; otherwise only the analyses see what it adds)."""
         self.assumed.append(self.code.line(self.code.start(node)))
+        self.assumed_at.append((self.code.origin(self.code.start(node)), printed))
         try:
             return fn()
         finally:
             self.assumed.pop()
+            self.assumed_at.pop()
 
     def seq(self, nodes: list[Node]) -> Status:
         status: Status = True
@@ -692,12 +715,16 @@ class Shell(Words, Builtins):
             return True
         fields: list[tuple[str, int]] = []
         problem = None
+        unresolved: dict[int, Unresolved] = {}
         for w in words:
+            w = w[0] if isinstance(w, tuple) else w
             try:
-                fields += self.fields(w[0] if isinstance(w, tuple) else w)
-            except Unresolved as e:
-                problem = e
-                break
+                fields += self.fields(w)
+            except Unresolved as e:  # kept as written: a command may still know where it goes (`-s $X`)
+                problem = problem or e
+                fields.append((self.code.raw(w), self.code.start(w)))
+                unresolved[self.code.start(w)] = e
+        self.unresolved = unresolved
         saved_in = self.stdin
         if stdin is not None:
             self.stdin = stdin
@@ -714,12 +741,18 @@ class Shell(Words, Builtins):
             self.stdin = saved_in
 
     def command(self, fields: list[tuple[str, int]], node: Node, problem: Unresolved | None) -> Status:
+        """Run one simple command. With `problem`, the words in `self.unresolved` (by offset) are ones
+        stockade cannot expand, kept as written."""
         if not fields:
             if problem is not None:
                 self.cannot_expand(problem, f"`{self.snippet(node)}`")
             return True if problem is None else None
         name = fields[0][0]
-        if problem is None and name in self.functions:
+        if problem is not None and fields[0][1] in self.unresolved:  # which program runs is unknown
+            self.cannot_expand(problem, f"`{self.snippet(node)}`")
+            self.unknown_program(node, problem)
+            return None
+        if name in self.functions:
             return self.call(name, fields, node)
         builtin = getattr(self, "b_" + name.replace("-", "_").replace(".", "dot").replace(":", "colon")
                           .replace("[", "bracket"), None) if re.fullmatch(r"[\w.:\[-]+", name) else None
@@ -730,11 +763,12 @@ class Shell(Words, Builtins):
                 self.write_unknown(problem.unknown)
                 return True
             return builtin(fields, node)
+        if name in PREFIXES and (problem is None or (len(fields) > 1 and fields[1][1] not in self.unresolved)):
+            return self.prefixed(fields, node, problem)
         if problem is not None and (name in PREFIXES or name in RUNS_CODE):  # what it would run is unknown
             self.cannot_expand(problem, f"`{self.snippet(node)}`")
+            self.unknown_program(node, problem)
             return None
-        if problem is None and name in PREFIXES:
-            return self.prefixed(fields, node)
         if problem is None and name in ("bash", "sh", "dash") and len(fields) > 1:
             return self.sub_shell(fields, node)
         return self.external(fields, node, problem)
@@ -747,7 +781,8 @@ class Shell(Words, Builtins):
             raise Abort(f"functions call each other more than {MAX_DEPTH} deep; stockade stops this call",
                         self.code.start(node), code="shell-nesting")
         saved = (self.params, self.code)
-        self.params = [f for f, _ in fields[1:]]
+        # an argument stockade cannot expand stays unknown inside the function (`$1` raises Unresolved)
+        self.params = [self.unresolved[o].unknown if o in self.unresolved else f for f, o in fields[1:]]
         self.code = code
         self.scopes.append({})
         try:
@@ -759,7 +794,7 @@ class Shell(Words, Builtins):
             self.params, self.code = saved
             self.calls -= 1
 
-    def prefixed(self, fields: list[tuple[str, int]], node: Node) -> Status:
+    def prefixed(self, fields: list[tuple[str, int]], node: Node, problem: Unresolved | None = None) -> Status:
         name, rest = fields[0][0], fields[1:]
         if name == "command" and rest and rest[0][0] in ("-v", "-V"):
             return self.which(rest[1:])
@@ -790,14 +825,18 @@ class Shell(Words, Builtins):
                 rest = rest[1:]
         if not rest:
             return True
+        if rest[0][1] in self.unresolved:  # the option words left the command itself unknown
+            self.cannot_expand(problem, f"`{self.snippet(node)}`")
+            self.unknown_program(node, problem)
+            return None
         if name in ("command", "builtin") and rest[0][0] in self.functions:
             saved = self.functions.pop(rest[0][0])
             try:
-                status = self.command(rest, node, None)
+                status = self.command(rest, node, problem)
             finally:
                 self.functions[rest[0][0]] = saved
         else:
-            status = self.command(rest, node, None)
+            status = self.command(rest, node, problem)
         if name == "exec" and self.obey_exit:
             raise Exit(status)
         return status
@@ -827,6 +866,7 @@ class Shell(Words, Builtins):
             if path is None:
                 self.report("warning", "unresolved-file", f"runs the script `{args[0][0]}`, which is not there to "
                             "read: its rules are unknown", args[0][1], "give its directory with --include-path DIR")
+                self.unknown_program(node, what=f"runs the script `{args[0][0]}`, which is not there to read")
                 return None
             return self.subshell(lambda: self.run_file(path, [f for f, _ in args[1:]]))
         return True
@@ -861,14 +901,18 @@ class Shell(Words, Builtins):
         finally:
             self.params = saved
 
-    def cannot_expand(self, e: Unresolved, skipped: str) -> None:
+    def cannot_expand(self, e: Unresolved, skipped: str, done: str = "skipped") -> None:
         raw = e.unknown.raw
-        if e.var is not None:
+        if e.var is not None and e.unknown.why == "source":
+            message = (f"cannot expand `${e.var}`: the script does not set it, and `{raw}` (line {e.unknown.line}), "
+                       f"a file that is not there, may; {done} {skipped}")
+            hint = "give the file's directory with --include-path DIR, or the value with --env"
+        elif e.var is not None:
             message = (f"cannot expand `${e.var}`: it holds the output of `{raw}` (line {e.unknown.line}), "
-                       f"which stockade does not run; skipped {skipped}")
+                       f"which stockade does not run; {done} {skipped}")
             hint = f"write the value into the script instead, e.g. `{e.var}=\"192.0.2.1 192.0.2.2\"`"
         else:
-            message = f"cannot expand `{raw}`: stockade does not run commands; skipped {skipped}"
+            message = f"cannot expand `{raw}`: stockade does not run commands; {done} {skipped}"
             hint = "write the value it produces instead"
         self.report("warning", "cannot-expand", message, e.offset, hint)
 

@@ -30,7 +30,7 @@ class Unknown:
     raw: str
     offset: int
     code: Code
-    why: str = "command"  # "command", "file", "arith", "read"
+    why: str = "command"  # "command", "file", "arith", "read", "source" (a variable a missing sourced file may set)
 
     @property
     def line(self) -> int:

@@ -436,6 +436,10 @@ class Words:
 
     def values(self, name: str, index: str | None, offset: int, quiet: bool = False) -> tuple[list[str], bool, bool]:
         """(values, is a list, `*` rather than `@`) of a parameter; `quiet`: the word gives a default."""
+        if name in ("@", "*") or name.isdigit():
+            if (u := next((p for p in (self.params if not name.isdigit() else self.params[int(name) - 1:int(name)])
+                           if isinstance(p, Unknown)), None)) is not None:
+                raise Unresolved(u, None, offset)  # a function's argument stockade could not expand
         if name in ("@", "*"):
             return list(self.params), True, name == "*"
         if name == "#":
@@ -452,6 +456,8 @@ class Words:
         if name in ("!", "-"):
             return [""], False, False
         v = self.lookup(name)
+        if v is None and self.unknown_env is not None and NAME.fullmatch(name):
+            raise Unresolved(self.unknown_env, name, offset)  # it may be set in a file that is not there
         if v is None:
             return [], index in ("@", "*"), index == "*"
         if isinstance(v.value, Unknown):

@@ -61,14 +61,17 @@ def established(a: Analysis) -> list[Finding]:
             continue  # the host does not open such connections: their replies need not come back
         replies = a.classes("INPUT", **{PROTO: _p(proto), SPORT: _p(port), DPORT: ((1024, 65535),),
                                         KIND: a.kind("ESTABLISHED"), IIF: _devices(a)})
-        lost = [o for box, o in replies if _wide(a, box) and not _sure(o, "ACCEPT")]
+        lost = sorted((o for box, o in replies if _wide(a, box) and not _sure(o, "ACCEPT")),
+                      key=lambda o: o.verdict == "UNKNOWN")  # a verdict stockade knows first
         if lost:
-            bad.append(f"{name} (replies from {'tcp' if proto == 6 else 'udp'} port {port}: "
-                       f"{lost[0].label()}{_by(lost[0])})")
+            bad.append((f"{name} (replies from {'tcp' if proto == 6 else 'udp'} port {port}: "
+                        f"{lost[0].label()}{_by(lost[0])})", lost[0].verdict != "UNKNOWN"))
     if not bad:
         return []
-    return [finding("no-established", "replies to this host's own connections do not get back in: "
-                    + "; ".join(bad), a.anchor("INPUT"),
+    sure = sum(known for _, known in bad)
+    how = "do not" if sure == len(bad) else "may not" if not sure else "do not (or may not)"
+    return [finding("no-established", f"replies to this host's own connections {how} get back in: "
+                    + "; ".join(text for text, _ in bad), a.anchor("INPUT"),
                     "accept them first: `-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`")]
 
 
@@ -79,10 +82,12 @@ def loopback(a: Analysis) -> list[Finding]:
     for hook, dim in (("INPUT", IIF), ("OUTPUT", OIF)):
         refused = [(box, o) for box, o in a.classes(hook, **{dim: lo, KIND: a.kind("NEW"), SRC: local, DST: local})
                    if not _sure(o, "ACCEPT")]
-        if refused:
-            box, o = min(refused, key=lambda r: (r[0][PROTO] != ((6, 6),), r[0][PROTO], r[0][DPORT]))
+        if refused:  # a verdict stockade knows first; only unknown ones: it may not
+            box, o = min(refused, key=lambda r: (r[1].verdict == "UNKNOWN", r[0][PROTO] != ((6, 6),), r[0][PROTO],
+                                                 r[0][DPORT]))
             more = f" and {len(refused) - 1} more class(es)" if len(refused) > 1 else ""
-            out.append(finding("no-loopback", f"{hook} does not always accept loopback traffic: "
+            how = "may not always accept" if o.verdict == "UNKNOWN" else "does not always accept"
+            out.append(finding("no-loopback", f"{hook} {how} loopback traffic: "
                                f"{_cls(a, box, hook)}: {o.label()}{_by(o)}{more}", a.anchor(hook),
                                f"accept it first: `-A {hook} -{'i' if hook == 'INPUT' else 'o'} lo -j ACCEPT`"))
     return out

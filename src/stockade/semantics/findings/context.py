@@ -1,6 +1,7 @@
 """One family's ruleset prepared for the checks: flattened hooks, classes, verdicts."""
 from __future__ import annotations
 
+from ...extensions.opaque import by_command
 from ...model import Origin, Ruleset
 from ...model.ranges import intersect as iv_and
 from ...model.space import KINDS
@@ -82,9 +83,10 @@ class Analysis:
         """Where a finding about a whole chain points: its first rule, else the file's first line."""
         tbl = self.rs.tables.get("filter")
         chain = tbl.chains.get(hook) if tbl else None
-        if chain is not None and chain.rules and chain.rules[0].origin:
-            return chain.rules[0].origin
-        firsts = [r.origin for t in self.rs.tables.values() for c in t.chains.values() for r in c.rules[:1]
-                  if r.origin]
+        own = [r for r in chain.rules if not by_command(r)] if chain is not None else []
+        if own and own[0].origin:
+            return own[0].origin
+        firsts = [r.origin for t in self.rs.tables.values() for c in t.chains.values()
+                  for r in [r for r in c.rules if not by_command(r)][:1] if r.origin]
         return min(firsts, key=lambda o: (o.line, o.col)) if firsts else Origin(self.file, 1, 1)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ...extensions.opaque import by_command
 from ...model import Origin
 from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ..cells import refine, relation
@@ -94,6 +95,8 @@ def coverage(a: Analysis) -> list[Finding]:
             for n, rule in enumerate(chain.rules, 1):
                 k = (tname, cname, n)
                 origin = rule.origin or Origin(a.file, 1, 1)
+                if by_command(rule):
+                    continue  # what an unknown command may have done: no rule of the file's
                 if rule.fragment is True or _after_match_all(chain.rules, n):
                     continue  # reported by their own checks
                 if rule.target is not None and rule.target.name == "RETURN" and not chain.builtin:
