@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,7 @@ class UnknownJump(ParseError):
 class RuleParser:
     """Parses rule words for one family/table; `chains` are the user chains that exist."""
 
-    def __init__(self, ctx: Context, chains: set[str]):
+    def __init__(self, ctx: Context, chains: Collection[str]):
         self.ctx = ctx
         self.chains = chains
 
