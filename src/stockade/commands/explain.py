@@ -1,10 +1,10 @@
 """`stockade explain`: what the kernel does with a packet (or a file of packets) under a ruleset."""
 from __future__ import annotations
 
-import json
 import sys
 
 import click
+import orjson
 
 from ..model import Origin
 from ..model.diagnostics import Unreadable
@@ -54,7 +54,7 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
         click.echo(f"--packet:1:{e.col}: error: {e}", err=True)
         return UNUSABLE
     if as_json:
-        click.echo(json.dumps(res.to_json()))
+        click.echo(orjson.dumps(res.to_json()).decode())
         return OK
     click.echo(f"packet: {spec}")
     click.echo(f"conntrack state: {res.ctstate or 'not tracked (no rule loads conntrack)'}")
@@ -72,6 +72,9 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
     return OK
 
 
+FLUSH = 4096  # answers written at a time: a million packets' traces would not fit in memory at once
+
+
 def _batch(b: Builder, name: str, lines: list[bytes], as_json: bool) -> int:
     """Every line answered in order; a line that is no packet spec (or not UTF-8) is answered with its
     error, `file:line:col: error: ...`, and the exit status is 2."""
@@ -79,6 +82,9 @@ def _batch(b: Builder, name: str, lines: list[bytes], as_json: bool) -> int:
 
     ex = Explainer(b.rulesets)
     bad = 0
+    dumps = orjson.dumps
+    stdout = click.get_binary_stream("stdout")
+    chunk: list[bytes] = []
     for n, raw in enumerate(lines, 1):
         try:
             line = decode(raw, name)
@@ -92,5 +98,11 @@ def _batch(b: Builder, name: str, lines: list[bytes], as_json: bool) -> int:
                 out = ex.run(parse_spec(line)).to_json()
             except SpecError as e:
                 out, bad = {"error": f"{Origin(name, n, e.col)}: error: {e}"}, bad + 1
-        click.echo(json.dumps(out) if as_json else f"{n}: {out.get('verdict', out.get('error'))}")
+        chunk.append(dumps(out) if as_json else f"{n}: {out.get('verdict', out.get('error'))}".encode())
+        if len(chunk) == FLUSH:
+            stdout.write(b"\n".join(chunk) + b"\n")
+            chunk.clear()
+    if chunk:
+        stdout.write(b"\n".join(chunk) + b"\n")
+    stdout.flush()
     return UNUSABLE if bad else OK

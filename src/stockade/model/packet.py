@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields
 
+from .address import inet_pton4
 from .diagnostics import StockadeError
 from .netfilter import (
     CT_STATES,
     FILTER_HOOKS,
     PORT_PROTOS,
+    PROTO_NAMES,
     ROUTE_TYPES,
     TCP_FLAGS,
     proto_number,
@@ -85,7 +87,6 @@ class Packet:
     buffer_splits: tuple[int, ...] | None = None  # where the skb's data is split; None: unknown
     state: str | None = None  # given conntrack state; None: derive it as conntrack would
     t: float = 0.0
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def fragment(self) -> bool:
@@ -114,11 +115,32 @@ class Packet:
         return "broadcast" if self.family is Family.IPV4 and self.dst == 0xFFFFFFFF else "unicast"
 
     def with_(self, **kw) -> Packet:
-        return replace(self, **kw)
+        """A copy with fields changed (dataclasses.replace re-runs __init__: ten times the cost)."""
+        if not kw.keys() <= FIELDS:
+            raise TypeError(f"Packet has no field(s) {', '.join(sorted(kw.keys() - FIELDS))}")
+        p = object.__new__(Packet)
+        d = self.__dict__.copy()
+        d.update(kw)
+        object.__setattr__(p, "__dict__", d)
+        return p
 
     def addr(self, which: str) -> str:
         cls = ipaddress.IPv4Address if self.family is Family.IPV4 else ipaddress.IPv6Address
         return str(cls(getattr(self, which)))
+
+
+FIELDS = frozenset(f.name for f in fields(Packet))
+_DEFAULTS = {f.name: f.default for f in fields(Packet) if f.name not in ("family", "proto", "src", "dst")}
+
+
+def _new(given: dict) -> Packet:
+    """A Packet from fields already checked: the frozen dataclass's __init__ sets each of its 30 fields
+    through object.__setattr__, a third of what a batch of specs costs."""
+    p = object.__new__(Packet)
+    d = _DEFAULTS.copy()
+    d.update(given)
+    object.__setattr__(p, "__dict__", d)
+    return p
 
 
 def _ip(text: str) -> tuple[Family, int]:
@@ -129,50 +151,68 @@ def _ip(text: str) -> tuple[Family, int]:
     return Family(a.version), int(a)
 
 
+KNOWN = frozenset({"family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "tcp_options", "icmp_type",
+                   "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments", "mark",
+                   "uid", "gid", "state", "t", "hl", "groups", "ctmark", "src_mac", "pkttype", "src_type", "dst_type",
+                   "payload", "payload_hex", "buffer_splits"})
+INTS = (("sport", 0, 65535), ("dport", 0, 65535), ("icmp_type", 0, 255), ("icmp_code", 0, 255),
+        ("length", 20, 65535), ("ttl", 0, 255), ("hl", 0, 255), ("tos", 0, 255), ("frag_offset", 0, 8191),
+        ("mark", 0, 2**32 - 1), ("uid", 0, 2**32 - 1), ("gid", 0, 2**32 - 1), ("ctmark", 0, 2**32 - 1))
+INT_RANGES = {key: (lo, hi) for key, lo, hi in INTS}
+INT_KEYS = frozenset(INT_RANGES)
+LINK = frozenset({"groups", "buffer_splits", "src_mac", "pkttype", "src_type", "dst_type"})
+
+
 def from_json(spec: dict) -> Packet:
     """Build a Packet from the JSON spec; unknown keys and bad values raise SpecError."""
-    known = {"family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "tcp_options", "icmp_type",
-             "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments", "mark",
-             "uid", "gid", "state", "t", "hl", "groups", "ctmark", "src_mac", "pkttype", "src_type", "dst_type",
-             "payload", "payload_hex", "buffer_splits"}
-    unknown = set(spec) - known
-    if unknown:
-        raise SpecError(f"unknown packet field(s): {', '.join(sorted(unknown))}")
+    if not spec.keys() <= KNOWN:
+        raise SpecError(f"unknown packet field(s): {', '.join(sorted(spec.keys() - KNOWN))}")
     for key in ("src", "dst", "proto"):
         if key not in spec:
             raise SpecError(f"packet spec needs `{key}`")
-    fam_s, src = _ip(str(spec["src"]))
-    fam_d, dst = _ip(str(spec["dst"]))
+    src, dst = spec["src"], spec["dst"]
+    try:  # the common case first: inet_pton accepts exactly the dotted quads ipaddress does
+        fam_s, src = Family.IPV4, int.from_bytes(inet_pton4(src), "big")
+    except (OSError, ValueError, TypeError):
+        fam_s, src = _ip(str(src))
+    try:
+        fam_d, dst = Family.IPV4, int.from_bytes(inet_pton4(dst), "big")
+    except (OSError, ValueError, TypeError):
+        fam_d, dst = _ip(str(dst))
     if fam_s is not fam_d:
         raise SpecError("src and dst are of different address families")
     if "family" in spec and int(spec["family"]) != int(fam_s):
         raise SpecError(f"family {spec['family']} does not match the addresses")
-    proto = proto_number(str(spec["proto"]))
+    proto = PROTO_NAMES.get(spec["proto"]) if spec["proto"].__class__ is str else None
     if proto is None:
-        raise SpecError(f"unknown protocol `{spec['proto']}`")
+        proto = proto_number(str(spec["proto"]))
+        if proto is None:
+            raise SpecError(f"unknown protocol `{spec['proto']}`")
     flags = 0
-    for name in spec.get("tcp_flags", []):
-        if str(name).upper() not in TCP_FLAGS:
+    for name in spec.get("tcp_flags", ()):
+        bit = (name.__class__ is str and TCP_FLAGS.get(name)) or TCP_FLAGS.get(str(name).upper())
+        if bit is None:
             raise SpecError(f"unknown TCP flag `{name}`")
-        flags |= TCP_FLAGS[str(name).upper()]
-    hook = str(spec.get("hook", "INPUT")).upper()
+        flags |= bit
+    hook = spec.get("hook", "INPUT")
     if hook not in FILTER_HOOKS:
-        raise SpecError(f"hook must be one of {', '.join(FILTER_HOOKS)}")
+        hook = str(hook).upper()
+        if hook not in FILTER_HOOKS:
+            raise SpecError(f"hook must be one of {', '.join(FILTER_HOOKS)}")
     state = spec.get("state")
-    if state is not None and str(state).upper() not in CT_STATES:
-        raise SpecError(f"state must be one of {', '.join(CT_STATES)}")
+    if state is not None:
+        state = str(state).upper()
+        if state not in CT_STATES:
+            raise SpecError(f"state must be one of {', '.join(CT_STATES)}")
     if proto in PORT_PROTOS and "dport" not in spec:
         raise SpecError("a packet with ports needs `dport`")
-    ints = {}
-    for key, lo, hi in (("sport", 0, 65535), ("dport", 0, 65535), ("icmp_type", 0, 255), ("icmp_code", 0, 255),
-                        ("length", 20, 65535), ("ttl", 0, 255), ("hl", 0, 255), ("tos", 0, 255),
-                        ("frag_offset", 0, 8191), ("mark", 0, 2**32 - 1), ("uid", 0, 2**32 - 1),
-                        ("gid", 0, 2**32 - 1), ("ctmark", 0, 2**32 - 1)):
-        if key in spec:
-            v = spec[key]
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise SpecError(f"`{key}` must be an integer {lo}-{hi}")
-            ints[key] = v
+    ints = {"family": fam_s, "proto": proto, "src": src, "dst": dst, "tcp_flags": flags, "iif": spec.get("iif"),
+            "oif": spec.get("oif"), "hook": hook, "state": state}
+    for key in INT_KEYS.intersection(spec):
+        v = spec[key]
+        if v.__class__ is not int or not INT_RANGES[key][0] <= v <= INT_RANGES[key][1]:
+            _check_ints(spec)  # the first bad one in INTS's order, as isinstance judges it
+        ints[key] = v
     if "hl" in ints:
         ints["ttl"] = ints.pop("hl")
     if proto in PORT_PROTOS:
@@ -180,8 +220,9 @@ def from_json(spec: dict) -> Packet:
     if proto in (1, 58) and "icmp_type" not in ints:
         raise SpecError("an icmp packet needs `icmp_type`")
     frag_offset, more = ints.get("frag_offset", 0), bool(spec.get("more_fragments", False))
-    extra = _link_fields(spec)
-    payload = _payload(spec)
+    if not LINK.isdisjoint(spec):
+        ints.update(_link_fields(spec))
+    payload = _payload(spec) if "payload" in spec or "payload_hex" in spec else None
     if payload is not None:
         fragment = bool(frag_offset or more)
         heads = header_len(fam_s, proto, frag_offset, fragment, len(spec.get("tcp_options", [])))
@@ -194,11 +235,21 @@ def from_json(spec: dict) -> Packet:
             raise SpecError(f"`length` {ints['length']} leaves no room for the headers before the payload")
         if ints["length"] > 65535:
             raise SpecError("the payload makes the packet longer than 65535 bytes")
-    return Packet(
-        family=fam_s, proto=proto, src=src, dst=dst, tcp_flags=flags,
-        tcp_options=frozenset(int(o) for o in spec.get("tcp_options", [])),
-        iif=spec.get("iif"), oif=spec.get("oif"), hook=hook, more_fragments=more, payload=payload,
-        state=None if state is None else str(state).upper(), t=float(spec.get("t", 0.0)), **extra, **ints)
+        ints["payload"] = payload
+    if "tcp_options" in spec:
+        ints["tcp_options"] = frozenset(int(o) for o in spec["tcp_options"])
+    if "t" in spec:
+        ints["t"] = float(spec["t"])
+    ints["more_fragments"] = more
+    return _new(ints)
+
+
+def _check_ints(spec: dict) -> None:
+    for key, lo, hi in INTS:
+        if key in spec:
+            v = spec[key]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise SpecError(f"`{key}` must be an integer {lo}-{hi}")
 
 
 def header_len(family: Family, proto: int, frag_offset: int, fragment: bool, n_options: int = 0) -> int | None:

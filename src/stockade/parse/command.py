@@ -7,6 +7,7 @@ model unchanged and produces one error diagnostic, never a cascade.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..extensions import Context
@@ -226,7 +227,7 @@ class Builder:
         if cmd == "delete" and num is not None:
             del chain.rules[num - 1]
             return
-        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        user_chains = UserChains(table)
         parser = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets), user_chains)
         warnings: list[Diagnostic] = []
         try:
@@ -286,7 +287,7 @@ class Builder:
         chain = table.chains.get(words[1].text) if len(words) > 1 else None
         if chain is None:
             return False
-        user_chains = {n for n, c in table.chains.items() if not c.builtin}
+        user_chains = UserChains(table)
         try:
             rules = RuleParser(Context(family, table.name, chain.name, known_sets=self.known_sets),
                                user_chains).parse(words[2:], origin, [])
@@ -350,6 +351,21 @@ def check_chain_name(tok: Token, header: bool = False) -> None:
     if name in VERDICTS or (name in XTABLES_TARGETS and not header):
         raise ParseError(f"chain name `{name}` is the name of a target", code="bad-chain", token=tok,
                          hint="iptables-restore refuses it; pick another name")
+
+
+class UserChains:
+    """A table's user chains as the rule parser asks about them, read from the table when asked: a set
+    made for each rule cost a pass over every chain per rule."""
+
+    def __init__(self, table: Table):
+        self.table = table
+
+    def __contains__(self, name: object) -> bool:
+        chain = self.table.chains.get(name)  # type: ignore[arg-type]
+        return chain is not None and not chain.builtin
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, c in self.table.chains.items() if not c.builtin)
 
 
 def _loop(table: Table, start: str, back_to: str) -> list[str] | None:

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import itertools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,7 +158,7 @@ class RuleParser:
     test, naming the error, instead of failing the rule; the Builder reads a rule so only after the
     strict reading failed, for the analyses."""
 
-    def __init__(self, ctx: Context, chains: set[str], lenient: bool = False):
+    def __init__(self, ctx: Context, chains: Collection[str], lenient: bool = False):
         self.ctx = ctx
         self.chains = chains
         self.lenient = lenient

@@ -18,8 +18,13 @@ COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
 _FIELD_SEP = re.compile(r"[ \t\n]+")  # iptables-restore splits `*table` and `:CHAIN` lines with strtok(" \t\n")
 
 
+_WORD = re.compile(r"\S+")  # \s is exactly str.isspace
+
+
 def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]:
     """Words of a restore line: white space separates, double quotes group, backslash escapes in quotes."""
+    if '"' not in line:  # most lines: no quotes, so a word is a run of non-space (a backslash is itself)
+        return [Token(m.group(), Origin(file, lineno, m.start() + 1)) for m in _WORD.finditer(line, start)]
     words: list[Token] = []
     i, n = start, len(line)
     while i < n:
@@ -75,18 +80,15 @@ def families(text: str) -> tuple[Family, ...]:
         return (Family.IPV6,)
     if "iptables-save" in head:
         return (Family.IPV4,)
-    v4 = v6 = False
+    v6 = False
     for line in text.splitlines():
         if line.lstrip().startswith(("#", "*", ":")):
             continue
         addrs = _address_families(line)
+        if Family.IPV4 in addrs or _V4_WORDS.search(line):
+            return (Family.IPV4,)  # whatever else the dump holds
         v6 = v6 or Family.IPV6 in addrs or bool(_V6_WORDS.search(line))
-        v4 = v4 or Family.IPV4 in addrs or bool(_V4_WORDS.search(line))
-    if v6 and not v4:
-        return (Family.IPV6,)
-    if v4 or v6:
-        return (Family.IPV4,)
-    return (Family.IPV4, Family.IPV6)
+    return (Family.IPV6,) if v6 else (Family.IPV4, Family.IPV6)
 
 
 def guess_family(text: str) -> Family:
@@ -222,7 +224,7 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
                 _restore_zero(table, words, named)
             created = created or _creates_table(words)
             named.update(w.text for w in words[1:2])
-            before = {n: len(c.rules) for n, c in table.chains.items()}
+            before = {n: len(c.rules) for n, c in table.chains.items()} if counters is not None else {}
             b.run(family, table, words, Origin(file, lineno, start + 1), jumps)
             if counters is not None:
                 for name, chain in table.chains.items():

@@ -7,7 +7,14 @@ constant tables (`K[n]`, `F[n]`): no text from a ruleset is ever placed in the s
 
 A compiled chain is `f(p, env, iif, oif, out) -> verdict or None`: None means the
 chain ended or RETURNed. `out` collects (table, chain, rule) for every rule whose
-matches held; env.evaluated counts rules examined.
+matches held; env.evaluated counts rules examined, by position: a rule skipped
+without its test still counts, as the kernel examines it.
+
+Dispatch: a run of at least INDEXED consecutive rules that each require one exact
+value of the same field (`-i eth1.96`, `-o eth1.96`, `-s 192.0.2.7/32`,
+`-d ...`: the per-VLAN and per-host chains of large dumps) is indexed by that value:
+a dict lookup finds the group function holding, in order, the run's rules with the
+packet's value, and the others (which cannot match) are never tested.
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ from typing import Any
 
 from ..extensions import REGISTRY, Opaque, Unread
 from ..model import Family, Rule, Table
+
+INDEXED = 8  # rules in a run before a dict lookup beats testing them one by one
 
 
 class Undecidable(Exception):
@@ -73,12 +82,15 @@ class CompiledTable:
         self.table = table
         self.family = family
         self.K: list[Any] = []  # constants referenced by the generated code
+        self.groups: list[tuple[dict, Any, str]] = []  # (index, value, group function's name) to fill after exec
         src: list[str] = []
         names = {name: f"c{n}" for n, name in enumerate(table.chains)}
         for name, chain in table.chains.items():
             src += self._chain(names[name], name, chain.rules, names)
         ns: dict[str, Any] = {"K": self.K}
         exec(compile("\n".join(src), f"<stockade:{table.name}>", "exec"), ns)  # noqa: S102 - generated from ints
+        for index, value, gname in self.groups:
+            index[value] = ns[gname]
         self.fns = {name: ns[names[name]] for name in table.chains}
 
     def const(self, value: Any) -> str:
@@ -90,13 +102,67 @@ class CompiledTable:
         grows by the rules examined up to each match and to the end of the chain."""
         lines = [f"def {fname}(p, env, iif, oif, out):",
                  "    src = p.src; dst = p.dst; proto = p.proto; frag = p.frag_offset; last = 0"]
-        for idx, rule in enumerate(rules, 1):
-            where = (self.table.name, chain, idx)
-            lines.append(f"    if {self._cond(rule, where)}:")
-            lines.append(f"        env.evaluated += {idx} - last; last = {idx}; out.append({self.const(where)})")
-            lines += ["        " + s for s in self._action(rule, where, names)]
+        groups: list[str] = []
+        for field_, run in self._runs(rules):
+            if field_ is None:
+                for idx in run:
+                    lines += ["    " + s for s in self._rule(idx, rules[idx - 1], chain, names, "return {}")]
+                continue
+            by_value: dict[Any, list[int]] = {}
+            for idx in run:
+                by_value.setdefault(self._key(rules[idx - 1])[1], []).append(idx)
+            index: dict[Any, Callable] = {}
+            for n, (value, idxs) in enumerate(by_value.items()):
+                gname = f"{fname}_{run[0]}_{n}"
+                self.groups.append((index, value, gname))
+                groups.append(f"def {gname}(p, env, iif, oif, out, last, src, dst, proto, frag):")
+                for idx in idxs:
+                    groups += ["    " + s for s in self._rule(idx, rules[idx - 1], chain, names, "return ({},)")]
+                groups.append("    return last")
+            lines += [f"    g = {self.const(index)}.get({field_})",
+                      "    if g is not None:",
+                      "        g = g(p, env, iif, oif, out, last, src, dst, proto, frag)",
+                      "        if g.__class__ is tuple: return g[0]",
+                      "        last = g"]
         lines.append(f"    env.evaluated += {len(rules)} - last")
-        return lines
+        return groups + lines
+
+    def _rule(self, idx: int, rule: Rule, chain: str, names: dict[str, str], ret: str) -> list[str]:
+        where = (self.table.name, chain, idx)
+        return [f"if {self._cond(rule, where)}:",
+                f"    env.evaluated += {idx} - last; last = {idx}; out.append({self.const(where)})"] + \
+            ["    " + s for s in self._action(rule, where, names, ret)]
+
+    def _key(self, rule: Rule) -> tuple[str, Any] | None:
+        """The one exact value of a field this rule requires, if any, as dispatch can look it up."""
+        full = (1 << (32 if self.family is Family.IPV4 else 128)) - 1
+        for am, var in ((rule.src, "src"), (rule.dst, "dst")):
+            if am is not None and not am.invert and am.addr.mask == full:
+                return var, am.addr.addr
+        for iface, var in ((rule.iif, "iif"), (rule.oif, "oif")):
+            if iface is not None and not iface.invert and not iface.name.endswith("+"):
+                return var, iface.name
+        return None
+
+    def _runs(self, rules: list[Rule]) -> list[tuple[str | None, list[int]]]:
+        """The chain's rule positions cut into runs: (field, positions) where at least INDEXED rules in a row
+        require an exact value of one field, (None, positions) between them."""
+        runs: list[tuple[str | None, list[int]]] = []
+        keys = [self._key(r) for r in rules]
+        i = 0
+        while i < len(rules):
+            j = i
+            if keys[i] is not None:
+                while j + 1 < len(rules) and keys[j + 1] is not None and keys[j + 1][0] == keys[i][0]:
+                    j += 1
+            if j - i + 1 >= INDEXED:
+                runs.append((keys[i][0], list(range(i + 1, j + 2))))
+            elif runs and runs[-1][0] is None:
+                runs[-1][1].extend(range(i + 1, j + 2))
+            else:
+                runs.append((None, list(range(i + 1, j + 2))))
+            i = j + 1
+        return runs
 
     def _cond(self, rule: Rule, where: tuple) -> str:
         parts = []
@@ -126,7 +192,8 @@ class CompiledTable:
             parts.append(f"{self.const(fn)}(p, env)")
         return " and ".join(parts) or "True"
 
-    def _action(self, rule: Rule, where: tuple, names: dict[str, str]) -> list[str]:
+    def _action(self, rule: Rule, where: tuple, names: dict[str, str], ret: str) -> list[str]:
+        """The target's code; `ret` makes a chain's result from an expression (a group returns it wrapped)."""
         t = rule.target
         if t is None:
             return []
@@ -135,16 +202,16 @@ class CompiledTable:
                 return []  # logged or refused, the packet goes on alike
             return [f"v = {self.const(_unknown_fn(t.data.why, where))}(p, env)"]
         if t.name in ("ACCEPT", "DROP", "QUEUE"):
-            return [f"return {self.const(t.name)}"]
+            return [ret.format(self.const(t.name))]
         if t.name == "RETURN":
-            return ["return None"]
+            return [ret.format("None")]
         if t.name in names:
             call = f"{names[t.name]}(p, env, iif, oif, out)"
             if t.goto:
-                return [f"return {call}"]
-            return [f"v = {call}", "if v is not None: return v"]
+                return [ret.format(call)]
+            return [f"v = {call}", f"if v is not None: {ret.format('v')}"]
         if isinstance(t.data, Opaque):
             fn = _unknown_fn(f"target {t.name} is not modelled", where)
         else:
             fn = _target_fn(REGISTRY.find("target", t.name, self.family), t.data, where)
-        return [f"v = {self.const(fn)}(p, env)", "if v is not None: return v"]
+        return [f"v = {self.const(fn)}(p, env)", f"if v is not None: {ret.format('v')}"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from ..model import Family, Ruleset
 from ..model.packet import Packet, SpecError, from_json, from_short
 from .simulate import Simulator
@@ -10,6 +12,13 @@ from .simulate import Simulator
 
 def parse_spec(text: str) -> Packet:
     """A packet from a JSON object or the short form; SpecError (with its column if known) otherwise."""
+    if text[:1] == "{":  # the common case: a JSON object from the first column
+        try:
+            spec = orjson.loads(text)
+        except orjson.JSONDecodeError:  # or what only the json module reads (NaN, huge numbers, lone surrogates)
+            spec = None
+        if spec.__class__ is dict:
+            return from_json(spec)
     indent = len(text) - len(text.lstrip())
     text = text.strip()
     if text.startswith("{"):

@@ -9,13 +9,12 @@ rule that decided it named, never a guess.
 from __future__ import annotations
 
 import copy
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..extensions import REGISTRY
 from ..extensions.opaque import unread_rules
-from ..model import Family, Rule, Ruleset
+from ..model import Family, Rule, Ruleset, Table
 from ..model.conntrack import first_packet_state
 from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, SEES_IIF, SEES_OIF, UNFORWARDED_V6
 from ..model.packet import Packet
@@ -33,6 +32,7 @@ PATHS = {
     "OUTPUT": [("raw", "OUTPUT"), CT, ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"),
                ("security", "OUTPUT"), ("mangle", "POSTROUTING"), ("nat", "POSTROUTING")],
 }
+_NONE = Table("none")  # what a missing table holds: no chains
 
 
 
@@ -95,6 +95,13 @@ class Result:
         return out
 
 
+def _spans(nets: list) -> list[tuple[int, int, Any]]:
+    return [(int(n.network_address), int(n.broadcast_address), n) for n in nets]
+
+
+MARTIAN_SPANS = {"V4": _spans(MARTIAN_V4), "V6": _spans(MARTIAN_V6), "UNFORWARDED_V6": _spans(UNFORWARDED_V6)}
+
+
 def _martian(pkt: Packet, early: bool) -> str | None:
     """Why the kernel drops this source before pkt.hook, if it does: IPv6 on receipt, before every hook
     (early); IPv4 in routing (ip_route_input_slow) and IPv6 in ip6_forward, both after PREROUTING."""
@@ -102,15 +109,15 @@ def _martian(pkt: Packet, early: bool) -> str | None:
         return None
     v4 = pkt.family is Family.IPV4
     if early:
-        nets, where = ([] if v4 else MARTIAN_V6), "on receipt, before any table sees it,"
+        nets, where = ([] if v4 else MARTIAN_SPANS["V6"]), "on receipt, before any table sees it,"
     elif v4:
-        nets, where = MARTIAN_V4, "by routing"
+        nets, where = MARTIAN_SPANS["V4"], "by routing"
     else:
-        nets, where = (UNFORWARDED_V6 if pkt.hook == "FORWARD" else []), "by ip6_forward"
-    src = (ipaddress.IPv4Address if v4 else ipaddress.IPv6Address)(pkt.src)
-    for net in nets:
-        if src in net:
-            return f"martian source {src} ({net}) is dropped {where} before {pkt.hook}"
+        nets, where = (MARTIAN_SPANS["UNFORWARDED_V6"] if pkt.hook == "FORWARD" else []), "by ip6_forward"
+    src = pkt.src
+    for lo, hi, net in nets:
+        if lo <= src <= hi:
+            return f"martian source {pkt.addr('src')} ({net}) is dropped {where} before {pkt.hook}"
     return None
 
 
@@ -123,6 +130,15 @@ class Simulator:
         self.memory: dict[Any, Any] = {}
         self.compiled: dict[str, CompiledTable] = {}
         self._unread: bool | None = None  # whether the ruleset holds stand-ins (extensions.opaque.Unread)
+        self.entries: dict[tuple, tuple[dict, dict]] = {}  # a rule's matched and trace entries, shared: read-only
+        self.paths: dict[str, list] = {}  # per hook, as compiled tables, on first use
+
+    def _path(self, hook: str) -> list:
+        """The steps of a hook's path whose table and chain exist: a missing one has no effect on a packet."""
+        tables = self.rs.tables
+        path = self.paths[hook] = [s for s in PATHS[hook]
+                                   if s is CT or s is ROUTE or s[1] in tables.get(s[0], _NONE).chains]
+        return path
 
     def run(self, pkt: Packet) -> Result:
         """The packet's fate. A rule stockade could not read (extensions.opaque.Unread) leaves it UNKNOWN
@@ -175,7 +191,7 @@ class Simulator:
             res.verdict, res.reason = "DROP", ("fragment held for reassembly by nf_defrag (conntrack is in use): "
                                                "no table sees it, and a lone fragment is never completed")
             return res
-        for step in PATHS[pkt.hook]:
+        for step in self.paths.get(pkt.hook) or self._path(pkt.hook):
             if step is CT:
                 if self.conntrack and env.ctstate is None:
                     env.ctstate = first_packet_state(pkt)
@@ -207,12 +223,11 @@ class Simulator:
         return res
 
     def _hook(self, table: str, chain: str, env: Env, res: Result) -> str | None:
-        """Walk a built-in chain; return its verdict (policy if nothing decided), None if absent."""
-        tbl = self.rs.tables.get(table)
-        if tbl is None or chain not in tbl.chains:
-            return None
-        if table not in self.compiled:
-            self.compiled[table] = CompiledTable(tbl, self.rs.family)
+        """Walk a built-in chain (one that exists); return its verdict (policy if nothing decided)."""
+        tbl = self.rs.tables[table]
+        compiled = self.compiled.get(table)
+        if compiled is None:
+            compiled = self.compiled[table] = CompiledTable(tbl, self.rs.family)
         pkt = env.pkt
         env.at = (table, chain)
         iif = pkt.iif if chain in SEES_IIF else None
@@ -220,7 +235,7 @@ class Simulator:
         out: list[tuple] = []
         env.evaluated = 0
         try:
-            verdict = self.compiled[table].fns[chain](pkt, env, iif, oif, out)
+            verdict = compiled.fns[chain](pkt, env, iif, oif, out)
         except Undecidable as e:
             verdict = "UNKNOWN"
             res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
@@ -230,15 +245,24 @@ class Simulator:
             verdict = "UNKNOWN"
             res.reason = f"{table}/{chain} nests chains deeper than the simulator follows"
         res.evaluated += env.evaluated
-        for t, c, n in out:
-            rule = tbl.chains[c].rules[n - 1]
-            res.matched.append({"table": t, "chain": c, "rule": n})
-            res.trace.append({"table": t, "chain": c, "rule": n, "origin": _origin(rule),
-                              "target": rule.target.name if rule.target else None})
+        entries = self.entries
+        for where in out:
+            entry = entries.get(where)
+            if entry is None:
+                entry = entries[where] = self._entry(tbl, *where)
+            res.matched.append(entry[0])
+            res.trace.append(entry[1])
         if verdict is None:
             verdict = tbl.chains[chain].policy or "ACCEPT"
             res.trace.append({"table": table, "chain": chain, "policy": verdict})
         return verdict
+
+    @staticmethod
+    def _entry(tbl, t: str, c: str, n: int) -> tuple[dict, dict]:
+        rule = tbl.chains[c].rules[n - 1]
+        return ({"table": t, "chain": c, "rule": n},
+                {"table": t, "chain": c, "rule": n, "origin": _origin(rule),
+                 "target": rule.target.name if rule.target else None})
 
 
 def _origin(rule: Rule) -> str | None:
