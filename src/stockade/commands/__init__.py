@@ -5,4 +5,4 @@ never prints or exits."""
 
 # The modules of stockade.commands that are commands, each imported only when it runs (or for --help).
 COMMANDS = ("analyze", "apply", "audit", "check", "compile", "confirm", "demo", "diff", "explain", "lab", "lint",
-            "parse", "persist", "repair", "rollback", "status")
+            "logs", "parse", "persist", "repair", "rollback", "status")
