@@ -8,6 +8,7 @@ import re
 from ..model import comment_tag
 from . import backend as backends
 from .backend import TABLE
+from .bans import current as current_bans
 from .host import Host
 from .live import nft_table, read_part, save_text
 from .part import HOOK_COMMENT, OwnedPart
@@ -133,6 +134,9 @@ def status(netns: str | None) -> dict:
             "pending": pending and {"deadline": pending["deadline"], "seconds_left": _left(pending)},
             "alarms": alarms(state), "drift": drift is not None, "drift_lines": drift or [],
             "rules": rules, "lines": by_line(rules, applied and applied.get("policy_text")),
+            "bans": [{"address": a, "set": name, "expires_in": left}
+                     for name, members in sorted(current_bans(host, backend).items())
+                     for a, left in sorted(members.items(), key=lambda m: m[1])],
             "others": others(host, backend)}
 
 
@@ -160,6 +164,11 @@ def status_text(s: dict) -> str:
     for r in s["rules"]:
         lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {(r['origin'] or '-'):<28} "
                      f"{r['chain']}: {r['note'] or r['rule']}")
+    if s["bans"]:
+        lines.append(f"bans: {len(s['bans'])} (one set element each)")
+        lines += [f"  {b['address']:<40} expires in {b['expires_in']} s" for b in s["bans"][:50]]
+        if len(s["bans"]) > 50:
+            lines.append(f"  ... and {len(s['bans']) - 50} more (--json lists all)")
     if s["others"]:
         lines.append("other tools' rules (left as they are):")
         lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "")

@@ -42,6 +42,7 @@ ICMPV6_ALWAYS = (1, 2, 3, 4)  # destination unreachable, packet too big, time ex
 ICMPV6_ND = (133, 134, 135, 136)  # router/neighbour solicitation and advertisement: hop limit 255 only
 ICMPV6_MLD = (130, 131, 132, 143)  # multicast listener discovery: link-local sources only
 MULTIPORT_MAX = 15
+BAN_SET = "stk-bans"  # + family: stk-bans4, stk-bans6 (a group's sets always end in -ip4, -net6, ...)
 
 
 @dataclass
@@ -238,6 +239,11 @@ class Compiler:
                 self._set(family, g, kind, members.get((family, kind), []), self.origin("groups", g))
         if self.p.protect.bogons:
             self._set(family, "bogons", "net", list(BOGONS[family]), self.origin("protect", "bogons"))
+        if self.p.bans is not None:  # empty when compiled: what is banned is state, carried by apply
+            name, bans = ban_set(family), self.p.bans
+            self.b.ruleset(family).sets[name] = IPSet(name, "hash:ip", (
+                "family", "inet" if family is Family.IPV4 else "inet6", "hashsize", "1024",
+                "maxelem", str(bans.max), "timeout", str(bans.timeout)), [], self.origin("bans"))
 
     def _set(self, family: Family, group: str, kind: str, members: list[str], origin: Origin) -> None:
         """The set, unless empty; its hash sized for the members, as one that grows while loading
@@ -256,6 +262,8 @@ class Compiler:
         self.policy(f, "INPUT", "DROP", o("defaults"))
         add = lambda words, origin, note: self.add(f, "filter", "stk-in", words, origin, note)  # noqa: E731
         self.add(f, "filter", "INPUT", ["-j", "stk-in"], o("server"), "stockade")
+        if p.bans is not None:
+            add(["-m", "set", "--match-set", ban_set(f), "src", "-j", "DROP"], o("bans"), "banned")
         add(["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"], o("server"), "established")
         add(["-i", "lo", "-j", "ACCEPT"], o("server"), "loopback")
         pr = p.protect
@@ -416,6 +424,10 @@ class Compiler:
 
 
 LOG_PREFIX_MAX = 29  # bytes of a LOG prefix the kernel keeps (extensions/log.py)
+
+
+def ban_set(family: Family) -> str:
+    return f"{BAN_SET}{int(family)}"
 
 
 def rule_id(origin: Origin) -> str:
