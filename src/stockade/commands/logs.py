@@ -41,6 +41,9 @@ def command(since: str | None, source: str, policy: str | None, netns: str | Non
     with _progress(not as_json and sys.stderr.isatty()) as progress:
         lines = journal_lines(start) if source == "journal" else file_lines(Path(source), progress)
         report = read_log(lines, known, start)
+    if source == "journal" and not report.read:
+        click.echo("stockade: the journal holds no kernel lines here; read a file: --source /var/log/kern.log",
+                   err=True)
     out = report.to_json(texts)
     if html:
         from ..files import write_atomic

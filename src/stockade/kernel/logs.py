@@ -11,6 +11,7 @@ the LOG target's `IN=... OUT=... SRC=...` fields count; everything else is skipp
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -117,6 +118,7 @@ class Report:
         }
 
 
+@functools.lru_cache(maxsize=65536)
 def _address(text: str) -> str:
     """An address as written elsewhere (the kernel prints IPv6 ones in full: 2001:0db8:0000:...)."""
     try:
@@ -162,14 +164,19 @@ def _boot_time() -> float:
     return 0.0
 
 
+@functools.lru_cache(maxsize=4096)
+def _syslog_time(stamp: str, year: int) -> float:
+    """A `Mon DD HH:MM:SS` stamp (local time, the year given); cached: a log repeats each second many times."""
+    return datetime.strptime(f"{year} {' '.join(stamp.split())}", "%Y %b %d %H:%M:%S").astimezone().timestamp()
+
+
 def parse_line(line: str, year: int, boot: float) -> tuple[float, str] | None:
     """(time, the kernel's message) of one log line in any of the forms read, None if it is none."""
     if m := _ISO.match(line):
         stamp = datetime.fromisoformat(m.group(1).replace(",", ".").replace("Z", "+00:00"))
         return (stamp if stamp.tzinfo else stamp.astimezone()).timestamp(), _STAMP.sub("", m.group(2))
     if m := _SYSLOG.match(line):
-        stamp = datetime.strptime(f"{year} {' '.join(m.group(1).split())}", "%Y %b %d %H:%M:%S")
-        return stamp.astimezone().timestamp(), _STAMP.sub("", m.group(2))
+        return _syslog_time(m.group(1), year), _STAMP.sub("", m.group(2))
     if m := _KMSG.match(line):
         return boot + int(m.group(1)) / 1e6, m.group(2)
     if m := _DMESG.match(line):
