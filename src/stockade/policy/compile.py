@@ -6,7 +6,8 @@ string is ever pasted into ruleset text. Each rule's origin is the policy line i
 comes from, and a `-m comment` says so in the output.
 
 Layout of the filter table (per family), ordered for speed:
-  INPUT (policy DROP) -> stk-in: established/related first, loopback, invalid and
+  INPUT (policy DROP) -> stk-in: the ban sets ([bans], filled at run time: kernel/bans.py) first,
+  established/related, loopback, invalid and
   malformed packets, inbound blocklist (a set lookup for its addresses, one for its
   networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, admin
   groups, services, then stk-drop (DROP or REJECT). When drops are logged, each policy line that
