@@ -1,13 +1,13 @@
 """Issue 16, item 3, in the kernel: a LOG stream made by real packets through a stockade ruleset is
 attributed by `stockade logs` to the right policy lines, and its HTML page renders in headless Chromium.
 
-The policy is applied with the real CLI to a lab server (iptables-nft); `net.netfilter.nf_log_all_netns`
+The policy is applied with the real CLI to a lab server (iptables-nft, then nftables); `net.netfilter.nf_log_all_netns`
 is set to 1 for the test (LOG in a namespace writes to the kernel log only then) and put back after.
 The kernel log is read from /dev/kmsg from its end before the traffic; only lines with this test's own
 prefix are kept (other processes may log too). The client sends packets that four different policy
 lines drop and log (a closed port, NULL and XMAS scans, a non-SYN TCP packet opening a flow). Each
 line's count in `stockade logs --json` must equal the packet counter of that line's LOG rule in the
-kernel (iptables-save -c, both families), and every logged line must be stockade's.
+kernel (iptables-save -c, both families; nft's JSON listing), and every logged line must be stockade's.
 """
 from __future__ import annotations
 
@@ -67,10 +67,17 @@ def traffic(client) -> None:
         client.run(["hping3", "-q", "-c", "3", "-i", "u20000", *flags, "-p", "81", SERVER_V4], check=False)
 
 
-def log_counters(ns, known) -> Counter:
+def log_counters(ns, known, backend: str) -> Counter:
     """The packets of each stockade LOG rule in the kernel, per policy line."""
     chains = {k.chain: k.tag for k in known.values()}
     out = Counter()
+    if backend == "nftables":
+        for item in json.loads(ns.run(["nft", "-j", "list", "table", "inet", "stockade"]).stdout)["nftables"]:
+            rule = item.get("rule")
+            if rule and any("log" in e for e in rule["expr"]):
+                chain = rule["chain"].split("_", 1)[1]  # ip_stk-log-L10 / ip6_stk-log-L10
+                out[chains[chain]] += next(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+        return out
     for tool in ("iptables-nft-save", "ip6tables-nft-save"):
         for line in ns.run([tool, "-c"]).stdout.splitlines():
             m = re.match(r"\[(\d+):\d+\] -A (stk-log-\S+) .* -j LOG ", line)
@@ -91,7 +98,8 @@ def nf_log_all_netns(kernel_ok):
         SYSCTL.write_text(f"{old}\n")
 
 
-def test_logs_attribute_every_line_to_its_policy_line(nf_log_all_netns, tmp_path):
+@pytest.mark.parametrize("backend", ["iptables-nft", "nftables"])
+def test_logs_attribute_every_line_to_its_policy_line(nf_log_all_netns, tmp_path, backend):
     prefix = f"sk{os.getpid() % 100000}t: "
     path = tmp_path / "p.toml"
     path.write_text(POLICY.format(iface=SERVER_IN, prefix=prefix))
@@ -100,11 +108,11 @@ def test_logs_attribute_every_line_to_its_policy_line(nf_log_all_netns, tmp_path
     try:
         os.lseek(fd, 0, os.SEEK_END)
         with Topology() as topo:
-            stockade(["apply", str(path), "--netns", topo.server.name, "--backend", "iptables-nft",
+            stockade(["apply", str(path), "--netns", topo.server.name, "--backend", backend,
                       "--confirm-timeout", "0"], tmp_path / "state")
             traffic(topo.client)
             time.sleep(0.5)
-            expected = log_counters(topo.server, known)
+            expected = log_counters(topo.server, known, backend)
         records = [r for r in kmsg_after(fd) if prefix in r]
     finally:
         os.close(fd)
