@@ -44,7 +44,8 @@ def by_line(rules: list[dict], policy_text: str | None) -> list[dict]:
     for s in sums.values():
         where = s["origin"].rpartition(":")[2]
         s["line"] = int(where) if where.isdigit() else None
-        s["text"] = lines[s["line"] - 1].strip() if s["line"] and s["line"] <= len(lines) else None
+        s["text"] = lines[s["line"] - 1].strip() if s["line"] and s["line"] <= len(lines) else \
+            ("(a default the file leaves unsaid)" if ":" in s["origin"] and s["line"] is None else None)
     return sorted(sums.values(), key=lambda s: (s["line"] is None, s["line"] or 0, s["origin"]))
 
 
@@ -157,12 +158,12 @@ def status_text(s: dict) -> str:
         lines.append(f"unconfirmed: rolls back in {s['pending']['seconds_left']} s unless `stockade confirm`")
     lines.append("drift: " + ("stockade's rules were changed by hand:" if s["drift"] else "none"))
     lines += [f"  {d}" for d in s["drift_lines"] if not d.startswith(("---", "+++", "@@"))]
-    lines.append(f"{'packets':>10} {'bytes':>12}  {'policy line':<28} rules  text")
+    lines.append(f"{'packets':>10} {'bytes':>12}  {'policy line':<36} rules  text")
     for r in s["lines"]:
-        lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {r['origin']:<28} {r['rules']:>5}  {r['text'] or ''}")
-    lines.append(f"{'packets':>10} {'bytes':>12}  {'policy line':<28} rule")
+        lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {r['origin']:<36} {r['rules']:>5}  {r['text'] or ''}")
+    lines.append(f"{'packets':>10} {'bytes':>12}  {'policy line':<36} rule")
     for r in s["rules"]:
-        lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {(r['origin'] or '-'):<28} "
+        lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {(r['origin'] or '-'):<36} "
                      f"{r['chain']}: {r['note'] or r['rule']}")
     if s["bans"]:
         lines.append(f"bans: {len(s['bans'])} (one set element each)")
