@@ -1,5 +1,6 @@
 """`stockade integrate fail2ban --root DIR`: the action file lands in DIR/etc/fail2ban/action.d, and is
-refused, without a traceback, where no fail2ban configuration exists."""
+refused, without a traceback, where no fail2ban configuration exists; what the action hands `stockade ban`
+that is not an address is refused before anything is touched."""
 from __future__ import annotations
 
 import configparser
@@ -29,3 +30,11 @@ def test_refuses_without_fail2ban(tmp_path):
     p = run("fail2ban", "--root", str(tmp_path))
     assert p.returncode == 2 and "Traceback" not in p.stderr and "fail2ban" in p.stderr
     assert not (tmp_path / "etc").exists()
+
+
+def test_ban_refuses_what_is_not_an_address(tmp_path):
+    for word in ("not-an-ip", "192.0.2.0/24", "999.1.1.1", "--"):
+        p = subprocess.run([sys.executable, "-m", "stockade.cli", "ban", "--", word], capture_output=True, text=True,
+                           env={**os.environ, "STOCKADE_STATE_DIR": str(tmp_path)})
+        assert p.returncode == 2 and "Traceback" not in p.stderr, (word, p.stderr)
+    assert not list(tmp_path.iterdir())  # refused before any state was touched
