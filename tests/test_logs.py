@@ -70,3 +70,18 @@ def test_cli_json_and_bad_input(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr and "cannot read" in p.stderr
     p = subprocess.run(run + ["--since", "yesterday"], capture_output=True, text=True, env=env)
     assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_a_device_or_fifo_is_refused_and_long_lines_are_read_in_pieces(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    env = {**os.environ, "STOCKADE_STATE_DIR": str(tmp_path / "state")}
+    for source in ("/dev/zero", str(fifo), str(tmp_path)):
+        p = subprocess.run([sys.executable, "-m", "stockade.cli", "logs", "--source", source], capture_output=True,
+                           text=True, env=env, timeout=60)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, (source, p.stderr)
+    big = tmp_path / "one-line.log"
+    big.write_bytes(b"x" * (5 << 20) + b"\n" + lines("a: L4 ", "b: Dnull ")[0].encode() + b"\n")
+    p = subprocess.run([sys.executable, "-m", "stockade.cli", "logs", "--source", str(big), "--json"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0 and json.loads(p.stdout)["logged"] == 1, p.stderr

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
 import socket
+import stat
 import subprocess
 import time
 from collections import Counter
@@ -213,13 +215,21 @@ def read_log(lines: Iterable[str], known: dict[str, Logged], since: float | None
     return report
 
 
+LINE_MAX = 1 << 16  # bytes: a kernel log line is under 1 KiB; longer runs are read in pieces, never whole
+
+
 def file_lines(path: Path, progress: Callable[[int, int], None] | None = None) -> Iterator[str]:
-    """The lines of a saved log, bad bytes replaced; `progress(done, total)` in bytes as it goes."""
+    """The lines of a saved log (a regular file: a device or FIFO may never end), bad bytes replaced;
+    `progress(done, total)` in bytes as it goes."""
     try:
-        total = path.stat().st_size
-        with path.open("rb") as f:
-            done = 0
-            for n, raw in enumerate(f):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the open
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise KernelError(f"{path} is not a regular file", hint="save the log to a file first")
+            total, done, n = st.st_size, 0, 0
+            while raw := f.readline(LINE_MAX):
+                n += 1
                 done += len(raw)
                 if progress is not None and n % 20000 == 0:
                     progress(done, total)
