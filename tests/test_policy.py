@@ -28,6 +28,8 @@ def test_examples_compile_deterministically(example):
     assert first == render_outputs(compile_policy(example), "iptables")
     for name in ("rules.v4", "rules.v6"):
         stk_in = [line for line in first[name].splitlines() if line.startswith("-A stk-in ")]
+        if " --match-set stk-bans" in stk_in[0]:  # bans come first: they cut open connections too
+            stk_in = stk_in[1:]
         assert stk_in[0].startswith("-A stk-in -m conntrack --ctstate RELATED,ESTABLISHED")
 
 

@@ -27,7 +27,8 @@ def drop_dynamic_elements(text: str) -> str:
         s = line.strip()
         if s.startswith("set ") and s.endswith("{"):
             in_dynamic = False
-        if s.startswith("flags ") and "dynamic" in s:
+        # meters and ban sets (nft 1.0.6 lists a set's default timeout, not its timeout flag): state
+        if s.startswith("flags ") and ("dynamic" in s or "timeout" in s) or s.startswith("timeout "):
             in_dynamic = True
         if in_dynamic and s.startswith("elements = {"):
             skipping = not s.endswith("}")

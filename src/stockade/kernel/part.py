@@ -133,12 +133,16 @@ def _proven(t: OwnedTable) -> OwnedTable:
 
 def own_ipsets(save_text: str, used: str | None = None) -> str:
     """`ipset save` output -> stockade's sets, logical names, members sorted; with `used` (stockade's
-    rules), only the sets those rules match on (a set named `stk-` by someone else is not stockade's)."""
+    rules), only the sets those rules match on (a set named `stk-` by someone else is not stockade's).
+    The members of a set with timeouts (the ban sets, kernel/bans.py) are state, not part of the part."""
     names = None if used is None else set(re.findall(r"--match-set (stk-\S+)", logical(used)))
+    timed = set(re.findall(r"^create (stk-\S+) .* timeout \d+", save_text, re.MULTILINE))
     creates, adds = [], []
     for line in save_text.splitlines():
         words = line.split()
         if len(words) >= 2 and words[1].startswith("stk-") and (names is None or logical(words[1]) in names):
+            if words[0] != "create" and words[1] in timed:
+                continue
             (creates if words[0] == "create" else adds).append(logical(line.strip()))
     return "\n".join(sorted(creates) + sorted(adds)) + ("\n" if creates else "")
 

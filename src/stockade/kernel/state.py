@@ -56,10 +56,13 @@ class State:
     dir: Path
 
     @classmethod
-    def for_netns(cls, netns: str | None) -> State:
+    def for_netns(cls, netns: str | None, create: bool = True) -> State:
+        """The state of `netns`; a reader that never writes (logs) passes create=False: nothing is made."""
         check_netns(netns)
         base = Path(os.environ.get("STOCKADE_STATE_DIR") or DEFAULT_BASE)
         d = base / (netns or "host")
+        if not create:
+            return cls(d)
         try:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:

@@ -14,7 +14,8 @@ iptables: three steps; the first changes nothing packets meet.
  3. The same for IPv6. If step 2 or 3 fails, whatever was committed (IPv4, or a table legacy
     committed before the failing one) is put back from the live part read before step 1, and
     the new sets are destroyed.
-Then the old generation's sets are destroyed. Between the commits of steps 2 and 3 (a few
+Then the old generation's sets are destroyed. Ban sets (kernel/bans.py) are filled, in step 1 or in the
+nft file, with the bans live before, each with the time it has left. Between the commits of steps 2 and 3 (a few
 milliseconds) IPv4 already has the new rules and IPv6 the old ones: the two families switch one
 after the other, never a rule at a time. A journal on disk names both parts for that window, so
 a process killed inside it is reported as an alarm by every command and undone by `stockade repair`
@@ -25,6 +26,7 @@ from __future__ import annotations
 import re
 
 from .backend import TABLE, tool
+from .bans import carried_ipset, carried_nft
 from .host import Host, KernelError
 from .live import ipset_save, save_text
 from .part import OwnedPart, OwnedTable, own_iptables, parse_owned
@@ -41,7 +43,8 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
     """Make `target` stockade's live part (the caller holds the lock). KernelError if it cannot be done;
     then the live part is still `live`."""
     if target.backend == "nftables":
-        host.run(["nft", "-f", "-"], input=nft_file(target.text.get("nft", "")))
+        body = target.text.get("nft", "")
+        host.run(["nft", "-f", "-"], input=nft_file(body) + carried_nft(host, body))  # bans: one transaction
         return
     if state is not None:
         state.write("journal", {"from": live.to_json(), "to": target.to_json()})
@@ -77,13 +80,15 @@ def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
     # third is always free for the new sets.
     gen = next(g for g in "abc" if g not in gens[4] | gens[6])
     ours = set(re.findall(r"^create (stk-\S+) ", live.text.get("sets", "") + target.text.get("sets", ""), re.MULTILINE))
-    existing = [n for n in re.findall(r"^create (stk-\S+-[abc]) ", ipset_save(host), re.MULTILINE) if n[:-2] in ours]
+    ipset_text = ipset_save(host)
+    existing = [n for n in re.findall(r"^create (stk-\S+-[abc]) ", ipset_text, re.MULTILINE) if n[:-2] in ours]
     for name in existing:  # leftovers of an interrupted transaction: nothing references them
         if name.endswith(f"-{gen}"):
             host.run(["ipset", "destroy", name])
     new_sets = [f"{ln.split()[1]}-{gen}" for ln in target.text.get("sets", "").splitlines() if ln.startswith("create ")]
     try:
-        host.run(["ipset", "restore"], input=_physical(target.text.get("sets", ""), gen))
+        host.run(["ipset", "restore"], input=_physical(target.text.get("sets", ""), gen) + carried_ipset(
+            ipset_text, gens[4] | gens[6], target.text.get("sets", ""), gen))  # bans, with the time they have left
         host.run([tool(b, 4, "restore"), "--noflush"], input=restore_text(live.text["4"], target.text["4"], gen))
         host.run([tool(b, 6, "restore"), "--noflush"], input=restore_text(live.text["6"], target.text["6"], gen))
     except KernelError:

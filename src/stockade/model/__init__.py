@@ -17,10 +17,11 @@ from .ruleset import (
     Ruleset,
     Table,
     Target,
+    comment_tag,
 )
 
 __all__ = [
     "Address", "parse_address", "BUILTIN_CHAINS", "TABLES", "VERDICTS", "AddrMatch", "Chain",
     "Counters", "Family", "Iface", "IPSet", "Match", "Origin", "Proto", "Rule", "Ruleset",
-    "Table", "Target",
+    "Table", "Target", "comment_tag",
 ]

@@ -8,8 +8,10 @@ extension matches and an optional target, plus where it came from.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from .address import Address
@@ -40,14 +42,34 @@ VERDICTS = ("ACCEPT", "DROP", "RETURN", "QUEUE")
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a rule or declaration was read: file, 1-based line and column."""
+    """Where a rule or declaration was read: file, 1-based line and column. A rule a policy compiles
+    from a default its file leaves unsaid has no line (0) but names the key it stands for, e.g. `log`."""
 
     file: str
     line: int
     col: int = 1
+    key: str = ""
 
     def __str__(self) -> str:
+        if not self.line and self.key:
+            return f"{self.file}:{self.key} (default)"
         return f"{self.file}:{self.line}:{self.col}"
+
+    @property
+    def tag(self) -> str:
+        """The origin as a rule comment starts with it: `FILE:LINE`, or `FILE:KEY` for a default, the file's
+        name only, cut and stripped of what a comment cannot hold in every back end."""
+        return f"{re.sub(r'[^A-Za-z0-9._+-]', '_', Path(self.file).name)[:64]}:{self.line or self.key}"
+
+
+_TAG = re.compile(r"[A-Za-z0-9._+-]{1,64}:(?:[1-9][0-9]*|[a-z][a-z_.]*)(?= |$)")
+
+
+def comment_tag(comment: str | None) -> str | None:
+    """The Origin.tag a rule comment starts with (the policy compiler writes one on every rule), or None:
+    status sums counters by it, logs map rules by it, nft merges rules only of one tag."""
+    m = _TAG.match(comment or "")
+    return m.group(0) if m else None
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,13 @@ string is ever pasted into ruleset text. Each rule's origin is the policy line i
 comes from, and a `-m comment` says so in the output.
 
 Layout of the filter table (per family), ordered for speed:
-  INPUT (policy DROP) -> stk-in: established/related first, loopback, invalid and
+  INPUT (policy DROP) -> stk-in: the ban sets ([bans], filled at run time: kernel/bans.py) first,
+  established/related, loopback, invalid and
   malformed packets, inbound blocklist (a set lookup for its addresses, one for its
   networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, admin
-  groups, services, then stk-drop (rate-limited LOG, then DROP or REJECT).
+  groups, services, then stk-drop (DROP or REJECT). When drops are logged, each policy line that
+  drops jumps to stk-log-ID first (rate-limited LOG whose prefix ends in the line's rule id, then
+  stk-drop), so a kernel log line names the policy line that dropped the packet.
   OUTPUT (ACCEPT, or DROP in strict egress) -> stk-out. FORWARD: policy DROP.
 """
 from __future__ import annotations
@@ -40,6 +43,7 @@ ICMPV6_ALWAYS = (1, 2, 3, 4)  # destination unreachable, packet too big, time ex
 ICMPV6_ND = (133, 134, 135, 136)  # router/neighbour solicitation and advertisement: hop limit 255 only
 ICMPV6_MLD = (130, 131, 132, 143)  # multicast listener discovery: link-local sources only
 MULTIPORT_MAX = 15
+BAN_SET = "stk-bans"  # + family: stk-bans4, stk-bans6 (a group's sets always end in -ip4, -net6, ...)
 
 
 @dataclass
@@ -167,10 +171,11 @@ class Compiler:
     # -- helpers -----------------------------------------------------------------------------------------
 
     def origin(self, *path) -> Origin:
-        """Where the policy says this; line 0 when the rule comes from a default the file leaves unsaid."""
-        line, col = position(self.pos, tuple(path)) if any(path[:n] in self.pos for n in range(1, len(path) + 1)) \
-            else (0, 0)
-        return Origin(self.file, line, col)
+        """Where the policy says this: the line of the key, or of the nearest enclosing one the file has;
+        for a default the file leaves wholly unsaid, no line but the key (`protect.invalid`)."""
+        if any(path[:n] in self.pos for n in range(1, len(path) + 1)):
+            return Origin(self.file, *position(self.pos, tuple(path)))
+        return Origin(self.file, 0, 0, ".".join(map(str, path)))
 
     def _groups(self) -> dict[str, Members]:
         out: dict[str, Members] = {}
@@ -187,9 +192,9 @@ class Compiler:
         return f"stk-{group}-{kind}{int(family)}"
 
     def add(self, family: Family, table: str, chain: str, words: list[str], origin: Origin, note: str) -> None:
-        """Append one rule: the words go through the rule parser; the comment names the policy line."""
-        where = f"{_safe(Path(origin.file).name)}:{origin.line}" if origin.line else "default"
-        tokens = [Token(w, origin) for w in ["-A", chain, *words, "-m", "comment", "--comment", f"{where} {note}"]]
+        """Append one rule: the words go through the rule parser; the comment names the policy line
+        (`FILE:LINE`, or `FILE:KEY` for a default the file leaves unsaid), for status and logs."""
+        tokens = [Token(w, origin) for w in ["-A", chain, *words, "-m", "comment", "--comment", f"{origin.tag} {note}"]]
         self.b.run(family, table_of(self.b, family, Token(table, origin)), tokens, origin)
 
     def chain(self, family: Family, table: str, name: str, origin: Origin) -> None:
@@ -235,6 +240,11 @@ class Compiler:
                 self._set(family, g, kind, members.get((family, kind), []), self.origin("groups", g))
         if self.p.protect.bogons:
             self._set(family, "bogons", "net", list(BOGONS[family]), self.origin("protect", "bogons"))
+        if self.p.bans is not None:  # empty when compiled: what is banned is state, carried by apply
+            name, bans = ban_set(family), self.p.bans
+            self.b.ruleset(family).sets[name] = IPSet(name, "hash:ip", (
+                "family", "inet" if family is Family.IPV4 else "inet6", "hashsize", "1024",
+                "maxelem", str(bans.max), "timeout", str(bans.timeout)), [], self.origin("bans"))
 
     def _set(self, family: Family, group: str, kind: str, members: list[str], origin: Origin) -> None:
         """The set, unless empty; its hash sized for the members, as one that grows while loading
@@ -253,17 +263,23 @@ class Compiler:
         self.policy(f, "INPUT", "DROP", o("defaults"))
         add = lambda words, origin, note: self.add(f, "filter", "stk-in", words, origin, note)  # noqa: E731
         self.add(f, "filter", "INPUT", ["-j", "stk-in"], o("server"), "stockade")
+        if p.bans is not None:
+            add(["-m", "set", "--match-set", ban_set(f), "src", "-j", "DROP"], o("bans"), "banned")
         add(["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"], o("server"), "established")
         add(["-i", "lo", "-j", "ACCEPT"], o("server"), "loopback")
         pr = p.protect
         if pr.null:
-            add(["-p", "tcp", "--tcp-flags", "ALL", "NONE", "-j", "stk-drop"], o("protect", "null"), "NULL scan")
+            add(["-p", "tcp", "--tcp-flags", "ALL", "NONE", *self.drop(f, o("protect", "null"), "NULL scan")],
+                o("protect", "null"), "NULL scan")
         if pr.xmas:
-            add(["-p", "tcp", "--tcp-flags", "ALL", "ALL", "-j", "stk-drop"], o("protect", "xmas"), "XMAS scan")
+            add(["-p", "tcp", "--tcp-flags", "ALL", "ALL", *self.drop(f, o("protect", "xmas"), "XMAS scan")],
+                o("protect", "xmas"), "XMAS scan")
         if pr.invalid:
-            add(["-m", "conntrack", "--ctstate", "INVALID", "-j", "stk-drop"], o("protect", "invalid"), "invalid")
+            add(["-m", "conntrack", "--ctstate", "INVALID", *self.drop(f, o("protect", "invalid"), "invalid")],
+                o("protect", "invalid"), "invalid")
         if pr.new_without_syn:
-            add(["-p", "tcp", "!", "--syn", "-m", "conntrack", "--ctstate", "NEW", "-j", "stk-drop"],
+            add(["-p", "tcp", "!", "--syn", "-m", "conntrack", "--ctstate", "NEW",
+                 *self.drop(f, o("protect", "new_without_syn"), "new without SYN")],
                 o("protect", "new_without_syn"), "new without SYN")
         for g in p.blocklist.inbound:
             for m in self.source_sets(f, [g], ("blocklist", "inbound")) or []:
@@ -271,13 +287,15 @@ class Compiler:
         if pr.bogons:
             for iface in p.server.interfaces:
                 bogons = self.set_name("bogons", f, "net")
-                add(["-i", iface, "-m", "set", "--match-set", bogons, "src", "-j", "stk-drop"], o("protect", "bogons"),
+                add(["-i", iface, "-m", "set", "--match-set", bogons, "src",
+                     *self.drop(f, o("protect", "bogons"), "bogon source")], o("protect", "bogons"),
                     f"bogon source on {iface}")
         if pr.syn_flood:
             rate, _ = _rate(pr.syn_flood.rate)
             add(["-p", "tcp", "--syn", "-m", "conntrack", "--ctstate", "NEW", "-m", "hashlimit", "--hashlimit-above",
                  rate, "--hashlimit-burst", str(pr.syn_flood.burst), "--hashlimit-mode", "srcip",
-                 "--hashlimit-name", f"stk-syn{int(f)}", "-j", "stk-drop"], o("protect", "syn_flood"),
+                 "--hashlimit-name", f"stk-syn{int(f)}", *self.drop(f, o("protect", "syn_flood"), "SYN flood")],
+                o("protect", "syn_flood"),
                 "SYN flood per source")
         self._icmp_in(f, add)
         for g in p.admin:
@@ -285,7 +303,7 @@ class Compiler:
                 add(m + ["-j", "ACCEPT"], o("admin"), f"admin {g}")
         self._services(f, add)
         self._drop_chain(f)
-        add(["-j", "stk-drop"], o("defaults", "closed"), f"closed: {p.defaults.closed}")
+        add(self.drop(f, o("defaults", "closed"), "closed"), o("defaults", "closed"), f"closed: {p.defaults.closed}")
 
     def _icmp_in(self, f: Family, add) -> None:
         ic, o = self.p.icmp, self.origin
@@ -343,12 +361,25 @@ class Compiler:
             self.add(f, "raw", "PREROUTING", ["-p", "tcp", "--dport", str(port), "-j", "CT", "--helper", helper],
                      self.origin("allow"), f"{helper} helper for related data connections")
 
-    def _drop_chain(self, f: Family) -> None:
-        lg, o = self.p.log, self.origin
-        if lg.drops:
+    def drop(self, f: Family, origin: Origin, note: str) -> list[str]:
+        """The target of a rule that drops for the policy line `origin`: stk-drop, or, when drops are
+        logged, the line's own chain that logs first (its prefix ends in the line's rule id, which
+        `stockade logs` maps back; the rate limit is the line's own, so one flood hides no other line)."""
+        lg = self.p.log
+        if not lg.drops:
+            return ["-j", "stk-drop"]
+        rid = rule_id(origin)
+        chain = f"stk-log-{rid}"
+        if chain not in self.b.ruleset(f).tables["filter"].chains:
+            self.chain(f, "filter", chain, origin)
             rate, _ = _rate(lg.rate)
-            self.add(f, "filter", "stk-drop", ["-m", "limit", "--limit", rate, "--limit-burst", str(lg.burst),
-                                                "-j", "LOG", "--log-prefix", lg.prefix], o("log"), "log drops")
+            self.add(f, "filter", chain, ["-m", "limit", "--limit", rate, "--limit-burst", str(lg.burst), "-j", "LOG",
+                                           "--log-prefix", log_prefix(lg.prefix, rid)], origin, f"log: {note}")
+            self.add(f, "filter", chain, ["-j", "stk-drop"], origin, note)
+        return ["-j", chain]
+
+    def _drop_chain(self, f: Family) -> None:
+        o = self.origin
         if self.p.defaults.closed == "reject":
             self.add(f, "filter", "stk-drop", ["-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
                      o("defaults", "closed"), "closed ports: reject")
@@ -393,9 +424,25 @@ class Compiler:
         return None if src is None else [[w if w != "src" else "dst" for w in m] for m in src]
 
 
-def _safe(name: str) -> str:
-    """A file name as a rule comment can hold it in every back end: no quotes, no white space, short."""
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)[:64]
+LOG_PREFIX_MAX = 29  # bytes of a LOG prefix the kernel keeps (extensions/log.py)
+
+
+def ban_set(family: Family) -> str:
+    return f"{BAN_SET}{int(family)}"
+
+
+def rule_id(origin: Origin) -> str:
+    """The short id of a policy line in log prefixes and chain names: `L39` for line 39; for a default
+    the file leaves unsaid, `D` and its key's last word (`Dclosed`) or initials (`Dnws`: new_without_syn)."""
+    if origin.line:
+        return f"L{origin.line}"
+    words = origin.key.rsplit(".", 1)[-1].split("_")
+    return "D" + (words[0] if len(words) == 1 else "".join(w[:1] for w in words))[:8]
+
+
+def log_prefix(prefix: str, rid: str) -> str:
+    """The policy's log prefix with the rule id and a space after it, the prefix cut to fit the kernel's field."""
+    return prefix[:LOG_PREFIX_MAX - len(rid) - 1] + f"{rid} "
 
 
 def _multiport_chunks(ports: list[Port]) -> list[list[Port]]:

@@ -167,6 +167,18 @@ class Blocklist(Strict):
     outbound: list[str] = Field(default_factory=list)
 
 
+BAN_TIMEOUT_MAX = 4294967  # seconds: ipset's largest timeout (UINT_MAX milliseconds)
+
+
+class Bans(Strict):
+    """A ban set other tools (fail2ban's action `stockade ban`) fill at run time: one set element per
+    banned address, each expiring after its timeout; its contents are carried across applies and
+    rollbacks. Checked first in INPUT, so a ban also cuts connections already open."""
+
+    timeout: int = Field(default=3600, ge=1, le=BAN_TIMEOUT_MAX)  # seconds, when the banner gives none
+    max: int = Field(default=65536, ge=1024, le=1 << 24)  # addresses per family
+
+
 class Defaults(Strict):
     closed: Literal["drop", "reject"] = "drop"
     egress: Literal["open", "strict"] = "open"
@@ -208,6 +220,7 @@ class Policy(Strict):
     icmp: Icmp = Field(default_factory=Icmp)
     protect: Protect = Field(default_factory=Protect)
     blocklist: Blocklist = Field(default_factory=Blocklist)
+    bans: Bans | None = None
     allow: list[Allow] = Field(default_factory=list)
     egress: list[Egress] = Field(default_factory=list)
 

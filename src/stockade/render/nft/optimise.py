@@ -13,7 +13,9 @@ matches ri exactly when it passes the shared matches and its port is in ri's por
 
 Stateless matches may be reordered and evaluated once instead of n times; stateful ones
 (limit, meters, ct count) may not, so rules with them are never merged. Comments that
-differ move onto the set elements. A merged vmap rule has no counter: nft 1.0.6 cannot
+differ move onto the set elements, but rules whose comments start with different policy lines
+(model.comment_tag: the policy compiler's comments) never merge: one counter must not count for
+two lines (`stockade status` sums counters per policy line). A merged vmap rule has no counter: nft 1.0.6 cannot
 count per element of an anonymous map, and a rule counter would count missed ports too.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from itertools import pairwise
 
+from ...model import comment_tag
 from .core import COMMENT_MAX, NftRule, Part, quote, span
 
 
@@ -60,7 +63,7 @@ def _key(rule: NftRule):
     ports = [p for p in rule.parts if p.dport]
     if len(ports) != 1 or any(p.stateful for p in rule.parts) or not rule.counter:
         return None
-    return ports[0].dport[0], tuple(p for p in rule.parts if not p.dport)
+    return ports[0].dport[0], tuple(p for p in rule.parts if not p.dport), comment_tag(rule.comment)
 
 
 def _fits(group: list[NftRule], rule: NftRule) -> bool:
@@ -71,7 +74,7 @@ def _fits(group: list[NftRule], rule: NftRule) -> bool:
 
 
 def _merge(group: list[NftRule]) -> NftRule:
-    proto, shared = _key(group[0])
+    proto, shared, _ = _key(group[0])
     comments = {r.comment for r in group}
     per_element = len(comments) > 1
 
