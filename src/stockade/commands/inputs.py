@@ -70,11 +70,12 @@ def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None,
     return read(text, path, fmt, family, how), text
 
 
-def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
-    """A policy (read unless its text is given), compiled; PolicyError with positioned diagnostics."""
+def load_policy(path: str, text: str | None = None, feeds=None) -> CompiledPolicy:
+    """A policy (read unless its text is given), compiled (its feeds from `feeds`, each feed's last good
+    list); PolicyError with positioned diagnostics."""
     from ..policy.compile import compile_policy  # pydantic only when needed
 
-    return compile_policy(path, read_text(path) if text is None else text)
+    return compile_policy(path, read_text(path) if text is None else text, feeds)
 
 
 def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:

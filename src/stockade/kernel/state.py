@@ -8,6 +8,7 @@ STOCKADE_STATE_DIR when set). JSON files, each replaced atomically:
              the kernel changes, so a timer exists for every new ruleset whatever fails after
   job        what the worker is asked to apply
   journal    an iptables transaction in progress (transaction.py)
+  feeds/     per feed, its last good list and how its fetches went (feeds.py)
 """
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ class State:
     dir: Path
 
     @classmethod
-    def for_netns(cls, netns: str | None) -> State:
+    def for_netns(cls, netns: str | None, root: str | None = None) -> State:
+        """The namespace's state dir; under `root` (as `persist --root`), ROOT/var/lib/stockade/."""
         check_netns(netns)
-        base = Path(os.environ.get("STOCKADE_STATE_DIR") or DEFAULT_BASE)
+        base = Path(root) / DEFAULT_BASE.relative_to("/") if root else \
+            Path(os.environ.get("STOCKADE_STATE_DIR") or DEFAULT_BASE)
         d = base / (netns or "host")
         try:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -91,6 +91,7 @@ def alarms(state: State) -> list[str]:
 
 def status(netns: str | None) -> dict:
     """Read-only: it never changes the kernel or the state; what needs repair is reported as an alarm."""
+    from .feeds import feed_status  # the feed reader loads the policy schema: only here
     host, state = Host(netns), State.for_netns(netns)
     applied, confirmed, pending = state.read("applied"), state.read("confirmed"), state.read("pending")
     backend = backends.choose(host, "auto", applied and applied.get("backend"))
@@ -108,7 +109,7 @@ def status(netns: str | None) -> dict:
             "pending": pending and {"deadline": pending["deadline"], "seconds_left": _left(pending)},
             "alarms": alarms(state), "drift": drift is not None, "drift_lines": drift or [],
             "rules": nft_rules(host) if backend == "nftables" else iptables_rules(host, backend),
-            "others": others(host, backend)}
+            "others": others(host, backend), "feeds": feed_status(state)}
 
 
 def _left(pending: dict) -> float | None:
@@ -132,6 +133,10 @@ def status_text(s: dict) -> str:
     for r in s["rules"]:
         lines.append(f"{r['packets']:>10} {r['bytes']:>12}  {(r['origin'] or '-'):<24} "
                      f"{r['chain']}: {r['note'] or r['rule']}")
+    for f in s.get("feeds", []):
+        age = "never fetched" if f["age_seconds"] is None else f"fetched {f['age_seconds']} s ago"
+        lines.append(f"feed {f['feed']}: {f['entries']} entries, {age}"
+                     + (f", last error: {f['last_error']}" if f["last_error"] else ""))
     if s["others"]:
         lines.append("other tools' rules (left as they are):")
         lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "")
