@@ -14,6 +14,7 @@ one step (sets.py): the set is never reloaded, so never empty on the way.
 """
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -53,15 +54,19 @@ def _dir(state: State) -> Path:
 
 
 def read_list(state: State, name: str) -> Members | None:
-    """A feed's last good list, by set (None: never fetched)."""
+    """A feed's last good list, by set (None: never fetched). The file holds one section per set, each
+    headed `# stk-NAME-KIND`, so a million entries are read without looking at each."""
     try:
         text = (_dir(state) / f"{name}.list").read_text()
     except FileNotFoundError:
         return None
-    out: Members = {k: [] for k in KINDS}
-    for m in text.split():
-        out[(Family.IPV6 if ":" in m else Family.IPV4, "net" if "/" in m else "ip")].append(m)
-    return out
+    sections = dict(zip(*[iter(re.split(r"^# stk-\S+-(ip4|net4|ip6|net6)$", text, flags=re.MULTILINE)[1:])] * 2,
+                        strict=True))
+    return {(f, k): sections.get(f"{k}{int(f)}", "").split() for f, k in KINDS}
+
+
+def _list_text(members: Members) -> str:
+    return "".join(f"# stk-feed-{k}{int(f)}\n" + "".join(m + "\n" for m in members.get((f, k), ())) for f, k in KINDS)
 
 
 def stored_lists(netns: str | None) -> dict[str, Members]:
@@ -144,8 +149,7 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
             out["added"] = sum(len(c.add) for c in changes)
             out["deleted"] = sum(len(c.delete) for c in changes)
             out["changed"] = bool(out["added"] or out["deleted"])
-            listed = "\n".join(m for k in KINDS for m in fl.members.get(k, []))
-            write_atomic(_dir(state) / f"{name}.list", listed + "\n")
+            write_atomic(_dir(state) / f"{name}.list", _list_text(fl.members))
             rec.update(etag=got.etag, last_modified=got.modified, fetched_at=now(), fetched_clock=time.time(),
                        entries=fl.count, bad=len(fl.bad), last_error=None)
             if out["changed"]:

@@ -54,6 +54,13 @@ def change(name: str, old: Iterable[str], new: Iterable[str], backend: str) -> S
     if interval:
         old, new = merged(old), merged(new)
     before, after = set(old), set(new)
+    if name.endswith("6"):  # one IPv6 address has many spellings (ipset writes ::ffff:0.0.0.0, Python ::ffff:0:0)
+        before, after = ({str(ipaddress.ip_interface(m).network if "/" in m else ipaddress.ip_address(m))
+                          for m in s} if not interval else s for s in (before, after))
+    host = "/128" if name.endswith("6") else "/32"
+    if backend != "nftables" and "-net" in name:  # ipset lists a host network of a hash:net set as its address
+        before, after = ({m.removesuffix(host) for m in s} if f"{host}\n" in "\n".join(s) + "\n" else s
+                         for s in (before, after))
     return SetChange(name, sorted(after - before), sorted(before - after), interval, list(new) if interval else [])
 
 

@@ -14,7 +14,10 @@ iptables: three steps; the first changes nothing packets meet.
  3. The same for IPv6. If step 2 or 3 fails, whatever was committed (IPv4, or a table legacy
     committed before the failing one) is put back from the live part read before step 1, and
     the new sets are destroyed.
-Then the old generation's sets are destroyed. Between the commits of steps 2 and 3 (a few
+Then the old generation's sets are destroyed.
+When the rules are the same and only sets' members differ (a re-applied policy whose blocklist
+changed), none of this happens: the members that differ are added and deleted in the live sets, in
+one `ipset restore` (sets.py), and the rules are not touched. Between the commits of steps 2 and 3 (a few
 milliseconds) IPv4 already has the new rules and IPv6 the old ones: the two families switch one
 after the other, never a rule at a time. A journal on disk names both parts for that window, so
 a process killed inside it is reported as an alarm by every command and undone by `stockade repair`
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import re
 
+from . import sets
 from .backend import TABLE, tool
 from .host import Host, KernelError
 from .live import ipset_save, save_text
@@ -43,6 +47,10 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
     if target.backend == "nftables":
         host.run(["nft", "-f", "-"], input=nft_file(target.text.get("nft", "")))
         return
+    changes = members_only(live, target)
+    if changes is not None:
+        sets.update(host, target.backend, changes)
+        return
     if state is not None:
         state.write("journal", {"from": live.to_json(), "to": target.to_json()})
     try:
@@ -54,6 +62,37 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
         raise
     if state is not None:
         state.remove("journal")
+
+
+def _sets(text: str) -> dict[str, tuple[tuple[str, ...], list[str]]]:
+    """`ipset save` lines (logical names) -> per set, (type and family, members)."""
+    out: dict[str, tuple[tuple[str, ...], list[str]]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "create":
+            kind = (words[2], *(words[i + 1] for i, w in enumerate(words[:-1]) if w == "family"))
+            out[words[1]] = (kind, out.get(words[1], ((), []))[1])
+        elif len(words) >= 3 and words[0] == "add":
+            out.setdefault(words[1], ((), []))[1].append(" ".join(words[2:]))
+    return out
+
+
+def _maxelem(text: str, name: str) -> int:
+    m = re.search(rf"^create {re.escape(name)} .* maxelem (\d+)", text, re.MULTILINE)
+    return int(m.group(1)) if m else 65536
+
+
+def members_only(live: OwnedPart, target: OwnedPart) -> list[sets.SetChange] | None:
+    """iptables: the changes of set members that turn `live` into `target`, if its rules are the same and
+    its sets the same sets (type, family, room for the new members); None when anything else differs."""
+    if target.backend == "nftables" or live.backend != target.backend or live.empty or \
+            any(live.text.get(f) != target.text.get(f) for f in ("4", "6")):
+        return None
+    old, new = _sets(live.text.get("sets", "")), _sets(target.text.get("sets", ""))
+    if {n: k for n, (k, _) in old.items()} != {n: k for n, (k, _) in new.items()} or \
+            any(len(m) > _maxelem(live.text["sets"], n) for n, (_, m) in new.items()):
+        return None
+    return [sets.change(n, old[n][1], m, target.backend) for n, (_, m) in new.items()]
 
 
 def recover(host: Host, state: State) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..model import Origin
 from ..model.diagnostics import Diagnostic
@@ -25,7 +26,7 @@ class FeedList:
     members: Members
     bad: list[Diagnostic] = field(default_factory=list)  # one per bad line, in order
 
-    @property
+    @cached_property
     def count(self) -> int:
         return sum(len(set(v)) for v in self.members.values())  # a list may repeat an entry
 
