@@ -169,3 +169,26 @@ def test_feed_over_http_bad_lines_and_failed_fetch(kernel_ok, tmp_path):
         # an apply keeps what the feed holds (its group compiles from the last good list)
         assert run("apply", str(policy), "--confirm-timeout", "0", "--backend", "iptables-nft").returncode == 0
         assert live_members(host, "iptables-nft", "stk-bl-net6") == ["2001:db8::/32"]
+
+
+@pytest.mark.parametrize("systemd", [True, False])
+def test_persist_runs_the_feeds_on_their_refresh(netns, tmp_path, systemd):
+    """`persist --root`: a systemd timer (enabled) where the root has systemd, else a cron.d entry."""
+    policy = tmp_path / "p.toml"
+    policy.write_text(POLICY.format(source='url = "https://feed.example/drop.txt"\nrefresh = "15m"'))
+    state, root = tmp_path / "state", tmp_path / "root"
+    (root / ("etc/systemd/system" if systemd else "etc")).mkdir(parents=True)
+    stockade(["apply", str(policy), "--netns", netns.name, "--confirm-timeout", "0", "--backend", "nftables"], state)
+    stockade(["persist", "--netns", netns.name, "--root", str(root)], state)
+    command = f"-m stockade.cli feeds update {policy} --netns {netns.name}"
+    if systemd:
+        timer = (root / "etc/systemd/system/stockade-feeds.timer").read_text()
+        assert "OnUnitActiveSec=900s" in timer and "WantedBy=timers.target" in timer
+        assert command in (root / "etc/systemd/system/stockade-feeds.service").read_text()
+        link = root / "etc/systemd/system/timers.target.wants/stockade-feeds.timer"
+        assert os.readlink(link) == "/etc/systemd/system/stockade-feeds.timer"
+        assert not (root / "etc/cron.d").exists()
+    else:
+        cron = (root / "etc/cron.d/stockade-feeds").read_text()
+        assert cron.splitlines()[1].startswith("*/15 * * * * root ") and command in cron
+        assert (root / "etc/cron.d/stockade-feeds").stat().st_mode & 0o777 == 0o644
