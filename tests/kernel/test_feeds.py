@@ -192,3 +192,18 @@ def test_persist_runs_the_feeds_on_their_refresh(netns, tmp_path, systemd):
         cron = (root / "etc/cron.d/stockade-feeds").read_text()
         assert cron.splitlines()[1].startswith("*/15 * * * * root ") and command in cron
         assert (root / "etc/cron.d/stockade-feeds").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_live_set_that_differs_from_the_last_good_list_is_diffed_from_the_kernel(netns, tmp_path):
+    """nft: someone deleted a member by hand; the next update's delete of it would fail the transaction,
+    so the update diffs against what the kernel holds instead, and the set ends exactly as the list."""
+    feed, policy, state = tmp_path / "bl.txt", tmp_path / "p.toml", tmp_path / "state"
+    policy.write_text(POLICY.format(source='file = "bl.txt"'))
+    stockade(["apply", str(policy), "--netns", netns.name, "--confirm-timeout", "0", "--backend", "nftables"], state)
+    feed.write_text("192.0.2.10\n192.0.2.11\n203.0.113.0/25\n")
+    assert feed_update(netns.name, state, policy)["error"] is None
+    netns.run(["nft", "delete", "element", "inet", "stockade", "ip_stk-bl-ip4", "{ 192.0.2.10 }"])
+    feed.write_text("192.0.2.11\n192.0.2.12\n203.0.113.0/25\n")
+    r = feed_update(netns.name, state, policy)
+    assert r["error"] is None, r
+    assert held(netns.name, "nftables") == {"192.0.2.11", "192.0.2.12", "203.0.113.0/25"}

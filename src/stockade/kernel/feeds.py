@@ -134,17 +134,10 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
             if fl.count == 0:
                 raise FetchError("no good entry in the list" + (f" ({len(fl.bad)} bad lines)" if fl.bad else ""))
             t0 = time.perf_counter()
-            old = read_list(state, name)
-            changes = []
-            live = sets.headers(host) if backend != "nftables" else {}
-            for family, kind in KINDS:
-                set_name = f"stk-{name}-{kind}{int(family)}"
-                new = fl.members.get((family, kind), [])
-                before = (old or {}).get((family, kind))
-                if before is None or sets.entries(backend, set_name, live) not in (None, len(set(before))):
-                    before = sets.live_members(host, backend, set_name)
-                changes.append(sets.change(set_name, before, new, backend))
-            sets.update(host, backend, changes, live)
+            try:
+                changes = _apply_diff(host, backend, name, fl.members, read_list(state, name))
+            except KernelError:  # the live sets are not what the last good list says (a change killed half
+                changes = _apply_diff(host, backend, name, fl.members, None)  # done): diff against the kernel
             out["seconds"] = round(time.perf_counter() - t0, 3)
             out["added"] = sum(len(c.add) for c in changes)
             out["deleted"] = sum(len(c.delete) for c in changes)
@@ -163,6 +156,21 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
     state.write(f"feeds/{name}", rec)
     out["entries"] = rec.get("entries", 0)
     return out
+
+
+def _apply_diff(host: Host, backend: str, name: str, new: Members, old: Members | None) -> list[sets.SetChange]:
+    """Change the feed's four live sets from `old` (None, or a set whose kernel count disagrees: read
+    from the kernel) to `new`, in one step; the changes made."""
+    changes = []
+    live = sets.headers(host) if backend != "nftables" else {}
+    for family, kind in KINDS:
+        set_name = f"stk-{name}-{kind}{int(family)}"
+        before = (old or {}).get((family, kind))
+        if before is None or sets.entries(backend, set_name, live) not in (None, len(set(before))):
+            before = sets.live_members(host, backend, set_name)
+        changes.append(sets.change(set_name, before, new.get((family, kind), []), backend))
+    sets.update(host, backend, changes, live)
+    return changes
 
 
 def _patch_applied(state: State, backend: str, changes: list[sets.SetChange]) -> None:
