@@ -40,18 +40,23 @@ def generations(ns) -> set[str]:
     return set(re.findall(r"--match-set stk-blocked-\S+-([abc]) ", ns.run(["iptables-nft-save"]).stdout))
 
 
+def _load(ns, tmp_path, entries: list[str]) -> None:
+    (tmp_path / "blocked.txt").write_text("\n".join(entries) + "\n")
+
+
 def test_reapply_changes_members_in_place(netns, tmp_path):
+    """The kernel step, as the apply worker runs it (transaction.apply), at full size. (`stockade apply`
+    itself also runs the lockout check and the semantic diff, which at a million entries take minutes:
+    not part of this measurement; the CLI path is checked below at a small size.)"""
     first = blocklist(ENTRIES)
     second = first[5000:] + [f"203.0.{i // 250}.{i % 250 + 1}" for i in range(5000)]
     (tmp_path / "p.toml").write_text(POLICY)
-    (tmp_path / "blocked.txt").write_text("\n".join(first) + "\n")
-    state = tmp_path / "state"
-    stockade(["apply", str(tmp_path / "p.toml"), "--netns", netns.name, "--confirm-timeout", "0",
-              "--backend", "iptables-nft"], state)
+    host = Host(netns.name)
+    _load(netns, tmp_path, first)
+    apply(host, read_part(host, "iptables-nft"), desired(compile_policy(tmp_path / "p.toml"), "iptables-nft", {}))
     gen = generations(netns)
     assert len(gen) == 1
-    (tmp_path / "blocked.txt").write_text("\n".join(second) + "\n")
-    host = Host(netns.name)
+    _load(netns, tmp_path, second)
     live = read_part(host, "iptables-nft")
     target = desired(compile_policy(tmp_path / "p.toml"), "iptables-nft", {})
     changes = members_only(live, target)
@@ -65,10 +70,21 @@ def test_reapply_changes_members_in_place(netns, tmp_path):
         set(live_members(host, "iptables-nft", "stk-blocked-net4"))
     assert held == set(second)
     assert took < 1.0
-    # the CLI takes the same path: the generation stays, and back to the first list
-    (tmp_path / "blocked.txt").write_text("\n".join(first) + "\n")
-    t = time.perf_counter()
-    stockade(["apply", str(tmp_path / "p.toml"), "--netns", netns.name, "--confirm-timeout", "0"], state)
-    print(f"`stockade apply` end to end, back to the first list: {time.perf_counter() - t:.2f} s")
-    assert generations(netns) == gen
-    assert set(live_members(host, "iptables-nft", "stk-blocked-ip4")) == {e for e in first if "/" not in e}
+
+
+def test_cli_reapply_keeps_the_sets(netns, tmp_path):
+    """`stockade apply` takes the same path: the generation stays, the members are the new list's."""
+    first = blocklist(1000)
+    (tmp_path / "p.toml").write_text(POLICY)
+    state = tmp_path / "state"
+    gens = []
+    for entries in (first, first[100:] + ["203.0.113.9"]):
+        _load(netns, tmp_path, entries)
+        stockade(["apply", str(tmp_path / "p.toml"), "--netns", netns.name, "--confirm-timeout", "0",
+                  "--backend", "iptables-nft"], state)
+        gens.append(generations(netns))
+    assert gens[0] == gens[1] and len(gens[0]) == 1, gens
+    host = Host(netns.name)
+    held = set(live_members(host, "iptables-nft", "stk-blocked-ip4")) | \
+        set(live_members(host, "iptables-nft", "stk-blocked-net4"))
+    assert held == set(first[100:] + ["203.0.113.9"])
