@@ -105,3 +105,23 @@ def test_an_ipv6_member_in_another_spelling_is_the_same():
 
 def test_an_ipv6_slash_32_is_a_network():
     assert change("stk-x-net6", [], ["2001:db8::/32"], "iptables-nft").add == ["2001:db8::/32"]
+
+
+def test_members_only_when_the_rules_and_the_sets_are_the_same():
+    from stockade.kernel.part import OwnedPart
+    from stockade.kernel.transaction import members_only
+
+    rules = {"4": "*filter\n:stk-in - [0:0]\n-A stk-in -m set --match-set stk-b-ip4 src -j DROP\nCOMMIT\n",
+             "6": "*filter\nCOMMIT\n"}
+    create = "create stk-b-ip4 hash:ip family inet hashsize 1024 maxelem 4\n"
+    live = OwnedPart("iptables-nft", {**rules, "sets": create + "add stk-b-ip4 192.0.2.1\nadd stk-b-ip4 192.0.2.2\n"})
+    target = OwnedPart("iptables-nft", {**rules, "sets": create.replace("1024", "2048") + "add stk-b-ip4 192.0.2.2\n"
+                                        "add stk-b-ip4 192.0.2.3\n"})
+    [c] = members_only(live, target)
+    assert (c.add, c.delete) == (["192.0.2.3"], ["192.0.2.1"])
+    assert members_only(live, OwnedPart("iptables-nft", {**target.text, "4": rules["4"].replace("DROP", "REJECT")})) \
+        is None
+    bigger = "".join(f"add stk-b-ip4 192.0.2.{i}\n" for i in range(1, 6))
+    assert members_only(live, OwnedPart("iptables-nft", {**rules, "sets": create + bigger})) is None  # maxelem 4
+    other = OwnedPart("iptables-nft", {**rules, "sets": create.replace("hash:ip", "hash:net")})
+    assert members_only(live, other) is None

@@ -157,7 +157,7 @@ def test_feed_over_http_bad_lines_and_failed_fetch(kernel_ok, tmp_path):
         assert set(live_members(host, "iptables-nft", "stk-bl-net4")) == {"192.0.2.0/28", "198.51.100.128/25"}
         assert live_members(host, "iptables-nft", "stk-bl-net6") == ["2001:db8::/32"]
         again = json.loads(run("feeds", "update", str(policy), "--json").stdout)["feeds"][0]
-        assert again.get("not_modified") or (again["added"], again["deleted"]) == (0, 0), again
+        assert again.get("not_modified"), again  # If-Modified-Since: http.server answers 304
         server.kill()
         server.wait()
         failed = run("feeds", "update", str(policy), "--json", "--force")
