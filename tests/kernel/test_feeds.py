@@ -104,7 +104,8 @@ def test_feed_replaced_in_place_never_empty(kernel_ok, tmp_path, backend):
         stop.touch()
         tries, connected = map(int, probe.stdout.readline().split())
         print(f"{backend}: {ENTRIES} entries, {r['added']} added and {r['deleted']} deleted in place in "
-              f"{r['seconds']} s; probe: {tries} connection attempts from a listed address, {connected} connected")
+              f"{r['seconds']} s ({r['cpu_seconds']} s stockade's CPU, load {os.getloadavg()[0]:.1f}); "
+              f"probe: {tries} connection attempts from a listed address, {connected} connected")
         a, b = expected(first, backend), expected(second, backend)  # sets: the list may repeat an entry
         diff = (len(b - a), len(a - b))
         assert r["error"] is None and (r["added"], r["deleted"]) == diff and sum(diff) > CHANGES * 0.99, r
