@@ -39,10 +39,6 @@ class SetChange:
     interval: bool = False  # nft: an interval set, whose members are merged ranges
     full: list[str] = field(default_factory=list)  # nft interval sets: every member after the change
 
-    @property
-    def family(self) -> Family:
-        return Family.IPV6 if self.name.endswith("6") else Family.IPV4
-
     def __len__(self) -> int:
         return len(self.add) + len(self.delete)
 
