@@ -22,8 +22,9 @@ from .kernelstep import alarms, kernel_step
 def command(policy: str, netns: str | None, confirm_timeout: int, force: bool, backend: str, as_json: bool) -> None:
     """Apply POLICY atomically; roll back after --confirm-timeout seconds unless confirmed."""
     from ..kernel.apply import apply_policy
+    from ..kernel.feeds import stored_lists
 
-    c = load_policy(policy)
+    c = load_policy(policy, feeds=kernel_step(stored_lists, netns))  # the feeds keep what they hold
     done = kernel_step(apply_policy, c, policy, netns, confirm_timeout, force, backend, as_json=as_json,
                        progress=lambda m: click.echo(f"stockade: {m}", err=True))
     click.echo(json.dumps(done.to_json(), indent=2) if as_json else done.text(), nl=as_json)

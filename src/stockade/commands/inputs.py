@@ -189,11 +189,12 @@ def load(path: str | None, src: Source = Source(), whole: bool = False, shared_s
     return Loaded(path, kind, text, b)
 
 
-def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
-    """A policy (read unless its text is given), compiled; PolicyError with positioned diagnostics."""
+def load_policy(path: str, text: str | None = None, feeds=None) -> CompiledPolicy:
+    """A policy (read unless its text is given), compiled (its feeds from `feeds`, each feed's last good
+    list); PolicyError with positioned diagnostics."""
     from ..policy.compile import compile_policy  # pydantic only when needed
 
-    return compile_policy(path, read_text(path) if text is None else text)
+    return compile_policy(path, read_text(path) if text is None else text, feeds)
 
 
 def load_nft(name: str, text: str) -> Loaded:

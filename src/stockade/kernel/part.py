@@ -144,7 +144,7 @@ def own_ipsets(save_text: str, used: str | None = None) -> str:
             if words[0] != "create" and words[1] in timed:
                 continue
             (creates if words[0] == "create" else adds).append(logical(line.strip()))
-    return "\n".join(sorted(creates) + sorted(adds)) + ("\n" if creates else "")
+    return "\n".join(sorted(creates) + sorted(set(adds))) + ("\n" if creates else "")  # a list may repeat a member
 
 
 def hook_line(table_chain: str, target: str) -> str:

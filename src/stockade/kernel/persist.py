@@ -7,6 +7,8 @@ Where, by what the system has (under --root, default / or STOCKADE_ROOT, so test
   iptables with /etc/sysconfig/iptables-config (RHEL's iptables-services): iptables, ip6tables, ipset;
   otherwise: the files in /etc/stockade/ and a `stockade-restore` systemd unit, enabled, that loads
     them before the network comes up.
+A confirmed policy with feeds also gets `stockade feeds update` run at the shortest `refresh` of its
+feeds: a `stockade-feeds` systemd timer, enabled, where the root has systemd, else /etc/cron.d/stockade-feeds.
 The iptables boot files are shared with the admin (netfilter-persistent and iptables-services
 load each as a whole, flushing the tables it names): stockade writes only its block in each table,
 between `# stockade begin` and `# stockade end` (its ownership mark; the rest, the admin's NAT and
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,6 +202,36 @@ def _unit(commands: list[str]) -> str:
                       "[Install]", "WantedBy=multi-user.target", ""])
 
 
+FEEDS_UNIT = "stockade-feeds"
+
+
+def feed_timer(rec: dict, netns: str | None, base: Path) -> dict[Path, str]:
+    """The files that run `stockade feeds update` for the confirmed policy's feeds (none without feeds)."""
+    from ..policy.schema import load_policy, parse_duration
+
+    if not rec.get("policy") or rec.get("policy_text") is None:
+        return {}
+    feeds = load_policy(rec["policy"], rec["policy_text"]).feeds
+    if not feeds:
+        return {}
+    every = min(parse_duration(f.refresh) for f in feeds.values())
+    argv = [sys.executable, "-I", "-m", "stockade.cli", "feeds", "update", rec["policy"],
+            *(["--netns", netns] if netns else [])]
+    command = " ".join(shlex.quote(a) for a in argv)
+    if (base / "run/systemd/system").is_dir() or (base / "etc/systemd/system").is_dir():
+        unit = Path("etc/systemd/system")
+        return {unit / f"{FEEDS_UNIT}.service": "\n".join([
+                    "[Unit]", "Description=stockade: refresh the blocklist feeds", "After=network-online.target",
+                    "Wants=network-online.target", "", "[Service]", "Type=oneshot", f"ExecStart={command}", ""]),
+                unit / f"{FEEDS_UNIT}.timer": "\n".join([
+                    "[Unit]", "Description=stockade: refresh the blocklist feeds", "", "[Timer]", "OnBootSec=1min",
+                    f"OnUnitActiveSec={every}s", "RandomizedDelaySec=30s", "", "[Install]", "WantedBy=timers.target",
+                    ""])}
+    minutes = max(1, every // 60)
+    when = f"*/{minutes} * * * *" if minutes < 60 else f"0 */{min(23, minutes // 60)} * * *"
+    return {Path("etc/cron.d") / FEEDS_UNIT: f"# written by `stockade persist`\n{when} root {command}\n"}
+
+
 def _confirmed(netns: str | None) -> OwnedPart:
     rec = State.for_netns(netns).read("confirmed")
     if rec is None:
@@ -212,6 +246,8 @@ def persist(netns: str | None, root: str | None) -> dict:
     if p.commands:
         files[Path("etc/systemd/system") / UNIT] = _unit(p.commands)
     verify(p, base)
+    timer = feed_timer(State.for_netns(netns).read("confirmed") or {}, netns, base)
+    files.update(timer)
     written = []
     for rel, content in files.items():  # included and loaded-first files before what includes or needs them
         path = base / rel
@@ -219,7 +255,8 @@ def persist(netns: str | None, root: str | None) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         except OSError as e:
             raise KernelError(f"cannot create {path.parent}: {e.strerror or e}") from None
-        write_atomic(path, content, _mode(path, 0o644 if rel.suffix == ".service" else 0o600))
+        public = rel.suffix in (".service", ".timer") or rel.parent == Path("etc/cron.d")
+        write_atomic(path, content, _mode(path, 0o644 if public else 0o600))
         written.append(str(path))
     if p.commands:
         link = base / "etc/systemd/system/multi-user.target.wants" / UNIT
@@ -229,6 +266,14 @@ def persist(netns: str | None, root: str | None) -> dict:
                 link.symlink_to(f"/etc/systemd/system/{UNIT}")
         except OSError as e:
             raise KernelError(f"cannot enable {UNIT} ({link}): {e.strerror or e}") from None
+    if Path("etc/systemd/system") / f"{FEEDS_UNIT}.timer" in timer:
+        link = base / "etc/systemd/system/timers.target.wants" / f"{FEEDS_UNIT}.timer"
+        try:
+            link.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if not link.is_symlink():
+                link.symlink_to(f"/etc/systemd/system/{FEEDS_UNIT}.timer")
+        except OSError as e:
+            raise KernelError(f"cannot enable {FEEDS_UNIT}.timer ({link}): {e.strerror or e}") from None
     out = persist_status(netns, root)
     out["written"] = written
     out["text"] = f"persisted {part.digest} ({p.mechanism}):\n" + "\n".join(f"  {w}" for w in written)

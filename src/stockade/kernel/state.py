@@ -8,6 +8,7 @@ STOCKADE_STATE_DIR when set). JSON files, each replaced atomically:
              the kernel changes, so a timer exists for every new ruleset whatever fails after
   job        what the worker is asked to apply
   journal    an iptables transaction in progress (transaction.py)
+  feeds/     per feed, its last good list and how its fetches went (feeds.py)
 """
 from __future__ import annotations
 
@@ -56,10 +57,12 @@ class State:
     dir: Path
 
     @classmethod
-    def for_netns(cls, netns: str | None, create: bool = True) -> State:
-        """The state of `netns`; a reader that never writes (logs) passes create=False: nothing is made."""
+    def for_netns(cls, netns: str | None, root: str | None = None, create: bool = True) -> State:
+        """The namespace's state dir; under `root` (as `persist --root`), ROOT/var/lib/stockade/. A reader
+        that never writes (logs) passes create=False: nothing is made."""
         check_netns(netns)
-        base = Path(os.environ.get("STOCKADE_STATE_DIR") or DEFAULT_BASE)
+        base = Path(root) / DEFAULT_BASE.relative_to("/") if root else \
+            Path(os.environ.get("STOCKADE_STATE_DIR") or DEFAULT_BASE)
         d = base / (netns or "host")
         if not create:
             return cls(d)

@@ -116,6 +116,7 @@ def alarms(state: State) -> list[str]:
 
 def status(netns: str | None) -> dict:
     """Read-only: it never changes the kernel or the state; what needs repair is reported as an alarm."""
+    from .feeds import feed_status  # the feed reader loads the policy schema: only here
     host, state = Host(netns), State.for_netns(netns)
     applied, confirmed, pending = state.read("applied"), state.read("confirmed"), state.read("pending")
     backend = backends.choose(host, "auto", applied and applied.get("backend"))
@@ -138,7 +139,7 @@ def status(netns: str | None) -> dict:
             "bans": [{"address": a, "set": name, "expires_in": left}
                      for name, members in sorted(current_bans(host, backend).items())
                      for a, left in sorted(members.items(), key=lambda m: m[1])],
-            "others": others(host, backend)}
+            "others": others(host, backend), "feeds": feed_status(state)}
 
 
 def _left(pending: dict) -> float | None:
@@ -170,6 +171,10 @@ def status_text(s: dict) -> str:
         lines += [f"  {b['address']:<40} expires in {b['expires_in']} s" for b in s["bans"][:50]]
         if len(s["bans"]) > 50:
             lines.append(f"  ... and {len(s['bans']) - 50} more (--json lists all)")
+    for f in s.get("feeds", []):
+        age = "never fetched" if f["age_seconds"] is None else f"fetched {f['age_seconds']} s ago"
+        lines.append(f"feed {f['feed']}: {f['entries']} entries, {age}"
+                     + (f", last error: {f['last_error']}" if f["last_error"] else ""))
     if s["others"]:
         lines.append("other tools' rules (left as they are):")
         lines += [f"  {o['kind']} {o['name']}" + (f": {o['rules']} rule(s)" if "rules" in o else "")

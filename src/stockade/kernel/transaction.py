@@ -15,7 +15,10 @@ iptables: three steps; the first changes nothing packets meet.
     committed before the failing one) is put back from the live part read before step 1, and
     the new sets are destroyed.
 Then the old generation's sets are destroyed. Ban sets (kernel/bans.py) are filled, in step 1 or in the
-nft file, with the bans live before, each with the time it has left. Between the commits of steps 2 and 3 (a few
+nft file, with the bans live before, each with the time it has left.
+When the rules are the same and only sets' members differ (a re-applied policy whose blocklist
+changed), none of this happens: the members that differ are added and deleted in the live sets, in
+one `ipset restore` (sets.py), and the rules are not touched. Between the commits of steps 2 and 3 (a few
 milliseconds) IPv4 already has the new rules and IPv6 the old ones: the two families switch one
 after the other, never a rule at a time. A journal on disk names both parts for that window, so
 a process killed inside it is reported as an alarm by every command and undone by `stockade repair`
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import re
 
+from . import sets
 from .backend import TABLE, tool
 from .bans import carried_ipset, carried_nft
 from .host import Host, KernelError
@@ -46,6 +50,10 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
         body = target.text.get("nft", "")
         host.run(["nft", "-f", "-"], input=nft_file(body) + carried_nft(host, body))  # bans: one transaction
         return
+    changes = members_only(live, target)
+    if changes is not None:
+        sets.update(host, target.backend, changes)
+        return
     if state is not None:
         state.write("journal", {"from": live.to_json(), "to": target.to_json()})
     try:
@@ -57,6 +65,46 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
         raise
     if state is not None:
         state.remove("journal")
+
+
+def _sets(text: str) -> dict[str, tuple[tuple[str, ...], list[str]]]:
+    """`ipset save` lines with logical names, creates then adds sorted (part.own_ipsets) -> per set, (type
+    and family, members). Each set's adds are one block of lines: cut out and split whole, a million
+    members without a Python step each."""
+    out = {}
+    for name, kind, family in re.findall(r"^create (\S+) (\S+)(?: family (\S+))?", text, re.MULTILINE):
+        prefix = f"add {name} "
+        first = text.find("\n" + prefix)
+        if first < 0:
+            out[name] = ((kind, family), [])
+            continue
+        last = text.rfind("\n" + prefix)
+        end = text.find("\n", last + 1)
+        block = text[first + 1:end if end >= 0 else len(text)]
+        members = block.replace(prefix, "").split("\n")
+        if block.count(prefix) != len(members):  # not one block: the slow way
+            members = re.findall(rf"^{re.escape(prefix)}(.+)$", text, re.MULTILINE)
+        out[name] = ((kind, family), members)
+    return out
+
+
+def _maxelem(text: str, name: str) -> int:
+    m = re.search(rf"^create {re.escape(name)} .* maxelem (\d+)", text, re.MULTILINE)
+    return int(m.group(1)) if m else 65536
+
+
+def members_only(live: OwnedPart, target: OwnedPart) -> list[sets.SetChange] | None:
+    """iptables: the changes of set members that turn `live` into `target`, if its rules are the same and
+    its sets the same sets (type, family, room for the new members); None when anything else differs."""
+    if target.backend == "nftables" or live.backend != target.backend or live.empty or \
+            any(live.text.get(f) != target.text.get(f) for f in ("4", "6")):
+        return None
+    old, new = _sets(live.text.get("sets", "")), _sets(target.text.get("sets", ""))
+    creates = live.text.get("sets", "").split("\nadd ", 1)[0]
+    if {n: k for n, (k, _) in old.items()} != {n: k for n, (k, _) in new.items()} or \
+            any(len(m) > _maxelem(creates, n) for n, (_, m) in new.items()):
+        return None
+    return [sets.change(n, old[n][1], m, target.backend) for n, (_, m) in new.items()]
 
 
 def recover(host: Host, state: State) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,13 +161,14 @@ def _entry(entry: str) -> tuple[tuple[Family, str], str]:
 
 
 class Compiler:
-    def __init__(self, policy: Policy, file: str, text: str):
+    def __init__(self, policy: Policy, file: str, text: str, feeds: Mapping[str, Members] | None = None):
         self.p = policy
         self.file, self.text = file, text
         self.pos = key_positions(text)
         self.base = Path(file).parent
         self.b = Builder()
         self.groups = self._groups()
+        self.groups.update({name: dict((feeds or {}).get(name, {})) for name in policy.feeds})
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -236,8 +238,10 @@ class Compiler:
         """Per group, its addresses in a hash:ip set and its networks in a hash:net set: nftables keeps
         networks in interval sets, which load several times slower per entry than its hashes."""
         for g, members in self.groups.items():
+            feed = self.p.feeds.get(g)
             for kind in ("ip", "net"):
-                self._set(family, g, kind, members.get((family, kind), []), self.origin("groups", g))
+                self._set(family, g, kind, members.get((family, kind), []),
+                          self.origin("feeds" if feed else "groups", g), feed and feed.max_entries)
         if self.p.protect.bogons:
             self._set(family, "bogons", "net", list(BOGONS[family]), self.origin("protect", "bogons"))
         if self.p.bans is not None:  # empty when compiled: what is banned is state, carried by apply
@@ -246,15 +250,18 @@ class Compiler:
                 "family", "inet" if family is Family.IPV4 else "inet6", "hashsize", "1024",
                 "maxelem", str(bans.max), "timeout", str(bans.timeout)), [], self.origin("bans"))
 
-    def _set(self, family: Family, group: str, kind: str, members: list[str], origin: Origin) -> None:
+    def _set(self, family: Family, group: str, kind: str, members: list[str], origin: Origin,
+             feed_max: int | None = None) -> None:
         """The set, unless empty; its hash sized for the members, as one that grows while loading
-        rehashes all it holds."""
-        if members:
+        rehashes all it holds. A feed's sets exist even when empty, sized for its `max_entries`:
+        `feeds update` changes their members in place, never the rules that use them."""
+        if members or feed_max:
             name = self.set_name(group, family, kind)
+            size = max(len(members), feed_max or 0)
             self.b.ruleset(family).sets[name] = IPSet(name, f"hash:{kind}", (
                 "family", "inet" if family is Family.IPV4 else "inet6",
-                "hashsize", str(max(1024, 1 << (len(members) // 2).bit_length())),
-                "maxelem", str(max(65536, 2 * len(members)))), members, origin)
+                "hashsize", str(max(1024, 1 << (size // 2).bit_length())),
+                "maxelem", str(max(65536, 2 * size))), members, origin)
 
     def _input(self, f: Family) -> None:
         p, o = self.p, self.origin
@@ -458,10 +465,12 @@ def _multiport_chunks(ports: list[Port]) -> list[list[Port]]:
     return chunks + ([cur] if cur else [])
 
 
-def compile_policy(path: str | Path, text: str | None = None) -> CompiledPolicy:
-    """Load, validate and compile a policy file; raise PolicyError with positioned diagnostics."""
+def compile_policy(path: str | Path, text: str | None = None,
+                   feeds: Mapping[str, Members] | None = None) -> CompiledPolicy:
+    """Load, validate and compile a policy file; raise PolicyError with positioned diagnostics. `feeds`:
+    each feed's last good list (kernel/feeds.py keeps them); a feed without one compiles empty."""
     path = Path(path)
     if text is None:
         text = read_policy(path)
     policy = load_policy(path, text)
-    return Compiler(policy, str(path), text).compile()
+    return Compiler(policy, str(path), text, feeds).compile()

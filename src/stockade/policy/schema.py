@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from ..files import read_regular
@@ -211,9 +212,49 @@ class Egress(Strict):
         return [self.to] if isinstance(self.to, str) else list(self.to)
 
 
+DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+
+
+def parse_duration(text: str) -> int:
+    """`30s`, `15m`, `6h`, `1d` into seconds."""
+    m = DURATION.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"`{text}` is not a duration; write e.g. 15m, 6h, 1d")
+    return int(m.group(1)) * UNIT_SECONDS[m.group(2)]
+
+
+def _duration_ok(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+class Feed(Strict):
+    """A group whose members come from a list fetched (`url`) or read (`file`) by `stockade feeds update`.
+    `format`: plain (an address or network per line, `#` comments), ip-comment (`ADDR;comment`),
+    spamhaus (DROP/EDROP: `NET ; SBLnnn`, `;` comments), netset (FireHOL: as plain). A fetch that fails
+    or a list that is unusable keeps the last good list."""
+    url: str | None = None
+    file: str | None = None
+    format: Literal["plain", "ip-comment", "spamhaus", "netset"] = "plain"
+    refresh: Annotated[str, AfterValidator(_duration_ok)] = "1h"
+    max_entries: int = Field(default=1_000_000, ge=1, le=8_000_000)
+    timeout: int = Field(default=30, ge=1, le=600)  # seconds for one fetch
+    max_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 30)
+    on_failure: Literal["keep"] = "keep"
+
+    @model_validator(mode="after")
+    def _source(self) -> Feed:
+        if (self.url is None) == (self.file is None):
+            raise ValueError("a feed has either `url` or `file`")
+        if self.url is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", self.url):
+            raise ValueError(f"`{self.url[:60]}` is not an http:// or https:// URL")
+        return self
+
+
 class Policy(Strict):
     server: Server = Field(default_factory=Server)
     groups: dict[GroupName, Group] = Field(default_factory=dict)
+    feeds: dict[GroupName, Feed] = Field(default_factory=dict)
     admin: list[str] = Field(default_factory=list)  # groups with full access
     defaults: Defaults = Field(default_factory=Defaults)
     log: LogSettings = Field(default_factory=LogSettings)
@@ -224,6 +265,12 @@ class Policy(Strict):
     allow: list[Allow] = Field(default_factory=list)
     egress: list[Egress] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _feed_names(self) -> Policy:
+        both = sorted(set(self.groups) & set(self.feeds))
+        if both:
+            raise ValueError(f"`{both[0]}` is both a group and a feed; a feed is a group of its own, name it once")
+        return self
 
 
 class PolicyError(DiagnosedError):

@@ -138,6 +138,11 @@ def _chain_text(name: str, base: tuple[str, str, str, str] | None, rules: list[N
     return lines + [f"\t\t{r.text()}" for r in rules] + ["\t}"]
 
 
+def set_name(family: Family, name: str) -> str:
+    """The nft name render_nft gives a set that only one family uses (stockade's own sets)."""
+    return _names({(family, "set", name)})[(family, "set", name)]
+
+
 def _names(owners: set[tuple[Family, str, str]]) -> dict[tuple[Family, str, str], str]:
     """(family, table, name) -> nft name: the name, prefixed by the family if both families use it, by
     the table if several tables do, and by the table (or `ip`/`ip6` for sets) if nft could take the
