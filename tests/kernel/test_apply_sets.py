@@ -2,7 +2,7 @@
 live sets in place (transaction.py `members_only`, sets.py) instead of reloading them: the live rules
 keep the same generation of sets (a reload would move them to the next), the sets afterwards hold
 exactly the new list, and the kernel step takes under a second. STOCKADE_FEED_ENTRIES entries
-(default 1,000,000), the bench's list. iptables back ends only: an nft re-apply still replaces the table.
+(default 20,000; bench/blocklist_load.py times 1,000,000). iptables back ends only: an nft re-apply still replaces the table.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .applylab import stockade
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from blocklist_load import blocklist  # noqa: E402
 
-ENTRIES = int(os.environ.get("STOCKADE_FEED_ENTRIES", "1000000"))
+ENTRIES = int(os.environ.get("STOCKADE_FEED_ENTRIES", "20000"))  # 1M: bench/blocklist_load.py
 POLICY = """admin = ["admins"]
 [server]
 interfaces = ["eth0"]
