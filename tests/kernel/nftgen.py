@@ -110,7 +110,7 @@ class NftGen:
         elif proto == "udp":
             out.append(f"udp dport {self.ports()}" if rng.random() < 0.7 else f"meta l4proto udp th dport {self.ports()}")
         elif proto == "icmp":
-            name, types = ICMP[self.family]
+            name, types = ICMP[addr_fam]
             t = rng.choice(types)
             out.append(f"{name} type {t}" if rng.random() < 0.7 else f"meta l4proto {name}")
         elif proto == "l4":
@@ -241,7 +241,7 @@ class NftGen:
         rng = self.rng
         tables = TABLES[self.family][:rng.randint(2, 3)]
         out = []
-        for family, name in tables:
+        for family, name in dict.fromkeys(TABLES[Family.IPV4] + TABLES[Family.IPV6]):  # every earlier one goes
             out.append(f"table {family} {name}\ndelete table {family} {name}")
         for family, name in tables:
             decls, uses = self.sets(family, name)

@@ -22,8 +22,10 @@ from collections import Counter
 import pytest
 
 from stockade.lab.differential import Probe
+from stockade.lab.inject import frame
 from stockade.model import Family
 from stockade.model.nftables import NftRuleset
+from stockade.model.packet import Packet
 from stockade.parse.nft import read_nft_json
 from stockade.parse.save import read_save
 from stockade.semantics.nft import NftResult, NftSimulator
@@ -98,7 +100,7 @@ def test_random_nft_rulesets_agree_with_the_kernel(probe, capsys):
         t0 = time.monotonic()
         for _ in range(PACKETS):
             pkt = pg.packet()
-            pkt = pkt.with_(t=time.monotonic() - t0)
+            pkt = pkt.with_(t=time.monotonic() - t0, length=wire_length(pkt))
             obs = probe.send(pkt)
             _, after = nft_counters(probe)
             moved = Counter({k: v - before[k] for k, v in after.items() if v != before[k]})
@@ -141,6 +143,17 @@ def test_random_nft_rulesets_agree_with_the_kernel(probe, capsys):
     assert not failures, (f"seed {SEED}: {len(failures)} of {packets} packets disagree ({dict(kinds)}); "
                           f"first {min(SHOWN, len(failures))}:\n\n" + "\n\n".join(failures[:SHOWN]))
     assert RULESETS < 100 or (packets >= 5000 and composed >= 20)
+
+
+def wire_length(pkt: Packet) -> int:
+    """The IP length of the frame the injector sends: longer than `length` when the headers need it
+    (an ICMP error quotes a datagram), and `meta length` and quotas count what is sent."""
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    f = Ether(frame(pkt, 1, "02:00:00:00:00:01"))
+    return f[IP].len if pkt.family is Family.IPV4 else f[IPv6].plen + 40
 
 
 def pkt_json(pkt) -> dict:

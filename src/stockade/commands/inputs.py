@@ -18,6 +18,7 @@ from ..parse.read import BOM, Unreadable, decode, guess_format, read
 from ..parse.script import Invocation
 
 if TYPE_CHECKING:
+    from ..model.nftables import NftRuleset
     from ..policy.compile import CompiledPolicy
 
 
@@ -68,6 +69,20 @@ def load_ruleset(path: str, fmt: str = "auto", family: Family | None = None,
     environment), with its text."""
     text = read_text(path)
     return read(text, path, fmt, family, how), text
+
+
+def load_nft(path: str, text: str | None = None) -> NftRuleset:
+    """An nftables ruleset: nft JSON (`nft -j list ruleset`) as it is, an nft text file through the real
+    nft in a throwaway namespace (kernel/nftfile.py: needs root and nft; its rules then carry handles,
+    not lines)."""
+    from ..parse.nft import is_json, read_nft_json
+
+    text = read_text(path) if text is None else text
+    if is_json(text.removeprefix(BOM)):
+        return read_nft_json(text.removeprefix(BOM), path)
+    from ..kernel.nftfile import nft_json_of_file
+
+    return read_nft_json(nft_json_of_file(path), path, positions=False)
 
 
 def load_policy(path: str, text: str | None = None) -> CompiledPolicy:

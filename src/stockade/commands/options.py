@@ -11,6 +11,10 @@ from ..parse.script import Invocation
 
 FROM = click.option("--from", "fmt", type=click.Choice(["auto", "save", "script"]), default="auto",
                     show_default=True, help="input format: iptables-save dump or shell script")
+FROM_NFT = click.option("--from", "fmt", type=click.Choice(["auto", "save", "script", "nft"]), default="auto",
+                        show_default=True, help="input format: iptables-save dump, shell script, or nftables "
+                        "(`nft -j list ruleset` JSON, or an nft text file read by the real nft in a throwaway "
+                        "namespace)")
 NETNS = click.option("--netns", help="network namespace to act in (default: this one)")
 
 

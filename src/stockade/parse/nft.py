@@ -96,8 +96,13 @@ def _prio(value: Any, origin: Origin) -> int:
 
 
 class _Reader:
-    def __init__(self, file: str):
+    def __init__(self, file: str, positions: bool):
         self.rs = NftRuleset(source=file)
+        self.positions = positions
+
+    def at(self, origin: Origin) -> Origin | None:
+        """Where an object is kept as read from (errors name the place in the JSON either way)."""
+        return origin if self.positions else None
 
     def table_of(self, obj: dict, origin: Origin, what: str) -> NftTable:
         family = _str(obj, "family", origin, what)
@@ -126,13 +131,13 @@ class _Reader:
         name = _str(obj, "name", origin, "table")
         if self.rs.table(family, name) is None:
             flags = obj.get("flags") or []
-            self.rs.tables.append(NftTable(family, name, _handle(obj), origin=origin,
+            self.rs.tables.append(NftTable(family, name, _handle(obj), origin=self.at(origin),
                                            flags=frozenset(flags if isinstance(flags, list) else [flags])))
 
     def chain(self, obj: dict, origin: Origin) -> None:
         name = _str(obj, "name", origin, "chain")
         table = self.table_of(obj, origin, f"chain {name}")
-        chain = table.chains.setdefault(name, NftChain(name, _handle(obj), origin=origin))
+        chain = table.chains.setdefault(name, NftChain(name, _handle(obj), origin=self.at(origin)))
         if "hook" not in obj:
             return
         hook = obj["hook"]
@@ -158,7 +163,7 @@ class _Reader:
             raise _err("a rule's `expr` must be a list of statements, each an object with one key", origin)
         comment = obj.get("comment")
         chain.rules.append(NftRule(_handle(obj), tuple(expr), comment if isinstance(comment, str) else None,
-                                   origin))
+                                   self.at(origin)))
 
     def set(self, kind: str, obj: dict, origin: Origin) -> None:
         name = _str(obj, "name", origin, kind)
@@ -175,7 +180,7 @@ class _Reader:
             raise _err(f"{kind} {name}: `elem` must be a list", origin)
         flags = obj.get("flags") or []
         table.sets[name] = NftSet(name, keys, _handle(obj), frozenset(flags if isinstance(flags, list) else [flags]),
-                                  list(elems), data, origin)
+                                  list(elems), data, self.at(origin))
 
     def element(self, obj: Any, origin: Origin) -> None:
         """`add element`: more elements for a set declared before."""
@@ -235,9 +240,25 @@ def _set_refs(expr: Any) -> list[str]:
     return out
 
 
-def read_nft_json(text: str, file: str) -> NftRuleset:
-    """An NftRuleset from nft JSON; Unreadable if it is not nft JSON, NftJsonError at a defect."""
-    reader = _Reader(file)
+_NFT_TEXT = re.compile(r"^\s*(?:#!\S*\bnft\b|flush\s+ruleset\b|(?:add\s+)?table\s+(?:ip|ip6|inet|arp|bridge|netdev)"
+                       r"\s+\S+)", re.MULTILINE)
+_NFT_JSON = re.compile(r'^\s*\{\s*"nftables"\s*:')
+
+
+def looks_like_nft(text: str) -> bool:
+    """nft JSON, or an nft text file (a `table FAMILY NAME`, `flush ruleset` or an nft #! line)."""
+    return bool(_NFT_JSON.match(text) or _NFT_TEXT.search(text))
+
+
+def is_json(text: str) -> bool:
+    return bool(_NFT_JSON.match(text))
+
+
+def read_nft_json(text: str, file: str, positions: bool = True) -> NftRuleset:
+    """An NftRuleset from nft JSON; Unreadable if it is not nft JSON, NftJsonError at a defect.
+    positions=False: the JSON is nft's listing of another file (kernel/nftfile.py), whose places in
+    the listing would mean nothing to the user, so objects keep none."""
+    reader = _Reader(file, positions)
     for item, origin in _items(text, file):
         if not isinstance(item, dict) or len(item) != 1:
             raise _err("each element of `nftables` must be an object with one key", origin)

@@ -230,6 +230,7 @@ class NftSimulator:
     def _rule(self, walk: _Walk, table: NftTable, chain: NftChain, rule: NftRule) -> tuple[str, str | None] | None:
         where = (table.label, chain.name, rule.handle, str(rule.origin) if rule.origin else None)
         walk.where = where
+        walk.res.evaluated += 1
         ident = {"family": table.family, "table": table.name, "chain": chain.name, "handle": rule.handle}
         try:
             for n, stmt in enumerate(rule.expr):
@@ -295,9 +296,11 @@ class NftSimulator:
             if verdict not in ("accept", "drop", "continue", "return", "queue"):
                 raise Undecidable(f"verdict map gives `{verdict}`", where)
             return (verdict.upper() if verdict in ("accept", "drop", "queue") else verdict), None
-        if key == "notrack":
+        if key == "notrack":  # nft_notrack_eval: only a packet without a connection (yet) becomes untracked
             if not walk.ct_done:
                 walk.notrack = True
+            elif env.ctstate == "INVALID":
+                env.ctstate = "UNTRACKED"
             return None
         raise Undecidable(f"statement `{key}` is not modelled", where)
 
