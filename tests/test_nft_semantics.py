@@ -190,3 +190,28 @@ def test_notrack_after_conntrack_makes_an_invalid_packet_untracked():
     assert s.run(from_short("tcp 192.0.2.5:1 > 203.0.113.1:22 SYN,FIN iif in0")).ctstate == "UNTRACKED"
     res = s.run(from_short(SSH))
     assert res.ctstate == "NEW" and untracked not in counted(res)
+
+
+def test_netdev_and_bridge_tables_are_reported_not_analysed():
+    d = Doc().table("netdev", "edge").chain("netdev", "edge", "ingress")
+    d.items[-1]["chain"] |= {"type": "filter", "hook": "ingress", "dev": "eth0", "prio": 0, "policy": "drop"}
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "ACCEPT" and "table netdev edge is not analysed" in " ".join(res.notes)
+
+
+def test_continue_goes_on_with_the_rules_next_statement():
+    """A `continue` verdict (from a verdict map, say) lets the rest of the rule run (nft_do_chain goes
+    on with the next expression while the verdict is NFT_CONTINUE): found by the kernel differential."""
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    vm = d.rule("ip", "t", "in", {"vmap": {"key": payload("tcp", "dport"), "data": {"set": [[22, CONTINUE]]}}},
+                COUNTER, DROP)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "DROP" and counted(res) == [vm]
+
+
+def test_fragment_offset_test_is_decided_without_the_df_bit():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "prerouting")
+    frag = d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x1FFF]}, 0, "!="), COUNTER)
+    d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
+    res = sim(d).run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))
+    assert counted(res) == [frag] and res.verdict == "UNKNOWN" and "don't-fragment" in res.reason

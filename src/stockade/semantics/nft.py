@@ -46,7 +46,7 @@ PER = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 BYTES = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 TRANSPORT = {"tcp": 6, "udp": 17, "udplite": 136, "sctp": 132, "dccp": 33}
 PORT_FIELDS = {"sport": "inet_service", "dport": "inet_service"}
-TERMINAL = {"accept": "ACCEPT", "drop": "DROP", "queue": "QUEUE", "reject": "REJECT"}
+FRAG_OFF = {"payload": {"protocol": "ip", "field": "frag-off"}}
 
 
 class _Break(Exception):
@@ -120,6 +120,8 @@ class NftSimulator:
         env = Env(pkt, pkt.state, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, notes=res.notes)
         env.result = res
         walk = _Walk(env, res)
+        res.notes += [f"table {t.label} is not analysed (only ip, ip6 and inet tables are)"
+                      for t in self.nft.tables if not t.analysed]
         tracked = pkt.family in self.conntrack
         if dropped_on_arrival(pkt, tracked, res):
             return res
@@ -236,9 +238,9 @@ class NftSimulator:
             for n, stmt in enumerate(rule.expr):
                 (key, val), = stmt.items()
                 outcome = self._statement(walk, table, key, val, where + (n,), ident)
-                if outcome is not None:
+                if outcome is not None and outcome[0] != "continue":  # continue: the rule's next statement
                     self._matched(walk, ident, rule, outcome)
-                    return None if outcome[0] == "continue" else outcome
+                    return outcome
         except _Break:
             return None
         self._matched(walk, ident, rule, None)
@@ -350,6 +352,8 @@ class NftSimulator:
         if key == "concat":
             parts = [self._value(walk, e, where) for e in val]
             return tuple(d for d, _ in parts), tuple(v for _, v in parts)
+        if key == "&" and isinstance(val, list) and len(val) == 2 and val[0] == FRAG_OFF:
+            return self._frag_off(walk, val[1], where)
         if key in ("&", "|", "^", "<<", ">>") and isinstance(val, list) and len(val) == 2:
             dtype, a = self._value(walk, val[0], where)
             b = val[1] if isinstance(val[1], int) and key in ("<<", ">>") else self._const(dtype, val[1], where)[0]
@@ -402,6 +406,17 @@ class NftSimulator:
                 return "integer", (pkt.icmp_type << 8) | (pkt.icmp_code or 0)  # th's first two bytes
             raise Undecidable(f"{proto} {fld} of this packet is not in the packet model", where)
         raise Undecidable(f"payload {proto} {fld} is not modelled", where)
+
+    def _frag_off(self, walk: _Walk, mask: Any, where: tuple) -> tuple[str, int]:
+        """`ip frag-off & MASK`: the packet model has the offset and MF but not DF (0x4000), so only a mask
+        without DF is decided (`ip frag-off & 0x1fff != 0`, the usual fragment test)."""
+        pkt = walk.env.pkt
+        if pkt.family is not Family.IPV4:
+            raise _Break
+        m = self._const("integer", mask, where)[0]
+        if m & 0x4000:
+            raise Undecidable("ip frag-off: the don't-fragment bit is not in the packet model", where)
+        return "integer", (pkt.frag_offset | (0x2000 if pkt.more_fragments else 0)) & m
 
     def _meta(self, walk: _Walk, key: str, where: tuple) -> tuple[str, int]:
         env, hook = walk.env, walk.hook
