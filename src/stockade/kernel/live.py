@@ -1,6 +1,10 @@
 """Reading stockade's part of the live ruleset (and, for status, everything else too)."""
 from __future__ import annotations
 
+from ..model import Family, Ruleset
+from ..model.nftables import NftRuleset
+from ..parse.nft import read_nft_json
+from ..parse.save import read_save
 from .backend import TABLE, tool
 from .host import Host
 from .part import OwnedPart, own_ipsets, own_iptables
@@ -48,3 +52,16 @@ def read_part(host: Host, backend: str) -> OwnedPart:
     v4, v6 = own_iptables(save_text(host, backend, 4)), own_iptables(save_text(host, backend, 6))
     return OwnedPart(backend, {"4": v4, "6": v6, "sets": own_ipsets(ipset_save(host), v4 + v6)})
 
+
+
+def whole_ruleset(host: Host) -> tuple[NftRuleset, dict[Family, Ruleset]]:
+    """Everything netfilter runs, for semantics/nft.py to compose: the native nft tables (`nft -j list
+    ruleset`, iptables-nft's tables left out) and the iptables-nft tables as iptables-nft-save prints them,
+    which reads their xt matches exactly where nft's listing cannot."""
+    nft = read_nft_json(host.run(["nft", "-j", "list", "ruleset"]).stdout, f"nft -j list ruleset ({host.label})")
+    iptables = {}
+    for fam in Family:
+        text = save_text(host, "iptables-nft", int(fam))
+        b = read_save(text, f"{tool('iptables-nft', int(fam), 'save')} ({host.label})", fam)
+        iptables[fam] = b.rulesets[fam]
+    return nft.native(), iptables
