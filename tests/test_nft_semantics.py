@@ -215,3 +215,24 @@ def test_fragment_offset_test_is_decided_without_the_df_bit():
     d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
     res = sim(d).run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))
     assert counted(res) == [frag] and res.verdict == "UNKNOWN" and "don't-fragment" in res.reason
+
+
+def test_masquerade_accepts_and_a_later_chain_is_not_guessed():
+    d = Doc().table("ip", "nat").chain("ip", "nat", "post", "postrouting", 100)
+    d.items[-1]["chain"]["type"] = "nat"
+    d.rule("ip", "nat", "post", match(meta("oifname"), "out0"), {"masquerade": None})
+    fwd = "tcp 192.0.2.5:40000 > 198.51.100.9:80 SYN iif in0 oif out0 hook FORWARD"
+    res = sim(d).run(from_short(fwd))
+    assert res.verdict == "ACCEPT" and "masquerade" in " ".join(res.notes)
+    d.table("ip", "late").chain("ip", "late", "post", "postrouting", 200)
+    res = sim(d).run(from_short(fwd))
+    assert res.verdict == "UNKNOWN" and "rewritten" in res.reason
+
+
+def test_a_concatenation_compared_with_one_element():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    pair = d.rule("ip", "t", "in", match({"concat": [payload("ip", "saddr"), payload("tcp", "dport")]},
+                                         {"concat": ["192.0.2.5", 22]}), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [pair]
+    assert counted(s.run(from_short(SSH.replace(":22", ":23")))) == []

@@ -73,6 +73,7 @@ class _Walk:
     ct_done: bool = False
     notrack: bool = False
     where: tuple = ()
+    rewritten: str | None = None  # the source NAT statement (where) after which addresses are not known
 
 
 def conntrack_families(nft: NftRuleset) -> set[Family]:
@@ -160,6 +161,10 @@ class NftSimulator:
         steps = self.steps(env.pkt.family, walk.hook)
         self._note_ties(walk.hook, env.pkt.family, res)
         for step in steps:
+            if walk.rewritten and step[0] != "ct":
+                res.reason = f"the source address was rewritten by {walk.rewritten}, which is not modelled, " \
+                             "and a later chain at this hook may test it"
+                return "UNKNOWN"
             if step[0] == "ct":
                 if env.ctstate is None:
                     env.ctstate = "UNTRACKED" if walk.notrack else first_packet_state(env.pkt)
@@ -298,6 +303,11 @@ class NftSimulator:
             if verdict not in ("accept", "drop", "continue", "return", "queue"):
                 raise Undecidable(f"verdict map gives `{verdict}`", where)
             return (verdict.upper() if verdict in ("accept", "drop", "queue") else verdict), None
+        if key in ("snat", "masquerade") and walk.hook == "postrouting":
+            # the packet is accepted by this chain; only chains after it would see the new source
+            walk.rewritten = f"{where[0]} chain {where[1]} handle {where[2]}"
+            env.notes.append(f"{walk.rewritten}: {key} (the new source address is not modelled)")
+            return "ACCEPT", None
         if key == "notrack":  # nft_notrack_eval: only a packet without a connection (yet) becomes untracked
             if not walk.ct_done:
                 walk.notrack = True
@@ -309,6 +319,8 @@ class NftSimulator:
     # --- expressions ---------------------------------------------------------------------------
     def _match(self, walk: _Walk, table: NftTable, m: dict, where: tuple) -> bool:
         left, right, op = m.get("left"), m.get("right"), m.get("op")
+        if isinstance(right, dict) and "concat" in right:  # `ip saddr . tcp dport 192.0.2.1 . 22`: one element
+            right = {"set": [right]}
         if _is_set(right):
             found = self._lookup(walk, left, right, where, want_data=False)
             if op in (None, "==", "in"):
