@@ -37,3 +37,28 @@ def test_iptables_nft_and_native_tables_compose(netns):
     banned = sim.run(from_short("tcp 192.0.2.66:40000 > 203.0.113.1:22 SYN iif in0"))
     assert banned.verdict == "DROP" and banned.counted[0]["table"] == "guard"  # iptables accepted it first
     assert sim.run(from_short("tcp 192.0.2.5:40000 > 203.0.113.1:80 SYN iif in0")).verdict == "DROP"
+
+
+def test_a_native_table_named_like_iptables_stays_native(netns):
+    """iptables-nft-save calls a native `table ip filter` with chains of its own incompatible and prints
+    empty built-in chains for it, and invents the built-in chains a compatible table lacks."""
+    netns.run(["nft", "-f", "-"], input="""table ip filter {
+    chain input { type filter hook input priority 0; policy drop;
+        tcp dport 22 accept
+    }
+}
+table ip mangle {
+    chain PREROUTING { type filter hook prerouting priority -150; policy accept;
+        tcp dport 23 counter drop
+    }
+}
+""")
+    nft, iptables = whole_ruleset(Host(netns.name))
+    assert [t.label for t in nft.tables] == ["ip filter"]
+    assert list(iptables[Family.IPV4].tables) == ["mangle"]
+    assert list(iptables[Family.IPV4].tables["mangle"].chains) == ["PREROUTING"]
+    sim = NftSimulator(nft, iptables)
+    assert sim.run(from_short("tcp 192.0.2.5:40000 > 203.0.113.1:22 SYN iif in0")).verdict == "ACCEPT"
+    assert sim.run(from_short("tcp 192.0.2.5:40000 > 203.0.113.1:80 SYN iif in0")).verdict == "DROP"
+    res = sim.run(from_short("tcp 192.0.2.5:40000 > 203.0.113.1:23 SYN iif in0"))
+    assert res.verdict == "DROP" and res.matched == [{"table": "mangle", "chain": "PREROUTING", "rule": 1}]

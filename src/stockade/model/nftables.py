@@ -92,10 +92,11 @@ class NftRuleset:
     def table(self, family: str, name: str) -> NftTable | None:
         return next((t for t in self.tables if t.family == family and t.name == name), None)
 
-    def native(self) -> NftRuleset:
-        """The tables iptables-nft does not manage (read those with iptables-save, as model.Ruleset)."""
-        return NftRuleset([t for t in self.tables if not (t.family in ("ip", "ip6") and t.name in IPTABLES_NFT)],
-                          self.source)
+    def native(self, keep: frozenset[tuple[str, str]] = frozenset()) -> NftRuleset:
+        """The tables iptables-nft does not manage (read those with iptables-save, as model.Ruleset);
+        `keep`: (family, name) of tables with such a name that iptables-nft-save calls incompatible."""
+        return NftRuleset([t for t in self.tables if (t.family, t.name) in keep
+                           or not (t.family in ("ip", "ip6") and t.name in IPTABLES_NFT)], self.source)
 
     def base_chains(self, hook: str) -> list[tuple[NftTable, NftChain]]:
         """The analysed base chains registered at `hook`, in priority order (ties in the order read)."""
