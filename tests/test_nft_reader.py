@@ -95,3 +95,18 @@ def test_defects_are_errors_at_their_place(items, words):
     e = _bad(*items)
     assert words in str(e), str(e)
     assert str(e).startswith("bad.json:")
+
+
+@pytest.mark.parametrize("text,nft", [
+    ('{"nftables": []}', True),
+    ("#!/usr/sbin/nft -f\nflush ruleset\n", True),
+    ("# firewall\ntable inet filter {\n}\n", True),
+    ("define LAN = 192.0.2.0/24\nadd table ip nat\n", True),
+    ("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", False),
+    ("#!/bin/sh\nnft -f - <<EOF\ntable inet filter {\n}\nEOF\n", False),
+    ("iptables -A INPUT -j ACCEPT\n", False),
+])
+def test_nft_inputs_are_recognised(text, nft):
+    from stockade.parse.nft import looks_like_nft
+
+    assert looks_like_nft(text) == nft

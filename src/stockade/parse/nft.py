@@ -246,7 +246,10 @@ _NFT_JSON = re.compile(r'^\s*\{\s*"nftables"\s*:')
 
 
 def looks_like_nft(text: str) -> bool:
-    """nft JSON, or an nft text file (a `table FAMILY NAME`, `flush ruleset` or an nft #! line)."""
+    """nft JSON, or an nft text file (a `table FAMILY NAME`, `flush ruleset` or an nft #! line); a file
+    whose #! line names another interpreter (a shell script feeding nft a here-document) is not one."""
+    if text.startswith("#!") and "nft" not in text.split("\n", 1)[0]:
+        return False
     return bool(_NFT_JSON.match(text) or _NFT_TEXT.search(text))
 
 
