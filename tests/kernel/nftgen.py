@@ -145,6 +145,8 @@ class NftGen:
             parts.append(sets[name].format(name=name))
             if name == "pair":
                 ctx["l4"] = "tcp"
+            elif name == "ports":
+                ctx["l4"] = "th"  # `meta l4proto { tcp, udp }` commits the rule to neither tcp nor udp
         if rng.random() < 0.12:
             parts.append(f"limit rate {'over ' if rng.random() < 0.3 else ''}{rng.randint(1, 4)}/hour "
                          f"burst {rng.randint(1, 6)} packets")
@@ -188,8 +190,8 @@ class NftGen:
             targets = ["accept", "drop", "continue"] + ([f"jump {c}" for c in chains] if chains else [])
             ps = sorted({self.port() for _ in range(rng.randint(1, 4))})
             items = ", ".join(f"{p} : {rng.choice(targets)}" for p in ps)
-            key = rng.choice([f"{l4} dport", "th dport"]) if l4 in ("tcp", "udp") else \
-                "meta l4proto { tcp, udp } th dport"  # th of ICMP is its checksum, which the model lacks
+            key = rng.choice([f"{l4} dport", "th dport"]) if l4 in ("tcp", "udp") else "th dport" if l4 == "th" \
+                else "meta l4proto { tcp, udp } th dport"  # th of ICMP is its checksum, which the model lacks
             if rng.random() < 0.3:
                 states = rng.sample(STATES[:4], rng.randint(1, 3))
                 return "ct state vmap { " + ", ".join(f"{s} : {rng.choice(targets)}" for s in states) + " }"

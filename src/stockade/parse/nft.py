@@ -47,6 +47,9 @@ def _items(text: str, file: str) -> list[tuple[Any, Origin]]:
     array is walked again with raw_decode)."""
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise Unreadable(Diagnostic("error", "json", "JSON nested deeper than stockade reads", Origin(file, 1, 1),
+                                    "give `nft -j list ruleset` output")) from None
     except json.JSONDecodeError as e:
         raise Unreadable(Diagnostic("error", "json", f"not JSON: {e.msg}", Origin(file, e.lineno, e.colno),
                                     "give `nft -j list ruleset` output, or an nft text file")) from None
@@ -75,6 +78,14 @@ def _str(obj: dict, key: str, origin: Origin, what: str) -> str:
     if not isinstance(v, str) or not v:
         raise _err(f"{what} has no `{key}`", origin)
     return v
+
+
+def _flags(obj: dict, origin: Origin, what: str) -> frozenset[str]:
+    flags = obj.get("flags") or []
+    flags = [flags] if isinstance(flags, str) else flags
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise _err(f"{what}: `flags` must be a name or a list of names", origin)
+    return frozenset(flags)
 
 
 def _handle(obj: dict) -> int | None:
@@ -130,9 +141,8 @@ class _Reader:
             raise _err(f"unknown table family `{family}`", origin, f"one of {', '.join(FAMILIES)}")
         name = _str(obj, "name", origin, "table")
         if self.rs.table(family, name) is None:
-            flags = obj.get("flags") or []
             self.rs.tables.append(NftTable(family, name, _handle(obj), origin=self.at(origin),
-                                           flags=frozenset(flags if isinstance(flags, list) else [flags])))
+                                           flags=_flags(obj, origin, f"table {name}")))
 
     def chain(self, obj: dict, origin: Origin) -> None:
         name = _str(obj, "name", origin, "chain")
@@ -178,9 +188,8 @@ class _Reader:
         elems = obj.get("elem") or []
         if not isinstance(elems, list):
             raise _err(f"{kind} {name}: `elem` must be a list", origin)
-        flags = obj.get("flags") or []
-        table.sets[name] = NftSet(name, keys, _handle(obj), frozenset(flags if isinstance(flags, list) else [flags]),
-                                  list(elems), data, self.at(origin))
+        table.sets[name] = NftSet(name, keys, _handle(obj), _flags(obj, origin, f"{kind} {name}"), list(elems), data,
+                                  self.at(origin))
 
     def element(self, obj: Any, origin: Origin) -> None:
         """`add element`: more elements for a set declared before."""
@@ -198,7 +207,7 @@ class _Reader:
             for chain in table.chains.values():
                 for rule in chain.rules:
                     for target in _targets(rule.expr):
-                        if target not in table.chains:
+                        if not isinstance(target, str) or target not in table.chains:
                             raise _err(f"chain {chain.name}: jump or goto to chain {target}, which table "
                                        f"{table.label} does not have", rule.origin or Origin(self.rs.source, 1))
                     for ref in _set_refs(rule.expr):
@@ -222,8 +231,8 @@ def _targets(expr: Any) -> list[str]:
     for node in _walk(expr):
         if isinstance(node, dict):
             for verb in ("jump", "goto"):
-                if isinstance(node.get(verb), dict) and isinstance(node[verb].get("target"), str):
-                    out.append(node[verb]["target"])
+                if isinstance(node.get(verb), dict):
+                    out.append(node[verb].get("target"))
     return out
 
 
@@ -280,5 +289,8 @@ def read_nft_json(text: str, file: str, positions: bool = True) -> NftRuleset:
         elif kind not in IGNORED:
             raise _err(f"`{kind}` is not something stockade reads from nft JSON", origin,
                        "load the file with nft in a throwaway namespace and give `nft -j list ruleset`")
-    reader.check_references()
+    try:
+        reader.check_references()
+    except RecursionError:
+        raise _err("a rule's statements are nested deeper than stockade reads", Origin(file, 1, 1)) from None
     return reader.rs

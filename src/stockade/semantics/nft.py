@@ -221,12 +221,13 @@ class NftSimulator:
             if outcome is None:
                 continue
             kind, target = outcome
-            if kind == "jump":
-                verdict = self._chain(walk, table, table.chains[target])
-                if verdict is not None:
+            if kind in ("jump", "goto"):
+                callee = table.chains.get(target) if isinstance(target, str) else None
+                if callee is None:  # the reader checks rules; a hand-written map's element may still name none
+                    raise Undecidable(f"{kind} to {str(target)[:40]}, which is no chain of {table.label}", walk.where)
+                verdict = self._chain(walk, table, callee)
+                if kind == "goto" or verdict is not None:
                     return verdict
-            elif kind == "goto":
-                return self._chain(walk, table, table.chains[target])
             elif kind == "return":
                 return None
             else:
@@ -248,6 +249,10 @@ class NftSimulator:
                     return outcome
         except _Break:
             return None
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+            # a statement whose JSON has not the shape libnftables-json(5) gives it (hand-written input)
+            raise Undecidable(f"a statement of this rule is malformed ({type(e).__name__}: {str(e)[:60]})",
+                              where) from None
         self._matched(walk, ident, rule, None)
         return None
 
@@ -531,17 +536,17 @@ class NftSimulator:
         nsecs*len/rate for bytes); the bucket gains the time since the last packet that reached it."""
         if not isinstance(val, dict):
             raise Undecidable("a named limit object is not modelled", where)
-        rate, per = val.get("rate"), PER.get(val.get("per", "second"))
-        if not isinstance(rate, int) or rate <= 0 or per is None:
-            raise Undecidable(f"limit {val} is not understood", where)
+        rate, per, burst = val.get("rate"), PER.get(val.get("per", "second")), val.get("burst") or 0
+        if not all(_u64(n) for n in (rate, burst)) or rate == 0 or per is None:
+            raise Undecidable(f"limit {str(val)[:60]} is not understood", where)
         nsecs = per * NSEC
         bytes_unit = val.get("rate_unit", "packets")
         if bytes_unit == "packets":
-            burst = val.get("burst") or 5
+            burst = burst or 5
             cost, tokens_max = nsecs // rate, (nsecs // rate) * burst
         else:
             rate *= BYTES.get(bytes_unit, 1)
-            burst = (val.get("burst") or 0) * BYTES.get(val.get("burst_unit", "bytes"), 1)
+            burst *= BYTES.get(val.get("burst_unit", "bytes"), 1)
             cost, tokens_max = nsecs * walk.env.pkt.length // rate, nsecs * (rate + burst) // rate
         now = round(walk.env.pkt.t * NSEC)
         mkey = ("nft-limit",) + where
@@ -555,8 +560,10 @@ class NftSimulator:
 
     def _quota(self, walk: _Walk, val: Any, where: tuple) -> bool:
         """nft_quota (Linux 6.15 and later): over once the bytes counted, this packet's included, exceed it."""
-        if not isinstance(val, dict) or not isinstance(val.get("val"), int):
+        if not isinstance(val, dict):
             raise Undecidable("a named quota object is not modelled", where)
+        if not _u64(val.get("val")) or not _u64(val.get("used", 0)):
+            raise Undecidable(f"quota {str(val)[:60]} is not understood", where)
         quota = val["val"] * BYTES.get(val.get("val_unit", "bytes"), 1)
         mkey = ("nft-quota",) + where
         used = self.memory.get(mkey, val.get("used", 0) * BYTES.get(val.get("used_unit", "bytes"), 1))
@@ -582,6 +589,10 @@ class NftSimulator:
         if isinstance(expr, str):
             return self._const("mark", expr, where)[0]
         return self._value(walk, expr, where)[1] & 0xFFFFFFFF
+
+
+def _u64(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= U64
 
 
 def _is_set(right: Any) -> bool:
