@@ -236,3 +236,10 @@ def test_a_concatenation_compared_with_one_element():
     s = sim(d)
     assert counted(s.run(from_short(SSH))) == [pair]
     assert counted(s.run(from_short(SSH.replace(":22", ":23")))) == []
+
+
+def test_a_native_chain_at_the_iptables_filter_priority_is_a_noted_tie():
+    ipt = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    d = Doc().table("inet", "filter").chain("inet", "filter", "input", "input", 0)
+    res = sim(d, ipt).run(from_short(SSH))
+    assert any("inet filter input, iptables filter INPUT share priority 0" in n for n in res.notes), res.notes

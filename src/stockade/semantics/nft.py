@@ -139,12 +139,11 @@ class NftSimulator:
         res.ctstate = env.ctstate
         return res
 
-    def steps(self, family: Family, hook: str) -> list[tuple]:
-        """What runs at a hook for a family, in order: ("nft", table, chain), ("ipt", table, CHAIN), ("ct",)."""
-        items: list[tuple[int, int, tuple]] = []
-        for table in self.nft.tables:
-            if table.family in TABLE_FAMILIES[family]:
-                items += [(c.prio or 0, 1, ("nft", table, c)) for c in table.chains.values() if c.hook == hook]
+    def steps(self, family: Family, hook: str) -> list[tuple[int, tuple]]:
+        """What runs at a hook for a family, in order, with its priority: ("nft", table, chain),
+        ("ipt", table, CHAIN) and ("ct",) (conntrack runs before a chain of its own priority)."""
+        items: list[tuple[int, int, tuple]] = [(c.prio or 0, 1, ("nft", t, c)) for t, c in self.nft.base_chains(hook)
+                                               if t.family in TABLE_FAMILIES[family]]
         if family in self.ipt:
             chain = hook.upper()
             for name, table in self.ipt[family].rs.tables.items():
@@ -154,13 +153,13 @@ class NftSimulator:
                         items.append((prio, 1, ("ipt", name, chain)))
         if hook in ("prerouting", "output") and family in self.conntrack:
             items.append((CONNTRACK_PRIO, 0, ("ct",)))
-        return [step for _, _, step in sorted(items, key=lambda i: (i[0], i[1]))]
+        return [(prio, step) for prio, _, step in sorted(items, key=lambda i: (i[0], i[1]))]
 
     def _hook(self, walk: _Walk, tracked: bool) -> str:
         env, res = walk.env, walk.res
         steps = self.steps(env.pkt.family, walk.hook)
-        self._note_ties(walk.hook, env.pkt.family, res)
-        for step in steps:
+        _note_ties(walk.hook, steps, res)
+        for _, step in steps:
             if walk.rewritten and step[0] != "ct":
                 res.reason = f"the source address was rewritten by {walk.rewritten}, which is not modelled, " \
                              "and a later chain at this hook may test it"
@@ -184,19 +183,6 @@ class NftSimulator:
             if verdict is not None and verdict != "ACCEPT":
                 return verdict
         return "ACCEPT"
-
-    def _note_ties(self, hook: str, family: Family, res: NftResult) -> None:
-        seen: dict[int, list[str]] = {}
-        for table in self.nft.tables:
-            if table.family in TABLE_FAMILIES[family]:
-                for c in table.chains.values():
-                    if c.hook == hook:
-                        seen.setdefault(c.prio or 0, []).append(f"{table.label} {c.name}")
-        for prio, names in seen.items():
-            note = (f"{', '.join(names)} share priority {prio} at {hook}: the kernel runs them in the order "
-                    "they were registered, which the ruleset does not record")
-            if len(names) > 1 and note not in res.notes:
-                res.notes.append(note)
 
     def _base(self, walk: _Walk, table: NftTable, chain: NftChain) -> str:
         res = walk.res
@@ -589,6 +575,21 @@ class NftSimulator:
         if isinstance(expr, str):
             return self._const("mark", expr, where)[0]
         return self._value(walk, expr, where)[1] & 0xFFFFFFFF
+
+
+def _note_ties(hook: str, steps: list[tuple[int, tuple]], res: NftResult) -> None:
+    """Chains at one priority run in the order they were registered, which no listing shows: say so."""
+    seen: dict[int, list[str]] = {}
+    for prio, step in steps:
+        if step[0] == "nft":
+            seen.setdefault(prio, []).append(f"{step[1].label} {step[2].name}")
+        elif step[0] == "ipt":
+            seen.setdefault(prio, []).append(f"iptables {step[1]} {step[2]}")
+    for prio, names in seen.items():
+        note = (f"{', '.join(names)} share priority {prio} at {hook}: the kernel runs them in the order "
+                "they were registered, which the ruleset does not record")
+        if len(names) > 1 and note not in res.notes:
+            res.notes.append(note)
 
 
 def _u64(n: Any) -> bool:
