@@ -21,10 +21,12 @@ def for_error(e: StockadeError) -> int:
     from ..kernel.apply import Refused
     from ..kernel.host import KernelError
     from ..kernel.netns import NetnsError
+    from ..kernel.nftfile import NftFileError
     from ..lab.audit import Incomplete, Unmappable
     from ..lab.inject import InjectError
     from ..model.diagnostics import Unreadable
     from ..model.packet import SpecError
+    from ..parse.nft import NftJsonError
     from .inputs import InputError
 
     table: tuple[tuple[type[StockadeError], int], ...] = (
@@ -36,6 +38,8 @@ def for_error(e: StockadeError) -> int:
         (Incomplete, UNUSABLE),  # a script runs what stockade cannot look into: rules missing
         (InputError, UNUSABLE),
         (Unreadable, UNUSABLE),  # not text, or a dump iptables-restore refuses whole
+        (NftFileError, UNUSABLE),  # an nft file nft refuses whole: nothing of it would load
+        (NftJsonError, UNUSABLE),  # nft JSON no kernel would hold
         (WriteError, UNUSABLE),  # the disk refused a write (full, read-only, a planted link)
         (SpecError, UNUSABLE),
     )

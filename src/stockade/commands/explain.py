@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 import orjson
 
 from ..model import Origin
 from ..model.diagnostics import Unreadable
-from ..model.packet import SpecError
-from ..parse.command import Builder
+from ..model.packet import Packet, SpecError
 from ..parse.read import decode
 from . import options
 from .exitcodes import OK, UNUSABLE
-from .inputs import Source, load, read_bytes
+from .inputs import Loaded, Source, load, read_bytes
+
+Runner = Callable[[Packet], object]  # a packet to its simulate.Result (or semantics.nft.NftResult)
 
 
 @click.command("explain")
@@ -24,16 +26,30 @@ from .inputs import Source, load, read_bytes
 @options.reading
 def command(ruleset: str | None, spec: str | None, batch: str | None, as_json: bool, src: Source) -> None:
     """What the kernel does with a packet (or a JSON Lines file of packets) under RULESET (a dump, a
-    script, a policy) or the kernel's ruleset now (--live)."""
+    script, a policy, an nftables ruleset: nft JSON or an nft text file) or the kernel's ruleset now
+    (--live)."""
     if (spec is None) == (batch is None):
         raise click.UsageError("give exactly one of --packet and --packets")
-    b = load(ruleset, src).builder
-    for d in b.for_analysis():
+    got = load(ruleset, src, nft=True)
+    for d in got.builder.for_analysis():
         if d.severity == "error" or d.code == "unread-value":  # a refused rule is not in the ruleset explained
             click.echo(str(d), err=True)
+    run = _runner(got)
     if spec is not None:
-        sys.exit(_one(b, spec, as_json))
-    sys.exit(_batch(b, batch, _packet_lines(batch), as_json))
+        sys.exit(_one(run, spec, as_json))
+    sys.exit(_batch(run, batch, _packet_lines(batch), as_json))
+
+
+def _runner(got: Loaded) -> Runner:
+    """The simulator for the input: nftables base chains composed with the iptables tables beside them
+    (semantics/nft.py), or the iptables rulesets alone (semantics/explain.py)."""
+    if got.nft is not None:
+        from ..semantics.nft import NftSimulator
+
+        return NftSimulator(got.nft, got.rulesets or None).run
+    from ..semantics.explain import Explainer
+
+    return Explainer(got.rulesets).run
 
 
 def _packet_lines(path: str) -> list[bytes]:
@@ -44,12 +60,12 @@ def _packet_lines(path: str) -> list[bytes]:
     return read_bytes(path, "packets file").splitlines()
 
 
-def _one(b: Builder, spec: str, as_json: bool) -> int:
+def _one(run: Runner, spec: str, as_json: bool) -> int:
     """A packet spec that is no packet is a usage error (exit 2): the ruleset is the input."""
-    from ..semantics.explain import Explainer, parse_spec
+    from ..semantics.explain import parse_spec
 
     try:
-        res = Explainer(b.rulesets).run(parse_spec(spec))
+        res = run(parse_spec(spec))
     except SpecError as e:
         click.echo(f"--packet:1:{e.col}: error: {e}", err=True)
         return UNUSABLE
@@ -60,7 +76,14 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
     click.echo(f"conntrack state: {res.ctstate or 'not tracked (no rule loads conntrack)'}")
     for step in res.trace:
         where = f"{step['table']}/{step['chain']}"
-        if "policy" in step:
+        if "family" in step:  # an nftables chain: named by family, table, chain and rule handle
+            where = f"{step['family']} {step['table']} {step['chain']}"
+            if "policy" in step:
+                click.echo(f"  {where} policy {step['policy']}")
+            else:
+                click.echo(f"  {where} handle {step['handle']} -> {step['verdict'] or '(no verdict)'} "
+                           f"{step.get('origin') or ''}".rstrip())
+        elif "policy" in step:
             click.echo(f"  {where} policy {step['policy']}")
         else:
             click.echo(f"  {where} rule {step['rule']:<4} -> {step['target'] or '(no target)':<12} "
@@ -75,12 +98,11 @@ def _one(b: Builder, spec: str, as_json: bool) -> int:
 FLUSH = 4096  # answers written at a time: a million packets' traces would not fit in memory at once
 
 
-def _batch(b: Builder, name: str, lines: list[bytes], as_json: bool) -> int:
+def _batch(run: Runner, name: str, lines: list[bytes], as_json: bool) -> int:
     """Every line answered in order; a line that is no packet spec (or not UTF-8) is answered with its
     error, `file:line:col: error: ...`, and the exit status is 2."""
-    from ..semantics.explain import Explainer, parse_spec
+    from ..semantics.explain import parse_spec
 
-    ex = Explainer(b.rulesets)
     bad = 0
     dumps = orjson.dumps
     stdout = click.get_binary_stream("stdout")
@@ -95,7 +117,7 @@ def _batch(b: Builder, name: str, lines: list[bytes], as_json: bool) -> int:
             if not line.strip():
                 continue
             try:
-                out = ex.run(parse_spec(line)).to_json()
+                out = run(parse_spec(line)).to_json()
             except SpecError as e:
                 out, bad = {"error": f"{Origin(name, n, e.col)}: error: {e}"}, bad + 1
         chunk.append(dumps(out) if as_json else f"{n}: {out.get('verdict', out.get('error'))}".encode())

@@ -28,11 +28,13 @@ from ..model import Family, IPSet, Origin, Ruleset
 from ..model.diagnostics import Diagnostic, StockadeError, Unreadable
 from ..parse.command import Builder
 from ..parse.ipset import add_ipsets, read_ipsets
+from ..parse.nft import is_json
 from ..parse.read import BOM, decode, guess_format, read
 from ..parse.save import read_save
 from ..parse.script import Invocation, is_script, line_kind
 
 if TYPE_CHECKING:
+    from ..model.nftables import NftRuleset
     from ..policy.compile import CompiledPolicy
 
 FROM = ("auto", "policy", "save", "script", "nft", "live")
@@ -101,6 +103,7 @@ class Loaded:
     text: str
     builder: Builder
     policy: CompiledPolicy | None = None
+    nft: NftRuleset | None = None  # nftables tables (the iptables-nft ones beside them are in `builder`)
 
     @property
     def rulesets(self) -> dict[Family, Ruleset]:
@@ -134,6 +137,8 @@ def kind_of(path: str, text: str) -> str:
         return "nft"
     if _POLICY.search(text):
         return "policy"
+    if is_json(text):
+        return "nft"  # `nft -j list ruleset`
     if text.lstrip()[:1] in ("{", "["):
         try:
             json.loads(text)
@@ -149,17 +154,19 @@ def kind_of(path: str, text: str) -> str:
     return "text"
 
 
-def load(path: str | None, src: Source = Source(), whole: bool = False, shared_sets: bool = False) -> Loaded:
+def load(path: str | None, src: Source = Source(), whole: bool = False, shared_sets: bool = False,
+         nft: bool = False) -> Loaded:
     """Read `path` (or, for `--from live`, the kernel) as `src` says. `whole`: a dump iptables-restore
     would refuse whole is Unreadable (a command that compares rulesets needs all of it); else its
     errors are diagnostics, as a script's bad lines are. `shared_sets`: `src.ipsets` is for the dumps
-    and scripts among several inputs, a policy keeps its own sets (else --ipsets with a policy is an error)."""
+    and scripts among several inputs, a policy keeps its own sets (else --ipsets with a policy is an error).
+    `nft`: the command reads nftables (semantics/nft.py); for the others nftables input is exit 2."""
     if src.live:
         if path is not None:
             raise click.UsageError(f"--live reads the kernel's ruleset: give no file ({path})")
         if src.ipsets is not None:
             raise click.UsageError("--live reads the kernel's own sets; --ipsets is for a dump or a script")
-        return _load_live(src)
+        return _load_live(src, nft)
     if path is None:
         raise click.UsageError("give a file to read, or --live for the kernel's ruleset")
     text = read_text(path)
@@ -171,7 +178,8 @@ def load(path: str | None, src: Source = Source(), whole: bool = False, shared_s
         b = Builder(_keep(c.rulesets, src.family), list(c.diagnostics))
         return Loaded(path, kind, text, b, c)
     if kind == "nft":
-        return load_nft(path, text)
+        _nft_readable(path, text, nft)
+        return Loaded(path, kind, text, Builder(), nft=load_nft(path, text))
     if kind not in ("save", "script"):
         what = {"json": "a JSON document"}.get(kind, "text with no iptables command, iptables-save table or "
                                                "policy section")
@@ -189,20 +197,26 @@ def load(path: str | None, src: Source = Source(), whole: bool = False, shared_s
     return Loaded(path, kind, text, b)
 
 
+def load_nft(path: str, text: str | None = None) -> NftRuleset:
+    """An nftables ruleset: nft JSON (`nft -j list ruleset`) as it is, an nft text file through the real
+    nft in a throwaway namespace (kernel/nftfile.py: needs root and nft; its rules then carry handles,
+    not lines)."""
+    from ..parse.nft import read_nft_json
+
+    text = read_text(path) if text is None else text
+    if is_json(text.removeprefix(BOM)):
+        return read_nft_json(text.removeprefix(BOM), path)
+    from ..kernel.nftfile import nft_json_of_file
+
+    return read_nft_json(nft_json_of_file(path), path, positions=False)
+
+
 def load_policy(path: str, text: str | None = None, feeds=None) -> CompiledPolicy:
     """A policy (read unless its text is given), compiled (its feeds from `feeds`, each feed's last good
     list); PolicyError with positioned diagnostics."""
     from ..policy.compile import compile_policy  # pydantic only when needed
 
     return compile_policy(path, read_text(path) if text is None else text, feeds)
-
-
-def load_nft(name: str, text: str) -> Loaded:
-    """nftables input (a file, or the kernel's nft tables): not readable yet."""
-    m = _NFT.search(text)
-    at = Origin(name, text.count("\n", 0, m.start()) + 1 if m else 1, 1)
-    raise Unreadable(Diagnostic("error", "input-kind", "cannot read input: nftables input is not readable yet", at,
-                                "read the iptables rulesets instead (iptables-save), or compare by hand"))
 
 
 def _ipsets(path: str | None) -> dict[str, IPSet] | None:
@@ -213,15 +227,33 @@ def _keep(rulesets: dict[Family, Ruleset], family: Family | None) -> dict[Family
     return {f: rs for f, rs in rulesets.items() if family is None or f is family}
 
 
-def _load_live(src: Source) -> Loaded:
-    """The kernel's ruleset now (kernel/live.py read_live), read as the dumps and sets file it prints."""
-    from ..kernel.host import Host
-    from ..kernel.live import read_live
+def _nft_readable(name: str, text: str, ok: bool) -> None:
+    """The one place a command that does not read nftables yet refuses it (exit 2, at its first nft line)."""
+    if ok:
+        return
+    m = _NFT.search(text)
+    at = Origin(name, text.count("\n", 0, m.start()) + 1 if m else 1, 1)
+    raise Unreadable(Diagnostic("error", "input-kind", "cannot read input: nftables input is read by `explain` "
+                                "only so far", at, "explain it (stockade explain --from nft), or give the iptables "
+                                "rulesets (iptables-save)"))
 
-    live = read_live(Host(src.netns), [src.family] if src.family else list(Family))
+
+def _load_live(src: Source, nft: bool) -> Loaded:
+    """The kernel's ruleset now (kernel/live.py read_live), read as the dumps and sets file it prints; with
+    nftables tables of their own, those and the iptables-nft tables composed (kernel/live.py whole_ruleset)."""
+    from ..kernel.host import Host
+    from ..kernel.live import read_live, whole_ruleset
+
+    host = Host(src.netns)
+    live = read_live(host, [src.family] if src.family else list(Family))
     where = src.netns or "host"
     if live.nft:
-        return load_nft(f"nft-list-ruleset@{where}", live.nft)
+        _nft_readable(f"nft-list-ruleset@{where}", live.nft, nft)
+        tables, iptables = whole_ruleset(host)
+        b = Builder(iptables)
+        if live.ipsets:
+            add_ipsets(b.rulesets, read_ipsets(live.ipsets, f"ipset-save@{where}"))
+        return Loaded(f"live@{where}", "live", live.nft, b, nft=tables)
     sets = None if live.ipsets is None else read_ipsets(live.ipsets, f"ipset-save@{where}")
     b = Builder(known_sets=None if sets is None else frozenset(sets))
     for fam, text in live.save.items():

@@ -2,13 +2,19 @@
 for the reading commands' `--live`."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model import TABLES, Family
+from ..model import TABLES, Family, Ruleset
+from ..model.nftables import NftRuleset
+from ..parse.nft import read_nft_json
+from ..parse.save import read_save
 from .backend import TABLE, available, iptables_in_use, tool
 from .host import Host, KernelError
 from .part import OwnedPart, own_ipsets, own_iptables
+
+_INCOMPATIBLE = re.compile(r"^# Table `(\w+)' (?:is incompatible|contains incompatible)", re.MULTILINE)
 
 
 def nft_table(host: Host, stateless: bool = True) -> str:
@@ -100,3 +106,27 @@ def read_live(host: Host, families: list[Family]) -> LiveRuleset:
     except KernelError:  # no ipset tool or no ip_set module: -m set rules stay undecided
         sets = None
     return LiveRuleset(backend, texts, sets, nft)
+
+
+def whole_ruleset(host: Host) -> tuple[NftRuleset, dict[Family, Ruleset]]:
+    """Everything netfilter runs, for semantics/nft.py to compose: the iptables-nft tables as
+    iptables-nft-save prints them (it reads their xt matches exactly where nft's listing cannot), and every
+    other table from `nft -j list ruleset`. A table iptables-nft-save calls incompatible (a native
+    `table ip filter` with its own chains) stays native; the built-in chains iptables-nft-save prints
+    for a table that lacks them in the kernel are left out."""
+    nft = read_nft_json(host.run(["nft", "-j", "list", "ruleset"]).stdout, f"nft -j list ruleset ({host.label})")
+    iptables, keep = {}, set()
+    for fam in Family:
+        text = save_text(host, "iptables-nft", int(fam))
+        family = "ip" if fam is Family.IPV4 else "ip6"
+        keep |= {(family, name) for name in _INCOMPATIBLE.findall(text)}
+        rs = read_save(text, f"{tool('iptables-nft', int(fam), 'save')} ({host.label})", fam).rulesets[fam]
+        for name in list(rs.tables):
+            listed = nft.table(family, name)
+            if (family, name) in keep or listed is None:
+                del rs.tables[name]
+                continue
+            for chain in [c for c, ch in rs.tables[name].chains.items() if ch.builtin and c not in listed.chains]:
+                del rs.tables[name].chains[chain]
+        iptables[fam] = rs
+    return nft.native(frozenset(keep)), iptables

@@ -102,6 +102,38 @@ def _spans(nets: list) -> list[tuple[int, int, Any]]:
 MARTIAN_SPANS = {"V4": _spans(MARTIAN_V4), "V6": _spans(MARTIAN_V6), "UNFORWARDED_V6": _spans(UNFORWARDED_V6)}
 
 
+def dropped_on_arrival(pkt: Packet, conntrack: bool, res: Result) -> bool:
+    """Whether the kernel drops the packet before the first hook (res says why): an IPv6 martian source,
+    or a fragment nf_defrag holds when conntrack is in use."""
+    if (why := _martian(pkt, early=True)) is not None:
+        res.verdict, res.reason = "DROP", why
+        return True
+    if conntrack and pkt.fragment and pkt.state is None:
+        res.verdict, res.reason = "DROP", ("fragment held for reassembly by nf_defrag (conntrack is in use): "
+                                           "no table sees it, and a lone fragment is never completed")
+        return True
+    return False
+
+
+def dropped_by_routing(env: Env, res: Result) -> bool:
+    """The routing step between PREROUTING and INPUT/FORWARD: whether it drops the packet (res says why);
+    forwarding lowers env.pkt's TTL."""
+    pkt = env.pkt
+    if (why := _martian(pkt, early=False)) is not None:
+        res.verdict, res.reason = "DROP", why
+        return True
+    if pkt.family is Family.IPV4 and pkt.hook == "INPUT" and pkt.fragment and pkt.state is None:
+        res.verdict, res.reason = "DROP", ("IPv4 fragments are reassembled before INPUT "
+                                           "(ip_local_deliver): a lone fragment never gets there")
+        return True
+    if pkt.hook == "FORWARD":  # ip_forward/ip6_forward lower the TTL before the FORWARD hook
+        if pkt.ttl <= 1:
+            res.verdict, res.reason = "DROP", "the TTL/hop limit runs out in forwarding (time exceeded)"
+            return True
+        env.pkt = pkt.with_(ttl=pkt.ttl - 1)
+    return False
+
+
 def _martian(pkt: Packet, early: bool) -> str | None:
     """Why the kernel drops this source before pkt.hook, if it does: IPv6 on receipt, before every hook
     (early); IPv4 in routing (ip_route_input_slow) and IPv6 in ip6_forward, both after PREROUTING."""
@@ -184,12 +216,7 @@ class Simulator:
         env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
                   notes=res.notes, forced=forced)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
-        if (why := _martian(pkt, early=True)) is not None:
-            res.verdict, res.reason = "DROP", why
-            return res
-        if self.conntrack and pkt.fragment and pkt.state is None:
-            res.verdict, res.reason = "DROP", ("fragment held for reassembly by nf_defrag (conntrack is in use): "
-                                               "no table sees it, and a lone fragment is never completed")
+        if dropped_on_arrival(pkt, self.conntrack, res):
             return res
         for step in self.paths.get(pkt.hook) or self._path(pkt.hook):
             if step is CT:
@@ -198,18 +225,8 @@ class Simulator:
                 res.ctstate = env.ctstate
                 continue
             if step is ROUTE:
-                if (why := _martian(pkt, early=False)) is not None:
-                    res.verdict, res.reason = "DROP", why
+                if dropped_by_routing(env, res):
                     return res
-                if pkt.family is Family.IPV4 and pkt.hook == "INPUT" and pkt.fragment and pkt.state is None:
-                    res.verdict, res.reason = "DROP", ("IPv4 fragments are reassembled before INPUT "
-                                                       "(ip_local_deliver): a lone fragment never gets there")
-                    return res
-                if pkt.hook == "FORWARD":  # ip_forward/ip6_forward lower the TTL before the FORWARD hook
-                    if env.pkt.ttl <= 1:
-                        res.verdict, res.reason = "DROP", "the TTL/hop limit runs out in forwarding (time exceeded)"
-                        return res
-                    env.pkt = env.pkt.with_(ttl=env.pkt.ttl - 1)
                 continue
             table, chain = step
             if table == "nat" and env.ctstate not in ("NEW",):
@@ -221,6 +238,14 @@ class Simulator:
                 return res
         res.ctstate = env.ctstate
         return res
+
+    def hook(self, table: str, chain: str, env: Env, res: Result) -> str | None:
+        """Walk a built-in chain for a simulator composing hooks (semantics/nft.py); None if absent."""
+        tbl = self.rs.tables.get(table)
+        if tbl is None or chain not in tbl.chains:
+            return None
+        env.sets, env.ruleset = self.rs.sets, self.rs
+        return self._hook(table, chain, env, res)
 
     def _hook(self, table: str, chain: str, env: Env, res: Result) -> str | None:
         """Walk a built-in chain (one that exists); return its verdict (policy if nothing decided)."""

@@ -1,0 +1,69 @@
+"""nft text files read through the real nft in a throwaway namespace (kernel/nftfile.py): include, define,
+flush ruleset and comments are nft's business, never a grammar of stockade's."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stockade.kernel.nftfile import NftFileError, nft_json_of_file
+from stockade.model.packet import from_short
+from stockade.parse.nft import read_nft_json
+from stockade.semantics.nft import NftSimulator
+
+MAIN = """#!/usr/sbin/nft -f
+# the host's firewall
+flush ruleset
+define ADMIN = { 192.0.2.0/28, 198.51.100.7 }
+include "sets.nft"
+table inet filter {
+    chain input {
+        type filter hook input priority filter; policy drop;   # default deny
+        ct state established,related accept
+        ip saddr $ADMIN tcp dport 22 counter accept comment "ssh"
+        tcp dport @web accept
+    }
+}
+"""
+SETS = "table inet filter {\n    set web { type inet_service; elements = { 80, 443 } }\n}\n"
+
+
+@pytest.fixture
+def conf(tmp_path, kernel_ok):
+    (tmp_path / "sets.nft").write_text(SETS)
+    path = tmp_path / "nftables.conf"
+    path.write_text(MAIN)
+    return path
+
+
+def test_text_file_read_by_nft(conf):
+    rs = read_nft_json(nft_json_of_file(str(conf)), str(conf), positions=False)
+    t = rs.table("inet", "filter")
+    assert t is not None and set(t.sets["web"].elements) == {80, 443}
+    rules = t.chains["input"].rules
+    assert len(rules) == 3 and rules[1].comment == "ssh" and all(r.origin is None for r in rules)
+    sim = NftSimulator(rs)
+    assert sim.run(from_short("tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif in0")).verdict == "ACCEPT"
+    assert sim.run(from_short("tcp 192.0.2.99:1 > 203.0.113.1:22 SYN iif in0")).verdict == "DROP"
+    assert sim.run(from_short("tcp 192.0.2.99:1 > 203.0.113.1:443 SYN iif in0")).verdict == "ACCEPT"
+
+
+def test_explain_reads_an_nft_text_file(conf):
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(conf), "--packet",
+                        "tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif in0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "inet filter input handle" in r.stdout and "-> ACCEPT" in r.stdout and "verdict: ACCEPT" in r.stdout
+
+
+def test_errors_are_nfts_own_at_their_place(tmp_path, kernel_ok):
+    (tmp_path / "sets.nft").write_text("table inet filter {\n    set web { type inet_service; elements = { 80, } }\n}\n")
+    path = tmp_path / "nftables.conf"
+    path.write_text(MAIN.replace("tcp dport 22", "tcp dport 22 frobnicate"))
+    with pytest.raises(NftFileError) as e:
+        nft_json_of_file(str(path))
+    where = {(d.origin.file.rsplit("/", 1)[-1], d.origin.line) for d in e.value.diagnostics}
+    assert ("nftables.conf", 10) in where, str(e.value)
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(path), "--packet",
+                        "tcp 192.0.2.9:1 > 203.0.113.1:22 SYN"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and f"{path}:10:" in r.stderr  # nft refuses it whole

@@ -1,0 +1,245 @@
+"""semantics/nft.py: nft rules and hook composition, each case built as nft JSON and checked by hand.
+(tests/kernel/test_nft_differential.py holds the simulator against the kernel on random rulesets.)"""
+from __future__ import annotations
+
+from stockade.model import Family
+from stockade.model.packet import from_short
+from stockade.parse.nft import read_nft_json
+from stockade.parse.save import read_save
+from stockade.semantics.nft import NftSimulator
+
+from .nftjson import ACCEPT, CONTINUE, COUNTER, DROP, RETURN, Doc, ct, goto, jump, match, meta, payload
+
+SSH = "tcp 192.0.2.5:40000 > 203.0.113.1:22 SYN iif in0"
+DNS = "udp 192.0.2.5:40000 > 203.0.113.1:53 iif in0"
+SSH6 = "tcp [2001:db8::5]:40000 > [2001:db8:2::1]:22 SYN iif in0"
+
+
+def sim(d: Doc, iptables: str | None = None) -> NftSimulator:
+    rs = read_nft_json(d.text(), "t.json")
+    ipt = {Family.IPV4: read_save(iptables, "ipt", Family.IPV4).rulesets[Family.IPV4]} if iptables else None
+    return NftSimulator(rs, ipt)
+
+
+def counted(res) -> list[int]:
+    return [c["handle"] for c in res.counted]
+
+
+def two_chains(first: str = "accept", second: str = "accept") -> Doc:
+    d = Doc().table("inet", "a").chain("inet", "a", "in", "input", -10, first)
+    return d.table("ip", "b").chain("ip", "b", "in", "input", 10, second)
+
+
+def test_accept_does_not_stop_the_next_chain_at_the_hook():
+    d = two_chains()
+    early = d.rule("inet", "a", "in", COUNTER, ACCEPT)
+    late = d.rule("ip", "b", "in", match(payload("tcp", "dport"), 22), COUNTER, DROP)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "DROP" and counted(res) == [early, late]
+    assert sim(d).run(from_short(DNS)).verdict == "ACCEPT"
+
+
+def test_chains_run_in_priority_order_and_a_drop_is_final():
+    d = Doc().table("ip", "b").chain("ip", "b", "in", "input", 10)
+    late = d.rule("ip", "b", "in", COUNTER, ACCEPT)
+    d.table("inet", "a").chain("inet", "a", "in", "input", -10)
+    early = d.rule("inet", "a", "in", COUNTER, DROP)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "DROP" and counted(res) == [early] and late not in counted(res)
+
+
+def test_policy_drop_of_one_chain_is_final():
+    d = two_chains(first="drop")
+    d.rule("ip", "b", "in", COUNTER, ACCEPT)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "DROP" and res.counted == []
+    assert {"family": "inet", "table": "a", "chain": "in", "policy": "DROP"} in res.trace
+
+
+def test_ip_tables_see_only_ipv4_and_inet_both():
+    d = two_chains(second="drop")
+    d.rule("inet", "a", "in", COUNTER)
+    assert sim(d).run(from_short(SSH6)).verdict == "ACCEPT"  # ip b never sees IPv6
+    assert sim(d).run(from_short(SSH)).verdict == "DROP"
+
+
+def test_headers_the_packet_lacks_end_the_rule_even_when_negated():
+    d = Doc().table("inet", "a").chain("inet", "a", "in", "input")
+    v4 = d.rule("inet", "a", "in", match(payload("ip", "saddr"), "198.51.100.1", "!="), COUNTER)
+    tcp = d.rule("inet", "a", "in", match(payload("tcp", "dport"), 53, "!="), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH6))) == [tcp]  # no IPv4 header: the `meta nfproto` dependency fails
+    assert counted(s.run(from_short(DNS))) == [v4]  # no TCP header
+
+
+def test_iptables_filter_composes_at_priority_zero():
+    ipt = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+    d = Doc().table("inet", "a").chain("inet", "a", "pre", "input", -5).chain("inet", "a", "post", "input", 5)
+    before = d.rule("inet", "a", "pre", COUNTER)
+    after = d.rule("inet", "a", "post", match(payload("tcp", "dport"), 22), COUNTER, DROP)
+    s = sim(d, ipt)
+    res = s.run(from_short(SSH))
+    assert res.verdict == "DROP" and counted(res) == [before, after]
+    assert {"table": "filter", "chain": "INPUT", "rule": 1} in res.matched  # iptables accepted; nft drops later
+    res = s.run(from_short(DNS))
+    assert res.verdict == "DROP" and counted(res) == [before]  # the iptables policy drops before `post`
+    assert [step.get("policy") for step in res.trace if "family" not in step] == ["DROP"]
+
+
+def test_sets_intervals_and_concatenations():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.set("ip", "t", "nets", "ipv4_addr", [{"prefix": {"addr": "192.0.2.0", "len": 29}},
+                                           {"range": ["192.0.2.100", "192.0.2.110"]}], flags=["interval"])
+    d.set("ip", "t", "pairs", ["ipv4_addr", "inet_service"], [{"concat": ["192.0.2.5", 22]}])
+    nets = d.rule("ip", "t", "in", match(payload("ip", "saddr"), "@nets"), COUNTER)
+    pairs = d.rule("ip", "t", "in", match({"concat": [payload("ip", "saddr"), payload("tcp", "dport")]}, "@pairs"),
+                   COUNTER)
+    anon = d.rule("ip", "t", "in", match(payload("tcp", "dport"), {"set": [21, {"range": [80, 90]}]}), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [nets, pairs]
+    assert counted(s.run(from_short("tcp 192.0.2.105:1 > 203.0.113.1:85 SYN"))) == [nets, anon]
+    assert counted(s.run(from_short("tcp 192.0.2.8:1 > 203.0.113.1:22 SYN"))) == []
+
+
+def test_verdict_maps_jump_goto_return_and_continue():
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input").chain("inet", "t", "a").chain("inet", "t", "b")
+    vmap = d.rule("inet", "t", "in", COUNTER, {"vmap": {"key": payload("tcp", "dport"), "data": {"set": [
+        [22, jump("a")], [23, goto("b")], [24, DROP]]}}})
+    after = d.rule("inet", "t", "in", COUNTER)
+    in_a = d.rule("inet", "t", "a", COUNTER, CONTINUE)
+    d.rule("inet", "t", "a", COUNTER, goto("b"))
+    in_b = d.rule("inet", "t", "b", COUNTER, RETURN)
+    s = sim(d)
+    # jump a; continue; goto b; b returns to whoever called a, i.e. `in`, after the vmap rule
+    assert counted(s.run(from_short(SSH))) == [vmap, in_a, in_a + 1, in_b, after]
+    # goto b from the base chain: nothing to return to, so b's return ends in the base chain's policy
+    res = s.run(from_short("tcp 192.0.2.5:1 > 203.0.113.1:23 SYN"))
+    assert counted(res) == [vmap, in_b] and res.trace[-1]["policy"] == "ACCEPT"
+    assert s.run(from_short("tcp 192.0.2.5:1 > 203.0.113.1:24 SYN")).verdict == "DROP"
+    assert counted(s.run(from_short("tcp 192.0.2.5:1 > 203.0.113.1:25 SYN"))) == [vmap, after]  # a miss
+
+
+def test_map_sets_the_mark_and_flag_tests():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.rule("ip", "t", "in", {"mangle": {"key": meta("mark"), "value": {"map": {
+        "key": payload("ip", "saddr"), "data": {"set": [["192.0.2.5", 7]]}}}}})
+    marked = d.rule("ip", "t", "in", match(meta("mark"), 7), COUNTER)
+    syn = d.rule("ip", "t", "in", match(payload("tcp", "flags"), ["syn", "fin"], "in"), COUNTER)
+    exact = d.rule("ip", "t", "in", match({"&": [payload("tcp", "flags"), ["syn", "ack"]]}, "syn"), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [marked, syn, exact]
+    assert counted(s.run(from_short("tcp 192.0.2.6:1 > 203.0.113.1:22 SYN,ACK"))) == [syn]
+
+
+def test_conntrack_runs_at_minus_200_and_notrack_before_it():
+    d = Doc().table("inet", "t").chain("inet", "t", "raw", "prerouting", -300).chain("inet", "t", "in", "input")
+    d.rule("inet", "t", "raw", match(payload("udp", "dport"), 53), {"notrack": None})
+    early = d.rule("inet", "t", "raw", match(ct("state"), "invalid", "in"), COUNTER)  # no conntrack entry yet
+    new = d.rule("inet", "t", "in", match(ct("state"), "new", "in"), COUNTER)
+    untracked = d.rule("inet", "t", "in", match(ct("state"), "untracked", "in"), COUNTER)
+    s = sim(d)
+    res = s.run(from_short(SSH))
+    assert counted(res) == [early, new] and res.ctstate == "NEW"
+    res = s.run(from_short(DNS))
+    assert counted(res) == [early, untracked] and res.ctstate == "UNTRACKED"
+
+
+def test_limit_and_quota_keep_state_across_packets():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    lim = d.rule("ip", "t", "in", {"limit": {"rate": 1, "burst": 3, "per": "hour"}}, COUNTER)
+    over = d.rule("ip", "t", "in", {"limit": {"rate": 1, "burst": 2, "per": "hour", "inv": True}}, COUNTER)
+    quota = d.rule("ip", "t", "in", {"quota": {"val": 130, "val_unit": "bytes"}}, COUNTER)
+    s = sim(d)
+    runs = [counted(s.run(from_short(SSH))) for _ in range(5)]  # 60-byte packets
+    assert [lim in r for r in runs] == [True, True, True, False, False]
+    assert [over in r for r in runs] == [False, False, True, True, True]
+    assert [quota in r for r in runs] == [True, True, False, False, False]  # 120 <= 130 < 180
+
+
+def test_interface_names_and_wildcards():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    star = d.rule("ip", "t", "in", match(meta("iifname"), "in*"), COUNTER)
+    exact = d.rule("ip", "t", "in", match(meta("iifname"), "in"), COUNTER)
+    no_out = d.rule("ip", "t", "in", match(meta("oifname"), "eth0", "!="), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [star, no_out]
+    assert counted(s.run(from_short(SSH.replace("in0", "in")))) == [star, exact, no_out]
+
+
+def test_what_is_not_modelled_is_unknown_and_named():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.rule("ip", "t", "in", COUNTER)
+    opaque = d.rule("ip", "t", "in", {"xt": {"type": "match", "name": "recent"}}, DROP)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "UNKNOWN" and f"ip t chain in handle {opaque}" in res.reason and "xt" in res.reason
+
+
+def test_ties_at_one_priority_are_noted():
+    d = Doc().table("inet", "a").chain("inet", "a", "in", "input", 0).table("ip", "b").chain("ip", "b", "in", "input", 0)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "ACCEPT" and any("share priority 0" in n for n in res.notes)
+
+
+def test_notrack_after_conntrack_makes_an_invalid_packet_untracked():
+    """nft_notrack_eval leaves a packet with a connection alone, but a packet conntrack found invalid has
+    none, so it becomes untracked (the kernel differential found this)."""
+    d = Doc().table("inet", "t").chain("inet", "t", "pre", "prerouting", -100).chain("inet", "t", "in", "input")
+    d.rule("inet", "t", "pre", {"notrack": None})
+    untracked = d.rule("inet", "t", "in", match(ct("state"), "untracked", "in"), COUNTER)
+    s = sim(d)
+    assert s.run(from_short("tcp 192.0.2.5:1 > 203.0.113.1:22 SYN,FIN iif in0")).ctstate == "UNTRACKED"
+    res = s.run(from_short(SSH))
+    assert res.ctstate == "NEW" and untracked not in counted(res)
+
+
+def test_netdev_and_bridge_tables_are_reported_not_analysed():
+    d = Doc().table("netdev", "edge").chain("netdev", "edge", "ingress")
+    d.items[-1]["chain"] |= {"type": "filter", "hook": "ingress", "dev": "eth0", "prio": 0, "policy": "drop"}
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "ACCEPT" and "table netdev edge is not analysed" in " ".join(res.notes)
+
+
+def test_continue_goes_on_with_the_rules_next_statement():
+    """A `continue` verdict (from a verdict map, say) lets the rest of the rule run (nft_do_chain goes
+    on with the next expression while the verdict is NFT_CONTINUE): found by the kernel differential."""
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    vm = d.rule("ip", "t", "in", {"vmap": {"key": payload("tcp", "dport"), "data": {"set": [[22, CONTINUE]]}}},
+                COUNTER, DROP)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "DROP" and counted(res) == [vm]
+
+
+def test_fragment_offset_test_is_decided_without_the_df_bit():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "prerouting")
+    frag = d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x1FFF]}, 0, "!="), COUNTER)
+    d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
+    res = sim(d).run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))
+    assert counted(res) == [frag] and res.verdict == "UNKNOWN" and "don't-fragment" in res.reason
+
+
+def test_masquerade_accepts_and_a_later_chain_is_not_guessed():
+    d = Doc().table("ip", "nat").chain("ip", "nat", "post", "postrouting", 100)
+    d.items[-1]["chain"]["type"] = "nat"
+    d.rule("ip", "nat", "post", match(meta("oifname"), "out0"), {"masquerade": None})
+    fwd = "tcp 192.0.2.5:40000 > 198.51.100.9:80 SYN iif in0 oif out0 hook FORWARD"
+    res = sim(d).run(from_short(fwd))
+    assert res.verdict == "ACCEPT" and "masquerade" in " ".join(res.notes)
+    d.table("ip", "late").chain("ip", "late", "post", "postrouting", 200)
+    res = sim(d).run(from_short(fwd))
+    assert res.verdict == "UNKNOWN" and "rewritten" in res.reason
+
+
+def test_a_concatenation_compared_with_one_element():
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    pair = d.rule("ip", "t", "in", match({"concat": [payload("ip", "saddr"), payload("tcp", "dport")]},
+                                         {"concat": ["192.0.2.5", 22]}), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [pair]
+    assert counted(s.run(from_short(SSH.replace(":22", ":23")))) == []
+
+
+def test_a_native_chain_at_the_iptables_filter_priority_is_a_noted_tie():
+    ipt = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    d = Doc().table("inet", "filter").chain("inet", "filter", "input", "input", 0)
+    res = sim(d, ipt).run(from_short(SSH))
+    assert any("inet filter input, iptables filter INPUT share priority 0" in n for n in res.notes), res.notes
