@@ -4,5 +4,5 @@ a deliberate error (StockadeError) that escapes it is printed by `errors.fail`. 
 never prints or exits."""
 
 # The modules of stockade.commands that are commands, each imported only when it runs (or for --help).
-COMMANDS = ("analyze", "apply", "audit", "check", "compile", "confirm", "convert", "demo", "diff", "explain", "lab",
-            "lint", "parse", "persist", "repair", "rollback", "status")
+COMMANDS = ("analyze", "apply", "audit", "check", "compile", "confirm", "convert", "demo", "diff", "explain", "init",
+            "lab", "lint", "parse", "persist", "repair", "rollback", "status")

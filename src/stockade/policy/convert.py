@@ -65,6 +65,7 @@ class Conversion:
     comments: dict[str, list[str]]  # a TOML section or `allow.N` -> comment lines above it
     deviations: list[Deviation]
     groups_from: dict[str, str] = field(default_factory=dict)  # group -> why it exists
+    title: str = ""  # the header's first line; default: converted from `source`
 
     def toml(self, used: dict[int, int] | None = None) -> str:
         """The policy file; with `used` (deviation index -> classes it explains), the header lists those."""
@@ -677,7 +678,7 @@ def _comment(lines: list[str]) -> list[str]:
 
 def render_toml(conv: Conversion, used: dict[int, int] | None) -> str:
     p, com = conv.policy, conv.comments
-    out = [f"# Converted by `stockade convert` from {conv.source}."]
+    out = _comment([conv.title or f"Converted by `stockade convert` from {conv.source}."])
     if used is not None:
         out.append("# Where it deliberately differs (`stockade diff SCRIPT POLICY` lists each packet class):"
                    if used else "# `stockade diff` finds no packet class it treats differently.")
