@@ -1,5 +1,6 @@
 """`stockade init` in a namespace running real listeners (SSH-like, HTTP, SMTP, DNS on TCP and UDP, and
-one bound to loopback only): the proposal opens exactly the four services; applied with `stockade apply
+one bound to loopback only) with an SSH session open: the proposal opens exactly the four services, SSH
+for the session's source; applied with `stockade apply
 --netns` and confirmed, every listener stays reachable from the client namespace, a port nothing listens
 on is dropped, and `stockade lab` on the proposal finds 0 mismatches against its own table."""
 from __future__ import annotations
@@ -11,11 +12,11 @@ import sys
 import time
 import tomllib
 
-from stockade.lab.topology import SERVER_V4, Topology
+from stockade.lab.topology import CLIENT_V4, SERVER_V4, Topology
 
 LISTENERS = """
 import socket, select
-socks = []
+socks, sessions = [], []
 for port, kind in ((22, 1), (80, 1), (25, 1), (53, 1), (53, 2), (8053, 1)):
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM if kind == 1 else socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -27,7 +28,11 @@ for port, kind in ((22, 1), (80, 1), (25, 1), (53, 1), (53, 2), (8053, 1)):
 while True:
     for s in select.select(socks, [], [])[0]:
         if s.type == socket.SOCK_STREAM:
-            s.accept()[0].close()
+            conn = s.accept()[0]
+            if conn.getsockname()[1] == 22:
+                sessions.append(conn)  # an SSH session stays open
+            else:
+                conn.close()
         else:
             data, peer = s.recvfrom(512)
             s.sendto(data, peer)
@@ -54,6 +59,13 @@ except socket.timeout:
 print(json.dumps(out))
 """
 
+SESSION = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 22), timeout=5)
+print("connected", flush=True)
+time.sleep(600)
+"""
+
 
 def stockade(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stockade.cli", *args], capture_output=True, text=True,
@@ -70,6 +82,8 @@ def test_init_proposes_what_the_listeners_need(kernel_ok, tmp_path):
         while ":8053" not in server.run(["ss", "-Hlnt"]).stdout:
             assert time.monotonic() < deadline, "the listeners did not start"
             time.sleep(0.1)
+        session = t.client.spawn([sys.executable, "-c", SESSION, SERVER_V4], stdout=subprocess.PIPE, text=True)
+        assert session.stdout.readline().strip() == "connected"
         before = json.loads(t.client.run([sys.executable, "-c", PROBE, SERVER_V4]).stdout)
         assert before["tcp/8080"].startswith("error")  # refused: nothing filters yet
 
@@ -84,6 +98,8 @@ def test_init_proposes_what_the_listeners_need(kernel_ok, tmp_path):
         services = {s for e in data["allow"] for s in ([e["service"]] if isinstance(e["service"], str)
                                                        else e["service"])}
         assert services == {"ssh", "smtp", "http", "dns"}
+        assert data["groups"]["admins"] == [CLIENT_V4]  # the open SSH session's source
+        assert next(e for e in data["allow"] if e["service"] == "ssh")["from"] == ["admins"]
         assert "# guess:" in text and "loopback only" in text
 
         r = stockade("apply", str(policy), "--netns", server.name, "--confirm-timeout", "30", env=env)
@@ -98,3 +114,34 @@ def test_init_proposes_what_the_listeners_need(kernel_ok, tmp_path):
     report = json.loads(r.stdout)
     assert report["mismatches"] == 0 and r.returncode == 0, r.stderr
     assert report["probes"] > 0
+
+
+LIVE = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state ESTABLISHED,RELATED -j ACCEPT
+-A INPUT -s 198.51.100.20/32 -p udp --dport 161 -j ACCEPT
+-A INPUT -p tcp --dport 443 -j ACCEPT
+COMMIT
+"""
+
+
+def test_init_keeps_the_live_rulesets_and_the_scripts_allowances(kernel_ok, netns, tmp_path):
+    """Nothing listens; the live ruleset opens SNMP to a monitoring host and HTTPS, the script opens IMAP
+    for a network: each becomes an entry, marked as a guess from where it came."""
+    netns.run(["iptables-restore"], input=LIVE)
+    script = tmp_path / "old-firewall.sh"
+    script.write_text("iptables -P INPUT DROP\niptables -A INPUT -s 203.0.113.0/24 -p tcp --dport 143 -j ACCEPT\n")
+    r = stockade("init", "--netns", netns.name, "--from-script", str(script), "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    data = tomllib.loads(got["policy"])
+    entries = {(e["service"] if isinstance(e["service"], str) else tuple(e["service"]),
+                e["from"] if e["from"] == "everyone" else tuple(tuple(data["groups"][g]) for g in e["from"]))
+               for e in data["allow"]}
+    assert entries == {("snmp", (("198.51.100.20",),)), ("https", "everyone"), ("imap", (("203.0.113.0/24",),))}
+    assert got["policy"].count("allows it (guess") == 3
+    assert any(f["kind"] == "live-ruleset" for f in got["found"])
+    r = stockade("init", "--netns", "sk-no-such-ns")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
