@@ -67,7 +67,7 @@ def test_what_the_seeds_open_is_what_the_policy_opens(tmp_path):
     assert conv.policy["groups"]["blocked"] == ["202.54.20.22"]
     assert conv.policy["blocklist"] == {"inbound": ["blocked"], "outbound": ["blocked"]}
     tcp53 = next(e for e in conv.policy["allow"] if e["service"] == "53/tcp")  # the zone transfer: secondary only
-    assert conv.policy["groups"][tcp53["from"][0]] == ["202.54.10.2"]
+    assert tcp53["from"] == ["tcp53-clients"] and conv.policy["groups"]["tcp53-clients"] == ["202.54.10.2"]
     assert conv.policy["protect"]["syn_flood"] == {"rate": "1/second", "burst": 3}
 
 

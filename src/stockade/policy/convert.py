@@ -83,12 +83,8 @@ def _nets(nets) -> Ranges:
 
 
 def public(family: Family) -> Ranges:
-    """Sources a host's INPUT sees from the network: all but the kernel's martians and loopback."""
-    if family is Family.IPV4:
-        gone = _nets(MARTIAN_V4)
-    else:
-        gone = _nets(MARTIAN_V6)
-    return complement(gone, _bits(family))
+    """Sources a host's INPUT sees from the network: all but the kernel's martians (loopback among them)."""
+    return complement(_nets(MARTIAN_V4 if family is Family.IPV4 else MARTIAN_V6), _bits(family))
 
 
 def cidrs(family: Family, ranges: Ranges) -> list[str]:
@@ -135,10 +131,6 @@ def _dports(r: FlatRule) -> list[tuple[str, int, int]]:
         elif name == "multiport" and d.side in ("dports", "ports") and not d.invert:
             out += [(proto_name(proto), lo, hi) for lo, hi in d.ranges]
     return out
-
-
-def _has(r: FlatRule, *names: str) -> bool:
-    return any(lit.kind == "match" and lit.value.name in names for lit in r.conds)
 
 
 def _sport_only(r: FlatRule) -> bool:
@@ -363,10 +355,9 @@ class Converter:
             if everyone:
                 who = "everyone"
             else:
-                who = self.group(_service_name(a.proto, a.lo, a.hi).split("/")[0].replace("-", "_")[:11] + "-clients"
-                                 if not _service_name(a.proto, a.lo, a.hi)[0].isdigit()
-                                 else f"port{a.lo}-clients", a.sources,
-                                 f"the sources the script lets open {_service_name(a.proto, a.lo, a.hi)}")
+                name = _service_name(a.proto, a.lo, a.hi)
+                stem = f"{a.proto}{a.lo}" if name[0].isdigit() else name[:11]
+                who = self.group(f"{stem}-clients", a.sources, f"the sources the script lets open {name}")
             limit = self._limit(a) if a.limited else None
             key = (who, limit)
             entry = entries.setdefault(key, {"service": [], "from": who} | ({"limit": limit} if limit else {}))
