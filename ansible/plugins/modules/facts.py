@@ -26,13 +26,16 @@ options:
     default: stockade
 attributes:
   check_mode:
+    description: The module only reads; it runs alike in check mode.
     support: full
   diff_mode:
+    description: Nothing changes, so there is no diff.
     support: none
   facts:
+    description: Sets C(ansible_facts.stockade).
     support: full
 author:
-  - stockade developers
+  - stockade developers (@stockade)
 '''
 
 EXAMPLES = r'''

@@ -67,13 +67,15 @@ options:
     default: stockade
 attributes:
   check_mode:
+    description: Changes nothing on the host; returns whether the policy would change it, and the diff.
     support: full
   diff_mode:
+    description: The packet classes whose verdict would change, as the task's diff.
     support: full
 notes:
   - Requires root on the managed host.
 author:
-  - stockade developers
+  - stockade developers (@stockade)
 '''
 
 EXAMPLES = r'''
