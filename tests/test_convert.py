@@ -124,3 +124,29 @@ def test_bad_input_is_an_error_not_a_traceback(tmp_path):
     empty.write_text("#!/bin/sh\n")
     r = stockade("convert", str(empty))
     assert r.returncode == 0 and "Traceback" not in r.stderr
+
+
+DUAL = """#!/bin/sh
+for ipt in iptables ip6tables; do
+  $ipt -P INPUT DROP
+  $ipt -A INPUT -i lo -j ACCEPT
+  $ipt -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  $ipt -A INPUT -p tcp --dport 443 -j ACCEPT
+done
+iptables -A INPUT -s 198.51.100.7 -p tcp --dport 22 -j ACCEPT
+ip6tables -A INPUT -s 2001:db8:1::/48 -p tcp --dport 22 -j ACCEPT
+ip6tables -A INPUT -p ipv6-icmp -j ACCEPT
+"""
+
+
+def test_both_families_in_one_policy(tmp_path):
+    """A script for IPv4 and IPv6: one group holds both families' sources; where a policy setting is one
+    for both (ping) and the script differs per family, that is a deliberate difference, not a silent one."""
+    script = tmp_path / "dual.sh"
+    script.write_text(DUAL)
+    conv, _, proof = converted(str(script), tmp_path)
+    ssh = next(e for e in conv.policy["allow"] if e["service"] == "ssh")
+    assert conv.policy["groups"][ssh["from"][0]] == ["198.51.100.7", "2001:db8:1::/48"]
+    assert proof.unexplained == []
+    used = {conv.deviations[i].topic for i in proof.used(conv)}
+    assert "ping" in used and "ipv6" not in used

@@ -453,19 +453,26 @@ class Converter:
 
     def _icmp(self) -> dict:
         """Echo requests: allowed, limited or denied as the script treats them from the internet."""
-        verdict = "deny"
+        per: dict[Family, str] = {}
         for f, flat in self.explicit.items():
             svc = Service(1 if f is Family.IPV4 else 58, icmp_type=8 if f is Family.IPV4 else 128, icmp_code=0)
             m = service_matrix(flat, svc, s=setting(flat, None))
             src = intersect(normalize([r for a, _ in m.may for r in m.classes[a]]), public(f))
             src = subtract(src, getattr(self, "admin_members", {}).get(f, ()))
-            if src:
-                verdict = "limit" if m.undecided else "allow"
+            per[f] = ("limit" if m.undecided else "allow") if src else "deny"
+        order = ("deny", "limit", "allow")
+        verdict = max(per.values(), key=order.index, default="deny")  # one setting: the family that answers most
         proto = {Family.IPV4: 1, Family.IPV6: 58}
         icmp_rules = [_where(r) for flat in self.flat_in.values() for r in flat.rules
                       if r.action == "ACCEPT" and any(lit.kind == "proto" and lit.value in (1, 58) for lit in r.conds)]
         where = ", ".join(icmp_rules) or "(no ICMP rule)"
         self.comments["icmp"] = [f"ping: {verdict}, as the script treats echo requests ({where})"]
+        for f, v in per.items():
+            if v != verdict:
+                self.dev("ping", f"ping is one setting for both families: `{verdict}`, as the script answers "
+                         f"IPv{int(f)} echo requests `{v}`", where,
+                         lambda c, p, f=f: c.family is f and c.hook == "INPUT"
+                         and p[PROTO] == ((proto[f], proto[f]),) and c.new.verdict == "ACCEPT")
 
         def other_icmp(c: Change, p: dict) -> bool:
             ip = proto[c.family]
