@@ -150,3 +150,22 @@ def test_both_families_in_one_policy(tmp_path):
     assert proof.unexplained == []
     used = {conv.deviations[i].topic for i in proof.used(conv)}
     assert "ping" in used and "ipv6" not in used
+
+
+@pytest.mark.parametrize("text, topic", [
+    ("iptables -t nat -A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 8080\n", "closed"),
+    ("ipset create bad hash:net\nipset add bad 192.0.2.0/24\n"
+     "iptables -A INPUT -m set --match-set bad src -j DROP\niptables -A INPUT -p tcp --dport 80 -j ACCEPT\n"
+     "iptables -P INPUT DROP\n", None),
+    ("iptables -A INPUT -m set --match-set unseen src -j DROP\niptables -A INPUT -p tcp --dport 80 -j ACCEPT\n"
+     "iptables -P INPUT DROP\n", "not-converted"),
+], ids=["nat-only", "set-shown", "set-unseen"])
+def test_what_a_policy_cannot_hold_is_named(text, topic, tmp_path):
+    """A nat-only script has no filter table; a rule on a set whose members the script never shows cannot
+    become a group: each is a named deliberate difference, never a traceback or an unexplained class."""
+    script = tmp_path / "s.sh"
+    script.write_text("#!/bin/sh\n" + text)
+    conv, _, proof = converted(str(script), tmp_path)
+    assert [e.change.text() for e in proof.unexplained] == []
+    used = {conv.deviations[i].topic for i in proof.used(conv)}
+    assert topic is None or topic in used, used

@@ -181,6 +181,13 @@ def _service_name(proto: str, lo: int, hi: int) -> str:
     return f"{lo}/{proto}" if lo == hi else f"{lo}-{hi}/{proto}"
 
 
+def _flat(rs: Ruleset, chain: str) -> Flat:
+    """The filter chain flattened; a ruleset without a filter table (only nat, say) filters nothing."""
+    if "filter" not in rs.tables:
+        return Flat(rs.family, "filter", chain, "ACCEPT", [FlatRule((), "ACCEPT", True, (), None, True)])
+    return flatten(rs, "filter", chain)
+
+
 def _closed_policy(flat: Flat) -> Flat:
     """The chain with its policy DROP: what its rules accept."""
     rules = [r if not r.policy else FlatRule(r.conds, "DROP", True, r.origins, None, True) for r in flat.rules]
@@ -197,10 +204,10 @@ class Converter:
         self.source = source
         self.fams = [f for f in (Family.IPV4, Family.IPV6) if _has_rules(rulesets.get(f))]
         self.rulesets = rulesets
-        self.flat_in = {f: flatten(rulesets[f], "filter", "INPUT") for f in self.fams}
+        self.flat_in = {f: _flat(rulesets[f], "INPUT") for f in self.fams}
         # what the rules accept, not the chain policy: a port open only by `-P INPUT ACCEPT` is not a service
         self.explicit = {f: _closed_policy(flat) for f, flat in self.flat_in.items()}
-        self.flat_out = {f: flatten(rulesets[f], "filter", "OUTPUT") for f in self.fams}
+        self.flat_out = {f: _flat(rulesets[f], "OUTPUT") for f in self.fams}
         self.devs: list[Deviation] = []
         self.comments: dict[str, list[str]] = {}
         self.groups: dict[str, dict[Family, Ranges]] = {}
@@ -524,7 +531,8 @@ class Converter:
                 self.dev(f"ipv{v}", f"the script has no {tool} rules, so IPv{v} is open; the policy gives IPv{v} the "
                          "same entries" + (" (and the ICMPv6 IPv6 needs)" if v == 6 else ""),
                          f"(no {tool} rules)", lambda c, p, fam=fam: c.family is fam)
-        fwd = {f: self.rulesets[f].tables["filter"].chains.get("FORWARD") for f in self.fams}
+        fwd = {f: self.rulesets[f].tables["filter"].chains.get("FORWARD") if "filter" in self.rulesets[f].tables
+               else None for f in self.fams}
         self.dev("forward", "a host policy forwards nothing (FORWARD policy DROP); the script "
                  + ("forwards everything" if any(c is None or c.policy == "ACCEPT" for c in fwd.values())
                     else "forwards some traffic"), "FORWARD policy",
@@ -545,14 +553,21 @@ class Converter:
             return p[dim] == ((lo, lo),) and c.new.verdict == "ACCEPT"
         self.dev("loopback", "loopback traffic is accepted before any other test", "the script's `-i lo` rule",
                  loopback)
-        policies = {f: self.rulesets[f].tables["filter"].chains["INPUT"].policy for f in self.fams}
+        policies = {f: flat.policy for f, flat in self.flat_in.items()}
         if any(v == "ACCEPT" for v in policies.values()):
             self.dev("closed", "open only because the script's INPUT policy is ACCEPT: the policy closes every "
                      "port it does not allow", "INPUT policy ACCEPT",
-                     lambda c, p: c.hook == "INPUT" and c.old.rule == "INPUT policy" and c.old.verdict == "ACCEPT")
+                     lambda c, p: c.hook == "INPUT" and c.old.rule in ("INPUT policy", None)
+                     and c.old.verdict == "ACCEPT")
         self.dev("closed-how", "closed ports are answered one way (defaults.closed); the script mixes DROP and "
                  "REJECT", "the script's DROP/REJECT rules",
                  lambda c, p: c.old.verdict in DENY and c.new.verdict in DENY)
+        others = sorted({str(r.origin) for f in self.fams for name, t in self.rulesets[f].tables.items()
+                         if name != "filter" for ch in t.chains.values() for r in ch.rules if r.origin})
+        if others:
+            self.dev("other-tables", "the script's nat, mangle or raw rules (address translation, marks) are outside a "
+                     "host filter policy; left out", ", ".join(others[:4]) + (" ..." if len(others) > 4 else ""),
+                     lambda c, p: any(o in text for o in others for text in (c.old.rule or "", *c.old.depends)))
         not_converted = self._not_converted()
         for where, why in not_converted.items():
             self.dev("not-converted", why, where,
@@ -563,6 +578,12 @@ class Converter:
         out: dict[str, str] = {}
         for flat in self.flat_in.values():
             for r in flat.rules:
+                odd = sorted({lit.value.name for lit in r.conds if lit.kind == "match"} - UNDERSTOOD)
+                if odd and r.rule is not None and r.action in ("ACCEPT", *DENY):
+                    out[_where(r)] = (f"what `-m {' -m '.join(odd)}` decides has no policy entry (an ipset's "
+                                      "members the script does not show, a string or time match...); left out: "
+                                      "a list of addresses becomes a group, `{ file = ... }`")
+                    continue
                 if r.action != "ACCEPT" or r.rule is None:
                     continue
                 where = _where(r)
@@ -577,6 +598,11 @@ class Converter:
                     out.setdefault(where, "a rule the policy has no entry for (no destination port, not a "
                                    "source-only or loopback rule); left out")
         return out
+
+
+# the matches the conversion reads (ports, state, rates, ICMP types); a rule with any other is left out
+UNDERSTOOD = {"tcp", "udp", "multiport", "state", "conntrack", "limit", "hashlimit", "recent", "icmp", "icmp6",
+              "comment"}
 
 
 def _rate(count: int, seconds: int) -> str:
