@@ -37,9 +37,11 @@ def test_check_reads_and_says_whether_apply_would_change(netns, tmp_path):
 
     first = check()
     assert first["changed"] and first["diff"]["changed"] > 0 and not first["pending"]
-    r = stockade("apply", policy, "--netns", netns.name, "--confirm-timeout", "3", "--json", env=env)
+    r = stockade("apply", policy, "--netns", netns.name, "--confirm-timeout", "20", "--json", env=env)
     assert r.returncode == 0, r.stderr
+    armed = time.monotonic()
     again = check()
+    assert time.monotonic() - armed < 20, "the check outlasted the timer: it proves nothing"
     assert not again["changed"] and again["pending"] and again["diff"] is None
-    time.sleep(6)  # the timer rolls back
+    time.sleep(max(0.0, armed + 24 - time.monotonic()))  # the timer rolls back
     assert check()["changed"]

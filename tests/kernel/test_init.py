@@ -112,7 +112,8 @@ def test_init_proposes_what_the_listeners_need(kernel_ok, tmp_path):
 
     r = stockade("lab", str(policy), "--json", env=env)
     report = json.loads(r.stdout)
-    assert report["mismatches"] == 0 and r.returncode == 0, r.stderr
+    bad = [row for row in report["rows"] if row["status"] == "MISMATCH"]
+    assert not bad and report["mismatches"] == 0 and r.returncode == 0, bad
     assert report["probes"] > 0
 
 
