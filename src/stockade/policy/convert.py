@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from ..model import Family, Ruleset
 from ..model.netfilter import MARTIAN_V4, MARTIAN_V6, proto_name
-from ..model.ranges import Ranges, complement, intersect, normalize, of_address, union
+from ..model.ranges import Ranges, complement, full, intersect, normalize, of_address, union
 from ..model.ranges import difference as subtract
-from ..model.space import DPORT, DST, IIF, KIND, KINDS, OIF, PROTO, SRC
+from ..model.space import DPORT, DST, ICMP, IIF, KIND, KINDS, OIF, PROTO, SRC
 from ..semantics.diff import Change, Diff, semantic_diff
 from ..semantics.flatten import Flat, FlatRule, Lit, flatten
 from ..semantics.matrix import Service, service_matrix, setting
@@ -131,6 +131,13 @@ def _dports(r: FlatRule) -> list[tuple[str, int, int]]:
         elif name == "multiport" and d.side in ("dports", "ports") and not d.invert:
             out += [(proto_name(proto), lo, hi) for lo, hi in d.ranges]
     return out
+
+
+def _sports(r: FlatRule) -> list[int]:
+    """The lowest source port of each tcp/udp --sport a rule asks for."""
+    return [lit.value.data.sport.lo for lit in r.conds if lit.kind == "match" and lit.value.name in ("tcp", "udp")
+            and not lit.negated and getattr(lit.value.data, "sport", None) is not None
+            and not lit.value.data.sport.invert]
 
 
 def _sport_only(r: FlatRule) -> bool:
@@ -342,16 +349,17 @@ class Converter:
         blocked_m = getattr(self, "blocked_in", {})
         for proto, lo, hi in ports:
             srcs, dsts, limited = {}, {}, False
+            # an ephemeral client port, and each source port a rule for this port asks for (DHCP: 67)
+            sports = [40000] + sorted({sp for r in rules_of[(proto, lo, hi)] for sp in _sports(r)})
             for f, flat in self.explicit.items():
-                svc = Service(6 if proto == "tcp" else 17, lo, 40000)
-                m = service_matrix(flat, svc, s=setting(flat, None))
-                src = normalize([r for a, _ in m.may for r in m.classes[a]])
-                dst = normalize([r for _, b in m.may for r in m.classes[b]])
-                src = intersect(src, public(f))
-                src = subtract(src, admin_m.get(f, ()))  # admin hosts reach it through `admin`
-                if src:
-                    srcs[f], dsts[f] = src, dst
-                    limited |= bool(m.undecided)
+                for sport in sports:
+                    m = service_matrix(flat, Service(6 if proto == "tcp" else 17, lo, sport), s=setting(flat, None))
+                    src = normalize([r for a, _ in m.may for r in m.classes[a]])
+                    dst = normalize([r for a, b in m.may if intersect(m.classes[a], public(f)) for r in m.classes[b]])
+                    src = subtract(intersect(src, public(f)), admin_m.get(f, ()))  # admins reach it via `admin`
+                    if src:
+                        srcs[f], dsts[f] = union(srcs.get(f, ()), src), union(dsts.get(f, ()), dst)
+                        limited |= bool(m.undecided)
             if srcs:
                 found.append(Allowed(proto, lo, hi, srcs, dsts, limited, rules_of[(proto, lo, hi)]))
         # one entry per (sources, limit), services in the script's order
@@ -445,6 +453,10 @@ class Converter:
             if flat.policy in DENY:
                 self.dev("egress", f"the script's OUTPUT policy is {flat.policy}; the policy keeps egress open",
                          "OUTPUT policy", lambda c, p: c.hook == "OUTPUT" and c.old.rule == "OUTPUT policy")
+        blocks = {_where(r) for flat in self.flat_out.values() for r in flat.rules if _only(r, "dst")}
+        self.dev("egress", "egress stays open: what the server sends is accepted unless the outbound blocklist "
+                 "holds the destination (`egress = \"strict\"` lists what may leave)", "the script's OUTPUT rules",
+                 lambda c, p: c.hook == "OUTPUT" and c.new.verdict == "ACCEPT" and c.old.rule not in blocks)
 
     def _log(self) -> dict:
         for flat in self.flat_in.values():
@@ -461,12 +473,22 @@ class Converter:
     def _icmp(self) -> dict:
         """Echo requests: allowed, limited or denied as the script treats them from the internet."""
         per: dict[Family, str] = {}
+        dst_of: dict[Family, Ranges] = {}
         for f, flat in self.explicit.items():
             svc = Service(1 if f is Family.IPV4 else 58, icmp_type=8 if f is Family.IPV4 else 128, icmp_code=0)
             m = service_matrix(flat, svc, s=setting(flat, None))
             src = intersect(normalize([r for a, _ in m.may for r in m.classes[a]]), public(f))
             src = subtract(src, getattr(self, "admin_members", {}).get(f, ()))
             per[f] = ("limit" if m.undecided else "allow") if src else "deny"
+            dst = normalize([r for a, b in m.always if intersect(m.classes[a], public(f))  # not via `-i lo`
+                             for r in m.classes[b]])  # surely: `-i` rules are undecided
+            if src and not _covers(dst, full(_bits(f))):
+                ip = 1 if f is Family.IPV4 else 58
+                self.dev("ping", f"echo requests are answered on every address of the host; the script answers "
+                         f"them only to {', '.join(cidrs(f, dst)[:3])}", "the script's ICMP rules",
+                         lambda c, p, f=f, ip=ip: c.family is f and c.hook == "INPUT" and p[PROTO] == ((ip, ip),)
+                         and c.new.verdict == "ACCEPT" and not intersect(p[DST], dst_of[f]))
+                dst_of[f] = dst
         order = ("deny", "limit", "allow")
         verdict = max(per.values(), key=order.index, default="deny")  # one setting: the family that answers most
         proto = {Family.IPV4: 1, Family.IPV6: 58}
@@ -538,6 +560,15 @@ class Converter:
                     else "forwards some traffic"), "FORWARD policy",
                  lambda c, p: c.hook == "FORWARD")
 
+        def icmpv6(c: Change, p: dict) -> bool:
+            from .compile import ICMPV6_ALWAYS, ICMPV6_MLD, ICMPV6_ND
+            types = normalize((t * 256, t * 256 + 255) for t in (*ICMPV6_ALWAYS, *ICMPV6_ND, *ICMPV6_MLD))
+            return (c.family is Family.IPV6 and p[PROTO] == ((58, 58),) and c.new.verdict == "ACCEPT"
+                    and _covers(types, p[ICMP]))
+        if Family.IPV6 in self.fams:
+            self.dev("icmpv6", "the ICMPv6 IPv6 needs (errors, neighbour discovery, multicast listeners from "
+                     "link-local sources; RFC 4890) is accepted", "the script's ip6tables rules", icmpv6)
+
         def replies(c: Change, p: dict) -> bool:
             kinds = {i for lo, hi in p[KIND] for i in range(lo, hi + 1)}
             return kinds <= REPLIES and c.new.verdict == "ACCEPT"
@@ -583,6 +614,12 @@ class Converter:
                     out[_where(r)] = (f"what `-m {' -m '.join(odd)}` decides has no policy entry (an ipset's "
                                       "members the script does not show, a string or time match...); left out: "
                                       "a list of addresses becomes a group, `{ file = ... }`")
+                    continue
+                ifaces = sorted({lit.value for lit in r.conds if lit.kind == "iif" and lit.value != "lo"})
+                if ifaces and r.rule is not None and r.action in ("ACCEPT", *DENY):
+                    out[_where(r)] = (f"the policy treats every interface alike; what the script decides by "
+                                      f"`-i {' '.join(ifaces)}` (a VPN, a container bridge, anti-spoofing) has no "
+                                      "entry; left out")
                     continue
                 if r.action != "ACCEPT" or r.rule is None:
                     continue
