@@ -103,6 +103,9 @@ def test_the_command_writes_the_policy_and_diff_agrees(tmp_path):
     r = stockade("convert", _seed("002"), "--to", "policy", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "0 unexplained" in r.stderr and "Traceback" not in r.stderr
+    listed = [line for line in r.stderr.splitlines() if line.startswith("  IPv") and "\u2192" in line]
+    assert listed and all("UNEXPLAINED" not in line for line in listed)  # each class: script line, reason
+    assert any("(FORWARD policy) \u2192 DROP: forward:" in line for line in listed)
     assert tomllib.loads(out.read_text())["allow"] == [{"service": ["smtp", "http"], "from": "everyone"}]
     r = stockade("convert", _seed("002"), "--json")
     got = json.loads(r.stdout)

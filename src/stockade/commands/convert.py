@@ -54,11 +54,12 @@ def command(ruleset: str, target: str, out: str | None, as_json: bool, how: Invo
     else:
         if out is None:
             click.echo(text)
+        for e in proof.explained:  # every class that differs: the script's verdict and line, and why
+            c = e.change
+            why = "; ".join(f"{d.topic}: {d.reason}" for d in e.deviations) or "UNEXPLAINED"
+            click.echo(f"  IPv{int(c.family)} {c.hook} {c.state} {c.text()}: {c.old.verdict} "
+                       f"({c.old.rule or 'no rule'}) \u2192 {c.new.verdict}: {why}", err=True)
         click.echo(f"{ruleset}: {len(proof.diff.changes)} of {proof.diff.classes} packet classes differ from the "
                    f"policy; {len(proof.diff.changes) - len(bad)} by the deliberate differences listed in its "
                    f"header, {len(bad)} unexplained", err=True)
-        for e in bad:
-            c = e.change
-            click.echo(f"  unexplained: IPv{int(c.family)} {c.hook} {c.state} {c.text()}: {c.old.label()} "
-                       f"({c.old.rule}) \u2192 {c.new.label()}", err=True)
     sys.exit(FINDINGS if bad else OK)
