@@ -4,5 +4,6 @@ a deliberate error (StockadeError) that escapes it is printed by `errors.fail`. 
 never prints or exits."""
 
 # The modules of stockade.commands that are commands, each imported only when it runs (or for --help).
-COMMANDS = ("analyze", "apply", "audit", "ban", "check", "compile", "confirm", "demo", "diff", "explain", "feeds",
-            "integrate", "lab", "lint", "logs", "parse", "persist", "repair", "rollback", "status", "unban")
+COMMANDS = ("analyze", "apply", "audit", "ban", "check", "compile", "confirm", "convert", "demo", "diff", "explain",
+            "feeds", "init", "integrate", "lab", "lint", "logs", "parse", "persist", "repair", "rollback", "status",
+            "unban")

@@ -84,6 +84,63 @@ def _old_rulesets(state: State, live_digest: str, notes: list[str]):
         return None
 
 
+@dataclass
+class Plan:
+    """What `apply` would do, read without changing anything (`apply --check`, Ansible's check mode)."""
+
+    backend: str
+    live: str  # the live part's digest
+    target: str  # the digest of the part the policy compiles to
+    current: bool  # the live part is what applying this policy made live (and nothing changed it since)
+    pending: bool  # an apply waits for confirmation
+    probes: list[access.AccessProbe]
+    diff: object | None  # semantics.diff.Diff against the last applied policy (or nothing of stockade's)
+    notes: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return not self.current
+
+    def to_json(self) -> dict:
+        return {"changed": self.changed, "backend": self.backend, "live": self.live, "target": self.target,
+                "pending": self.pending, "access": [p.to_json() for p in self.probes],
+                "blocked": [p.to_json() for p in self.probes if p.verdict != "ACCEPT"],
+                "diff": self.diff.to_json() if self.diff is not None else None, "notes": self.notes}
+
+    def text(self) -> str:
+        lines = [f"{p.who} {p.src} -> port {p.port} ({'established' if p.established else 'new'}): {p.verdict}"
+                 for p in self.probes]
+        lines += [f"note: {n}" for n in self.notes]
+        if self.changed and self.diff is not None:
+            lines.append(self.diff.text().rstrip("\n"))
+        lines.append(f"would apply {self.target} with {self.backend} (live: {self.live})" if self.changed else
+                     f"nothing to apply: the live part is the policy's ({self.live})")
+        return "\n".join(lines) + "\n"
+
+
+def plan_policy(c: CompiledPolicy, netns: str | None, backend: str = "auto", env: dict | None = None) -> Plan:
+    """Read-only: the live part against the one the policy makes, the access check and the semantic diff."""
+    host, state = Host(netns), State.for_netns(netns)
+    rec = state.read("applied")
+    chosen = backends.choose(host, backend, rec and rec.get("backend"))
+    docker = backends.docker_user(host, chosen) if chosen != "nftables" else {}
+    live = read_part(host, chosen)
+    target = desired(c, chosen, docker)
+    judged, _ = access.lockouts(c, host, env)
+    notes: list[str] = []
+    diff = None
+    # the kernel prints a part back in its own words, so the live digest is compared with what the last
+    # apply read back, and the policy's compiled part with what that apply compiled
+    current = rec is not None and rec.get("target") == target.digest and rec.get("version") == live.digest \
+        and rec.get("backend") == chosen
+    if not current:
+        old = _old_rulesets(state, live.digest, notes)
+        if old is not None:
+            from ..semantics.diff import semantic_diff
+            diff = semantic_diff(old, c.rulesets)
+    return Plan(chosen, live.digest, target.digest, current, state.read("pending") is not None, judged, diff, notes)
+
+
 def apply_policy(c: CompiledPolicy, policy_path: str, netns: str | None, timeout: int, force: bool,
                  backend: str = "auto", env: dict | None = None, progress=None) -> Applied:
     host, state = Host(netns), State.for_netns(netns)

@@ -186,7 +186,8 @@ def _transaction(host: Host, state: State, job: dict) -> dict:
         return {"ok": False, "error": f"{e}; nothing was changed", "live": before.digest}
     live = read_part(host, target.backend)
     record = {"version": live.digest, "at": now(), "job": job["id"], "policy": job["policy"], "backend": live.backend,
-              "part": live.to_json(), "policy_text": job.get("policy_text")}
+              "part": live.to_json(), "policy_text": job.get("policy_text"),
+              "target": job["target"]["digest"]}  # the compiled part: `apply --check` knows it is live
     try:
         state.write("applied", record)
         if timeout == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..extensions import Context
 from ..extensions.opaque import UNKNOWN_TARGET, XTABLES_TARGETS, Unread, stand_in, unread_match, unread_parts
@@ -131,6 +131,20 @@ class Builder:
         unknown (a value that is plainly wrong, `--dport 99999`, stays an error: no kernel ever loaded it)."""
         instead = {(err.origin, err.code, err.message): warn for err, warn in self.kept if warn is not None}
         return [instead.get((d.origin, d.code, d.message), d) for d in self.diagnostics]
+
+    def loaded(self) -> dict[Family, Ruleset]:
+        """The rulesets as the kernel holds them: without the rules kept as stand-ins whose lines the kernel
+        refuses (`kept`); what stockade could not resolve in a script stays in, as it is still unknown."""
+        refused = {(d.origin.file, d.origin.line) for d, _ in self.kept}
+        if not refused:
+            return self.rulesets
+
+        def keep(r: Rule) -> bool:
+            return r.origin is None or (r.origin.file, r.origin.line) not in refused
+        return {fam: replace(rs, tables={n: replace(t, chains={c: replace(ch, rules=[r for r in ch.rules if keep(r)])
+                                                              for c, ch in t.chains.items()})
+                                         for n, t in rs.tables.items()})
+                for fam, rs in self.rulesets.items()}
 
     def ruleset(self, family: Family) -> Ruleset:
         return self.rulesets.setdefault(family, Ruleset(family))
