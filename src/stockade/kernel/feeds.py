@@ -29,6 +29,7 @@ from ..policy.feeds import read_feed
 from ..policy.schema import Feed, load_policy
 from . import sets
 from .host import Host, KernelError
+from .live import read_part
 from .lock import locked
 from .part import OwnedPart
 from .state import State, now
@@ -133,6 +134,9 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
                 raise FetchError(f"{fl.count} entries, more than max_entries ({feed.max_entries})")
             if fl.count == 0:
                 raise FetchError("no good entry in the list" + (f" ({len(fl.bad)} bad lines)" if fl.bad else ""))
+            # nft lists a set's members merged its own way: its applied record is refreshed from the kernel,
+            # which is right only where nothing else had changed the part (else that drift must stay visible)
+            undrifted = backend == "nftables" and _undrifted(host, state)
             t0, cpu = time.perf_counter(), time.process_time()
             try:
                 changes = _apply_diff(host, backend, name, fl.members, read_list(state, name))
@@ -148,7 +152,11 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
                        entries=fl.count, bad=len(fl.bad), last_error=None)
             if out["changed"]:
                 rec["changed_at"] = now()
-                _patch_applied(state, backend, changes)
+                if backend != "nftables":
+                    _patch_applied(state, changes)
+                elif undrifted:
+                    live = read_part(host, backend)
+                    state.write("applied", {**state.read("applied"), "part": live.to_json(), "version": live.digest})
         if out.get("not_modified"):
             rec.update(fetched_at=now(), fetched_clock=time.time(), last_error=None)
     except (FetchError, KernelError) as e:
@@ -174,12 +182,18 @@ def _apply_diff(host: Host, backend: str, name: str, new: Members, old: Members 
     return changes
 
 
-def _patch_applied(state: State, backend: str, changes: list[sets.SetChange]) -> None:
+def _undrifted(host: Host, state: State) -> bool:
+    """Whether the live part is the applied one (`status` would report no drift)."""
+    rec = state.read("applied")
+    return rec is not None and read_part(host, rec["backend"]).digest == rec["version"]
+
+
+def _patch_applied(state: State, changes: list[sets.SetChange]) -> None:
     """The applied record's part holds the sets' members (its digest is the live version `status`
     compares): change it by the same difference, so a feed update is not reported as drift."""
     rec = state.read("applied")
-    if rec is None or backend == "nftables":
-        return  # nft's listing merges ranges its own way: its record is refreshed by the next apply
+    if rec is None:
+        return
     part = OwnedPart.from_json(rec["part"])
     drop = {f"add {c.name} {m}" for c in changes for m in c.delete}
     lines = [ln for ln in part.text.get("sets", "").splitlines() if ln not in drop]
