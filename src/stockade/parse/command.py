@@ -61,6 +61,8 @@ class Builder:
     unknowns: list[tuple[str, Origin, tuple[str, ...]]] = field(default_factory=list)
     # built-in chains whose policy such a command may have set, until the script sets it: key -> stand-in
     unknown_policy: dict[tuple[Family, str, str], Rule] = field(default_factory=dict)
+    # an absent table flushed (a bare -F) after such commands: how many of them the flush undid
+    flushed: dict[tuple[Family, str], int] = field(default_factory=dict)
 
     def unknown_command(self, why: str, origin: Origin, words: tuple[str, ...] = ()) -> None:
         """A command that may have changed the firewall in ways stockade cannot know (a program it cannot
@@ -72,19 +74,23 @@ class Builder:
             for table in rs.tables.values():
                 self._seed(rs.family, table, why, origin, words)
 
-    def _seed(self, family: Family, table: Table, why: str, origin: Origin, words: tuple[str, ...]) -> None:
+    def _seed(self, family: Family, table: Table, why: str, origin: Origin, words: tuple[str, ...],
+              rules: bool = True) -> None:
         for name in BUILTIN_CHAINS[table.name]:
             chain = table.chains.get(name)
             if chain is None:
                 chain = table.chains[name] = Chain(name, "ACCEPT", Counters())
-            chain.rules.insert(0, stand_in(words, why, origin, command=True))
+            if rules:
+                chain.rules.insert(0, stand_in(words, why, origin, command=True))
             self.unknown_policy[(family, table.name, name)] = stand_in(
                 words, f"{why}; it may have set the {name} policy", origin, command=True)
 
     def table_made(self, family: Family, table: Table) -> None:
-        """A table the script makes after commands stockade cannot look into: they may have filled it."""
-        for why, origin, words in self.unknowns:
-            self._seed(family, table, why, origin, words)
+        """A table the script makes after commands stockade cannot look into: they may have filled it (but
+        a bare -F since then emptied what they put in its chains; their policies stay unknown)."""
+        undone = self.flushed.get((family, table.name), 0)
+        for n, (why, origin, words) in enumerate(self.unknowns):
+            self._seed(family, table, why, origin, words, rules=n >= undone)
 
     def settle(self) -> None:
         """At the end of a script: a policy an unknown command may have set, and the script did not set
@@ -409,14 +415,17 @@ def command_table(builder: Builder, family: Family, tok: Token, words: list[Toke
     """The table an iptables command acts on. iptables-nft creates a missing table (with its built-in
     chains) only for a command that adds to it: -A, -I, -N, -P, and -F of a built-in chain (measured on
     1.8.9); any other command (a bare -F/-X/-Z, -Z/-D/-R/-X/-E of a chain) leaves it absent, so it acts
-    on a detached empty table. After a command stockade cannot look into, the table may exist: it is
-    made (with that command's stand-ins), so that a flush clears them."""
+    on a detached empty table. After a command stockade cannot look into, the table may exist: a bare -F
+    then empties what that command may have put in it, should the script make the table later, and -F of
+    a user chain finds the table that command may have made."""
     check_table_name(tok)
     cmd = COMMANDS.get(words[0].text) if words else None
     rs = builder.rulesets.get(family)
-    if (rs is not None and tok.text in rs.tables) or builder.unknowns or cmd in ("append", "insert", "new", "policy") \
-            or (cmd == "flush" and len(words) > 1 and words[1].text in BUILTIN_CHAINS[tok.text]):
+    if (rs is not None and tok.text in rs.tables) or cmd in ("append", "insert", "new", "policy") \
+            or (cmd == "flush" and len(words) > 1 and (words[1].text in BUILTIN_CHAINS[tok.text] or builder.unknowns)):
         return table_of(builder, family, tok)
+    if cmd == "flush" and len(words) == 1 and builder.unknowns:
+        builder.flushed[(family, tok.text)] = len(builder.unknowns)
     return Table(tok.text)
 
 
