@@ -92,9 +92,10 @@ def load_policy(path: str, text: str | None = None) -> CompiledPolicy:
     return compile_policy(path, read_text(path) if text is None else text)
 
 
-def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
+def load_rulesets(path: str, how: Invocation | None = None,
+                  text: str | None = None) -> tuple[dict[Family, Ruleset], list[Diagnostic]]:
     """The rulesets of any input kind (a policy compiled, a dump or script read), with its diagnostics."""
-    text = read_text(path)
+    text = read_text(path) if text is None else text
     if kind_of(path, text) == "policy":
         c = load_policy(path, text)
         return c.rulesets, c.diagnostics
@@ -103,3 +104,15 @@ def load_rulesets(path: str, how: Invocation | None = None) -> tuple[dict[Family
     if errors and kind_of(path, text.removeprefix(BOM)) == "save":
         raise Unreadable(*errors)  # iptables-restore would load none of it; a script's bad lines fail alone
     return b.rulesets, b.diagnostics
+
+
+def load_any(path: str, fmt: str = "auto",
+             how: Invocation | None = None) -> tuple[dict[Family, Ruleset] | NftRuleset, list[Diagnostic]]:
+    """Any input the truth commands (diff, analyze, lint) read: nftables (`fmt` nft, or content
+    parse/nft.py recognises) as an NftRuleset, anything else as load_rulesets reads it."""
+    from ..parse.nft import looks_like_nft
+
+    text = read_text(path)
+    if fmt == "nft" or (fmt == "auto" and kind_of(path, text) != "policy" and looks_like_nft(text.removeprefix(BOM))):
+        return load_nft(path, text), []
+    return load_rulesets(path, how, text)
