@@ -140,8 +140,11 @@ class NftCuts:
                     boxes += self._lookup_boxes(table, val.get("key"), val.get("data"))
                 elif key in ("limit", "quota"):
                     residual.append(f"{key} (a first packet passes)")
+                elif key == "set":
+                    residual.append(f"a limit per element of {val.get('set')} (a first packet passes)"
+                                    if val.get("stmt") else f"set statement on {val.get('set')}")
                 elif key in ("counter", "log", "accept", "drop", "reject", "continue", "return", "queue", "jump",
-                             "goto", "notrack", "mangle", "snat", "masquerade", "dnat", "redirect"):
+                             "goto", "notrack", "mangle", "snat", "masquerade", "dnat", "redirect", "ct helper"):
                     pass
                 else:
                     residual.append(f"statement `{key}`")
@@ -292,9 +295,11 @@ class NftCuts:
         else:
             raise _Residual(f"set {str(ref)[:40]}")
         out: list[Box] = []
+        datas: list[str] = []
         for elem in elements if isinstance(elements, list) else [elements]:
+            data = ""
             if isinstance(elem, list) and len(elem) == 2:
-                elem = elem[0]  # a map element: [key, data]
+                elem, data = elem[0], repr(elem[1])  # a map element: [key, data]
             if isinstance(elem, dict) and "elem" in elem:
                 elem = elem["elem"].get("val")
             comps = elem["concat"] if isinstance(elem, dict) and "concat" in elem else [elem]
@@ -310,7 +315,16 @@ class NftCuts:
                 box[axis] = iv_and(box[axis], vals) if axis in box else vals
             if all(box.values()):
                 out.append(box)
-        return out
+                datas.append(data)
+        if len(parts) > 1:
+            return out
+        # one key: what decides is only which data's elements hold the value, so those elements are one box
+        merged: dict[str, Box] = {}
+        for box, data in zip(out, datas, strict=True):
+            axis = _axis(parts[0][0])
+            have = merged.get(data)
+            merged[data] = box if have is None else have | {axis: norm(list(have[axis]) + list(box[axis]))}
+        return list(merged.values())
 
     def _values(self, dim: str, dtype: str, comp: Any) -> Ranges:
         """The values on the dimension's axis one set element component stands for."""
@@ -343,6 +357,8 @@ def _holds(op: Any, dtype: str, value: int, lo: int, hi: int) -> bool:
         return not lo <= value <= hi
     if op in ("<", ">", "<=", ">="):
         return {"<": value < lo, ">": value > hi, "<=": value <= hi, ">=": value >= lo}[op]
+    if op == "!" and dtype in BITMASKS:
+        return (value & lo) == 0
     raise _Residual(f"operator {op}")
 
 
