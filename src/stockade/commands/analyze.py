@@ -10,7 +10,7 @@ from ..model import Family
 from ..parse.script import Invocation
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import load_ruleset, read_text
+from .inputs import load_any, load_ruleset, read_text
 
 
 def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
@@ -38,7 +38,7 @@ def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
               default="NEW", show_default=True)
 @click.option("--chain-only", is_flag=True, help="do not drop martian sources before the chain (as fffuu)")
 @options.as_json("machine-readable output")
-@options.FROM
+@options.FROM_NFT
 @options.family("address family (default: every family with rules)")
 @options.script
 def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, routes_path: str | None,
@@ -49,6 +49,8 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
     from ..semantics.ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
     opts = Options(table, chain, services, sport, state, not chain_only)
+    if fmt == "nft" or (fmt == "auto" and _is_nft(ruleset)):
+        sys.exit(_nft(ruleset, opts, family, as_json))
     b, _ = load_ruleset(ruleset, fmt, family, how)
     for d in b.diagnostics:
         if d.severity == "error":
@@ -79,6 +81,31 @@ def command(ruleset: str, table: str, chain: str, ipassmt_path: str | None, rout
         click.echo("\n\n".join(render_text(r, ruleset) for r in results))
     # lines the kernel would refuse were left out: the ruleset analysed is not the one given
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)
+
+
+def _is_nft(path: str) -> bool:
+    from ..parse.nft import looks_like_nft
+    from ..parse.read import BOM
+
+    return looks_like_nft(read_text(path).removeprefix(BOM))
+
+
+def _nft(path: str, opts, family: Family | None, as_json: bool) -> int:
+    """An nftables ruleset: every base chain at every hook composed (semantics/cellmatrix.py)."""
+    from ..semantics.cellmatrix import analyze_side
+    from ..semantics.nftcells import NftOracle
+
+    nft, _ = load_any(path, "nft")
+    side = NftOracle(nft)
+    results = [analyze_side(side, fam, opts) for fam in ([family] if family else list(Family))]
+    if as_json:
+        top = dict(results[0])
+        if len(results) > 1:
+            top["ipv6"] = results[1]
+        click.echo(json.dumps(top, indent=2))
+    else:
+        click.echo("\n\n".join(render_text(r, path) for r in results))
+    return OK
 
 
 def render_text(res: dict, file: str) -> str:

@@ -19,7 +19,7 @@ from ..model.netfilter import PORT_PROTOS, SYN
 from ..model.ranges import Ranges, normalize
 from ..model.ranges import intersect as iv_and
 from ..model.space import DPORT, ICMP, IIF, KIND, KINDS, PROTO, SPORT, SRC
-from .cells import Space, icmp_proto, refine
+from .cells import ICMP_GROUPS, PLAUSIBLE, Space, icmp_proto, refine
 from .matrix import Matrix, Service
 from .ports import by_source
 
@@ -138,8 +138,8 @@ def port_pieces(side, space: Space, proto: int) -> list[tuple[int, int]]:
     return [(lo, (ordered[i + 1] - 1) if i + 1 < len(ordered) else 65535) for i, lo in enumerate(ordered)]
 
 
-def icmp_types(side, space: Space) -> list[tuple[int, str]]:
-    """ICMP types some test names, plus one none names ("other")."""
+def icmp_types(side, space: Space, state: str = "NEW") -> list[tuple[int, str]]:
+    """ICMP types some test names, plus one none names ("other"), of a group conntrack gives `state`."""
     named: set[int] = set()
     ip = icmp_proto(space.family)
     for lst in side.lists(space, "INPUT"):
@@ -148,7 +148,8 @@ def icmp_types(side, space: Space) -> list[tuple[int, str]]:
             if ICMP in dims and dims[ICMP] != ((0, 65535),) and \
                     (PROTO not in dims or iv_and(dims[PROTO], ((ip, ip),))):
                 named.update(lo // 256 for lo, _ in dims[ICMP] if len(dims[ICMP]) < 64)
-    other = next(t for t in range(256) if t not in named)
+    plausible = {t for g in PLAUSIBLE.get(state, ()) for t in ICMP_GROUPS[space.family].get(g, ())}
+    other = min((t for t in range(256) if t not in named), key=lambda t: (t not in plausible, t))
     return [(t, str(t)) for t in sorted(named)] + [(other, "other")]
 
 
@@ -173,5 +174,34 @@ def cell_open_ports(side, space: Space, sport: int, state: str = "NEW") -> list[
     pieces = [(name, span, cell_matrix(side, space, Service(proto, span[0], sport, state=state)))
               for proto, name in ((6, "tcp"), (17, "udp")) for span in port_pieces(side, space, proto)]
     pieces += [("icmp", label, cell_matrix(side, space, Service(ip, icmp_type=t, icmp_code=0, state=state)))
-               for t, label in icmp_types(side, space)]
+               for t, label in icmp_types(side, space, state)]
     return by_source(pieces, space.family)
+
+
+def analyze_side(side, family: Family, opts) -> dict:
+    """analyze.analyze_ruleset's result for a cell-analysis side (an nft ruleset): every chain at every
+    hook of the path to opts.chain (INPUT, FORWARD or OUTPUT), composed as the kernel runs them."""
+    from .matrix import parse_service
+
+    space = Space(family, side.rulesets(family), side.names())
+    space.other_tables = space.other_tables or side.nat()
+    hook = opts.chain.upper()
+    labels = opts.services or default_services(side, space)[:12] or ["tcp/22", "tcp/80", "tcp/443", "tcp/25",
+                                                                   "udp/53"]
+    if not opts.services and "tcp/22" not in labels:
+        labels = ["tcp/22", *labels[:11]]
+    services = [parse_service(label, family, opts.sport, opts.state) for label in labels]
+    matrices = {sv.label: cell_matrix(side, space, sv, hook) for sv in services}
+    sport = opts.sport or 40000
+    out: dict = {"service_matrix": {label: m.to_json() for label, m in matrices.items()}}
+    if opts.ports if opts.ports is not None else hook == "INPUT":
+        out["open_ports"] = cell_open_ports(side, space, sport, opts.state)
+    out["family"] = int(family)
+    out["chain"] = f"every chain at the hooks to {hook}"
+    out["flat_rules"] = sum(len(c.rules) for t in side.nft.tables for c in t.chains.values())
+    out["services_chosen"] = "given" if opts.services else "default"
+    out["assumptions"] = [f"new connections (state {opts.state}); TCP ones open with a SYN from source port {sport}",
+                          "martian sources dropped as the kernel drops them; loopback traffic left out",
+                          "an edge that only some input interfaces let through is marked ? (no interface map)"]
+    out["undecided_rules"] = {}
+    return out
