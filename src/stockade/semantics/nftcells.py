@@ -28,6 +28,7 @@ from .nft import CT_STATE_BITS, FRAG_OFF, TABLE_FAMILIES, TRANSPORT, NftResult, 
 
 PORTS = {"sport": SPORT, "dport": DPORT}
 INEXACT = Constraint(residual=("inexact",))  # a test's scope that admits more than the test (never a decider)
+TH_SPORT = {"payload": {"protocol": "th", "field": "sport"}}
 ENDS_CHAIN = ("accept", "drop", "reject", "queue", "return", "goto")
 
 
@@ -190,6 +191,8 @@ class NftCuts:
         values = self._admitted(dim, dtype, op, lo, hi)
         axis = _axis(dim)
         box = dict(need or {}) | {axis: values}
+        if left == TH_SPORT:  # of an ICMP packet: its first two bytes, type * 256 + code, the ICMP dimension
+            return base + [{axis: values}, {ICMP: values}], INEXACT
         return base + [{axis: values}], (Constraint(box) if values else None)
 
     def _left(self, expr: Any) -> tuple[str, str, Box | None]:
@@ -324,6 +327,8 @@ class NftCuts:
             axis = _axis(parts[0][0])
             have = merged.get(data)
             merged[data] = box if have is None else have | {axis: norm(list(have[axis]) + list(box[axis]))}
+        if left == TH_SPORT:
+            return [*merged.values(), *({ICMP: b[SPORT]} for b in merged.values())]
         return list(merged.values())
 
     def _values(self, dim: str, dtype: str, comp: Any) -> Ranges:
