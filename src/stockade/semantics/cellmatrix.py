@@ -39,10 +39,14 @@ def kind_index(state: str, proto: int) -> int:
     return next(i for i, k in enumerate(KINDS) if k.state == state and (proto != 6 or k.flags == SYN))
 
 
-def service_boxes(space: Space, service: Service, hook: str) -> list[dict]:
-    """The start boxes of the hook narrowed to the service's packets, loopback apart."""
+def service_boxes(space: Space, service: Service, hook: str, iif: str | None = None) -> list[dict]:
+    """The start boxes of the hook narrowed to the service's packets (arriving on `iif`, if given; a name
+    no rule tells apart from others is the space's other interface), loopback apart."""
     k = kind_index(service.state, service.proto)
     narrow = {PROTO: ((service.proto, service.proto),), KIND: ((k, k),)}
+    if iif is not None:
+        i = space.ifaces.index(iif) if iif in space.ifaces else len(space.ifaces) - 1
+        narrow[IIF] = ((i, i),)
     if service.proto in PORT_PROTOS:
         narrow |= {DPORT: ((service.dport,) * 2,), SPORT: ((service.sport,) * 2,)}
     if service.icmp_type is not None:
@@ -59,11 +63,12 @@ def service_boxes(space: Space, service: Service, hook: str) -> list[dict]:
     return out
 
 
-def cell_matrix(side, space: Space, service: Service, hook: str = "INPUT") -> Matrix:
-    """The service matrix of `side` (an oracle: lists(space, hook) and run(pkt, box)) for one service."""
+def cell_matrix(side, space: Space, service: Service, hook: str = "INPUT", iif: str | None = None) -> Matrix:
+    """The service matrix of `side` (an oracle: lists(space, hook) and run(pkt, box)) for one service,
+    of packets arriving on any interface or on `iif`."""
     lists = side.lists(space, hook)
     parts = []
-    for start in service_boxes(space, service, hook):
+    for start in service_boxes(space, service, hook, iif):
         for box, _ in refine(space, start, lists, lambda e: e.cons):
             verdict, _, depends, _ = side.run(space.packet(box, hook), box)
             parts.append((box, verdict, depends))
