@@ -172,3 +172,30 @@ def test_diff_and_analyze_commands_read_nft(tmp_path):
     m = res["service_matrix"]["tcp/2222"]
     inside = next(n for n, ranges in m["classes"].items() if "192.0.2.0-192.0.2.255" in ranges)
     assert {a for a, _ in m["always"]} == {inside}
+
+
+def test_nft_findings():
+    from stockade.semantics.findings.nft import nft_findings
+
+    d = Doc().table("inet", "own").chain("inet", "own", "input", "input", 0, "drop")
+    d.set("inet", "own", "empty4", "ipv4_addr", [])
+    est = d.rule("inet", "own", "input", match(ct("state"), ["established", "related"], "in"), ACCEPT)
+    d.rule("inet", "own", "input", match(payload("tcp", "dport"), 22), ACCEPT)
+    web = d.rule("inet", "own", "input", match(payload("tcp", "dport"), 80), ACCEPT)
+    empty = d.rule("inet", "own", "input", match(payload("ip", "saddr"), "@empty4"), DROP)
+    shadowed = d.rule("inet", "own", "input", match(payload("tcp", "dport"), 22),
+                      match(payload("ip", "saddr"), {"prefix": {"addr": "192.0.2.0", "len": 24}}), DROP)
+    catch_all = d.rule("inet", "own", "input", COUNTER, DROP)
+    late = d.rule("inet", "own", "input", match(payload("tcp", "dport"), 443), ACCEPT)
+    d.table("inet", "fw").chain("inet", "fw", "input", "input", 10, "accept")
+    fw = d.rule("inet", "fw", "input", match(payload("tcp", "dport"), 80), {"reject": None})
+    found = nft_findings(read_nft_json(d.text(), "f.json"), "f.json")
+    got = {(f.name, f.message.split(" ")[5]) for f in found}  # "inet own chain input handle N ..."
+    assert ("after-match-all", str(catch_all)) in got
+    assert ("empty-set", str(empty)) in got
+    shadow = {int(f.message.split(" ")[5]) for f in found if f.name == "shadowed-rule"}
+    assert shadow == {empty, shadowed, late}  # and not the first tcp/22 accept, nor handle 80's
+    crossed = [f.message for f in found if f.name == "accept-dropped-elsewhere"]
+    assert len(crossed) == 2 and all(f"inet fw chain input handle {fw} drops" in m for m in crossed)
+    assert {int(m.split(" ")[5]) for m in crossed} == {est, web}
+    assert "IPv4 INPUT NEW: tcp/80 from anywhere" in next(m for m in crossed if f"handle {web} " in m)

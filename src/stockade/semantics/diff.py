@@ -321,29 +321,35 @@ def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[
     changes: list[Change] = []
     unchanged: list[Change] = []
     spaces, classes = {}, 0
+    found: dict[tuple, list[Change]] = {}
+    for fam, hook, space, box, pkt in cells(sides, hooks, progress):
+        spaces[fam] = space
+        classes += 1
+        (va, ra, da, _), (vb, rb, db, _) = sides[0].run(pkt, box), sides[1].run(pkt, box)
+        a, b = Outcome(va, frozenset({va}), ra, da), Outcome(vb, frozenset({vb}), rb, db)
+        if va != vb:
+            found.setdefault((fam, hook), []).append(Change(fam, hook, box, a, b, pkt, space))
+        elif keep:
+            unchanged.append(Change(fam, hook, box, a, b, pkt, space))
+    for group in found.values():
+        changes += merge(group)
+    changes.sort(key=Change.rank)
+    return Diff(changes, classes, [Family.IPV4, Family.IPV6], time.monotonic() - started, unchanged, spaces)
+
+
+def cells(sides, hooks: tuple[str, ...] = HOOKS, progress: Callable[[str], None] | None = None):
+    """(family, hook, space, class, its packet) for the classes every test of every side is constant on:
+    the space cut by all sides' tests (cells.refine, never coarser), for both families and each hook."""
     for fam in (Family.IPV4, Family.IPV6):
-        space = spaces[fam] = Space(fam, [rs for s in sides for rs in s.rulesets(fam)],
-                                    set().union(*(s.names() for s in sides)))
+        space = Space(fam, [rs for s in sides for rs in s.rulesets(fam)], set().union(*(s.names() for s in sides)))
         space.other_tables = space.other_tables or any(s.nat() for s in sides)
         for hook in hooks:
             if progress:
                 progress(f"IPv{int(fam)} {hook}")
             lists = [lst for s in sides for lst in s.lists(space, hook)]
-            found = []
             for start in space.start_boxes(hook):
                 for box, _ in refine(space, start, lists, lambda e: e.cons):
-                    classes += 1
-                    pkt = space.packet(box, hook)
-                    (va, ra, da, _), (vb, rb, db, _) = sides[0].run(pkt, box), sides[1].run(pkt, box)
-                    a = Outcome(va, frozenset({va}), ra, da)
-                    b = Outcome(vb, frozenset({vb}), rb, db)
-                    if va != vb:
-                        found.append(Change(fam, hook, box, a, b, pkt, space))
-                    elif keep:
-                        unchanged.append(Change(fam, hook, box, a, b, pkt, space))
-            changes += merge(found)
-    changes.sort(key=Change.rank)
-    return Diff(changes, classes, [Family.IPV4, Family.IPV6], time.monotonic() - started, unchanged, spaces)
+                    yield fam, hook, space, box, space.packet(box, hook)
 
 
 def _same_other_tables(a: Ruleset, b: Ruleset) -> bool:

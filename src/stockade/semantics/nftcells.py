@@ -95,6 +95,7 @@ class NftCuts:
         self.family = space.family
         self.lists: list[list[Cut]] = []  # one per chain: a rule that ends the chain for a whole part hides the rest
         self.scopes: list[Scope] = []
+        self.plain: set[tuple] = set()  # (family, table, chain, handle) of rules whose every test is cut
         for table in nft.tables:
             if table.family not in TABLE_FAMILIES[self.family]:
                 continue
@@ -111,6 +112,8 @@ class NftCuts:
                     if residual and scope is not None:
                         self.scopes.append(Scope(scope, f"{table.label} chain {chain.name} handle {rule.handle}"
                                                  + (f" ({rule.origin})" if rule.origin else ""), tuple(residual)))
+                    if not residual:
+                        self.plain.add((table.family, table.name, chain.name, rule.handle))
                     end = _ends_chain(rule.expr)
                     if end and scope is not None and not residual and not scope.residual:
                         cuts.append(Cut(scope, True, end))
@@ -416,6 +419,10 @@ class NftOracle:
 
     def names(self) -> set[str]:
         return interface_names(self.nft)
+
+    def plain(self, family: Family) -> set[tuple]:
+        """The rules (family, table, chain, handle) every test of which the family's cells read."""
+        return self._cuts[family].plain
 
     def nat(self) -> bool:
         return self.sim.nat
