@@ -95,6 +95,9 @@ def _nft(path: str, opts, family: Family | None, as_json: bool) -> int:
     from ..semantics.cellmatrix import analyze_side
     from ..semantics.nftcells import NftOracle
 
+    if opts.chain.upper() not in ("INPUT", "FORWARD", "OUTPUT"):
+        raise click.BadParameter("on nftables, INPUT, FORWARD or OUTPUT: the hooks a packet's path ends at",
+                                 param_hint="--chain")
     nft, _ = load_any(path, "nft")
     side = NftOracle(nft)
     results = [analyze_side(side, fam, opts) for fam in ([family] if family else list(Family))]
