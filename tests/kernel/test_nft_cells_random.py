@@ -1,6 +1,8 @@
 """The cells of random nft rulesets (tests/kernel/nftgen.py: several tables on a hook, sets, maps, verdict maps,
 concatenations, ct state, TCP flags, interface wildcards, limits) are exact: random packets drawn from every
-class get the class's verdict from the simulator. The rulesets are read through the real nft."""
+class get the class's verdict from the simulator (UNKNOWN included: a test the cells do not cut, e.g. a mark, reads a
+field the samples leave at its default, so it too must answer alike). The rulesets are read through the
+real nft."""
 from __future__ import annotations
 
 import os
@@ -15,7 +17,7 @@ from tests.test_nft_cells import sample
 
 from .nftgen import NftGen
 
-# 12 rulesets (11 loaded, 26,432 classes, 52,864 packets, 0 disagreements) took 9.5 minutes on a loaded
+# 12 rulesets (11 loaded; the classes without residual tests alone: 26,432, 52,864 packets, 0 disagreements) took 9.5 minutes on a loaded
 # 2-core machine; CI runs 4 unless told more.
 RULESETS = int(os.environ.get("STOCKADE_NFT_CELL_RULESETS", "4"))
 
@@ -36,7 +38,7 @@ def test_random_packets_of_every_class_get_its_verdict(tmp_path, kernel_ok):
         d = semantic_diff(nft, {}, keep=True, hooks=("INPUT", "FORWARD"))
         sim = NftSimulator(nft)
         for c in d.changes + d.unchanged:
-            if c.family is not fam or c.old.depends:
+            if c.family is not fam:
                 continue
             classes += 1
             for _ in range(2):
@@ -47,7 +49,7 @@ def test_random_packets_of_every_class_get_its_verdict(tmp_path, kernel_ok):
                 if got != c.old.verdict:
                     wrong.append(f"r{n} {c.hook} {c.state}: {c.text()}: class {c.old.verdict}, packet {packet_spec(pkt)} "
                                  f"{got}")
-    print(f"{loaded} random nft rulesets: {classes} classes without residual tests, {checked} packets")
+    print(f"{loaded} random nft rulesets: {classes} classes, {checked} packets")
     assert not wrong, "\n".join(wrong[:20])
     assert loaded >= RULESETS * 2 // 3 and checked > 300 * loaded
 
