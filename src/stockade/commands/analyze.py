@@ -9,7 +9,7 @@ import click
 from ..model import Family
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import Source, load, read_text
+from .inputs import Loaded, Source, load, read_text
 
 
 def _services(_ctx, _param, labels: tuple[str, ...]) -> list[str]:
@@ -46,7 +46,9 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
     from ..semantics.ipassmt import IpAssmtError, parse_ipassmt, parse_routes
 
     opts = Options(table, chain, services, sport, state, not chain_only)
-    got = load(ruleset, src)
+    got = load(ruleset, src, nft=True)
+    if got.nft is not None:
+        sys.exit(_nft(got, opts, src.family, as_json))
     b, ruleset, family = got.builder, got.name, src.family
     kept = {(err.origin, err.message) for err, _ in b.kept}
     for d in b.for_analysis():
@@ -83,6 +85,24 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
     # lines the kernel would refuse were left out (or kept with an unknown value): the kernel would not load
     # the ruleset given
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)
+
+
+def _nft(got: Loaded, opts, family: Family | None, as_json: bool) -> int:
+    """An nftables ruleset: every base chain at every hook composed (semantics/cellmatrix.py)."""
+    from ..semantics.cellmatrix import analyze_side
+    if opts.chain.upper() not in ("INPUT", "FORWARD", "OUTPUT"):
+        raise click.BadParameter("on nftables, INPUT, FORWARD or OUTPUT: the hooks a packet's path ends at",
+                                 param_hint="--chain")
+    side = got.side()
+    results = [analyze_side(side, fam, opts) for fam in ([family] if family else list(Family))]
+    if as_json:
+        top = dict(results[0])
+        if len(results) > 1:
+            top["ipv6"] = results[1]
+        click.echo(json.dumps(top, indent=2))
+    else:
+        click.echo("\n\n".join(render_text(r, got.name) for r in results))
+    return OK
 
 
 def render_text(res: dict, file: str) -> str:

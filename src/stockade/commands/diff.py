@@ -17,7 +17,8 @@ from .inputs import Source, load
 @options.as_json("machine-readable output (shape: semantics/diff.py)")
 @options.reading
 def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
-    """Packet classes whose verdict differs between OLD and NEW (each a dump, a script or a policy; with
+    """Packet classes whose verdict differs between OLD and NEW (each a dump, a script, a policy or an
+    nftables ruleset, e.g. iptables-restore-translate's output; with
     --live, OLD is the kernel's ruleset now and only NEW is given): exit 0 if none, 1 if some or if an
     input has errors, 2 if an input is unreadable. --from and --family apply to the files, --ipsets to
     those that are dumps or scripts."""
@@ -29,11 +30,11 @@ def command(files: tuple[str, ...], as_json: bool, src: Source) -> None:
         [(path, src) for path in files]
     sides = []
     for path, source in inputs:
-        got = load(path, source, whole=True, shared_sets=True)
+        got = load(path, source, whole=True, shared_sets=True, nft=True)
         for d in got.builder.for_analysis():
             if d.severity == "error" or d.code == "unread-value":
                 click.echo(str(d), err=True)
-        sides.append(got.rulesets)
+        sides.append(got.side())
     d = semantic_diff(*sides, progress=lambda m: click.echo(f"stockade: comparing {m}", err=True))
     click.echo(json.dumps(d.to_json(), indent=2) if as_json else d.text(), nl=as_json)
     sys.exit(FINDINGS if d.changes else OK)

@@ -113,6 +113,15 @@ class Loaded:
     def diagnostics(self) -> list[Diagnostic]:
         return self.builder.diagnostics
 
+    def side(self):
+        """What the cell analyses (diff, analyze, lint's nft findings) take: the iptables rulesets, or the
+        nftables tables composed with the iptables-nft tables beside them (semantics/nftcells.py)."""
+        if self.nft is None:
+            return self.rulesets
+        from ..semantics.nftcells import NftOracle
+
+        return NftOracle(self.nft, self.rulesets)
+
 
 _POLICY = re.compile(r"^[ \t]*\[\[?[ \t]*(server|groups|defaults|log|icmp|protect|blocklist|allow|egress)[ \t]*[].]",
                      re.MULTILINE)
@@ -228,14 +237,14 @@ def _keep(rulesets: dict[Family, Ruleset], family: Family | None) -> dict[Family
 
 
 def _nft_readable(name: str, text: str, ok: bool) -> None:
-    """The one place a command that does not read nftables yet refuses it (exit 2, at its first nft line)."""
+    """The one place a command that does not read nftables refuses it (exit 2, at its first nft line)."""
     if ok:
         return
     m = _NFT.search(text)
     at = Origin(name, text.count("\n", 0, m.start()) + 1 if m else 1, 1)
-    raise Unreadable(Diagnostic("error", "input-kind", "cannot read input: nftables input is read by `explain` "
-                                "only so far", at, "explain it (stockade explain --from nft), or give the iptables "
-                                "rulesets (iptables-save)"))
+    raise Unreadable(Diagnostic("error", "input-kind", "cannot read input: this command does not read nftables "
+                                "(explain, analyze, diff and lint do)", at, "give the iptables rulesets "
+                                "(iptables-save), or ask explain, analyze, diff or lint"))
 
 
 def _load_live(src: Source, nft: bool) -> Loaded:

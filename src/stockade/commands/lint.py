@@ -9,7 +9,7 @@ import click
 
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import Source, load
+from .inputs import Loaded, Source, load
 
 
 @click.command("lint")
@@ -28,7 +28,9 @@ def command(file: str | None, as_json: bool, notes: bool, admins: tuple[str, ...
         addresses = [str(ipaddress.ip_address(a)) for a in admins]
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--admin") from None
-    got = load(file, src)
+    got = load(file, src, nft=True)
+    if got.nft is not None:
+        sys.exit(_nft(got, as_json))
     b, file = got.builder, got.name
     if got.kind in ("save", "script"):  # findings of the script as meant, too
         found = lint(b, got.text, file, script=got.kind == "script", admins=addresses)
@@ -50,3 +52,22 @@ def command(file: str | None, as_json: bool, notes: bool, admins: tuple[str, ...
             click.echo(str(f))
         click.echo(f"{file}: {errors} error(s), {warnings} warning(s)", err=True)
     sys.exit(FINDINGS if errors else OK)
+
+
+def _nft(got: Loaded, as_json: bool) -> int:
+    """Findings on an nftables ruleset (semantics/findings/nft.py)."""
+    from ..semantics.findings.nft import nft_findings
+
+    nft, file = got.nft, got.name
+    found = nft_findings(nft, file)
+    errors = sum(f.severity == "error" for f in found)
+    warnings = sum(f.severity == "warning" for f in found)
+    if as_json:
+        click.echo(json.dumps({"file": file, "errors": errors, "warnings": warnings,
+                               "rules": sum(len(c.rules) for t in nft.tables for c in t.chains.values()),
+                               "diagnostics": [], "findings": [f.to_json() for f in found]}, indent=2))
+    else:
+        for f in found:
+            click.echo(str(f))
+        click.echo(f"{file}: {errors} error(s), {warnings} warning(s)", err=True)
+    return FINDINGS if errors else OK

@@ -18,7 +18,7 @@ the same verdict from every rule whose constraint has no residual part.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..extensions import Opaque, Unread
@@ -132,17 +132,18 @@ _INF = float("inf")
 class Space:
     """The dimensions' universes for a set of rulesets of one family, and rules as constraints."""
 
-    def __init__(self, family: Family, rulesets: list[Ruleset]):
+    def __init__(self, family: Family, rulesets: list[Ruleset], names: Iterable[str] = ()):
+        """`names`: interface names other rules (nftables ones) compare with."""
         self.family = family
         self.bits = 32 if family is Family.IPV4 else 128
-        names: set[str] = {"lo"}
+        seen: set[str] = {"lo", *names}
         self.other_tables = any(c.rules for rs in rulesets if "nat" in rs.tables
                                 for c in rs.tables["nat"].chains.values())
         for r in (r for rs in rulesets for t in rs.tables.values() for c in t.chains.values() for r in c.rules):
             for iface in (r.iif, r.oif):
                 if iface is not None:
-                    names.add(iface.name[:-1] + "stk9" if iface.name.endswith("+") else iface.name)
-        self.ifaces = ["", *sorted(n for n in names if n)]
+                    seen.add(iface.name[:-1] + "stk9" if iface.name.endswith("+") else iface.name)
+        self.ifaces = ["", *sorted(n for n in seen if n)]
         other = next(c for c in ("ext0", "wan9", "if0x", "zz9z") if c not in self.ifaces)
         self.ifaces.append(other)  # an interface no rule names (unless by a wildcard)
         self.other_iface = other

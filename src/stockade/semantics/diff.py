@@ -228,7 +228,10 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
     """Every packet class of the filter hooks whose verdict differs between `old` and `new`.
 
     A family one side lacks is an empty ruleset there (the kernel accepts everything).
-    With `keep`, the classes that do not change are returned too (Diff.unchanged, unmerged)."""
+    With `keep`, the classes that do not change are returned too (Diff.unchanged, unmerged).
+    Either side may be nftables (model.nftables.NftRuleset): see cross_diff."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return cross_diff(old, new, hooks=hooks, progress=progress, keep=keep)
     started = time.monotonic()
     changes: list[Change] = []
     unchanged: list[Change] = []
@@ -261,6 +264,92 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
             changes += merge(found)
     changes.sort(key=Change.rank)
     return Diff(changes, classes, families, time.monotonic() - started, unchanged, spaces)
+
+
+class IptOracle:
+    """iptables rulesets (one per family) as one side of a cell analysis beside an nftables one
+    (semantics/nftcells.py NftOracle has the same shape)."""
+
+    def __init__(self, rulesets: dict[Family, Ruleset]):
+        self.by_family = rulesets
+        self._sims: dict[Family, Simulator] = {}
+        self._filter: dict[tuple, tuple[list[Entry], str]] = {}
+
+    def names(self) -> set[str]:
+        return set()
+
+    def nat(self) -> bool:
+        return False  # Space sees the nat table itself
+
+    def rulesets(self, family: Family) -> list[Ruleset]:
+        return [self.by_family.get(family) or _empty(family)]
+
+    def lists(self, space: Space, hook: str) -> list[list]:
+        from .nftcells import PATH_CHAINS
+
+        rs = self.rulesets(space.family)[0]
+        self._filter[(space.family, hook)] = hook_entries(rs, hook, space), _policy(rs, hook)
+        return [hook_entries(rs, chain, space, table) for table in rs.tables for chain in PATH_CHAINS[hook]
+                if (table, chain) != ("filter", hook)] + [self._filter[(space.family, hook)][0]]
+
+    def run(self, pkt: Packet, box: dict) -> tuple[str, str | None, tuple[str, ...], object]:
+        sim = self._sims.get(pkt.family)
+        if sim is None:
+            sim = self._sims[pkt.family] = Simulator(self.rulesets(pkt.family)[0])
+        entries, policy = self._filter[(pkt.family, pkt.hook)]
+        got = outcome(sim, pkt, entries, policy, box)
+        return got.verdict, got.rule, got.depends, got
+
+
+def oracle(side) -> object:
+    """The side of a cell analysis for an input: an NftRuleset (or an NftOracle), or iptables rulesets."""
+    from ..model.nftables import NftRuleset
+    from .nftcells import NftOracle
+
+    if isinstance(side, NftRuleset):
+        return NftOracle(side)
+    return side if isinstance(side, NftOracle | IptOracle) else IptOracle(side)
+
+
+def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[str], None] | None = None,
+               keep: bool = False) -> Diff:
+    """semantic_diff where a side is nftables: the space is cut by every test of both sides (nftcells),
+    never coarser, and each part's packet is run through both sides' simulators. The verdicts of a
+    first packet are compared; what either answer depends on (a limit, a mark) is named."""
+    started = time.monotonic()
+    sides = oracle(old), oracle(new)
+    changes: list[Change] = []
+    unchanged: list[Change] = []
+    spaces, classes = {}, 0
+    found: dict[tuple, list[Change]] = {}
+    for fam, hook, space, box, pkt in cells(sides, hooks, progress):
+        spaces[fam] = space
+        classes += 1
+        (va, ra, da, _), (vb, rb, db, _) = sides[0].run(pkt, box), sides[1].run(pkt, box)
+        a, b = Outcome(va, frozenset({va}), ra, da), Outcome(vb, frozenset({vb}), rb, db)
+        if va != vb:
+            found.setdefault((fam, hook), []).append(Change(fam, hook, box, a, b, pkt, space))
+        elif keep:
+            unchanged.append(Change(fam, hook, box, a, b, pkt, space))
+    for group in found.values():
+        changes += merge(group)
+    changes.sort(key=Change.rank)
+    return Diff(changes, classes, [Family.IPV4, Family.IPV6], time.monotonic() - started, unchanged, spaces)
+
+
+def cells(sides, hooks: tuple[str, ...] = HOOKS, progress: Callable[[str], None] | None = None):
+    """(family, hook, space, class, its packet) for the classes every test of every side is constant on:
+    the space cut by all sides' tests (cells.refine, never coarser), for both families and each hook."""
+    for fam in (Family.IPV4, Family.IPV6):
+        space = Space(fam, [rs for s in sides for rs in s.rulesets(fam)], set().union(*(s.names() for s in sides)))
+        space.other_tables = space.other_tables or any(s.nat() for s in sides)
+        for hook in hooks:
+            if progress:
+                progress(f"IPv{int(fam)} {hook}")
+            lists = [lst for s in sides for lst in s.lists(space, hook)]
+            for start in space.start_boxes(hook):
+                for box, _ in refine(space, start, lists, lambda e: e.cons):
+                    yield fam, hook, space, box, space.packet(box, hook)
 
 
 def _same_other_tables(a: Ruleset, b: Ruleset) -> bool:

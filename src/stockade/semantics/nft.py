@@ -299,6 +299,13 @@ class NftSimulator:
             walk.rewritten = f"{where[0]} chain {where[1]} handle {where[2]}"
             env.notes.append(f"{walk.rewritten}: {key} (the new source address is not modelled)")
             return "ACCEPT", None
+        if key == "set":
+            self._set_statement(walk, table, val, where)
+            return None
+        if key == "ct helper":  # assigns a helper: it only makes later, related connections RELATED
+            env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: ct helper {val} (its expectations are "
+                             "not modelled)")
+            return None
         if key == "notrack":  # nft_notrack_eval: only a packet without a connection (yet) becomes untracked
             if not walk.ct_done:
                 walk.notrack = True
@@ -329,6 +336,8 @@ class NftSimulator:
             return not lo <= value <= hi
         if op in ("<", ">", "<=", ">="):
             return {"<": value < lo, ">": value > hi, "<=": value <= hi, ">=": value >= lo}[op]
+        if op == "!" and dtype in BITMASKS:  # `tcp flags ! fin,syn`: none of the flags (value & mask == 0)
+            return (value & lo) == 0
         raise Undecidable(f"operator {op} is not modelled", where)
 
     def _const(self, dtype: str | tuple, right: Any, where: tuple) -> tuple[int, int]:
@@ -544,6 +553,23 @@ class NftSimulator:
         self.memory[mkey] = (tokens, now)
         return bool(val.get("inv", False))
 
+    def _set_statement(self, walk: _Walk, table: NftTable, val: Any, where: tuple) -> None:
+        """`update @meter { ip saddr limit rate ... }` (a meter, as stockade writes hashlimit): a limit per
+        element, each with its own bucket; the rule goes on only if the element's limit holds. The set's
+        own contents are not tracked, so a set some rule also looks up is UNKNOWN."""
+        if not isinstance(val, dict) or val.get("op") not in ("add", "update"):
+            raise Undecidable(f"set statement {str(val)[:60]} is not modelled", where)
+        name = str(val.get("set", "")).removeprefix("@")
+        if _looked_up(table, name):
+            raise Undecidable(f"set @{name} is filled by the packets themselves", where)
+        stmts = val.get("stmt") or []
+        _, elem = self._value(walk, val.get("elem"), where)
+        for n, stmt in enumerate(stmts):
+            if not (isinstance(stmt, dict) and set(stmt) == {"limit"}):
+                raise Undecidable(f"statement {str(stmt)[:40]} in a set element is not modelled", where)
+            if not self._limit(walk, stmt["limit"], where + ("@" + name, elem, n)):
+                raise _Break
+
     def _quota(self, walk: _Walk, val: Any, where: tuple) -> bool:
         """nft_quota (Linux 6.15 and later): over once the bytes counted, this packet's included, exceed it."""
         if not isinstance(val, dict):
@@ -594,6 +620,21 @@ def _note_ties(hook: str, steps: list[tuple[int, tuple]], res: NftResult) -> Non
 
 def _u64(n: Any) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= U64
+
+
+def _looked_up(table: NftTable, name: str) -> bool:
+    """Whether a rule of the table compares with set @name."""
+    ref = "@" + name
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            if "match" in node and isinstance(node["match"], dict) and node["match"].get("right") == ref:
+                return True
+            return any(walk(v) for k, v in node.items() if k != "set")
+        if isinstance(node, list | tuple):
+            return any(walk(v) for v in node)
+        return False
+    return any(walk(list(r.expr)) for c in table.chains.values() for r in c.rules)
 
 
 def _is_set(right: Any) -> bool:

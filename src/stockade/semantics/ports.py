@@ -43,7 +43,6 @@ def _icmp_types(flat: Flat) -> list[tuple[int, str]]:
 
 def open_ports(flat: Flat, s: Setting, sport: int, state: str = "NEW") -> list[dict]:
     """Per source group: {"sources": [...], "open": {proto: [...]}, "maybe": {proto: [...]}}."""
-    v = int(flat.family)
     icmp = 1 if flat.family is Family.IPV4 else 58
     cuts = _port_cuts(flat)
     pieces: list[tuple[str, object, Matrix]] = []  # (protocol, port range or ICMP label, matrix)
@@ -54,6 +53,11 @@ def open_ports(flat: Flat, s: Setting, sport: int, state: str = "NEW") -> list[d
     for t, label in _icmp_types(flat):
         pieces.append(("icmp", label, service_matrix(flat, Service(icmp, icmp_type=t, icmp_code=0, state=state),
                                                      s=s)))
+    return by_source(pieces, flat.family)
+
+
+def by_source(pieces: list[tuple[str, object, Matrix]], family: Family) -> list[dict]:
+    """Sources grouped by the status every piece (protocol, port range or ICMP label, its matrix) gives them."""
     # one status per piece for every elementary source range
     bounds = sorted({lo for _, _, m in pieces for c in m.classes for lo, _ in c})
     starts = [[lo for c in m.classes for lo, _ in c] for _, _, m in pieces]
@@ -61,7 +65,7 @@ def open_ports(flat: Flat, s: Setting, sport: int, state: str = "NEW") -> list[d
     order = [sorted(range(len(st)), key=st.__getitem__) for st in starts]
     sorted_starts = [[st[k] for k in o] for st, o in zip(starts, order)]
     status_of: dict[int, list] = {}
-    top = (1 << (32 if flat.family is Family.IPV4 else 128)) - 1
+    top = (1 << (32 if family is Family.IPV4 else 128)) - 1
     for b, lo in enumerate(bounds):
         hi = bounds[b + 1] - 1 if b + 1 < len(bounds) else top
         vec = []
@@ -73,6 +77,7 @@ def open_ports(flat: Flat, s: Setting, sport: int, state: str = "NEW") -> list[d
             vec.append("open" if sure else "maybe" if outs else "closed")
         status_of.setdefault(tuple(vec), []).append((lo, hi))
     out = []
+    v = int(family)
     for vec, ranges in status_of.items():
         entry: dict = {"sources": [format_range(v, r) for r in normalize(ranges)], "open": {}, "maybe": {}}
         for kind in ("open", "maybe"):

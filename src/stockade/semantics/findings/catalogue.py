@@ -24,6 +24,8 @@ KINDS = {k.name: k for k in (
     FindingKind("STK204", "jump-to-empty-chain", "warning"),
     FindingKind("STK205", "maybe-shadowed", "info"),
     FindingKind("STK206", "unloadable", "error"),
+    FindingKind("STK207", "empty-set", "warning"),
+    FindingKind("STK208", "accept-dropped-elsewhere", "warning"),
     FindingKind("STK211", "limited-accept-any-port", "error"),
     FindingKind("STK212", "global-limit", "warning"),
     FindingKind("STK213", "fragment-rule-never-matches", "warning"),
