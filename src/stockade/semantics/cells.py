@@ -151,6 +151,20 @@ class Space:
             IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),)}
         self._cache: dict[tuple, tuple] = {}  # (id(match), id(sets)) -> (match, Constraint)
         self._frames: dict[int, Frame] = {}
+        self._classes: dict[tuple, list] = {}  # the last few cuts: checks refine the same sources often
+
+    def classes(self, have: Ivs, sets: list[Ivs]) -> list[tuple[Ivs, tuple[int, ...]]]:
+        """cells.classes, remembered for the last few (have, sets) asked (a blocklist's sources are
+        cut alike in every class of every check)."""
+        if len(sets) < 64:
+            return classes(have, sets)
+        key = (have, tuple(sets))
+        got = self._classes.get(key)
+        if got is None:
+            if len(self._classes) >= 8:
+                del self._classes[next(iter(self._classes))]
+            got = self._classes[key] = classes(have, sets)
+        return got
 
     # -- interfaces --
     def iface_ivs(self, pattern: str, invert: bool) -> Ivs:
@@ -315,7 +329,7 @@ SPLIT_ORDER = (IIF, OIF, PROTO, KIND, ICMP, DPORT, SPORT, SRC, DST)
 
 
 def refine(space: Space, box: dict, lists: list[list], constraint_of,
-           by_verdict: bool = False) -> Iterator[tuple[dict, list[list]]]:
+           by_verdict: bool = False, prune=None) -> Iterator[tuple[dict, list[list]]]:
     """Split `box` until every entry of every list is uniform on each part.
 
     `lists` are ordered entry lists (one per ruleset being compared); `constraint_of(entry)`
@@ -325,14 +339,22 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
 
     Dimensions are taken in a fixed order (interfaces, protocol, state, ports, addresses); at
     each step the values of one dimension are grouped by which of the entries still concerned
-    admit them, so a part is never cut where no entry tells its values apart.
+    admit them, so a part is never cut where no entry tells its values apart. A part inherits
+    only the entries whose value in the cut dimension admits it (the grouping says which), so
+    a dimension cut into many parts, each concerning a few entries (a blocklist's sources),
+    costs in proportion to the parts and entries, not to their product.
 
     With `by_verdict`, a part is not cut further once every list gives all its packets one
     verdict (every deciding entry still concerned has the same action, none with a residual
     part), or once the lists still concerned are the same tests and actions in the same order
     (then every packet of the part gets the same verdict from each): enough to compare verdicts,
-    not to say which rule decided."""
-    stack = [(box, lists, 0)]
+    not to say which rule decided.
+
+    `prune(box, entry_lists)`, if given, drops a part and everything inside it when true; it is
+    asked before a part's entries are sorted out (the lists then hold every entry that may concern
+    it), so it must stay true for every smaller part and fewer entries. The parts that remain come
+    in the same order as without it."""
+    stack = [] if prune is not None and prune(box, lists) else [(box, lists, 0)]
     while stack:
         b, ls, k = stack.pop()
         kept_lists = []
@@ -355,13 +377,14 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
         while k < len(SPLIT_ORDER):
             d = SPLIT_ORDER[k]
             have = b[d]
-            seen = set()
+            seen: dict = {}
             for kept in kept_lists:
                 for e in kept:
                     v = constraint_of(e).dims.get(d)
                     if v is not None and v not in seen:
-                        seen.add(v)
+                        seen[v] = None
                         if iv_sub(have, v):  # cuts this part (disjoint ones were dropped above)
+                            seen[v] = len(cuts)
                             cuts.append(v)
             if cuts:
                 break
@@ -369,8 +392,28 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
         if not cuts:
             yield b, kept_lists
             continue
-        for part in classes(b[d], cuts):
-            stack.append((dict(b, **{d: part}), kept_lists, k + 1))
+        # per list: the positions of the entries every part keeps, and those of each cutting value
+        everywhere, by_cut = [], []
+        for kept in kept_lists:
+            ev: list[int] = []
+            bc: dict[int, list[int]] = {}
+            for pos, e in enumerate(kept):
+                v = constraint_of(e).dims.get(d)
+                i = None if v is None else seen[v]
+                if i is None:
+                    ev.append(pos)
+                else:
+                    bc.setdefault(i, []).append(pos)
+            everywhere.append(ev)
+            by_cut.append(bc)
+        for part, sig in space.classes(b[d], cuts):
+            sub = []
+            for kept, ev, bc in zip(kept_lists, everywhere, by_cut):
+                mine = [pos for i in sig for pos in bc.get(i, ())]
+                sub.append([kept[pos] for pos in sorted(ev + mine)] if mine else [kept[pos] for pos in ev])
+            child = dict(b, **{d: part})
+            if prune is None or not prune(child, sub):
+                stack.append((child, sub, k + 1))
 
 
 def same_walk(kept_lists: list[list], constraint_of) -> bool:
@@ -389,8 +432,9 @@ def _one_verdict(kept: list, constraint_of) -> bool:
     return len(actions) <= 1
 
 
-def classes(have: Ivs, sets: list[Ivs]) -> list[Ivs]:
-    """`have` cut into the groups of values that lie in the same ones of `sets`."""
+def classes(have: Ivs, sets: list[Ivs]) -> list[tuple[Ivs, tuple[int, ...]]]:
+    """`have` cut into the groups of values that lie in the same ones of `sets`, each group with
+    the indices of those sets."""
     points = sorted({p for v in sets for lo, hi in v for p in (lo, hi + 1)} | {lo for lo, _ in have}
                     | {hi + 1 for _, hi in have})
     n = len(points) - 1
@@ -406,8 +450,12 @@ def classes(have: Ivs, sets: list[Ivs]) -> list[Ivs]:
         while hv < len(have) and have[hv][1] < lo:
             hv += 1
         if hv < len(have) and have[hv][0] <= lo:  # elementary pieces are inside or outside `have`
-            groups.setdefault(tuple(sigs[j]), []).append((lo, hi))
-    return [norm(g) for g in groups.values()]
+            g = groups.setdefault(tuple(sigs[j]), [])
+            if g and g[-1][1] + 1 == lo:  # pieces come in order: adjacent ones join
+                g[-1] = (g[-1][0], hi)
+            else:
+                g.append((lo, hi))
+    return [(tuple(g), sig) for sig, g in groups.items()]
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,16 @@ def contradicts(a: Lit, b: Lit) -> bool:
 
 
 def _against(ctx, lit: Lit) -> int:
-    """2 if some test of ctx contradicts lit, else 1 if one implies it, else 0. One pass, with address
-    tests inlined: chains of `-s X -m mac ... -j RETURN` (2,000 rules in the TUM dumps) make contexts
-    of a thousand `! -s X` tests."""
+    """2 if some test of ctx contradicts lit, else 1 if one implies it, else 0 (whatever the order of
+    ctx). A long context answers from its index (Conj), a short one in one pass, with address
+    tests inlined: chains of `-s X -m mac ... -j RETURN` (2,000 rules in the TUM dumps) make
+    contexts of a thousand `! -s X` tests."""
+    if type(ctx) is Conj and len(ctx) >= Conj.INDEXED:
+        return ctx.against(lit)
+    return _scan(ctx, lit)
+
+
+def _scan(ctx, lit: Lit) -> int:
     k, v, n = lit.kind, lit.value, lit.negated
     implied = False
     if k == "src" or k == "dst":
@@ -222,28 +229,82 @@ def _against(ctx, lit: Lit) -> int:
     return 1 if implied else 0
 
 
+class Conj(tuple):
+    """A conjunction of tests (a flat rule's conds), with an index made the first time a long one
+    is asked about a test: its tests by kind, and its negated address tests by mask. A `! -s X` a
+    test lies inside is then found by one lookup per mask instead of a pass over a thousand."""
+
+    INDEXED = 32  # tests; shorter conjunctions are scanned
+
+    def index(self) -> tuple[dict, dict]:
+        got = self.__dict__.get("_index")
+        if got is None:
+            by_kind: dict[str, list[Lit]] = {}
+            excluded: dict[str, dict[int, set[int]]] = {"src": {}, "dst": {}}
+            for c in self:
+                if c.negated and (c.kind == "src" or c.kind == "dst"):
+                    excluded[c.kind].setdefault(c.value.mask, set()).add(c.value.addr)
+                else:
+                    by_kind.setdefault(c.kind, []).append(c)
+            got = self.__dict__["_index"] = (by_kind, excluded)
+        return got
+
+    def against(self, lit: Lit) -> int:
+        """_against over the index: the negated address tests, then the others of lit's kind."""
+        by_kind, excluded = self.index()
+        k = lit.kind
+        rest = _scan(by_kind.get(k, ()), lit)
+        if rest == 2 or (k != "src" and k != "dst"):
+            return rest
+        la, lm = lit.value.addr, lit.value.mask
+        for cm, addrs in excluded[k].items():  # a `! c` with c holding all of lit
+            if cm & ~lm == 0 and la & cm in addrs:
+                return 1 if lit.negated else 2  # lit inside what c excludes / c excludes all lit excludes
+        return rest
+
+
 def conjoin(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> tuple[Lit, ...] | None:
     """ctx ∧ lits, a test left out where another implies it; None if they contradict."""
     out = list(ctx)
+    base = ctx if type(ctx) is Conj and len(ctx) >= Conj.INDEXED else None  # out is base + added, while it is
+    added: list[Lit] = []
     for lit in lits:
-        got = _against(out, lit)
+        got = max(base.against(lit), _scan(added, lit)) if base is not None else _scan(out, lit)
         if got == 2:
             return None
         if got == 0:
-            out = _without_implied(out, lit)
+            kept = _without_implied(out, lit, base)
+            if kept is not out:
+                base, out = None, kept
             out.append(lit)
-    return tuple(out)
+            added.append(lit)
+    return Conj(out)
 
 
-def _without_implied(ctx: list[Lit], lit: Lit) -> list[Lit]:
-    """ctx without the tests lit implies (they add nothing once lit is there)."""
+def _without_implied(ctx: list[Lit], lit: Lit, base: Conj | None = None) -> list[Lit]:
+    """ctx without the tests lit implies (they add nothing once lit is there); ctx itself if there
+    are none (`base`, ctx's indexed part, says so without a pass for most tests)."""
     k, v, n = lit.kind, lit.value, lit.negated
     if (k == "src" or k == "dst") and not n:
         la, lm = v.addr, v.mask
-        return [c for c in ctx if c.kind != k or not (
+        out = [c for c in ctx if c.kind != k or not (
             (c.negated and (c.value.addr ^ la) & c.value.mask & lm) or  # lit lies outside what c excludes
             (not c.negated and c.value.mask & ~lm == 0 and la & c.value.mask == c.value.addr))]  # lit inside c
-    return [c for c in ctx if c.kind != k or not _imp(k, v, n, c.value, c.negated)]
+        return ctx if len(out) == len(ctx) else out
+    if base is not None:
+        by_kind, excluded = base.index()
+        if k == "src" or k == "dst":  # a negated lit implies `! c` for each c inside what it excludes
+            if not any(v.addr in addrs if cm == v.mask else
+                       v.mask & ~cm == 0 and any(a & v.mask == v.addr for a in addrs)
+                       for cm, addrs in excluded[k].items()) and \
+                    not any(_imp(k, v, n, c.value, c.negated) for c in by_kind.get(k, ())) and \
+                    not any(c.kind == k and _imp(k, v, n, c.value, c.negated) for c in ctx[len(base):]):
+                return ctx
+        elif not any(c.kind == k and _imp(k, v, n, c.value, c.negated) for c in by_kind.get(k, ())) and \
+                not any(c.kind == k and _imp(k, v, n, c.value, c.negated) for c in ctx[len(base):]):
+            return ctx
+    out = [c for c in ctx if c.kind != k or not _imp(k, v, n, c.value, c.negated)]
+    return ctx if len(out) == len(ctx) else out
 
 
 def covers(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> bool:
