@@ -90,6 +90,8 @@ class Constraint:
         object.__setattr__(self, "ordered", ordered)
 
     def __and__(self, other: Constraint) -> Constraint:
+        if not self.dims and not self.residual and not self.never:
+            return other  # ANY & other
         dims = dict(self.dims)
         for d, v in other.dims.items():
             dims[d] = iv_and(dims[d], v) if d in dims else v
@@ -152,6 +154,7 @@ class Space:
         self._cache: dict[tuple, tuple] = {}  # (id(match), id(sets)) -> (match, Constraint)
         self._frames: dict[int, Frame] = {}
         self._classes: dict[tuple, list] = {}  # the last few cuts: checks refine the same sources often
+        self._martians: dict[str, Ivs] = {}
 
     def classes(self, have: Ivs, sets: list[Ivs]) -> list[tuple[Ivs, tuple[int, ...]]]:
         """cells.classes, remembered for the last few (have, sets) asked (a blocklist's sources are
@@ -244,11 +247,14 @@ class Space:
     def martians(self, hook: str = "INPUT") -> Ivs:
         """Sources the simulator drops before a filter chain sees them (simulate._martian): IPv4 ones
         when routing a received packet, IPv6 ones on every path, plus those ip6_forward refuses."""
-        if self.family is Family.IPV4:
-            nets = [] if hook == "OUTPUT" else MARTIAN_V4
-        else:
-            nets = MARTIAN_V6 + (UNFORWARDED_V6 if hook == "FORWARD" else [])
-        return norm([(int(n.network_address), int(n.broadcast_address)) for n in nets])
+        got = self._martians.get(hook)
+        if got is None:
+            if self.family is Family.IPV4:
+                nets = [] if hook == "OUTPUT" else MARTIAN_V4
+            else:
+                nets = MARTIAN_V6 + (UNFORWARDED_V6 if hook == "FORWARD" else [])
+            got = self._martians[hook] = norm([(int(n.network_address), int(n.broadcast_address)) for n in nets])
+        return got
 
     def icmp_groups(self) -> dict[str, Ivs]:
         groups = {g: norm([(t * 256, t * 256 + 255) for t in types])
@@ -329,7 +335,7 @@ SPLIT_ORDER = (IIF, OIF, PROTO, KIND, ICMP, DPORT, SPORT, SRC, DST)
 
 
 def refine(space: Space, box: dict, lists: list[list], constraint_of,
-           by_verdict: bool = False, prune=None) -> Iterator[tuple[dict, list[list]]]:
+           by_verdict: bool = False, keep=None, prune=None) -> Iterator[tuple[dict, list[list]]]:
     """Split `box` until every entry of every list is uniform on each part.
 
     `lists` are ordered entry lists (one per ruleset being compared); `constraint_of(entry)`
@@ -350,11 +356,12 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
     (then every packet of the part gets the same verdict from each): enough to compare verdicts,
     not to say which rule decided.
 
-    `prune(box, entry_lists)`, if given, drops a part and everything inside it when true; it is
-    asked before a part's entries are sorted out (the lists then hold every entry that may concern
-    it), so it must stay true for every smaller part and fewer entries. The parts that remain come
-    in the same order as without it."""
-    stack = [] if prune is not None and prune(box, lists) else [(box, lists, 0)]
+    `keep(box)` false, or `prune(box, entry_lists)` true, drops a part and everything inside it;
+    they are asked before a part's entries are sorted out (the lists then hold every entry that
+    may concern it), so each must say the same of every smaller part with fewer entries. The
+    parts that remain come in the same order as without them."""
+    stack = [] if (keep is not None and not keep(box)) or (prune is not None and prune(box, lists)) \
+        else [(box, lists, 0)]
     while stack:
         b, ls, k = stack.pop()
         kept_lists = []
@@ -373,19 +380,25 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
                            or same_walk(kept_lists, constraint_of)):
             yield b, kept_lists
             continue
+        values: dict[str, dict] = {}  # per dimension, the entries' values in order of first use
+        for kept in kept_lists:
+            for e in kept:
+                for dim, v in constraint_of(e).dims.items():
+                    got = values.get(dim)
+                    if got is None:
+                        values[dim] = {v: None}
+                    elif v not in got:
+                        got[v] = None
         cuts: list = []
         while k < len(SPLIT_ORDER):
             d = SPLIT_ORDER[k]
             have = b[d]
-            seen: dict = {}
-            for kept in kept_lists:
-                for e in kept:
-                    v = constraint_of(e).dims.get(d)
-                    if v is not None and v not in seen:
-                        seen[v] = None
-                        if iv_sub(have, v):  # cuts this part (disjoint ones were dropped above)
-                            seen[v] = len(cuts)
-                            cuts.append(v)
+            seen = values.get(d, {})
+            for v in seen:
+                # cuts this part unless it holds all of it (disjoint ones were dropped above)
+                if (have[0][0] < v[0][0] or have[-1][1] > v[0][1]) if len(v) == 1 else iv_sub(have, v):
+                    seen[v] = len(cuts)
+                    cuts.append(v)
             if cuts:
                 break
             k += 1
@@ -407,11 +420,14 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
             everywhere.append(ev)
             by_cut.append(bc)
         for part, sig in space.classes(b[d], cuts):
+            child = b.copy()
+            child[d] = part
+            if keep is not None and not keep(child):
+                continue
             sub = []
             for kept, ev, bc in zip(kept_lists, everywhere, by_cut):
                 mine = [pos for i in sig for pos in bc.get(i, ())]
                 sub.append([kept[pos] for pos in sorted(ev + mine)] if mine else [kept[pos] for pos in ev])
-            child = dict(b, **{d: part})
             if prune is None or not prune(child, sub):
                 stack.append((child, sub, k + 1))
 

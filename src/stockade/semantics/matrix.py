@@ -494,6 +494,7 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
     may: set[tuple[int, int]] = set()
     always: set[tuple[int, int]] = set()
     undecided: dict[tuple[int, int], list[RuleRef]] = {}
+    ebits = None
     for a, ca in enumerate(classes):
         row = may_rows[gid[reps_c[a]]]
         members = {gid[i] for i in _indices(ca)}
@@ -506,7 +507,10 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
                 if sure_row & cb == cb:
                     always.add((a, b))
                 else:
-                    undecided[(a, b)] = _why(evals, bs, ca, cb, always_rows, gid, members)
+                    if ebits is None:  # every rule's sets are unions of elementary ranges (sure ones if sure)
+                        ebits = [(e, bs.of(e.src_m), bs.of(e.dst_m), e.sure and bs.of(e.src_t),
+                                  e.sure and bs.of(e.dst_t)) for e in evals]
+                    undecided[(a, b)] = _why(ebits, ca, cb, always_rows, gid)
     return Matrix(flat.family, service, [bs.ranges(c) for c in classes], may, always, undecided, bs.bounds)
 
 
@@ -519,26 +523,22 @@ def _indices(b: int):
         i += 1
 
 
-def _inside(ranges: Ranges, addr: int) -> bool:
-    return any(lo <= addr <= hi for lo, hi in ranges)
-
-
-def _why(evals: list[RuleSets], bs: _Bits, ca: int, cb: int, always_rows: list[int], gid: list[int],
-         members: set[int]) -> list[RuleRef]:
-    """The undecided rules met by one pair of this class pair whose answer is not sure."""
+def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list[int]) -> list[RuleRef]:
+    """The undecided rules met by one pair of this class pair whose answer is not sure. `ebits`: each
+    rule with its address sets (may src, dst; sure src, dst) as bitsets of elementary ranges."""
     for i in _indices(ca):
         miss = cb & ~always_rows[gid[i]]
         if miss:
             f = (miss & -miss).bit_length() - 1
-            src, dst = bs.bounds[i], bs.bounds[f]
+            src, dst = 1 << i, 1 << f
             break
     else:
         return []
     out: list[RuleRef] = []
-    for e in evals:
-        if not (_inside(e.src_m, src) and _inside(e.dst_m, dst)):
+    for e, sm, dm, st, dt in ebits:
+        if not (sm & src and dm & dst):
             continue
-        surely = e.sure and _inside(e.src_t, src) and _inside(e.dst_t, dst)
+        surely = e.sure and st & src and dt & dst
         if surely and _kind(e.rule) != "unknown":
             break
         out += [u for u in e.unknown if u not in out]

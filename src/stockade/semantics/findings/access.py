@@ -59,7 +59,7 @@ def established(a: Analysis) -> list[Finding]:
                                          OIF: _devices(a)})
         if not any(c.outcome.verdict == "ACCEPT" for c in out_new):
             continue  # the host does not open such connections: their replies need not come back
-        replies = a.classes("INPUT", lambda box: _wide(a, box),
+        replies = a.classes("INPUT", a.wide,
                             **{PROTO: _p(proto), SPORT: _p(port), DPORT: ((1024, 65535),),
                                KIND: a.kind("ESTABLISHED"), IIF: _devices(a)})
         lost = [c.outcome for c in replies if not _sure(c.outcome, "ACCEPT")]
@@ -94,8 +94,7 @@ def _new_inbound(a: Analysis):
     """The wide classes of new inbound connections (the only ones the checks below look at)."""
     if "new_inbound" not in a.memo:
         a.memo["new_inbound"] = [(c.box, c.outcome) for c in
-                                 a.classes("INPUT", lambda box: _wide(a, box), **{KIND: a.kind("NEW"),
-                                                                                  IIF: _devices(a)})]
+                                 a.classes("INPUT", a.wide, **{KIND: a.kind("NEW"), IIF: _devices(a)})]
     return a.memo["new_inbound"]
 
 
@@ -150,7 +149,7 @@ def ssh(a: Analysis, admins: list[int]) -> list[Finding]:
     def admin(box) -> bool:
         return any(lo <= addr <= hi for lo, hi in box[SRC] for addr in admins)
 
-    classes = [(c.box, c.outcome) for c in a.classes("INPUT", lambda box: _wide(a, box) or admin(box), **dims)]
+    classes = [(c.box, c.outcome) for c in a.classes("INPUT", lambda box: a.wide(box) or admin(box), **dims)]
     anchor = a.anchor("INPUT")
     for addr in admins:
         for box, o in classes:

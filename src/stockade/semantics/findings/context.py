@@ -78,7 +78,6 @@ class Analysis:
         in the same order; it must refuse every part of a box it refuses (e.g. "wide": a part's
         sources are fewer), so the parts it refuses are not cut further."""
         ents = self.entries(hook)
-        prune = None if keep is None else lambda box, _kept: not keep(box)
         out = []
         for start in self.space.start_boxes(hook):
             box = dict(start)
@@ -86,7 +85,7 @@ class Analysis:
                 box[d] = iv_and(box[d], v)
             if any(not v for v in box.values()):
                 continue
-            for cell, (kept,) in refine(self.space, box, [ents], lambda e: e.cons, prune=prune):
+            for cell, (kept,) in refine(self.space, box, [ents], lambda e: e.cons, keep=keep):
                 out.append(Cell(self, cell, kept, hook))
         return out
 
@@ -95,7 +94,8 @@ class Analysis:
         full = self._wide.get(hook)
         if full is None:
             full = self._wide[hook] = iv_size(iv_sub(self.space.universe[SRC], self.space.martians(hook)))
-        return iv_size(box[SRC]) * 2 > full
+        src = box[SRC]
+        return ((src[0][1] - src[0][0] + 1) if len(src) == 1 else iv_size(src)) * 2 > full  # (asked per part)
 
     def outcome(self, box: dict, kept: list[Entry], hook: str) -> Outcome:
         return outcome(self.sim, self.space.packet(box, hook), kept, self.policy(hook))
