@@ -61,6 +61,14 @@ class Lit:
     negated: bool = False
     rule: RuleRef | None = field(default=None, compare=False)
 
+    def __hash__(self) -> int:
+        """Computed once: analyses key caches on tests whose values (matches) hash slowly."""
+        got = self.__dict__.get("_hash")
+        if got is None:
+            got = hash((self.kind, self.value, self.negated))
+            object.__setattr__(self, "_hash", got)
+        return got
+
     def flip(self) -> Lit:
         return Lit(self.kind, self.value, not self.negated, self.rule)
 

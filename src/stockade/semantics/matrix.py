@@ -141,6 +141,7 @@ class Setting:
     compat: str | None = None  # "fffuu": decide only what fffuu decides, to compare like with like
     routes: dict[str, Ranges] | None = None  # destinations routed via each device: `-o X` is `-d routes[X]`
     assumptions: list[str] = field(default_factory=list)
+    lits: dict = field(default_factory=dict, repr=False)  # address and interface tests' readings: every service's
 
 
 @dataclass
@@ -227,6 +228,9 @@ def _martians(family: Family, hook: str, bits: int, lo: Ranges) -> Ranges:
     return intersect(ranges, complement(lo, bits))
 
 
+_ANY_SERVICE = frozenset({"src", "dst", "iif", "oif"})
+
+
 class _Evaluator:
     """Each test of a flat rule, for the service: a sure and a possible address set, or a truth value.
 
@@ -251,10 +255,12 @@ class _Evaluator:
         self.cache: dict[Lit, object] = {}
 
     def lit(self, lit: Lit):
-        """("src"|"dst", sure, possible), or True / False / None (undecided)."""
-        got = self.cache.get(lit, self)
+        """("src"|"dst", sure, possible), or True / False / None (undecided). Address and interface
+        tests read the same for every service: the setting keeps them."""
+        cache = self.s.lits if lit.kind in _ANY_SERVICE else self.cache
+        got = cache.get(lit, self)
         if got is self:
-            got = self.cache[lit] = self._lit(lit)
+            got = cache[lit] = self._lit(lit)
         return got
 
     def _neg(self, dim: str, sure: Ranges, maybe: Ranges, neg: bool) -> list[tuple[str, Ranges, Ranges]]:
