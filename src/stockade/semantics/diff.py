@@ -283,13 +283,22 @@ MERGE_ORDER = (DPORT, SPORT, ICMP, SRC, DST, IIF, OIF, PROTO, KIND)
 
 def merge(changes: list[Change]) -> list[Change]:
     """Join classes that differ in one dimension and change the same way, until none do."""
+    seen: dict = {}  # (hook, sources) -> the sources without the martian ones
+
+    def sources(c: Change):
+        key = (c.hook, c.box[SRC])
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = iv_sub(c.box[SRC], c.space.martians(c.hook))
+        return got
+
     for _ in range(3):
         before = len(changes)
         for dim in MERGE_ORDER:
             groups: dict = {}
             for c in changes:
-                key = (c.old.key, c.new.key, tuple((d, iv_sub(c.box[d], c.space.martians(c.hook)) if d == SRC
-                                                    else c.box[d]) for d in DIMS if d != dim))
+                key = (c.old.key, c.new.key, tuple((d, sources(c) if d == SRC else c.box[d]) for d in DIMS
+                                                   if d != dim))
                 if key in groups:
                     g = groups[key]
                     g.box = dict(g.box, **{d: norm(list(g.box[d]) + list(c.box[d])) for d in {dim, SRC}})
