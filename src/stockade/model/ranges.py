@@ -84,6 +84,8 @@ def of_address(addr: Address) -> Ranges | None:
     low = (addr.mask & -addr.mask).bit_length() - 1 if addr.mask else bits  # trailing zero bits
     size = 1 << low
     holes = [b for b in range(low, bits) if not addr.mask >> b & 1]
+    if not holes:  # a prefix: one range
+        return ((addr.addr, addr.addr + size - 1),)
     if 1 << len(holes) > MAX_MASK_RANGES:
         return None
     starts = []

@@ -90,6 +90,8 @@ class Constraint:
         object.__setattr__(self, "ordered", ordered)
 
     def __and__(self, other: Constraint) -> Constraint:
+        if not self.dims and not self.residual and not self.never:
+            return other  # ANY & other
         dims = dict(self.dims)
         for d, v in other.dims.items():
             dims[d] = iv_and(dims[d], v) if d in dims else v
@@ -152,6 +154,21 @@ class Space:
             IIF: ((0, len(self.ifaces) - 1),), OIF: ((0, len(self.ifaces) - 1),)}
         self._cache: dict[tuple, tuple] = {}  # (id(match), id(sets)) -> (match, Constraint)
         self._frames: dict[int, Frame] = {}
+        self._classes: dict[tuple, list] = {}  # the last few cuts: checks refine the same sources often
+        self._martians: dict[str, Ivs] = {}
+
+    def classes(self, have: Ivs, sets: list[Ivs]) -> list[tuple[Ivs, tuple[int, ...]]]:
+        """cells.classes, remembered for the last few (have, sets) asked (a blocklist's sources are
+        cut alike in every class of every check)."""
+        if len(sets) < 64:
+            return classes(have, sets)
+        key = (have, tuple(sets))
+        got = self._classes.get(key)
+        if got is None:
+            if len(self._classes) >= 8:
+                del self._classes[next(iter(self._classes))]
+            got = self._classes[key] = classes(have, sets)
+        return got
 
     # -- interfaces --
     def iface_ivs(self, pattern: str, invert: bool) -> Ivs:
@@ -233,11 +250,14 @@ class Space:
     def martians(self, hook: str = "INPUT") -> Ivs:
         """Sources the simulator drops before a filter chain sees them (simulate._martian): IPv4 ones
         when routing a received packet, IPv6 ones on every path, plus those ip6_forward refuses."""
-        if self.family is Family.IPV4:
-            nets = [] if hook == "OUTPUT" else MARTIAN_V4
-        else:
-            nets = MARTIAN_V6 + (UNFORWARDED_V6 if hook == "FORWARD" else [])
-        return norm([(int(n.network_address), int(n.broadcast_address)) for n in nets])
+        got = self._martians.get(hook)
+        if got is None:
+            if self.family is Family.IPV4:
+                nets = [] if hook == "OUTPUT" else MARTIAN_V4
+            else:
+                nets = MARTIAN_V6 + (UNFORWARDED_V6 if hook == "FORWARD" else [])
+            got = self._martians[hook] = norm([(int(n.network_address), int(n.broadcast_address)) for n in nets])
+        return got
 
     def icmp_groups(self) -> dict[str, Ivs]:
         groups = {g: norm([(t * 256, t * 256 + 255) for t in types])
@@ -318,7 +338,7 @@ SPLIT_ORDER = (IIF, OIF, PROTO, KIND, ICMP, DPORT, SPORT, SRC, DST)
 
 
 def refine(space: Space, box: dict, lists: list[list], constraint_of,
-           by_verdict: bool = False) -> Iterator[tuple[dict, list[list]]]:
+           by_verdict: bool = False, keep=None, prune=None) -> Iterator[tuple[dict, list[list]]]:
     """Split `box` until every entry of every list is uniform on each part.
 
     `lists` are ordered entry lists (one per ruleset being compared); `constraint_of(entry)`
@@ -328,14 +348,23 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
 
     Dimensions are taken in a fixed order (interfaces, protocol, state, ports, addresses); at
     each step the values of one dimension are grouped by which of the entries still concerned
-    admit them, so a part is never cut where no entry tells its values apart.
+    admit them, so a part is never cut where no entry tells its values apart. A part inherits
+    only the entries whose value in the cut dimension admits it (the grouping says which), so
+    a dimension cut into many parts, each concerning a few entries (a blocklist's sources),
+    costs in proportion to the parts and entries, not to their product.
 
     With `by_verdict`, a part is not cut further once every list gives all its packets one
     verdict (every deciding entry still concerned has the same action, none with a residual
     part), or once the lists still concerned are the same tests and actions in the same order
     (then every packet of the part gets the same verdict from each): enough to compare verdicts,
-    not to say which rule decided."""
-    stack = [(box, lists, 0)]
+    not to say which rule decided.
+
+    `keep(box)` false, or `prune(box, entry_lists)` true, drops a part and everything inside it;
+    they are asked before a part's entries are sorted out (the lists then hold every entry that
+    may concern it), so each must say the same of every smaller part with fewer entries. The
+    parts that remain come in the same order as without them."""
+    stack = [] if (keep is not None and not keep(box)) or (prune is not None and prune(box, lists)) \
+        else [(box, lists, 0)]
     while stack:
         b, ls, k = stack.pop()
         kept_lists = []
@@ -354,26 +383,56 @@ def refine(space: Space, box: dict, lists: list[list], constraint_of,
                            or same_walk(kept_lists, constraint_of)):
             yield b, kept_lists
             continue
+        values: dict[str, dict] = {}  # per dimension, the entries' values in order of first use
+        for kept in kept_lists:
+            for e in kept:
+                for dim, v in constraint_of(e).dims.items():
+                    got = values.get(dim)
+                    if got is None:
+                        values[dim] = {v: None}
+                    elif v not in got:
+                        got[v] = None
         cuts: list = []
         while k < len(SPLIT_ORDER):
             d = SPLIT_ORDER[k]
             have = b[d]
-            seen = set()
-            for kept in kept_lists:
-                for e in kept:
-                    v = constraint_of(e).dims.get(d)
-                    if v is not None and v not in seen:
-                        seen.add(v)
-                        if iv_sub(have, v):  # cuts this part (disjoint ones were dropped above)
-                            cuts.append(v)
+            seen = values.get(d, {})
+            for v in seen:
+                # cuts this part unless it holds all of it (disjoint ones were dropped above)
+                if (have[0][0] < v[0][0] or have[-1][1] > v[0][1]) if len(v) == 1 else iv_sub(have, v):
+                    seen[v] = len(cuts)
+                    cuts.append(v)
             if cuts:
                 break
             k += 1
         if not cuts:
             yield b, kept_lists
             continue
-        for part in classes(b[d], cuts):
-            stack.append((dict(b, **{d: part}), kept_lists, k + 1))
+        # per list: the positions of the entries every part keeps, and those of each cutting value
+        everywhere, by_cut = [], []
+        for kept in kept_lists:
+            ev: list[int] = []
+            bc: dict[int, list[int]] = {}
+            for pos, e in enumerate(kept):
+                v = constraint_of(e).dims.get(d)
+                i = None if v is None else seen[v]
+                if i is None:
+                    ev.append(pos)
+                else:
+                    bc.setdefault(i, []).append(pos)
+            everywhere.append(ev)
+            by_cut.append(bc)
+        for part, sig in space.classes(b[d], cuts):
+            child = b.copy()
+            child[d] = part
+            if keep is not None and not keep(child):
+                continue
+            sub = []
+            for kept, ev, bc in zip(kept_lists, everywhere, by_cut):
+                mine = [pos for i in sig for pos in bc.get(i, ())]
+                sub.append([kept[pos] for pos in sorted(ev + mine)] if mine else [kept[pos] for pos in ev])
+            if prune is None or not prune(child, sub):
+                stack.append((child, sub, k + 1))
 
 
 def same_walk(kept_lists: list[list], constraint_of) -> bool:
@@ -392,8 +451,9 @@ def _one_verdict(kept: list, constraint_of) -> bool:
     return len(actions) <= 1
 
 
-def classes(have: Ivs, sets: list[Ivs]) -> list[Ivs]:
-    """`have` cut into the groups of values that lie in the same ones of `sets`."""
+def classes(have: Ivs, sets: list[Ivs]) -> list[tuple[Ivs, tuple[int, ...]]]:
+    """`have` cut into the groups of values that lie in the same ones of `sets`, each group with
+    the indices of those sets."""
     points = sorted({p for v in sets for lo, hi in v for p in (lo, hi + 1)} | {lo for lo, _ in have}
                     | {hi + 1 for _, hi in have})
     n = len(points) - 1
@@ -409,8 +469,12 @@ def classes(have: Ivs, sets: list[Ivs]) -> list[Ivs]:
         while hv < len(have) and have[hv][1] < lo:
             hv += 1
         if hv < len(have) and have[hv][0] <= lo:  # elementary pieces are inside or outside `have`
-            groups.setdefault(tuple(sigs[j]), []).append((lo, hi))
-    return [norm(g) for g in groups.values()]
+            g = groups.setdefault(tuple(sigs[j]), [])
+            if g and g[-1][1] + 1 == lo:  # pieces come in order: adjacent ones join
+                g[-1] = (g[-1][0], hi)
+            else:
+                g.append((lo, hi))
+    return [(tuple(g), sig) for sig, g in groups.items()]
 
 
 @dataclass(frozen=True)

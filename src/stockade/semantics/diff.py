@@ -372,13 +372,22 @@ MERGE_ORDER = (DPORT, SPORT, ICMP, SRC, DST, IIF, OIF, PROTO, KIND)
 
 def merge(changes: list[Change]) -> list[Change]:
     """Join classes that differ in one dimension and change the same way, until none do."""
+    seen: dict = {}  # (hook, sources) -> the sources without the martian ones
+
+    def sources(c: Change):
+        key = (c.hook, c.box[SRC])
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = iv_sub(c.box[SRC], c.space.martians(c.hook))
+        return got
+
     for _ in range(3):
         before = len(changes)
         for dim in MERGE_ORDER:
             groups: dict = {}
             for c in changes:
-                key = (c.old.key, c.new.key, tuple((d, iv_sub(c.box[d], c.space.martians(c.hook)) if d == SRC
-                                                    else c.box[d]) for d in DIMS if d != dim))
+                key = (c.old.key, c.new.key, tuple((d, sources(c) if d == SRC else c.box[d]) for d in DIMS
+                                                   if d != dim))
                 if key in groups:
                     g = groups[key]
                     g.box = dict(g.box, **{d: norm(list(g.box[d]) + list(c.box[d])) for d in {dim, SRC}})
@@ -397,13 +406,20 @@ def _cidrs(space: Space, v, limit: int = 4) -> str:
     """Intervals as CIDRs where they are one, else first-last."""
     cls = ipaddress.IPv4Address if space.family is Family.IPV4 else ipaddress.IPv6Address
     parts = []
-    for lo, hi in v:
-        nets = list(ipaddress.summarize_address_range(cls(lo), cls(hi)))
-        if len(nets) == 1:
-            parts.append(str(nets[0]) if nets[0].num_addresses > 1 else str(cls(lo)))
-        else:
+    for lo, hi in v[:limit]:
+        if not _one_cidr(lo, hi):
             parts.append(f"{cls(lo)}-{cls(hi)}")
-    return ", ".join(parts[:limit]) + (f" and {len(parts) - limit} more ranges" if len(parts) > limit else "")
+        elif lo == hi:
+            parts.append(str(cls(lo)))
+        else:
+            parts.append(f"{cls(lo)}/{space.bits - (hi - lo + 1).bit_length() + 1}")
+    return ", ".join(parts) + (f" and {len(v) - limit} more ranges" if len(v) > limit else "")
+
+
+def _one_cidr(lo: int, hi: int) -> bool:
+    """Whether lo-hi is one prefix: a power-of-two size, aligned to it."""
+    n = hi - lo + 1
+    return n & (n - 1) == 0 and lo % n == 0
 
 
 def _addr(space: Space, v, hook: str, which: str) -> str | None:
@@ -426,8 +442,7 @@ def _addr(space: Space, v, hook: str, which: str) -> str | None:
 
 def _weight(space: Space, v) -> int:
     """How long a list of addresses reads: CIDRs count 1, other ranges 3."""
-    cls = ipaddress.IPv4Address if space.family is Family.IPV4 else ipaddress.IPv6Address
-    return sum(1 if len(list(ipaddress.summarize_address_range(cls(lo), cls(hi)))) == 1 else 3 for lo, hi in v)
+    return sum(1 if _one_cidr(lo, hi) else 3 for lo, hi in v)
 
 
 def _ranges(v, full) -> str | None:

@@ -61,6 +61,14 @@ class Lit:
     negated: bool = False
     rule: RuleRef | None = field(default=None, compare=False)
 
+    def __hash__(self) -> int:
+        """Computed once: analyses key caches on tests whose values (matches) hash slowly."""
+        got = self.__dict__.get("_hash")
+        if got is None:
+            got = hash((self.kind, self.value, self.negated))
+            object.__setattr__(self, "_hash", got)
+        return got
+
     def flip(self) -> Lit:
         return Lit(self.kind, self.value, not self.negated, self.rule)
 
@@ -185,9 +193,16 @@ def contradicts(a: Lit, b: Lit) -> bool:
 
 
 def _against(ctx, lit: Lit) -> int:
-    """2 if some test of ctx contradicts lit, else 1 if one implies it, else 0. One pass, with address
-    tests inlined: chains of `-s X -m mac ... -j RETURN` (2,000 rules in the TUM dumps) make contexts
-    of a thousand `! -s X` tests."""
+    """2 if some test of ctx contradicts lit, else 1 if one implies it, else 0 (whatever the order of
+    ctx). A long context answers from its index (Conj), a short one in one pass, with address
+    tests inlined: chains of `-s X -m mac ... -j RETURN` (2,000 rules in the TUM dumps) make
+    contexts of a thousand `! -s X` tests."""
+    if _indexed(ctx):
+        return ctx.against(lit)
+    return _scan(ctx, lit)
+
+
+def _scan(ctx, lit: Lit) -> int:
     k, v, n = lit.kind, lit.value, lit.negated
     implied = False
     if k == "src" or k == "dst":
@@ -223,28 +238,112 @@ def _against(ctx, lit: Lit) -> int:
     return 1 if implied else 0
 
 
+class Conj(tuple):
+    """A conjunction of tests (a flat rule's conds), with an index made the first time a long one
+    is asked about a test: its tests by kind, and its negated address tests by mask. A `! -s X` a
+    test lies inside is then found by one lookup per mask instead of a pass over a thousand.
+
+    One made from an indexed conjunction by adding a few tests (a RETURN's negation, one rule at
+    a time) shares that index and scans only what it added, until it has added INDEXED tests."""
+
+    INDEXED = 32  # tests; shorter conjunctions are scanned, and so are up to this many added ones
+
+    def index(self) -> tuple[dict, dict]:
+        got = self.__dict__.get("_index")
+        if got is None:
+            by_kind: dict[str, list[Lit]] = {}
+            excluded: dict[str, dict[int, set[int]]] = {"src": {}, "dst": {}}
+            for c in self:
+                if c.negated and (c.kind == "src" or c.kind == "dst"):
+                    excluded[c.kind].setdefault(c.value.mask, set()).add(c.value.addr)
+                else:
+                    by_kind.setdefault(c.kind, []).append(c)
+            got = self.__dict__["_index"] = (by_kind, excluded)
+        return got
+
+    def layers(self) -> tuple[Conj, tuple[Lit, ...]]:
+        """(the indexed conjunction, the tests added to it): together, this conjunction's tests."""
+        return self.__dict__.get("_layers") or (self, ())
+
+    def grown(self, added: list[Lit]) -> Conj:
+        """self ∧ added (none of self's tests removed), sharing self's index while added is short."""
+        parent, extra = self.layers()
+        extra += tuple(added)
+        out = Conj(self + tuple(added))
+        if len(extra) < Conj.INDEXED:
+            out.__dict__["_layers"] = (parent, extra)
+        return out
+
+    def against(self, lit: Lit) -> int:
+        """_against over the index: the negated address tests, then the others of lit's kind."""
+        parent, extra = self.layers()
+        if extra:
+            return max(parent.against(lit), _scan(extra, lit))
+        by_kind, excluded = self.index()
+        k = lit.kind
+        rest = _scan(by_kind.get(k, ()), lit)
+        if rest == 2 or (k != "src" and k != "dst"):
+            return rest
+        la, lm = lit.value.addr, lit.value.mask
+        for cm, addrs in excluded[k].items():  # a `! c` with c holding all of lit
+            if cm & ~lm == 0 and la & cm in addrs:
+                return 1 if lit.negated else 2  # lit inside what c excludes / c excludes all lit excludes
+        return rest
+
+    def implies_none(self, lit: Lit) -> bool:
+        """Whether lit (not a positive address test) implies none of the tests (see _without_implied)."""
+        k, v, n = lit.kind, lit.value, lit.negated
+        parent, extra = self.layers()
+        if any(c.kind == k and _imp(k, v, n, c.value, c.negated) for c in extra):
+            return False
+        by_kind, excluded = parent.index()
+        if any(_imp(k, v, n, c.value, c.negated) for c in by_kind.get(k, ())):
+            return False
+        # a negated address test implies `! c` for each c inside what it excludes
+        return not (k == "src" or k == "dst") or not any(
+            v.addr in addrs if cm == v.mask else v.mask & ~cm == 0 and any(a & v.mask == v.addr for a in addrs)
+            for cm, addrs in excluded[k].items())
+
+
+def _indexed(ctx) -> bool:
+    return type(ctx) is Conj and len(ctx) >= Conj.INDEXED
+
+
 def conjoin(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> tuple[Lit, ...] | None:
     """ctx ∧ lits, a test left out where another implies it; None if they contradict."""
     out = list(ctx)
+    base = ctx if _indexed(ctx) else None  # out is base + added, while it is
+    added: list[Lit] = []
     for lit in lits:
-        got = _against(out, lit)
+        got = max(base.against(lit), _scan(added, lit)) if base is not None else _scan(out, lit)
         if got == 2:
             return None
         if got == 0:
-            out = _without_implied(out, lit)
+            kept = _without_implied(out, lit, base)
+            if kept is not out:
+                base, out = None, kept
             out.append(lit)
-    return tuple(out)
+            added.append(lit)
+    if base is not None:
+        return base.grown(added) if added else base
+    return Conj(out)
 
 
-def _without_implied(ctx: list[Lit], lit: Lit) -> list[Lit]:
-    """ctx without the tests lit implies (they add nothing once lit is there)."""
+def _without_implied(ctx: list[Lit], lit: Lit, base: Conj | None = None) -> list[Lit]:
+    """ctx without the tests lit implies (they add nothing once lit is there); ctx itself if there
+    are none (`base`, ctx's indexed part, says so without a pass for most tests)."""
     k, v, n = lit.kind, lit.value, lit.negated
     if (k == "src" or k == "dst") and not n:
         la, lm = v.addr, v.mask
-        return [c for c in ctx if c.kind != k or not (
+        out = [c for c in ctx if c.kind != k or not (
             (c.negated and (c.value.addr ^ la) & c.value.mask & lm) or  # lit lies outside what c excludes
             (not c.negated and c.value.mask & ~lm == 0 and la & c.value.mask == c.value.addr))]  # lit inside c
-    return [c for c in ctx if c.kind != k or not _imp(k, v, n, c.value, c.negated)]
+        return ctx if len(out) == len(ctx) else out
+    if base is not None and base.implies_none(lit) \
+            and not any(c.kind == k and _imp(k, v, n, c.value, c.negated) for c in ctx[len(base):]):
+        return ctx
+    out = [c for c in ctx if c.kind != k or not _imp(k, v, n, c.value, c.negated)]
+    return ctx if len(out) == len(ctx) else out
 
 
 def covers(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> bool:

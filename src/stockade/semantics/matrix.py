@@ -141,6 +141,7 @@ class Setting:
     compat: str | None = None  # "fffuu": decide only what fffuu decides, to compare like with like
     routes: dict[str, Ranges] | None = None  # destinations routed via each device: `-o X` is `-d routes[X]`
     assumptions: list[str] = field(default_factory=list)
+    lits: dict = field(default_factory=dict, repr=False)  # address and interface tests' readings: every service's
 
 
 @dataclass
@@ -227,6 +228,9 @@ def _martians(family: Family, hook: str, bits: int, lo: Ranges) -> Ranges:
     return intersect(ranges, complement(lo, bits))
 
 
+_ANY_SERVICE = frozenset({"src", "dst", "iif", "oif"})
+
+
 class _Evaluator:
     """Each test of a flat rule, for the service: a sure and a possible address set, or a truth value.
 
@@ -251,10 +255,12 @@ class _Evaluator:
         self.cache: dict[Lit, object] = {}
 
     def lit(self, lit: Lit):
-        """("src"|"dst", sure, possible), or True / False / None (undecided)."""
-        got = self.cache.get(lit, self)
+        """("src"|"dst", sure, possible), or True / False / None (undecided). Address and interface
+        tests read the same for every service: the setting keeps them."""
+        cache = self.s.lits if lit.kind in _ANY_SERVICE else self.cache
+        got = cache.get(lit, self)
         if got is self:
-            got = self.cache[lit] = self._lit(lit)
+            got = cache[lit] = self._lit(lit)
         return got
 
     def _neg(self, dim: str, sure: Ranges, maybe: Ranges, neg: bool) -> list[tuple[str, Ranges, Ranges]]:
@@ -494,6 +500,7 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
     may: set[tuple[int, int]] = set()
     always: set[tuple[int, int]] = set()
     undecided: dict[tuple[int, int], list[RuleRef]] = {}
+    ebits = None
     for a, ca in enumerate(classes):
         row = may_rows[gid[reps_c[a]]]
         members = {gid[i] for i in _indices(ca)}
@@ -506,7 +513,10 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
                 if sure_row & cb == cb:
                     always.add((a, b))
                 else:
-                    undecided[(a, b)] = _why(evals, bs, ca, cb, always_rows, gid, members)
+                    if ebits is None:  # every rule's sets are unions of elementary ranges (sure ones if sure)
+                        ebits = [(e, bs.of(e.src_m), bs.of(e.dst_m), e.sure and bs.of(e.src_t),
+                                  e.sure and bs.of(e.dst_t)) for e in evals]
+                    undecided[(a, b)] = _why(ebits, ca, cb, always_rows, gid)
     return Matrix(flat.family, service, [bs.ranges(c) for c in classes], may, always, undecided, bs.bounds)
 
 
@@ -519,26 +529,22 @@ def _indices(b: int):
         i += 1
 
 
-def _inside(ranges: Ranges, addr: int) -> bool:
-    return any(lo <= addr <= hi for lo, hi in ranges)
-
-
-def _why(evals: list[RuleSets], bs: _Bits, ca: int, cb: int, always_rows: list[int], gid: list[int],
-         members: set[int]) -> list[RuleRef]:
-    """The undecided rules met by one pair of this class pair whose answer is not sure."""
+def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list[int]) -> list[RuleRef]:
+    """The undecided rules met by one pair of this class pair whose answer is not sure. `ebits`: each
+    rule with its address sets (may src, dst; sure src, dst) as bitsets of elementary ranges."""
     for i in _indices(ca):
         miss = cb & ~always_rows[gid[i]]
         if miss:
             f = (miss & -miss).bit_length() - 1
-            src, dst = bs.bounds[i], bs.bounds[f]
+            src, dst = 1 << i, 1 << f
             break
     else:
         return []
     out: list[RuleRef] = []
-    for e in evals:
-        if not (_inside(e.src_m, src) and _inside(e.dst_m, dst)):
+    for e, sm, dm, st, dt in ebits:
+        if not (sm & src and dm & dst):
             continue
-        surely = e.sure and _inside(e.src_t, src) and _inside(e.dst_t, dst)
+        surely = e.sure and st & src and dt & dst
         if surely and _kind(e.rule) != "unknown":
             break
         out += [u for u in e.unknown if u not in out]

@@ -7,6 +7,7 @@ of the filter hooks, and reports the classes whose answer is wrong.
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_right
 
 from ...model import Origin
 from ...model.ranges import difference as iv_sub
@@ -14,7 +15,7 @@ from ...model.ranges import intersect as iv_and
 from ...model.ranges import normalize as norm
 from ...model.ranges import size as iv_size
 from ...model.space import DPORT, DST, IIF, KIND, OIF, PROTO, SPORT, SRC
-from ..cells import relation
+from ..cells import refine, relation
 from ..diff import class_text, describe
 from .catalogue import Finding, finding
 from .context import Analysis
@@ -32,8 +33,7 @@ def _devices(a: Analysis):
 
 
 def _wide(a: Analysis, box: dict, hook: str = "INPUT") -> bool:
-    full = iv_sub(a.space.universe[SRC], a.space.martians(hook))
-    return iv_size(box[SRC]) * 2 > iv_size(full)
+    return a.wide(box, hook)
 
 
 def _sure(o, verdict: str) -> bool:
@@ -57,11 +57,12 @@ def established(a: Analysis) -> list[Finding]:
     for name, proto, port in REPLIES:
         out_new = a.classes("OUTPUT", **{PROTO: _p(proto), DPORT: _p(port), KIND: a.kind("NEW"),
                                          OIF: _devices(a)})
-        if not any(o.verdict == "ACCEPT" for _, o in out_new):
+        if not any(c.outcome.verdict == "ACCEPT" for c in out_new):
             continue  # the host does not open such connections: their replies need not come back
-        replies = a.classes("INPUT", **{PROTO: _p(proto), SPORT: _p(port), DPORT: ((1024, 65535),),
-                                        KIND: a.kind("ESTABLISHED"), IIF: _devices(a)})
-        lost = sorted((o for box, o in replies if _wide(a, box) and not _sure(o, "ACCEPT")),
+        replies = a.classes("INPUT", a.wide,
+                            **{PROTO: _p(proto), SPORT: _p(port), DPORT: ((1024, 65535),),
+                               KIND: a.kind("ESTABLISHED"), IIF: _devices(a)})
+        lost = sorted((c.outcome for c in replies if not _sure(c.outcome, "ACCEPT")),
                       key=lambda o: o.verdict == "UNKNOWN")  # a verdict stockade knows first
         if lost:
             bad.append((f"{name} (replies from {'tcp' if proto == 6 else 'udp'} port {port}: "
@@ -80,8 +81,9 @@ def loopback(a: Analysis) -> list[Finding]:
     lo = a.iface("lo")
     local = ((0x7F000000, 0x7FFFFFFF),) if a.space.bits == 32 else ((1, 1),)  # 127.0.0.0/8, ::1
     for hook, dim in (("INPUT", IIF), ("OUTPUT", OIF)):
-        refused = [(box, o) for box, o in a.classes(hook, **{dim: lo, KIND: a.kind("NEW"), SRC: local, DST: local})
-                   if not _sure(o, "ACCEPT")]
+        refused = [(c.box, c.outcome) for c in a.classes(hook, **{dim: lo, KIND: a.kind("NEW"), SRC: local,
+                                                                  DST: local})
+                   if not _sure(c.outcome, "ACCEPT")]
         if refused:  # a verdict stockade knows first; only unknown ones: it may not
             box, o = min(refused, key=lambda r: (r[1].verdict == "UNKNOWN", r[0][PROTO] != ((6, 6),), r[0][PROTO],
                                                  r[0][DPORT]))
@@ -94,7 +96,11 @@ def loopback(a: Analysis) -> list[Finding]:
 
 
 def _new_inbound(a: Analysis):
-    return [(box, o) for box, o in a.classes("INPUT", **{KIND: a.kind("NEW"), IIF: _devices(a)})]
+    """The wide classes of new inbound connections (the only ones the checks below look at)."""
+    if "new_inbound" not in a.memo:
+        a.memo["new_inbound"] = [(c.box, c.outcome) for c in
+                                 a.classes("INPUT", a.wide, **{KIND: a.kind("NEW"), IIF: _devices(a)})]
+    return a.memo["new_inbound"]
 
 
 def filters(a: Analysis) -> bool:
@@ -143,7 +149,12 @@ def reject_drop_mixed(a: Analysis) -> list[Finding]:
 
 def ssh(a: Analysis, admins: list[int]) -> list[Finding]:
     out = []
-    classes = a.classes("INPUT", **{PROTO: _p(6), DPORT: _p(22), KIND: a.kind("NEW"), IIF: _devices(a)})
+    dims = {PROTO: _p(6), DPORT: _p(22), KIND: a.kind("NEW"), IIF: _devices(a)}
+
+    def admin(box) -> bool:
+        return any(lo <= addr <= hi for lo, hi in box[SRC] for addr in admins)
+
+    classes = [(c.box, c.outcome) for c in a.classes("INPUT", lambda box: a.wide(box) or admin(box), **dims)]
     anchor = a.anchor("INPUT")
     for addr in admins:
         for box, o in classes:
@@ -152,7 +163,8 @@ def ssh(a: Analysis, admins: list[int]) -> list[Finding]:
                                    f"SSH (tcp/22): {o.label()}{_by(o)}", anchor,
                                    "accept tcp/22 from the admin addresses before any rule that drops them",
                                    "error"))
-    if not any("ACCEPT" in o.may for _, o in classes):
+    if not any("ACCEPT" in o.may for _, o in classes) \
+            and not any("ACCEPT" in c.outcome.may for c in a.classes("INPUT", **dims)):  # the narrow ones too
         out.append(finding("no-admin-path", "no address can open an SSH connection (tcp/22): a remote admin is "
                            "locked out", anchor, "accept tcp/22 from your admin addresses "
                            "(`-A INPUT -p tcp -s ADMIN --dport 22 -j ACCEPT`), or say how the host is reached"))
@@ -180,30 +192,51 @@ def _origin_of(a: Analysis, o) -> Origin | None:
 
 
 def block_after_accept(a: Analysis) -> list[Finding]:
-    """A DROP of particular sources that comes after ACCEPT rules for some of their packets."""
-    out = []
+    """A DROP of particular sources that comes after ACCEPT rules for some of their packets.
+
+    Only the classes whose deciding entry is an ACCEPT above the last block can leak: the parts of
+    INPUT where no such entry is left are not cut into classes at all (a blocklist of 10,000
+    addresses ahead of its accepts leaves none), and each class is met with the blocks below its
+    ACCEPT only."""
     ents = a.entries("INPUT")
     index = {id(e): i for i, e in enumerate(ents)}
     full = iv_size(a.space.universe[SRC])
     blocks = [(i, e) for i, e in enumerate(ents) if e.action in ("DROP", "REJECT") and SRC in e.cons.dims
               and iv_size(e.cons.dims[SRC]) * 256 < full and not e.cons.residual]
-    cells = a.cells("INPUT") if blocks else None
-    for i, blk in blocks if cells is not None else ():
-        leaks = []
-        for box, kept in cells:
-            if not iv_and(box[KIND], a.kind("NEW")) or not kept:
-                continue
-            box = dict(box, **{KIND: a.kind("NEW")})
+    if not blocks:
+        return []
+    new = a.kind("NEW")
+    at_block = [i for i, _ in blocks]
+    last_block = at_block[-1]
+
+    def accepts(e) -> bool:
+        return e.action == "ACCEPT" and not e.cons.residual and index[id(e)] < last_block
+
+    def prune(box, kept_lists) -> bool:
+        return not iv_and(box[KIND], new) or not any(accepts(e) for e in kept_lists[0])
+
+    leaks: dict[int, list[str]] = {}
+    for start in a.space.start_boxes("INPUT"):
+        for box, (kept,) in refine(a.space, start, [ents], lambda e: e.cons, prune=prune):
             last = kept[-1]
-            if last.action == "ACCEPT" and not last.cons.residual and index[id(last)] < i \
-                    and relation(blk.cons, box)[0] != "none":
-                leaks.append(f"{_cls(a, dict(box, **{SRC: iv_and(box[SRC], blk.cons.dims[SRC])}), 'INPUT')} "
-                             f"(accepted by line {last.flat.rule.origin.line if last.flat.rule.origin else '?'})")
-        if leaks:
+            if not accepts(last):
+                continue
+            box = dict(box, **{KIND: new})
+            at = index[id(last)]
+            for i, blk in blocks[bisect_right(at_block, at):]:
+                if relation(blk.cons, box)[0] != "none":
+                    leaks.setdefault(i, []).append(
+                        f"{_cls(a, dict(box, **{SRC: iv_and(box[SRC], blk.cons.dims[SRC])}), 'INPUT')} "
+                        f"(accepted by line {last.flat.rule.origin.line if last.flat.rule.origin else '?'})")
+    out = []
+    for i, blk in blocks:
+        found = leaks.get(i)
+        if found:
             rule = blk.flat.rule
             out.append(finding("block-after-accept", f"this {blk.action} comes after rules that accept the same "
-                               f"sources: {'; '.join(leaks[:3])}" + (f" and {len(leaks) - 3} more" if len(leaks) > 3
-                                                                      else ""),
+                               f"sources: {'; '.join(found[:3])}" + (f" and {len(found) - 3} more" if len(found) > 3
+                                                                       else ""),
                                (rule.origin if rule else None) or a.anchor("INPUT"),
                                "put blocks first (one ipset lookup at the top of INPUT), before any ACCEPT"))
     return out
+

@@ -1,16 +1,34 @@
 """One family's ruleset prepared for the checks: flattened hooks, classes, verdicts."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
+
 from ...extensions.opaque import by_command
 from ...model import Origin, Ruleset
+from ...model.ranges import difference as iv_sub
 from ...model.ranges import intersect as iv_and
-from ...model.space import KINDS
+from ...model.ranges import size as iv_size
+from ...model.space import KINDS, SRC
 from ..cells import Entry, Space, hook_entries, refine
 from ..diff import Outcome, outcome
 from ..flatten import FlatError
 from ..simulate import Simulator
 
 CELL_BUDGET = 20_000  # classes per hook for rule-by-rule coverage; beyond it lint stays fast and says so
+KIND_OF = {k.label: ((i, i),) for i, k in enumerate(KINDS)}
+
+
+class Cell:
+    """A class of a hook, the entries that concern it, and its outcome: one simulator run, made
+    only when a check asks for it (most checks look at a few classes of many)."""
+
+    def __init__(self, a: Analysis, box: dict, kept: list[Entry], hook: str):
+        self.a, self.box, self.kept, self.hook = a, box, kept, hook
+
+    @cached_property
+    def outcome(self) -> Outcome:
+        return self.a.outcome(self.box, self.kept, self.hook)
 
 
 class Analysis:
@@ -23,6 +41,8 @@ class Analysis:
         self.errors: list[FlatError] = []
         self._entries: dict[str, list[Entry]] = {}
         self._cells: dict[str, list] = {}
+        self._wide: dict[str, int] = {}
+        self.memo: dict = {}  # what several checks ask for (access.py: the new inbound classes)
 
     def entries(self, hook: str) -> list[Entry]:
         if hook not in self._entries:
@@ -54,8 +74,10 @@ class Analysis:
             self._cells[hook] = got
         return self._cells[hook]
 
-    def classes(self, hook: str, **dims) -> list[tuple[dict, Outcome]]:
-        """The classes inside the given dimension values, with their outcome."""
+    def classes(self, hook: str, keep: Callable[[dict], bool] | None = None, **dims) -> list[Cell]:
+        """The classes inside the given dimension values. With `keep`, only the classes it accepts,
+        in the same order; it must refuse every part of a box it refuses (e.g. "wide": a part's
+        sources are fewer), so the parts it refuses are not cut further."""
         ents = self.entries(hook)
         out = []
         for start in self.space.start_boxes(hook):
@@ -64,16 +86,23 @@ class Analysis:
                 box[d] = iv_and(box[d], v)
             if any(not v for v in box.values()):
                 continue
-            for cell, (kept,) in refine(self.space, box, [ents], lambda e: e.cons):
-                out.append((cell, self.outcome(cell, kept, hook)))
+            for cell, (kept,) in refine(self.space, box, [ents], lambda e: e.cons, keep=keep):
+                out.append(Cell(self, cell, kept, hook))
         return out
+
+    def wide(self, box: dict, hook: str = "INPUT") -> bool:
+        """Whether the class holds more than half the sources that can reach the hook."""
+        full = self._wide.get(hook)
+        if full is None:
+            full = self._wide[hook] = iv_size(iv_sub(self.space.universe[SRC], self.space.martians(hook)))
+        src = box[SRC]
+        return ((src[0][1] - src[0][0] + 1) if len(src) == 1 else iv_size(src)) * 2 > full  # (asked per part)
 
     def outcome(self, box: dict, kept: list[Entry], hook: str) -> Outcome:
         return outcome(self.sim, self.space.packet(box, hook), kept, self.policy(hook))
 
     def kind(self, label: str):
-        i = next(n for n, k in enumerate(KINDS) if k.label == label)
-        return ((i, i),)
+        return KIND_OF[label]
 
     def iface(self, name: str):
         i = self.space.ifaces.index(name)
