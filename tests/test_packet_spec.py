@@ -1,6 +1,8 @@
 """Packet specs: the JSON and short forms `stockade explain` reads, with the fields the extensions added."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stockade.model.packet import SpecError, from_json, from_short
@@ -35,3 +37,11 @@ def test_link_class_and_arrival_ctmark():
     assert from_json(udp(state="ESTABLISHED")).arrival_ctmark is None
     assert from_json(udp(state="ESTABLISHED", ctmark=7)).arrival_ctmark == 7
     assert from_json(udp(iif="lo")).arrival_ctmark is None
+
+
+@pytest.mark.parametrize("field", ['"tcp_flags": 5', '"tcp_options": 5', '"tcp_options": ["x"]', '"tcp_options": [1e400]',
+                                   '"tcp_options": [256]', '"t": "x"', '"t": -1', '"tcp_flags": {"SYN": 1}'])
+def test_a_field_of_the_wrong_shape_is_a_spec_error_not_a_traceback(field):
+    with pytest.raises(SpecError):
+        from_json(json.loads('{"proto": "tcp", "src": "192.0.2.1", "dst": "198.51.100.1", "dport": 22, '
+                             + field + "}"))

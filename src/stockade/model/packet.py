@@ -163,6 +163,14 @@ INT_KEYS = frozenset(INT_RANGES)
 LINK = frozenset({"groups", "buffer_splits", "src_mac", "pkttype", "src_type", "dst_type"})
 
 
+def _listed(spec: dict, name: str) -> list:
+    """A list-valued field of a packet spec; SpecError for anything else (a number, a string, an object)."""
+    value = spec.get(name, [])
+    if value.__class__ is not list:
+        raise SpecError(f"`{name}` is a list, e.g. [\"SYN\"] or [2, 4]")
+    return value
+
+
 def from_json(spec: dict) -> Packet:
     """Build a Packet from the JSON spec; unknown keys and bad values raise SpecError."""
     if not spec.keys() <= KNOWN:
@@ -189,7 +197,7 @@ def from_json(spec: dict) -> Packet:
         if proto is None:
             raise SpecError(f"unknown protocol `{spec['proto']}`")
     flags = 0
-    for name in spec.get("tcp_flags", ()):
+    for name in _listed(spec, "tcp_flags"):
         bit = (name.__class__ is str and TCP_FLAGS.get(name)) or TCP_FLAGS.get(str(name).upper())
         if bit is None:
             raise SpecError(f"unknown TCP flag `{name}`")
@@ -225,7 +233,7 @@ def from_json(spec: dict) -> Packet:
     payload = _payload(spec) if "payload" in spec or "payload_hex" in spec else None
     if payload is not None:
         fragment = bool(frag_offset or more)
-        heads = header_len(fam_s, proto, frag_offset, fragment, len(spec.get("tcp_options", [])))
+        heads = header_len(fam_s, proto, frag_offset, fragment, len(_listed(spec, "tcp_options")))
         if "length" not in ints:
             if heads is None:
                 raise SpecError("give `length` with a payload: the header length of this packet is not fixed")
@@ -237,8 +245,13 @@ def from_json(spec: dict) -> Packet:
             raise SpecError("the payload makes the packet longer than 65535 bytes")
         ints["payload"] = payload
     if "tcp_options" in spec:
-        ints["tcp_options"] = frozenset(int(o) for o in spec["tcp_options"])
+        kinds = _listed(spec, "tcp_options")
+        if not all(o.__class__ is int and 0 <= o <= 255 for o in kinds):
+            raise SpecError("`tcp_options` lists TCP option kinds, whole numbers 0-255")
+        ints["tcp_options"] = frozenset(kinds)
     if "t" in spec:
+        if spec["t"].__class__ not in (int, float) or not 0 <= spec["t"] < 1e12:
+            raise SpecError("`t` is the packet's time in seconds, a number from 0")
         ints["t"] = float(spec["t"])
     ints["more_fragments"] = more
     return _new(ints)
