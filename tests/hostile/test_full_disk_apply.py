@@ -30,7 +30,7 @@ def test_disk_full_during_apply(netns, tmp_path, backend, moment):
         assert "Traceback" not in p.stderr, p.stderr
         if after == before:  # the old ruleset: the command failed and says what is live
             assert p.returncode == 2 and "No space left on device" in p.stderr, p.stderr
-            assert "nothing was changed" in p.stderr or f"the previous one ({s['live_version']}) is live" in p.stderr
+            assert "nothing was changed" in p.stderr or f"the previous ruleset ({s['live_version']}) is live" in p.stderr
         else:  # the new ruleset: only with a live timer, and apply said so
             assert p.returncode == 0 and "rolls back to" in p.stdout, p.stderr
             assert s["pending"] is not None and code == 0 and not s.get("alarms"), (p.stderr, s)

@@ -202,7 +202,8 @@ def _transaction(host: Host, state: State, job: dict) -> dict:
                 f"{e}; rolling back at once failed too ({again}): the new ruleset {live.digest} is live and the "
                 f"timer restores the previous one at {time.strftime('%H:%M:%S', time.localtime(pending['deadline']))}")}
         return {"ok": False, "live": before.digest,
-                "error": f"{e}; the new ruleset was rolled back at once: the previous one ({before.digest}) is live"}
+                "error": f"{e}; the new ruleset was rolled back at once: the previous ruleset ({before.digest}) "
+                         "is live"}
     if timeout == 0:
         return {"ok": True, "version": live.digest, "deadline": None, "worker": os.getpid()}
     # the full timeout counts from the change; the record written before it had an earlier deadline,
