@@ -50,7 +50,7 @@ def _dump_cases() -> list:
 def test_a_translated_dump_is_equal(path: Path, tmp_path, kernel_ok):
     if not path.exists():
         pytest.skip(f"{path} is not here (../shared/corpus)")
-    old = load(str(path), whole=True).rulesets
+    old = load(str(path), whole=True).builder.loaded()  # as the kernel holds it (what the translator read)
     new = load_nft(str(translate({f: render_save(rs) for f, rs in old.items()}, tmp_path)))
     d = semantic_diff(old, new)
     assert d.changes == [], d.text()
@@ -62,7 +62,7 @@ def test_a_translated_seed_is_equal(prefix: str, tmp_path, kernel_ok):
     found = list(SEEDS.glob(f"{prefix}_*.txt"))
     if not found:
         pytest.skip(f"seed {prefix} is not here (../shared/seeds)")
-    old = load(str(found[0]), whole=True).rulesets
+    old = load(str(found[0]), whole=True).builder.loaded()
     new = load_nft(str(translate({f: render_save(rs) for f, rs in old.items()}, tmp_path)))
     d = semantic_diff(old, new)
     assert d.changes == [], d.text()
@@ -74,7 +74,7 @@ def test_the_translator_losing_a_protocol_is_found(tmp_path, kernel_ok):
     found = list(SEEDS.glob("001_*.txt"))
     if not found:
         pytest.skip("seed 001 is not here (../shared/seeds)")
-    old = load(str(found[0]), whole=True).rulesets
+    old = load(str(found[0]), whole=True).builder.loaded()
     new_path = translate({f: render_save(rs) for f, rs in old.items()}, tmp_path)
     assert "udp dport" not in new_path.read_text() and "counter reject\n" in new_path.read_text()
     d = semantic_diff(old, load_nft(str(new_path)))
@@ -88,7 +88,7 @@ def test_a_changed_translation_lists_the_classes(tmp_path, kernel_ok):
     path = NET_NETWORK / DUMPS[0]
     if not path.exists():
         pytest.skip(f"{path} is not here (../shared/corpus)")
-    old = load(str(path), whole=True).rulesets
+    old = load(str(path), whole=True).builder.loaded()  # as the kernel holds it (what the translator read)
     nft = translate({Family.IPV4: render_save(old[Family.IPV4])}, tmp_path)
     text = nft.read_text()
     assert text.count("tcp dport 22 ") == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import replace
 
 from ..extensions.opaque import loadable, unread_rules
 from ..model import Family, Origin, Ruleset
@@ -123,6 +124,7 @@ def run_audit(path: str, b: Builder, progress: Progress | None = None,
     hidden = [Diagnostic("error", d.code, f"the audit needs every rule: {d.message}", d.origin, d.hint)
               for d in b.diagnostics if d.code in HIDDEN_RULES]
     seen = {d.origin.line for d in hidden}
+    b = replace(b, rulesets=b.loaded())  # as the kernel holds it: a line it refuses is no rule (its error stays)
     for rs in b.rulesets.values():  # a rule stockade could not read is no rule the lab can load
         for _t, _c, _n, rule, parts in unread_rules(rs):
             if rule.origin is not None and rule.origin.line not in seen and not loadable(rule):
