@@ -75,33 +75,33 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
         click.echo(f"{ruleset}:1:1: error: no {'IPv' + str(int(family)) + ' ' if family else ''}rules to analyse",
                    err=True)
         sys.exit(FINDINGS)
-    if as_json:
-        top = dict(results[0])
-        if len(results) > 1:
-            top["ipv6"] = results[1]
-        click.echo(json.dumps(top, indent=2))
-    else:
-        click.echo("\n\n".join(render_text(r, ruleset) for r in results))
+    _show(results, ruleset, as_json)
     # lines the kernel would refuse were left out (or kept with an unknown value): the kernel would not load
     # the ruleset given
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)
 
 
-def _nft(got: Loaded, opts, family: Family | None, as_json: bool) -> int:
-    """An nftables ruleset: every base chain at every hook composed (semantics/cellmatrix.py)."""
-    from ..semantics.cellmatrix import analyze_side
-    if opts.chain.upper() not in ("INPUT", "FORWARD", "OUTPUT"):
-        raise click.BadParameter("on nftables, INPUT, FORWARD or OUTPUT: the hooks a packet's path ends at",
-                                 param_hint="--chain")
-    side = got.side()
-    results = [analyze_side(side, fam, opts) for fam in ([family] if family else list(Family))]
+def _show(results: list[dict], name: str, as_json: bool) -> None:
+    """One result per family: JSON (the first family's at the top, IPv6 under `ipv6`) or text."""
     if as_json:
         top = dict(results[0])
         if len(results) > 1:
             top["ipv6"] = results[1]
         click.echo(json.dumps(top, indent=2))
     else:
-        click.echo("\n\n".join(render_text(r, got.name) for r in results))
+        click.echo("\n\n".join(render_text(r, name) for r in results))
+
+
+def _nft(got: Loaded, opts, family: Family | None, as_json: bool) -> int:
+    """An nftables ruleset: every base chain at every hook composed (semantics/cellmatrix.py)."""
+    from ..semantics.cellmatrix import analyze_side
+
+    if opts.chain.upper() not in ("INPUT", "FORWARD", "OUTPUT"):
+        raise click.BadParameter("on nftables, INPUT, FORWARD or OUTPUT: the hooks a packet's path ends at",
+                                 param_hint="--chain")
+    side = got.side()
+    results = [analyze_side(side, fam, opts) for fam in ([family] if family else list(Family))]
+    _show(results, got.name, as_json)
     return OK
 
 

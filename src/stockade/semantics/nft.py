@@ -328,16 +328,8 @@ class NftSimulator:
             raise Undecidable(f"operator {op} with a set", where)
         dtype, value = self._value(walk, left, where)
         lo, hi = self._const(dtype, right, where)
-        if op == "in" or (op is None and dtype in BITMASKS):
-            return (value & lo) != 0
-        if op in (None, "=="):
-            return lo <= value <= hi
-        if op == "!=":
-            return not lo <= value <= hi
-        if op in ("<", ">", "<=", ">="):
-            return {"<": value < lo, ">": value > hi, "<=": value <= hi, ">=": value >= lo}[op]
-        if op == "!" and dtype in BITMASKS:  # `tcp flags ! fin,syn`: none of the flags (value & mask == 0)
-            return (value & lo) == 0
+        if (held := compare(op, dtype, value, lo, hi)) is not None:
+            return held
         raise Undecidable(f"operator {op} is not modelled", where)
 
     def _const(self, dtype: str | tuple, right: Any, where: tuple) -> tuple[int, int]:
@@ -662,3 +654,18 @@ def _compile_set(dtypes: tuple, data: str | None, elements: list, where: tuple) 
             raise Undecidable(str(e), where) from None
     return out
 
+
+def compare(op: Any, dtype: str, value: int, lo: int, hi: int) -> bool | None:
+    """`value op [lo, hi]` as nft's cmp/range/bitwise expressions decide it; None for an operator they do
+    not have here (the caller says why it cannot decide)."""
+    if op == "in" or (op is None and dtype in BITMASKS):
+        return (value & lo) != 0
+    if op in (None, "=="):
+        return lo <= value <= hi
+    if op == "!=":
+        return not lo <= value <= hi
+    if op in ("<", ">", "<=", ">="):
+        return {"<": value < lo, ">": value > hi, "<=": value <= hi, ">=": value >= lo}[op]
+    if op == "!" and dtype in BITMASKS:  # `tcp flags ! fin,syn`: none of the flags (value & mask == 0)
+        return (value & lo) == 0
+    return None

@@ -24,7 +24,7 @@ from ..model.ranges import intersect as iv_and
 from ..model.ranges import normalize as norm
 from ..model.space import DPORT, DST, ICMP, IIF, KIND, KINDS, OIF, PROTO, SPORT, SRC, Box
 from .cells import NEVER, Constraint, Space, hook_entries
-from .nft import CT_STATE_BITS, FRAG_OFF, TABLE_FAMILIES, TRANSPORT, NftResult, NftSimulator
+from .nft import CT_STATE_BITS, FRAG_OFF, TABLE_FAMILIES, TRANSPORT, NftResult, NftSimulator, compare
 
 PORTS = {"sport": SPORT, "dport": DPORT}
 INEXACT = Constraint(residual=("inexact",))  # a test's scope that admits more than the test (never a decider)
@@ -357,17 +357,9 @@ def _axis(dim: str) -> str:
 
 def _holds(op: Any, dtype: str, value: int, lo: int, hi: int) -> bool:
     """`value op [lo, hi]` as semantics/nft.py compares a value with a constant."""
-    if op == "in" or (op is None and dtype in BITMASKS):
-        return (value & lo) != 0
-    if op in (None, "=="):
-        return lo <= value <= hi
-    if op == "!=":
-        return not lo <= value <= hi
-    if op in ("<", ">", "<=", ">="):
-        return {"<": value < lo, ">": value > hi, "<=": value <= hi, ">=": value >= lo}[op]
-    if op == "!" and dtype in BITMASKS:
-        return (value & lo) == 0
-    raise _Residual(f"operator {op}")
+    if (held := compare(op, dtype, value, lo, hi)) is None:
+        raise _Residual(f"operator {op}")
+    return held
 
 
 def _interval_admits(op: Any, dtype: str, lo: int, hi: int, top: int) -> Ranges:
