@@ -1,13 +1,10 @@
 """`stockade compile`: a policy to the files iptables-restore, ipset or nft load."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from ..files import WriteError
-from .exitcodes import UNUSABLE
 from .inputs import load_policy
 
 
@@ -20,10 +17,6 @@ def command(policy: str, target: str, out_dir: str) -> None:
     from ..policy.output import write_outputs
 
     c = load_policy(policy)
-    try:
-        written = write_outputs(c, target, Path(out_dir))
-    except WriteError as e:  # nothing of anyone else's replaced, the previous files whole
-        click.echo(f"{e.path}: error: cannot write: {e.reason}", err=True)
-        sys.exit(UNUSABLE)
+    written = write_outputs(c, target, Path(out_dir))  # WriteError: nothing of anyone else's replaced (errors.py)
     for path in written:
         click.echo(str(path))

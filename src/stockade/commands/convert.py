@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..files import WriteError, write_atomic
+from ..files import write_atomic
 from . import options
-from .exitcodes import FINDINGS, OK, UNUSABLE
+from .exitcodes import FINDINGS, OK
 from .inputs import Source, load
 
 
@@ -39,11 +39,7 @@ def command(ruleset: str | None, target: str, out: str | None, as_json: bool, sr
                   progress=None if as_json else lambda m: click.echo(f"stockade: comparing {m}", err=True))
     text = conv.toml(proof.used(conv))
     if out is not None:
-        try:
-            write_atomic(Path(out), text, 0o644)
-        except WriteError as e:
-            click.echo(f"{e.path}: error: cannot write: {e.reason}", err=True)
-            sys.exit(UNUSABLE)
+        write_atomic(Path(out), text, 0o644)  # WriteError: `PATH: error: cannot write: ...`, exit 2 (errors.py)
     bad = proof.unexplained
     if as_json:
         click.echo(json.dumps({

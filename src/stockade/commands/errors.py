@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import click
 
+from ..files import WriteError
 from ..model.diagnostics import DiagnosedError, StockadeError
 from .exitcodes import for_error
 from .inputs import InputError
@@ -16,6 +17,8 @@ from .inputs import InputError
 def fail(e: StockadeError) -> NoReturn:
     if isinstance(e, (DiagnosedError, InputError)):
         click.echo(str(e), err=True)
+    elif isinstance(e, WriteError):
+        click.echo(f"{e.path}: error: cannot write: {e.reason}", err=True)
     else:
         click.echo(f"stockade: error: {e.message}", err=True)
         if e.hint:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..files import WriteError, write_atomic
+from ..files import write_atomic
 from . import options
-from .exitcodes import OK, UNUSABLE
+from .exitcodes import OK
 from .inputs import Source, load
 
 SSH_LIMIT = "10/10m"  # new SSH connections per source when SSH is open to everyone
@@ -144,11 +144,7 @@ def command(netns: str | None, script: str | None, out: str | None, as_json: boo
 
     load_policy(out or "proposed-policy.toml", toml)  # a proposal the schema refuses is a bug, raised here
     if out is not None:
-        try:
-            write_atomic(Path(out), toml, 0o644)
-        except WriteError as e:
-            click.echo(f"{e.path}: error: cannot write: {e.reason}", err=True)
-            sys.exit(UNUSABLE)
+        write_atomic(Path(out), toml, 0o644)  # WriteError: `PATH: error: cannot write: ...`, exit 2 (errors.py)
     if as_json:
         click.echo(json.dumps({"found": found, "policy": toml, "out": out}, indent=2))
     else:
