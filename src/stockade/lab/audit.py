@@ -123,6 +123,10 @@ def run_audit(path: str, b: Builder, progress: Progress | None = None,
     (Unmappable: see lab_rulesets)."""
     hidden = [Diagnostic("error", d.code, f"the audit needs every rule: {d.message}", d.origin, d.hint)
               for d in b.diagnostics if d.code in HIDDEN_RULES]
+    if b.whole:  # iptables-restore loads none of a file it refuses a line of
+        hidden += [Diagnostic("error", d.code, f"the audit needs every rule: {d.message}", d.origin,
+                              "iptables-restore refuses the whole file at this line, so a kernel would load none of it")
+                   for d in b.diagnostics if d.severity == "error"]
     seen = {d.origin.line for d in hidden}
     b = replace(b, rulesets=b.loaded())  # as the kernel holds it: a line it refuses is no rule (its error stays)
     for rs in b.rulesets.values():  # a rule stockade could not read is no rule the lab can load

@@ -56,6 +56,9 @@ class Builder:
     # one's error (the kernel refuses the line) and, for a value anonymised before the file was shared
     # (the ruleset it came from was loaded), the warning the analyses show instead
     kept: list[tuple[Diagnostic, Diagnostic | None]] = field(default_factory=list)
+    # read from an iptables-restore file, which the kernel loads whole or not at all: a line it refuses
+    # leaves none of the file loaded (a script's refused command fails alone)
+    whole: bool = False
 
     # what commands stockade cannot look into may have done (Builder.unknown_command): (why, origin, words)
     unknowns: list[tuple[str, Origin, tuple[str, ...]]] = field(default_factory=list)

@@ -104,6 +104,7 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
     one family only): then it is that other family's. Each diagnostic is reported once.
     """
     b = builder or Builder()
+    b.whole = True
     reads = {}
     for fam in (family,) if family else families(text):
         reads[fam] = Builder(known_sets=b.known_sets)
