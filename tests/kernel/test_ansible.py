@@ -7,11 +7,14 @@ connection to its port 22, the stand-in for Ansible's SSH):
 - second run: every host unchanged;
 - check mode with --diff: the changed packet classes are shown, the kernel is byte-identical;
 - a policy that cuts the management path: the fresh connection fails, so nothing confirms, and after
-  the timeout every host is back on the first policy's ruleset.
+  the timeout every host is back on the first policy's ruleset;
+- `state: absent`: check mode reports a change and touches nothing; then stockade's part is gone from
+  every host (no rule, chain, set or table of stockade's); a second run is unchanged.
 """
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from stockade.kernel.live import drop_dynamic_elements
 from stockade.lab.topology import CLIENT_V4, SERVER_IN, SERVER_V4, Topology
 
 from .conftest import CI
@@ -85,12 +89,31 @@ PLAY = """
           - not ansible_facts.stockade.drift
           - ansible_facts.stockade.alarms | length == 0
 """
+ABSENT = """
+- hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: Take stockade off
+      stockade.firewall.policy:
+        state: absent
+        netns: "{{ stockade_netns }}"
+        root: "{{ boot_root }}"
+        executable: "{{ stockade_cmd }}"
+"""
 RECAP = re.compile(r"^(h\d)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def kernel_text(ns) -> str:
     return "".join(ns.run(argv, check=False).stdout for argv in (["nft", "list", "ruleset"], ["iptables-save"],
                                                                  ["ip6tables-save"], ["ipset", "save"]))
+
+
+def stateless(ns) -> str:
+    """kernel_text without counters and what rate-limit meters learn (they expire by themselves)."""
+    return "".join(re.sub(r" \[\d+:\d+\]$", "", ln) + "\n" for ln in (
+                   drop_dynamic_elements(ns.run(["nft", "-s", "list", "ruleset"]).stdout) +
+                   ns.run(["iptables-save"]).stdout + ns.run(["ip6tables-save"]).stdout +
+                   ns.run(["ipset", "save"]).stdout).splitlines() if not ln.startswith("#"))
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +152,7 @@ def test_playbook_on_three_namespaces(kernel_ok, ansible_ok, tmp_path):
         policies[name] = tmp_path / f"{name}.toml"
         policies[name].write_text(POLICY.format(iface=SERVER_IN, admin=admin, services=services))
     (tmp_path / "site.yml").write_text(PLAY)
+    (tmp_path / "absent.yml").write_text(ABSENT)
 
     with contextlib.ExitStack() as stack:
         tops = [stack.enter_context(Topology()) for _ in range(3)]
@@ -142,11 +166,11 @@ def test_playbook_on_three_namespaces(kernel_ok, ansible_ok, tmp_path):
         hosts = {f"h{i + 1}": {"stockade_netns": t.server.name, "mgmt_ns": t.client.name} for i, t in enumerate(tops)}
         (tmp_path / "inventory.json").write_text(json.dumps({"fleet": {"hosts": hosts, "vars": {
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-            "stockade_cmd": str(wrapper), "server_ip": SERVER_V4}}}))
+            "stockade_cmd": str(wrapper), "server_ip": SERVER_V4, "boot_root": str(tmp_path / "root")}}}))
 
-        def play(policy: str, timeout: int = 60, *extra: str) -> tuple[dict, str]:
+        def play(policy: str, timeout: int = 60, *extra: str, book: str = "site.yml") -> tuple[dict, str]:
             r = subprocess.run([tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
-                                str(tmp_path / "site.yml"), "-e", f"policy={policies[policy]}",
+                                str(tmp_path / book), "-e", f"policy={policies[policy]}",
                                 "-e", f"confirm_timeout={timeout}", *extra], capture_output=True, text=True,
                                env=env, check=False, timeout=600)
             recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
@@ -183,3 +207,17 @@ def test_playbook_on_three_namespaces(kernel_ok, ansible_ok, tmp_path):
             probe = t.client.run([sys.executable, "-c", f"import socket; socket.create_connection(('{SERVER_V4}', "
                                   "22), 3)"], check=False)
             assert probe.returncode == 0, probe.stderr
+
+        before = [stateless(t.server) for t in tops]  # (the probes just made move counters)
+        recap, out = play("a", 60, "--check", "--diff", book="absent.yml")
+        assert all(h["changed"] == 1 and h["failed"] == 0 for h in recap.values()), out
+        after = [stateless(t.server) for t in tops]
+        assert after == before, "\n".join(difflib.unified_diff("".join(before).splitlines(), "".join(after).splitlines()))
+        assert "stockade part" in out, out
+        recap, out = play("a", book="absent.yml")
+        assert all(h["changed"] == 1 and h["failed"] == 0 for h in recap.values()), out
+        for t in tops:
+            text = kernel_text(t.server)
+            assert "stk-" not in text and "stockade" not in text, text
+        recap, out = play("a", book="absent.yml")
+        assert all(h["changed"] == 0 and h["failed"] == 0 for h in recap.values()), out

@@ -20,6 +20,8 @@ description:
     C(stockade apply --check) reads it.
   - In check mode nothing on the host changes; the packet classes whose verdict would change are the
     task's diff.
+  - O(state=absent) runs C(stockade remove), which takes stockade's rules, sets and boot files out and
+    leaves other tools' rules (Docker, fail2ban) in place.
 options:
   src:
     description:
@@ -36,8 +38,11 @@ options:
     description:
       - V(applied) applies the policy with a rollback timer of O(confirm_timeout) seconds.
       - V(confirmed) confirms a pending apply (the timer stands down); nothing happens if none is pending.
+      - V(absent) removes stockade's part of the ruleset and its boot files; the filter policies it set go
+        back to ACCEPT (FORWARD stays where Docker runs); a pending apply ends. Nothing happens if nothing of
+        stockade's is there.
     type: str
-    choices: [applied, confirmed]
+    choices: [applied, confirmed, absent]
     default: applied
   confirm_timeout:
     description:
@@ -61,6 +66,11 @@ options:
     description:
       - Network namespace on the managed host to act in (for labs and tests); the host's own by default.
     type: str
+  root:
+    description:
+      - File system root under which O(state=absent) looks for the boot files (for labs and tests); V(/) by
+        default.
+    type: path
   executable:
     description: The stockade command on the managed host.
     type: str
@@ -92,6 +102,10 @@ EXAMPLES = r'''
   stockade.firewall.policy:
     state: confirmed
   when: firewall is changed
+
+- name: Take stockade off a host (its rules, sets and boot files)
+  stockade.firewall.policy:
+    state: absent
 '''
 
 RETURN = r'''
@@ -116,6 +130,10 @@ apply:
 confirm:
   description: The result of C(stockade confirm --json).
   returned: when a pending apply was confirmed
+  type: dict
+remove:
+  description: The result of C(stockade remove --json) (removed part, backend, policies, boot files changed).
+  returned: when O(state=absent)
   type: dict
 '''
 
@@ -199,16 +217,36 @@ def confirmed(module, result):
     module.exit_json(**result)
 
 
+def absent(module, result):
+    args = ['remove']
+    if module.params['root']:
+        args += ['--root', module.params['root']]
+    if module.check_mode:
+        args.append('--check')
+    rc, done, err = _stockade(module, args)
+    if rc != 0 or done is None:
+        module.fail_json(msg='stockade remove failed: {0}'.format(err.strip()), rc=rc, remove=done, **result)
+    result['remove'] = done
+    result['changed'] = done['changed']
+    if done['changed']:
+        lines = ['stockade part {0} ({1})'.format(done['removed'], done['backend'])] if done['removed'] else []
+        lines += ['boot file {0}'.format(f) for f in done['files']]
+        result['diff'] = {'before_header': 'stockade', 'after_header': 'absent', 'prepared': '\n'.join(
+            '- ' + line for line in lines) + '\n'}
+    module.exit_json(**result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             src=dict(type='path'),
             content=dict(type='str'),
-            state=dict(type='str', default='applied', choices=['applied', 'confirmed']),
+            state=dict(type='str', default='applied', choices=['applied', 'confirmed', 'absent']),
             confirm_timeout=dict(type='int', default=60),
             backend=dict(type='str', default='auto', choices=['auto', 'nftables', 'iptables-nft', 'iptables-legacy']),
             force=dict(type='bool', default=False),
             netns=dict(type='str'),
+            root=dict(type='path'),
             executable=dict(type='str', default='stockade'),
         ),
         mutually_exclusive=[('src', 'content')],
@@ -220,6 +258,8 @@ def main():
     result = dict(changed=False)
     if module.params['state'] == 'applied':
         applied(module, result)
+    elif module.params['state'] == 'absent':
+        absent(module, result)
     else:
         confirmed(module, result)
 

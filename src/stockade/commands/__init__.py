@@ -5,5 +5,5 @@ never prints or exits."""
 
 # The modules of stockade.commands that are commands, each imported only when it runs (or for --help).
 COMMANDS = ("analyze", "apply", "audit", "ban", "check", "compile", "confirm", "convert", "demo", "diff", "explain",
-            "feeds", "init", "integrate", "lab", "lint", "logs", "parse", "persist", "repair", "rollback", "status",
-            "unban")
+            "feeds", "init", "integrate", "lab", "lint", "logs", "parse", "persist", "remove", "repair", "rollback",
+            "status", "unban")

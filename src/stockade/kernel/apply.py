@@ -9,6 +9,11 @@ confirm: confirmed.json (with the job id) is the commit point; the timer stands 
 sees it, and the rollback target is dropped, so `rollback` cannot undo a confirmed change.
 repair: the explicit undo (`status` only reports): a half-done transaction, a dead timer (it
 fires now), a pending apply from an earlier boot (discarded: that boot's rules are gone).
+remove: stockade's part out of the kernel in one transaction (its chains, hooks and sets, or its
+table), the filter policies it set back to ACCEPT (FORWARD stays as it is where Docker's
+DOCKER-USER chain exists: Docker sets it to DROP to keep its containers from being routed to),
+a pending apply ended (its timer stands down), its records and its boot files gone. Other tools'
+rules stay. Opening, never closing, it needs no timer.
 """
 from __future__ import annotations
 
@@ -275,3 +280,45 @@ def repair(netns: str | None) -> dict:
         done = _resolve(host, state, keep_target=False)
     return {"repaired": done, "text": "\n".join(done or ["nothing to repair"]) + "\n"}
 
+
+
+def remove(netns: str | None, root: str | None = None, check: bool = False) -> dict:
+    """`stockade remove` (see the module docstring); with check, what it would do, changing nothing."""
+    from ..files import remove as unlink
+    from .part import POLICY_CHAINS, OwnedPart, OwnedTable, owned_text, parse_owned
+    from .persist import unpersist
+    from .transaction import apply as transact
+
+    host, state = Host(netns), State.for_netns(netns)
+    with locked(state.dir / "lock"):
+        notes = [] if check else [f"repair: {n}" for n in _resolve(host, state, keep_target=True)]
+        rec = state.read("applied")
+        chosen = backends.choose(host, "auto", rec and rec.get("backend"))
+        live = read_part(host, chosen)
+        policies: dict[str, dict[str, str]] = {}
+        target = OwnedPart(chosen, {"nft": ""})
+        if chosen != "nftables":
+            docker = backends.docker_user(host, chosen)
+            text = {}
+            for f in ("4", "6"):
+                now_live = parse_owned(live.text.get(f, "")).get("filter", OwnedTable()).policies
+                policies[f] = {c: now_live.get(c, "ACCEPT") if c == "FORWARD" and docker[int(f)] else "ACCEPT"
+                               for c in POLICY_CHAINS}
+                text[f] = owned_text({"filter": OwnedTable(policies[f])})
+            target = OwnedPart(chosen, {**text, "sets": ""})
+        in_kernel = not live.empty or (rec is not None and live.digest != target.digest)
+        records = [n for n in ("applied", "confirmed", "pending", "previous", "job") if state.read(n) is not None]
+        files = unpersist(root, chosen, check=True)
+        out = {"changed": bool(in_kernel or records or files), "backend": chosen, "removed": live.digest if in_kernel
+               else None, "policies": policies, "files": files, "ended_pending": state.read("pending") is not None,
+               "notes": notes}
+        if check or not out["changed"]:
+            return out
+        if in_kernel:
+            transact(host, live, target, state)
+        out["files"] = unpersist(root, chosen)
+        for name in (*records, "journal"):  # the pending apply's timer stands down when its record is gone
+            state.remove(name)
+        for name in state.dir.joinpath("feeds").glob("*"):
+            unlink(name)
+    return out

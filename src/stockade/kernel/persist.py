@@ -7,6 +7,8 @@ Where, by what the system has (under --root, default / or STOCKADE_ROOT, so test
   iptables with /etc/sysconfig/iptables-config (RHEL's iptables-services): iptables, ip6tables, ipset;
   otherwise: the files in /etc/stockade/ and a `stockade-restore` systemd unit, enabled, that loads
     them before the network comes up.
+`stockade remove` takes all of it out again (`unpersist`): stockade's own files and units deleted,
+its blocks and its `include` line cut from the files it shares with the admin.
 A confirmed policy with feeds also gets `stockade feeds update` run at the shortest `refresh` of its
 feeds: a `stockade-feeds` systemd timer, enabled, where the root has systemd, else /etc/cron.d/stockade-feeds.
 The iptables boot files are shared with the admin (netfilter-persistent and iptables-services
@@ -25,13 +27,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import WriteError, read_regular, write_atomic
+from ..files import WriteError, read_regular, remove, write_atomic
 from .backend import tool
 from .host import Host, KernelError
 from .part import OwnedPart, owned_text, parse_owned
@@ -304,3 +307,55 @@ def persist_status(netns: str | None, root: str | None) -> dict:
                                  + "".join(f"; {m}" for m in missing) + ")")
     return {"mechanism": p.mechanism, "files": versions, "confirmed": part.digest, "current": current,
             "missing": missing, "text": text}
+
+
+# every boot file stockade may have written, by what it is to stockade
+OWN_FILES = ("etc/stockade/stockade.nft", "etc/stockade/ipsets", "etc/stockade/rules.v4", "etc/stockade/rules.v6",
+             f"etc/systemd/system/{UNIT}", f"etc/systemd/system/multi-user.target.wants/{UNIT}",
+             f"etc/systemd/system/{FEEDS_UNIT}.service", f"etc/systemd/system/{FEEDS_UNIT}.timer",
+             f"etc/systemd/system/timers.target.wants/{FEEDS_UNIT}.timer", f"etc/cron.d/{FEEDS_UNIT}")
+SHARED_FILES = {"etc/iptables/ipsets": "ipset", "etc/iptables/rules.v4": "4", "etc/iptables/rules.v6": "6",
+                "etc/sysconfig/ipset": "ipset", "etc/sysconfig/iptables": "4", "etc/sysconfig/ip6tables": "6",
+                "etc/nftables.conf": "nft", "etc/sysconfig/nftables.conf": "nft"}
+
+
+def unpersist(root: str | None, backend: str, check: bool = False) -> list[str]:
+    """`stockade remove`: nothing of stockade's loaded at boot any more. The admin's files it shared keep
+    the admin's lines (checked to load in a throwaway namespace first, as persist does); the files
+    that were stockade's alone are deleted. The paths changed (with check: that would change)."""
+    base = _root(root)
+    files: dict[Path, str] = {}
+    load: list[tuple[str, Path]] = []
+    for name, kind in SHARED_FILES.items():
+        text = _boot_file(base / name)
+        if text is None:
+            continue
+        lines = text.splitlines()
+        if kind == "nft":
+            new = "".join(ln + "\n" for ln in lines if ln.strip() != INCLUDE)
+            changed = len(new.splitlines()) != len(lines)
+        else:
+            new = strip_ours(text)
+            changed = any(ln.startswith((VERSION, "# stockade begin")) for ln in lines)
+        if changed:
+            files[Path(name)] = new
+            loader = {"ipset": "ipset", "nft": "nft"}.get(kind) or \
+                f"{tool(backend if backend != 'nftables' else 'iptables-nft', int(kind), 'restore')}"
+            load.append((loader, Path(name)))
+    gone = [Path(n) for n in OWN_FILES if (base / n).is_symlink() or (base / n).exists()]
+    gone += [rel for rel, text in files.items() if _nothing(text)]  # what stockade's lines alone had made
+    files = {rel: text for rel, text in files.items() if rel not in gone}
+    if check or not (files or gone):
+        return [str(base / p) for p in [*files, *gone]]
+    verify(Plan("remove", files, load), base)
+    for rel, content in files.items():
+        write_atomic(base / rel, content, _mode(base / rel, 0o600))
+    for rel in gone:
+        remove(base / rel)
+    return [str(base / p) for p in [*files, *gone]]
+
+
+def _nothing(text: str) -> bool:
+    """A boot file that loads nothing: table headers, COMMIT, built-in chains at ACCEPT, comments
+    (what is left of a file stockade's block was all of); boot without it loads the same."""
+    return all(re.fullmatch(r"\*\w+|COMMIT|:[A-Z]+ ACCEPT( \[\d+:\d+\])?|#.*|", ln.strip()) for ln in text.splitlines())
