@@ -365,6 +365,7 @@ class Converter:
                 found.append(Allowed(proto, lo, hi, srcs, dsts, limited, rules_of[(proto, lo, hi)]))
         # one entry per (sources, limit), services in the script's order
         entries: dict[tuple, dict] = {}
+        relaxed: dict[tuple, list[Allowed]] = {}  # services the script restricts alike: one deviation
         for a in found:
             everyone = all(_covers(union(union(a.sources.get(f, ()), blocked_m.get(f, ())), admin_m.get(f, ())),
                                    public(f)) for f in self.fams)
@@ -378,7 +379,9 @@ class Converter:
             key = (who, limit)
             entry = entries.setdefault(key, {"service": [], "from": who} | ({"limit": limit} if limit else {}))
             entry["service"].append(_service_name(a.proto, a.lo, a.hi))
-            self._relaxed(a, who)
+            relaxed.setdefault((who, self._extras(a)), []).append(a)
+        for (who, extras), group in relaxed.items():
+            self._relaxed(group, who, extras)
         out = []
         for e in entries.values():
             svcs = e["service"]
@@ -416,24 +419,31 @@ class Converter:
                             return _rate(d.hitcount - 1, d.seconds)
         return None
 
-    def _relaxed(self, a: Allowed, who: str) -> None:
-        """What the script asks of a service's packets beyond protocol, port and source: the policy
-        opens the port on every address of the host, from any source port, in any interface."""
-        extras = sorted({x for r in a.rules for f in self.fams for x in _extra(r, f)})
-        name = _service_name(a.proto, a.lo, a.hi)
-        if not extras and all(_covers(a.dests.get(f, ()), public(f)) for f in a.dests):
-            return
-        proto = 6 if a.proto == "tcp" else 17
-        srcs = a.sources
-        lines = ", ".join(sorted({_where(r) for r in a.rules}))
+    def _extras(self, a: Allowed) -> tuple[str, ...]:
+        """What the script asks of a service's packets beyond protocol, port and source."""
+        return tuple(sorted({x for r in a.rules for f in self.fams for x in _extra(r, f)}))
 
-        def covers(c: Change, p: dict, proto=proto, lo=a.lo, hi=a.hi, srcs=srcs) -> bool:
-            return (c.hook == "INPUT" and c.new.verdict == "ACCEPT" and p[PROTO] == ((proto, proto),)
-                    and _covers(((lo, hi),), p[DPORT])
+    def _relaxed(self, group: list[Allowed], who: str, extras: tuple[str, ...]) -> None:
+        """Services the script restricts alike (`extras`): the policy opens them on every address of the
+        host, from any source port, in any interface. One deviation for them together, as the diff's
+        classes join their ports."""
+        group = [a for a in group if extras or not all(_covers(a.dests.get(f, ()), public(f)) for f in a.dests)]
+        if not group:
+            return
+        ports = {proto: normalize([(a.lo, a.hi) for a in group if a.proto == name])
+                 for proto, name in ((6, "tcp"), (17, "udp"))}
+        srcs = {f: normalize([r for a in group for r in a.sources.get(f, ())]) for f in Family}
+        lines = ", ".join(sorted({_where(r) for a in group for r in a.rules}))
+
+        def covers(c: Change, p: dict, ports=ports, srcs=srcs) -> bool:
+            one = len(p[PROTO]) == 1 and p[PROTO][0][0] == p[PROTO][0][1]
+            have = ports.get(p[PROTO][0][0]) if one else None
+            return (c.hook == "INPUT" and c.new.verdict == "ACCEPT" and bool(have) and _covers(have, p[DPORT])
                     and (who == "everyone" or _covers(srcs.get(c.family, ()), subtract(p[SRC], c.space.martians()))))
+        names = ", ".join(_service_name(a.proto, a.lo, a.hi) for a in group)
         what = "; ".join(extras) if extras else "a destination address"
-        self.dev("relaxed", f"{name} is opened by protocol, port and source only; the script also asks for "
-                 f"{what}", lines, covers)
+        self.dev("relaxed", f"{names} {'is' if len(group) == 1 else 'are'} opened by protocol, port and source only; "
+                 f"the script also asks for {what}", lines, covers)
 
     def _closed(self) -> str:
         verdicts = []
