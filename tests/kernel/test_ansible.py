@@ -88,6 +88,7 @@ PLAY = """
         that:
           - not ansible_facts.stockade.drift
           - ansible_facts.stockade.alarms | length == 0
+          - ansible_facts.stockade.bans == [] and ansible_facts.stockade.feeds == []
 """
 ABSENT = """
 - hosts: fleet

@@ -14,8 +14,9 @@ version_added: "0.1.0"
 description:
   - Runs C(stockade status --json) and the back-end tools' version commands; changes nothing.
   - Sets C(ansible_facts.stockade) with the applied and confirmed versions, a pending rollback, drift
-    (stockade's rules changed by hand), alarms, the back end, the number of stockade rules live and the
-    tools' versions.
+    (stockade's rules changed by hand), alarms, the back end, the number of stockade rules live, the
+    current bans with their expiry, each blocklist feed's entries, age and last error, and the tools'
+    versions.
 options:
   netns:
     description: Network namespace on the managed host to read (for labs and tests).
@@ -66,6 +67,8 @@ ansible_facts:
         alarms: []
         pending: null
         rules: 42
+        bans: [{address: 203.0.113.9, set: stk-bans-ip4, expires_in: 512}]
+        feeds: [{feed: spamhaus, entries: 1042, age_seconds: 600, last_error: null}]
         versions: {nft: "nftables v1.0.6 (Lester Gooch #5)"}
 '''
 
@@ -74,7 +77,7 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 
 KEYS = ('netns', 'backend', 'live_version', 'stockade_rules_live', 'applied', 'confirmed', 'pending', 'alarms',
-        'drift', 'drift_lines', 'others')
+        'drift', 'drift_lines', 'others', 'bans', 'feeds')
 TOOLS = (('nft', ['nft', '--version']), ('iptables', ['iptables', '--version']), ('ipset', ['ipset', '--version']))
 
 
