@@ -8,6 +8,9 @@ prefix are kept (other processes may log too). The client sends packets that fou
 lines drop and log (a closed port, NULL and XMAS scans, a non-SYN TCP packet opening a flow). Each
 line's count in `stockade logs --json` must equal the packet counter of that line's LOG rule in the
 kernel (iptables-save -c, both families; nft's JSON listing), and every logged line must be stockade's.
+The same stream is then read from the journal (`--source journal`, `journalctl -k`): a private
+systemd-journald in a private mount namespace (tmpfs on /run/systemd, /run/log and /var/log) reads
+the kernel ring into its own journal, and `stockade logs` runs beside it.
 """
 from __future__ import annotations
 
@@ -100,7 +103,7 @@ def nf_log_all_netns(kernel_ok):
 
 @pytest.mark.parametrize("backend", ["iptables-nft", "nftables"])
 def test_logs_attribute_every_line_to_its_policy_line(nf_log_all_netns, tmp_path, backend):
-    prefix = f"sk{os.getpid() % 100000}t: "
+    prefix = f"sk{os.getpid() % 100000}{backend[0]}: "  # one per run: the journal holds the whole ring
     path = tmp_path / "p.toml"
     path.write_text(POLICY.format(iface=SERVER_IN, prefix=prefix))
     known = stockade_prefixes(compile_policy(path).rulesets.values())
@@ -129,6 +132,41 @@ def test_logs_attribute_every_line_to_its_policy_line(nf_log_all_netns, tmp_path
     assert {"protect.null", "protect.xmas", "protect.new_without_syn"} <= tags, tags
     assert str(CLOSED_LINE) in tags  # closed ports: the line that says they are dropped
     render(html, tmp_path)
+    journal = from_journal(prefix, len(records), ["logs", "--source", "journal", "--policy", str(path), "--json"],
+                           tmp_path / "state")
+    assert Counter({r["line"]: r["count"] for r in journal["lines"]}) == +expected
+    assert not [f for f in journal["foreign"] if prefix.strip() in json.dumps(f)]
+
+
+JOURNAL = r"""
+import subprocess, sys, time
+for d in ("/run/systemd", "/run/log", "/var/log"):
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
+subprocess.run(["mkdir", "-p", "/run/systemd/journal"], check=True)
+prefix, want, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+jd = subprocess.Popen(["/lib/systemd/systemd-journald"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        seen = subprocess.run(["journalctl", "-k", "--no-pager", "-o", "cat"], capture_output=True, text=True).stdout
+        if seen.count(prefix) >= want:
+            break
+        time.sleep(0.2)
+    sys.stdout.write(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+finally:
+    jd.kill()
+"""
+
+
+def from_journal(prefix: str, want: int, args: list[str], state: Path) -> dict:
+    """`stockade ARGS` beside a private journald that has read the kernel ring (see the module docstring)."""
+    if not Path("/lib/systemd/systemd-journald").exists() or not shutil.which("journalctl"):
+        pytest.fail("no systemd-journald/journalctl (Debian package systemd)") if CI else pytest.skip("no journald")
+    from .applylab import STOCKADE, env
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", PY, "-c", JOURNAL, prefix, str(want), STOCKADE,
+                        *args], capture_output=True, text=True, env=env(state), timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
 
 
 def render(html: Path, tmp: Path) -> None:
