@@ -109,3 +109,23 @@ def test_modes_do_not_come_from_the_umask(netns, tmp_path):
     modes = {str(f.relative_to(root)): f.stat().st_mode & 0o777 for f in root.rglob("*") if f.is_file()}
     assert modes["etc/systemd/system/stockade-restore.service"] == 0o644
     assert modes["etc/stockade/rules.v4"] == 0o600 and not any(m & 0o022 for m in modes.values()), modes
+
+
+def test_remove_refuses_a_symlinked_boot_file_and_changes_nothing(netns, tmp_path):
+    """`stockade remove` reads every boot file before it changes anything: a symlink it will not follow
+    is an error, and stockade's part stays live."""
+    st = _confirmed(netns, tmp_path, "iptables-nft")
+    root = tmp_path / "root"
+    (root / "etc/iptables").mkdir(parents=True)
+    assert stockade_in(None, ["persist", "--netns", netns.name, "--root", str(root)], st).returncode == 0
+    v4 = root / "etc/iptables/rules.v4"
+    (tmp_path / "elsewhere").write_text(v4.read_text())
+    v4.unlink()
+    v4.symlink_to(tmp_path / "elsewhere")
+    before = netns.run(["iptables-nft-save"]).stdout
+    r = stockade_in(None, ["remove", "--netns", netns.name, "--root", str(root)], st)
+    assert r.returncode == 2 and "symlink" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "stk-in" in netns.run(["iptables-nft-save"]).stdout
+    assert [ln for ln in netns.run(["iptables-nft-save"]).stdout.splitlines() if not ln.startswith("#")] == \
+        [ln for ln in before.splitlines() if not ln.startswith("#")]
+    assert v4.is_symlink() and (tmp_path / "elsewhere").read_text().startswith("# stockade version")

@@ -286,7 +286,7 @@ def remove(netns: str | None, root: str | None = None, check: bool = False) -> d
     """`stockade remove` (see the module docstring); with check, what it would do, changing nothing."""
     from ..files import remove as unlink
     from .part import POLICY_CHAINS, OwnedPart, OwnedTable, owned_text, parse_owned
-    from .persist import unpersist
+    from .persist import changed_paths, unpersist, unpersist_plan
     from .transaction import apply as transact
 
     host, state = Host(netns), State.for_netns(netns)
@@ -308,7 +308,8 @@ def remove(netns: str | None, root: str | None = None, check: bool = False) -> d
             target = OwnedPart(chosen, {**text, "sets": ""})
         in_kernel = not live.empty or (rec is not None and live.digest != target.digest)
         records = [n for n in ("applied", "confirmed", "pending", "previous", "job") if state.read(n) is not None]
-        files = unpersist(root, chosen, check=True)
+        boot, gone = unpersist_plan(root, chosen, check)  # a boot file that would not load: refused here
+        files = changed_paths(boot, gone, root)
         out = {"changed": bool(in_kernel or records or files), "backend": chosen, "removed": live.digest if in_kernel
                else None, "policies": policies, "files": files, "ended_pending": state.read("pending") is not None,
                "notes": notes}
@@ -316,7 +317,7 @@ def remove(netns: str | None, root: str | None = None, check: bool = False) -> d
             return out
         if in_kernel:
             transact(host, live, target, state)
-        out["files"] = unpersist(root, chosen)
+        unpersist(boot, gone, root)
         for name in (*records, "journal"):  # the pending apply's timer stands down when its record is gone
             state.remove(name)
         for name in state.dir.joinpath("feeds").glob("*"):

@@ -319,10 +319,11 @@ SHARED_FILES = {"etc/iptables/ipsets": "ipset", "etc/iptables/rules.v4": "4", "e
                 "etc/nftables.conf": "nft", "etc/sysconfig/nftables.conf": "nft"}
 
 
-def unpersist(root: str | None, backend: str, check: bool = False) -> list[str]:
+def unpersist_plan(root: str | None, backend: str, check: bool = False) -> tuple[Plan, list[Path]]:
     """`stockade remove`: nothing of stockade's loaded at boot any more. The admin's files it shared keep
-    the admin's lines (checked to load in a throwaway namespace first, as persist does); the files
-    that were stockade's alone are deleted. The paths changed (with check: that would change)."""
+    the admin's lines (the plan's files, loaded in a throwaway namespace here unless `check`, as persist
+    does: KernelError if one does not load); the files that were stockade's alone, or held nothing
+    else, are deleted (the list)."""
     base = _root(root)
     files: dict[Path, str] = {}
     load: list[tuple[str, Path]] = []
@@ -344,15 +345,25 @@ def unpersist(root: str | None, backend: str, check: bool = False) -> list[str]:
             load.append((loader, Path(name)))
     gone = [Path(n) for n in OWN_FILES if (base / n).is_symlink() or (base / n).exists()]
     gone += [rel for rel, text in files.items() if _nothing(text)]  # what stockade's lines alone had made
-    files = {rel: text for rel, text in files.items() if rel not in gone}
-    if check or not (files or gone):
-        return [str(base / p) for p in [*files, *gone]]
-    verify(Plan("remove", files, load), base)
-    for rel, content in files.items():
+    plan = Plan("remove", {rel: text for rel, text in files.items() if rel not in gone},
+                [(loader, rel) for loader, rel in load if rel not in gone])
+    if plan.files and not check:
+        verify(plan, base)
+    return plan, gone
+
+
+def unpersist(plan: Plan, gone: list[Path], root: str | None) -> list[str]:
+    """Write the plan's files (unpersist_plan checked them) and delete `gone`; the paths changed."""
+    base = _root(root)
+    for rel, content in plan.files.items():
         write_atomic(base / rel, content, _mode(base / rel, 0o600))
     for rel in gone:
         remove(base / rel)
-    return [str(base / p) for p in [*files, *gone]]
+    return changed_paths(plan, gone, root)
+
+
+def changed_paths(plan: Plan, gone: list[Path], root: str | None) -> list[str]:
+    return [str(_root(root) / p) for p in [*plan.files, *gone]]
 
 
 def _nothing(text: str) -> bool:
