@@ -47,8 +47,14 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
 
     opts = Options(table, chain, services, sport, state, not chain_only)
     got = load(ruleset, src, nft=True)
+    maps = [(key, path, read_text(path, f"{key} file"), reader)
+            for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes))
+            if path is not None]
     if got.nft is not None:
-        sys.exit(_nft(got, opts, src.family, as_json))
+        if routes_path is not None:
+            raise click.BadParameter("a routing table is not read for nftables rulesets (only --ipassmt)",
+                                     param_hint="--routes")
+        sys.exit(_nft(got, opts, src.family, as_json, maps))
     b, ruleset, family = got.builder, got.name, src.family
     kept = {(err.origin, err.message) for err, _ in b.kept}
     for d in b.for_analysis():
@@ -58,9 +64,6 @@ def command(ruleset: str | None, table: str, chain: str, ipassmt_path: str | Non
             click.echo(f"{d}\n  note: {what}", err=True)
         elif d.code == "unread-value":
             click.echo(str(d), err=True)
-    maps = [(key, path, read_text(path, f"{key} file"), reader)
-            for key, path, reader in (("ipassmt", ipassmt_path, parse_ipassmt), ("routes", routes_path, parse_routes))
-            if path is not None]
     results, map_errors = [], []
     for rs in families(b.rulesets, family):
         try:
@@ -92,15 +95,26 @@ def _show(results: list[dict], name: str, as_json: bool) -> None:
         click.echo("\n\n".join(render_text(r, name) for r in results))
 
 
-def _nft(got: Loaded, opts, family: Family | None, as_json: bool) -> int:
-    """An nftables ruleset: every base chain at every hook composed (semantics/cellmatrix.py)."""
+def _nft(got: Loaded, opts, family: Family | None, as_json: bool, maps: list) -> int:
+    """An nftables ruleset: every base chain at every hook composed (semantics/cellmatrix.py); an
+    interface map of one family leaves the other out, as for iptables."""
     from ..semantics.cellmatrix import analyze_side
+    from ..semantics.ipassmt import IpAssmtError
 
     if opts.chain.upper() not in ("INPUT", "FORWARD", "OUTPUT"):
         raise click.BadParameter("on nftables, INPUT, FORWARD or OUTPUT: the hooks a packet's path ends at",
                                  param_hint="--chain")
     side = got.side()
-    results = [analyze_side(side, fam, opts) for fam in ([family] if family else list(Family))]
+    results, map_errors = [], []
+    for fam in [family] if family else list(Family):
+        try:
+            amap = next((reader(text, path, fam) for _key, path, text, reader in maps), None)
+        except IpAssmtError as e:
+            map_errors.append(e)
+            continue
+        results.append(analyze_side(side, fam, opts, amap))
+    if not results:
+        raise map_errors[0]
     _show(results, got.name, as_json)
     return OK
 

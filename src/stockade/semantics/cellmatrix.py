@@ -20,6 +20,7 @@ from ..model.ranges import Ranges, normalize
 from ..model.ranges import intersect as iv_and
 from ..model.space import DPORT, ICMP, IIF, KIND, KINDS, PROTO, SPORT, SRC
 from .cells import ICMP_GROUPS, PLAUSIBLE, Space, icmp_proto, refine
+from .ipassmt import IpAssmt
 from .matrix import Matrix, Service
 from .ports import by_source
 
@@ -63,9 +64,30 @@ def service_boxes(space: Space, service: Service, hook: str, iif: str | None = N
     return out
 
 
-def cell_matrix(side, space: Space, service: Service, hook: str = "INPUT", iif: str | None = None) -> Matrix:
+def arrivals(space: Space, amap: IpAssmt | None) -> list[Ranges | None]:
+    """Per interface of the space, the sources whose packets arrive on it (None: any). An interface map
+    (`--ipassmt`) gives those of the interfaces it names (a `+` name covers its prefix); when it is
+    disjoint and names every interface the rules name, it is taken as the host's whole list (as
+    matrix.setting reads `-i X` as `-s <addresses of X>`), so an interface no one names carries none."""
+    if amap is None:
+        return [None] * len(space.ifaces)
+
+    def entry(name: str) -> Ranges | None:
+        for key, ranges in amap.ifaces.items():
+            if key == name or (key.endswith("+") and name.startswith(key[:-1])):
+                return ranges
+        return None
+    named = {n for n in space.ifaces[1:-1] if n != "lo"}
+    whole = amap.disjoint() and all(entry(n) is not None for n in named)
+    out = [None if not n else entry(n) for n in space.ifaces]
+    out[-1] = () if whole else None  # space.other_iface
+    return out
+
+
+def cell_matrix(side, space: Space, service: Service, hook: str = "INPUT", iif: str | None = None,
+                amap: IpAssmt | None = None) -> Matrix:
     """The service matrix of `side` (an oracle: lists(space, hook) and run(pkt, box)) for one service,
-    of packets arriving on any interface or on `iif`."""
+    of packets arriving on any interface or on `iif`, from the sources `amap` lets arrive there."""
     lists = side.lists(space, hook)
     parts = []
     for start in service_boxes(space, service, hook, iif):
@@ -73,21 +95,31 @@ def cell_matrix(side, space: Space, service: Service, hook: str = "INPUT", iif: 
             verdict, _, depends, _ = side.run(space.packet(box, hook), box)
             parts.append((box, verdict, depends))
     top = space.universe[SRC][0][1]
+    arrive = arrivals(space, amap)
     points = sorted({0} | {p for box, _, _ in parts for d in ("src", "dst") for lo, hi in box[d]
-                           for p in (lo, hi + 1) if p <= top})
+                           for p in (lo, hi + 1) if p <= top}
+                    | {p for ranges in arrive if ranges for lo, hi in ranges for p in (lo, hi + 1) if p <= top})
     reach = Reach(points)
     for box, verdict, depends in parts:
         srcs = _pieces(points, box["src"])
         dsts = _pieces(points, box["dst"])
         ifaces = [i for lo, hi in box[IIF] for i in range(lo, hi + 1)]
         for s in srcs:
+            here = [i for i in ifaces if arrive[i] is None or _inside(points[s], arrive[i])]
+            if not here:
+                continue  # no packet from these sources arrives where this part is
             for d in dsts:
-                reach.seen.setdefault((s, d), set()).update(ifaces)
+                reach.seen.setdefault((s, d), set()).update(here)
                 if verdict in ("ACCEPT", "UNKNOWN"):
-                    reach.ok.setdefault((s, d), set()).update(ifaces if verdict == "ACCEPT" else ())
+                    reach.ok.setdefault((s, d), set()).update(here if verdict == "ACCEPT" else ())
                     if verdict == "UNKNOWN":
                         reach.why.setdefault((s, d), set()).update(depends[:1])
-    return _matrix(space.family, service, reach, top)
+    return _matrix(space.family, service, reach, top, amap is not None)
+
+
+def _inside(point: int, ranges: Ranges) -> bool:
+    i = bisect.bisect_right(ranges, (point, float("inf"))) - 1
+    return i >= 0 and ranges[i][0] <= point <= ranges[i][1]
 
 
 def _pieces(points: list[int], ranges: Ranges) -> list[int]:
@@ -100,7 +132,7 @@ def _pieces(points: list[int], ranges: Ranges) -> list[int]:
     return out
 
 
-def _matrix(family: Family, service: Service, reach: Reach, top: int) -> Matrix:
+def _matrix(family: Family, service: Service, reach: Reach, top: int, mapped: bool = False) -> Matrix:
     n = len(reach.bounds)
 
     def status(s: int, d: int) -> int:  # 2 always, 1 may, 0 never
@@ -126,7 +158,9 @@ def _matrix(family: Family, service: Service, reach: Reach, top: int) -> Matrix:
             if st == 2:
                 always.add((a, b))
             elif st == 1:
-                reasons = reach.why.get((ga[0], gb[0])) or {"the input interface (no interface map is given)"}
+                reasons = reach.why.get((ga[0], gb[0])) or {
+                    "the input interface (the interface map lets these sources arrive on more than one)" if mapped
+                    else "the input interface (no interface map is given)"}
                 undecided[(a, b)] = sorted(reasons)
     return Matrix(family, service, classes, may, always, undecided, list(reach.bounds))
 
@@ -173,22 +207,25 @@ def default_services(side, space: Space) -> list[str]:
     return seen
 
 
-def cell_open_ports(side, space: Space, sport: int, state: str = "NEW") -> list[dict]:
+def cell_open_ports(side, space: Space, sport: int, state: str = "NEW", amap: IpAssmt | None = None) -> list[dict]:
     """Open ports as ports.open_ports reports them, each piece's matrix from cells."""
     ip = icmp_proto(space.family)
-    pieces = [(name, span, cell_matrix(side, space, Service(proto, span[0], sport, state=state)))
+    pieces = [(name, span, cell_matrix(side, space, Service(proto, span[0], sport, state=state), amap=amap))
               for proto, name in ((6, "tcp"), (17, "udp")) for span in port_pieces(side, space, proto)]
-    pieces += [("icmp", label, cell_matrix(side, space, Service(ip, icmp_type=t, icmp_code=0, state=state)))
+    pieces += [("icmp", label, cell_matrix(side, space, Service(ip, icmp_type=t, icmp_code=0, state=state),
+                                           amap=amap))
                for t, label in icmp_types(side, space, state)]
     return by_source(pieces, space.family)
 
 
-def analyze_side(side, family: Family, opts) -> dict:
+def analyze_side(side, family: Family, opts, amap: IpAssmt | None = None) -> dict:
     """analyze.analyze_ruleset's result for a cell-analysis side (an nft ruleset): every chain at every
-    hook of the path to opts.chain (INPUT, FORWARD or OUTPUT), composed as the kernel runs them."""
+    hook of the path to opts.chain (INPUT, FORWARD or OUTPUT), composed as the kernel runs them; with an
+    interface map, the sources arriving on each interface it names are its addresses."""
     from .matrix import parse_service
 
-    space = Space(family, side.rulesets(family), side.names())
+    mapped = [n[:-1] + "stk9" if n.endswith("+") else n for n in (amap.ifaces if amap else ())]
+    space = Space(family, side.rulesets(family), [*side.names(), *mapped])
     space.other_tables = space.other_tables or side.nat()
     hook = opts.chain.upper()
     labels = opts.services or default_services(side, space)[:12] or ["tcp/22", "tcp/80", "tcp/443", "tcp/25",
@@ -196,17 +233,21 @@ def analyze_side(side, family: Family, opts) -> dict:
     if not opts.services and "tcp/22" not in labels:
         labels = ["tcp/22", *labels[:11]]
     services = [parse_service(label, family, opts.sport, opts.state) for label in labels]
-    matrices = {sv.label: cell_matrix(side, space, sv, hook) for sv in services}
+    matrices = {sv.label: cell_matrix(side, space, sv, hook, amap=amap) for sv in services}
     sport = opts.sport or 40000
     out: dict = {"service_matrix": {label: m.to_json() for label, m in matrices.items()}}
     if opts.ports if opts.ports is not None else hook == "INPUT":
-        out["open_ports"] = cell_open_ports(side, space, sport, opts.state)
+        out["open_ports"] = cell_open_ports(side, space, sport, opts.state, amap)
     out["family"] = int(family)
     out["chain"] = f"every chain at the hooks to {hook}"
     out["flat_rules"] = sum(len(c.rules) for t in side.nft.tables for c in t.chains.values())
     out["services_chosen"] = "given" if opts.services else "default"
     out["assumptions"] = [f"new connections (state {opts.state}); TCP ones open with a SYN from source port {sport}",
                           "martian sources dropped as the kernel drops them; loopback traffic left out",
-                          "an edge that only some input interfaces let through is marked ? (no interface map)"]
+                          "an edge that only some input interfaces let through is marked ? (no interface map)"
+                          if amap is None else f"{amap.describe()}: a source arrives only on the interfaces whose "
+                          "addresses hold it" + ("" if arrivals(space, amap)[-1] is None else
+                                                 "; the map is disjoint and names every interface the rules name, "
+                                                 "so no packet arrives on another")]
     out["undecided_rules"] = {}
     return out
