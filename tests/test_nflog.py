@@ -220,3 +220,15 @@ def test_cli_refuses_bad_nflog_use(tmp_path, args, message):
 def test_listener_refuses_a_group_out_of_range():
     with pytest.raises(KernelError, match="out of range"):
         Listener(Host(), 65536)
+
+
+def test_convert_keeps_a_scripts_nflog_group(tmp_path):
+    script = tmp_path / "fw.sh"
+    script.write_text("#!/bin/sh\niptables -P INPUT DROP\niptables -A INPUT -p tcp --dport 22 -j ACCEPT\n"
+                      'iptables -A INPUT -j NFLOG --nflog-group 4 --nflog-prefix "fw-drop: "\niptables -A INPUT -j DROP\n')
+    out = tmp_path / "p.toml"
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "convert", str(script), "--to", "policy", "--out",
+                        str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    known = stockade_prefixes(compile_policy(out).rulesets.values())
+    assert known and {k.group for k in known.values()} == {4} and all(p.startswith("fw-drop: ") for p in known)
