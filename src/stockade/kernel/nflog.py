@@ -250,7 +250,8 @@ def serve(group: int) -> int:
                 continue
             except OSError as e:
                 if e.errno != errno.ENOBUFS:
-                    raise
+                    _emit({"error": f"reading NFLOG group {group} failed: {e.strerror or e}"})
+                    return 2
                 lost += 1  # the socket's buffer overflowed: the kernel dropped messages
                 _emit({"lost": lost})
                 continue
@@ -351,9 +352,10 @@ class Listener:
                         yield Packet(item["when"], item["prefix"], item["fields"])
             if progress is not None and deadline is not None:
                 progress(self.received, None if seconds is None else max(0.0, deadline - time.monotonic()))
-        if deadline is None:
+        if not closing:  # the child ended by itself: before the bind, or killed while listening
             err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-            raise KernelError(f"the NFLOG listener in {self.host.label} exited before it listened: "
+            when = "before it listened" if deadline is None else f"after {self.received} packet(s)"
+            raise KernelError(f"the NFLOG listener in {self.host.label} exited {when}: "
                               f"{err[-500:] or f'status {proc.wait()}'}")
 
 
