@@ -92,7 +92,8 @@ def test_nflog_messages_are_attributed_as_the_counters_say(kernel_ok, tmp_path, 
             assert f'log prefix "stockade-drop: L{CLOSED_LINE} " group {GROUP}' in listed
         status = json.loads(stockade(["status", "--netns", ns, "--json"], state).stdout)
         assert not status["drift"], status["drift_lines"]  # the kernel holds NFLOG as stockade wrote it
-        proc = start(["--source", "nflog", "--netns", ns, "--policy", str(path), "--json"], state)
+        html = tmp_path / "nflog.html"
+        proc = start(["--source", "nflog", "--netns", ns, "--policy", str(path), "--json", "--html", str(html)], state)
         try:
             traffic(topo.client)
             topo.client.run([PY, "-c", BURST, SERVER_V4, SERVER_V6])
@@ -110,6 +111,8 @@ def test_nflog_messages_are_attributed_as_the_counters_say(kernel_ok, tmp_path, 
     assert {"tcp/22", "tcp/25", "tcp/8080", "tcp/81"} <= {p["port"] for p in out["ports"]}
     assert {p["port"]: p["count"] for p in out["ports"]}["udp/5000"] == 400  # a burst: none lost
     assert abs(time.time() - datetime.fromisoformat(out["last"]).timestamp()) < 600  # the kernel's stamps
+    page = html.read_text()
+    assert "p.toml:protect.xmas" in page and f"{out['logged']} NFLOG messages of {out['read']} read" in page
     with capsys.disabled():
         print(f"\n{backend}: {out['logged']} NFLOG messages, per policy line {dict(got)}")
 

@@ -64,7 +64,7 @@ def command(since: str | None, source: str, group: int | None, seconds: float | 
         from ..files import write_atomic
         from .loghtml import page
 
-        write_atomic(Path(html), page(report, out), 0o644)
+        write_atomic(Path(html), page(report, out, "NFLOG messages" if source == "nflog" else "LOG lines"), 0o644)
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
