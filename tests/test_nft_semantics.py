@@ -243,3 +243,12 @@ def test_a_native_chain_at_the_iptables_filter_priority_is_a_noted_tie():
     d = Doc().table("inet", "filter").chain("inet", "filter", "input", "input", 0)
     res = sim(d, ipt).run(from_short(SSH))
     assert any("inet filter input, iptables filter INPUT share priority 0" in n for n in res.notes), res.notes
+
+
+def test_log_to_a_group_goes_on_and_names_its_group():
+    d = Doc().table("inet", "a").chain("inet", "a", "in", "input", 0)
+    logged = d.rule("inet", "a", "in", COUNTER, {"log": {"prefix": "stockade-drop: L3 ", "group": 7}})
+    dropped = d.rule("inet", "a", "in", COUNTER, DROP)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "DROP" and counted(res) == [logged, dropped]
+    assert any(n.endswith("log prefix 'stockade-drop: L3 ' group 7") for n in res.notes), res.notes

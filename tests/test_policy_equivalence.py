@@ -5,8 +5,8 @@ sends the same probes at the iptables and the nftables renderings in a namespace
 Policies: every example, and STOCKADE_EQ_POLICIES (default 25) random valid policies (`random_policy`:
 catalogue and custom services with ports and ranges, groups with IPv4 and IPv6 members, some of one
 family only, some read from a file, admin groups, blocklists in and out, per-source limits, every ping
-mode, closed drop/reject, egress open/strict, each protection on or off). Seed fixed under CI=true,
-random otherwise, always printed; STOCKADE_SEED overrides it. The lab server's interface is in0, so
+mode, closed drop/reject, egress open/strict, each protection on or off, drops logged with LOG or NFLOG).
+Seed fixed under CI=true, random otherwise, always printed; STOCKADE_SEED overrides it. The lab server's interface is in0, so
 the examples' `eth0` is read as `in0` and every probe arrives on in0.
 
 Probes (`plan`): sources inside each group member and just past its end, outside every group, bogons;
@@ -188,6 +188,7 @@ def random_policy(rng: random.Random, name: str, kernel: bool = False) -> GenPol
               "", "[log]", f"drops = {str(rng.random() < 0.7).lower()}", f"rate = {_q(rng.choice(BUCKET_RATES))}",
               f"burst = {rng.randint(1, 20)}",
               f"prefix = {_q(''.join(rng.choice(PREFIX_CHARS) for _ in range(rng.randint(1, 28))))}",
+              *(['target = "nflog"', f"group = {rng.randint(0, 65535)}"] if rng.random() < 0.3 else []),
               "", "[icmp]", f"ping = {_q(rng.choice(['allow', 'limit', 'deny']))}",
               f"ping_out = {_q(rng.choice(['allow', 'deny']))}",
               f"rate = {_q(rng.choice(BUCKET_RATES))}",

@@ -1,7 +1,7 @@
 """Child interpreters run isolated (issue 14, medium 5): `python -m X` puts the working directory first
 on sys.path, so a `stockade/` package or a `socket.py` in the directory root ran `stockade lab` from
-would run as root. Every child stockade starts (lab agents, listeners, packet senders, the demo's
-commands and probes) is started here from such a directory; none may import from it."""
+would run as root. Every child stockade starts (lab agents, listeners, packet senders, the NFLOG
+listener, the demo's commands and probes) is started here from such a directory; none may import from it."""
 from __future__ import annotations
 
 import subprocess
@@ -66,3 +66,15 @@ def test_demo_children_do_not_import_from_the_working_directory(kernel_ok, hosti
     assert demo._stockade(tmp_path, "parse", str(dump)).returncode == 0
     with Topology() as topo:
         assert demo._ssh_open(topo) is False  # its probe ran (nothing listens on the server's port 22)
+
+
+@pytest.mark.kernel
+def test_nflog_listener_does_not_import_from_the_working_directory(kernel_ok, hostile_cwd):
+    from stockade.kernel.host import Host
+    from stockade.kernel.netns import Netns
+    from stockade.kernel.nflog import Listener
+
+    with Netns() as ns:
+        heard = []
+        assert list(Listener(Host(ns.name), 3).packets(1.0, lambda: False, ready=lambda: heard.append(1))) == []
+        assert heard == [1]  # it bound the group: the child ran

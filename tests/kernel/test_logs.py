@@ -71,7 +71,7 @@ def traffic(client) -> None:
 
 
 def log_counters(ns, known, backend: str) -> Counter:
-    """The packets of each stockade LOG rule in the kernel, per policy line."""
+    """The packets of each stockade LOG (or NFLOG) rule in the kernel, per policy line."""
     chains = {k.chain: k.tag for k in known.values()}
     out = Counter()
     if backend == "nftables":
@@ -83,7 +83,7 @@ def log_counters(ns, known, backend: str) -> Counter:
         return out
     for tool in ("iptables-nft-save", "ip6tables-nft-save"):
         for line in ns.run([tool, "-c"]).stdout.splitlines():
-            m = re.match(r"\[(\d+):\d+\] -A (stk-log-\S+) .* -j LOG ", line)
+            m = re.match(r"\[(\d+):\d+\] -A (stk-log-\S+) .* -j (?:LOG|NFLOG) ", line)
             if m:
                 out[chains[m.group(2)]] += int(m.group(1))
     return out

@@ -10,14 +10,15 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-c
          "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}td.n{text-align:right}")
 
 
-def page(report: Report, out: dict) -> str:
+def page(report: Report, out: dict, what: str = "LOG lines") -> str:
+    """The page; `what` names the report's items (LOG lines, NFLOG messages)."""
     import plotly.graph_objects as go
     import plotly.io as pio
 
     per_group = timeline(report, "group")
     drops = go.Figure([go.Bar(name=group, x=[t for t, _ in series], y=[n for _, n in series])
                        for group, series in sorted(per_group.items())])
-    drops.update_layout(barmode="stack", title="LOG lines over time, per policy line (other prefixes in [ ])",
+    drops.update_layout(barmode="stack", title=f"{what} over time, per policy line (other prefixes in [ ])",
                         xaxis_title="time (UTC)", yaxis_title="lines", legend_title="policy line")
     sources = out["sources"][::-1]
     top = go.Figure([go.Bar(x=[r["count"] for r in sources], y=[r["source"] for r in sources], orientation="h")])
@@ -38,7 +39,7 @@ def page(report: Report, out: dict) -> str:
                    for r in out["lines"])
     rows += "".join(f"<tr><td>[{html.escape(r['prefix'])}]</td><td>other tool</td><td class=n>{r['count']}</td>"
                     "<td></td></tr>" for r in out["foreign"])
-    summary = (f"{out['logged']} LOG lines of {out['read']} read, {html.escape(out['first'] or '-')} to "
+    summary = (f"{out['logged']} {what} of {out['read']} read, {html.escape(out['first'] or '-')} to "
                f"{html.escape(out['last'] or '-')}")
     return (f"<!DOCTYPE html><html><head><meta charset=utf-8><title>stockade logs</title><style>{STYLE}</style>"
             f"</head><body><h1>stockade logs</h1><p>{summary}</p>{plots[0]}"

@@ -7,7 +7,9 @@ to its Origin.tag and note. Prefixes of other tools are grouped as they are.
 
 Sources: the journal (`journalctl -k`), a file in the kern.log/syslog form (RFC 3339 or `Mon DD
 HH:MM:SS` stamps), `dmesg` output, or /dev/kmsg records (`PRI,SEQ,USEC,FLAGS;text`). Only lines with
-the LOG target's `IN=... OUT=... SRC=...` fields count; everything else is skipped and counted.
+the LOG target's `IN=... OUT=... SRC=...` fields count; everything else is skipped and counted. A policy
+logging with NFLOG (`[log] target = "nflog"`) is read by a listener on its group (kernel/nflog.py), whose
+packets come with the same prefix and fields (`read_packets`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from ..model import Ruleset, comment_tag
 from .host import KernelError
+from .nflog import Packet
 
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s+\S+\s+kernel:\s?(.*)$")
 _SYSLOG = re.compile(r"^([A-Z][a-z]{2}\s+\d{1,2}\s\d\d:\d\d:\d\d)\s+\S+\s+kernel:\s?(.*)$")
@@ -42,26 +45,29 @@ TOP = 10
 
 @dataclass(frozen=True)
 class Logged:
-    """What one stockade LOG rule stands for: its policy line (Origin.tag) and the rule's note."""
+    """What one stockade LOG or NFLOG rule stands for: its policy line (Origin.tag), the rule's note, and
+    the NFLOG group it logs to (None: LOG)."""
 
     tag: str | None
     note: str | None
     chain: str
+    group: int | None = None
 
 
 def stockade_prefixes(rulesets: Iterable[Ruleset]) -> dict[str, Logged]:
-    """Every LOG prefix of a compiled policy -> the policy line and rule that log with it."""
+    """Every LOG and NFLOG prefix of a compiled policy -> the policy line and rule that log with it."""
     out = {}
     for rs in rulesets:
         for table in rs.tables.values():
             for chain in table.chains.values():
                 for rule in chain.rules:
-                    if rule.target is None or rule.target.name != "LOG" or rule.target.data.prefix is None:
+                    t = rule.target
+                    if t is None or t.name not in ("LOG", "NFLOG") or t.data.prefix is None:
                         continue
                     comment = next((m.data for m in rule.matches if m.name == "comment"), None)
                     tag = comment_tag(comment)
                     note = comment[len(tag):].strip() if tag else comment
-                    out[rule.target.data.prefix] = Logged(tag, note, chain.name)
+                    out[t.data.prefix] = Logged(tag, note, chain.name, t.data.group if t.name == "NFLOG" else None)
     return out
 
 
@@ -212,6 +218,15 @@ def read_log(lines: Iterable[str], known: dict[str, Logged], since: float | None
             report.skipped += 1
             continue
         report.add(parsed[0], *found, known)
+    return report
+
+
+def read_packets(packets: Iterable[Packet], known: dict[str, Logged]) -> Report:
+    """The report of NFLOG packets (kernel/nflog.py): each is one LOG line, already parsed."""
+    report = Report()
+    for p in packets:
+        report.read += 1
+        report.add(p.when if p.when is not None else time.time(), p.prefix, p.fields, known)
     return report
 
 

@@ -11,8 +11,9 @@ Layout of the filter table (per family), ordered for speed:
   malformed packets, inbound blocklist (a set lookup for its addresses, one for its
   networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, admin
   groups, services, then stk-drop (DROP or REJECT). When drops are logged, each policy line that
-  drops jumps to stk-log-ID first (rate-limited LOG whose prefix ends in the line's rule id, then
-  stk-drop), so a kernel log line names the policy line that dropped the packet.
+  drops jumps to stk-log-ID first (rate-limited LOG, or NFLOG to `[log] group` with `target = "nflog"`,
+  whose prefix ends in the line's rule id, then stk-drop), so a kernel log line or an NFLOG message names
+  the policy line that dropped the packet.
   OUTPUT (ACCEPT, or DROP in strict egress) -> stk-out. FORWARD: policy DROP.
 """
 from __future__ import annotations
@@ -380,8 +381,11 @@ class Compiler:
         if chain not in self.b.ruleset(f).tables["filter"].chains:
             self.chain(f, "filter", chain, origin)
             rate, _ = _rate(lg.rate)
-            self.add(f, "filter", chain, ["-m", "limit", "--limit", rate, "--limit-burst", str(lg.burst), "-j", "LOG",
-                                           "--log-prefix", log_prefix(lg.prefix, rid)], origin, f"log: {note}")
+            prefix = log_prefix(lg.prefix, rid)
+            target = (["-j", "NFLOG", "--nflog-group", str(lg.group), "--nflog-prefix", prefix] if lg.target == "nflog"
+                      else ["-j", "LOG", "--log-prefix", prefix])
+            self.add(f, "filter", chain, ["-m", "limit", "--limit", rate, "--limit-burst", str(lg.burst), *target],
+                     origin, f"log: {note}")
             self.add(f, "filter", chain, ["-j", "stk-drop"], origin, note)
         return ["-j", chain]
 

@@ -472,12 +472,13 @@ class Converter:
     def _log(self) -> dict:
         for flat in self.flat_in.values():
             for r in flat.rules:
-                if r.action == "LOG" and r.target is not None:
+                if r.action in ("LOG", "NFLOG") and r.target is not None:
                     prefix = getattr(r.target.data, "prefix", None) or "stockade-drop: "
                     clean = "".join(ch for ch in prefix if ch.isalnum() or ch in "_.:=- ")[:28] or "stockade-drop: "
                     self.comments["log"] = [f"the script logs at {_where(r)}; the policy logs what it drops, "
                                             "at a bounded rate"]
-                    return {"drops": True, "prefix": clean}
+                    nflog = {"target": "nflog", "group": r.target.data.group} if r.action == "NFLOG" else {}
+                    return {"drops": True, "prefix": clean, **nflog}
         self.comments["log"] = ["the script logs nothing"]
         return {"drops": False}
 

@@ -133,6 +133,14 @@ class LogSettings(Strict):
     prefix: str = "stockade-drop: "
     rate: Rate = "5/minute"
     burst: int = Field(default=10, ge=1, le=10000)
+    target: Literal["log", "nflog"] = "log"  # the kernel log (LOG), or an nfnetlink_log group (NFLOG)
+    group: int = Field(default=0, ge=0, le=65535, strict=True)  # NFLOG's group; 0 is NFLOG's own default
+
+    @model_validator(mode="after")
+    def _group_needs_nflog(self) -> LogSettings:
+        if "group" in self.model_fields_set and self.target != "nflog":
+            raise ValueError('`group` is the NFLOG group: it needs target = "nflog"')
+        return self
 
     @field_validator("prefix")
     @classmethod

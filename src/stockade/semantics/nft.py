@@ -268,8 +268,9 @@ class NftSimulator:
             return "REJECT", None
         if key == "log":
             prefix = val.get("prefix", "") if isinstance(val, dict) else ""
-            env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: log"
-                             + (f" prefix {prefix!r}" if prefix else ""))
+            group = val.get("group") if isinstance(val, dict) else None  # NFLOG: a netlink group, not the kernel log
+            env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: log" + (f" prefix {prefix!r}" if prefix else "")
+                             + (f" group {group}" if group is not None else ""))
             return None
         if key == "limit":
             if not self._limit(walk, val, where):
