@@ -207,7 +207,10 @@ def _builtin_rules(save_text: str) -> dict[str, dict[str, list[str]]]:
 
 
 def _docker(t: OwnedTable, interfaces: list[str]) -> None:
-    rules = [r for r in t.rules if r.split()[1] == "stk-in"]
+    """stk-docker-in: INPUT's own checks (its established accept; its jumps to the fast chains for new
+    connections are shortcuts past rules stk-in holds too, so they are left out), then stk-in's."""
+    rules = [r for r in t.rules if r.split()[1] == "stk-input" and not _jumps_to_stk(r)]
+    rules += [r for r in t.rules if r.split()[1] == "stk-in"]
     t.chains += ["stk-docker", "stk-docker-in"]
     t.rules += [f"-A stk-docker -i {i} -g stk-docker-in" for i in interfaces]
     t.rules += [re.sub(r" -j ACCEPT$", " -j RETURN", line) for r in rules
