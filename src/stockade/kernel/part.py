@@ -100,15 +100,17 @@ def parse_owned(text: str) -> dict[str, OwnedTable]:
 
 
 def owned_text(tables: dict[str, OwnedTable]) -> str:
-    """The canonical text of a part: tables sorted, policies, chains, hooks (sorted), rules."""
+    """The canonical text of a part: tables sorted, policies, chains (sorted), hooks (sorted), rules (by
+    chain, sorted; each chain's in order). iptables-save lists chains in its own order, and `desired` adds
+    chains (stk-input, the Docker ones) after the compiled ones: one order makes the same part one text."""
     out = []
     for name in sorted(tables):
         t = tables[name]
         out.append(f"*{name}")
         out += [f":{c} {p}" for c, p in sorted(t.policies.items())]
-        out += [f":{c} -" for c in t.chains]
+        out += [f":{c} -" for c in sorted(t.chains)]
         out += sorted(t.hooks)
-        out += t.rules
+        out += sorted(t.rules, key=lambda r: r.split()[1])
         out.append("COMMIT")
     return logical("\n".join(out) + "\n")
 

@@ -12,10 +12,11 @@ tests/test_policy_cost.py counts them):
   else to stk-in.
   stk-in: the ban sets ([bans], filled at run time: kernel/bans.py), loopback, invalid and
   malformed packets, inbound blocklist (a set lookup for its addresses, one for its
-  networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, admin
-  groups, services, then stk-drop (DROP or REJECT).
+  networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, services, admin
+  groups (after the services, which all accept: a packet both allow is accepted either way, and a
+  service's own connections meet one rule less), then stk-drop (DROP or REJECT).
   stk-syn, stk-udp: stk-in's rules such a packet can meet, in stk-in's order (bans, blocklist, bogons,
-  the SYN-flood limit for TCP, admin groups, that protocol's services, closed), so they decide exactly
+  the SYN-flood limit for TCP, that protocol's services, admin groups, closed), so they decide exactly
   as stk-in would. When drops are logged, each policy line that
   drops jumps to stk-log-ID first (rate-limited LOG whose prefix ends in the line's rule id, then
   stk-drop), so a kernel log line names the policy line that dropped the packet.
@@ -324,10 +325,10 @@ class Compiler:
                 o("protect", "syn_flood"),
                 "SYN flood per source")
         self._icmp_in(f, add)
-        for g in p.admin:
+        self._services(f, add)
+        for g in p.admin:  # after the services: every rule in between accepts, so only the line counted changes
             for m in self.source_sets(f, [g], ("admin",)) or []:
                 add(m + ["-j", "ACCEPT"], o("admin"), f"admin {g}")
-        self._services(f, add)
         self._drop_chain(f)
         add(self.drop(f, o("defaults", "closed"), "closed"), o("defaults", "closed"), f"closed: {p.defaults.closed}")
 
