@@ -114,6 +114,25 @@ def test_cost_does_not_depend_on_blocklist_size(tmp_path):
     assert by_family[0] == by_family[1] and len(by_family[0]) >= 2, by_family
 
 
+def with_services(tmp_path: Path, n: int) -> Path:
+    """A policy allowing `n` TCP services (custom ports) to everyone on one line, and SSH to an admin after it."""
+    services = ", ".join(f'"{8000 + 2 * k}/tcp"' for k in range(n))
+    path = tmp_path / f"services-{n}.toml"
+    path.write_text(f'[server]\ninterfaces = ["eth0"]\n\n[groups]\nadmins = ["198.51.100.7", "2001:db8:1::/48"]\n\n'
+                    f'[[allow]]\nservice = [{services}]\n\n[[allow]]\nservice = "ssh"\nfrom = ["admins"]\n')
+    return path
+
+
+def worst(got: dict) -> dict[str, int]:
+    return {kind: max((n for _, n, _ in v), default=0) for kind, v in got.items()}
+
+
+def test_cost_does_not_depend_on_service_count(tmp_path):
+    """Services of one allow line are one multiport match (15 ports a rule in iptables; nft: one set,
+    tests/kernel/test_policy_cost_nft.py with more), so 15 cost what 1 does."""
+    assert worst(costs(with_services(tmp_path, 1))) == worst(costs(with_services(tmp_path, 15)))
+
+
 # Where a figure is over the issue's limit, and why (backend, example, kind): (figure measured, reason).
 NEW = ("a new connection meets, one rule each, the checks it can fail (bans, blocklist addresses, blocklist "
        "networks, bogons, the SYN-flood limit) and the allow lines of its protocol before its own (000: 2, 001: 4, "

@@ -13,7 +13,7 @@ from stockade.kernel.nftfile import nft_json_of_file
 from stockade.parse.nft import read_nft_json
 from stockade.render.nft import render_nft
 from stockade.semantics.nft import NftSimulator
-from tests.test_policy_cost import check_target, costs, target_cases
+from tests.test_policy_cost import check_target, costs, target_cases, with_blocklist, with_services, worst
 
 
 def nft_runner(tmp: Path):
@@ -35,3 +35,15 @@ def measured(path: Path, tmp: Path) -> dict:
 @pytest.mark.parametrize(("path", "kind", "known"), target_cases("nftables"))
 def test_issue_targets_nft(kernel_ok, tmp_path_factory, path, kind, known):
     check_target(measured(path, tmp_path_factory.getbasetemp()), path, kind, known)
+
+
+def test_nft_cost_does_not_depend_on_service_count_or_blocklist_size(kernel_ok, tmp_path):
+    """nft: the ports of one allow line are one set, whatever their number (here 1 and 20: iptables needs two multiport rules for 20); a blocklist is a
+    set lookup whatever its size (3 and 20,000 entries)."""
+    run = nft_runner(tmp_path)
+    assert worst(costs(with_services(tmp_path, 1), run)) == worst(costs(with_services(tmp_path, 20), run))
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir()
+    large.mkdir()
+    a, b = costs(with_blocklist(small, 3), run), costs(with_blocklist(large, 20_000), run)
+    assert a["blocked source"] and worst(a) == worst(b)
