@@ -90,7 +90,7 @@ def test_a_policy_is_compiled_by_every_reading_command(command, policy):
         doc = json.loads(run("lint", str(policy), "--json").output.split("\n" + str(policy) + ":")[0])
         assert doc["rules"] > 20
     elif command == "explain":
-        assert "verdict: REJECT" in out and "stk-in" in out
+        assert "verdict: REJECT" in out and "stk-syn" in out
     elif command == "analyze":
         assert "tcp/22" in out and "no rules" not in out
     else:

@@ -94,11 +94,18 @@ def test_desired_part_hooks_once_and_docker_only_returns(compiled):
     part = desired(compiled, "iptables-nft", {4: True, 6: False})
     v4 = parse_owned(part.text["4"])
     assert v4["filter"].hooks == ["-A DOCKER-USER -m comment --comment stockade -j stk-docker",
-                                  "-A INPUT -m comment --comment stockade -j stk-in",
+                                  "-A INPUT -m comment --comment stockade -j stk-input",
                                   "-A OUTPUT -m comment --comment stockade -j stk-out"]
     assert "stk-docker" not in part.text["6"]
     docker = [r for r in v4["filter"].rules if r.startswith("-A stk-docker-in")]
     assert docker and not any(r.endswith("-j ACCEPT") for r in docker)
+    # INPUT's established accept (now in stk-input, before the jumps to the fast chains) comes first there too;
+    # the fast chains are shortcuts past rules of stk-in, which the Docker chain has whole
+    assert docker[0].startswith("-A stk-docker-in -m conntrack --ctstate RELATED,ESTABLISHED") and \
+        docker[0].endswith("-j RETURN")
+    assert not any(" -j stk-syn" in r or " -j stk-udp" in r for r in docker)
+    stk_input = [r for r in v4["filter"].rules if r.startswith("-A stk-input ")]
+    assert [r.split()[-1] for r in stk_input] == ["ACCEPT", "stk-syn", "stk-udp", "stk-in"]
     assert "-A stk-docker -i eth0 -g stk-docker-in" in v4["filter"].rules
     # the ftp helper rule of raw PREROUTING moves into stockade's own chain, hooked once
     assert v4["raw"].hooks == ["-A PREROUTING -m comment --comment stockade -j stk-raw-prerouting"]

@@ -1,10 +1,14 @@
 """Rules evaluated per packet for stockade's own rulesets (issue 15 item 7), from `explain` traces: every
-example's established packets, each allowed service's first packet, and blocklisted sources.
+example's established packets, each allowed service's first packet, and blocklisted sources; here the
+compiled model (what iptables-restore loads), tests/kernel/test_policy_cost_nft.py the nftables table.
 
-What holds today: an established packet costs the same whatever its service, and no packet's cost
-depends on the blocklist's size (a set lookup). The issue's targets (established 1, a new allowed
-connection at most 6, a blocked source at most 3, whatever the number of services) need another layout
-and are recorded as a strict xfail, so the test says so when they are met."""
+The limits (established 1, a new allowed connection at most 6, a blocked source at most 3) hold on every
+example and back end except the cases in OVER, each with its exact figure and why. What is counted is
+stockade's part: applied with iptables, INPUT holds one hook into stk-input (INPUT's rules here), after
+the rules other tools put there (fail2ban inserts its jumps first, and a ban it makes still cuts an open
+connection), so a live packet meets those and the hook too; nftables' table has its own base chains.
+An established packet costs the same whatever its service, and no packet's cost depends on the
+blocklist's size (a set lookup)."""
 import ipaddress
 from pathlib import Path
 
@@ -38,16 +42,17 @@ def source(rs, group: str, family: Family) -> str | None:
     return None
 
 
-def costs(path: Path) -> dict[str, list[tuple[str, int, str]]]:
-    """Per kind of packet: (what, rules evaluated, verdict) for each family the policy has."""
+def costs(path: Path, runner=None) -> dict[str, list[tuple[str, int, str]]]:
+    """Per kind of packet: (what, rules evaluated, verdict) for each family the policy has. `runner(cp)`
+    gives the function that runs a packet (default: the iptables simulator on the compiled model)."""
     cp = compile_policy(path)
     out: dict[str, list[tuple[str, int, str]]] = {"established": [], "new allowed": [], "blocked source": []}
+    send = (runner or (lambda c: Explainer(c.rulesets).run))(cp)
     for family, rs in sorted(cp.rulesets.items()):
-        ex = Explainer(cp.rulesets)
 
-        def run(what: str, kind: str, ex=ex, family=family, **spec) -> None:
+        def run(what: str, kind: str, family=family, **spec) -> None:
             spec = {"hook": "INPUT", "iif": "eth0", "dst": SERVER[family], **spec}
-            res = ex.run(from_json(spec))
+            res = send(from_json(spec))
             out[kind].append((f"IPv{int(family)} {what}", res.evaluated, res.verdict))
 
         for allow in cp.policy.allow:
@@ -68,6 +73,14 @@ def costs(path: Path) -> dict[str, list[tuple[str, int, str]]]:
                         tcp_flags=["SYN"])
     return out
 
+
+LIMITS = {"established": 1, "new allowed": 6, "blocked source": 3}
+
+
+def over(got: dict[str, list[tuple[str, int, str]]]) -> dict[str, int]:
+    """Per kind, the largest figure measured where it is over the issue's limit."""
+    return {kind: n for kind, limit in LIMITS.items()
+            if (n := max((m for _, m, _ in got[kind]), default=0)) > limit}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -101,12 +114,64 @@ def test_cost_does_not_depend_on_blocklist_size(tmp_path):
     assert by_family[0] == by_family[1] and len(by_family[0]) >= 2, by_family
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 7: the layout has the hook jump, protections and services "
-                                       "before a new connection's accept (measured: established 2-3, new allowed "
-                                       "11-26, blocked source 8-9)")
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_issue_targets(path):
-    got = costs(path)
-    for kind, limit in (("established", 1), ("new allowed", 6), ("blocked source", 3)):
-        for what, n, _ in got[kind]:
-            assert n <= limit, f"{path.name}: {kind} {what}: {n} rules evaluated (at most {limit})"
+def with_services(tmp_path: Path, n: int) -> Path:
+    """A policy allowing `n` TCP services (custom ports) to everyone on one line, and SSH to an admin after it."""
+    services = ", ".join(f'"{8000 + 2 * k}/tcp"' for k in range(n))
+    path = tmp_path / f"services-{n}.toml"
+    path.write_text(f'[server]\ninterfaces = ["eth0"]\n\n[groups]\nadmins = ["198.51.100.7", "2001:db8:1::/48"]\n\n'
+                    f'[[allow]]\nservice = [{services}]\n\n[[allow]]\nservice = "ssh"\nfrom = ["admins"]\n')
+    return path
+
+
+def worst(got: dict) -> dict[str, int]:
+    return {kind: max((n for _, n, _ in v), default=0) for kind, v in got.items()}
+
+
+def test_cost_does_not_depend_on_service_count(tmp_path):
+    """Services of one allow line are one multiport match (15 ports a rule in iptables; nft: one set,
+    tests/kernel/test_policy_cost_nft.py with more), so 15 cost what 1 does."""
+    assert worst(costs(with_services(tmp_path, 1))) == worst(costs(with_services(tmp_path, 15)))
+
+
+# Where a figure is over the issue's limit, and why (backend, example, kind): (figure measured, reason).
+NEW = ("a new connection meets, one rule each, the checks it can fail (bans, blocklist addresses, blocklist "
+       "networks, bogons, the SYN-flood limit) and the allow lines of its protocol before its own (000: 2, 001: 4, "
+       "004: 2); the allow lines stay separate rules so that counters and logs stay per policy line, and iptables "
+       "has no verdict map to dispatch on the port; 001 also meets its FTP helper rule, as below")
+HELPER = ("the FTP helper is attached before filter (iptables: CT in raw PREROUTING, the only table CT works in; "
+          "nft: a chain just after conntrack), so that rule is evaluated for every packet")
+OVER = {
+    **{(b, "000-dns.toml", "new allowed"): (8, NEW) for b in ("iptables", "nftables")},
+    **{(b, "001-dev-web.toml", "new allowed"): (9, NEW) for b in ("iptables", "nftables")},
+    ("iptables", "004-vps.toml", "new allowed"): (7, NEW),
+    ("nftables", "004-vps.toml", "new allowed"): (8, NEW + "; nftables: +1 for IPv6, as below"),
+    **{(b, "000-dns.toml", "blocked source"): (4, "a blocklisted network: the blocklist's addresses and networks "
+                                                  "are two sets, each looked up by its own rule")
+       for b in ("iptables", "nftables")},
+    **{(b, "001-dev-web.toml", "established"): (2, HELPER) for b in ("iptables", "nftables")},
+    ("nftables", "004-vps.toml", "established"): (2, "bans: the established accept leaves out banned sources, and "
+                                                    "an nft rule tests one family's addresses, so in the inet table "
+                                                    "IPv6 packets meet IPv4's established rule first"),
+}
+
+
+def target_cases(backend: str) -> list:
+    """(path, kind, (figure, reason) or None) for every example and kind."""
+    return [pytest.param(path, kind, OVER.get((backend, path.name, kind)), id=f"{path.name}-{kind}")
+            for path in EXAMPLES for kind in LIMITS]
+
+
+def check_target(got: dict, path: Path, kind: str, known: tuple[int, str] | None) -> None:
+    """The kind's figures within the issue's limit. A known case must measure exactly its recorded figure
+    (a change either way fails, so OVER stays true) and is then reported as xfail with its reason."""
+    worst = max((n for _, n, _ in got[kind]), default=0)
+    if known is not None:
+        assert worst == known[0], f"{path.name}: {kind}: measured {worst}, OVER records {known[0]}"
+        pytest.xfail(f"issue 15 item 7, measured {worst} (limit {LIMITS[kind]}): {known[1]}")
+    for what, n, _ in got[kind]:
+        assert n <= LIMITS[kind], f"{path.name}: {kind} {what}: {n} rules evaluated (at most {LIMITS[kind]})"
+
+
+@pytest.mark.parametrize(("path", "kind", "known"), target_cases("iptables"))
+def test_issue_targets(path, kind, known):
+    check_target(costs(path), path, kind, known)

@@ -123,7 +123,7 @@ def test_other_tools_untouched(kernel_ok, tmp_path, backend):
             assert [ln for ln in rules if ln.startswith("-A DOCKER-USER")] == [
                 "-A DOCKER-USER -m comment --comment stockade -j stk-docker", "-A DOCKER-USER -j RETURN"]
             inputs = [ln for ln in rules if ln.startswith("-A INPUT")]
-            assert inputs[0].endswith("-j f2b-sshd") and inputs[1].endswith("-j stk-in")  # fail2ban still first
+            assert inputs[0].endswith("-j f2b-sshd") and inputs[1].endswith("-j stk-input")  # fail2ban still first
             assert "note: DOCKER-USER found (IPv4): inbound checks hooked there" in out.stdout
 
         stockade(["rollback", "--netns", ns.name], state)

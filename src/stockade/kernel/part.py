@@ -100,15 +100,17 @@ def parse_owned(text: str) -> dict[str, OwnedTable]:
 
 
 def owned_text(tables: dict[str, OwnedTable]) -> str:
-    """The canonical text of a part: tables sorted, policies, chains, hooks (sorted), rules."""
+    """The canonical text of a part: tables sorted, policies, chains (sorted), hooks (sorted), rules (by
+    chain, sorted; each chain's in order). iptables-save lists chains in its own order, and `desired` adds
+    chains (stk-input, the Docker ones) after the compiled ones: one order makes the same part one text."""
     out = []
     for name in sorted(tables):
         t = tables[name]
         out.append(f"*{name}")
         out += [f":{c} {p}" for c, p in sorted(t.policies.items())]
-        out += [f":{c} -" for c in t.chains]
+        out += [f":{c} -" for c in sorted(t.chains)]
         out += sorted(t.hooks)
-        out += t.rules
+        out += sorted(t.rules, key=lambda r: r.split()[1])
         out.append("COMMIT")
     return logical("\n".join(out) + "\n")
 
@@ -207,7 +209,10 @@ def _builtin_rules(save_text: str) -> dict[str, dict[str, list[str]]]:
 
 
 def _docker(t: OwnedTable, interfaces: list[str]) -> None:
-    rules = [r for r in t.rules if r.split()[1] == "stk-in"]
+    """stk-docker-in: INPUT's own checks (its established accept; its jumps to the fast chains for new
+    connections are shortcuts past rules stk-in holds too, so they are left out), then stk-in's."""
+    rules = [r for r in t.rules if r.split()[1] == "stk-input" and not _jumps_to_stk(r)]
+    rules += [r for r in t.rules if r.split()[1] == "stk-in"]
     t.chains += ["stk-docker", "stk-docker-in"]
     t.rules += [f"-A stk-docker -i {i} -g stk-docker-in" for i in interfaces]
     t.rules += [re.sub(r" -j ACCEPT$", " -j RETURN", line) for r in rules

@@ -5,15 +5,22 @@ reads imported rulesets, so compiled rules are checked like any other and no pol
 string is ever pasted into ruleset text. Each rule's origin is the policy line it
 comes from, and a `-m comment` says so in the output.
 
-Layout of the filter table (per family), ordered for speed:
-  INPUT (policy DROP) -> stk-in: the ban sets ([bans], filled at run time: kernel/bans.py) first,
-  established/related, loopback, invalid and
+Layout of the filter table (per family), ordered so that a packet meets few rules (issue 15 item 7:
+tests/test_policy_cost.py counts them):
+  INPUT (policy DROP): established/related ACCEPT first (a banned source excepted, so a ban still cuts
+  open connections); a new TCP SYN or UDP packet not on loopback to stk-syn / stk-udp (FAST); anything
+  else to stk-in.
+  stk-in: the ban sets ([bans], filled at run time: kernel/bans.py), loopback, invalid and
   malformed packets, inbound blocklist (a set lookup for its addresses, one for its
-  networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, admin
-  groups, services, then stk-drop (DROP or REJECT). When drops are logged, each policy line that
-  drops jumps to stk-log-ID first (rate-limited LOG, or NFLOG to `[log] group` with `target = "nflog"`,
-  whose prefix ends in the line's rule id, then stk-drop), so a kernel log line or an NFLOG message names
-  the policy line that dropped the packet.
+  networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, services, admin
+  groups (after the services, which all accept: a packet both allow is accepted either way, and a
+  service's own connections meet one rule less), then stk-drop (DROP or REJECT).
+  stk-syn, stk-udp: stk-in's rules such a packet can meet, in stk-in's order (bans, blocklist, bogons,
+  the SYN-flood limit for TCP, that protocol's services, admin groups, closed), so they decide exactly
+  as stk-in would. When drops are logged, each policy line that drops jumps to stk-log-ID first
+  (rate-limited LOG, or NFLOG to `[log] group` with `target = "nflog"`, whose prefix ends in the line's
+  rule id, then stk-drop), so a kernel log line or an NFLOG message names the policy line that dropped
+  the packet.
   OUTPUT (ACCEPT, or DROP in strict egress) -> stk-out. FORWARD: policy DROP.
 """
 from __future__ import annotations
@@ -45,6 +52,11 @@ ICMPV6_ALWAYS = (1, 2, 3, 4)  # destination unreachable, packet too big, time ex
 ICMPV6_ND = (133, 134, 135, 136)  # router/neighbour solicitation and advertisement: hop limit 255 only
 ICMPV6_MLD = (130, 131, 132, 143)  # multicast listener discovery: link-local sources only
 MULTIPORT_MAX = 15
+# New connections that no protection before the blocklist can match (not loopback, not INVALID, a TCP
+# SYN without FIN, RST or ACK so neither NULL nor XMAS nor new-without-SYN): stk-in sends them to a
+# chain holding only the rules they can meet, so a good SYN skips the protections and the other protocols.
+FAST = {"stk-syn": ["!", "-i", "lo", "-p", "tcp", "--syn", "-m", "conntrack", "--ctstate", "NEW"],
+        "stk-udp": ["!", "-i", "lo", "-p", "udp", "-m", "conntrack", "--ctstate", "NEW"]}
 BAN_SET = "stk-bans"  # + family: stk-bans4, stk-bans6 (a group's sets always end in -ip4, -net6, ...)
 
 
@@ -266,14 +278,21 @@ class Compiler:
 
     def _input(self, f: Family) -> None:
         p, o = self.p, self.origin
-        self.chain(f, "filter", "stk-in", o("server"))
+        for chain in ("stk-in", *FAST):
+            self.chain(f, "filter", chain, o("server"))
         self.chain(f, "filter", "stk-drop", o("defaults"))
         self.policy(f, "INPUT", "DROP", o("defaults"))
-        add = lambda words, origin, note: self.add(f, "filter", "stk-in", words, origin, note)  # noqa: E731
+        add = _InputRules(self, f)
+        banned = ["-m", "set", "!", "--match-set", ban_set(f), "src"] if p.bans is not None else []
+        self.add(f, "filter", "INPUT", ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *banned, "-j", "ACCEPT"],
+                 o("server"), "established")
+        for chain, match in FAST.items():
+            self.add(f, "filter", "INPUT", [*match, "-j", chain], o("server"), f"new {chain[4:]} connections")
         self.add(f, "filter", "INPUT", ["-j", "stk-in"], o("server"), "stockade")
         if p.bans is not None:
+            add.fast = True
             add(["-m", "set", "--match-set", ban_set(f), "src", "-j", "DROP"], o("bans"), "banned")
-        add(["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"], o("server"), "established")
+            add.fast = False
         add(["-i", "lo", "-j", "ACCEPT"], o("server"), "loopback")
         pr = p.protect
         if pr.null:
@@ -289,6 +308,7 @@ class Compiler:
             add(["-p", "tcp", "!", "--syn", "-m", "conntrack", "--ctstate", "NEW",
                  *self.drop(f, o("protect", "new_without_syn"), "new without SYN")],
                 o("protect", "new_without_syn"), "new without SYN")
+        add.fast = True  # from here on, what a new TCP SYN or UDP packet can meet
         for g in p.blocklist.inbound:
             for m in self.source_sets(f, [g], ("blocklist", "inbound")) or []:
                 add(m + ["-j", "DROP"], o("blocklist", "inbound"), f"blocklist {g}")
@@ -306,10 +326,10 @@ class Compiler:
                 o("protect", "syn_flood"),
                 "SYN flood per source")
         self._icmp_in(f, add)
-        for g in p.admin:
+        self._services(f, add)
+        for g in p.admin:  # after the services: every rule in between accepts, so only the line counted changes
             for m in self.source_sets(f, [g], ("admin",)) or []:
                 add(m + ["-j", "ACCEPT"], o("admin"), f"admin {g}")
-        self._services(f, add)
         self._drop_chain(f)
         add(self.drop(f, o("defaults", "closed"), "closed"), o("defaults", "closed"), f"closed: {p.defaults.closed}")
 
@@ -433,6 +453,22 @@ class Compiler:
     def _dest_sets(self, f: Family, groups: list[str], where: tuple) -> list[list[str]] | None:
         src = self.source_sets(f, groups, where)
         return None if src is None else [[w if w != "src" else "dst" for w in m] for m in src]
+
+
+class _InputRules:
+    """Appends an inbound rule to stk-in and, once `fast` is set, to each fast chain whose packets it can
+    match (by its `-p`). A fast chain is a copy of stk-in's tail for new connections that cannot meet the
+    rules before it (loopback, invalid, NULL, XMAS and non-SYN packets), ending in the same verdicts."""
+
+    def __init__(self, compiler: Compiler, family: Family):
+        self.c, self.f, self.fast = compiler, family, False
+
+    def __call__(self, words: list[str], origin: Origin, note: str) -> None:
+        self.c.add(self.f, "filter", "stk-in", words, origin, note)
+        proto = words[words.index("-p") + 1] if "-p" in words else None
+        for chain, match in FAST.items() if self.fast else ():
+            if proto is None or proto == match[match.index("-p") + 1]:
+                self.c.add(self.f, "filter", chain, words, origin, note)
 
 
 LOG_PREFIX_MAX = 29  # bytes of a LOG prefix the kernel keeps (extensions/log.py)

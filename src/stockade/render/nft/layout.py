@@ -1,9 +1,11 @@
 """Both families' rulesets as one `table inet`, loaded atomically with `nft -f`.
 
 Each built-in chain in use becomes a base chain at iptables' hook and priority. The IPv4
-and IPv6 rules of one built-in chain share it when both would have the same policy:
-IPv4's rules, then IPv6's, each guarded by `meta nfproto` unless a match already
-confines it to its family (before any stateful match). When the policies differ, each
+and IPv6 rules of one built-in chain share it when both would have the same policy: the n-th
+rules of both side by side, each guarded by `meta nfproto` unless a match already confines it
+to its family (before any stateful match); where the two are the same rule, it is written once,
+and where they differ only in the chain they jump to, once with a verdict map on `meta nfproto`,
+so that no packet is tested against the other family's rules. When the policies differ, each
 family gets its own base chain whose first rule accepts the other family's packets;
 `accept` only ends that base chain, so the other family's chain still sees them, as
 iptables and ip6tables hooks each see only their own packets.
@@ -90,8 +92,7 @@ class _Layout:
         rules = {f: self.rules(f, tname, c) for f, c in used.items()}
         if len(set(policy.values())) == 1 and len(set(specs.values())) == 1:
             spec = next(iter(specs.values()))
-            merged = [_guarded(r, NFPROTO[f]) for f in used for r in rules[f]]
-            return _chain_text(f"{tname}_{cname}", (*spec, policy[Family.IPV4]), merged)
+            return _chain_text(f"{tname}_{cname}", (*spec, policy[Family.IPV4]), _merged(rules))
         out = []
         for f in used:
             others = NftRule([Part(f"meta nfproto != {NFPROTO[f]}")], "accept", counter=False)
@@ -118,6 +119,41 @@ def _spec(tname: str, cname: str, chain: Chain) -> tuple[str, str, str]:
     if tname == "raw" and _helpers_only(chain):
         return "filter", cname.lower(), HELPER_PRIORITY
     return ("route" if (tname, cname) == ("mangle", "OUTPUT") else "filter"), cname.lower(), tname
+
+
+def _merged(rules: dict[Family, list[NftRule]]) -> list[NftRule]:
+    """Both families' rules of one base chain in one list, so that neither family's packets are tested
+    against the other's rules: the n-th rules of the two families as one rule where they are the same
+    (one unguarded rule), or differ only in the chain they jump to (one rule ending in a verdict map on
+    `meta nfproto`); else each guarded by its family, side by side. A guarded rule matches no packet of
+    the other family, so placing it next to the other family's n-th rule changes no packet's path."""
+    out: list[NftRule] = []
+    four, six = rules.get(Family.IPV4, []), rules.get(Family.IPV6, [])
+    for n in range(max(len(four), len(six))):
+        pair = {f: r[n] for f, r in ((Family.IPV4, four), (Family.IPV6, six)) if n < len(r)}
+        if len(pair) == 2 and pair[Family.IPV4].text() == pair[Family.IPV6].text() and \
+                not any(p.stateful for p in pair[Family.IPV4].parts):  # state is per rule: one family's
+            out.append(pair[Family.IPV4])
+        elif len(pair) == 2 and (dispatch := _family_dispatch(pair[Family.IPV4], pair[Family.IPV6])):
+            out.append(dispatch)
+        else:
+            out += [_guarded(r, NFPROTO[f]) for f, r in pair.items()]
+    return out
+
+
+def _family_dispatch(four: NftRule, six: NftRule) -> NftRule | None:
+    """One rule for two that differ only in jumping to their family's chain: the jump as a verdict map on
+    `meta nfproto` (the counter, before the map, counts what both counted)."""
+    words = [a.action.split() if a.action else [] for a in (four, six)]
+    four = replace(four, parts=[Part(f"meta l4proto {p.text.split()[2]}") if p.text.startswith("ip protocol ")
+                                and len(p.text.split()) == 3 else p for p in four.parts])  # the same on IPv4
+    if ([p.text for p in four.parts] != [p.text for p in six.parts] or (four.comment, four.counter) !=
+            (six.comment, six.counter) or any(len(w) != 2 or w[0] not in ("jump", "goto") for w in words)
+            or words[0][0] != words[1][0] or any(p.family or p.stateful for p in four.parts)):
+        return None
+    verb = words[0][0]
+    vmap = f"meta nfproto vmap {{ ipv4 : {verb} {words[0][1]}, ipv6 : {verb} {words[1][1]} }}"
+    return replace(four, action=vmap)
 
 
 def _guarded(rule: NftRule, nfproto: str) -> NftRule:
