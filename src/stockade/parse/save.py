@@ -18,36 +18,37 @@ COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
 _FIELD_SEP = re.compile(r"[ \t\n]+")  # iptables-restore splits `*table` and `:CHAIN` lines with strtok(" \t\n")
 
 
-_WORD = re.compile(r"\S+")  # \s is exactly str.isspace
+# A word: runs of non-space and double-quoted strings (in which a backslash takes the next character
+# along), as many as touch (`a"b c"d` is one word). \s is exactly str.isspace.
+_WORD = re.compile(r'(?:[^\s"]+|"(?:[^"\\]|\\.)*")+')
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?')  # a quoted string, or an unclosed one to the end
+_ESCAPE = re.compile(r'\\(["\\\'])')  # in quotes, \" \\ and \' stand for the character; other backslashes stay
+
+
+def _unquote(word: str) -> str:
+    """A word without its quotes, escapes in quoted parts resolved."""
+    return _QUOTED.sub(lambda m: _ESCAPE.sub(r"\1", m.group(1)), word)
 
 
 def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]:
     """Words of a restore line: white space separates, double quotes group, backslash escapes in quotes."""
-    if '"' not in line:  # most lines: no quotes, so a word is a run of non-space (a backslash is itself)
-        return [Token(m.group(), Origin(file, lineno, m.start() + 1)) for m in _WORD.finditer(line, start)]
     words: list[Token] = []
-    i, n = start, len(line)
-    while i < n:
-        if line[i].isspace():
-            i += 1
-            continue
-        col, buf, quoted = i + 1, [], False
-        while i < n and (quoted or not line[i].isspace()):
-            c = line[i]
-            if c == '"':
-                quoted = not quoted
-            elif c == "\\" and quoted and i + 1 < n and line[i + 1] in "\"\\'":
-                i += 1
-                buf.append(line[i])
-            else:
-                buf.append(c)
-            i += 1
-        if quoted:
-            raise ParseError("unbalanced double quote", code="unbalanced-quote",
-                             token=Token("".join(buf), Origin(file, lineno, col)),
-                             hint='close the quoted string with `"`')
-        words.append(Token("".join(buf), Origin(file, lineno, col)))
-    return words
+    end = start
+    for m in _WORD.finditer(line, start):
+        if m.start() > end and not line[end:m.start()].isspace():
+            break  # skipped a quote that never closes
+        word = m.group()
+        words.append(Token(_unquote(word) if '"' in word else word, Origin(file, lineno, m.start() + 1)))
+        end = m.end()
+    else:
+        if not line[end:].strip():
+            return words
+    # a double quote at or after `end` is not closed: its word runs to the end of the line
+    quote = line.index('"', end)
+    at = words.pop().origin.col - 1 if words and quote == end else quote
+    raise ParseError("unbalanced double quote", code="unbalanced-quote",
+                     token=Token(_unquote(line[at:]), Origin(file, lineno, at + 1)),
+                     hint='close the quoted string with `"`')
 
 
 _V6_WORDS = re.compile(
