@@ -244,12 +244,13 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
                 _restore_zero(table, words, named)
             created = created or _creates_table(words)
             named.update(w.text for w in words[1:2])
-            before = {n: len(c.rules) for n, c in table.chains.items()} if counters is not None else {}
+            # only the chain a command names gains rules from it
+            chain = table.chains.get(words[1].text) if counters is not None and len(words) > 1 else None
+            before = len(chain.rules) if chain is not None else 0
             b.run(family, table, words, Origin(file, lineno, start + 1), jumps)
-            if counters is not None:
-                for name, chain in table.chains.items():
-                    if len(chain.rules) > before.get(name, 0):
-                        chain.rules[-1].counters = counters
+            if counters is not None and len(words) > 1 and (chain := table.chains.get(words[1].text)) is not None \
+                    and len(chain.rules) > before:
+                chain.rules[-1].counters = counters
         except ParseError as e:
             b.error(e, origin)
     if table is not None:
