@@ -21,9 +21,9 @@ COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
 _FIELD_SEP = re.compile(r"[ \t\n]+")  # iptables-restore splits `*table` and `:CHAIN` lines with strtok(" \t\n")
 
 
-# A word: runs of non-space and double-quoted strings (in which a backslash takes the next character
-# along), as many as touch (`a"b c"d` is one word). \s is exactly str.isspace.
-_WORD = re.compile(r'(?:[^\s"]+|"(?:[^"\\]|\\.)*")+')
+# A word and the white space before it: runs of non-space and double-quoted strings (in which a backslash
+# takes the next character along), as many as touch (`a"b c"d` is one word). \s is exactly str.isspace.
+_WORD = re.compile(r'\s*((?:[^\s"]+|"(?:[^"\\]|\\.)*")+)')
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?')  # a quoted string, or an unclosed one to the end
 _ESCAPE = re.compile(r'\\(["\\\'])')  # in quotes, \" \\ and \' stand for the character; other backslashes stay
 
@@ -37,16 +37,13 @@ def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]
     """Words of a restore line: white space separates, double quotes group, backslash escapes in quotes."""
     words: list[Token] = []
     end = start
-    for m in _WORD.finditer(line, start):
-        if m.start() > end and not line[end:m.start()].isspace():
-            break  # skipped a quote that never closes
-        word = m.group()
-        words.append(Token(_unquote(word) if '"' in word else word, Origin(file, lineno, m.start() + 1)))
+    while (m := _WORD.match(line, end)) is not None:
+        word = m.group(1)
+        words.append(Token(_unquote(word) if '"' in word else word, Origin(file, lineno, m.start(1) + 1)))
         end = m.end()
-    else:
-        if not line[end:].strip():
-            return words
-    # a double quote at or after `end` is not closed: its word runs to the end of the line
+    if not line[end:].strip():
+        return words
+    # what is left starts with a double quote that never closes: its word runs to the end of the line
     quote = line.index('"', end)
     at = words.pop().origin.col - 1 if words and quote == end else quote
     raise ParseError("unbalanced double quote", code="unbalanced-quote",
