@@ -59,14 +59,22 @@ _V4_WORDS = re.compile(
     r"-j\s+(TTL|CLUSTERIP|ULOG)\b)")
 
 
+_PORTS_AFTER = re.compile(r"\]:[\d:-]+$")  # `[2001:db8::1]:80-90`
+_ADDRESS_SEP = re.compile(r"[/,\-\[\]]")
+
+
 def _address_families(line: str) -> set[Family]:
     """Families of the IP addresses written in a rule line (ranges, lists, masks and ports split off)."""
     found: set[Family] = set()
     for word in line.split():
-        word = re.sub(r"\]:[\d:-]+$", "", word.strip('"'))
-        for part in re.split(r"[/,\-\[\]]", word):
+        if "." not in word and ":" not in word:
+            continue  # no address of either family (ip_address would refuse every part of it)
+        word = _PORTS_AFTER.sub("", word.strip('"'))
+        for part in _ADDRESS_SEP.split(word):
             if part.count(".") == 3 and part.count(":") == 1:
                 part = part.split(":")[0]  # address:port
+            elif "." not in part and ":" not in part:
+                continue
             try:
                 found.add(Family(ipaddress.ip_address(part).version))
             except ValueError:
