@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,9 +18,10 @@ from hypothesis import strategies as st
 
 from stockade.extensions import REGISTRY
 from stockade.model import Family
+from stockade.model.diagnostics import ParseError
 from stockade.parse.command import COMMANDS
 from stockade.parse.rule import CORE
-from stockade.parse.save import read_save
+from stockade.parse.save import read_save, split_line
 from stockade.parse.script import Invocation, read_script
 from stockade.render.save import render_save
 
@@ -219,3 +221,28 @@ def test_soup_uses_real_options():
     """The soup is made of the real option names of every registered extension."""
     assert {"--dport", "--comment", "-s", "-A"} <= set(OPTIONS)
     assert all(re.match(r"^-", w) for w in OPTIONS)
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ('-j LOG --log-prefix "drop: "', [("-j", 1), ("LOG", 4), ("--log-prefix", 8), ("drop: ", 21)]),
+    ('a"b c"d  ""', [("ab cd", 1), ("", 10)]),  # quoted parts join the runs they touch; "" is an empty word
+    ('"a\\\\\\"b\\\'c\\x" \\\\', [("a\\\"b'c\\x", 1), ("\\\\", 15)]),  # escapes only in quotes, \x stays
+    ("\u00a0a\u2003b\t c", [("a", 2), ("b", 4), ("c", 7)]),  # any Unicode white space separates
+    ('x y"z w', ("yz w", 3)),  # the unclosed quote's word starts at y and runs to the end of the line
+    ('x "z w\\"', ('z w"', 3)),  # an escaped quote does not close
+])
+def test_split_line_words_and_unclosed_quotes(line, words):
+    """Words and columns as iptables-restore splits a line; an unclosed quote is an error at its word."""
+    if isinstance(words, tuple):
+        with pytest.raises(ParseError) as e:
+            split_line(line, "f", 1)
+        assert (e.value.code, e.value.token.text, e.value.token.origin.col) == ("unbalanced-quote", *words)
+    else:
+        assert [(t.text, t.origin.col) for t in split_line(line, "f", 1)] == words
+
+
+def test_split_line_is_linear_on_an_unclosed_quote_after_long_white_space():
+    t = time.process_time()
+    with pytest.raises(ParseError):
+        split_line("-A INPUT" + " " * 200_000 + '"x', "f", 1)
+    assert time.process_time() - t < 1.0

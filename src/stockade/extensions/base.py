@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from ..model import VERDICTS, Family
@@ -36,7 +37,7 @@ class Option:
     required: bool = False  # the extension cannot do without it
     hint: str | None = None  # how to write it, shown when it is missing
 
-    @property
+    @cached_property  # asked for every option of every rule read
     def key(self) -> str:
         return self.name.lstrip("-")
 
@@ -76,10 +77,17 @@ class Extension:
     undecidable: ClassVar[str | None] = None
 
     def option(self, word: str) -> Option | None:
+        return self.spellings.get(word)
+
+    @cached_property
+    def spellings(self) -> dict[str, Option]:
+        """Each option by its name and aliases (the first option to claim a word keeps it), made once:
+        the rule parser looks up every option word it reads."""
+        table: dict[str, Option] = {}
         for opt in self.options:
-            if word == opt.name or word in opt.aliases:
-                return opt
-        return None
+            for word in (opt.name, *opt.aliases):
+                table.setdefault(word, opt)
+        return table
 
     def parse(self, acc: dict[str, Any], opt: Option, invert: bool, args: list[str], ctx: Context) -> None:
         """Record one option into `acc`; the default rejects repeats and stores (invert, args)."""

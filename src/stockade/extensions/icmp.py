@@ -71,7 +71,8 @@ def _range(word: str, what: str) -> tuple[int, int]:
 
 def parse_icmp_type(word: str, names: tuple, proto: str) -> tuple[int, int, int]:
     """`NAME`, `TYPE` or `TYPE/CODE[:CODE]` into (type, lowest code, highest code)."""
-    hits = [n for n in names if n[0].lower().startswith(word.lower())]
+    low = word.lower()
+    hits = [n for n in names if n[0].lower().startswith(low)]
     if len(hits) > 1:
         raise ParseError(f"ambiguous {proto} type `{word}`: `{hits[0][0]}` or `{hits[1][0]}`?",
                          code="bad-value", hint="write more of the name, or the type number")

@@ -34,6 +34,10 @@ def c_uint_prefix(word: str) -> tuple[int, str] | None:
 def parse_ipv4(text: str) -> int | None:
     """An IPv4 address as xtables' numeric parser reads it: one to four dot-separated numbers
     of 0-255 in C notation, missing trailing parts 0 (`1.2.3` is 1.2.3.0, `010.0.0.1` is 8.0.0.1)."""
+    try:  # the usual spelling, four decimals without leading zeros: what inet_pton takes, read alike
+        return int.from_bytes(inet_pton4(text), "big")
+    except OSError:
+        pass
     parts = text.split(".")
     if len(parts) > 4:
         return None

@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from .ruleset import Origin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Token:
     """A word of input and where it starts, so every complaint can point at it."""
 
     text: str
     origin: Origin
+
+    def __init__(self, text: str, origin: Origin):
+        d = self.__dict__  # as Origin.__init__: one Token per word read
+        d["text"], d["origin"] = text, origin
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
 VERDICTS = ("ACCEPT", "DROP", "RETURN", "QUEUE")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Origin:
     """Where a rule or declaration was read: file, 1-based line and column. A rule a policy compiles
     from a default its file leaves unsaid has no line (0) but names the key it stands for, e.g. `log`."""
@@ -49,6 +49,12 @@ class Origin:
     line: int
     col: int = 1
     key: str = ""
+
+    def __init__(self, file: str, line: int, col: int = 1, key: str = ""):
+        # Fields written straight into the instance: the generated __init__ of a frozen dataclass calls
+        # object.__setattr__ per field, twice the time, and a large dump makes one Origin per word.
+        d = self.__dict__
+        d["file"], d["line"], d["col"], d["key"] = file, line, col, key
 
     def __str__(self) -> str:
         if not self.line and self.key:

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..extensions import REGISTRY, Context, Extension, Opaque, Unread
+from ..extensions import REGISTRY, Context, Extension, Opaque, Option, Unread
 from ..extensions.opaque import XTABLES_TARGETS
 from ..extensions.values import parse_decimal, parse_proto
 from ..model import BUILTIN_CHAINS, VERDICTS, AddrMatch, Counters, Family, Iface, Match, Origin, Proto, Rule, Target
@@ -59,15 +59,15 @@ class _Loaded:
     unread: ParseError | None = None  # a value stockade cannot read (RuleParser.lenient)
 
 
-def _split(tok: Token) -> list[Token]:
-    """`--opt=value` and glued short core options (`-ptcp`) into separate words."""
+def _split(tok: Token) -> list[Token] | None:
+    """`--opt=value` and glued short core options (`-ptcp`) as separate words; None if it is one word."""
     t = tok.text
     if t.startswith("--") and "=" in t:
         name, _, value = t.partition("=")
         return [Token(name, tok.origin), Token(value, tok.origin)]
     if len(t) > 2 and t[0] == "-" and t[1] != "-" and CORE.get(t[:2]) in TAKES_ARG:
         return [Token(t[:2], tok.origin), Token(t[2:], tok.origin)]
-    return [tok]
+    return None
 
 
 def _all_options() -> dict[str, list[Extension]]:
@@ -190,20 +190,27 @@ class RuleParser:
             return got
 
         while i < len(words):
-            words[i:i + 1] = _split(words[i])
             tok = words[i]
             w = tok.text
+            if w[:1] == "-" and (parts := _split(tok)) is not None:
+                words[i:i + 1] = parts
+                tok = parts[0]
+                w = tok.text
             if w == "!":
                 if invert:
                     raise ParseError("`!` given twice", code="bad-invert", token=tok)
                 invert = tok
                 i += 1
                 continue
-            if (bad := dash_defect(tok)) is not None:
+            if w[:1] != "-" and (bad := dash_defect(tok)) is not None:
                 raise bad
+            owned = None  # (owner, option) of an extension's option
             if w.startswith("--") and w not in CORE:
-                w = self._expand(tok, loaded, target)
-                tok = words[i] = Token(w, tok.origin)
+                owned = self._owner(w, loaded, target)
+                if owned is None and (full := self._expand(tok, loaded, target)) != w:
+                    w = full
+                    tok = words[i] = Token(w, tok.origin)
+                    owned = None if w in CORE else self._owner(w, loaded, target)
             core = CORE.get(w)
             if core is not None:
                 if core in seen and core not in ("match",):
@@ -278,11 +285,13 @@ class RuleParser:
                 i += 1
                 continue
             if w.startswith("-") and len(w) > 1:
-                owner = self._owner(w, loaded, target)
-                if owner is None:
+                if owned is None and not w.startswith("--"):
+                    owned = self._owner(w, loaded, target)
+                if owned is None:
                     raise _unknown_option(tok, ctx)
+                owner, opt = owned
                 opaque = owner if owner.ext is None else None
-                i += self._feed(owner, tok, invert, words, i)
+                i += self._feed(owner, opt, tok, invert, words, i)
                 invert = None
                 continue
             if opaque is not None:  # an argument of the unknown extension's last option
@@ -299,6 +308,9 @@ class RuleParser:
             rule.target = self._finish_target(target, goto)
         elif target_name is not None:
             rule.target = Target(target_name.text, None, goto)
+        if len(srcs) == len(dsts) == 1:
+            rule.src, rule.dst = srcs[0], dsts[0]
+            return [rule]
         return [self._copy(rule, s, d) for s in srcs for d in dsts]
 
     # -- helpers -------------------------------------------------------------------------------
@@ -358,22 +370,23 @@ class RuleParser:
         raise UnknownJump(f"jump to chain `{name}`, which does not exist", code="unknown-chain", token=tok,
                          hint=(f"did you mean `{close[0]}`?" if close else f"create it first with `-N {name}`"))
 
-    def _owner(self, word: str, loaded: list[_Loaded], target: _Loaded | None) -> _Loaded | None:
-        """Who takes option `word`: the newest loaded match that knows it (as iptables' merged getopt
-        table resolves shared names), the target, the protocol's implicit match (loaded now), and
-        only then an unknown extension, which keeps the words verbatim."""
+    def _owner(self, word: str, loaded: list[_Loaded], target: _Loaded | None) -> tuple[_Loaded, Option | None] | None:
+        """Who takes option `word`, and as which option: the newest loaded match that knows it (as
+        iptables' merged getopt table resolves shared names), the target, the protocol's implicit match
+        (loaded now), and only then an unknown extension, which keeps the words verbatim (no option)."""
         for m in reversed(loaded):
-            if m.ext is not None and m.ext.option(word):
-                return m
-        if target is not None and target.ext is not None and target.ext.option(word):
-            return target
+            if m.ext is not None and (opt := m.ext.option(word)) is not None:
+                return m, opt
+        if target is not None and target.ext is not None and (opt := target.ext.option(word)) is not None:
+            return target, opt
         implicit = self._implicit(loaded)
-        if implicit is not None and implicit.ext.option(word):
+        if implicit is not None and (opt := implicit.ext.option(word)) is not None:
             loaded.append(implicit)
-            return implicit
+            return implicit, opt
         if target is not None and target.ext is None:
-            return target
-        return next((m for m in reversed(loaded) if m.ext is None), None)
+            return target, None
+        unknown = next((m for m in reversed(loaded) if m.ext is None), None)
+        return None if unknown is None else (unknown, None)
 
     def _expand(self, tok: Token, loaded: list[_Loaded], target: _Loaded | None) -> str:
         """getopt_long accepts any unambiguous prefix of a long option (`--to-dest`)."""
@@ -405,12 +418,12 @@ class RuleParser:
             return None
         return _Loaded(ext, name, Token(name, Origin("", 0)))
 
-    def _feed(self, owner: _Loaded, tok: Token, invert: Token | None, words: list[Token], i: int) -> int:
+    def _feed(self, owner: _Loaded, opt: Option | None, tok: Token, invert: Token | None, words: list[Token],
+              i: int) -> int:
         """Hand one option and its arguments to its extension; return the words consumed."""
-        if owner.ext is None:  # opaque: keep the words as written
+        if owner.ext is None or opt is None:  # opaque: keep the words as written
             owner.words.extend((["!"] if invert else []) + [tok.text])
             return 1
-        opt = owner.ext.option(tok.text)
         n = opt.nargs
         if opt.optional_arg:
             n = 1 if i + 1 < len(words) and not words[i + 1].text.startswith("-") else 0
