@@ -142,6 +142,7 @@ class Setting:
     routes: dict[str, Ranges] | None = None  # destinations routed via each device: `-o X` is `-d routes[X]`
     assumptions: list[str] = field(default_factory=list)
     lits: dict = field(default_factory=dict, repr=False)  # address and interface tests' readings: every service's
+    rules: dict = field(default_factory=dict, repr=False)  # id(flat rule) -> its address part (_Evaluator.common)
 
 
 @dataclass
@@ -320,31 +321,71 @@ class _Evaluator:
             return False
         return addrs or True
 
-    def rule(self, r: FlatRule) -> RuleSets | None:
-        src_t = src_m = dst_t = dst_m = self.all
-        sure, unknown = True, []
-        for lit in sorted(r.conds, key=lambda x: x.kind != "proto"):
-            got = self.lit(lit)
-            if got is False:
-                return None
-            if got is True:
+    def common(self, r: FlatRule):
+        """The part of the rule every service reads alike (its address and interface tests), computed
+        once per chain: None if it matches no address, else (sets, sure, unknown as (position,
+        rule), the other tests with their positions, the RuleSets if there are none)."""
+        key = id(r)
+        got = self.s.rules.get(key)
+        if got is not None or key in self.s.rules:
+            return got
+        sets = [self.all] * 4  # src sure, src may, dst sure, dst may
+        sure, unknown, rest = True, [], []
+        for pos, lit in enumerate(sorted(r.conds, key=lambda x: x.kind != "proto")):
+            if lit.kind not in _ANY_SERVICE:
+                rest.append((pos, lit))
                 continue
-            if got is None:
-                sure = False
-                unknown.append(lit.rule)
-                continue
-            for dim, t, m in got:
-                if dim == "src":
-                    src_t, src_m = intersect(src_t, t), intersect(src_m, m)
-                else:
-                    dst_t, dst_m = intersect(dst_t, t), intersect(dst_m, m)
-                if t != m:
-                    unknown.append(lit.rule)
-            if not src_m or not dst_m:
-                return None
+            sure = self._apply(self.lit(lit), lit, pos, sets, unknown) and sure
+            if sure is None:
+                break
+        if sure is None or not sets[1] or not sets[3]:
+            got = None
+        else:
+            done = None if rest else self._sets(r, sets, sure, unknown)
+            got = (sets, sure, unknown, rest, done)
+        self.s.rules[key] = got
+        return got
+
+    @staticmethod
+    def _apply(got, lit: Lit, pos: int, sets: list, unknown: list) -> bool | None:
+        """One test's reading folded into `sets`: None if the rule cannot match, else whether it is sure."""
+        if got is False:
+            return None
+        if got is True:
+            return True
+        if got is None:
+            unknown.append((pos, lit.rule))
+            return False
+        for dim, t, m in got:
+            i = 0 if dim == "src" else 2
+            sets[i], sets[i + 1] = intersect(sets[i], t), intersect(sets[i + 1], m)
+            if t != m:
+                unknown.append((pos, lit.rule))
+        return True
+
+    @staticmethod
+    def _sets(r: FlatRule, sets: list, sure: bool, unknown: list) -> RuleSets:
+        refs = [u for _, u in sorted(unknown, key=lambda x: x[0])]  # in the order of the rule's tests
         if r.terminal is None or r.action not in DENY | {"ACCEPT"}:
-            unknown.append(r.rule)
-        return RuleSets(r, src_t, src_m, dst_t, dst_m, sure, tuple(u for u in unknown if u is not None))
+            refs.append(r.rule)
+        return RuleSets(r, sets[0], sets[1], sets[2], sets[3], sure, tuple(u for u in refs if u is not None))
+
+    def rule(self, r: FlatRule) -> RuleSets | None:
+        common = self.common(r)
+        if common is None:
+            return None
+        sets, sure, unknown, rest, done = common
+        if done is not None:
+            return done
+        sets, unknown = list(sets), list(unknown)
+        for pos, lit in rest:
+            ok = self._apply(self.lit(lit), lit, pos, sets, unknown)
+            if ok is None:
+                return None
+            sure = sure and ok
+        if not sets[1] or not sets[3]:
+            return None
+        return self._sets(r, sets, sure, unknown)
 
 
 def _kind(r: FlatRule) -> str:
