@@ -143,6 +143,7 @@ class Setting:
     assumptions: list[str] = field(default_factory=list)
     lits: dict = field(default_factory=dict, repr=False)  # address and interface tests' readings: every service's
     rules: dict = field(default_factory=dict, repr=False)  # id(flat rule) -> its address part (_Evaluator.common)
+    tests: dict = field(default_factory=dict, repr=False)  # every other test -> a number, its key in _Evaluator.vals
 
 
 @dataclass
@@ -253,15 +254,14 @@ class _Evaluator:
             self.fixed |= {d: v for d, v in ((SPORT, service.sport), (DPORT, service.dport)) if v is not None}
         if service.proto in ICMP_PROTOS and service.icmp_type is not None:
             self.fixed[ICMP] = service.icmp_type * 256 + (service.icmp_code or 0)
-        self.cache: dict[Lit, object] = {}
+        self.vals: dict[int, object] = {}  # the service's reading of each test Setting.tests numbers
 
     def lit(self, lit: Lit):
         """("src"|"dst", sure, possible), or True / False / None (undecided). Address and interface
         tests read the same for every service: the setting keeps them."""
-        cache = self.s.lits if lit.kind in _ANY_SERVICE else self.cache
-        got = cache.get(lit, self)
+        got = self.s.lits.get(lit, self)
         if got is self:
-            got = cache[lit] = self._lit(lit)
+            got = self.s.lits[lit] = self._lit(lit)
         return got
 
     def _neg(self, dim: str, sure: Ranges, maybe: Ranges, neg: bool) -> list[tuple[str, Ranges, Ranges]]:
@@ -324,7 +324,7 @@ class _Evaluator:
     def common(self, r: FlatRule):
         """The part of the rule every service reads alike (its address and interface tests), computed
         once per chain: None if it matches no address, else (sets, sure, unknown as (position,
-        rule), the other tests with their positions, the RuleSets if there are none)."""
+        rule), the other tests as (position, test, number), the RuleSets if they all hold)."""
         key = id(r)
         got = self.s.rules.get(key)
         if got is not None or key in self.s.rules:
@@ -333,7 +333,7 @@ class _Evaluator:
         sure, unknown, rest = True, [], []
         for pos, lit in enumerate(sorted(r.conds, key=lambda x: x.kind != "proto")):
             if lit.kind not in _ANY_SERVICE:
-                rest.append((pos, lit))
+                rest.append((pos, lit, self.s.tests.setdefault(lit, len(self.s.tests))))
                 continue
             sure = self._apply(self.lit(lit), lit, pos, sets, unknown) and sure
             if sure is None:
@@ -341,8 +341,7 @@ class _Evaluator:
         if sure is None or not sets[1] or not sets[3]:
             got = None
         else:
-            done = None if rest else self._sets(r, sets, sure, unknown)
-            got = (sets, sure, unknown, rest, done)
+            got = (sets, sure, unknown, rest, self._sets(r, sets, sure, unknown))
         self.s.rules[key] = got
         return got
 
@@ -374,12 +373,20 @@ class _Evaluator:
         common = self.common(r)
         if common is None:
             return None
-        sets, sure, unknown, rest, done = common
-        if done is not None:
-            return done
+        sets, sure, unknown, rest, plain = common
+        vals, other = self.vals, False
+        for _, lit, n in rest:
+            got = vals.get(n, vals)
+            if got is vals:
+                got = vals[n] = self._lit(lit)
+            if got is False:
+                return None
+            other = other or got is not True
+        if not other:  # the service passes every other test: the rule reads as its addresses alone
+            return plain
         sets, unknown = list(sets), list(unknown)
-        for pos, lit in rest:
-            ok = self._apply(self.lit(lit), lit, pos, sets, unknown)
+        for pos, lit, n in rest:
+            ok = self._apply(vals[n], lit, pos, sets, unknown)
             if ok is None:
                 return None
             sure = sure and ok
@@ -442,22 +449,31 @@ class _Bits:
 
 
 def _rows(rules: list[tuple[int, int, bool]], groups: list[int], allbits: int) -> list[int]:
-    """For each group's representative elementary range as source, the destinations accepted."""
-    out = []
+    """For each group's representative elementary range as source, the destinations accepted. The
+    rules are walked once for all groups: each meets only the groups whose representative its
+    sources hold (a rule for one host, one group), and a group leaves once every destination is
+    decided for it."""
+    at = {e: g for g, e in enumerate(groups)}
+    live = 0
     for e in groups:
-        bit = 1 << e
-        remaining, acc = allbits, 0
-        for sb, db, accept in rules:
-            if sb & bit:
-                hit = remaining & db
-                if hit:
-                    if accept:
-                        acc |= hit
-                    remaining ^= hit
-                    if not remaining:
-                        break
-        out.append(acc)
-    return out
+        live |= 1 << e
+    remaining, acc = [allbits] * len(groups), [0] * len(groups)
+    for sb, db, accept in rules:
+        x = sb & live
+        while x:
+            low = x & -x
+            x ^= low
+            g = at[low.bit_length() - 1]
+            hit = remaining[g] & db
+            if hit:
+                if accept:
+                    acc[g] |= hit
+                remaining[g] ^= hit
+                if not remaining[g]:
+                    live ^= low
+        if not live:
+            break
+    return acc
 
 
 def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None, routing: bool = True,
