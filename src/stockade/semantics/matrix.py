@@ -558,6 +558,7 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
     always: set[tuple[int, int]] = set()
     undecided: dict[tuple[int, int], list[RuleRef]] = {}
     ebits = None
+    by_src: dict[int, list[tuple]] = {}
     for a, ca in enumerate(classes):
         row = may_rows[gid[reps_c[a]]]
         members = {gid[i] for i in _indices(ca)}
@@ -573,22 +574,22 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
                     if ebits is None:  # every rule's sets are unions of elementary ranges (sure ones if sure)
                         ebits = [(e, bs.of(e.src_m), bs.of(e.dst_m), e.sure and bs.of(e.src_t),
                                   e.sure and bs.of(e.dst_t)) for e in evals]
-                    undecided[(a, b)] = _why(ebits, ca, cb, always_rows, gid)
+                    undecided[(a, b)] = _why(ebits, ca, cb, always_rows, gid, by_src)
     return Matrix(flat.family, service, [bs.ranges(c) for c in classes], may, always, undecided, bs.bounds)
 
 
 def _indices(b: int):
-    i = 0
     while b:
-        if b & 1:
-            yield i
-        b >>= 1
-        i += 1
+        low = b & -b
+        yield low.bit_length() - 1
+        b ^= low
 
 
-def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list[int]) -> list[RuleRef]:
+def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list[int],
+         by_src: dict[int, list[tuple]]) -> list[RuleRef]:
     """The undecided rules met by one pair of this class pair whose answer is not sure. `ebits`: each
-    rule with its address sets (may src, dst; sure src, dst) as bitsets of elementary ranges."""
+    rule with its address sets (may src, dst; sure src, dst) as bitsets of elementary ranges;
+    `by_src` keeps, per source elementary range asked about, the rules that may match it."""
     for i in _indices(ca):
         miss = cb & ~always_rows[gid[i]]
         if miss:
@@ -597,9 +598,12 @@ def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list
             break
     else:
         return []
+    rules = by_src.get(i)
+    if rules is None:
+        rules = by_src[i] = [x for x in ebits if x[1] & src]
     out: list[RuleRef] = []
-    for e, sm, dm, st, dt in ebits:
-        if not (sm & src and dm & dst):
+    for e, _, dm, st, dt in rules:
+        if not dm & dst:
             continue
         surely = e.sure and st & src and dt & dst
         if surely and _kind(e.rule) != "unknown":
