@@ -324,7 +324,8 @@ class _Evaluator:
     def common(self, r: FlatRule):
         """The part of the rule every service reads alike (its address and interface tests), computed
         once per chain: None if it matches no address, else (sets, sure, unknown as (position,
-        rule), the other tests as (position, test, number), the RuleSets if they all hold)."""
+        rule), the other tests as (position, test, number), and the RuleSets made so far by what
+        services read in those tests when each read holds or undecided: most services read them alike)."""
         key = id(r)
         got = self.s.rules.get(key)
         if got is not None or key in self.s.rules:
@@ -341,7 +342,7 @@ class _Evaluator:
         if sure is None or not sets[1] or not sets[3]:
             got = None
         else:
-            got = (sets, sure, unknown, rest, self._sets(r, sets, sure, unknown))
+            got = (sets, sure, unknown, rest, {})
         self.s.rules[key] = got
         return got
 
@@ -373,26 +374,25 @@ class _Evaluator:
         common = self.common(r)
         if common is None:
             return None
-        sets, sure, unknown, rest, plain = common
-        vals, other = self.vals, False
+        sets, sure, unknown, rest, made = common
+        vals, readings = self.vals, []
         for _, lit, n in rest:
             got = vals.get(n, vals)
             if got is vals:
                 got = vals[n] = self._lit(lit)
             if got is False:
                 return None
-            other = other or got is not True
-        if not other:  # the service passes every other test: the rule reads as its addresses alone
-            return plain
+            readings.append(got)
+        key = tuple(readings) if all(g is True or g is None for g in readings) else None
+        if key is not None and key in made:
+            return made[key]
         sets, unknown = list(sets), list(unknown)
-        for pos, lit, n in rest:
-            ok = self._apply(vals[n], lit, pos, sets, unknown)
-            if ok is None:
-                return None
-            sure = sure and ok
-        if not sets[1] or not sets[3]:
-            return None
-        return self._sets(r, sets, sure, unknown)
+        for (pos, lit, _), got in zip(rest, readings):
+            sure = self._apply(got, lit, pos, sets, unknown) and sure
+        out = self._sets(r, sets, sure, unknown) if sets[1] and sets[3] else None
+        if key is not None:
+            made[key] = out
+        return out
 
 
 def _kind(r: FlatRule) -> str:
