@@ -76,8 +76,20 @@ def test_dispatch_gives_the_answers_of_testing_every_rule(monkeypatch):
 def test_the_synthetic_chains_are_dispatched(monkeypatch):
     b = read(synthetic(), "t.rules", "save", Family.IPV4)
     table = compiled.CompiledTable(b.rulesets[Family.IPV4].tables["filter"], Family.IPV4)
-    assert table.groups, "no run was indexed"
-    assert {len(idx) for idx, _, _ in table.groups} >= {10, 12}  # hosts in a mac chain, VLANs in FORWARD
+    assert table.indexes, "no run was indexed"
+    assert {len(idx) for idx in table.indexes} >= {10, 12}  # hosts in a mac chain, VLANs in FORWARD
+    assert not any(callable(g) and not isinstance(g, compiled._Group) for idx in table.indexes for g in idx.values())
+
+
+def test_a_group_is_compiled_when_a_packet_looks_it_up():
+    """A blocklist's run of 50,000 `-s ADDR` rules costs no compiled function until a packet comes from ADDR."""
+    b = read(synthetic(), "t.rules", "save", Family.IPV4)
+    sim = Simulator(b.rulesets[Family.IPV4])
+    spec = specs(1, 3)[0] | {"iif": "eth2", "src": "192.0.2.33", "proto": "tcp", "dport": 22, "state": "NEW"}
+    sim.run(from_json(spec))
+    table = sim.compiled["filter"]
+    done = {v for idx in table.indexes for v, g in idx.items() if not isinstance(g, compiled._Group)}
+    assert "eth2" in done and len(done) < sum(len(idx) for idx in table.indexes) // 4
 
 
 @pytest.mark.skipif(not TUM.is_dir(), reason="net-network corpus not present")

@@ -14,6 +14,7 @@ from ..model import Family, Ruleset
 from ..model.netfilter import PORT_PROTOS
 from ..model.ranges import Ranges
 from .flatten import Flat, flatten
+from .heap import collector_paused
 from .ipassmt import IpAssmt
 from .matrix import Matrix, parse_service, service_matrix, setting
 from .ports import open_ports
@@ -60,6 +61,11 @@ def default_services(flat: Flat) -> list[str]:
 def analyze_ruleset(rs: Ruleset, opts: Options, ipassmt: IpAssmt | None = None,
                     routes: dict[str, Ranges] | None = None) -> dict:
     """The JSON-ready result for one family: service_matrix, open_ports, assumptions, undecided rules."""
+    with collector_paused():
+        return _analyze(rs, opts, ipassmt, routes)
+
+
+def _analyze(rs: Ruleset, opts: Options, ipassmt: IpAssmt | None, routes: dict[str, Ranges] | None) -> dict:
     flat = flatten(rs, opts.table, opts.chain)
     s = setting(flat, ipassmt, opts.routing, routes=routes)
     labels = opts.services or default_services(flat)

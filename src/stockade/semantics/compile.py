@@ -14,7 +14,9 @@ Dispatch: a run of at least INDEXED consecutive rules that each require one exac
 value of the same field (`-i eth1.96`, `-o eth1.96`, `-s 192.0.2.7/32`,
 `-d ...`: the per-VLAN and per-host chains of large dumps) is indexed by that value:
 a dict lookup finds the group function holding, in order, the run's rules with the
-packet's value, and the others (which cannot match) are never tested.
+packet's value, and the others (which cannot match) are never tested. A group is compiled on
+the first packet that looks it up: a blocklist of 50,000 addresses costs one dict entry per
+address until its packets come, not 50,000 functions compiled up front.
 """
 from __future__ import annotations
 
@@ -75,6 +77,18 @@ def _unread_fn(message: str, key: tuple) -> Callable:
     return held
 
 
+class _Group:
+    """A dispatch group not compiled yet: its first call compiles it and puts the function in its place."""
+
+    __slots__ = ("table", "index", "value", "name", "chain", "idxs")
+
+    def __init__(self, table: CompiledTable, index: dict, value: Any, name: str, chain: str, idxs: list[int]):
+        self.table, self.index, self.value, self.name, self.chain, self.idxs = table, index, value, name, chain, idxs
+
+    def __call__(self, *args):
+        return self.table.group(self)(*args)
+
+
 class CompiledTable:
     """All chains of one table, compiled; `run(chain, ...)` walks a built-in chain."""
 
@@ -82,16 +96,17 @@ class CompiledTable:
         self.table = table
         self.family = family
         self.K: list[Any] = []  # constants referenced by the generated code
-        self.groups: list[tuple[dict, Any, str]] = []  # (index, value, group function's name) to fill after exec
+        self.indexes: list[dict] = []  # each indexed run's dict: value -> group function (or _Group until used)
         src: list[str] = []
-        names = {name: f"c{n}" for n, name in enumerate(table.chains)}
+        self.names = names = {name: f"c{n}" for n, name in enumerate(table.chains)}
         for name, chain in table.chains.items():
             src += self._chain(names[name], name, chain.rules, names)
-        ns: dict[str, Any] = {"K": self.K}
-        exec(compile("\n".join(src), f"<stockade:{table.name}>", "exec"), ns)  # noqa: S102 - generated from ints
-        for index, value, gname in self.groups:
-            index[value] = ns[gname]
-        self.fns = {name: ns[names[name]] for name in table.chains}
+        self.ns: dict[str, Any] = {"K": self.K}
+        self._exec(src)
+        self.fns = {name: self.ns[names[name]] for name in table.chains}
+
+    def _exec(self, src: list[str]) -> None:
+        exec(compile("\n".join(src), f"<stockade:{self.table.name}>", "exec"), self.ns)  # noqa: S102 - from ints
 
     def const(self, value: Any) -> str:
         self.K.append(value)
@@ -102,7 +117,6 @@ class CompiledTable:
         grows by the rules examined up to each match and to the end of the chain."""
         lines = [f"def {fname}(p, env, iif, oif, out):",
                  "    src = p.src; dst = p.dst; proto = p.proto; frag = p.frag_offset; last = 0"]
-        groups: list[str] = []
         for field_, run in self._runs(rules):
             if field_ is None:
                 for idx in run:
@@ -112,20 +126,27 @@ class CompiledTable:
             for idx in run:
                 by_value.setdefault(self._key(rules[idx - 1])[1], []).append(idx)
             index: dict[Any, Callable] = {}
+            self.indexes.append(index)
             for n, (value, idxs) in enumerate(by_value.items()):
-                gname = f"{fname}_{run[0]}_{n}"
-                self.groups.append((index, value, gname))
-                groups.append(f"def {gname}(p, env, iif, oif, out, last, src, dst, proto, frag):")
-                for idx in idxs:
-                    groups += ["    " + s for s in self._rule(idx, rules[idx - 1], chain, names, "return ({},)")]
-                groups.append("    return last")
+                index[value] = _Group(self, index, value, f"{fname}_{run[0]}_{n}", chain, idxs)
             lines += [f"    g = {self.const(index)}.get({field_})",
                       "    if g is not None:",
                       "        g = g(p, env, iif, oif, out, last, src, dst, proto, frag)",
                       "        if g.__class__ is tuple: return g[0]",
                       "        last = g"]
         lines.append(f"    env.evaluated += {len(rules)} - last")
-        return groups + lines
+        return lines
+
+    def group(self, g: _Group) -> Callable:
+        """Compile a dispatch group: its rules, in order, returning `last` or a chain's result wrapped."""
+        rules = self.table.chains[g.chain].rules
+        src = [f"def {g.name}(p, env, iif, oif, out, last, src, dst, proto, frag):"]
+        for idx in g.idxs:
+            src += ["    " + s for s in self._rule(idx, rules[idx - 1], g.chain, self.names, "return ({},)")]
+        src.append("    return last")
+        self._exec(src)
+        fn = g.index[g.value] = self.ns[g.name]
+        return fn
 
     def _rule(self, idx: int, rule: Rule, chain: str, names: dict[str, str], ret: str) -> list[str]:
         where = (self.table.name, chain, idx)

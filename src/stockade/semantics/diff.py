@@ -179,14 +179,11 @@ def fresh(sim: Simulator) -> None:
     sim.memory = {k: v for k, v in sim.memory.items() if isinstance(k, tuple) and k[:1] == ("sharers",)}
 
 
-def outcome(sim: Simulator, pkt: Packet, entries: list[Entry], policy: str, box: dict | None = None) -> Outcome:
-    """The simulator's verdict for `pkt` and, from the entries that concern its class, every
-    verdict a packet of the class may get. An entry that admits only part of the class (a class
-    refine() left coarse because both sides walk it alike) adds its verdict as possible."""
-    fresh(sim)
-    res = sim.run(pkt)
+def possible(entries: list[Entry], policy: str, box: dict | None = None) -> tuple[set[str], list[str]]:
+    """The verdicts the entries that concern a class allow its packets (no simulator run), and what
+    they depend on: each deciding entry up to the first that surely decides the whole class, else
+    the policy. The class's outcome allows these and the simulator's verdict."""
     may, depends = set(), []
-    decided = False
     for e in entries:
         if not e.decides:
             continue
@@ -196,10 +193,18 @@ def outcome(sim: Simulator, pkt: Packet, entries: list[Entry], policy: str, box:
             if e.cons.residual:
                 depends.append(f"{e.where()}: {', '.join(e.cons.residual)}")
             continue
-        decided = True
-        break
-    if not decided:
-        may.add(policy)
+        return may, depends
+    may.add(policy)
+    return may, depends
+
+
+def outcome(sim: Simulator, pkt: Packet, entries: list[Entry], policy: str, box: dict | None = None) -> Outcome:
+    """The simulator's verdict for `pkt` and, from the entries that concern its class, every
+    verdict a packet of the class may get. An entry that admits only part of the class (a class
+    refine() left coarse because both sides walk it alike) adds its verdict as possible."""
+    fresh(sim)
+    res = sim.run(pkt)
+    may, depends = possible(entries, policy, box)
     verdict = res.verdict
     if verdict == "UNKNOWN" and res.reason and not depends:
         depends.append(res.reason)

@@ -261,6 +261,56 @@ class Conj(tuple):
             got = self.__dict__["_index"] = (by_kind, excluded)
         return got
 
+    def positions(self) -> tuple[dict, dict]:
+        """Where the tests are: by kind (negated address tests apart), and the negated address tests
+        by kind, mask and address, each mask with its count (see left_by)."""
+        got = self.__dict__.get("_positions")
+        if got is None:
+            others: dict[str, list[int]] = {}
+            excluded: dict[str, dict[int, list]] = {"src": {}, "dst": {}}
+            for i, c in enumerate(self):
+                if c.negated and (c.kind == "src" or c.kind == "dst"):
+                    group = excluded[c.kind].setdefault(c.value.mask, [0, {}])
+                    group[0] += 1
+                    group[1].setdefault(c.value.addr, []).append(i)
+                else:
+                    others.setdefault(c.kind, []).append(i)
+            got = self.__dict__["_positions"] = (others, excluded)
+        return got
+
+    def left_by(self, lit: Lit) -> list[int] | None:
+        """The positions, in order, of the tests a positive address test leaves (_without_implied);
+        None if it leaves them all. The `! -s X` it keeps (those meeting it) are found by one lookup
+        per mask, so adding `-s H` to a thousand `! -s X` costs no pass over them."""
+        k, la, lm = lit.kind, lit.value.addr, lit.value.mask
+        others, excluded = self.positions()
+        keep: list[int] = []
+        dropped = 0
+        for kind, pos in others.items():
+            if kind != k:
+                keep += pos
+                continue
+            for i in pos:
+                if _drops(self[i], la, lm):
+                    dropped += 1
+                else:
+                    keep.append(i)
+        for cm, (count, addrs) in excluded[k].items():
+            if cm & ~lm == 0:  # what it excludes meets lit only if it holds lit's part of it
+                met = addrs.get(la & cm, ())
+                keep += met
+                dropped += count - len(met)
+                continue
+            for a, pos in addrs.items():
+                if (a ^ la) & cm & lm:
+                    dropped += len(pos)
+                else:
+                    keep += pos
+        if not dropped:
+            return None
+        keep.sort()
+        return keep
+
     def layers(self) -> tuple[Conj, tuple[Lit, ...]]:
         """(the indexed conjunction, the tests added to it): together, this conjunction's tests."""
         return self.__dict__.get("_layers") or (self, ())
@@ -335,15 +385,27 @@ def _without_implied(ctx: list[Lit], lit: Lit, base: Conj | None = None) -> list
     k, v, n = lit.kind, lit.value, lit.negated
     if (k == "src" or k == "dst") and not n:
         la, lm = v.addr, v.mask
-        out = [c for c in ctx if c.kind != k or not (
-            (c.negated and (c.value.addr ^ la) & c.value.mask & lm) or  # lit lies outside what c excludes
-            (not c.negated and c.value.mask & ~lm == 0 and la & c.value.mask == c.value.addr))]  # lit inside c
+        if base is not None:  # the indexed part answers without a pass; what was added is scanned
+            parent = base.layers()[0]
+            left, tail = parent.left_by(lit), ctx[len(parent):]
+            rest = [c for c in tail if c.kind != k or not _drops(c, la, lm)]
+            if left is None and len(rest) == len(tail):
+                return ctx
+            return (list(parent) if left is None else [parent[i] for i in left]) + rest
+        out = [c for c in ctx if c.kind != k or not _drops(c, la, lm)]
         return ctx if len(out) == len(ctx) else out
     if base is not None and base.implies_none(lit) \
             and not any(c.kind == k and _imp(k, v, n, c.value, c.negated) for c in ctx[len(base):]):
         return ctx
     out = [c for c in ctx if c.kind != k or not _imp(k, v, n, c.value, c.negated)]
     return ctx if len(out) == len(ctx) else out
+
+
+def _drops(c: Lit, la: int, lm: int) -> bool:
+    """Whether a positive address test (la, lm) of c's kind implies c: it lies outside what c excludes,
+    or inside what c admits."""
+    ca, cm = c.value.addr, c.value.mask
+    return bool((ca ^ la) & cm & lm) if c.negated else cm & ~lm == 0 and la & cm == ca
 
 
 def covers(ctx: tuple[Lit, ...], lits: tuple[Lit, ...]) -> bool:

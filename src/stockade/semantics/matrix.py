@@ -142,6 +142,8 @@ class Setting:
     routes: dict[str, Ranges] | None = None  # destinations routed via each device: `-o X` is `-d routes[X]`
     assumptions: list[str] = field(default_factory=list)
     lits: dict = field(default_factory=dict, repr=False)  # address and interface tests' readings: every service's
+    rules: dict = field(default_factory=dict, repr=False)  # id(flat rule) -> its address part (_Evaluator.common)
+    tests: dict = field(default_factory=dict, repr=False)  # every other test -> a number, its key in _Evaluator.vals
 
 
 @dataclass
@@ -252,15 +254,14 @@ class _Evaluator:
             self.fixed |= {d: v for d, v in ((SPORT, service.sport), (DPORT, service.dport)) if v is not None}
         if service.proto in ICMP_PROTOS and service.icmp_type is not None:
             self.fixed[ICMP] = service.icmp_type * 256 + (service.icmp_code or 0)
-        self.cache: dict[Lit, object] = {}
+        self.vals: dict[int, object] = {}  # the service's reading of each test Setting.tests numbers
 
     def lit(self, lit: Lit):
         """("src"|"dst", sure, possible), or True / False / None (undecided). Address and interface
         tests read the same for every service: the setting keeps them."""
-        cache = self.s.lits if lit.kind in _ANY_SERVICE else self.cache
-        got = cache.get(lit, self)
+        got = self.s.lits.get(lit, self)
         if got is self:
-            got = cache[lit] = self._lit(lit)
+            got = self.s.lits[lit] = self._lit(lit)
         return got
 
     def _neg(self, dim: str, sure: Ranges, maybe: Ranges, neg: bool) -> list[tuple[str, Ranges, Ranges]]:
@@ -320,31 +321,78 @@ class _Evaluator:
             return False
         return addrs or True
 
+    def common(self, r: FlatRule):
+        """The part of the rule every service reads alike (its address and interface tests), computed
+        once per chain: None if it matches no address, else (sets, sure, unknown as (position,
+        rule), the other tests as (position, test, number), and the RuleSets made so far by what
+        services read in those tests when each read holds or undecided: most services read them alike)."""
+        key = id(r)
+        got = self.s.rules.get(key)
+        if got is not None or key in self.s.rules:
+            return got
+        sets = [self.all] * 4  # src sure, src may, dst sure, dst may
+        sure, unknown, rest = True, [], []
+        for pos, lit in enumerate(sorted(r.conds, key=lambda x: x.kind != "proto")):
+            if lit.kind not in _ANY_SERVICE:
+                rest.append((pos, lit, self.s.tests.setdefault(lit, len(self.s.tests))))
+                continue
+            sure = self._apply(self.lit(lit), lit, pos, sets, unknown) and sure
+            if sure is None:
+                break
+        if sure is None or not sets[1] or not sets[3]:
+            got = None
+        else:
+            got = (sets, sure, unknown, rest, {})
+        self.s.rules[key] = got
+        return got
+
+    @staticmethod
+    def _apply(got, lit: Lit, pos: int, sets: list, unknown: list) -> bool | None:
+        """One test's reading folded into `sets`: None if the rule cannot match, else whether it is sure."""
+        if got is False:
+            return None
+        if got is True:
+            return True
+        if got is None:
+            unknown.append((pos, lit.rule))
+            return False
+        for dim, t, m in got:
+            i = 0 if dim == "src" else 2
+            sets[i], sets[i + 1] = intersect(sets[i], t), intersect(sets[i + 1], m)
+            if t != m:
+                unknown.append((pos, lit.rule))
+        return True
+
+    @staticmethod
+    def _sets(r: FlatRule, sets: list, sure: bool, unknown: list) -> RuleSets:
+        refs = [u for _, u in sorted(unknown, key=lambda x: x[0])]  # in the order of the rule's tests
+        if r.terminal is None or r.action not in DENY | {"ACCEPT"}:
+            refs.append(r.rule)
+        return RuleSets(r, sets[0], sets[1], sets[2], sets[3], sure, tuple(u for u in refs if u is not None))
+
     def rule(self, r: FlatRule) -> RuleSets | None:
-        src_t = src_m = dst_t = dst_m = self.all
-        sure, unknown = True, []
-        for lit in sorted(r.conds, key=lambda x: x.kind != "proto"):
-            got = self.lit(lit)
+        common = self.common(r)
+        if common is None:
+            return None
+        sets, sure, unknown, rest, made = common
+        vals, readings = self.vals, []
+        for _, lit, n in rest:
+            got = vals.get(n, vals)
+            if got is vals:
+                got = vals[n] = self._lit(lit)
             if got is False:
                 return None
-            if got is True:
-                continue
-            if got is None:
-                sure = False
-                unknown.append(lit.rule)
-                continue
-            for dim, t, m in got:
-                if dim == "src":
-                    src_t, src_m = intersect(src_t, t), intersect(src_m, m)
-                else:
-                    dst_t, dst_m = intersect(dst_t, t), intersect(dst_m, m)
-                if t != m:
-                    unknown.append(lit.rule)
-            if not src_m or not dst_m:
-                return None
-        if r.terminal is None or r.action not in DENY | {"ACCEPT"}:
-            unknown.append(r.rule)
-        return RuleSets(r, src_t, src_m, dst_t, dst_m, sure, tuple(u for u in unknown if u is not None))
+            readings.append(got)
+        key = tuple(readings) if all(g is True or g is None for g in readings) else None
+        if key is not None and key in made:
+            return made[key]
+        sets, unknown = list(sets), list(unknown)
+        for (pos, lit, _), got in zip(rest, readings):
+            sure = self._apply(got, lit, pos, sets, unknown) and sure
+        out = self._sets(r, sets, sure, unknown) if sets[1] and sets[3] else None
+        if key is not None:
+            made[key] = out
+        return out
 
 
 def _kind(r: FlatRule) -> str:
@@ -401,22 +449,31 @@ class _Bits:
 
 
 def _rows(rules: list[tuple[int, int, bool]], groups: list[int], allbits: int) -> list[int]:
-    """For each group's representative elementary range as source, the destinations accepted."""
-    out = []
+    """For each group's representative elementary range as source, the destinations accepted. The
+    rules are walked once for all groups: each meets only the groups whose representative its
+    sources hold (a rule for one host, one group), and a group leaves once every destination is
+    decided for it."""
+    at = {e: g for g, e in enumerate(groups)}
+    live = 0
     for e in groups:
-        bit = 1 << e
-        remaining, acc = allbits, 0
-        for sb, db, accept in rules:
-            if sb & bit:
-                hit = remaining & db
-                if hit:
-                    if accept:
-                        acc |= hit
-                    remaining ^= hit
-                    if not remaining:
-                        break
-        out.append(acc)
-    return out
+        live |= 1 << e
+    remaining, acc = [allbits] * len(groups), [0] * len(groups)
+    for sb, db, accept in rules:
+        x = sb & live
+        while x:
+            low = x & -x
+            x ^= low
+            g = at[low.bit_length() - 1]
+            hit = remaining[g] & db
+            if hit:
+                if accept:
+                    acc[g] |= hit
+                remaining[g] ^= hit
+                if not remaining[g]:
+                    live ^= low
+        if not live:
+            break
+    return acc
 
 
 def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None, routing: bool = True,
@@ -501,6 +558,7 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
     always: set[tuple[int, int]] = set()
     undecided: dict[tuple[int, int], list[RuleRef]] = {}
     ebits = None
+    by_src: dict[int, list[tuple]] = {}
     for a, ca in enumerate(classes):
         row = may_rows[gid[reps_c[a]]]
         members = {gid[i] for i in _indices(ca)}
@@ -516,22 +574,22 @@ def service_matrix(flat: Flat, service: Service, ipassmt: IpAssmt | None = None,
                     if ebits is None:  # every rule's sets are unions of elementary ranges (sure ones if sure)
                         ebits = [(e, bs.of(e.src_m), bs.of(e.dst_m), e.sure and bs.of(e.src_t),
                                   e.sure and bs.of(e.dst_t)) for e in evals]
-                    undecided[(a, b)] = _why(ebits, ca, cb, always_rows, gid)
+                    undecided[(a, b)] = _why(ebits, ca, cb, always_rows, gid, by_src)
     return Matrix(flat.family, service, [bs.ranges(c) for c in classes], may, always, undecided, bs.bounds)
 
 
 def _indices(b: int):
-    i = 0
     while b:
-        if b & 1:
-            yield i
-        b >>= 1
-        i += 1
+        low = b & -b
+        yield low.bit_length() - 1
+        b ^= low
 
 
-def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list[int]) -> list[RuleRef]:
+def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list[int],
+         by_src: dict[int, list[tuple]]) -> list[RuleRef]:
     """The undecided rules met by one pair of this class pair whose answer is not sure. `ebits`: each
-    rule with its address sets (may src, dst; sure src, dst) as bitsets of elementary ranges."""
+    rule with its address sets (may src, dst; sure src, dst) as bitsets of elementary ranges;
+    `by_src` keeps, per source elementary range asked about, the rules that may match it."""
     for i in _indices(ca):
         miss = cb & ~always_rows[gid[i]]
         if miss:
@@ -540,9 +598,12 @@ def _why(ebits: list[tuple], ca: int, cb: int, always_rows: list[int], gid: list
             break
     else:
         return []
+    rules = by_src.get(i)
+    if rules is None:
+        rules = by_src[i] = [x for x in ebits if x[1] & src]
     out: list[RuleRef] = []
-    for e, sm, dm, st, dt in ebits:
-        if not (sm & src and dm & dst):
+    for e, _, dm, st, dt in rules:
+        if not dm & dst:
             continue
         surely = e.sure and st & src and dt & dst
         if surely and _kind(e.rule) != "unknown":

@@ -12,6 +12,7 @@ from dataclasses import replace
 from ...model import Family, Ruleset
 from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ...parse.command import Builder
+from ..heap import collector_paused
 from .access import (
     block_after_accept,
     default_open,
@@ -44,6 +45,11 @@ def check(rulesets: dict[Family, Ruleset], file: str, *, script: bool = False,
           admins: list[str] = ()) -> list[Finding]:
     """Every finding for `rulesets`; `script` says they come from a shell script (which names
     its families by running iptables/ip6tables), `admins` the addresses that must reach SSH."""
+    with collector_paused():
+        return _check(rulesets, file, script=script, admins=admins)
+
+
+def _check(rulesets: dict[Family, Ruleset], file: str, *, script: bool, admins: list[str]) -> list[Finding]:
     per_family: dict[Family, list[Finding]] = {}
     locked: dict[Family, bool] = {}
     for fam, rs in sorted(rulesets.items()):

@@ -81,12 +81,12 @@ def loopback(a: Analysis) -> list[Finding]:
     lo = a.iface("lo")
     local = ((0x7F000000, 0x7FFFFFFF),) if a.space.bits == 32 else ((1, 1),)  # 127.0.0.0/8, ::1
     for hook, dim in (("INPUT", IIF), ("OUTPUT", OIF)):
-        refused = [(c.box, c.outcome) for c in a.classes(hook, **{dim: lo, KIND: a.kind("NEW"), SRC: local,
-                                                                  DST: local})
-                   if not _sure(c.outcome, "ACCEPT")]
-        if refused:  # a verdict stockade knows first; only unknown ones: it may not
-            box, o = min(refused, key=lambda r: (r[1].verdict == "UNKNOWN", r[0][PROTO] != ((6, 6),), r[0][PROTO],
-                                                 r[0][DPORT]))
+        refused = [c for c in a.classes(hook, **{dim: lo, KIND: a.kind("NEW"), SRC: local, DST: local})
+                   if not c.surely("ACCEPT")]
+        if refused:  # a verdict stockade knows first (tcp, then by protocol and port); only unknown ones: it may not
+            order = sorted(refused, key=lambda c: (c.box[PROTO] != ((6, 6),), c.box[PROTO], c.box[DPORT]))
+            first = next((c for c in order if c.outcome.verdict != "UNKNOWN"), order[0])
+            box, o = first.box, first.outcome
             more = f" and {len(refused) - 1} more class(es)" if len(refused) > 1 else ""
             how = "may not always accept" if o.verdict == "UNKNOWN" else "does not always accept"
             out.append(finding("no-loopback", f"{hook} {how} loopback traffic: "

@@ -11,7 +11,7 @@ from ...model.ranges import intersect as iv_and
 from ...model.ranges import size as iv_size
 from ...model.space import KINDS, SRC
 from ..cells import Entry, Space, hook_entries, refine
-from ..diff import Outcome, outcome
+from ..diff import Outcome, outcome, possible
 from ..flatten import FlatError
 from ..simulate import Simulator
 
@@ -29,6 +29,13 @@ class Cell:
     @cached_property
     def outcome(self) -> Outcome:
         return self.a.outcome(self.box, self.kept, self.hook)
+
+    def surely(self, verdict: str) -> bool:
+        """Whether every packet of the class surely gets `verdict`; no simulator run when the entries
+        already allow another (a blocklist's classes under a check that wants ACCEPT)."""
+        if possible(self.kept, self.a.policy(self.hook))[0] != {verdict}:
+            return False
+        return self.outcome.verdict == verdict and self.outcome.may == {verdict}
 
 
 class Analysis:
