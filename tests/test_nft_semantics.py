@@ -243,3 +243,57 @@ def test_a_native_chain_at_the_iptables_filter_priority_is_a_noted_tie():
     d = Doc().table("inet", "filter").chain("inet", "filter", "input", "input", 0)
     res = sim(d, ipt).run(from_short(SSH))
     assert any("inet filter input, iptables filter INPUT share priority 0" in n for n in res.notes), res.notes
+
+
+def test_meta_protocol_is_an_ether_type():
+    """`meta protocol vmap { ip : jump v4, ip6 : jump v6 }`: the link-layer protocol by its names."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input").chain("inet", "t", "v4").chain("inet", "t", "v6")
+    d.rule("inet", "t", "in", {"vmap": {"key": meta("protocol"), "data": {"set": [["ip", jump("v4")],
+                                                                                   ["ip6", jump("v6")]]}}})
+    v4 = d.rule("inet", "t", "v4", COUNTER, DROP)
+    v6 = d.rule("inet", "t", "v6", COUNTER, ACCEPT)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [v4] and counted(s.run(from_short(SSH6))) == [v6]
+    assert s.undecided() == []
+
+
+def test_a_meter_limits_each_element_on_its_own():
+    """`meter NAME { ip saddr limit rate 1/hour burst 2 }`: each source its own bucket; with a timeout the
+    element is updated, which changes nothing while the bucket refills within it, and is UNKNOWN else."""
+    def meter(timeout=None, per="hour"):
+        key = payload("ip", "saddr")
+        return {"meter": {"name": "m", "size": 65535, "stmt": {"limit": {"rate": 1, "burst": 2, "per": per}},
+                          "key": {"elem": {"val": key, "timeout": timeout}} if timeout else key}}
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    lim = d.rule("ip", "t", "in", meter(), COUNTER)
+    s = sim(d)
+    runs = [lim in counted(s.run(from_short(SSH))) for _ in range(3)]
+    other = lim in counted(s.run(from_short(SSH.replace("192.0.2.5", "192.0.2.6"))))
+    assert runs == [True, True, False] and other
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    lim = d.rule("ip", "t", "in", meter(timeout=7200), COUNTER)
+    s = sim(d)
+    assert [lim in counted(s.run(from_short(SSH))) for _ in range(3)] == [True, True, False]
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.rule("ip", "t", "in", meter(timeout=10), COUNTER)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "UNKNOWN" and "times out" in res.reason and sim(d).undecided()
+
+
+def test_mss_clamping_does_not_stop_the_rule():
+    """`tcp option maxseg size set rt mtu`: a change of a value the model does not read."""
+    d = Doc().table("inet", "t").chain("inet", "t", "fwd", "forward")
+    clamp = d.rule("inet", "t", "fwd", match(payload("tcp", "flags"), "syn"),
+                   {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}},
+                               "value": {"rt": {"key": "mtu"}}}}, COUNTER)
+    res = sim(d).run(from_short(SSH.replace("SYN", "SYN hook FORWARD oif out0")))
+    assert res.verdict == "ACCEPT" and counted(res) == [clamp]
+
+
+def test_undecided_names_what_no_packet_decides():
+    """What the reading loses is listed by rule and statement; what one packet leaves open is not."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input")
+    d.rule("inet", "t", "in", match(meta("mark"), 1), match(payload("tcp", "dport"), 22), ACCEPT)
+    rpf = d.rule("inet", "t", "in", match({"fib": {"flags": ["saddr", "iif"], "result": "oif"}}, False), DROP)
+    assert sim(d).undecided() == [("inet t", "in", rpf, 0, "fib saddr . iif oif: the routing table is not in the "
+                                   "model (give src_type/dst_type in the packet)")]

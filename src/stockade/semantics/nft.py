@@ -25,7 +25,7 @@ from ..model.conntrack import first_packet_state
 from ..model.netfilter import ROUTE_TYPES
 from ..model.nftables import NftChain, NftRule, NftRuleset, NftTable
 from ..model.nftypes import BITMASKS, SYMBOLS, NftValueError, ifname, interval
-from ..model.packet import Packet
+from ..model.packet import Packet, from_short
 from .compile import Undecidable
 from .simulate import Env, Result, Simulator, dropped_by_routing, dropped_on_arrival, uses_conntrack
 
@@ -47,6 +47,14 @@ BYTES = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 TRANSPORT = {"tcp": 6, "udp": 17, "udplite": 136, "sctp": 132, "dccp": 33}
 PORT_FIELDS = {"sport": "inet_service", "dport": "inet_service"}
 FRAG_OFF = {"payload": {"protocol": "ip", "field": "frag-off"}}
+# Packets that carry every field the model has (marks, socket owner, route types), one per family and
+# transport, each as a new and as an established connection: a statement none of them decides is one the
+# simulator cannot read at all (`undecided`), not one this packet happens to leave open.
+_PROBE_FIELDS = "iif eth0 oif eth1 mark 1 ctmark 1 uid 1000 gid 1000 srctype UNICAST dsttype LOCAL hook FORWARD"
+PROBES = tuple(f"{spec} {_PROBE_FIELDS} state {state}" for state in ("NEW", "ESTABLISHED") for spec in (
+    "tcp 192.0.2.5:40000 > 203.0.113.1:22 SYN", "udp 192.0.2.5:5353 > 203.0.113.1:53",
+    "icmp 192.0.2.5 > 203.0.113.1 type 8", "tcp [2001:db8::5]:40000 > [2001:db8:2::1]:443 SYN",
+    "udp [2001:db8::5]:546 > [2001:db8:2::1]:547", "icmpv6 2001:db8::5 > 2001:db8:2::1 type 135"))
 
 
 class _Break(Exception):
@@ -220,6 +228,45 @@ class NftSimulator:
                 return kind
         return None
 
+    def undecided(self) -> list[tuple[str, str, int | None, int, str]]:
+        """(table, chain, handle, statement index, why) of each statement of an analysed table that no probe
+        packet (PROBES, at any hook the chain may run at) decides: what reading this ruleset loses, as
+        opposed to what one packet leaves open. Each statement is tried alone, as if those before it held."""
+        probes = [from_short(spec) for spec in PROBES]
+        out = []
+        for table in self.nft.tables:
+            if not table.analysed:
+                continue
+            for chain in table.chains.values():
+                hooks = (chain.hook,) if chain.base else tuple(h for h in PATHS["FORWARD"] + ("input", "output")
+                                                               if h != "route")
+                for rule in chain.rules:
+                    for n, stmt in enumerate(rule.expr):
+                        why = self._undecided(table, chain, rule, n, stmt, probes, hooks)
+                        if why is not None:
+                            out.append((table.label, chain.name, rule.handle, n, why))
+        return out
+
+    def _undecided(self, table: NftTable, chain: NftChain, rule: NftRule, n: int, stmt: dict,
+                   probes: list[Packet], hooks: tuple) -> str | None:
+        (key, val), = stmt.items()
+        where = (table.label, chain.name, rule.handle, None, n)
+        why = None
+        for pkt in probes:
+            for hook in hooks:
+                env = Env(pkt, pkt.state, {}, mark=pkt.mark, ctmark=pkt.arrival_ctmark)
+                walk = _Walk(env, NftResult("ACCEPT", None), hook=hook, ct_done=True, where=where)
+                try:
+                    self._statement(walk, table, key, val, where, {})
+                    return None
+                except _Break:
+                    return None
+                except Undecidable as e:
+                    why = str(e)
+                except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+                    why = f"malformed ({type(e).__name__}: {str(e)[:60]})"
+        return why
+
     # --- one rule ------------------------------------------------------------------------------
     def _rule(self, walk: _Walk, table: NftTable, chain: NftChain, rule: NftRule) -> tuple[str, str | None] | None:
         where = (table.label, chain.name, rule.handle, str(rule.origin) if rule.origin else None)
@@ -301,6 +348,9 @@ class NftSimulator:
             return "ACCEPT", None
         if key == "set":
             self._set_statement(walk, table, val, where)
+            return None
+        if key == "meter":
+            self._meter(walk, table, val, where)
             return None
         if key == "ct helper":  # assigns a helper: it only makes later, related connections RELATED
             env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: ct helper {val} (its expectations are "
@@ -436,7 +486,7 @@ class NftSimulator:
         if key == "nfproto":
             return "nf_proto", 2 if pkt.family is Family.IPV4 else 10
         if key == "protocol":
-            return "integer", 0x0800 if pkt.family is Family.IPV4 else 0x86DD
+            return "ether_type", 0x0800 if pkt.family is Family.IPV4 else 0x86DD
         if key == "length":
             return "integer", pkt.length
         if key == "mark":
@@ -562,6 +612,32 @@ class NftSimulator:
             if not self._limit(walk, stmt["limit"], where + ("@" + name, elem, n)):
                 raise _Break
 
+    def _meter(self, walk: _Walk, table: NftTable, val: Any, where: tuple) -> None:
+        """`meter NAME { KEY [timeout T] limit ... }` (older nft's hashlimit): the set statement of its own
+        anonymous set, added to without a timeout, updated with one (each packet restarts the element's
+        timeout). An element that times out takes its limit with it; that is invisible when its bucket is
+        full again by then (the refill time burst * per / rate is at most the timeout); otherwise UNKNOWN."""
+        if not isinstance(val, dict) or not isinstance(val.get("name"), str):
+            raise Undecidable(f"meter {str(val)[:60]} is not understood", where)
+        key = val.get("key")
+        elem, timeout = key, None
+        if isinstance(key, dict) and isinstance(key.get("elem"), dict):
+            elem, timeout = key["elem"].get("val"), key["elem"].get("timeout")
+        stmts = val.get("stmt")
+        stmts = stmts if isinstance(stmts, list) else [stmts]
+        for stmt in stmts:
+            lim = stmt.get("limit") if isinstance(stmt, dict) else None
+            if timeout is not None and isinstance(lim, dict) and _u64(lim.get("rate")) and lim["rate"] and \
+                    lim.get("rate_unit", "packets") == "packets" and \
+                    (lim.get("burst") or 5) * PER.get(lim.get("per", "second"), U64) > timeout * lim["rate"]:
+                raise Undecidable(f"meter {val['name']}: an element times out ({timeout} s) before its limit's "
+                                  "bucket is full again, which is not modelled", where)
+            if timeout is not None and isinstance(lim, dict) and lim.get("rate_unit", "packets") != "packets":
+                raise Undecidable(f"meter {val['name']}: a byte limit on elements that time out is not modelled",
+                                  where)
+        self._set_statement(walk, table, {"op": "update" if timeout else "add", "set": "@" + val["name"],
+                                          "elem": elem, "stmt": stmts}, where)
+
     def _quota(self, walk: _Walk, val: Any, where: tuple) -> bool:
         """nft_quota (Linux 6.15 and later): over once the bytes counted, this packet's included, exceed it."""
         if not isinstance(val, dict):
@@ -584,6 +660,11 @@ class NftSimulator:
             state = walk.env.ctstate if walk.ct_done else None
             if state not in (None, "INVALID", "UNTRACKED"):
                 walk.env.ctmark = self._data(walk, val.get("value"), where)
+        elif isinstance(target, dict) and "tcp option" in target:
+            # `tcp option maxseg size set rt mtu` (MSS clamping): the model holds which options a packet
+            # carries, not their values, so nothing it decides reads what this changes
+            walk.env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: sets tcp option "
+                                  f"{target['tcp option'].get('name')} {target['tcp option'].get('field')}")
         else:
             raise Undecidable(f"setting {str(target)[:60]} is not modelled", where)
 

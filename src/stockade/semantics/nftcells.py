@@ -147,6 +147,8 @@ class NftCuts:
                 elif key == "set":
                     residual.append(f"a limit per element of {val.get('set')} (a first packet passes)"
                                     if val.get("stmt") else f"set statement on {val.get('set')}")
+                elif key == "meter":
+                    residual.append(f"a limit per element of meter {val.get('name')} (a first packet passes)")
                 elif key in ("counter", "log", "accept", "drop", "reject", "continue", "return", "queue", "jump",
                              "goto", "notrack", "mangle", "snat", "masquerade", "dnat", "redirect", "ct helper"):
                     pass
