@@ -297,3 +297,31 @@ def test_undecided_names_what_no_packet_decides():
     rpf = d.rule("inet", "t", "in", match({"fib": {"flags": ["saddr", "iif"], "result": "oif"}}, False), DROP)
     assert sim(d).undecided() == [("inet t", "in", rpf, 0, "fib saddr . iif oif: the routing table is not in the "
                                    "model (give src_type/dst_type in the packet)")]
+
+
+def test_sets_the_packets_fill_keep_their_elements_until_they_time_out():
+    """`add @seen { ip saddr }` keeps an element 60 s from when it came, `update` from the last packet;
+    a full set takes no new one (the rule stops); an element deleted may still fill the set: UNKNOWN."""
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.set("ip", "t", "seen", "ipv4_addr", [], flags=["dynamic", "timeout"])
+    d.items[-1]["set"] |= {"timeout": 60, "size": 2}
+    hit = d.rule("ip", "t", "in", match(payload("ip", "saddr"), "@seen"), COUNTER)
+    add = d.rule("ip", "t", "in", match(payload("tcp", "dport"), 1000),
+                 {"set": {"op": "add", "elem": payload("ip", "saddr"), "set": "@seen"}}, COUNTER)
+    upd = d.rule("ip", "t", "in", match(payload("tcp", "dport"), 1001),
+                 {"set": {"op": "update", "elem": payload("ip", "saddr"), "set": "@seen"}}, COUNTER)
+    d.rule("ip", "t", "in", match(payload("tcp", "dport"), 1002),
+           {"set": {"op": "delete", "elem": payload("ip", "saddr"), "set": "@seen"}})
+    s = sim(d)
+
+    def send(src, port, t):
+        return s.run(from_short(f"tcp {src}:1 > 203.0.113.1:{port} SYN t {t}"))
+    assert counted(send("192.0.2.1", 1000, 0)) == [add] and counted(send("192.0.2.1", 9, 1)) == [hit]
+    assert counted(send("192.0.2.2", 1001, 30)) == [upd]
+    assert counted(send("192.0.2.3", 1000, 31)) == []  # full: the rule stops at the set statement
+    assert counted(send("192.0.2.1", 9, 61)) == []  # added at 0: gone at 60
+    assert counted(send("192.0.2.2", 1001, 80)) == [hit, upd]  # updated at 30: there until 90
+    assert counted(send("192.0.2.2", 9, 89)) == [hit] and counted(send("192.0.2.2", 9, 141)) == []
+    res = send("192.0.2.3", 1000, 150)  # both timed out, maybe not yet freed
+    assert res.verdict == "UNKNOWN" and "freed" in res.reason
+    assert s.undecided() == []

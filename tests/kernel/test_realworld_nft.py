@@ -8,8 +8,8 @@ file. For every other one:
   kernel's listing;
 - without loss: every statement the simulator cannot decide for any probe packet
   (`NftSimulator.undecided`) is listed here by why, and nothing else; each is outside what the packet
-  model holds by design (DNAT, reverse-path fib, sets the packets fill, IPv6 extension headers, TCP
-  option values, a connection's helper, ct status once NAT is in play), so a statement stockade
+  model holds by design (DNAT, reverse-path fib, IPv6 extension headers, TCP option values, a
+  connection's helper, ct status once NAT is in play), so a statement stockade
   misreads or drops turns this test red;
 - packets run through it without an error.
 A file written for a machine names its interfaces where nft needs them to exist (`iif`, `oif`): those
@@ -34,23 +34,20 @@ from stockade.semantics.nft import NftSimulator
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 STORE = Path(os.environ.get("STOCKADE_REALWORLD_NFT", SHARED / "corpus" / "realworld-nft"))
-DYN = "set @{} is filled by the packets themselves"
 DNAT = "statement `dnat` is not modelled"
 # case: (file, None if nft loads it else the start of nft's error, interfaces it needs, what is undecided)
 CASES = {
     # hand-written servers and desktops
     "abdelgaid": ("nftables.conf", None, (), {}),
     "and3rsonls-slackware": ("nftables.conf", None, (), {}),
-    "artfarm-zerofirewall": ("nftables.conf", None, (), {
-        DYN.format("ddos4"): 3, DYN.format("ddos6"): 3, DYN.format("portscanners4"): 2,
-        DYN.format("portscanners6"): 2, "expression `exthdr` is not modelled": 1,
-        "expression `tcp option` is not modelled": 1}),
-    "benrb3": ("nftables.conf", None, (), {DYN.format("deepsix4"): 1, DYN.format("deepsix6"): 1}),
+    "artfarm-zerofirewall": ("nftables.conf", None, (), {"expression `exthdr` is not modelled": 1,
+                                                          "expression `tcp option` is not modelled": 1}),
+    "benrb3": ("nftables.conf", None, (), {}),
     "debian-raspi3": ("nftables.conf", None, (), {}),
-    "maxkellermann-uologin": ("nftables.conf", None, (), {DYN.format("knocked"): 1}),
+    "maxkellermann-uologin": ("nftables.conf", None, (), {}),
     "micun028": ("nftables.conf", None, (), {}),
     "micun028-configs": ("configs/nftables.conf", None, (), {}),
-    "tahriyan-firewall": ("nftables.conf", None, (), {DYN.format("denylist"): 1, DYN.format("denylist6"): 1}),
+    "tahriyan-firewall": ("nftables.conf", None, (), {}),
     "vlad-portknock": ("nftables.conf", None, (), {}),
     "lausmirus": ("nftables.conf", None, ("wg0",), {}),
     "bdata-swarm": ("etc/nftables.conf", None, (), {}),

@@ -545,6 +545,11 @@ class NftSimulator:
         for bounds, data in self._elements(dtype, ref, where):
             if len(bounds) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, bounds, strict=True)):
                 return data if want_data else True
+        if isinstance(ref, str) and not want_data:
+            table = self._table_of(where)
+            added = self.memory.get(("nft-dynset", table.family, table.name, ref[1:]), {})
+            if key in added and _alive(added[key], walk.env.pkt.t):
+                return True
         return None
 
     def _elements(self, dtype: Any, ref: Any, where: tuple) -> list[tuple[tuple, Any]]:
@@ -596,21 +601,67 @@ class NftSimulator:
         return bool(val.get("inv", False))
 
     def _set_statement(self, walk: _Walk, table: NftTable, val: Any, where: tuple) -> None:
-        """`update @meter { ip saddr limit rate ... }` (a meter, as stockade writes hashlimit): a limit per
-        element, each with its own bucket; the rule goes on only if the element's limit holds. The set's
-        own contents are not tracked, so a set some rule also looks up is UNKNOWN."""
-        if not isinstance(val, dict) or val.get("op") not in ("add", "update"):
+        """`add`/`update`/`delete @set { KEY [timeout T] [limit ...] }`. A set some rule looks up holds the
+        elements the packets add (nft_dynset): each lives until its timeout (the element's, else the set's),
+        which `update` restarts and `add` does not; a full set takes no new one and the rule stops there.
+        A set nothing looks up is a meter (as stockade writes hashlimit): a limit per element, each with
+        its own bucket, and the rule goes on only if the element's limit holds."""
+        if not isinstance(val, dict) or val.get("op") not in ("add", "update", "delete"):
             raise Undecidable(f"set statement {str(val)[:60]} is not modelled", where)
         name = str(val.get("set", "")).removeprefix("@")
-        if _looked_up(table, name):
-            raise Undecidable(f"set @{name} is filled by the packets themselves", where)
         stmts = val.get("stmt") or []
-        _, elem = self._value(walk, val.get("elem"), where)
+        elem, timeout = val.get("elem"), None
+        if isinstance(elem, dict) and isinstance(elem.get("elem"), dict):
+            elem, timeout = elem["elem"].get("val"), elem["elem"].get("timeout")
+        _, value = self._value(walk, elem, where)
+        if _looked_up(table, name):
+            nset = table.sets.get(name)
+            if nset is None or nset.data is not None or stmts:
+                raise Undecidable(f"set @{name} is filled by the packets themselves with data or statements of "
+                                  "its elements, which is not modelled", where)
+            self._fill(walk, table, nset, val["op"], value if isinstance(value, tuple) else (value,),
+                       nset.timeout if timeout is None else timeout, where)
+            return
+        if val["op"] == "delete":
+            return
         for n, stmt in enumerate(stmts):
             if not (isinstance(stmt, dict) and set(stmt) == {"limit"}):
                 raise Undecidable(f"statement {str(stmt)[:40]} in a set element is not modelled", where)
-            if not self._limit(walk, stmt["limit"], where + ("@" + name, elem, n)):
+            if not self._limit(walk, stmt["limit"], where + ("@" + name, value, n)):
                 raise _Break
+
+    def _fill(self, walk: _Walk, table: NftTable, nset: Any, op: str, key: tuple, ttl: int | None,
+              where: tuple) -> None:
+        """One packet's change to the elements of a set the packets fill: {key: when it expires, or None}.
+        An element deleted or timed out still takes its place in a set of fixed size until the kernel's
+        garbage collection frees it, at a time of its own: a set full only with those is UNKNOWN."""
+        now = walk.env.pkt.t
+        ident = ("nft-dynset", table.family, table.name, nset.name)
+        added = self.memory.setdefault(ident, {})
+        dead = self.memory.get(ident + ("dead",), 0)  # removed from the set, maybe not yet freed
+        if op == "delete":
+            if key in added and _alive(added[key], now):
+                self.memory[ident + ("dead",)] = dead + 1
+            added.pop(key, None)
+            return
+        static = any(len(b) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, b, strict=True))
+                     for b, _ in self._elements(nset.key, "@" + nset.name, where))
+        if static:
+            return  # found: an element of the ruleset's own, which the model keeps for ever
+        if key in added and _alive(added[key], now):
+            if op == "update" and ttl:
+                added[key] = now + ttl
+            return
+        if nset.size is not None:
+            live = len(nset.elements) + sum(_alive(e, now) for e in added.values())
+            if live >= nset.size:
+                raise _Break  # the set is full: nft_dynset takes no new element and the rule stops
+            if len(nset.elements) + len(added) + dead >= nset.size:
+                raise Undecidable(f"set @{nset.name} is full unless the kernel has freed the elements deleted "
+                                  "or timed out, which it does at a time of its own", where)
+        if key in added:  # timed out: a new element beside the old one until that is freed
+            self.memory[ident + ("dead",)] = dead + 1
+        added[key] = now + ttl if ttl else None
 
     def _meter(self, walk: _Walk, table: NftTable, val: Any, where: tuple) -> None:
         """`meter NAME { KEY [timeout T] limit ... }` (older nft's hashlimit): the set statement of its own
@@ -689,6 +740,11 @@ def _note_ties(hook: str, steps: list[tuple[int, tuple]], res: NftResult) -> Non
                 "they were registered, which the ruleset does not record")
         if len(names) > 1 and note not in res.notes:
             res.notes.append(note)
+
+
+def _alive(expires: float | None, now: float) -> bool:
+    """Whether an element the packets added is still there (expires None: it never times out)."""
+    return expires is None or expires > now
 
 
 def _u64(n: Any) -> bool:

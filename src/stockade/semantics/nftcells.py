@@ -293,7 +293,7 @@ class NftCuts:
             nset = table.sets.get(ref[1:])
             if nset is None:
                 raise _Residual(f"set {ref}")
-            elements = nset.elements if not _dynamic(nset) else None
+            elements = nset.elements if not _dynamic(table, nset) else None
             if elements is None:
                 raise _Residual(f"set {ref} is updated by the packets themselves")
         elif isinstance(ref, dict) and "set" in ref:
@@ -398,8 +398,13 @@ def _is_set(right: Any) -> bool:
     return (isinstance(right, str) and right.startswith("@")) or (isinstance(right, dict) and "set" in right)
 
 
-def _dynamic(nset: NftSet) -> bool:
-    return "dynamic" in nset.flags
+def _dynamic(table: NftTable, nset: NftSet) -> bool:
+    """Whether packets change the set: flagged so, or named by a rule's set statement (add/update/delete)."""
+    if "dynamic" in nset.flags:
+        return True
+    ref = "@" + nset.name
+    return any(isinstance(stmt.get("set"), dict) and stmt["set"].get("set") == ref
+               for c in table.chains.values() for r in c.rules for stmt in r.expr)
 
 
 class NftOracle:
