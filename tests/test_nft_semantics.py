@@ -325,3 +325,43 @@ def test_sets_the_packets_fill_keep_their_elements_until_they_time_out():
     res = send("192.0.2.3", 1000, 150)  # both timed out, maybe not yet freed
     assert res.verdict == "UNKNOWN" and "freed" in res.reason
     assert s.undecided() == []
+
+
+def test_notrack_alone_turns_no_conntrack_on():
+    """A raw chain of `notrack` rules and no ct expression anywhere: the kernel runs no conntrack, so
+    nothing holds a lone fragment for reassembly (a ct test beside it would)."""
+    d = Doc().table("inet", "raw").chain("inet", "raw", "pre", "prerouting", -300)
+    d.rule("inet", "raw", "pre", match(payload("udp", "dport"), 53), {"notrack": None})
+    frag = "udp [2001:db8::5]:1 > [2001:db8:2::1]:53 frag 1 mf iif in0"
+    assert sim(d).run(from_short(frag)).verdict == "ACCEPT"
+    d.table("inet", "f").chain("inet", "f", "in", "input")
+    d.rule("inet", "f", "in", match(ct("state"), "established", "in"), ACCEPT)
+    res = sim(d).run(from_short(frag))
+    assert res.verdict == "DROP" and "reassembly" in res.reason
+
+
+def test_a_concatenation_with_an_unknown_part_is_decided_by_the_others():
+    """`meta l4proto . th dport vmap { udp . 53 : accept }` of an ICMP packet reads its checksum, which the
+    model lacks; no element is ICMP, so nothing matches all the same. A UDP element and a raw protocol
+    with no ports in the model (th dport of protocol 253) is UNKNOWN."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input", 0, "drop")
+    key = {"concat": [meta("l4proto"), payload("th", "dport")]}
+    d.rule("inet", "t", "in", {"vmap": {"key": key, "data": {"set": [[{"concat": ["udp", 53]}, ACCEPT]]}}})
+    s = sim(d)
+    assert s.run(from_short("icmp 192.0.2.5 > 203.0.113.1 type 8 iif in0")).verdict == "DROP"
+    assert s.run(from_short(DNS)).verdict == "ACCEPT" and s.undecided() == []
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input", 0, "drop")
+    d.rule("inet", "t", "in", {"vmap": {"key": key, "data": {"set": [[{"concat": [253, 53]}, ACCEPT]]}}})
+    res = sim(d).run(from_short("253 192.0.2.5 > 203.0.113.1 iif in0"))
+    assert res.verdict == "UNKNOWN" and "th dport" in res.reason
+
+
+def test_undecided_reaches_statements_behind_value_tests():
+    """A DNAT behind `tcp dport 9000` is listed though no probe is sent to port 9000; `th dport` behind
+    `meta l4proto udp` is not, as no ICMP probe gets there."""
+    d = Doc().table("ip", "nat").chain("ip", "nat", "pre", "prerouting")
+    d.items[-1]["chain"]["type"] = "nat"
+    dnat = d.rule("ip", "nat", "pre", match(payload("tcp", "dport"), 9000),
+                  {"dnat": {"addr": "192.0.2.7", "port": 80}})
+    d.rule("ip", "nat", "pre", match(meta("l4proto"), "udp"), match(payload("th", "dport"), 53), ACCEPT)
+    assert sim(d).undecided() == [("ip nat", "pre", dnat, 1, "statement `dnat` is not modelled")]

@@ -86,7 +86,8 @@ class _Walk:
 
 def conntrack_families(nft: NftRuleset) -> set[Family]:
     """The families whose conntrack (and defragmentation) the nft tables turn on: any ct expression or
-    statement, notrack, or a nat chain, in an ip/ip6/inet table."""
+    statement (their init takes the netns's conntrack, nf_ct_netns_get), or a nat chain, in an ip/ip6/inet
+    table. `notrack` alone does not: it only marks packets of a conntrack something else turned on."""
     out: set[Family] = set()
     for t in nft.tables:
         if not t.analysed:
@@ -99,7 +100,8 @@ def conntrack_families(nft: NftRuleset) -> set[Family]:
 def _mentions_ct(table: NftTable) -> bool:
     def walk(node: Any) -> bool:
         if isinstance(node, dict):
-            return any(k in ("ct", "notrack", "ct count") or walk(v) for k, v in node.items())
+            return any(k in ("ct", "ct count", "ct helper", "ct timeout", "ct expectation") or walk(v)
+                       for k, v in node.items())
         if isinstance(node, list | tuple):
             return any(walk(v) for v in node)
         return False
@@ -229,43 +231,64 @@ class NftSimulator:
         return None
 
     def undecided(self) -> list[tuple[str, str, int | None, int, str]]:
-        """(table, chain, handle, statement index, why) of each statement of an analysed table that no probe
-        packet (PROBES, at any hook the chain may run at) decides: what reading this ruleset loses, as
-        opposed to what one packet leaves open. Each statement is tried alone, as if those before it held."""
+        """(table, chain, handle, statement index, why) of each statement of an analysed table that some probe
+        packet (PROBES, at each hook the chain may run at) reaches and leaves undecided although it carries
+        every field the model has: what reading this ruleset loses, as opposed to what one packet's missing
+        fields leave open. Statements before it are taken to hold (stateful ones, comparisons of values),
+        except where the probe lacks the header they read or they select the protocol or family, so every
+        probe of the protocols the rule is about tries it; the simulator's memory is left as it was."""
         probes = [from_short(spec) for spec in PROBES]
         out = []
-        for table in self.nft.tables:
-            if not table.analysed:
-                continue
-            for chain in table.chains.values():
-                hooks = (chain.hook,) if chain.base else tuple(h for h in PATHS["FORWARD"] + ("input", "output")
-                                                               if h != "route")
-                for rule in chain.rules:
-                    for n, stmt in enumerate(rule.expr):
-                        why = self._undecided(table, chain, rule, n, stmt, probes, hooks)
-                        if why is not None:
-                            out.append((table.label, chain.name, rule.handle, n, why))
+        kept = self.memory
+        try:
+            for table in self.nft.tables:
+                if not table.analysed:
+                    continue
+                for chain in table.chains.values():
+                    hooks = (chain.hook,) if chain.base else ("prerouting", "input", "forward", "output",
+                                                               "postrouting")
+                    for rule in chain.rules:
+                        for n in range(len(rule.expr)):
+                            why = self._undecided(table, chain, rule, n, probes, hooks)
+                            if why is not None:
+                                out.append((table.label, chain.name, rule.handle, n, why))
+        finally:
+            self.memory = kept
         return out
 
-    def _undecided(self, table: NftTable, chain: NftChain, rule: NftRule, n: int, stmt: dict,
-                   probes: list[Packet], hooks: tuple) -> str | None:
-        (key, val), = stmt.items()
-        where = (table.label, chain.name, rule.handle, None, n)
-        why = None
+    def _undecided(self, table: NftTable, chain: NftChain, rule: NftRule, n: int, probes: list[Packet],
+                   hooks: tuple) -> str | None:
         for pkt in probes:
             for hook in hooks:
-                env = Env(pkt, pkt.state, {}, mark=pkt.mark, ctmark=pkt.arrival_ctmark)
-                walk = _Walk(env, NftResult("ACCEPT", None), hook=hook, ct_done=True, where=where)
+                self.memory = {}
+                env = Env(pkt, pkt.state, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark)
+                walk = _Walk(env, NftResult("ACCEPT", None), hook=hook, ct_done=True)
                 try:
-                    self._statement(walk, table, key, val, where, {})
-                    return None
+                    for m, stmt in enumerate(rule.expr[:n + 1]):
+                        (key, val), = stmt.items()
+                        if m < n and key in ("limit", "quota", "meter", "set"):
+                            continue
+                        where = (table.label, chain.name, rule.handle, None, m)
+                        walk.where = where
+                        try:
+                            if m < n and key == "match":  # a header the probe lacks ends it; a value not
+                                if not self._match(walk, table, val, where) and _selects(val.get("left")):
+                                    raise _Break  # (but the protocol or family the rest is about does)
+                                continue
+                            outcome = self._statement(walk, table, key, val, where, {})
+                        except Undecidable as e:
+                            if m == n:
+                                return str(e)
+                            raise _Break from None  # an earlier statement's loss, not this one's
+                        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+                            if m == n:
+                                return f"malformed ({type(e).__name__}: {str(e)[:60]})"
+                            raise _Break from None
+                        if m < n and outcome is not None and outcome[0] != "continue":
+                            break  # the rule ends before statement n
                 except _Break:
-                    return None
-                except Undecidable as e:
-                    why = str(e)
-                except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
-                    why = f"malformed ({type(e).__name__}: {str(e)[:60]})"
-        return why
+                    continue
+        return None
 
     # --- one rule ------------------------------------------------------------------------------
     def _rule(self, walk: _Walk, table: NftTable, chain: NftChain, rule: NftRule) -> tuple[str, str | None] | None:
@@ -539,8 +562,14 @@ class NftSimulator:
 
     # --- sets and maps -------------------------------------------------------------------------
     def _lookup(self, walk: _Walk, left: Any, ref: Any, where: tuple, want_data: bool) -> Any:
-        """The element of a set the key falls in (its data for a map); None if none."""
-        dtype, value = self._value(walk, left, where)
+        """The element of a set the key falls in (its data for a map); None if none. A concatenation with a
+        part the packet model lacks (`meta l4proto . th dport` of an ICMP packet: its checksum) is still
+        decided when no element matches the other parts."""
+        try:
+            dtype, value = self._value(walk, left, where)
+        except Undecidable as unknown:
+            self._lookup_without(walk, left, ref, where, unknown)
+            return None
         key = value if isinstance(value, tuple) else (value,)
         for bounds, data in self._elements(dtype, ref, where):
             if len(bounds) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, bounds, strict=True)):
@@ -550,6 +579,27 @@ class NftSimulator:
             added = self.memory.get(("nft-dynset", table.family, table.name, ref[1:]), {})
             if key in added and _alive(added[key], walk.env.pkt.t):
                 return True
+        return None
+
+    def _lookup_without(self, walk: _Walk, left: Any, ref: Any, where: tuple, unknown: Undecidable) -> None:
+        """Raise `unknown` unless some part of the concatenation `left` rules every element out."""
+        parts = left.get("concat") if isinstance(left, dict) else None
+        if not isinstance(parts, list):
+            raise unknown
+        known: list[tuple[str, Any] | None] = []
+        for e in parts:
+            try:
+                known.append(self._value(walk, e, where))
+            except Undecidable:
+                p = e.get("payload", {}) if isinstance(e, dict) else {}
+                if p.get("field") not in PORT_FIELDS:
+                    raise unknown from None
+                known.append(None)
+        dtype = tuple(k[0] if k else PORT_FIELDS[parts[i]["payload"]["field"]] for i, k in enumerate(known))
+        for bounds, _ in self._elements(dtype, ref, where):
+            if len(bounds) == len(known) and all(k is None or lo <= k[1] <= hi
+                                                 for k, (lo, hi) in zip(known, bounds, strict=True)):
+                raise unknown
         return None
 
     def _elements(self, dtype: Any, ref: Any, where: tuple) -> list[tuple[tuple, Any]]:
@@ -740,6 +790,16 @@ def _note_ties(hook: str, steps: list[tuple[int, tuple]], res: NftResult) -> Non
                 "they were registered, which the ruleset does not record")
         if len(names) > 1 and note not in res.notes:
             res.notes.append(note)
+
+
+SELECTORS = ({"meta": {"key": "l4proto"}}, {"meta": {"key": "nfproto"}}, {"meta": {"key": "protocol"}},
+             {"payload": {"protocol": "ip", "field": "protocol"}}, {"payload": {"protocol": "ip6", "field": "nexthdr"}},
+             {"payload": {"protocol": "ip", "field": "version"}}, {"payload": {"protocol": "ip6", "field": "version"}})
+
+
+def _selects(left: Any) -> bool:
+    """Whether a comparison's left side names the protocol or family (`meta l4proto`, `ip protocol`, ...)."""
+    return left in SELECTORS
 
 
 def _alive(expires: float | None, now: float) -> bool:
