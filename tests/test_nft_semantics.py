@@ -209,12 +209,18 @@ def test_continue_goes_on_with_the_rules_next_statement():
     assert res.verdict == "DROP" and counted(res) == [vm]
 
 
-def test_fragment_offset_test_is_decided_without_the_df_bit():
+def test_fragment_offset_and_the_df_bit():
+    """`ip frag-off & 0x1fff != 0` (a later fragment), `ip frag-off & 0x4000 != 0` (DF) and the bare
+    `ip frag-off 0x4000` (DF, whole: no MF, offset 0) read the packet's offset, MF and DF bits."""
     d = Doc().table("ip", "t").chain("ip", "t", "in", "prerouting")
     frag = d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x1FFF]}, 0, "!="), COUNTER)
-    d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
-    res = sim(d).run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))
-    assert counted(res) == [frag] and res.verdict == "UNKNOWN" and "don't-fragment" in res.reason
+    df = d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
+    whole_df = d.rule("ip", "t", "in", match(payload("ip", "frag-off"), 0x4000), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))) == [frag]
+    assert counted(s.run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 df iif in0"))) == [df, whole_df]
+    assert counted(s.run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 df iif in0"))) == [frag, df]
+    assert counted(s.run(from_short(DNS))) == [] and s.undecided() == []
 
 
 def test_masquerade_accepts_and_a_later_chain_is_not_guessed():

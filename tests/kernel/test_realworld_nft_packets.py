@@ -162,7 +162,8 @@ def test_real_nft_file_decides_as_the_kernel(case, probe, capsys):
         # the route type of its destination, as `fib daddr type` reads it: all of the probe's local
         # pools are the server's own (lab.topology), its forward pool is routed on
         pkt = pkt.with_(t=time.monotonic() - t0, length=wire_length(pkt),
-                        dst_type="LOCAL" if pkt.hook == "INPUT" else "UNICAST")
+                        dst_type="LOCAL" if pkt.hook == "INPUT" else "UNICAST",
+                        dont_fragment=pkt.family is Family.IPV4 and rng.random() < 0.5)
         obs = probe.send(pkt)
         after = counters(probe)
         moved = Counter({k: v - before[k] for k, v in after.items() if v != before[k]})

@@ -3,7 +3,7 @@
 Spec (JSON): {"family": 4, "proto": "tcp", "src": "203.0.113.5", "dst": "198.51.100.1",
 "sport": 40000, "dport": 22, "tcp_flags": ["SYN"], "iif": "eth0", "hook": "INPUT"}
 plus optional "state", "t", "icmp_type", "icmp_code", "length", "ttl", "tos",
-"frag_offset", "more_fragments", "mark", "oif", "tcp_options", "uid", "gid",
+"frag_offset", "more_fragments", "dont_fragment" (IPv4's DF bit), "mark", "oif", "tcp_options", "uid", "gid",
 "groups" (supplementary gids), "ctmark", "src_mac", "pkttype", "src_type",
 "dst_type", "payload" (text, sent as UTF-8) or "payload_hex", "buffer_splits".
 "length" is the IPv4 total length, or for IPv6 the 40-byte header plus the payload
@@ -74,6 +74,7 @@ class Packet:
     tos: int = 0
     frag_offset: int = 0  # in 8-byte units, as in the IP header
     more_fragments: bool = False
+    dont_fragment: bool = False  # IPv4's DF bit (IPv6 has none)
     mark: int = 0
     uid: int | None = None
     gid: int | None = None
@@ -152,7 +153,8 @@ def _ip(text: str) -> tuple[Family, int]:
 
 
 KNOWN = frozenset({"family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "tcp_options", "icmp_type",
-                   "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments", "mark",
+                   "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments",
+                   "dont_fragment", "mark",
                    "uid", "gid", "state", "t", "hl", "groups", "ctmark", "src_mac", "pkttype", "src_type", "dst_type",
                    "payload", "payload_hex", "buffer_splits"})
 INTS = (("sport", 0, 65535), ("dport", 0, 65535), ("icmp_type", 0, 255), ("icmp_code", 0, 255),
@@ -254,6 +256,10 @@ def from_json(spec: dict) -> Packet:
             raise SpecError("`t` is the packet's time in seconds, a number from 0")
         ints["t"] = float(spec["t"])
     ints["more_fragments"] = more
+    if spec.get("dont_fragment", False):
+        if fam_s is not Family.IPV4:
+            raise SpecError("`dont_fragment` is IPv4's DF bit: IPv6 has none")
+        ints["dont_fragment"] = True
     return _new(ints)
 
 
@@ -359,13 +365,13 @@ def from_short(text: str) -> Packet:
             "mac": "src_mac", "pkttype": "pkttype", "srctype": "src_type", "dsttype": "dst_type",
             "ctmark": "ctmark", "uid": "uid", "gid": "gid", "payload": "payload"}
     first = rest[0].group() if rest else ""
-    if first.replace(",", "").replace("|", "").isalpha() and first.lower() not in keys | {"mf": 1}:
+    if first.replace(",", "").replace("|", "").isalpha() and first.lower() not in keys | {"mf": 1, "df": 1}:
         spec["tcp_flags"] = re.split(r"[,|]", rest.pop(0).group())
     while rest:
         word = rest.pop(0)
         key = word.group().lower()
-        if key == "mf":
-            spec["more_fragments"] = True
+        if key in ("mf", "df"):
+            spec["more_fragments" if key == "mf" else "dont_fragment"] = True
             continue
         if key not in keys or not rest:
             raise SpecError(f"unexpected `{key[:20]}` in short form", col=word.start() + 1)

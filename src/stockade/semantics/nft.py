@@ -455,7 +455,8 @@ class NftSimulator:
                       "ecn": ("integer", pkt.tos & 3)}
             if v4:
                 values |= {"protocol": ("inet_proto", pkt.proto), "ttl": ("integer", pkt.ttl),
-                           "length": ("integer", pkt.length), "hdrlength": ("integer", 5)}
+                           "length": ("integer", pkt.length), "hdrlength": ("integer", 5),
+                           "frag-off": ("integer", _frag_field(pkt))}
             else:
                 values |= {"nexthdr": ("inet_proto", 44 if pkt.fragment else pkt.proto),
                            "hoplimit": ("integer", pkt.ttl), "length": ("integer", pkt.length - 40)}
@@ -485,15 +486,11 @@ class NftSimulator:
         raise Undecidable(f"payload {proto} {fld} is not modelled", where)
 
     def _frag_off(self, walk: _Walk, mask: Any, where: tuple) -> tuple[str, int]:
-        """`ip frag-off & MASK`: the packet model has the offset and MF but not DF (0x4000), so only a mask
-        without DF is decided (`ip frag-off & 0x1fff != 0`, the usual fragment test)."""
+        """`ip frag-off & MASK` (`ip frag-off & 0x1fff != 0`, the usual fragment test)."""
         pkt = walk.env.pkt
         if pkt.family is not Family.IPV4:
             raise _Break
-        m = self._const("integer", mask, where)[0]
-        if m & 0x4000:
-            raise Undecidable("ip frag-off: the don't-fragment bit is not in the packet model", where)
-        return "integer", (pkt.frag_offset | (0x2000 if pkt.more_fragments else 0)) & m
+        return "integer", _frag_field(pkt) & self._const("integer", mask, where)[0]
 
     def _meta(self, walk: _Walk, key: str, where: tuple) -> tuple[str, int]:
         env, hook = walk.env, walk.hook
@@ -800,6 +797,11 @@ SELECTORS = ({"meta": {"key": "l4proto"}}, {"meta": {"key": "nfproto"}}, {"meta"
 def _selects(left: Any) -> bool:
     """Whether a comparison's left side names the protocol or family (`meta l4proto`, `ip protocol`, ...)."""
     return left in SELECTORS
+
+
+def _frag_field(pkt: Packet) -> int:
+    """IPv4's 16 bits of flags and fragment offset: DF 0x4000, MF 0x2000, the offset in 8-byte units."""
+    return pkt.frag_offset | (0x2000 if pkt.more_fragments else 0) | (0x4000 if pkt.dont_fragment else 0)
 
 
 def _alive(expires: float | None, now: float) -> bool:

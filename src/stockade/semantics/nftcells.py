@@ -247,6 +247,8 @@ class NftCuts:
             return "ctstate", "ct_state", None
         if key == "&" and isinstance(val, list) and len(val) == 2:
             if val[0] == FRAG_OFF and self.family is Family.IPV4:
+                if self._const("integer", val[1])[0] & 0x4000:
+                    raise _Residual("ip frag-off: the don't-fragment bit (cells hold packets without it)")
                 return "fragoff", "integer", None  # cells hold unfragmented packets: the offset and MF are 0
             if val[0] == {"payload": {"protocol": "tcp", "field": "flags"}}:
                 return "flags&" + str(self._const("tcp_flag", val[1])[0]), "tcp_flag", {PROTO: ((6, 6),)}
