@@ -371,3 +371,18 @@ def test_undecided_reaches_statements_behind_value_tests():
                   {"dnat": {"addr": "192.0.2.7", "port": 80}})
     d.rule("ip", "nat", "pre", match(meta("l4proto"), "udp"), match(payload("th", "dport"), 53), ACCEPT)
     assert sim(d).undecided() == [("ip nat", "pre", dnat, 1, "statement `dnat` is not modelled")]
+
+
+def test_ipv6_extension_headers_the_model_carries():
+    """`exthdr frag exists` holds for an IPv6 fragment, not for a whole packet; an IPv4 packet never gets
+    there (nft's implicit `meta nfproto ipv6`); no other extension header is in the model's packets."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "prerouting")
+    frag = d.rule("inet", "t", "in", match({"exthdr": {"name": "frag"}}, True), COUNTER)
+    nofrag = d.rule("inet", "t", "in", match({"exthdr": {"name": "frag"}}, False), COUNTER)
+    rt = d.rule("inet", "t", "in", match({"exthdr": {"name": "rt"}}, True), COUNTER)
+    off = d.rule("inet", "t", "in", match({"exthdr": {"name": "frag", "field": "frag-off"}}, 3), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short("udp [2001:db8::5]:1 > [2001:db8:2::1]:53 frag 3 iif in0"))) == [frag, off]
+    assert counted(s.run(from_short("udp [2001:db8::5]:1 > [2001:db8:2::1]:53 iif in0"))) == [nofrag]
+    assert counted(s.run(from_short(DNS))) == [] and rt not in counted(s.run(from_short(SSH6)))
+    assert s.undecided() == []

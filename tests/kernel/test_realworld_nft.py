@@ -6,11 +6,10 @@ loaded unchanged by kernel/nftfile.py (`nft -f` in a throwaway namespace, listed
 file. For every other one:
 - stockade's model holds every table, chain (hook, priority, policy), set and rule statement of the
   kernel's listing;
-- without loss: every statement the simulator cannot decide for any probe packet
+- without loss: every statement some probe packet reaches and the simulator cannot decide
   (`NftSimulator.undecided`) is listed here by why, and nothing else; each is outside what the packet
-  model holds by design (DNAT, reverse-path fib, IPv6 extension headers, TCP option values, a
-  connection's helper or count, ct status once NAT is in play), so a statement stockade
-  misreads or drops turns this test red;
+  model holds (DNAT, reverse-path fib, TCP option values, a connection's helper or count, ct status
+  once NAT is in play), so a statement stockade misreads or drops turns this test red;
 - packets run through it without an error.
 A file written for a machine names its interfaces where nft needs them to exist (`iif`, `oif`): those
 cases give the names, and the namespace gets a veth of each (nothing in the file changes).
@@ -41,7 +40,7 @@ CASES = {
     "abdelgaid": ("nftables.conf", None, (), {}),
     "and3rsonls-slackware": ("nftables.conf", None, (), {}),
     "artfarm-zerofirewall": ("nftables.conf", None, (), {
-        "expression `exthdr` is not modelled": 1, "expression `tcp option` is not modelled": 1,
+        "expression `tcp option` is not modelled": 1,
         "statement {'ct count': {'val': 64, 'inv': True}} in a set element is not modelled": 2}),
     "benrb3": ("nftables.conf", None, (), {}),
     "debian-raspi3": ("nftables.conf", None, (), {}),

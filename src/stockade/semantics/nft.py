@@ -426,6 +426,8 @@ class NftSimulator:
             return self._ct(walk, val, where)
         if key == "fib":
             return self._fib(walk, val, where)
+        if key == "exthdr":
+            return self._exthdr(walk, val, where)
         if key == "concat":
             parts = [self._value(walk, e, where) for e in val]
             return tuple(d for d, _ in parts), tuple(v for _, v in parts)
@@ -545,6 +547,21 @@ class NftSimulator:
         if key == "status" and state == "NEW" and not self.nat:
             return "ct_status", 0  # not yet confirmed, no NAT done
         raise Undecidable(f"ct {key} of this connection is not in the packet model", where)
+
+    def _exthdr(self, walk: _Walk, val: dict, where: tuple) -> tuple[str, int]:
+        """An IPv6 extension header (nft makes it depend on `meta nfproto ipv6`): the model's packets carry
+        none but the fragment header, which a fragment has; `exthdr frag exists` and its offset and MF."""
+        pkt = walk.env.pkt
+        if pkt.family is not Family.IPV6:
+            raise _Break
+        name, fld = val.get("name"), val.get("field")
+        if fld is None:
+            return "boolean", int(name == "frag" and pkt.fragment)
+        if name in ("hbh", "rt", "rt0", "rt2", "srh", "dst", "mh") or (name == "frag" and not pkt.fragment):
+            raise _Break  # the header is not there: reading a field of it ends the rule
+        if name == "frag" and fld in ("frag-off", "more-fragments"):
+            return "integer", pkt.frag_offset if fld == "frag-off" else int(pkt.more_fragments)
+        raise Undecidable(f"exthdr {name} {fld} is not in the packet model", where)
 
     def _fib(self, walk: _Walk, val: dict, where: tuple) -> tuple[str, int]:
         flags = val.get("flags")
