@@ -67,6 +67,8 @@ CASES = {
     "insights-firewalld": ("ruleset.nft", None, (), {
         "fib saddr . iif oif: the routing table is not in the model (give src_type/dst_type in the packet)": 1,
         "ct helper of this connection is not in the packet model": 1}),
+    "florianleveil-firewalld": ("ruleset.nft", None, (), {  # CentOS 8: `nft list table inet firewalld`
+        "fib saddr . iif oif: the routing table is not in the model (give src_type/dst_type in the packet)": 1}),
     "heiwmm-sbshell-docker": ("ruleset.nft", None, (), {DNAT: 1}),
     # refused by nft 1.0.6 itself
     "alexitru-minecraft": ("nftables.conf", "syntax error", (), {}),  # newer nft syntax than 1.0.6
