@@ -300,9 +300,22 @@ def test_undecided_names_what_no_packet_decides():
     """What the reading loses is listed by rule and statement; what one packet leaves open is not."""
     d = Doc().table("inet", "t").chain("inet", "t", "in", "input")
     d.rule("inet", "t", "in", match(meta("mark"), 1), match(payload("tcp", "dport"), 22), ACCEPT)
-    rpf = d.rule("inet", "t", "in", match({"fib": {"flags": ["saddr", "iif"], "result": "oif"}}, False), DROP)
-    assert sim(d).undecided() == [("inet t", "in", rpf, 0, "fib saddr . iif oif: the routing table is not in the "
-                                   "model (give src_type/dst_type in the packet)")]
+    route = d.rule("inet", "t", "in", match({"fib": {"flags": ["daddr"], "result": "oif"}}, 0), DROP)
+    assert sim(d).undecided() == [("inet t", "in", route, 0, "fib daddr oif: the routing table is not in the "
+                                   "model (give src_type/dst_type, or src_via_iif, in the packet)")]
+
+
+def test_reverse_path_fib_reads_the_packets_route_back():
+    """`fib saddr . iif oif missing drop` (firewalld's IPv6 rpfilter): the route to the source, looked up
+    through the input interface, is that interface or none, as the packet's src_via_iif says."""
+    d = Doc().table("inet", "t").chain("inet", "t", "pre", "prerouting")
+    rpf = d.rule("inet", "t", "pre", match({"fib": {"flags": ["saddr", "iif"], "result": "oif"}}, False), DROP)
+    s = sim(d)
+    assert s.run(from_short(SSH6 + " rpf yes")).verdict == "ACCEPT"
+    res = s.run(from_short(SSH6 + " rpf no"))
+    assert res.verdict == "DROP" and counted(res) == [] and res.matched[0]["handle"] == rpf
+    res = s.run(from_short(SSH6))
+    assert res.verdict == "UNKNOWN" and "src_via_iif" in res.reason and s.undecided() == []
 
 
 def test_sets_the_packets_fill_keep_their_elements_until_they_time_out():

@@ -15,6 +15,7 @@ Seed fixed under CI=true, random otherwise, always printed (STOCKADE_SEED overri
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -25,8 +26,10 @@ from typing import Any
 import pytest
 
 from stockade.kernel.nftfile import nft_json_of_file
+from stockade.lab.topology import CLIENT_NET_V4, CLIENT_NET_V6, SERVER_V4, SERVER_V6
 from stockade.model import Family
 from stockade.model.nftables import IPTABLES_NFT
+from stockade.model.packet import Packet
 from stockade.parse.nft import read_nft_json
 from stockade.parse.save import read_save
 from stockade.semantics.nft import NftSimulator
@@ -106,6 +109,14 @@ def ports(listing: str) -> list[int]:
     return sorted(found)
 
 
+def via_in(pkt: Packet) -> bool:
+    """Whether the server's route back to the packet's source leaves through in0, where every packet comes
+    in (`fib saddr . iif oif`): the client's subnet is there, but not the server's own address on it."""
+    net, own = (CLIENT_NET_V4, SERVER_V4) if pkt.family is Family.IPV4 else (CLIENT_NET_V6, SERVER_V6)
+    src = ipaddress.ip_address(pkt.src) if pkt.family is Family.IPV6 else ipaddress.IPv4Address(pkt.src)
+    return src in ipaddress.ip_network(net) and src != ipaddress.ip_address(own)
+
+
 def counters(probe) -> Counter:
     counts: Counter = Counter()
     for item in json.loads(probe.server.run(["nft", "-j", "list", "ruleset"]).stdout)["nftables"]:
@@ -163,7 +174,8 @@ def test_real_nft_file_decides_as_the_kernel(case, probe, capsys):
         # pools are the server's own (lab.topology), its forward pool is routed on
         pkt = pkt.with_(t=time.monotonic() - t0, length=wire_length(pkt),
                         dst_type="LOCAL" if pkt.hook == "INPUT" else "UNICAST",
-                        dont_fragment=pkt.family is Family.IPV4 and rng.random() < 0.5)
+                        dont_fragment=pkt.family is Family.IPV4 and rng.random() < 0.5,
+                        src_via_iif=via_in(pkt))
         obs = probe.send(pkt)
         after = counters(probe)
         moved = Counter({k: v - before[k] for k, v in after.items() if v != before[k]})

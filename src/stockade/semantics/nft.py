@@ -50,7 +50,8 @@ FRAG_OFF = {"payload": {"protocol": "ip", "field": "frag-off"}}
 # Packets that carry every field the model has (marks, socket owner, route types), one per family and
 # transport, each as a new and as an established connection: a statement none of them decides is one the
 # simulator cannot read at all (`undecided`), not one this packet happens to leave open.
-_PROBE_FIELDS = "iif eth0 oif eth1 mark 1 ctmark 1 uid 1000 gid 1000 srctype UNICAST dsttype LOCAL hook FORWARD"
+_PROBE_FIELDS = ("iif eth0 oif eth1 mark 1 ctmark 1 uid 1000 gid 1000 srctype UNICAST dsttype LOCAL rpf yes "
+                 "hook FORWARD")
 PROBES = tuple(f"{spec} {_PROBE_FIELDS} state {state}" for state in ("NEW", "ESTABLISHED") for spec in (
     "tcp 192.0.2.5:40000 > 203.0.113.1:22 SYN", "udp 192.0.2.5:5353 > 203.0.113.1:53",
     "icmp 192.0.2.5 > 203.0.113.1 type 8", "tcp [2001:db8::5]:40000 > [2001:db8:2::1]:443 SYN",
@@ -571,8 +572,15 @@ class NftSimulator:
             kind = pkt.dst_type if flags == ["daddr"] else pkt.src_type
             if kind is not None:
                 return "fib_addrtype", ROUTE_TYPES.index(kind)
+        if val.get("result") in ("oif", "oifname") and sorted(flags) == ["iif", "saddr"] and \
+                pkt.src_via_iif is not None and walk.hook in SEES_IIF:
+            # the route to the source, looked up through the input interface: that interface, or none
+            dev = pkt.iif if pkt.src_via_iif else None
+            if val["result"] == "oifname":
+                return "ifname", ifname(dev or "")
+            return "iface_index", ifname(dev) if dev else 0
         raise Undecidable(f"fib {' . '.join(flags)} {val.get('result')}: the routing table is not in the model "
-                          "(give src_type/dst_type in the packet)", where)
+                          "(give src_type/dst_type, or src_via_iif, in the packet)", where)
 
     # --- sets and maps -------------------------------------------------------------------------
     def _lookup(self, walk: _Walk, left: Any, ref: Any, where: tuple, want_data: bool) -> Any:
