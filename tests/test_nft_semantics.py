@@ -399,3 +399,16 @@ def test_ipv6_extension_headers_the_model_carries():
     assert counted(s.run(from_short("udp [2001:db8::5]:1 > [2001:db8:2::1]:53 iif in0"))) == [nofrag]
     assert counted(s.run(from_short(DNS))) == [] and rt not in counted(s.run(from_short(SSH6)))
     assert s.undecided() == []
+
+
+def test_ct_status_nat_bits_of_a_first_packet_beside_nat_chains():
+    """`ct status dnat accept` (a router forwarding its port forwards) with nat chains in the ruleset: a
+    connection's first packet that no DNAT statement mapped has no dnat bit; other status bits stay
+    UNKNOWN there (whether the nat hook ran yet, confirmation)."""
+    d = Doc().table("ip", "nat").chain("ip", "nat", "post", "postrouting", 100)
+    d.items[-1]["chain"]["type"] = "nat"
+    d.table("inet", "f").chain("inet", "f", "in", "input", 0, "drop")
+    d.rule("inet", "f", "in", match(ct("status"), "dnat", "in"), ACCEPT)
+    assert sim(d).run(from_short(SSH)).verdict == "DROP"
+    d.rule("inet", "f", "in", match(ct("status"), "confirmed", "in"), ACCEPT)
+    assert sim(d).run(from_short(SSH)).verdict == "UNKNOWN"

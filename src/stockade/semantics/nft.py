@@ -47,6 +47,8 @@ BYTES = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 TRANSPORT = {"tcp": 6, "udp": 17, "udplite": 136, "sctp": 132, "dccp": 33}
 PORT_FIELDS = {"sport": "inet_service", "dport": "inet_service"}
 FRAG_OFF = {"payload": {"protocol": "ip", "field": "frag-off"}}
+CT_STATUS = {"ct": {"key": "status"}}
+NAT_BITS = 0x10 | 0x20  # ct status snat, dnat: a mapping changed the connection's tuple
 # Packets that carry every field the model has (marks, socket owner, route types), one per family and
 # transport, each as a new and as an established connection: a statement none of them decides is one the
 # simulator cannot read at all (`undecided`), not one this packet happens to leave open.
@@ -120,8 +122,8 @@ class NftSimulator:
         self.ipt = {fam: Simulator(rs) for fam, rs in (iptables or {}).items()}
         self.conntrack = conntrack_families(nft) | set(conntrack or ())
         self.conntrack |= {fam for fam, rs in (iptables or {}).items() if uses_conntrack(rs)}
-        self.nat = any(c.type == "nat" for t in nft.tables for c in t.chains.values()) or \
-            any("nat" in rs.tables for rs in (iptables or {}).values())
+        self._ipt_nat = any("nat" in rs.tables for rs in (iptables or {}).values())
+        self.nat = any(c.type == "nat" for t in nft.tables for c in t.chains.values()) or self._ipt_nat
         self.memory: dict[Any, Any] = {}
         self._sets: dict[tuple, list] = {}
         self._consts: dict[int, Any] = {}
@@ -400,6 +402,13 @@ class NftSimulator:
             if op == "!=":
                 return found is None
             raise Undecidable(f"operator {op} with a set", where)
+        if left == CT_STATUS and op in (None, "in") and self.nat and not self._ipt_nat and walk.ct_done and \
+                walk.env.ctstate == "NEW":
+            mask = self._const("ct_status", right, where)[0]
+            if mask and not mask & ~NAT_BITS:
+                # `ct status dnat` of a connection's first packet: a NAT mapping would have been made by a
+                # statement the walk stops at (dnat, redirect) or after which it stops (snat, masquerade)
+                return False
         dtype, value = self._value(walk, left, where)
         lo, hi = self._const(dtype, right, where)
         if (held := compare(op, dtype, value, lo, hi)) is not None:
