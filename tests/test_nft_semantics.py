@@ -209,12 +209,18 @@ def test_continue_goes_on_with_the_rules_next_statement():
     assert res.verdict == "DROP" and counted(res) == [vm]
 
 
-def test_fragment_offset_test_is_decided_without_the_df_bit():
+def test_fragment_offset_and_the_df_bit():
+    """`ip frag-off & 0x1fff != 0` (a later fragment), `ip frag-off & 0x4000 != 0` (DF) and the bare
+    `ip frag-off 0x4000` (DF, whole: no MF, offset 0) read the packet's offset, MF and DF bits."""
     d = Doc().table("ip", "t").chain("ip", "t", "in", "prerouting")
     frag = d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x1FFF]}, 0, "!="), COUNTER)
-    d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
-    res = sim(d).run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))
-    assert counted(res) == [frag] and res.verdict == "UNKNOWN" and "don't-fragment" in res.reason
+    df = d.rule("ip", "t", "in", match({"&": [payload("ip", "frag-off"), 0x4000]}, 0, "!="), COUNTER)
+    whole_df = d.rule("ip", "t", "in", match(payload("ip", "frag-off"), 0x4000), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 iif in0"))) == [frag]
+    assert counted(s.run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 df iif in0"))) == [df, whole_df]
+    assert counted(s.run(from_short("udp 192.0.2.5:1 > 203.0.113.1:53 frag 3 df iif in0"))) == [frag, df]
+    assert counted(s.run(from_short(DNS))) == [] and s.undecided() == []
 
 
 def test_masquerade_accepts_and_a_later_chain_is_not_guessed():
@@ -252,3 +258,166 @@ def test_log_to_a_group_goes_on_and_names_its_group():
     res = sim(d).run(from_short(SSH))
     assert res.verdict == "DROP" and counted(res) == [logged, dropped]
     assert any(n.endswith("log prefix 'stockade-drop: L3 ' group 7") for n in res.notes), res.notes
+
+
+def test_meta_protocol_is_an_ether_type():
+    """`meta protocol vmap { ip : jump v4, ip6 : jump v6 }`: the link-layer protocol by its names."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input").chain("inet", "t", "v4").chain("inet", "t", "v6")
+    d.rule("inet", "t", "in", {"vmap": {"key": meta("protocol"), "data": {"set": [["ip", jump("v4")],
+                                                                                   ["ip6", jump("v6")]]}}})
+    v4 = d.rule("inet", "t", "v4", COUNTER, DROP)
+    v6 = d.rule("inet", "t", "v6", COUNTER, ACCEPT)
+    s = sim(d)
+    assert counted(s.run(from_short(SSH))) == [v4] and counted(s.run(from_short(SSH6))) == [v6]
+    assert s.undecided() == []
+
+
+def test_a_meter_limits_each_element_on_its_own():
+    """`meter NAME { ip saddr limit rate 1/hour burst 2 }`: each source its own bucket; with a timeout the
+    element is updated, which changes nothing while the bucket refills within it, and is UNKNOWN else."""
+    def meter(timeout=None, per="hour"):
+        key = payload("ip", "saddr")
+        return {"meter": {"name": "m", "size": 65535, "stmt": {"limit": {"rate": 1, "burst": 2, "per": per}},
+                          "key": {"elem": {"val": key, "timeout": timeout}} if timeout else key}}
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    lim = d.rule("ip", "t", "in", meter(), COUNTER)
+    s = sim(d)
+    runs = [lim in counted(s.run(from_short(SSH))) for _ in range(3)]
+    other = lim in counted(s.run(from_short(SSH.replace("192.0.2.5", "192.0.2.6"))))
+    assert runs == [True, True, False] and other
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    lim = d.rule("ip", "t", "in", meter(timeout=7200), COUNTER)
+    s = sim(d)
+    assert [lim in counted(s.run(from_short(SSH))) for _ in range(3)] == [True, True, False]
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.rule("ip", "t", "in", meter(timeout=10), COUNTER)
+    res = sim(d).run(from_short(SSH))
+    assert res.verdict == "UNKNOWN" and "times out" in res.reason and sim(d).undecided()
+
+
+def test_mss_clamping_does_not_stop_the_rule():
+    """`tcp option maxseg size set rt mtu`: a change of a value the model does not read."""
+    d = Doc().table("inet", "t").chain("inet", "t", "fwd", "forward")
+    clamp = d.rule("inet", "t", "fwd", match(payload("tcp", "flags"), "syn"),
+                   {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}},
+                               "value": {"rt": {"key": "mtu"}}}}, COUNTER)
+    res = sim(d).run(from_short(SSH.replace("SYN", "SYN hook FORWARD oif out0")))
+    assert res.verdict == "ACCEPT" and counted(res) == [clamp]
+
+
+def test_undecided_names_what_no_packet_decides():
+    """What the reading loses is listed by rule and statement; what one packet leaves open is not."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input")
+    d.rule("inet", "t", "in", match(meta("mark"), 1), match(payload("tcp", "dport"), 22), ACCEPT)
+    route = d.rule("inet", "t", "in", match({"fib": {"flags": ["daddr"], "result": "oif"}}, 0), DROP)
+    assert sim(d).undecided() == [("inet t", "in", route, 0, "fib daddr oif: the routing table is not in the "
+                                   "model (give src_type/dst_type, or src_via_iif, in the packet)")]
+
+
+def test_reverse_path_fib_reads_the_packets_route_back():
+    """`fib saddr . iif oif missing drop` (firewalld's IPv6 rpfilter): the route to the source, looked up
+    through the input interface, is that interface or none, as the packet's src_via_iif says."""
+    d = Doc().table("inet", "t").chain("inet", "t", "pre", "prerouting")
+    rpf = d.rule("inet", "t", "pre", match({"fib": {"flags": ["saddr", "iif"], "result": "oif"}}, False), DROP)
+    s = sim(d)
+    assert s.run(from_short(SSH6 + " rpf yes")).verdict == "ACCEPT"
+    res = s.run(from_short(SSH6 + " rpf no"))
+    assert res.verdict == "DROP" and counted(res) == [] and res.matched[0]["handle"] == rpf
+    res = s.run(from_short(SSH6))
+    assert res.verdict == "UNKNOWN" and "src_via_iif" in res.reason and s.undecided() == []
+
+
+def test_sets_the_packets_fill_keep_their_elements_until_they_time_out():
+    """`add @seen { ip saddr }` keeps an element 60 s from when it came, `update` from the last packet;
+    a full set takes no new one (the rule stops); an element deleted may still fill the set: UNKNOWN."""
+    d = Doc().table("ip", "t").chain("ip", "t", "in", "input")
+    d.set("ip", "t", "seen", "ipv4_addr", [], flags=["dynamic", "timeout"])
+    d.items[-1]["set"] |= {"timeout": 60, "size": 2}
+    hit = d.rule("ip", "t", "in", match(payload("ip", "saddr"), "@seen"), COUNTER)
+    add = d.rule("ip", "t", "in", match(payload("tcp", "dport"), 1000),
+                 {"set": {"op": "add", "elem": payload("ip", "saddr"), "set": "@seen"}}, COUNTER)
+    upd = d.rule("ip", "t", "in", match(payload("tcp", "dport"), 1001),
+                 {"set": {"op": "update", "elem": payload("ip", "saddr"), "set": "@seen"}}, COUNTER)
+    d.rule("ip", "t", "in", match(payload("tcp", "dport"), 1002),
+           {"set": {"op": "delete", "elem": payload("ip", "saddr"), "set": "@seen"}})
+    s = sim(d)
+
+    def send(src, port, t):
+        return s.run(from_short(f"tcp {src}:1 > 203.0.113.1:{port} SYN t {t}"))
+    assert counted(send("192.0.2.1", 1000, 0)) == [add] and counted(send("192.0.2.1", 9, 1)) == [hit]
+    assert counted(send("192.0.2.2", 1001, 30)) == [upd]
+    assert counted(send("192.0.2.3", 1000, 31)) == []  # full: the rule stops at the set statement
+    assert counted(send("192.0.2.1", 9, 61)) == []  # added at 0: gone at 60
+    assert counted(send("192.0.2.2", 1001, 80)) == [hit, upd]  # updated at 30: there until 90
+    assert counted(send("192.0.2.2", 9, 89)) == [hit] and counted(send("192.0.2.2", 9, 141)) == []
+    res = send("192.0.2.3", 1000, 150)  # both timed out, maybe not yet freed
+    assert res.verdict == "UNKNOWN" and "freed" in res.reason
+    assert s.undecided() == []
+
+
+def test_notrack_alone_turns_no_conntrack_on():
+    """A raw chain of `notrack` rules and no ct expression anywhere: the kernel runs no conntrack, so
+    nothing holds a lone fragment for reassembly (a ct test beside it would)."""
+    d = Doc().table("inet", "raw").chain("inet", "raw", "pre", "prerouting", -300)
+    d.rule("inet", "raw", "pre", match(payload("udp", "dport"), 53), {"notrack": None})
+    frag = "udp [2001:db8::5]:1 > [2001:db8:2::1]:53 frag 1 mf iif in0"
+    assert sim(d).run(from_short(frag)).verdict == "ACCEPT"
+    d.table("inet", "f").chain("inet", "f", "in", "input")
+    d.rule("inet", "f", "in", match(ct("state"), "established", "in"), ACCEPT)
+    res = sim(d).run(from_short(frag))
+    assert res.verdict == "DROP" and "reassembly" in res.reason
+
+
+def test_a_concatenation_with_an_unknown_part_is_decided_by_the_others():
+    """`meta l4proto . th dport vmap { udp . 53 : accept }` of an ICMP packet reads its checksum, which the
+    model lacks; no element is ICMP, so nothing matches all the same. A UDP element and a raw protocol
+    with no ports in the model (th dport of protocol 253) is UNKNOWN."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input", 0, "drop")
+    key = {"concat": [meta("l4proto"), payload("th", "dport")]}
+    d.rule("inet", "t", "in", {"vmap": {"key": key, "data": {"set": [[{"concat": ["udp", 53]}, ACCEPT]]}}})
+    s = sim(d)
+    assert s.run(from_short("icmp 192.0.2.5 > 203.0.113.1 type 8 iif in0")).verdict == "DROP"
+    assert s.run(from_short(DNS)).verdict == "ACCEPT" and s.undecided() == []
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "input", 0, "drop")
+    d.rule("inet", "t", "in", {"vmap": {"key": key, "data": {"set": [[{"concat": [253, 53]}, ACCEPT]]}}})
+    res = sim(d).run(from_short("253 192.0.2.5 > 203.0.113.1 iif in0"))
+    assert res.verdict == "UNKNOWN" and "th dport" in res.reason
+
+
+def test_undecided_reaches_statements_behind_value_tests():
+    """A DNAT behind `tcp dport 9000` is listed though no probe is sent to port 9000; `th dport` behind
+    `meta l4proto udp` is not, as no ICMP probe gets there."""
+    d = Doc().table("ip", "nat").chain("ip", "nat", "pre", "prerouting")
+    d.items[-1]["chain"]["type"] = "nat"
+    dnat = d.rule("ip", "nat", "pre", match(payload("tcp", "dport"), 9000),
+                  {"dnat": {"addr": "192.0.2.7", "port": 80}})
+    d.rule("ip", "nat", "pre", match(meta("l4proto"), "udp"), match(payload("th", "dport"), 53), ACCEPT)
+    assert sim(d).undecided() == [("ip nat", "pre", dnat, 1, "statement `dnat` is not modelled")]
+
+
+def test_ipv6_extension_headers_the_model_carries():
+    """`exthdr frag exists` holds for an IPv6 fragment, not for a whole packet; an IPv4 packet never gets
+    there (nft's implicit `meta nfproto ipv6`); no other extension header is in the model's packets."""
+    d = Doc().table("inet", "t").chain("inet", "t", "in", "prerouting")
+    frag = d.rule("inet", "t", "in", match({"exthdr": {"name": "frag"}}, True), COUNTER)
+    nofrag = d.rule("inet", "t", "in", match({"exthdr": {"name": "frag"}}, False), COUNTER)
+    rt = d.rule("inet", "t", "in", match({"exthdr": {"name": "rt"}}, True), COUNTER)
+    off = d.rule("inet", "t", "in", match({"exthdr": {"name": "frag", "field": "frag-off"}}, 3), COUNTER)
+    s = sim(d)
+    assert counted(s.run(from_short("udp [2001:db8::5]:1 > [2001:db8:2::1]:53 frag 3 iif in0"))) == [frag, off]
+    assert counted(s.run(from_short("udp [2001:db8::5]:1 > [2001:db8:2::1]:53 iif in0"))) == [nofrag]
+    assert counted(s.run(from_short(DNS))) == [] and rt not in counted(s.run(from_short(SSH6)))
+    assert s.undecided() == []
+
+
+def test_ct_status_nat_bits_of_a_first_packet_beside_nat_chains():
+    """`ct status dnat accept` (a router forwarding its port forwards) with nat chains in the ruleset: a
+    connection's first packet that no DNAT statement mapped has no dnat bit; other status bits stay
+    UNKNOWN there (whether the nat hook ran yet, confirmation)."""
+    d = Doc().table("ip", "nat").chain("ip", "nat", "post", "postrouting", 100)
+    d.items[-1]["chain"]["type"] = "nat"
+    d.table("inet", "f").chain("inet", "f", "in", "input", 0, "drop")
+    d.rule("inet", "f", "in", match(ct("status"), "dnat", "in"), ACCEPT)
+    assert sim(d).run(from_short(SSH)).verdict == "DROP"
+    d.rule("inet", "f", "in", match(ct("status"), "confirmed", "in"), ACCEPT)
+    assert sim(d).run(from_short(SSH)).verdict == "UNKNOWN"

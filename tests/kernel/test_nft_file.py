@@ -67,3 +67,18 @@ def test_errors_are_nfts_own_at_their_place(tmp_path, kernel_ok):
     r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(path), "--packet",
                         "tcp 192.0.2.9:1 > 203.0.113.1:22 SYN"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and f"{path}:10:" in r.stderr  # nft refuses it whole
+
+
+def test_a_file_naming_interfaces_of_its_machine_loads_with_them(tmp_path, kernel_ok):
+    """`iif`/`oif` name a device nft resolves when it loads the file: without one of that name nft refuses
+    the file; given the names, the throwaway namespace has them and the listing names them back."""
+    path = tmp_path / "nftables.conf"
+    path.write_text('table ip t {\n    chain in {\n        type filter hook input priority 0; policy drop;\n'
+                    '        iif "sk-wan0" tcp dport 22 accept\n    }\n}\n')
+    with pytest.raises(NftFileError) as e:
+        nft_json_of_file(str(path))
+    assert e.value.diagnostics[0].message.startswith("Interface does not exist")
+    rs = read_nft_json(nft_json_of_file(str(path), ("sk-wan0",)), str(path), positions=False)
+    sim = NftSimulator(rs)
+    assert sim.run(from_short("tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif sk-wan0")).verdict == "ACCEPT"
+    assert sim.run(from_short("tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif eth0")).verdict == "DROP"

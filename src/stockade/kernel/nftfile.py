@@ -9,6 +9,7 @@ rule is named by table, chain and handle, never by a line of the text file.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..model import Origin
@@ -22,11 +23,16 @@ class NftFileError(DiagnosedError):
     """nft refused the file; each of its errors, `file:line:col: error: ...`."""
 
 
-def nft_json_of_file(path: str) -> str:
+def nft_json_of_file(path: str, devices: Sequence[str] = ()) -> str:
     """The `nft -j list ruleset` JSON of an nft text file, loaded into a throwaway namespace (the file's
-    `flush ruleset` flushes only that namespace). Relative includes resolve from the file's directory."""
+    `flush ruleset` flushes only that namespace). Relative includes resolve from the file's directory.
+    `devices`: interfaces of the machine the file was written for that it names where nft needs them to
+    exist (`iif`/`oif`, which nft resolves to an index, a netdev chain's device); a veth of each name is
+    made in the namespace first, and the listing names them back as the file did."""
     where = Path(path).resolve()
     with Netns(lo_up=False) as ns:
+        for n, dev in enumerate(devices):
+            ns.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", f"skp{n}"])
         proc = ns.run(["nft", "-I", str(where.parent), "-f", str(where)], check=False)
         if proc.returncode != 0:
             raise NftFileError(_diagnostics(proc.stderr, path, str(where)))

@@ -47,6 +47,8 @@ def packet_spec(pkt: Packet) -> dict[str, Any]:
     if pkt.fragment:
         spec["frag_offset"] = pkt.frag_offset
         spec["more_fragments"] = pkt.more_fragments
+    if pkt.dont_fragment:
+        spec["dont_fragment"] = True
     return spec
 
 
@@ -123,7 +125,8 @@ def frame(pkt: Packet, ident: int, dst_mac: str, src_mac: str | None = None) -> 
 
     src, dst = pkt.addr("src"), pkt.addr("dst")
     v4 = pkt.family is Family.IPV4
-    ip = (IP(src=src, dst=dst, proto=pkt.proto, ttl=pkt.ttl, tos=pkt.tos, id=ident & 0xFFFF) if v4 else
+    ip = (IP(src=src, dst=dst, proto=pkt.proto, ttl=pkt.ttl, tos=pkt.tos, id=ident & 0xFFFF,
+             flags=2 if pkt.dont_fragment else 0) if v4 else
           IPv6(src=src, dst=dst, nh=pkt.proto, hlim=pkt.ttl, tc=pkt.tos))
     base = 20 if v4 else 40
     hdr = base + (8 if pkt.fragment and not v4 else 0)
@@ -142,7 +145,7 @@ def frame(pkt: Packet, ident: int, dst_mac: str, src_mac: str | None = None) -> 
             room = (room + 7) // 8 * 8 if pkt.frag_offset == 0 else room // 8 * 8
         data = data[pkt.frag_offset * 8:][:room].ljust(room, b"\0")
         if v4:
-            ip.flags = 1 if pkt.more_fragments else 0
+            ip.flags = (1 if pkt.more_fragments else 0) | (2 if pkt.dont_fragment else 0)
             ip.frag = pkt.frag_offset
         else:
             ip.nh = 44

@@ -54,7 +54,8 @@ class NftChain:
 @dataclass
 class NftSet:
     """A named set (data None) or map (data: the value type, `verdict` for a verdict map).
-    `key` holds one datatype name, or several for a concatenation; elements stay in nft JSON."""
+    `key` holds one datatype name, or several for a concatenation; elements stay in nft JSON.
+    `timeout` (seconds) is what an element the packets add lives by default, `size` how many it holds."""
 
     name: str
     key: tuple[str, ...]
@@ -63,6 +64,8 @@ class NftSet:
     elements: list[Any] = field(default_factory=list)
     data: str | None = None
     origin: Origin | None = None
+    timeout: int | None = None
+    size: int | None = None
 
 
 @dataclass

@@ -43,6 +43,7 @@ SYMBOLS: dict[str, dict[str, int]] = {
                     "policy-fail": 5, "reject-route": 6},
     "pkttype": {"host": 0, "unicast": 0, "broadcast": 1, "multicast": 2, "other": 3},
     "nf_proto": {"ipv4": 2, "ipv6": 10},
+    "ether_type": {"ip": 0x0800, "arp": 0x0806, "8021q": 0x8100, "vlan": 0x8100, "ip6": 0x86DD, "8021ad": 0x88A8},
     "fib_addrtype": {"unspec": 0, "unicast": 1, "local": 2, "broadcast": 3, "anycast": 4, "multicast": 5,
                      "blackhole": 6, "unreachable": 7, "prohibit": 8},
     "boolean": {"exists": 1, "missing": 0, "true": 1, "false": 0},

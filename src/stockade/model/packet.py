@@ -3,9 +3,9 @@
 Spec (JSON): {"family": 4, "proto": "tcp", "src": "203.0.113.5", "dst": "198.51.100.1",
 "sport": 40000, "dport": 22, "tcp_flags": ["SYN"], "iif": "eth0", "hook": "INPUT"}
 plus optional "state", "t", "icmp_type", "icmp_code", "length", "ttl", "tos",
-"frag_offset", "more_fragments", "mark", "oif", "tcp_options", "uid", "gid",
+"frag_offset", "more_fragments", "dont_fragment" (IPv4's DF bit), "mark", "oif", "tcp_options", "uid", "gid",
 "groups" (supplementary gids), "ctmark", "src_mac", "pkttype", "src_type",
-"dst_type", "payload" (text, sent as UTF-8) or "payload_hex", "buffer_splits".
+"dst_type", "src_via_iif", "payload" (text, sent as UTF-8) or "payload_hex", "buffer_splits".
 "length" is the IPv4 total length, or for IPv6 the 40-byte header plus the payload
 length; with a payload it defaults to the headers the packet carries plus the payload.
 "ttl" (alias "hl") is the value on arrival: forwarding lowers it before FORWARD.
@@ -15,6 +15,8 @@ MAC gives: multicast for a multicast address, broadcast for 255.255.255.255, els
 unicast (so a subnet broadcast must be given), and unicast for locally sent packets.
 "src_type"/"dst_type" name the route type the kernel's local table gives the address
 (LOCAL, UNICAST, BROADCAST, ...), which the model cannot derive for most addresses.
+"src_via_iif" (true/false; short form `rpf yes|no`) says whether the route back to the source leaves
+through the interface the packet came in on: the reverse-path test of `fib saddr . iif oif`.
 "ctmark" is the connection's mark on arrival; absent, 0 for a packet opening a
 connection (and unknown for other packets of a connection, or on lo).
 "buffer_splits" lists the offsets (from the IP header) where the kernel's buffer for the
@@ -74,6 +76,7 @@ class Packet:
     tos: int = 0
     frag_offset: int = 0  # in 8-byte units, as in the IP header
     more_fragments: bool = False
+    dont_fragment: bool = False  # IPv4's DF bit (IPv6 has none)
     mark: int = 0
     uid: int | None = None
     gid: int | None = None
@@ -83,6 +86,7 @@ class Packet:
     pkttype: str | None = None  # link-layer class as received; None: derived (link_class)
     src_type: str | None = None  # route type of the source address; None: unknown
     dst_type: str | None = None
+    src_via_iif: bool | None = None  # the route to the source leaves through iif (reverse path); None: unknown
     payload: bytes | None = None  # bytes after the last header the packet carries; None: unknown
     buffer_splits: tuple[int, ...] | None = None  # where the skb's data is split; None: unknown
     state: str | None = None  # given conntrack state; None: derive it as conntrack would
@@ -152,15 +156,17 @@ def _ip(text: str) -> tuple[Family, int]:
 
 
 KNOWN = frozenset({"family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "tcp_options", "icmp_type",
-                   "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments", "mark",
+                   "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments",
+                   "dont_fragment", "mark",
                    "uid", "gid", "state", "t", "hl", "groups", "ctmark", "src_mac", "pkttype", "src_type", "dst_type",
+                   "src_via_iif",
                    "payload", "payload_hex", "buffer_splits"})
 INTS = (("sport", 0, 65535), ("dport", 0, 65535), ("icmp_type", 0, 255), ("icmp_code", 0, 255),
         ("length", 20, 65535), ("ttl", 0, 255), ("hl", 0, 255), ("tos", 0, 255), ("frag_offset", 0, 8191),
         ("mark", 0, 2**32 - 1), ("uid", 0, 2**32 - 1), ("gid", 0, 2**32 - 1), ("ctmark", 0, 2**32 - 1))
 INT_RANGES = {key: (lo, hi) for key, lo, hi in INTS}
 INT_KEYS = frozenset(INT_RANGES)
-LINK = frozenset({"groups", "buffer_splits", "src_mac", "pkttype", "src_type", "dst_type"})
+LINK = frozenset({"groups", "buffer_splits", "src_mac", "pkttype", "src_type", "dst_type", "src_via_iif"})
 
 
 def _listed(spec: dict, name: str) -> list:
@@ -254,6 +260,10 @@ def from_json(spec: dict) -> Packet:
             raise SpecError("`t` is the packet's time in seconds, a number from 0")
         ints["t"] = float(spec["t"])
     ints["more_fragments"] = more
+    if spec.get("dont_fragment", False):
+        if fam_s is not Family.IPV4:
+            raise SpecError("`dont_fragment` is IPv4's DF bit: IPv6 has none")
+        ints["dont_fragment"] = True
     return _new(ints)
 
 
@@ -282,7 +292,7 @@ PKTTYPES = {"unicast": "unicast", "host": "unicast", "broadcast": "broadcast", "
 
 
 def _link_fields(spec: dict) -> dict:
-    """groups, buffer_splits, src_mac, pkttype, src_type and dst_type, checked."""
+    """groups, buffer_splits, src_mac, pkttype, src_type, dst_type and src_via_iif, checked."""
     out: dict = {}
     if "groups" in spec:
         groups = spec["groups"]
@@ -310,6 +320,10 @@ def _link_fields(spec: dict) -> dict:
             if kind not in ROUTE_TYPES:
                 raise SpecError(f"`{key}` must be one of {', '.join(ROUTE_TYPES)}")
             out[key] = kind
+    if "src_via_iif" in spec:
+        if not isinstance(spec["src_via_iif"], bool):
+            raise SpecError("`src_via_iif` is true or false")
+        out["src_via_iif"] = spec["src_via_iif"]
     return out
 
 
@@ -356,16 +370,16 @@ def from_short(text: str) -> Packet:
     rest = found[4:]
     keys = {"iif": "iif", "oif": "oif", "state": "state", "t": "t", "hook": "hook", "type": "icmp_type",
             "code": "icmp_code", "len": "length", "ttl": "ttl", "frag": "frag_offset", "mark": "mark",
-            "mac": "src_mac", "pkttype": "pkttype", "srctype": "src_type", "dsttype": "dst_type",
+            "mac": "src_mac", "pkttype": "pkttype", "srctype": "src_type", "dsttype": "dst_type", "rpf": "src_via_iif",
             "ctmark": "ctmark", "uid": "uid", "gid": "gid", "payload": "payload"}
     first = rest[0].group() if rest else ""
-    if first.replace(",", "").replace("|", "").isalpha() and first.lower() not in keys | {"mf": 1}:
+    if first.replace(",", "").replace("|", "").isalpha() and first.lower() not in keys | {"mf": 1, "df": 1}:
         spec["tcp_flags"] = re.split(r"[,|]", rest.pop(0).group())
     while rest:
         word = rest.pop(0)
         key = word.group().lower()
-        if key == "mf":
-            spec["more_fragments"] = True
+        if key in ("mf", "df"):
+            spec["more_fragments" if key == "mf" else "dont_fragment"] = True
             continue
         if key not in keys or not rest:
             raise SpecError(f"unexpected `{key[:20]}` in short form", col=word.start() + 1)
@@ -375,9 +389,11 @@ def from_short(text: str) -> Packet:
                 spec[keys[key]] = int(value.group(), 0)
             elif keys[key] in ("icmp_type", "icmp_code", "length", "ttl", "frag_offset", "uid", "gid"):
                 spec[keys[key]] = int(value.group())
+            elif key == "rpf":
+                spec["src_via_iif"] = {"yes": True, "no": False}[value.group().lower()]
             else:
                 spec[keys[key]] = float(value.group()) if key == "t" else value.group()
-        except ValueError:
-            raise SpecError(f"`{value.group()[:20]}` is not a number (after `{key}`)", col=value.start() + 1) \
-                from None
+        except (ValueError, KeyError):
+            raise SpecError(f"`{value.group()[:20]}` is not a number (after `{key}`)" if key != "rpf" else
+                            f"`rpf` takes yes or no, not `{value.group()[:20]}`", col=value.start() + 1) from None
     return from_json(spec)

@@ -188,8 +188,12 @@ class _Reader:
         elems = obj.get("elem") or []
         if not isinstance(elems, list):
             raise _err(f"{kind} {name}: `elem` must be a list", origin)
+        limits = {k: obj.get(k) for k in ("timeout", "size")}
+        for k, v in limits.items():
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise _err(f"{kind} {name}: `{k}` must be a whole number", origin)
         table.sets[name] = NftSet(name, keys, _handle(obj), _flags(obj, origin, f"{kind} {name}"), list(elems), data,
-                                  self.at(origin))
+                                  self.at(origin), limits["timeout"], limits["size"])
 
     def element(self, obj: Any, origin: Origin) -> None:
         """`add element`: more elements for a set declared before."""

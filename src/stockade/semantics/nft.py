@@ -25,7 +25,7 @@ from ..model.conntrack import first_packet_state
 from ..model.netfilter import ROUTE_TYPES
 from ..model.nftables import NftChain, NftRule, NftRuleset, NftTable
 from ..model.nftypes import BITMASKS, SYMBOLS, NftValueError, ifname, interval
-from ..model.packet import Packet
+from ..model.packet import Packet, from_short
 from .compile import Undecidable
 from .simulate import Env, Result, Simulator, dropped_by_routing, dropped_on_arrival, uses_conntrack
 
@@ -47,6 +47,17 @@ BYTES = {"bytes": 1, "kbytes": 1024, "mbytes": 1024 * 1024}
 TRANSPORT = {"tcp": 6, "udp": 17, "udplite": 136, "sctp": 132, "dccp": 33}
 PORT_FIELDS = {"sport": "inet_service", "dport": "inet_service"}
 FRAG_OFF = {"payload": {"protocol": "ip", "field": "frag-off"}}
+CT_STATUS = {"ct": {"key": "status"}}
+NAT_BITS = 0x10 | 0x20  # ct status snat, dnat: a mapping changed the connection's tuple
+# Packets that carry every field the model has (marks, socket owner, route types), one per family and
+# transport, each as a new and as an established connection: a statement none of them decides is one the
+# simulator cannot read at all (`undecided`), not one this packet happens to leave open.
+_PROBE_FIELDS = ("iif eth0 oif eth1 mark 1 ctmark 1 uid 1000 gid 1000 srctype UNICAST dsttype LOCAL rpf yes "
+                 "hook FORWARD")
+PROBES = tuple(f"{spec} {_PROBE_FIELDS} state {state}" for state in ("NEW", "ESTABLISHED") for spec in (
+    "tcp 192.0.2.5:40000 > 203.0.113.1:22 SYN", "udp 192.0.2.5:5353 > 203.0.113.1:53",
+    "icmp 192.0.2.5 > 203.0.113.1 type 8", "tcp [2001:db8::5]:40000 > [2001:db8:2::1]:443 SYN",
+    "udp [2001:db8::5]:546 > [2001:db8:2::1]:547", "icmpv6 2001:db8::5 > 2001:db8:2::1 type 135"))
 
 
 class _Break(Exception):
@@ -78,7 +89,8 @@ class _Walk:
 
 def conntrack_families(nft: NftRuleset) -> set[Family]:
     """The families whose conntrack (and defragmentation) the nft tables turn on: any ct expression or
-    statement, notrack, or a nat chain, in an ip/ip6/inet table."""
+    statement (their init takes the netns's conntrack, nf_ct_netns_get), or a nat chain, in an ip/ip6/inet
+    table. `notrack` alone does not: it only marks packets of a conntrack something else turned on."""
     out: set[Family] = set()
     for t in nft.tables:
         if not t.analysed:
@@ -91,7 +103,8 @@ def conntrack_families(nft: NftRuleset) -> set[Family]:
 def _mentions_ct(table: NftTable) -> bool:
     def walk(node: Any) -> bool:
         if isinstance(node, dict):
-            return any(k in ("ct", "notrack", "ct count") or walk(v) for k, v in node.items())
+            return any(k in ("ct", "ct count", "ct helper", "ct timeout", "ct expectation") or walk(v)
+                       for k, v in node.items())
         if isinstance(node, list | tuple):
             return any(walk(v) for v in node)
         return False
@@ -109,8 +122,8 @@ class NftSimulator:
         self.ipt = {fam: Simulator(rs) for fam, rs in (iptables or {}).items()}
         self.conntrack = conntrack_families(nft) | set(conntrack or ())
         self.conntrack |= {fam for fam, rs in (iptables or {}).items() if uses_conntrack(rs)}
-        self.nat = any(c.type == "nat" for t in nft.tables for c in t.chains.values()) or \
-            any("nat" in rs.tables for rs in (iptables or {}).values())
+        self._ipt_nat = any("nat" in rs.tables for rs in (iptables or {}).values())
+        self.nat = any(c.type == "nat" for t in nft.tables for c in t.chains.values()) or self._ipt_nat
         self.memory: dict[Any, Any] = {}
         self._sets: dict[tuple, list] = {}
         self._consts: dict[int, Any] = {}
@@ -220,6 +233,66 @@ class NftSimulator:
                 return kind
         return None
 
+    def undecided(self) -> list[tuple[str, str, int | None, int, str]]:
+        """(table, chain, handle, statement index, why) of each statement of an analysed table that some probe
+        packet (PROBES, at each hook the chain may run at) reaches and leaves undecided although it carries
+        every field the model has: what reading this ruleset loses, as opposed to what one packet's missing
+        fields leave open. Statements before it are taken to hold (stateful ones, comparisons of values),
+        except where the probe lacks the header they read or they select the protocol or family, so every
+        probe of the protocols the rule is about tries it; the simulator's memory is left as it was."""
+        probes = [from_short(spec) for spec in PROBES]
+        out = []
+        kept = self.memory
+        try:
+            for table in self.nft.tables:
+                if not table.analysed:
+                    continue
+                for chain in table.chains.values():
+                    hooks = (chain.hook,) if chain.base else ("prerouting", "input", "forward", "output",
+                                                               "postrouting")
+                    for rule in chain.rules:
+                        for n in range(len(rule.expr)):
+                            why = self._undecided(table, chain, rule, n, probes, hooks)
+                            if why is not None:
+                                out.append((table.label, chain.name, rule.handle, n, why))
+        finally:
+            self.memory = kept
+        return out
+
+    def _undecided(self, table: NftTable, chain: NftChain, rule: NftRule, n: int, probes: list[Packet],
+                   hooks: tuple) -> str | None:
+        for pkt in probes:
+            for hook in hooks:
+                self.memory = {}
+                env = Env(pkt, pkt.state, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark)
+                walk = _Walk(env, NftResult("ACCEPT", None), hook=hook, ct_done=True)
+                try:
+                    for m, stmt in enumerate(rule.expr[:n + 1]):
+                        (key, val), = stmt.items()
+                        if m < n and key in ("limit", "quota", "meter", "set"):
+                            continue
+                        where = (table.label, chain.name, rule.handle, None, m)
+                        walk.where = where
+                        try:
+                            if m < n and key == "match":  # a header the probe lacks ends it; a value not
+                                if not self._match(walk, table, val, where) and _selects(val.get("left")):
+                                    raise _Break  # (but the protocol or family the rest is about does)
+                                continue
+                            outcome = self._statement(walk, table, key, val, where, {})
+                        except Undecidable as e:
+                            if m == n:
+                                return str(e)
+                            raise _Break from None  # an earlier statement's loss, not this one's
+                        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+                            if m == n:
+                                return f"malformed ({type(e).__name__}: {str(e)[:60]})"
+                            raise _Break from None
+                        if m < n and outcome is not None and outcome[0] != "continue":
+                            break  # the rule ends before statement n
+                except _Break:
+                    continue
+        return None
+
     # --- one rule ------------------------------------------------------------------------------
     def _rule(self, walk: _Walk, table: NftTable, chain: NftChain, rule: NftRule) -> tuple[str, str | None] | None:
         where = (table.label, chain.name, rule.handle, str(rule.origin) if rule.origin else None)
@@ -303,6 +376,9 @@ class NftSimulator:
         if key == "set":
             self._set_statement(walk, table, val, where)
             return None
+        if key == "meter":
+            self._meter(walk, table, val, where)
+            return None
         if key == "ct helper":  # assigns a helper: it only makes later, related connections RELATED
             env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: ct helper {val} (its expectations are "
                              "not modelled)")
@@ -327,6 +403,13 @@ class NftSimulator:
             if op == "!=":
                 return found is None
             raise Undecidable(f"operator {op} with a set", where)
+        if left == CT_STATUS and op in (None, "in") and self.nat and not self._ipt_nat and walk.ct_done and \
+                walk.env.ctstate == "NEW":
+            mask = self._const("ct_status", right, where)[0]
+            if mask and not mask & ~NAT_BITS:
+                # `ct status dnat` of a connection's first packet: a NAT mapping would have been made by a
+                # statement the walk stops at (dnat, redirect) or after which it stops (snat, masquerade)
+                return False
         dtype, value = self._value(walk, left, where)
         lo, hi = self._const(dtype, right, where)
         if (held := compare(op, dtype, value, lo, hi)) is not None:
@@ -354,6 +437,8 @@ class NftSimulator:
             return self._ct(walk, val, where)
         if key == "fib":
             return self._fib(walk, val, where)
+        if key == "exthdr":
+            return self._exthdr(walk, val, where)
         if key == "concat":
             parts = [self._value(walk, e, where) for e in val]
             return tuple(d for d, _ in parts), tuple(v for _, v in parts)
@@ -383,7 +468,8 @@ class NftSimulator:
                       "ecn": ("integer", pkt.tos & 3)}
             if v4:
                 values |= {"protocol": ("inet_proto", pkt.proto), "ttl": ("integer", pkt.ttl),
-                           "length": ("integer", pkt.length), "hdrlength": ("integer", 5)}
+                           "length": ("integer", pkt.length), "hdrlength": ("integer", 5),
+                           "frag-off": ("integer", _frag_field(pkt))}
             else:
                 values |= {"nexthdr": ("inet_proto", 44 if pkt.fragment else pkt.proto),
                            "hoplimit": ("integer", pkt.ttl), "length": ("integer", pkt.length - 40)}
@@ -413,15 +499,11 @@ class NftSimulator:
         raise Undecidable(f"payload {proto} {fld} is not modelled", where)
 
     def _frag_off(self, walk: _Walk, mask: Any, where: tuple) -> tuple[str, int]:
-        """`ip frag-off & MASK`: the packet model has the offset and MF but not DF (0x4000), so only a mask
-        without DF is decided (`ip frag-off & 0x1fff != 0`, the usual fragment test)."""
+        """`ip frag-off & MASK` (`ip frag-off & 0x1fff != 0`, the usual fragment test)."""
         pkt = walk.env.pkt
         if pkt.family is not Family.IPV4:
             raise _Break
-        m = self._const("integer", mask, where)[0]
-        if m & 0x4000:
-            raise Undecidable("ip frag-off: the don't-fragment bit is not in the packet model", where)
-        return "integer", (pkt.frag_offset | (0x2000 if pkt.more_fragments else 0)) & m
+        return "integer", _frag_field(pkt) & self._const("integer", mask, where)[0]
 
     def _meta(self, walk: _Walk, key: str, where: tuple) -> tuple[str, int]:
         env, hook = walk.env, walk.hook
@@ -437,7 +519,7 @@ class NftSimulator:
         if key == "nfproto":
             return "nf_proto", 2 if pkt.family is Family.IPV4 else 10
         if key == "protocol":
-            return "integer", 0x0800 if pkt.family is Family.IPV4 else 0x86DD
+            return "ether_type", 0x0800 if pkt.family is Family.IPV4 else 0x86DD
         if key == "length":
             return "integer", pkt.length
         if key == "mark":
@@ -477,6 +559,21 @@ class NftSimulator:
             return "ct_status", 0  # not yet confirmed, no NAT done
         raise Undecidable(f"ct {key} of this connection is not in the packet model", where)
 
+    def _exthdr(self, walk: _Walk, val: dict, where: tuple) -> tuple[str, int]:
+        """An IPv6 extension header (nft makes it depend on `meta nfproto ipv6`): the model's packets carry
+        none but the fragment header, which a fragment has; `exthdr frag exists` and its offset and MF."""
+        pkt = walk.env.pkt
+        if pkt.family is not Family.IPV6:
+            raise _Break
+        name, fld = val.get("name"), val.get("field")
+        if fld is None:
+            return "boolean", int(name == "frag" and pkt.fragment)
+        if name in ("hbh", "rt", "rt0", "rt2", "srh", "dst", "mh") or (name == "frag" and not pkt.fragment):
+            raise _Break  # the header is not there: reading a field of it ends the rule
+        if name == "frag" and fld in ("frag-off", "more-fragments"):
+            return "integer", pkt.frag_offset if fld == "frag-off" else int(pkt.more_fragments)
+        raise Undecidable(f"exthdr {name} {fld} is not in the packet model", where)
+
     def _fib(self, walk: _Walk, val: dict, where: tuple) -> tuple[str, int]:
         flags = val.get("flags")
         flags = [flags] if isinstance(flags, str) else flags or []
@@ -485,17 +582,56 @@ class NftSimulator:
             kind = pkt.dst_type if flags == ["daddr"] else pkt.src_type
             if kind is not None:
                 return "fib_addrtype", ROUTE_TYPES.index(kind)
+        if val.get("result") in ("oif", "oifname") and sorted(flags) == ["iif", "saddr"] and \
+                pkt.src_via_iif is not None and walk.hook in SEES_IIF:
+            # the route to the source, looked up through the input interface: that interface, or none
+            dev = pkt.iif if pkt.src_via_iif else None
+            if val["result"] == "oifname":
+                return "ifname", ifname(dev or "")
+            return "iface_index", ifname(dev) if dev else 0
         raise Undecidable(f"fib {' . '.join(flags)} {val.get('result')}: the routing table is not in the model "
-                          "(give src_type/dst_type in the packet)", where)
+                          "(give src_type/dst_type, or src_via_iif, in the packet)", where)
 
     # --- sets and maps -------------------------------------------------------------------------
     def _lookup(self, walk: _Walk, left: Any, ref: Any, where: tuple, want_data: bool) -> Any:
-        """The element of a set the key falls in (its data for a map); None if none."""
-        dtype, value = self._value(walk, left, where)
+        """The element of a set the key falls in (its data for a map); None if none. A concatenation with a
+        part the packet model lacks (`meta l4proto . th dport` of an ICMP packet: its checksum) is still
+        decided when no element matches the other parts."""
+        try:
+            dtype, value = self._value(walk, left, where)
+        except Undecidable as unknown:
+            self._lookup_without(walk, left, ref, where, unknown)
+            return None
         key = value if isinstance(value, tuple) else (value,)
         for bounds, data in self._elements(dtype, ref, where):
             if len(bounds) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, bounds, strict=True)):
                 return data if want_data else True
+        if isinstance(ref, str) and not want_data:
+            table = self._table_of(where)
+            added = self.memory.get(("nft-dynset", table.family, table.name, ref[1:]), {})
+            if key in added and _alive(added[key], walk.env.pkt.t):
+                return True
+        return None
+
+    def _lookup_without(self, walk: _Walk, left: Any, ref: Any, where: tuple, unknown: Undecidable) -> None:
+        """Raise `unknown` unless some part of the concatenation `left` rules every element out."""
+        parts = left.get("concat") if isinstance(left, dict) else None
+        if not isinstance(parts, list):
+            raise unknown
+        known: list[tuple[str, Any] | None] = []
+        for e in parts:
+            try:
+                known.append(self._value(walk, e, where))
+            except Undecidable:
+                p = e.get("payload", {}) if isinstance(e, dict) else {}
+                if p.get("field") not in PORT_FIELDS:
+                    raise unknown from None
+                known.append(None)
+        dtype = tuple(k[0] if k else PORT_FIELDS[parts[i]["payload"]["field"]] for i, k in enumerate(known))
+        for bounds, _ in self._elements(dtype, ref, where):
+            if len(bounds) == len(known) and all(k is None or lo <= k[1] <= hi
+                                                 for k, (lo, hi) in zip(known, bounds, strict=True)):
+                raise unknown
         return None
 
     def _elements(self, dtype: Any, ref: Any, where: tuple) -> list[tuple[tuple, Any]]:
@@ -547,21 +683,93 @@ class NftSimulator:
         return bool(val.get("inv", False))
 
     def _set_statement(self, walk: _Walk, table: NftTable, val: Any, where: tuple) -> None:
-        """`update @meter { ip saddr limit rate ... }` (a meter, as stockade writes hashlimit): a limit per
-        element, each with its own bucket; the rule goes on only if the element's limit holds. The set's
-        own contents are not tracked, so a set some rule also looks up is UNKNOWN."""
-        if not isinstance(val, dict) or val.get("op") not in ("add", "update"):
+        """`add`/`update`/`delete @set { KEY [timeout T] [limit ...] }`. A set some rule looks up holds the
+        elements the packets add (nft_dynset): each lives until its timeout (the element's, else the set's),
+        which `update` restarts and `add` does not; a full set takes no new one and the rule stops there.
+        A set nothing looks up is a meter (as stockade writes hashlimit): a limit per element, each with
+        its own bucket, and the rule goes on only if the element's limit holds."""
+        if not isinstance(val, dict) or val.get("op") not in ("add", "update", "delete"):
             raise Undecidable(f"set statement {str(val)[:60]} is not modelled", where)
         name = str(val.get("set", "")).removeprefix("@")
-        if _looked_up(table, name):
-            raise Undecidable(f"set @{name} is filled by the packets themselves", where)
         stmts = val.get("stmt") or []
-        _, elem = self._value(walk, val.get("elem"), where)
+        elem, timeout = val.get("elem"), None
+        if isinstance(elem, dict) and isinstance(elem.get("elem"), dict):
+            elem, timeout = elem["elem"].get("val"), elem["elem"].get("timeout")
+        _, value = self._value(walk, elem, where)
+        if _looked_up(table, name):
+            nset = table.sets.get(name)
+            if nset is None or nset.data is not None or stmts:
+                raise Undecidable(f"set @{name} is filled by the packets themselves with data or statements of "
+                                  "its elements, which is not modelled", where)
+            self._fill(walk, table, nset, val["op"], value if isinstance(value, tuple) else (value,),
+                       nset.timeout if timeout is None else timeout, where)
+            return
+        if val["op"] == "delete":
+            return
         for n, stmt in enumerate(stmts):
             if not (isinstance(stmt, dict) and set(stmt) == {"limit"}):
                 raise Undecidable(f"statement {str(stmt)[:40]} in a set element is not modelled", where)
-            if not self._limit(walk, stmt["limit"], where + ("@" + name, elem, n)):
+            if not self._limit(walk, stmt["limit"], where + ("@" + name, value, n)):
                 raise _Break
+
+    def _fill(self, walk: _Walk, table: NftTable, nset: Any, op: str, key: tuple, ttl: int | None,
+              where: tuple) -> None:
+        """One packet's change to the elements of a set the packets fill: {key: when it expires, or None}.
+        An element deleted or timed out still takes its place in a set of fixed size until the kernel's
+        garbage collection frees it, at a time of its own: a set full only with those is UNKNOWN."""
+        now = walk.env.pkt.t
+        ident = ("nft-dynset", table.family, table.name, nset.name)
+        added = self.memory.setdefault(ident, {})
+        dead = self.memory.get(ident + ("dead",), 0)  # removed from the set, maybe not yet freed
+        if op == "delete":
+            if key in added and _alive(added[key], now):
+                self.memory[ident + ("dead",)] = dead + 1
+            added.pop(key, None)
+            return
+        static = any(len(b) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, b, strict=True))
+                     for b, _ in self._elements(nset.key, "@" + nset.name, where))
+        if static:
+            return  # found: an element of the ruleset's own, which the model keeps for ever
+        if key in added and _alive(added[key], now):
+            if op == "update" and ttl:
+                added[key] = now + ttl
+            return
+        if nset.size is not None:
+            live = len(nset.elements) + sum(_alive(e, now) for e in added.values())
+            if live >= nset.size:
+                raise _Break  # the set is full: nft_dynset takes no new element and the rule stops
+            if len(nset.elements) + len(added) + dead >= nset.size:
+                raise Undecidable(f"set @{nset.name} is full unless the kernel has freed the elements deleted "
+                                  "or timed out, which it does at a time of its own", where)
+        if key in added:  # timed out: a new element beside the old one until that is freed
+            self.memory[ident + ("dead",)] = dead + 1
+        added[key] = now + ttl if ttl else None
+
+    def _meter(self, walk: _Walk, table: NftTable, val: Any, where: tuple) -> None:
+        """`meter NAME { KEY [timeout T] limit ... }` (older nft's hashlimit): the set statement of its own
+        anonymous set, added to without a timeout, updated with one (each packet restarts the element's
+        timeout). An element that times out takes its limit with it; that is invisible when its bucket is
+        full again by then (the refill time burst * per / rate is at most the timeout); otherwise UNKNOWN."""
+        if not isinstance(val, dict) or not isinstance(val.get("name"), str):
+            raise Undecidable(f"meter {str(val)[:60]} is not understood", where)
+        key = val.get("key")
+        elem, timeout = key, None
+        if isinstance(key, dict) and isinstance(key.get("elem"), dict):
+            elem, timeout = key["elem"].get("val"), key["elem"].get("timeout")
+        stmts = val.get("stmt")
+        stmts = stmts if isinstance(stmts, list) else [stmts]
+        for stmt in stmts:
+            lim = stmt.get("limit") if isinstance(stmt, dict) else None
+            if timeout is not None and isinstance(lim, dict) and _u64(lim.get("rate")) and lim["rate"] and \
+                    lim.get("rate_unit", "packets") == "packets" and \
+                    (lim.get("burst") or 5) * PER.get(lim.get("per", "second"), U64) > timeout * lim["rate"]:
+                raise Undecidable(f"meter {val['name']}: an element times out ({timeout} s) before its limit's "
+                                  "bucket is full again, which is not modelled", where)
+            if timeout is not None and isinstance(lim, dict) and lim.get("rate_unit", "packets") != "packets":
+                raise Undecidable(f"meter {val['name']}: a byte limit on elements that time out is not modelled",
+                                  where)
+        self._set_statement(walk, table, {"op": "update" if timeout else "add", "set": "@" + val["name"],
+                                          "elem": elem, "stmt": stmts}, where)
 
     def _quota(self, walk: _Walk, val: Any, where: tuple) -> bool:
         """nft_quota (Linux 6.15 and later): over once the bytes counted, this packet's included, exceed it."""
@@ -585,6 +793,11 @@ class NftSimulator:
             state = walk.env.ctstate if walk.ct_done else None
             if state not in (None, "INVALID", "UNTRACKED"):
                 walk.env.ctmark = self._data(walk, val.get("value"), where)
+        elif isinstance(target, dict) and "tcp option" in target:
+            # `tcp option maxseg size set rt mtu` (MSS clamping): the model holds which options a packet
+            # carries, not their values, so nothing it decides reads what this changes
+            walk.env.notes.append(f"{where[0]} {where[1]} handle {where[2]}: sets tcp option "
+                                  f"{target['tcp option'].get('name')} {target['tcp option'].get('field')}")
         else:
             raise Undecidable(f"setting {str(target)[:60]} is not modelled", where)
 
@@ -609,6 +822,26 @@ def _note_ties(hook: str, steps: list[tuple[int, tuple]], res: NftResult) -> Non
                 "they were registered, which the ruleset does not record")
         if len(names) > 1 and note not in res.notes:
             res.notes.append(note)
+
+
+SELECTORS = ({"meta": {"key": "l4proto"}}, {"meta": {"key": "nfproto"}}, {"meta": {"key": "protocol"}},
+             {"payload": {"protocol": "ip", "field": "protocol"}}, {"payload": {"protocol": "ip6", "field": "nexthdr"}},
+             {"payload": {"protocol": "ip", "field": "version"}}, {"payload": {"protocol": "ip6", "field": "version"}})
+
+
+def _selects(left: Any) -> bool:
+    """Whether a comparison's left side names the protocol or family (`meta l4proto`, `ip protocol`, ...)."""
+    return left in SELECTORS
+
+
+def _frag_field(pkt: Packet) -> int:
+    """IPv4's 16 bits of flags and fragment offset: DF 0x4000, MF 0x2000, the offset in 8-byte units."""
+    return pkt.frag_offset | (0x2000 if pkt.more_fragments else 0) | (0x4000 if pkt.dont_fragment else 0)
+
+
+def _alive(expires: float | None, now: float) -> bool:
+    """Whether an element the packets added is still there (expires None: it never times out)."""
+    return expires is None or expires > now
 
 
 def _u64(n: Any) -> bool:

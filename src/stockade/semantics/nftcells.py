@@ -147,6 +147,8 @@ class NftCuts:
                 elif key == "set":
                     residual.append(f"a limit per element of {val.get('set')} (a first packet passes)"
                                     if val.get("stmt") else f"set statement on {val.get('set')}")
+                elif key == "meter":
+                    residual.append(f"a limit per element of meter {val.get('name')} (a first packet passes)")
                 elif key in ("counter", "log", "accept", "drop", "reject", "continue", "return", "queue", "jump",
                              "goto", "notrack", "mangle", "snat", "masquerade", "dnat", "redirect", "ct helper"):
                     pass
@@ -245,6 +247,8 @@ class NftCuts:
             return "ctstate", "ct_state", None
         if key == "&" and isinstance(val, list) and len(val) == 2:
             if val[0] == FRAG_OFF and self.family is Family.IPV4:
+                if self._const("integer", val[1])[0] & 0x4000:
+                    raise _Residual("ip frag-off: the don't-fragment bit (cells hold packets without it)")
                 return "fragoff", "integer", None  # cells hold unfragmented packets: the offset and MF are 0
             if val[0] == {"payload": {"protocol": "tcp", "field": "flags"}}:
                 return "flags&" + str(self._const("tcp_flag", val[1])[0]), "tcp_flag", {PROTO: ((6, 6),)}
@@ -291,7 +295,7 @@ class NftCuts:
             nset = table.sets.get(ref[1:])
             if nset is None:
                 raise _Residual(f"set {ref}")
-            elements = nset.elements if not _dynamic(nset) else None
+            elements = nset.elements if not _dynamic(table, nset) else None
             if elements is None:
                 raise _Residual(f"set {ref} is updated by the packets themselves")
         elif isinstance(ref, dict) and "set" in ref:
@@ -396,8 +400,13 @@ def _is_set(right: Any) -> bool:
     return (isinstance(right, str) and right.startswith("@")) or (isinstance(right, dict) and "set" in right)
 
 
-def _dynamic(nset: NftSet) -> bool:
-    return "dynamic" in nset.flags
+def _dynamic(table: NftTable, nset: NftSet) -> bool:
+    """Whether packets change the set: flagged so, or named by a rule's set statement (add/update/delete)."""
+    if "dynamic" in nset.flags:
+        return True
+    ref = "@" + nset.name
+    return any(isinstance(stmt.get("set"), dict) and stmt["set"].get("set") == ref
+               for c in table.chains.values() for r in c.rules for stmt in r.expr)
 
 
 class NftOracle:
