@@ -47,11 +47,13 @@ class SetChange:
         return len(self.add) + len(self.delete)
 
 
-def change(name: str, old: Iterable[str], new: Iterable[str], backend: str) -> SetChange:
+def change(name: str, old: Iterable[str], new: Iterable[str], backend: str, listed: bool = False) -> SetChange:
     """The change turning a set holding `old` into one holding `new` (members as the compiler writes
-    them, or as the kernel lists them: addresses, networks, nft's `first-last` ranges)."""
+    them, or as the kernel lists them: addresses, networks, nft's `first-last` ranges). `listed`: `old`
+    is the kernel's listing, whose nft interval elements are taken as they are (an element nft or a
+    person added beside another is listed apart from it, and only its own range deletes it)."""
     if backend == "nftables" and "-net" in name:
-        before, after = spans(old), spans(new)
+        before, after = spans(old, merge=not listed), spans(new)
         return SetChange(name, [span_text(s) for s in sorted(after - before)],
                          [span_text(s) for s in sorted(before - after)], True)
     before, after = set(old), set(new)
@@ -93,10 +95,11 @@ def _unkey(k: int) -> tuple[int, int, int]:
     return (6, k >> 128 & _M128, k & _M128) if k >= _V6 else (4, k >> 32, k & _M32)
 
 
-def spans(members: Iterable[str]) -> set[int]:
+def spans(members: Iterable[str], merge: bool = True) -> set[int]:
     """Networks (or `first-last` ranges, as nft lists them) as nft's auto-merge keeps them, each range a
-    `_key`: overlapping and adjacent ones joined, host bits cleared as nft does. IPv4 networks, the
-    bulk of a blocklist, are read with maps over C functions, not a Python step per member."""
+    `_key`: overlapping and adjacent ones joined (unless not `merge`), host bits cleared as nft does.
+    IPv4 networks, the bulk of a blocklist, are read with maps over C functions, not a Python step
+    per member."""
     members = list(members)
     text = "\n".join(members)
     slow = [m for m in members if "-" in m or ":" in m] if "-" in text or ":" in text else []
@@ -110,6 +113,8 @@ def spans(members: Iterable[str]) -> set[int]:
     nets = list(map(operator.and_, map(int.from_bytes, map(socket.inet_aton, addrs)), map(_NET.__getitem__, plens)))
     his = map(operator.or_, nets, map(_HOST.__getitem__, plens))
     keys = sorted([*map(operator.or_, map(operator.lshift, nets, repeat(32)), his), *(_key(*_range(m)) for m in slow)])
+    if not merge:
+        return set(keys)
     six = bisect.bisect_left(keys, _V6)
     return {*_merged(keys[:six], 32, _M32), *(_V6 | k for k in _merged([k ^ _V6 for k in keys[six:]], 128, _M128))}
 

@@ -26,6 +26,7 @@ or the next apply (which says what it undid). A transaction that fails removes i
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 from . import sets
@@ -47,6 +48,10 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
     """Make `target` stockade's live part (the caller holds the lock). KernelError if it cannot be done;
     then the live part is still `live`."""
     if target.backend == "nftables":
+        changes = nft_members_only(live, target, state)
+        if changes is not None:
+            sets.update(host, target.backend, changes)
+            return
         body = target.text.get("nft", "")
         host.run(["nft", "-f", "-"], input=nft_file(body) + carried_nft(host, body))  # bans: one transaction
         return
@@ -105,6 +110,38 @@ def members_only(live: OwnedPart, target: OwnedPart) -> list[sets.SetChange] | N
             any(len(m) > _maxelem(creates, n) for n, (_, m) in new.items()):
         return None
     return [sets.change(n, old[n][1], m, target.backend) for n, (_, m) in new.items()]
+
+
+# The members of a policy group's set (stk-GROUP-ip4 ...; not ban sets, whose members are state): nft lists
+# them its own way, the rendered file as stockade writes them; the rest of either text is compared whole.
+_GROUP_SET = re.compile(r"^(\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elements = \{)([^}]*)\}", re.MULTILINE)
+
+
+def nft_shape(text: str) -> str:
+    """A rendered nft part without its group sets' members: what must be unchanged for an in-place update."""
+    return hashlib.sha256(_GROUP_SET.sub(r"\1}", text).encode()).hexdigest()[:12]
+
+
+def _nft_members(text: str) -> dict[str, list[str]]:
+    """Each group set's members (by logical name) in an nft text, rendered or listed."""
+    return {re.sub(r"^ip6?_", "", name): [e for e in map(str.strip, body.split(",")) if e]
+            for _, name, body in _GROUP_SET.findall(text)}
+
+
+def nft_members_only(live: OwnedPart, target: OwnedPart, state: State | None) -> list[sets.SetChange] | None:
+    """nftables: the member changes that turn `live` into `target`, if the live part is the one stockade
+    applied last (no drift) and the target differs from what that apply rendered only in its group sets'
+    members; None when anything else differs (the table is then replaced whole)."""
+    rec = state.read("applied") if state is not None else None
+    if rec is None or live.backend != "nftables" or rec.get("backend") != "nftables" or \
+            rec.get("version") != live.digest or rec.get("shape") != nft_shape(target.text.get("nft", "")):
+        return None
+    old, new = _nft_members(live.text.get("nft", "")), _nft_members(target.text.get("nft", ""))
+    names = set(re.findall(r"^\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{", target.text.get("nft", ""), re.MULTILINE))
+    if any(sets.nft_name(re.sub(r"^ip6?_", "", n)) != n for n in names):
+        return None
+    return [sets.change(n, old.get(n, []), new.get(n, []), "nftables", listed=True)
+            for n in sorted(re.sub(r"^ip6?_", "", n) for n in names)]
 
 
 def recover(host: Host, state: State) -> bool:
