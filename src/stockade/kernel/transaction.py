@@ -121,9 +121,14 @@ def members_only(live: OwnedPart, target: OwnedPart) -> list[sets.SetChange] | N
 _GROUP_SET = re.compile(r"^(\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elements = \{)([^}]*)\}", re.MULTILINE)
 
 
+# A group hash set's `size` (twice its members when rendered, as ipset's maxelem): room, not membership.
+_SIZE = re.compile(r"^(\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?\bsize )(\d+)", re.MULTILINE)
+
+
 def nft_shape(text: str) -> str:
-    """A rendered nft part without its group sets' members: what must be unchanged for an in-place update."""
-    return hashlib.sha256(_GROUP_SET.sub(r"\1}", text).encode()).hexdigest()[:12]
+    """A rendered nft part without its group sets' members and sizes: what must be unchanged for an
+    in-place update."""
+    return hashlib.sha256(_SIZE.sub(r"\1N", _GROUP_SET.sub(r"\1}", text)).encode()).hexdigest()[:12]
 
 
 def _nft_members(text: str) -> dict[str, list[str]]:
@@ -141,6 +146,9 @@ def nft_members_only(live: OwnedPart, target: OwnedPart, state: State | None) ->
             rec.get("version") != live.digest or rec.get("shape") != nft_shape(target.text.get("nft", "")):
         return None
     old, new = _nft_members(live.text.get("nft", "")), _nft_members(target.text.get("nft", ""))
+    room = {re.sub(r"^ip6?_", "", name): int(size) for _, name, size in _SIZE.findall(live.text.get("nft", ""))}
+    if any(len(set(m)) > room[n] for n, m in new.items() if n in room):
+        return None  # a hash set is as large as it was made: more members need a new one
     names = set(re.findall(r"^\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{", target.text.get("nft", ""), re.MULTILINE))
     if any(sets.nft_name(re.sub(r"^ip6?_", "", n)) != n for n in names):
         return None
