@@ -113,12 +113,12 @@ def spans(members: Iterable[str], merge: bool = True) -> set[int]:
     text = "\n".join(members)
     slow = [m for m in members if "-" in m or ":" in m] if "-" in text or ":" in text else []
     plain = [m for m in members if "-" not in m and ":" not in m] if slow else members
-    if text.count("/") == len(plain) and not slow:
-        words = text.replace("/", "\n").split("\n") if plain else []
-        addrs, plens = words[0::2], list(map(int, words[1::2]))
-    else:
-        addrs, _, lens = zip(*(m.partition("/") for m in plain)) if plain else ((), (), ())
-        plens = [int(p) if p else 32 for p in lens]
+    text = "\n".join(plain) if slow else text
+    if text.count("/") != len(plain):  # an address alone: its /32
+        plain = [m if "/" in m else m + "/32" for m in plain]
+        text = "\n".join(plain)
+    words = text.replace("/", "\n").split("\n") if plain else []
+    addrs, plens = words[0::2], list(map(int, words[1::2]))
     if any(p > 32 for p in plens):
         raise ValueError("a prefix longer than 32 bits")
     others = sorted(_key(*_range(m)) for m in slow)

@@ -81,7 +81,8 @@ def _sets(text: str) -> dict[str, tuple[tuple[str, ...], list[str]]]:
     and family, members). Each set's adds are one block of lines: cut out and split whole, a million
     members without a Python step each."""
     out = {}
-    for name, kind, family in re.findall(r"^create (\S+) (\S+)(?: family (\S+))?", text, re.MULTILINE):
+    head = text.split("\nadd ", 1)[0]  # the creates: a million adds are not searched for them
+    for name, kind, family in re.findall(r"^create (\S+) (\S+)(?: family (\S+))?", head, re.MULTILINE):
         prefix = f"add {name} "
         first = text.find("\n" + prefix)
         if first < 0:
@@ -118,11 +119,13 @@ def members_only(live: OwnedPart, target: OwnedPart) -> list[sets.SetChange] | N
 
 # The members of a policy group's set (stk-GROUP-ip4 ...; not ban sets, whose members are state): nft lists
 # them its own way, the rendered file as stockade writes them; the rest of either text is compared whole.
-_GROUP_SET = re.compile(r"^(\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elements = \{)([^}]*)\}", re.MULTILINE)
+# (Each pattern starts with the literal `set `, which re finds by a fast search: a million members' text
+# is not tried character by character.)
+_GROUP_SET = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elements = \{)([^}]*)\}")
 
 
 # A group hash set's `size` (twice its members when rendered, as ipset's maxelem): room, not membership.
-_SIZE = re.compile(r"^(\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?\bsize )(\d+)", re.MULTILINE)
+_SIZE = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?\bsize )(\d+)")
 
 
 def nft_shape(text: str) -> str:
@@ -133,8 +136,7 @@ def nft_shape(text: str) -> str:
 
 def _nft_members(text: str) -> dict[str, list[str]]:
     """Each group set's members (by logical name) in an nft text, rendered or listed."""
-    return {re.sub(r"^ip6?_", "", name): [e for e in map(str.strip, body.split(",")) if e]
-            for _, name, body in _GROUP_SET.findall(text)}
+    return {re.sub(r"^ip6?_", "", name): body.replace(",", " ").split() for _, name, body in _GROUP_SET.findall(text)}
 
 
 def nft_members_only(live: OwnedPart, target: OwnedPart, state: State | None) -> list[sets.SetChange] | None:
@@ -147,9 +149,9 @@ def nft_members_only(live: OwnedPart, target: OwnedPart, state: State | None) ->
         return None
     old, new = _nft_members(live.text.get("nft", "")), _nft_members(target.text.get("nft", ""))
     room = {re.sub(r"^ip6?_", "", name): int(size) for _, name, size in _SIZE.findall(live.text.get("nft", ""))}
-    if any(len(set(m)) > room[n] for n, m in new.items() if n in room):
+    if any(len(m) > room[n] and len(set(m)) > room[n] for n, m in new.items() if n in room):
         return None  # a hash set is as large as it was made: more members need a new one
-    names = set(re.findall(r"^\s*set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{", target.text.get("nft", ""), re.MULTILINE))
+    names = set(re.findall(r"set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{", target.text.get("nft", "")))
     if any(sets.nft_name(re.sub(r"^ip6?_", "", n)) != n for n in names):
         return None
     return [sets.change(n, old.get(n, []), new.get(n, []), "nftables", listed=True)
