@@ -40,7 +40,7 @@ NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_FLAGS = 1, 3
 NFTA_DATA_VALUE = 1
 NFT_SET_ELEM_INTERVAL_END = 1
 CLONE_NEWNET = 0x40000000
-PER_MESSAGE = 2000  # elements per message: well under the 64 KiB netlink attribute limit
+PER_MESSAGE = 60_000  # bytes of elements per message: a netlink attribute's length is 16 bits
 NETNS_DIR = "/run/netns"
 
 
@@ -90,16 +90,27 @@ def batch(table: str, changes: list[Elements]) -> tuple[bytes, list[int]]:
              + _attr(NFTA_SET_ELEM_LIST_SET, e.set.encode() + b"\0") for e in changes}
     for verb, flags in ((NFT_MSG_DELSETELEM, 0), (NFT_MSG_NEWSETELEM, NLM_F_CREATE)):
         for e in changes:
-            elements = _encoded(e, e.delete if verb == NFT_MSG_DELSETELEM else e.add)
-            for i in range(0, len(elements), PER_MESSAGE):
+            for chunk in _chunks(_encoded(e, e.delete if verb == NFT_MSG_DELSETELEM else e.add)):
                 seq += 1
-                payload = names[e.set] + _attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED,
-                                               b"".join(elements[i:i + PER_MESSAGE]))
+                payload = names[e.set] + _attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, chunk)
                 msgs.append(_message(NFNL_SUBSYS_NFTABLES << 8 | verb, NLM_F_REQUEST | NLM_F_ACK | flags, seq,
                                      NFPROTO_INET, 0, payload))
                 seqs.append(seq)
     msgs.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b""))
     return b"".join(msgs), seqs
+
+
+def _chunks(elements: list[bytes]) -> list[bytes]:
+    """The encoded elements in runs of at most PER_MESSAGE bytes (a range's two elements may part: the
+    kernel pairs them within the transaction)."""
+    out, cur, size = [], [], 0
+    for el in elements:
+        if cur and size + len(el) > PER_MESSAGE:
+            out.append(b"".join(cur))
+            cur, size = [], 0
+        cur.append(el)
+        size += len(el)
+    return out + ([b"".join(cur)] if cur else [])
 
 
 @contextmanager
@@ -165,4 +176,4 @@ def change(netns: str | None, table: str, changes: list[Elements]) -> None:
 
 def _deletes(changes: list[Elements]) -> int:
     """How many delete messages the batch holds (they come first)."""
-    return sum(-(-len(_encoded(e, e.delete)) // PER_MESSAGE) for e in changes)
+    return sum(len(_chunks(_encoded(e, e.delete))) for e in changes)
