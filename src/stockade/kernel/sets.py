@@ -119,7 +119,7 @@ def spans(members: Iterable[str], merge: bool = True) -> set[int]:
         text = "\n".join(plain)
     words = text.replace("/", "\n").split("\n") if plain else []
     addrs, plens = words[0::2], list(map(int, words[1::2]))
-    if any(p > 32 for p in plens):
+    if max(plens, default=0) > 32:
         raise ValueError("a prefix longer than 32 bits")
     others = sorted(_key(*_range(m)) for m in slow)
     six = bisect.bisect_left(others, _V6)
