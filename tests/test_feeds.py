@@ -91,7 +91,7 @@ def test_change_is_the_difference():
     c = change("stk-x-ip4", ["192.0.2.1", "192.0.2.2"], ["192.0.2.2", "192.0.2.3"], "iptables-nft")
     assert (c.add, c.delete, len(c)) == (["192.0.2.3"], ["192.0.2.1"], 2)
     n = change("stk-x-net4", ["192.0.2.0/25"], ["192.0.2.0/25", "192.0.2.128/25"], "nftables")
-    assert (n.add, n.delete, n.full) == (["192.0.2.0/24"], ["192.0.2.0/25"], ["192.0.2.0/24"])
+    assert (n.add, n.delete, n.interval) == (["192.0.2.0/24"], ["192.0.2.0/25"], True)
 
 
 def test_a_host_network_is_the_address_ipset_lists():

@@ -208,3 +208,24 @@ def test_a_live_set_that_differs_from_the_last_good_list_is_diffed_from_the_kern
     r = feed_update(netns.name, state, policy)
     assert r["error"] is None, r
     assert held(netns.name, "nftables") == {"192.0.2.11", "192.0.2.12", "203.0.113.0/25"}
+
+
+def test_nft_ranges_join_and_split_in_place(netns, tmp_path):
+    """nft interval sets hold merged ranges: a network that fills the gap between two joins them into one
+    range (both deleted, the joined one added, in one transaction), and taking it out splits them again;
+    a network that shrinks is replaced. The set holds exactly the merged new list after each update."""
+    feed, policy, state = tmp_path / "bl.txt", tmp_path / "p.toml", tmp_path / "state"
+    policy.write_text(POLICY.format(source='file = "bl.txt"'))
+    stockade(["apply", str(policy), "--netns", netns.name, "--confirm-timeout", "0", "--backend", "nftables"], state)
+    lists = [["192.0.2.0/26", "192.0.2.128/26", "198.51.100.0/24", "203.0.113.5", "2001:db8::/48"],
+             ["192.0.2.0/26", "192.0.2.64/26", "192.0.2.128/26", "198.51.100.0/25", "203.0.113.6", "2001:db8:1::/48",
+              "2001:db8::/48"]]
+    want = [{"192.0.2.0/26", "192.0.2.128/26", "198.51.100.0/24", "203.0.113.5", "2001:db8::/48"},
+            {"192.0.2.0-192.0.2.191", "198.51.100.0/25", "203.0.113.6", "2001:db8::/47"}]
+    for entries, held_now in zip(lists + lists[:1], want + want[:1]):
+        feed.write_text("\n".join(entries) + "\n")
+        r = feed_update(netns.name, state, policy)
+        assert r["error"] is None, r
+        assert held(netns.name, "nftables") == held_now
+    status = json.loads(stockade(["status", "--netns", netns.name, "--json"], state).stdout)
+    assert not status["drift"], status["drift_lines"][:10]

@@ -174,10 +174,10 @@ def _apply_diff(host: Host, backend: str, name: str, new: Members, old: Members 
     live = sets.headers(host) if backend != "nftables" else {}
     for family, kind in KINDS:
         set_name = f"stk-{name}-{kind}{int(family)}"
-        before = (old or {}).get((family, kind))
+        before, listed = (old or {}).get((family, kind)), False
         if before is None or sets.entries(backend, set_name, live) not in (None, len(set(before))):
-            before = sets.live_members(host, backend, set_name)
-        changes.append(sets.change(set_name, before, new.get((family, kind), []), backend))
+            before, listed = sets.live_members(host, backend, set_name), True
+        changes.append(sets.change(set_name, before, new.get((family, kind), []), backend, listed))
     sets.update(host, backend, changes, live)
     return changes
 

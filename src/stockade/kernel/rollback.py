@@ -34,7 +34,7 @@ from .live import read_part
 from .lock import locked
 from .part import OwnedPart
 from .state import State, boot_id, clock, now
-from .transaction import apply, recover
+from .transaction import apply, nft_shape, recover
 
 POLL = 0.05  # seconds between looks at pending.json
 
@@ -187,7 +187,8 @@ def _transaction(host: Host, state: State, job: dict) -> dict:
     live = read_part(host, target.backend)
     record = {"version": live.digest, "at": now(), "job": job["id"], "policy": job["policy"], "backend": live.backend,
               "part": live.to_json(), "policy_text": job.get("policy_text"),
-              "target": job["target"]["digest"]}  # the compiled part: `apply --check` knows it is live
+              "target": job["target"]["digest"],  # the compiled part: `apply --check` knows it is live
+              "shape": nft_shape(target.text.get("nft", ""))}  # nft: a re-apply changing only members is in place
     try:
         state.write("applied", record)
         if timeout == 0:

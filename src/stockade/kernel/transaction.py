@@ -1,7 +1,11 @@
 """Changing stockade's part of the live ruleset in one step; if any part fails, nothing changes.
 
 nftables: one `nft -f` file that creates, deletes and re-creates `table inet stockade`; the
-kernel commits the file as one transaction, both families and all sets together.
+kernel commits the file as one transaction, both families and all sets together. When the live table
+is the one stockade applied last (no drift) and the new one differs from what that apply rendered only
+in its group sets' members (`nft_shape`, kept in the applied record), the members that differ are
+deleted and added in place instead, in one nf_tables transaction (sets.py): a million-entry table
+is not reloaded for a few thousand changed members.
 
 iptables: three steps; the first changes nothing packets meet.
  1. The target's sets are created under a generation's names the live rules do not use (`stk-x-b`
@@ -26,6 +30,7 @@ or the next apply (which says what it undid). A transaction that fails removes i
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 from . import sets
@@ -47,6 +52,10 @@ def apply(host: Host, live: OwnedPart, target: OwnedPart, state: State | None = 
     """Make `target` stockade's live part (the caller holds the lock). KernelError if it cannot be done;
     then the live part is still `live`."""
     if target.backend == "nftables":
+        changes = nft_members_only(live, target, state)
+        if changes is not None:
+            sets.update(host, target.backend, changes)
+            return
         body = target.text.get("nft", "")
         host.run(["nft", "-f", "-"], input=nft_file(body) + carried_nft(host, body))  # bans: one transaction
         return
@@ -72,7 +81,8 @@ def _sets(text: str) -> dict[str, tuple[tuple[str, ...], list[str]]]:
     and family, members). Each set's adds are one block of lines: cut out and split whole, a million
     members without a Python step each."""
     out = {}
-    for name, kind, family in re.findall(r"^create (\S+) (\S+)(?: family (\S+))?", text, re.MULTILINE):
+    head = text.split("\nadd ", 1)[0]  # the creates: a million adds are not searched for them
+    for name, kind, family in re.findall(r"^create (\S+) (\S+)(?: family (\S+))?", head, re.MULTILINE):
         prefix = f"add {name} "
         first = text.find("\n" + prefix)
         if first < 0:
@@ -105,6 +115,47 @@ def members_only(live: OwnedPart, target: OwnedPart) -> list[sets.SetChange] | N
             any(len(m) > _maxelem(creates, n) for n, (_, m) in new.items()):
         return None
     return [sets.change(n, old[n][1], m, target.backend) for n, (_, m) in new.items()]
+
+
+# The members of a policy group's set (stk-GROUP-ip4 ...; not ban sets, whose members are state): nft lists
+# them its own way, the rendered file as stockade writes them; the rest of either text is compared whole.
+# (Each pattern starts with the literal `set `, which re finds by a fast search: a million members' text
+# is not tried character by character.)
+_GROUP_SET = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elements = \{)([^}]*)\}")
+
+
+# A group hash set's `size` (twice its members when rendered, as ipset's maxelem): room, not membership.
+_SIZE = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?\bsize )(\d+)")
+
+
+def nft_shape(text: str) -> str:
+    """A rendered nft part without its group sets' members and sizes: what must be unchanged for an
+    in-place update."""
+    return hashlib.sha256(_SIZE.sub(r"\1N", _GROUP_SET.sub(r"\1}", text)).encode()).hexdigest()[:12]
+
+
+def _nft_members(text: str) -> dict[str, list[str]]:
+    """Each group set's members (by logical name) in an nft text, rendered or listed."""
+    return {re.sub(r"^ip6?_", "", name): body.replace(",", " ").split() for _, name, body in _GROUP_SET.findall(text)}
+
+
+def nft_members_only(live: OwnedPart, target: OwnedPart, state: State | None) -> list[sets.SetChange] | None:
+    """nftables: the member changes that turn `live` into `target`, if the live part is the one stockade
+    applied last (no drift) and the target differs from what that apply rendered only in its group sets'
+    members; None when anything else differs (the table is then replaced whole)."""
+    rec = state.read("applied") if state is not None else None
+    if rec is None or live.backend != "nftables" or rec.get("backend") != "nftables" or \
+            rec.get("version") != live.digest or rec.get("shape") != nft_shape(target.text.get("nft", "")):
+        return None
+    old, new = _nft_members(live.text.get("nft", "")), _nft_members(target.text.get("nft", ""))
+    room = {re.sub(r"^ip6?_", "", name): int(size) for _, name, size in _SIZE.findall(live.text.get("nft", ""))}
+    if any(len(m) > room[n] and len(set(m)) > room[n] for n, m in new.items() if n in room):
+        return None  # a hash set is as large as it was made: more members need a new one
+    names = set(re.findall(r"set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{", target.text.get("nft", "")))
+    if any(sets.nft_name(re.sub(r"^ip6?_", "", n)) != n for n in names):
+        return None
+    return [sets.change(n, old.get(n, []), new.get(n, []), "nftables", listed=True)
+            for n in sorted(re.sub(r"^ip6?_", "", n) for n in names)]
 
 
 def recover(host: Host, state: State) -> bool:
