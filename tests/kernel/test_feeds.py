@@ -99,12 +99,15 @@ def test_feed_replaced_in_place_never_empty(kernel_ok, tmp_path, backend):
         probe = t.client.spawn([PY, "-c", PROBE, SERVER_V4, str(stop)], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)
         feed.write_text("\n".join(second) + "\n")
+        began = time.perf_counter()
         r = feed_update(t.server.name, state, policy)
+        whole = time.perf_counter() - began  # the command: read and check the list, diff, apply, record
         time.sleep(0.5)
         stop.touch()
         tries, connected = map(int, probe.stdout.readline().split())
         print(f"{backend}: {ENTRIES} entries, {r['added']} added and {r['deleted']} deleted in place in "
-              f"{r['seconds']} s ({r['cpu_seconds']} s stockade's CPU, load {os.getloadavg()[0]:.1f}); "
+              f"{r['seconds']} s ({r['cpu_seconds']} s stockade's CPU, load {os.getloadavg()[0]:.1f}; the whole "
+              f"`feeds update` {whole:.2f} s); "
               f"probe: {tries} connection attempts from a listed address, {connected} connected")
         a, b = expected(first, backend), expected(second, backend)  # sets: the list may repeat an entry
         diff = (len(b - a), len(a - b))
