@@ -6,12 +6,10 @@ counter prefixes, `-c` counters and `#` comments.
 """
 from __future__ import annotations
 
-import gc
 import ipaddress
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
+from ..heap import collector_paused
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Origin, Table
 from ..model.diagnostics import ParseError, Token
 from .command import COMMANDS, Builder, check_chain_name, table_of
@@ -117,7 +115,7 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
     reads = {}
     for fam in (family,) if family else families(text):
         reads[fam] = Builder(known_sets=b.known_sets)
-        with _collector_paused():
+        with collector_paused():
             _read_family(text, file, fam, reads[fam])
     errors = {f: {(d.origin, d.code) for d in r.diagnostics if d.severity == "error"} for f, r in reads.items()}
     keep = [f for f in reads if not any(errors[f] > errors[g] for g in reads)]
@@ -127,20 +125,6 @@ def read_save(text: str, file: str, family: Family | None = None, builder: Build
         b.diagnostics += [d for d in reads[fam].diagnostics if (d.origin, d.code, d.message) not in seen]
         b.kept += reads[fam].kept
     return b
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while a dump is read: reading makes millions of objects
-    that all live on (words, rules, their matches) and no cycles, and each of the collector's passes
-    over the old objects walks them all again (for 200,000 rules, 40% of the time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _creates_table(words: list[Token]) -> bool:

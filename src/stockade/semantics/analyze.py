@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..heap import collector_paused
 from ..model import Family, Ruleset
 from ..model.netfilter import PORT_PROTOS
 from ..model.ranges import Ranges
 from .flatten import Flat, flatten
-from .heap import collector_paused
 from .ipassmt import IpAssmt
 from .matrix import Matrix, parse_service, service_matrix, setting
 from .ports import open_ports

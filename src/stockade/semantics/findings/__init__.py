@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+from ...heap import collector_paused
 from ...model import Family, Ruleset
 from ...model.netfilter import FILTER_HOOKS as HOOKS
 from ...parse.command import Builder
-from ..heap import collector_paused
 from .access import (
     block_after_accept,
     default_open,
