@@ -63,7 +63,7 @@ print(tries, connected, flush=True)
 
 def feed_update(ns: str, state: Path, policy: Path, *extra: str) -> dict:
     proc = stockade(["feeds", "update", str(policy), "--netns", ns, "--json", *extra], state, check=False)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1) and proc.stdout.strip(), (proc.returncode, proc.stderr[-3000:])
     return json.loads(proc.stdout)["feeds"][0]
 
 

@@ -40,6 +40,8 @@ NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_FLAGS = 1, 3
 NFTA_DATA_VALUE = 1
 NFT_SET_ELEM_INTERVAL_END = 1
 CLONE_NEWNET = 0x40000000
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
 PER_MESSAGE = 60_000  # bytes of elements per message: a netlink attribute's length is 16 bits
 NETNS_DIR = "/run/netns"
 
@@ -152,20 +154,28 @@ def change(netns: str | None, table: str, changes: list[Elements]) -> None:
         return
     data, seqs = batch(table, changes)
     with _netlink(netns) as s:
-        s.setsockopt(socket.SOL_SOCKET, 32, max(len(data) * 2, 1 << 20))  # SO_SNDBUFFORCE: the batch is one datagram
+        s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, max(len(data) * 2, 1 << 20))  # the batch is one datagram
+        # every message's answer waits in the receive buffer until the batch is sent (each costs about 1 KiB
+        # of it, as nft reckons), and an error's answer carries no copy of the message it answers
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, max(len(seqs) * 2048, 1 << 20))
+        s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         s.bind((0, 0))
-        s.sendall(data)
         waiting, errors = set(seqs), []
-        while waiting:
-            buf = s.recv(1 << 16)
-            while buf:
-                length, kind, _, seq, _ = struct.unpack_from("=IHHII", buf)
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", buf, 16)[0]
-                    if code:
-                        errors.append((seq, code))
-                    waiting.discard(seq)
-                buf = buf[(length + 3) & ~3:]
+        try:
+            s.sendall(data)
+            while waiting:
+                buf = s.recv(1 << 16)
+                while buf:
+                    length, kind, _, seq, _ = struct.unpack_from("=IHHII", buf)
+                    if kind == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", buf, 16)[0]
+                        if code:
+                            errors.append((seq, code))
+                        waiting.discard(seq)
+                    buf = buf[(length + 3) & ~3:]
+        except OSError as e:  # the answers are lost (ENOBUFS): whether the batch was committed is unknown here
+            raise KernelError(f"the kernel's answer to the set change in table inet {table} was lost "
+                              f"({e.strerror or e}); read the sets to see what they hold") from None
     if errors:
         seq, code = errors[0]
         verb = "delete" if seq - 2 < _deletes(changes) else "add"
