@@ -262,25 +262,24 @@ def persist(netns: str | None, root: str | None) -> dict:
         write_atomic(path, content, _mode(path, 0o644 if public else 0o600))
         written.append(str(path))
     if p.commands:
-        link = base / "etc/systemd/system/multi-user.target.wants" / UNIT
-        try:
-            link.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            if not link.is_symlink():
-                link.symlink_to(f"/etc/systemd/system/{UNIT}")
-        except OSError as e:
-            raise KernelError(f"cannot enable {UNIT} ({link}): {e.strerror or e}") from None
+        _enable(base, "multi-user.target.wants", UNIT)
     if Path("etc/systemd/system") / f"{FEEDS_UNIT}.timer" in timer:
-        link = base / "etc/systemd/system/timers.target.wants" / f"{FEEDS_UNIT}.timer"
-        try:
-            link.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            if not link.is_symlink():
-                link.symlink_to(f"/etc/systemd/system/{FEEDS_UNIT}.timer")
-        except OSError as e:
-            raise KernelError(f"cannot enable {FEEDS_UNIT}.timer ({link}): {e.strerror or e}") from None
+        _enable(base, "timers.target.wants", f"{FEEDS_UNIT}.timer")
     out = persist_status(netns, root)
     out["written"] = written
     out["text"] = f"persisted {part.digest} ({p.mechanism}):\n" + "\n".join(f"  {w}" for w in written)
     return out
+
+
+def _enable(base: Path, wants: str, unit: str) -> None:
+    """The unit enabled as systemctl enables it: a link to it in the target's .wants directory."""
+    link = base / "etc/systemd/system" / wants / unit
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if not link.is_symlink():
+            link.symlink_to(f"/etc/systemd/system/{unit}")
+    except OSError as e:
+        raise KernelError(f"cannot enable {unit} ({link}): {e.strerror or e}") from None
 
 
 def persist_status(netns: str | None, root: str | None) -> dict:
@@ -352,14 +351,13 @@ def unpersist_plan(root: str | None, backend: str, check: bool = False) -> tuple
     return plan, gone
 
 
-def unpersist(plan: Plan, gone: list[Path], root: str | None) -> list[str]:
-    """Write the plan's files (unpersist_plan checked them) and delete `gone`; the paths changed."""
+def unpersist(plan: Plan, gone: list[Path], root: str | None) -> None:
+    """Write the plan's files (unpersist_plan checked them) and delete `gone` (changed_paths names them)."""
     base = _root(root)
     for rel, content in plan.files.items():
         write_atomic(base / rel, content, _mode(base / rel, 0o600))
     for rel in gone:
         remove(base / rel)
-    return changed_paths(plan, gone, root)
 
 
 def changed_paths(plan: Plan, gone: list[Path], root: str | None) -> list[str]:
