@@ -14,7 +14,7 @@ from stockade.kernel import access
 from stockade.kernel.host import Host
 from stockade.kernel.live import drop_dynamic_elements
 from stockade.kernel.lock import acquire, held
-from stockade.kernel.part import OwnedPart, desired, logical, own_iptables, parse_owned
+from stockade.kernel.part import OwnedPart, desired, logical, nft_canonical, own_iptables, parse_owned
 from stockade.kernel.persist import UNIT, persist, persist_status
 from stockade.kernel.state import State
 from stockade.kernel.transaction import restore_text
@@ -194,3 +194,36 @@ def test_lock_passes_to_a_child_and_dies_with_its_holder(tmp_path):
     while held(lock) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not held(lock)
+
+
+LISTED = """table inet stockade {
+\tset stk-bl-ip4 {
+\t\ttype ipv4_addr
+\t\telements = { 192.0.2.9, 198.51.100.1,
+\t\t\t     203.0.113.5 }
+\t}
+
+\tset stk-bl-ip6 {
+\t\ttype ipv6_addr
+\t}
+
+\tset stk-bl-net4 {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 198.51.100.0/25 }
+\t}
+}
+"""
+
+
+def test_nft_canonical_patches_elements_as_nft_would_list_them():
+    """A feed update changes the applied record by its difference (kernel/feeds.py), never by listing
+    the set again: a set may gain its first elements, lose its last, and IPv6 is spelled one way."""
+    assert nft_canonical(LISTED).count("elements") == 2
+    patched = nft_canonical(LISTED, {"stk-bl-ip4": (["198.51.100.1"], ["192.0.2.200"]),
+                                     "stk-bl-ip6": ([], ["2001:DB8:0:0:1::2"]),
+                                     "stk-bl-net4": (["198.51.100.0/25"], [])})
+    assert patched == nft_canonical(LISTED.replace("198.51.100.1,", "192.0.2.200,").replace(
+        "\t\ttype ipv6_addr\n", "\t\ttype ipv6_addr\n\t\telements = { 2001:db8::1:0:0:2 }\n").replace(
+        "\t\telements = { 198.51.100.0/25 }\n", ""))
+    assert "\t\telements = { 192.0.2.200, 192.0.2.9, 203.0.113.5 }\n" in patched

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import read_regular, write_atomic
+from ..heap import collector_paused
 from ..model import Family
 from ..parse.read import Unreadable
 from ..policy.compile import Members
@@ -29,9 +30,9 @@ from ..policy.feeds import read_feed
 from ..policy.schema import Feed, load_policy
 from . import sets
 from .host import Host, KernelError
-from .live import read_part
 from .lock import locked
-from .part import OwnedPart
+from .part import OwnedPart, nft_canonical
+from .sets import nft_name
 from .state import State, now
 
 KINDS = ((Family.IPV4, "ip"), (Family.IPV4, "net"), (Family.IPV6, "ip"), (Family.IPV6, "net"))
@@ -134,9 +135,6 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
                 raise FetchError(f"{fl.count} entries, more than max_entries ({feed.max_entries})")
             if fl.count == 0:
                 raise FetchError("no good entry in the list" + (f" ({len(fl.bad)} bad lines)" if fl.bad else ""))
-            # nft lists a set's members merged its own way: its applied record is refreshed from the kernel,
-            # which is right only where nothing else had changed the part (else that drift must stay visible)
-            undrifted = backend == "nftables" and _undrifted(host, state)
             t0, cpu = time.perf_counter(), time.process_time()
             try:
                 changes = _apply_diff(host, backend, name, fl.members, read_list(state, name))
@@ -152,11 +150,7 @@ def update_feed(host: Host, state: State, backend: str, name: str, feed: Feed, b
                        entries=fl.count, bad=len(fl.bad), last_error=None)
             if out["changed"]:
                 rec["changed_at"] = now()
-                if backend != "nftables":
-                    _patch_applied(state, changes)
-                elif undrifted:
-                    live = read_part(host, backend)
-                    state.write("applied", {**state.read("applied"), "part": live.to_json(), "version": live.digest})
+                _patch_applied(state, changes)
         if out.get("not_modified"):
             rec.update(fetched_at=now(), fetched_clock=time.time(), last_error=None)
     except (FetchError, KernelError) as e:
@@ -175,26 +169,27 @@ def _apply_diff(host: Host, backend: str, name: str, new: Members, old: Members 
     for family, kind in KINDS:
         set_name = f"stk-{name}-{kind}{int(family)}"
         before, listed = (old or {}).get((family, kind)), False
-        if before is None or sets.entries(backend, set_name, live) not in (None, len(set(before))):
+        held = sets.entries(backend, set_name, live)
+        if before is None or held is not None and held != len(set(before)):
             before, listed = sets.live_members(host, backend, set_name), True
         changes.append(sets.change(set_name, before, new.get((family, kind), []), backend, listed))
     sets.update(host, backend, changes, live)
     return changes
 
 
-def _undrifted(host: Host, state: State) -> bool:
-    """Whether the live part is the applied one (`status` would report no drift)."""
-    rec = state.read("applied")
-    return rec is not None and read_part(host, rec["backend"]).digest == rec["version"]
-
-
 def _patch_applied(state: State, changes: list[sets.SetChange]) -> None:
     """The applied record's part holds the sets' members (its digest is the live version `status`
-    compares): change it by the same difference, so a feed update is not reported as drift."""
+    compares): change it by the same difference, so a feed update is not reported as drift, and a
+    change of the part by someone else still is (the record is not read back from the kernel, which
+    would take that change in, and on nft cost two listings of a million members)."""
     rec = state.read("applied")
     if rec is None:
         return
     part = OwnedPart.from_json(rec["part"])
+    if part.backend == "nftables":
+        part.text["nft"] = nft_canonical(part.text["nft"], {nft_name(c.name): (c.delete, c.add) for c in changes})
+        state.write("applied", {**rec, "part": part.to_json(), "version": part.digest})
+        return
     drop = {f"add {c.name} {m}" for c in changes for m in c.delete}
     lines = [ln for ln in part.text.get("sets", "").splitlines() if ln not in drop]
     lines += [f"add {c.name} {m}" for c in changes for m in c.add]
@@ -219,14 +214,15 @@ def update(policy_path: str, netns: str | None, root: str | None = None, only: t
         backend = applied["backend"]
         part = OwnedPart.from_json(applied["part"])
         reports = []
-        for name, feed in policy.feeds.items():
-            if only and name not in only:
-                continue
-            if not _live_sets(part, name):
-                reports.append({"feed": name, "changed": False, "error": f"feed `{name}` is not in the applied "
-                                "policy: run `stockade apply` with this policy first", "bad_lines": []})
-                continue
-            reports.append(update_feed(host, state, backend, name, feed, base, force))
+        with collector_paused():  # millions of members: the cyclic collector's walks cost more than the diff
+            for name, feed in policy.feeds.items():
+                if only and name not in only:
+                    continue
+                if not _live_sets(part, name):
+                    reports.append({"feed": name, "changed": False, "error": f"feed `{name}` is not in the applied "
+                                    "policy: run `stockade apply` with this policy first", "bad_lines": []})
+                    continue
+                reports.append(update_feed(host, state, backend, name, feed, base, force))
     return {"netns": host.label, "backend": backend, "feeds": reports}
 
 

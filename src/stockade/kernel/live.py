@@ -12,19 +12,20 @@ from ..parse.nft import read_nft_json
 from ..parse.save import read_save
 from .backend import TABLE, available, iptables_in_use, tool
 from .host import Host, KernelError
-from .part import OwnedPart, own_ipsets, own_iptables
+from .part import OwnedPart, nft_canonical, own_ipsets, own_iptables
 
 _INCOMPATIBLE = re.compile(r"^# Table `(\w+)' (?:is incompatible|contains incompatible)", re.MULTILINE)
 
 
 def nft_table(host: Host, stateless: bool = True) -> str:
     """`table inet stockade { ... }` as nft lists it, "" when absent. Stateless: without counter
-    values and without the entries rate-limit meters learn at run time (they are state, not rules)."""
+    values and without the entries rate-limit meters learn at run time (they are state, not rules), and
+    each set's elements on one line, in one order (part.nft_canonical)."""
     argv = ["nft", *(["-s"] if stateless else []), "list", "table", "inet", TABLE]
     proc = host.run(argv, check=False)
     if proc.returncode != 0:
         return ""
-    return drop_dynamic_elements(proc.stdout) if stateless else proc.stdout
+    return nft_canonical(drop_dynamic_elements(proc.stdout)) if stateless else proc.stdout
 
 
 def drop_dynamic_elements(text: str) -> str:

@@ -10,9 +10,12 @@ Other tools' chains and rules are never part of it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,6 +57,55 @@ class OwnedPart:
     @classmethod
     def from_json(cls, data: dict) -> OwnedPart:
         return cls(data["backend"], dict(data["text"]))
+
+
+def nft_canonical(text: str, changes: Mapping[str, tuple[Iterable[str], Iterable[str]]] | None = None) -> str:
+    """nft's listing with each set's elements on one line, in one order and spelling: nft wraps and orders
+    them its own way, and a record changed by a known difference (a feed update: `changes`, set name ->
+    (members deleted, members added)) must be that listing without listing a million members again.
+    Still nft syntax, loadable as it is."""
+    out: list[str] = []
+    changes = dict(changes or {})
+    lines = iter(text.splitlines())
+    name = None
+    for line in lines:
+        s = line.strip()
+        if line.startswith("\tset ") and s.endswith("{"):
+            name = s.split()[1]
+        elif name and s.startswith("elements = {"):
+            listed = [s]
+            while not listed[-1].endswith("}"):
+                listed.append(next(lines).strip())
+            members = _members(name, " ".join(listed)[len("elements = {"):-1].split(","), changes)
+            if members:
+                out.append(f"\t\telements = {{ {', '.join(members)} }}")
+            continue
+        elif name and line == "\t}":
+            if name in changes:  # a set listed without elements gains its first ones
+                if members := _members(name, [], changes):
+                    out.append(f"\t\telements = {{ {', '.join(members)} }}")
+            name = None
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _members(name: str, listed: list[str], changes: dict) -> list[str]:
+    gone, new = changes.pop(name, ((), ()))
+    members = {_spelling(m) for m in listed if m.strip()}
+    members.difference_update(map(_spelling, gone))
+    members.update(map(_spelling, new))
+    return sorted(members)
+
+
+def _spelling(member: str) -> str:
+    """An element as nft prints it; IPv6 in Python's spelling (nft writes `::ffff:1.2.3.4` its own way)."""
+    m = member.strip()
+    if ":" in m and " " not in m:
+        with contextlib.suppress(ValueError):
+            if "-" in m:
+                return "-".join(str(ipaddress.ip_address(a)) for a in m.split("-", 1))
+            return str(ipaddress.ip_network(m, strict=False) if "/" in m else ipaddress.ip_address(m))
+    return m
 
 
 @dataclass
