@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stockade.kernel.nftfile import NftFileError, nft_json_of_file
+from stockade.kernel.nftfile import NftFileError, nft_json_of_file, read_nft_file
 from stockade.model.packet import from_short
 from stockade.parse.nft import read_nft_json
 from stockade.semantics.nft import NftSimulator
@@ -42,11 +42,57 @@ def test_text_file_read_by_nft(conf):
     t = rs.table("inet", "filter")
     assert t is not None and set(t.sets["web"].elements) == {80, 443}
     rules = t.chains["input"].rules
-    assert len(rules) == 3 and rules[1].comment == "ssh" and all(r.origin is None for r in rules)
+    assert len(rules) == 3 and rules[1].comment == "ssh" and all(r.origin is None for r in rules)  # JSON alone
     sim = NftSimulator(rs)
     assert sim.run(from_short("tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif in0")).verdict == "ACCEPT"
     assert sim.run(from_short("tcp 192.0.2.99:1 > 203.0.113.1:22 SYN iif in0")).verdict == "DROP"
     assert sim.run(from_short("tcp 192.0.2.99:1 > 203.0.113.1:443 SYN iif in0")).verdict == "ACCEPT"
+
+
+# Each rule's comment is the line it is written on: blocks, an include, a one-line chain, a rule on
+# two lines, `add`/`insert`/bare `rule` commands, rules starting with a set statement or a counter.
+PLACES = """flush ruleset
+define WEB = { 80, 443 }
+table inet t {
+  set seen { type ipv4_addr; flags dynamic; }
+  chain input {
+    type filter hook input priority 0; policy drop;
+    ct state established accept comment "7"
+    tcp dport $WEB \\
+      accept comment "8"
+    add @seen { ip saddr } comment "10"
+    counter comment "11"
+    jump other comment "12"
+  }
+  chain other { udp dport 53 accept comment "14"; tcp dport 25 drop comment "14"; }
+}
+include "more.nft"
+add rule inet t input tcp dport 22 accept comment "17"
+insert rule inet t input iif lo accept comment "18"
+table ip u {
+  chain fw {
+    type filter hook forward priority 10;
+    counter comment "22"
+  }
+}
+rule inet t other counter comment "25"
+"""
+MORE = 'table inet t {\n  chain other {\n    tcp dport 25 drop comment "3"\n  }\n}\n'
+
+
+def test_rules_of_a_text_file_are_named_by_their_line(tmp_path, kernel_ok):
+    (tmp_path / "more.nft").write_text(MORE)
+    path = tmp_path / "places.nft"
+    path.write_text(PLACES)
+    rs = read_nft_file(str(path))
+    rules = [r for t in rs.tables for c in t.chains.values() for r in c.rules]
+    assert len(rules) == 12
+    for r in rules:
+        want = str(tmp_path / "more.nft") if r.comment == "3" else str(path)
+        assert r.origin is not None and (r.origin.file, r.origin.line) == (want, int(r.comment)), (r, r.origin)
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "explain", str(path), "--packet",
+                        "tcp 192.0.2.9:1 > 203.0.113.1:25 SYN iif in0"], capture_output=True, text=True)
+    assert f"jump other {path}:12:5" in r.stdout and f"-> DROP {path}:14:51" in r.stdout, r.stdout + r.stderr
 
 
 def test_explain_reads_an_nft_text_file(conf):

@@ -208,16 +208,16 @@ def load(path: str | None, src: Source = Source(), whole: bool = False, shared_s
 
 def load_nft(path: str, text: str | None = None) -> NftRuleset:
     """An nftables ruleset: nft JSON (`nft -j list ruleset`) as it is, an nft text file through the real
-    nft in a throwaway namespace (kernel/nftfile.py: needs root and nft; its rules then carry handles,
-    not lines)."""
+    nft in a throwaway namespace (kernel/nftfile.py: needs root and nft; its rules carry handles and
+    their lines in the file)."""
     from ..parse.nft import read_nft_json
 
     text = read_text(path) if text is None else text
     if is_json(text.removeprefix(BOM)):
         return read_nft_json(text.removeprefix(BOM), path)
-    from ..kernel.nftfile import nft_json_of_file
+    from ..kernel.nftfile import read_nft_file
 
-    return read_nft_json(nft_json_of_file(path), path, positions=False)
+    return read_nft_file(path)
 
 
 def load_policy(path: str, text: str | None = None, feeds=None) -> CompiledPolicy:

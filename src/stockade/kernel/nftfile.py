@@ -3,17 +3,23 @@ nft, so stockade never parses nft's grammar itself: the file is loaded into a th
 `nft -f` and listed back with `nft -j list ruleset`, which parse/nft.py reads.
 
 What comes back is what the kernel holds (defines expanded, includes followed, anonymous sets made),
-with handles but without the file's line numbers: nft keeps no source position for a rule, so a
-rule is named by table, chain and handle, never by a line of the text file.
+with handles. The kernel keeps no source position, but nft's evaluation trace (`--debug=eval`) names
+the place of every command it evaluates, in the order it sends them, and its echo (`-e -a`) names the
+handle the kernel gave each rule, in the same order: the n-th rule of the one is the n-th of the other.
+A rule is named by its `file:line:col` where the two agree in number; else (a file nft evaluates in a
+way this pairing does not know) by table, chain and handle only, never by a guessed line.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..model import Origin
 from ..model.diagnostics import DiagnosedError, Diagnostic
+from ..model.nftables import NftRuleset
+from ..parse.nft import RuleKey, read_nft_json
 from .netns import Netns
 
 _NFT_ERROR = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)(?:-\d+)?: Error: (?P<msg>.*)$", re.MULTILINE)
@@ -23,7 +29,24 @@ class NftFileError(DiagnosedError):
     """nft refused the file; each of its errors, `file:line:col: error: ...`."""
 
 
+# One record of nft's evaluation trace: `FILE:LINE:COL-END: Evaluate WHAT`, then the source line.
+_EVALUATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)(?:-[\d:]+)?: Evaluate (?P<what>\w+)\n(?P<src>.*)$",
+                        re.MULTILINE)
+_RULE_COMMAND = re.compile(r"(?:(?:add|insert|replace|create)\s+)?rule\s")
+
+
+def read_nft_file(path: str, devices: Sequence[str] = ()) -> NftRuleset:
+    """An nft text file as the kernel holds it, each rule named by its place in the file (or its handle)."""
+    listing, origins = _load(path, devices)
+    return read_nft_json(listing, path, positions=False, origins=origins)
+
+
 def nft_json_of_file(path: str, devices: Sequence[str] = ()) -> str:
+    """The `nft -j list ruleset` JSON of an nft text file (see _load)."""
+    return _load(path, devices)[0]
+
+
+def _load(path: str, devices: Sequence[str]) -> tuple[str, dict[RuleKey, Origin]]:
     """The `nft -j list ruleset` JSON of an nft text file, loaded into a throwaway namespace (the file's
     `flush ruleset` flushes only that namespace). Relative includes resolve from the file's directory.
     `devices`: interfaces of the machine the file was written for that it names where nft needs them to
@@ -33,10 +56,36 @@ def nft_json_of_file(path: str, devices: Sequence[str] = ()) -> str:
     with Netns(lo_up=False) as ns:
         for n, dev in enumerate(devices):
             ns.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", f"skp{n}"])
-        proc = ns.run(["nft", "-I", str(where.parent), "-f", str(where)], check=False)
+        proc = ns.run(["nft", "--debug=eval", "-e", "-a", "-j", "-I", str(where.parent), "-f", str(where)],
+                      check=False)
         if proc.returncode != 0:
-            raise NftFileError(_diagnostics(proc.stderr, path, str(where)))
-        return ns.run(["nft", "-j", "list", "ruleset"]).stdout
+            raise NftFileError(_diagnostics(_EVALUATED.sub("", proc.stderr), path, str(where)))
+        return ns.run(["nft", "-j", "list", "ruleset"]).stdout, _origins(proc.stdout, proc.stderr, path, str(where))
+
+
+def _origins(stdout: str, stderr: str, path: str, resolved: str) -> dict[RuleKey, Origin]:
+    """Each rule's place in the file, by (family, table, chain, handle): the trace's rule commands paired
+    in order with the echo's rules. A trace record is a rule's if its text is a rule command, or if the
+    next record (its first statement) begins where it begins (a table, chain or set in a block is
+    named at its name, and its first inner record lies elsewhere)."""
+    records = [(m.group("file"), int(m.group("line")), int(m.group("col")), m.group("what"), m.group("src"))
+               for m in _EVALUATED.finditer(stderr)]
+    places = []
+    for i, (file, line, col, what, src) in enumerate(records):
+        if what not in ("add", "insert", "replace", "create"):
+            continue
+        nxt = records[i + 1][:3] if i + 1 < len(records) else None
+        if _RULE_COMMAND.match(src[col - 1:]) or nxt == (file, line, col):
+            places.append(Origin(path if file == resolved else file, line, col))
+    echoed = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith('{"nftables"')), "")
+    try:
+        items = json.loads(echoed)["nftables"] if echoed else []
+    except (ValueError, KeyError, TypeError):
+        return {}
+    rules = [(r.get("family"), r.get("table"), r.get("chain"), r.get("handle")) for item in items
+             if isinstance(item, dict) for cmd, obj in item.items() if cmd in ("add", "insert", "replace")
+             and isinstance(obj, dict) for r in [obj.get("rule")] if isinstance(r, dict)]
+    return dict(zip(rules, places, strict=True)) if len(rules) == len(places) else {}
 
 
 def _diagnostics(stderr: str, path: str, resolved: str) -> list[Diagnostic]:

@@ -28,6 +28,7 @@ from ..model.nftables import (
 from .read import Unreadable
 
 OBJECTS = ("table", "chain", "rule", "set", "map")
+RuleKey = tuple[str, str, str, int]  # family, table, chain, handle
 IGNORED = ("metainfo", "flowtable", "counter", "quota", "limit", "ct helper", "ct timeout",
            "ct expectation", "secmark", "synproxy")  # no packet meaning of their own here, or elements of a set
 COMMANDS = ("add", "create")
@@ -107,9 +108,10 @@ def _prio(value: Any, origin: Origin) -> int:
 
 
 class _Reader:
-    def __init__(self, file: str, positions: bool):
+    def __init__(self, file: str, positions: bool, origins: dict[RuleKey, Origin] | None = None):
         self.rs = NftRuleset(source=file)
         self.positions = positions
+        self.origins = origins or {}
 
     def at(self, origin: Origin) -> Origin | None:
         """Where an object is kept as read from (errors name the place in the JSON either way)."""
@@ -172,8 +174,9 @@ class _Reader:
         if not isinstance(expr, list) or not all(isinstance(s, dict) and len(s) == 1 for s in expr):
             raise _err("a rule's `expr` must be a list of statements, each an object with one key", origin)
         comment = obj.get("comment")
-        chain.rules.append(NftRule(_handle(obj), tuple(expr), comment if isinstance(comment, str) else None,
-                                   self.at(origin)))
+        handle = _handle(obj)
+        chain.rules.append(NftRule(handle, tuple(expr), comment if isinstance(comment, str) else None,
+                                   self.at(origin) or self.origins.get((table.family, table.name, chain_name, handle))))
 
     def set(self, kind: str, obj: dict, origin: Origin) -> None:
         name = _str(obj, "name", origin, kind)
@@ -270,11 +273,13 @@ def is_json(text: str) -> bool:
     return bool(_NFT_JSON.match(text))
 
 
-def read_nft_json(text: str, file: str, positions: bool = True) -> NftRuleset:
+def read_nft_json(text: str, file: str, positions: bool = True,
+                  origins: dict[RuleKey, Origin] | None = None) -> NftRuleset:
     """An NftRuleset from nft JSON; Unreadable if it is not nft JSON, NftJsonError at a defect.
     positions=False: the JSON is nft's listing of another file (kernel/nftfile.py), whose places in
-    the listing would mean nothing to the user, so objects keep none."""
-    reader = _Reader(file, positions)
+    the listing would mean nothing to the user, so objects keep none but the rules' places in that file
+    (`origins`, by family, table, chain and handle)."""
+    reader = _Reader(file, positions, origins)
     for item, origin in _items(text, file):
         if not isinstance(item, dict) or len(item) != 1:
             raise _err("each element of `nftables` must be an object with one key", origin)
