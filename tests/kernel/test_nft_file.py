@@ -128,3 +128,16 @@ def test_a_file_naming_interfaces_of_its_machine_loads_with_them(tmp_path, kerne
     sim = NftSimulator(rs)
     assert sim.run(from_short("tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif sk-wan0")).verdict == "ACCEPT"
     assert sim.run(from_short("tcp 192.0.2.9:1 > 203.0.113.1:22 SYN iif eth0")).verdict == "DROP"
+
+
+def test_a_trace_too_long_is_cut_off(tmp_path, kernel_ok):
+    """nft's trace prints a statement's whole line for each of its values: 30,000 elements on one line would
+    be gigabytes. It is cut off, the file read again without it, and its rules keep their handles only."""
+    elements = ", ".join(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(30_000))
+    path = tmp_path / "big.nft"
+    path.write_text(f"table inet t {{\n set s {{ type ipv4_addr; elements = {{ {elements} }} }}\n"
+                    " chain c {\n  type filter hook input priority 0;\n  ip saddr @s drop\n }\n}\n")
+    rs = read_nft_file(str(path))
+    t = rs.table("inet", "t")
+    assert len(t.sets["s"].elements) == 30_000
+    assert [(r.handle is not None, r.origin) for r in t.chains["c"].rules] == [(True, None)]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from stockade.kernel.nftfile import NftFileError, nft_json_of_file
+from stockade.kernel.nftfile import NftFileError, nft_json_of_file, read_nft_file
 from stockade.model.packet import from_short
 from stockade.parse.nft import read_nft_json
 from stockade.semantics.nft import NftSimulator
@@ -133,3 +133,17 @@ def test_real_nft_file_read_without_loss(case, kernel_ok):
     for spec in PACKETS:
         assert sim.run(from_short(spec)).verdict in ("ACCEPT", "DROP", "REJECT", "QUEUE", "UNKNOWN")
 
+
+
+@NO_STORE
+@pytest.mark.parametrize("case", sorted(c for c, (_, refused, *_) in CASES.items() if refused is None))
+def test_real_nft_file_rules_named_by_their_line(case, kernel_ok):
+    """Every rule of a real file is named by a place in it (or in a file it includes) that holds a statement:
+    not a blank line, not a comment."""
+    name, _, devices, _ = CASES[case]
+    rs = read_nft_file(str(STORE / case / name), devices)
+    rules = [r for t in rs.tables for c in t.chains.values() for r in c.rules]
+    assert rules and all(r.origin is not None for r in rules), [r for r in rules if r.origin is None][:3]
+    for r in rules:
+        text = Path(r.origin.file).read_text().splitlines()[r.origin.line - 1][r.origin.col - 1:]
+        assert text.strip() and not text.lstrip().startswith("#"), (r.origin, text)

@@ -7,13 +7,17 @@ with handles. The kernel keeps no source position, but nft's evaluation trace (`
 the place of every command it evaluates, in the order it sends them, and its echo (`-e -a`) names the
 handle the kernel gave each rule, in the same order: the n-th rule of the one is the n-th of the other.
 A rule is named by its `file:line:col` where the two agree in number; else (a file nft evaluates in a
-way this pairing does not know) by table, chain and handle only, never by a guessed line.
+way this pairing does not know, or whose trace is too long to read) by table, chain and handle only,
+never by a guessed line.
 """
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..model import Origin
@@ -32,6 +36,9 @@ class NftFileError(DiagnosedError):
 # One record of nft's evaluation trace: `FILE:LINE:COL-END: Evaluate WHAT`, then the source line.
 _EVALUATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+)(?:-[\d:]+)?: Evaluate (?P<what>\w+)\n(?P<src>.*)$",
                         re.MULTILINE)
+# nft's trace repeats a statement's whole source line for each value it evaluates: a set of 100,000
+# elements written on one line would print about 140 GB. Past this, rules keep their handles only.
+TRACE_MAX = 64 << 20
 _RULE_COMMAND = re.compile(r"(?:(?:add|insert|replace|create)\s+)?rule\s")
 
 
@@ -48,19 +55,49 @@ def nft_json_of_file(path: str, devices: Sequence[str] = ()) -> str:
 
 def _load(path: str, devices: Sequence[str]) -> tuple[str, dict[RuleKey, Origin]]:
     """The `nft -j list ruleset` JSON of an nft text file, loaded into a throwaway namespace (the file's
-    `flush ruleset` flushes only that namespace). Relative includes resolve from the file's directory.
-    `devices`: interfaces of the machine the file was written for that it names where nft needs them to
+    `flush ruleset` flushes only that namespace), and its rules' places. Relative includes resolve from
+    the file's directory. A trace longer than TRACE_MAX is cut off, and the file loaded again without it."""
+    where = Path(path).resolve()
+    argv = ["-I", str(where.parent), "-f", str(where)]
+    with _namespace(devices) as ns:
+        traced = _traced(ns, argv)
+        if traced is not None:
+            code, out, err = traced
+            if code != 0:
+                raise NftFileError(_diagnostics(_EVALUATED.sub("", err), path, str(where)))
+            return ns.run(["nft", "-j", "list", "ruleset"]).stdout, _origins(out, err, path, str(where))
+    with _namespace(devices) as ns:
+        proc = ns.run(["nft", *argv], check=False)
+        if proc.returncode != 0:
+            raise NftFileError(_diagnostics(proc.stderr, path, str(where)))
+        return ns.run(["nft", "-j", "list", "ruleset"]).stdout, {}
+
+
+@contextmanager
+def _namespace(devices: Sequence[str]) -> Iterator[Netns]:
+    """`devices`: interfaces of the machine the file was written for that it names where nft needs them to
     exist (`iif`/`oif`, which nft resolves to an index, a netdev chain's device); a veth of each name is
     made in the namespace first, and the listing names them back as the file did."""
-    where = Path(path).resolve()
     with Netns(lo_up=False) as ns:
         for n, dev in enumerate(devices):
             ns.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", f"skp{n}"])
-        proc = ns.run(["nft", "--debug=eval", "-e", "-a", "-j", "-I", str(where.parent), "-f", str(where)],
-                      check=False)
-        if proc.returncode != 0:
-            raise NftFileError(_diagnostics(_EVALUATED.sub("", proc.stderr), path, str(where)))
-        return ns.run(["nft", "-j", "list", "ruleset"]).stdout, _origins(proc.stdout, proc.stderr, path, str(where))
+        yield ns
+
+
+def _traced(ns: Netns, argv: list[str]) -> tuple[int, str, str] | None:
+    """nft's exit code, echo and evaluation trace for a load; None (nft killed) once the trace passes
+    TRACE_MAX bytes."""
+    with tempfile.TemporaryFile() as out:
+        proc = ns.spawn(["nft", "--debug=eval", "-e", "-a", "-j", *argv], stdout=out, stderr=subprocess.PIPE)
+        err = bytearray()
+        with proc:
+            while chunk := proc.stderr.read(1 << 16):
+                err += chunk
+                if len(err) > TRACE_MAX:
+                    proc.kill()
+                    return None
+        out.seek(0)
+        return proc.returncode, out.read().decode(errors="replace"), err.decode(errors="replace")
 
 
 def _origins(stdout: str, stderr: str, path: str, resolved: str) -> dict[RuleKey, Origin]:
