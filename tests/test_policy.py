@@ -1,6 +1,7 @@
 """The policy file: validation with positions, compilation, and nothing injectable."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,14 @@ def test_custom_port_ranges_and_multiport(tmp_path):
     path.write_text('[[allow]]\nservice = ["6000-6010/tcp", "80/tcp", "8080/tcp"]\n')
     text = render_save(compile_policy(path).rulesets[Family.IPV4])
     assert "-p tcp -m multiport --dports 6000:6010,80,8080" in text
+
+
+def test_an_allow_line_of_many_ports_compiles_for_both_back_ends(tmp_path):
+    """Its rules' note lists every port: cut to what nft keeps (128 bytes), the policy line still first."""
+    path = tmp_path / "p.toml"
+    path.write_text("[[allow]]\nservice = [" + ", ".join(f'"{p}/tcp"' for p in range(10001, 10061)) + "]\n")
+    compiled = compile_policy(path)
+    assert "ruleset.nft" in render_outputs(compiled, "nftables")
+    notes = [n for rs in compiled.rulesets.values() for n in re.findall(r'--comment "([^"]*)"', render_save(rs))]
+    assert any(n.startswith("p.toml:1 allow 10001/tcp+") and n.endswith("...") for n in notes)
+    assert all(len(n.encode()) <= 128 for n in notes)

@@ -38,6 +38,7 @@ from ..model.address import inet_pton4
 from ..model.diagnostics import Diagnostic, Token, Unreadable
 from ..parse.command import Builder, table_of
 from ..parse.read import decode
+from ..render.nft.core import COMMENT_MAX
 from .catalogue import Port, resolve
 from .locate import key_positions, position
 from .schema import EVERY_ADDRESS, FileGroup, Policy, PolicyError, load_policy, network, parse_rate, read_policy
@@ -208,8 +209,12 @@ class Compiler:
 
     def add(self, family: Family, table: str, chain: str, words: list[str], origin: Origin, note: str) -> None:
         """Append one rule: the words go through the rule parser; the comment names the policy line
-        (`FILE:LINE`, or `FILE:KEY` for a default the file leaves unsaid), for status and logs."""
-        tokens = [Token(w, origin) for w in ["-A", chain, *words, "-m", "comment", "--comment", f"{origin.tag} {note}"]]
+        (`FILE:LINE`, or `FILE:KEY` for a default the file leaves unsaid), for status and logs; a long note
+        (an allow line of sixty ports) is cut to what every back end keeps (nft: 128 bytes)."""
+        comment = f"{origin.tag} {note}"
+        if len(comment.encode()) > COMMENT_MAX:
+            comment = comment.encode()[:COMMENT_MAX - 3].decode(errors="ignore") + "..."
+        tokens = [Token(w, origin) for w in ["-A", chain, *words, "-m", "comment", "--comment", comment]]
         self.b.run(family, table_of(self.b, family, Token(table, origin)), tokens, origin)
 
     def chain(self, family: Family, table: str, name: str, origin: Origin) -> None:
