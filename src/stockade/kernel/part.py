@@ -76,24 +76,31 @@ def nft_canonical(text: str, changes: Mapping[str, tuple[Iterable[str], Iterable
             listed = [s]
             while not listed[-1].endswith("}"):
                 listed.append(next(lines).strip())
-            members = _members(name, " ".join(listed)[len("elements = {"):-1].split(","), changes)
+            members = _members(name, " ".join(listed)[len("elements = {"):-1], changes)
             if members:
                 out.append(f"\t\telements = {{ {', '.join(members)} }}")
             continue
         elif name and line == "\t}":
             if name in changes:  # a set listed without elements gains its first ones
-                if members := _members(name, [], changes):
+                if members := _members(name, "", changes):
                     out.append(f"\t\telements = {{ {', '.join(members)} }}")
             name = None
         out.append(line)
     return "\n".join(out) + "\n"
 
 
-def _members(name: str, listed: list[str], changes: dict) -> list[str]:
+def _members(name: str, listed: str, changes: dict) -> list[str]:
+    """A set's elements (`listed`: the text between the braces), changed, in one order: sorted as text.
+    A patched record's are sorted already, so re-sorting them with the added ones is one merge."""
     gone, new = changes.pop(name, ((), ()))
-    members = {_spelling(m) for m in listed if m.strip()}
-    members.difference_update(map(_spelling, gone))
-    members.update(map(_spelling, new))
+    members = [m for m in (e.strip() for e in listed.split(",")) if m]
+    if ":" in listed:
+        members = list(map(_spelling, members))
+    if gone:
+        gone = set(map(_spelling, gone))
+        members = [m for m in members if m not in gone]
+    if new:
+        members += set(map(_spelling, new)).difference(members)
     return sorted(members)
 
 
