@@ -56,7 +56,7 @@ class Env:
 
     pkt: Packet
     ctstate: str | None
-    memory: dict[Any, Any]
+    memory: Any  # the simulator's dict, or a Journal of it
     key: tuple = ()  # which rule/match is asking, for per-rule state such as -m limit
     evaluated: int = 0
     mark: int | None = 0  # None: unknown (e.g. restored from a connection mark the model lacks)
@@ -153,6 +153,53 @@ def _martian(pkt: Packet, early: bool) -> str | None:
     return None
 
 
+_ABSENT = object()
+
+
+class Journal:
+    """The simulator's memory as one packet's runs see it (Env.memory), when a stand-in may have to be
+    tried both ways: each entry is copied the first time the packet touches it, so every try restarts
+    from the memory as it was (`restore`) without a copy of the whole memory for every packet. Holds
+    the dict operations the stateful extensions use."""
+
+    __slots__ = ("memory", "saved")
+
+    def __init__(self, memory: dict):
+        self.memory, self.saved = memory, {}
+
+    def _touch(self, key) -> None:
+        if key not in self.saved:
+            value = self.memory.get(key, _ABSENT)
+            self.saved[key] = value if value is _ABSENT else copy.deepcopy(value)
+
+    def __contains__(self, key) -> bool:
+        return key in self.memory
+
+    def __getitem__(self, key):
+        self._touch(key)
+        return self.memory[key]
+
+    def get(self, key, default=None):
+        self._touch(key)
+        return self.memory.get(key, default)
+
+    def setdefault(self, key, default=None):
+        self._touch(key)
+        return self.memory.setdefault(key, default)
+
+    def __setitem__(self, key, value) -> None:
+        self._touch(key)
+        self.memory[key] = value
+
+    def restore(self) -> None:
+        """Every entry touched back as it was before the packet."""
+        for key, value in self.saved.items():
+            if value is _ABSENT:
+                self.memory.pop(key, None)
+            else:
+                self.memory[key] = copy.deepcopy(value)
+
+
 class Simulator:
     """Simulates packets through one family's ruleset; keeps stateful-match memory across calls."""
 
@@ -177,29 +224,28 @@ class Simulator:
         only if it matters: when the packet gets the same verdict whether the rule's unknown match holds
         or not, that verdict stands, with a note naming the rule."""
         if not self._stand_ins():
-            return self._run(pkt, {})
-        before = copy.deepcopy(self.memory)
-        res = self._run(pkt, {})
+            return self._run(pkt, {}, self.memory)
+        journal = Journal(self.memory)
+        res = self._run(pkt, {}, journal)
         if res.undecided is None:
             return res
-        self.memory = copy.deepcopy(before)
-        settled = self._settle(pkt, {}, res.undecided, before)
+        settled = self._settle(pkt, {}, res.undecided, journal)
         if settled is None:
-            self.memory = before
+            journal.restore()
             return res
         settled.notes.append(f"the verdict does not depend on {res.reason.removeprefix('depends on ')}")
         return settled
 
-    def _settle(self, pkt: Packet, forced: dict, key: tuple, before: dict) -> Result | None:
+    def _settle(self, pkt: Packet, forced: dict, key: tuple, journal: Journal) -> Result | None:
         """The verdict both outcomes of stand-in `key` give (trying further stand-ins the same way, at
         most MAX_FORKS deep), None if they differ or one stays UNKNOWN."""
         got = []
         for held in (True, False):
-            self.memory = copy.deepcopy(before)
+            journal.restore()
             tried = {**forced, key: held}
-            res = self._run(pkt, tried)
+            res = self._run(pkt, tried, journal)
             if res.undecided is not None and len(tried) < MAX_FORKS:
-                res = self._settle(pkt, tried, res.undecided, before)
+                res = self._settle(pkt, tried, res.undecided, journal)
             if res is None or res.verdict == "UNKNOWN":
                 return None
             got.append(res)
@@ -210,10 +256,10 @@ class Simulator:
             self._unread = any(True for _ in unread_rules(self.rs))
         return self._unread
 
-    def _run(self, pkt: Packet, forced: dict) -> Result:
+    def _run(self, pkt: Packet, forced: dict, memory) -> Result:
         ctstate = pkt.state
         res = Result("ACCEPT", None)
-        env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
+        env = Env(pkt, ctstate, memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
                   notes=res.notes, forced=forced)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
         if dropped_on_arrival(pkt, self.conntrack, res):
