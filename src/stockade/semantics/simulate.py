@@ -154,6 +154,13 @@ def _martian(pkt: Packet, early: bool) -> str | None:
 
 
 _ABSENT = object()
+_ATOMS = (int, float, str, bool, type(None))
+
+
+def _frozen(value) -> bool:
+    """Whether a memory entry cannot change in place (a count, or a tuple of numbers such as limit's
+    tokens and time): the journal keeps it as it is instead of a deep copy."""
+    return value.__class__ in _ATOMS or (value.__class__ is tuple and all(v.__class__ in _ATOMS for v in value))
 
 
 class Journal:
@@ -170,7 +177,7 @@ class Journal:
     def _touch(self, key) -> None:
         if key not in self.saved:
             value = self.memory.get(key, _ABSENT)
-            self.saved[key] = value if value is _ABSENT else copy.deepcopy(value)
+            self.saved[key] = value if value is _ABSENT or _frozen(value) else copy.deepcopy(value)
 
     def __contains__(self, key) -> bool:
         return key in self.memory
@@ -200,6 +207,19 @@ class Journal:
                 self.memory[key] = copy.deepcopy(value)
 
 
+class _Step:
+    """A built-in chain of a hook's path, with what walking it needs found once: its compiled function,
+    whether it sees the input and output devices, its policy and the trace entry that ends on it."""
+
+    __slots__ = ("tbl", "at", "fn", "iif", "oif", "nat", "policy", "ended")
+
+    def __init__(self, compiled: CompiledTable, chain: str):
+        self.tbl, self.at, self.fn = compiled.table, (compiled.table.name, chain), compiled.fns[chain]
+        self.iif, self.oif, self.nat = chain in SEES_IIF, chain in SEES_OIF, compiled.table.name == "nat"
+        self.policy = compiled.table.chains[chain].policy or "ACCEPT"
+        self.ended = {"table": self.at[0], "chain": chain, "policy": self.policy}  # shared by results: read-only
+
+
 class Simulator:
     """Simulates packets through one family's ruleset; keeps stateful-match memory across calls."""
 
@@ -210,12 +230,14 @@ class Simulator:
         self.compiled: dict[str, CompiledTable] = {}
         self._unread: bool | None = None  # whether the ruleset holds stand-ins (extensions.opaque.Unread)
         self.entries: dict[tuple, tuple[dict, dict]] = {}  # a rule's matched and trace entries, shared: read-only
-        self.paths: dict[str, list] = {}  # per hook, as compiled tables, on first use
+        self.paths: dict[str, list] = {}  # per hook, its steps compiled, on first use
+        self.steps: dict[tuple[str, str], _Step] = {}
 
     def _path(self, hook: str) -> list:
-        """The steps of a hook's path whose table and chain exist: a missing one has no effect on a packet."""
+        """The steps of a hook's path whose table and chain exist (a missing one has no effect on a packet),
+        each chain's as a _Step."""
         tables = self.rs.tables
-        path = self.paths[hook] = [s for s in PATHS[hook]
+        path = self.paths[hook] = [s if s is CT or s is ROUTE else self._step(*s) for s in PATHS[hook]
                                    if s is CT or s is ROUTE or s[1] in tables.get(s[0], _NONE).chains]
         return path
 
@@ -257,9 +279,8 @@ class Simulator:
         return self._unread
 
     def _run(self, pkt: Packet, forced: dict, memory) -> Result:
-        ctstate = pkt.state
         res = Result("ACCEPT", None)
-        env = Env(pkt, ctstate, memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
+        env = Env(pkt, pkt.state, memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
                   notes=res.notes, forced=forced)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
         if dropped_on_arrival(pkt, self.conntrack, res):
@@ -274,10 +295,9 @@ class Simulator:
                 if dropped_by_routing(env, res):
                     return res
                 continue
-            table, chain = step
-            if table == "nat" and env.ctstate not in ("NEW",):
+            if step.nat and env.ctstate != "NEW":
                 continue  # nat sees only the first packet of a connection that conntrack tracks
-            verdict = self._hook(table, chain, env, res)
+            verdict = self._walk(step, env, res)
             if verdict is not None and verdict != "ACCEPT":
                 res.verdict = verdict
                 res.ctstate = env.ctstate
@@ -291,41 +311,46 @@ class Simulator:
         if tbl is None or chain not in tbl.chains:
             return None
         env.sets, env.ruleset = self.rs.sets, self.rs
-        return self._hook(table, chain, env, res)
+        return self._walk(self._step(table, chain), env, res)
 
-    def _hook(self, table: str, chain: str, env: Env, res: Result) -> str | None:
+    def _step(self, table: str, chain: str) -> _Step:
+        step = self.steps.get((table, chain))
+        if step is None:
+            compiled = self.compiled.get(table)
+            if compiled is None:
+                compiled = self.compiled[table] = CompiledTable(self.rs.tables[table], self.rs.family)
+            step = self.steps[table, chain] = _Step(compiled, chain)
+        return step
+
+    def _walk(self, step: _Step, env: Env, res: Result) -> str | None:
         """Walk a built-in chain (one that exists); return its verdict (policy if nothing decided)."""
-        tbl = self.rs.tables[table]
-        compiled = self.compiled.get(table)
-        if compiled is None:
-            compiled = self.compiled[table] = CompiledTable(tbl, self.rs.family)
         pkt = env.pkt
-        env.at = (table, chain)
-        iif = pkt.iif if chain in SEES_IIF else None
-        oif = pkt.oif if chain in SEES_OIF else None
+        env.at = step.at
         out: list[tuple] = []
         env.evaluated = 0
         try:
-            verdict = compiled.fns[chain](pkt, env, iif, oif, out)
+            verdict = step.fn(pkt, env, pkt.iif if step.iif else None, pkt.oif if step.oif else None, out)
         except Undecidable as e:
             verdict = "UNKNOWN"
-            res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
-                         f"({_origin(tbl.chains[e.where[1]].rules[e.where[2] - 1])}): {e}"
+            rule = step.tbl.chains[e.where[1]].rules[e.where[2] - 1]
+            res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} ({_origin(rule)}): {e}"
             res.undecided = e.key
         except RecursionError:  # each jump is a call; legacy iptables loads chains nested thousands deep
             verdict = "UNKNOWN"
-            res.reason = f"{table}/{chain} nests chains deeper than the simulator follows"
+            res.reason = f"{step.at[0]}/{step.at[1]} nests chains deeper than the simulator follows"
         res.evaluated += env.evaluated
-        entries = self.entries
-        for where in out:
-            entry = entries.get(where)
-            if entry is None:
-                entry = entries[where] = self._entry(tbl, *where)
-            res.matched.append(entry[0])
-            res.trace.append(entry[1])
+        if out:
+            entries = self.entries
+            matched, trace = res.matched, res.trace
+            for where in out:
+                entry = entries.get(where)
+                if entry is None:
+                    entry = entries[where] = self._entry(step.tbl, *where)
+                matched.append(entry[0])
+                trace.append(entry[1])
         if verdict is None:
-            verdict = tbl.chains[chain].policy or "ACCEPT"
-            res.trace.append({"table": table, "chain": chain, "policy": verdict})
+            verdict = step.policy
+            res.trace.append(step.ended)
         return verdict
 
     @staticmethod
