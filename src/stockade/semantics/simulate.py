@@ -157,10 +157,15 @@ _ABSENT = object()
 _ATOMS = (int, float, str, bool, type(None))
 
 
-def _frozen(value) -> bool:
-    """Whether a memory entry cannot change in place (a count, or a tuple of numbers such as limit's
-    tokens and time): the journal keeps it as it is instead of a deep copy."""
-    return value.__class__ in _ATOMS or (value.__class__ is tuple and all(v.__class__ in _ATOMS for v in value))
+def _copy(value):
+    """A memory entry as it is now, for the journal: a count or a tuple of numbers (limit's tokens and
+    time) cannot change in place and is kept as it is; a class's own copy (recent's tables) is called
+    without deepcopy's dispatch and memo."""
+    cls = value.__class__
+    if cls in _ATOMS or (cls is tuple and all(v.__class__ in _ATOMS for v in value)):
+        return value
+    own = getattr(cls, "__deepcopy__", None)
+    return own(value, {}) if own is not None else copy.deepcopy(value)
 
 
 class Journal:
@@ -177,7 +182,7 @@ class Journal:
     def _touch(self, key) -> None:
         if key not in self.saved:
             value = self.memory.get(key, _ABSENT)
-            self.saved[key] = value if value is _ABSENT or _frozen(value) else copy.deepcopy(value)
+            self.saved[key] = value if value is _ABSENT else _copy(value)
 
     def __contains__(self, key) -> bool:
         return key in self.memory
@@ -204,7 +209,7 @@ class Journal:
             if value is _ABSENT:
                 self.memory.pop(key, None)
             else:
-                self.memory[key] = copy.deepcopy(value)
+                self.memory[key] = _copy(value)
 
 
 class _Step:
