@@ -182,12 +182,13 @@ COMMON = frozenset({"family", "proto", "src", "dst", "sport", "dport", "tcp_flag
 def from_json(spec: dict) -> Packet:
     """Build a Packet from the JSON spec; unknown keys and bad values raise SpecError. A spec of only the
     COMMON fields skips the checks of the others (a batch of a million specs is mostly such)."""
-    if not spec.keys() <= KNOWN:
+    common = spec.keys() <= COMMON
+    if not common and not spec.keys() <= KNOWN:
         raise SpecError(f"unknown packet field(s): {', '.join(sorted(spec.keys() - KNOWN))}")
-    for key in ("src", "dst", "proto"):
-        if key not in spec:
-            raise SpecError(f"packet spec needs `{key}`")
-    src, dst = spec["src"], spec["dst"]
+    try:
+        src, dst, proto = spec["src"], spec["dst"], spec["proto"]
+    except KeyError:
+        raise SpecError(f"packet spec needs `{next(k for k in ('src', 'dst', 'proto') if k not in spec)}`") from None
     try:  # the common case first: inet_pton accepts exactly the dotted quads ipaddress does
         fam_s, src = Family.IPV4, int.from_bytes(inet_pton4(src), "big")
     except (OSError, ValueError, TypeError):
@@ -200,7 +201,7 @@ def from_json(spec: dict) -> Packet:
         raise SpecError("src and dst are of different address families")
     if "family" in spec and int(spec["family"]) != int(fam_s):
         raise SpecError(f"family {spec['family']} does not match the addresses")
-    proto = PROTO_NAMES.get(spec["proto"]) if spec["proto"].__class__ is str else None
+    proto = PROTO_NAMES.get(proto) if proto.__class__ is str else None
     if proto is None:
         proto = proto_number(str(spec["proto"]))
         if proto is None:
@@ -222,7 +223,8 @@ def from_json(spec: dict) -> Packet:
         state = str(state).upper()
         if state not in CT_STATES:
             raise SpecError(f"state must be one of {', '.join(CT_STATES)}")
-    if proto in PORT_PROTOS and "dport" not in spec:
+    ported = proto in PORT_PROTOS
+    if ported and "dport" not in spec:
         raise SpecError("a packet with ports needs `dport`")
     ints = {"family": fam_s, "proto": proto, "src": src, "dst": dst, "tcp_flags": flags, "iif": spec.get("iif"),
             "oif": spec.get("oif"), "hook": hook, "state": state}
@@ -231,11 +233,11 @@ def from_json(spec: dict) -> Packet:
         if v.__class__ is not int or not INT_RANGES[key][0] <= v <= INT_RANGES[key][1]:
             _check_ints(spec)  # the first bad one in INTS's order, as isinstance judges it
         ints[key] = v
-    if proto in PORT_PROTOS:
+    if ported:
         ints.setdefault("sport", 40000)
     if proto in (1, 58) and "icmp_type" not in ints:
         raise SpecError("an icmp packet needs `icmp_type`")
-    if not spec.keys() <= COMMON:
+    if not common:
         _rare(spec, ints)
     return _new(ints)
 
