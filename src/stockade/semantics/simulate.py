@@ -56,7 +56,7 @@ class Env:
 
     pkt: Packet
     ctstate: str | None
-    memory: dict[Any, Any]
+    memory: Any  # the simulator's dict, or a Journal of it
     key: tuple = ()  # which rule/match is asking, for per-rule state such as -m limit
     evaluated: int = 0
     mark: int | None = 0  # None: unknown (e.g. restored from a connection mark the model lacks)
@@ -153,6 +153,78 @@ def _martian(pkt: Packet, early: bool) -> str | None:
     return None
 
 
+_ABSENT = object()
+_ATOMS = (int, float, str, bool, type(None))
+
+
+def _copy(value):
+    """A memory entry as it is now, for the journal: a count or a tuple of numbers (limit's tokens and
+    time) cannot change in place and is kept as it is; a class's own copy (recent's tables) is called
+    without deepcopy's dispatch and memo."""
+    cls = value.__class__
+    if cls in _ATOMS or (cls is tuple and all(v.__class__ in _ATOMS for v in value)):
+        return value
+    own = getattr(cls, "__deepcopy__", None)
+    return own(value, {}) if own is not None else copy.deepcopy(value)
+
+
+class Journal:
+    """The simulator's memory as one packet's runs see it (Env.memory), when a stand-in may have to be
+    tried both ways: each entry is copied the first time the packet touches it, so every try restarts
+    from the memory as it was (`restore`) without a copy of the whole memory for every packet. Holds
+    the dict operations the stateful extensions use."""
+
+    __slots__ = ("memory", "saved")
+
+    def __init__(self, memory: dict):
+        self.memory, self.saved = memory, {}
+
+    def _touch(self, key) -> None:
+        if key not in self.saved:
+            value = self.memory.get(key, _ABSENT)
+            self.saved[key] = value if value is _ABSENT else _copy(value)
+
+    def __contains__(self, key) -> bool:
+        return key in self.memory
+
+    def __getitem__(self, key):
+        self._touch(key)
+        return self.memory[key]
+
+    def get(self, key, default=None):
+        self._touch(key)
+        return self.memory.get(key, default)
+
+    def setdefault(self, key, default=None):
+        self._touch(key)
+        return self.memory.setdefault(key, default)
+
+    def __setitem__(self, key, value) -> None:
+        self._touch(key)
+        self.memory[key] = value
+
+    def restore(self) -> None:
+        """Every entry touched back as it was before the packet."""
+        for key, value in self.saved.items():
+            if value is _ABSENT:
+                self.memory.pop(key, None)
+            else:
+                self.memory[key] = _copy(value)
+
+
+class _Step:
+    """A built-in chain of a hook's path, with what walking it needs found once: its compiled function,
+    whether it sees the input and output devices, its policy and the trace entry that ends on it."""
+
+    __slots__ = ("tbl", "at", "fn", "iif", "oif", "nat", "policy", "ended")
+
+    def __init__(self, compiled: CompiledTable, chain: str):
+        self.tbl, self.at, self.fn = compiled.table, (compiled.table.name, chain), compiled.fns[chain]
+        self.iif, self.oif, self.nat = chain in SEES_IIF, chain in SEES_OIF, compiled.table.name == "nat"
+        self.policy = compiled.table.chains[chain].policy or "ACCEPT"
+        self.ended = {"table": self.at[0], "chain": chain, "policy": self.policy}  # shared by results: read-only
+
+
 class Simulator:
     """Simulates packets through one family's ruleset; keeps stateful-match memory across calls."""
 
@@ -163,12 +235,14 @@ class Simulator:
         self.compiled: dict[str, CompiledTable] = {}
         self._unread: bool | None = None  # whether the ruleset holds stand-ins (extensions.opaque.Unread)
         self.entries: dict[tuple, tuple[dict, dict]] = {}  # a rule's matched and trace entries, shared: read-only
-        self.paths: dict[str, list] = {}  # per hook, as compiled tables, on first use
+        self.paths: dict[str, list] = {}  # per hook, its steps compiled, on first use
+        self.steps: dict[tuple[str, str], _Step] = {}
 
     def _path(self, hook: str) -> list:
-        """The steps of a hook's path whose table and chain exist: a missing one has no effect on a packet."""
+        """The steps of a hook's path whose table and chain exist (a missing one has no effect on a packet),
+        each chain's as a _Step."""
         tables = self.rs.tables
-        path = self.paths[hook] = [s for s in PATHS[hook]
+        path = self.paths[hook] = [s if s is CT or s is ROUTE else self._step(*s) for s in PATHS[hook]
                                    if s is CT or s is ROUTE or s[1] in tables.get(s[0], _NONE).chains]
         return path
 
@@ -177,29 +251,28 @@ class Simulator:
         only if it matters: when the packet gets the same verdict whether the rule's unknown match holds
         or not, that verdict stands, with a note naming the rule."""
         if not self._stand_ins():
-            return self._run(pkt, {})
-        before = copy.deepcopy(self.memory)
-        res = self._run(pkt, {})
+            return self._run(pkt, {}, self.memory)
+        journal = Journal(self.memory)
+        res = self._run(pkt, {}, journal)
         if res.undecided is None:
             return res
-        self.memory = copy.deepcopy(before)
-        settled = self._settle(pkt, {}, res.undecided, before)
+        settled = self._settle(pkt, {}, res.undecided, journal)
         if settled is None:
-            self.memory = before
+            journal.restore()
             return res
         settled.notes.append(f"the verdict does not depend on {res.reason.removeprefix('depends on ')}")
         return settled
 
-    def _settle(self, pkt: Packet, forced: dict, key: tuple, before: dict) -> Result | None:
+    def _settle(self, pkt: Packet, forced: dict, key: tuple, journal: Journal) -> Result | None:
         """The verdict both outcomes of stand-in `key` give (trying further stand-ins the same way, at
         most MAX_FORKS deep), None if they differ or one stays UNKNOWN."""
         got = []
         for held in (True, False):
-            self.memory = copy.deepcopy(before)
+            journal.restore()
             tried = {**forced, key: held}
-            res = self._run(pkt, tried)
+            res = self._run(pkt, tried, journal)
             if res.undecided is not None and len(tried) < MAX_FORKS:
-                res = self._settle(pkt, tried, res.undecided, before)
+                res = self._settle(pkt, tried, res.undecided, journal)
             if res is None or res.verdict == "UNKNOWN":
                 return None
             got.append(res)
@@ -210,10 +283,9 @@ class Simulator:
             self._unread = any(True for _ in unread_rules(self.rs))
         return self._unread
 
-    def _run(self, pkt: Packet, forced: dict) -> Result:
-        ctstate = pkt.state
+    def _run(self, pkt: Packet, forced: dict, memory) -> Result:
         res = Result("ACCEPT", None)
-        env = Env(pkt, ctstate, self.memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
+        env = Env(pkt, pkt.state, memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
                   notes=res.notes, forced=forced)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
         if dropped_on_arrival(pkt, self.conntrack, res):
@@ -228,10 +300,9 @@ class Simulator:
                 if dropped_by_routing(env, res):
                     return res
                 continue
-            table, chain = step
-            if table == "nat" and env.ctstate not in ("NEW",):
+            if step.nat and env.ctstate != "NEW":
                 continue  # nat sees only the first packet of a connection that conntrack tracks
-            verdict = self._hook(table, chain, env, res)
+            verdict = self._walk(step, env, res)
             if verdict is not None and verdict != "ACCEPT":
                 res.verdict = verdict
                 res.ctstate = env.ctstate
@@ -245,41 +316,46 @@ class Simulator:
         if tbl is None or chain not in tbl.chains:
             return None
         env.sets, env.ruleset = self.rs.sets, self.rs
-        return self._hook(table, chain, env, res)
+        return self._walk(self._step(table, chain), env, res)
 
-    def _hook(self, table: str, chain: str, env: Env, res: Result) -> str | None:
+    def _step(self, table: str, chain: str) -> _Step:
+        step = self.steps.get((table, chain))
+        if step is None:
+            compiled = self.compiled.get(table)
+            if compiled is None:
+                compiled = self.compiled[table] = CompiledTable(self.rs.tables[table], self.rs.family)
+            step = self.steps[table, chain] = _Step(compiled, chain)
+        return step
+
+    def _walk(self, step: _Step, env: Env, res: Result) -> str | None:
         """Walk a built-in chain (one that exists); return its verdict (policy if nothing decided)."""
-        tbl = self.rs.tables[table]
-        compiled = self.compiled.get(table)
-        if compiled is None:
-            compiled = self.compiled[table] = CompiledTable(tbl, self.rs.family)
         pkt = env.pkt
-        env.at = (table, chain)
-        iif = pkt.iif if chain in SEES_IIF else None
-        oif = pkt.oif if chain in SEES_OIF else None
+        env.at = step.at
         out: list[tuple] = []
         env.evaluated = 0
         try:
-            verdict = compiled.fns[chain](pkt, env, iif, oif, out)
+            verdict = step.fn(pkt, env, pkt.iif if step.iif else None, pkt.oif if step.oif else None, out)
         except Undecidable as e:
             verdict = "UNKNOWN"
-            res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} " \
-                         f"({_origin(tbl.chains[e.where[1]].rules[e.where[2] - 1])}): {e}"
+            rule = step.tbl.chains[e.where[1]].rules[e.where[2] - 1]
+            res.reason = f"depends on {e.where[0]}/{e.where[1]} rule {e.where[2]} ({_origin(rule)}): {e}"
             res.undecided = e.key
         except RecursionError:  # each jump is a call; legacy iptables loads chains nested thousands deep
             verdict = "UNKNOWN"
-            res.reason = f"{table}/{chain} nests chains deeper than the simulator follows"
+            res.reason = f"{step.at[0]}/{step.at[1]} nests chains deeper than the simulator follows"
         res.evaluated += env.evaluated
-        entries = self.entries
-        for where in out:
-            entry = entries.get(where)
-            if entry is None:
-                entry = entries[where] = self._entry(tbl, *where)
-            res.matched.append(entry[0])
-            res.trace.append(entry[1])
+        if out:
+            entries = self.entries
+            matched, trace = res.matched, res.trace
+            for where in out:
+                entry = entries.get(where)
+                if entry is None:
+                    entry = entries[where] = self._entry(step.tbl, *where)
+                matched.append(entry[0])
+                trace.append(entry[1])
         if verdict is None:
-            verdict = tbl.chains[chain].policy or "ACCEPT"
-            res.trace.append({"table": table, "chain": chain, "policy": verdict})
+            verdict = step.policy
+            res.trace.append(step.ended)
         return verdict
 
     @staticmethod
