@@ -25,7 +25,8 @@ of known connections before its blocklist, so with tracking a ping flood would m
 once and measure nothing. Untracked, every echo request is looked up in the blocklist sets.
 Addresses are random data loaded into sets; nothing is ever sent to them.
 
-Usage: .venv/bin/python bench/blocklist_load.py [ENTRIES [REPEAT [BASELINE]]]
+Usage: .venv/bin/python bench/blocklist_load.py [ENTRIES [REPEAT [BASELINE [PARTS]]]]
+PARTS: which measurements, comma-separated, of load (with its floor), reapply, baseline, packets (default all).
 """
 from __future__ import annotations
 
@@ -206,13 +207,14 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     baseline = int(sys.argv[3]) if len(sys.argv) > 3 else BASELINE
+    parts = set(sys.argv[4].split(",")) if len(sys.argv) > 4 else {"load", "reapply", "baseline", "packets"}
     entries = blocklist(n)
     with tempfile.TemporaryDirectory() as tmp:
         path = policy(Path(tmp), entries)
         print(f"{n} entries ({sum('/' in e for e in entries)} of them /24 networks), median of {repeat} runs:")
         per_entry = {}
         bare = floor_inputs(entries)
-        for backend in ("iptables", "nftables"):
+        for backend in ("iptables", "nftables") if "load" in parts else ():
             runs = sorted((end_to_end(path, backend) for _ in range(repeat)), key=sum)
             c, r, ld = runs[len(runs) // 2]
             total = c + r + ld
@@ -225,18 +227,22 @@ def main() -> None:
             print(f"  {'':8}  floor, bare `{tool}` of the same entries: {fl:.2f} s; end to end is {total / fl:.2f}x "
                   f"the floor ({'within' if total <= FLOOR_FACTOR * fl else 'OVER'} the {FLOOR_FACTOR}x target)")
 
-        for backend in ("iptables-nft", "nftables"):
+        for backend in ("iptables-nft", "nftables") if "reapply" in parts else ():
             (Path(tmp) / f"re-{backend}").mkdir()
             took, cpu, changed = reapply(Path(tmp) / f"re-{backend}", entries, backend)
             print(f"  re-applied with {changed} members changed ({backend}, in place): {took:.2f} s kernel step, "
                   f"{cpu:.2f} s CPU ({'under' if took < 1 else 'OVER'} the 1 s target; load {os.getloadavg()[0]:.1f})")
 
         base = blocklist(baseline)
+        if "baseline" not in parts:
+            return
         t_seed = seed_loop(base)
         print(f"baseline, {baseline} seed-style `iptables -A` commands: {t_seed:.1f} s, "
               f"{t_seed / baseline * 1e3:.2f} ms per entry; stockade per entry: "
               + ", ".join(f"{b} {s * 1e6:.2f} us ({t_seed / baseline / s:.0f}x faster)" for b, s in per_entry.items()))
 
+        if "packets" not in parts:
+            return
         (Path(tmp) / "small").mkdir()
         small = policy(Path(tmp) / "small", entries[:10])
         setups = {"no rules at all": lambda ns: None}
