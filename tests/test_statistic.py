@@ -80,3 +80,15 @@ def test_nft_as_iptables_translate_writes_it():
         _, rs = load(f"-m statistic {rule} -j ACCEPT")
         match = rs.tables["filter"].chains["INPUT"].rules[0].matches[0]
         assert [p.text for p in ext.nft(match.data, Ctx(V4, "inet"))] == [nft]
+
+
+@pytest.mark.parametrize("dispatch", [False, True])
+def test_unknown_counts_the_rules_examined_up_to_the_undecided_one(dispatch):
+    """INPUT's first rule fails, its second jumps to X (2 rules); X's second rule is undecided (2 more).
+    With dispatch, X holds a run of exact-source rules the simulator looks up by the packet's source."""
+    hosts = "".join(f"-A X -s 192.0.2.{n}/32 -j DROP\n" for n in range(1, 12)) if dispatch else ""
+    text = ("*filter\n:INPUT ACCEPT [0:0]\n:X - [0:0]\n-A INPUT -p udp -j DROP\n-A INPUT -j X\n"
+            f"{hosts}-A X -s 203.0.113.5/32 -p udp -j DROP\n"
+            "-A X -s 203.0.113.5/32 -m statistic --mode random --probability 0.5 -j DROP\nCOMMIT\n")
+    res = Simulator(read_save(text, "t.rules", V4).rulesets[V4]).run(from_short(SYN))
+    assert res.verdict == "UNKNOWN" and res.evaluated == 4 + (11 if dispatch else 0)

@@ -38,6 +38,7 @@ class Undecidable(Exception):
         super().__init__(message)
         self.where = where
         self.key = key
+        self.counted = False  # env.evaluated holds the rules examined up to it (see _counted)
 
 
 def _match_fn(ext, data, key: tuple, family: Family) -> Callable:
@@ -77,6 +78,16 @@ def _unread_fn(message: str, key: tuple) -> Callable:
     return held
 
 
+def _counted(fn: list[str]) -> list[str]:
+    """A generated function whose rule raises Undecidable first counts the rules it examined up to that one
+    (a match that cannot be decided was examined; its rule's position is the exception's `where`): the
+    innermost function catches it first, and the functions that jumped to it counted up to their jump."""
+    head, body = fn[0], fn[1:]
+    caught = ["    except Undecidable as e:", "        if not e.counted:",
+              "            env.evaluated += e.where[2] - last; e.counted = True", "        raise"]
+    return [head, "    try:", *("    " + ln for ln in body), *caught]
+
+
 class _Group:
     """A dispatch group not compiled yet: its first call compiles it and puts the function in its place."""
 
@@ -101,7 +112,7 @@ class CompiledTable:
         self.names = names = {name: f"c{n}" for n, name in enumerate(table.chains)}
         for name, chain in table.chains.items():
             src += self._chain(names[name], name, chain.rules, names)
-        self.ns: dict[str, Any] = {"K": self.K}
+        self.ns: dict[str, Any] = {"K": self.K, "Undecidable": Undecidable}
         self._exec(src)
         self.fns = {name: self.ns[names[name]] for name in table.chains}
 
@@ -135,7 +146,7 @@ class CompiledTable:
                       "        if g.__class__ is tuple: return g[0]",
                       "        last = g"]
         lines.append(f"    env.evaluated += {len(rules)} - last")
-        return lines
+        return _counted(lines)
 
     def group(self, g: _Group) -> Callable:
         """Compile a dispatch group: its rules, in order, returning `last` or a chain's result wrapped."""
@@ -144,7 +155,7 @@ class CompiledTable:
         for idx in g.idxs:
             src += ["    " + s for s in self._rule(idx, rules[idx - 1], g.chain, self.names, "return ({},)")]
         src.append("    return last")
-        self._exec(src)
+        self._exec(_counted(src))
         fn = g.index[g.value] = self.ns[g.name]
         return fn
 
