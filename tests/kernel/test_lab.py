@@ -40,3 +40,24 @@ def test_lab_example(kernel_ok, policy: Path, capsys):
         assert report["seconds"] < 90
         brute = [row for row in rows if row["probe"].startswith("ssh-brute") and row["source"] == "admins"]
         assert brute and all("A" in row["observed"] and not row["observed"].endswith("A") for row in brute), brute
+
+
+SCRIPT = """#!/bin/sh
+case "$1" in
+  start) iptables -P INPUT DROP; iptables -A INPUT -i lo -j ACCEPT; iptables -A INPUT -p tcp --dport "$PORT" -j ACCEPT ;;
+  *) echo "usage: $0 start" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_lab_reads_a_script_as_every_reading_command(kernel_ok, tmp_path):
+    """A script that needs an argument and an environment variable: `lab` takes --arg, --env and --family."""
+    script = tmp_path / "fw.sh"
+    script.write_text(SCRIPT)
+    r = subprocess.run([sys.executable, "-m", "stockade.cli", "lab", str(script), "--arg", "start", "--env", "PORT=25",
+                        "--family", "4", "--json"], capture_output=True, text=True, check=False, timeout=300)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["mismatches"] == 0, r.stderr + r.stdout[-2000:]
+    assert {row["family"] for row in report["rows"]} == {4}
+    syn = [row for row in report["rows"] if row["service"] == "25/tcp" and row["probe"] == "syn"]
+    assert syn and all(row["observed"] == "ACCEPT syn-ack" for row in syn), syn

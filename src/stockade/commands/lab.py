@@ -7,10 +7,9 @@ import sys
 
 import click
 
-from ..model import Family
 from . import options
 from .exitcodes import FINDINGS, OK
-from .inputs import load
+from .inputs import Source, load
 
 
 def print_report(report, as_json: bool) -> None:
@@ -19,20 +18,29 @@ def print_report(report, as_json: bool) -> None:
     sys.exit(FINDINGS if report.mismatches else OK)
 
 
-@click.command("lab")
-@click.argument("target")
-@options.as_json("machine-readable report")
-@click.option("--family", type=click.Choice(["4", "6", "both"]), default="both", show_default=True)
-def command(target: str, as_json: bool, family: str) -> None:
-    """Prove POLICY (.toml) or RULESET with real packets in throwaway namespaces; exit 1 on any mismatch."""
+def prove(ruleset: str | None, as_json: bool, src: Source) -> None:
+    """`lab` and `audit`: read the input as every reading command does (a policy's positioned errors exit
+    before any namespace exists), send the probes, and report."""
     from ..lab.audit import run_audit
     from ..lab.run import run_lab
 
-    fams = list(Family) if family == "both" else [Family(int(family))]
+    got = load(ruleset, src)
+    for d in got.builder.for_analysis():
+        if d.severity != "note":
+            click.echo(str(d), err=True)
     say = functools.partial(click.echo, err=True)
-    got = load(target)  # a policy's positioned errors: exit 1, before any namespace exists
+    families = [src.family] if src.family else None
     if got.policy is not None:
-        report = run_lab(got.policy, target, say, fams)
+        report = run_lab(got.policy, got.name, say, families)
     else:
-        report, _ = run_audit(target, got.builder, say, fams)
+        report, _ = run_audit(got.name, got.builder, say, families)
     print_report(report, as_json)
+
+
+@click.command("lab")
+@click.argument("target", required=False)
+@options.as_json("machine-readable report")
+@options.reading
+def command(target: str | None, as_json: bool, src: Source) -> None:
+    """Prove POLICY (.toml) or RULESET with real packets in throwaway namespaces; exit 1 on any mismatch."""
+    prove(target, as_json, src)
