@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from stockade.kernel.live import drop_dynamic_elements
+from stockade.kernel.netns import NetnsError
 from stockade.kernel.part import logical
 
 STOCKADE = str(Path(sys.executable).with_name("stockade"))
@@ -109,10 +110,16 @@ def connects(ns, addr: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def wait_until(pred, timeout: float, step: float = 0.05) -> float | None:
-    """Seconds until pred() holds, None if it did not within `timeout`."""
+    """Seconds until pred() holds, None if it did not within `timeout`. A save tool that fails while
+    another process changes the ruleset under it (iptables-nft-save 1.8.9: "Set with index N in kernel
+    doesn't exist", a set deleted between its two reads) is asked again: only its answer counts."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
+        try:
+            if pred():
+                return time.monotonic() - start
+        except NetnsError as e:
+            if "in kernel doesn't exist" not in e.stderr:
+                raise
         time.sleep(step)
     return None
