@@ -97,3 +97,39 @@ def test_sets_the_packets_fill_and_meters_agree_with_the_kernel(probe):
         probe.server.run(["nft", "delete", "table", "ip", "dyn"], check=False)
     assert not failures, "\n".join(failures)
     assert decided == len(PLAN) - 1  # only packet 6 is UNKNOWN: whether the kernel has freed B yet
+
+
+NOTRACK = """table ip nt {
+    chain raw {
+        type filter hook prerouting priority -300; policy accept;
+        ip saddr != 192.0.2.10 return
+        udp dport 53 notrack
+        ct state invalid counter
+        ct state untracked counter
+    }
+    chain in {
+        type filter hook input priority 0; policy accept;
+        ct state untracked counter
+        ct state new counter
+    }
+}
+"""
+
+
+def test_notrack_marks_the_packet_at_once(probe):
+    """Before conntrack's hook a packet reads `ct state invalid`; once `notrack` ran, it reads untracked
+    already in the same chain (nft_notrack_eval sets it on the packet). Found by the kernel differential.
+    (The probe's sync packet, from another address, leaves the raw chain at once.)"""
+    probe.load(Family.IPV4, EMPTY_FILTER)
+    probe.server.run(["nft", "delete", "table", "ip", "nt"], check=False)
+    probe.server.run(["nft", "-f", "-"], input=NOTRACK)
+    try:
+        sim = NftSimulator(read_nft_json(probe.server.run(["nft", "-j", "list", "ruleset"]).stdout, "kernel").native())
+        for spec in ("udp 192.0.2.10:40000 > 203.0.113.1:53 iif in0", "udp 192.0.2.10:40000 > 203.0.113.1:54 iif in0"):
+            before = counters(probe)
+            probe.send(from_short(spec))
+            after = counters(probe)
+            moved = Counter({h: n - before[h] for h, n in after.items() if n != before[h]})
+            assert Counter(c["handle"] for c in sim.run(from_short(spec)).counted) == moved, spec
+    finally:
+        probe.server.run(["nft", "delete", "table", "ip", "nt"], check=False)

@@ -542,7 +542,8 @@ class NftSimulator:
         key = val.get("key")
         if val.get("dir") is not None:
             raise Undecidable(f"ct {val.get('dir')} {key} is not modelled", where)
-        state = env.ctstate if walk.ct_done else None
+        # before conntrack's hook a packet has no connection (INVALID), unless a notrack already marked it
+        state = env.ctstate if walk.ct_done else "UNTRACKED" if walk.notrack else None
         if walk.ct_done and state is None:
             state = "INVALID"
         if key == "state":
