@@ -93,8 +93,9 @@ def test_every_packet_of_a_class_gets_its_verdict():
     checked = 0
     verdicts = set()
     for c in d.changes + d.unchanged:
-        for _ in range(4):
-            pkt = sample(c.space, c.box, c.hook, rng)
+        for _ in range(8):  # classes are cut only where a walk meets a test they are not constant on: fewer, wider
+            # a merged change's box is the hull of its parts (lo's martian sources beside other interfaces)
+            pkt = sample(c.space, rng.choice(c.parts), c.hook, rng)
             sim.memory.clear()
             got = sim.run(pkt).verdict
             assert got == c.old.verdict, (c.text(), pkt, got, c.old.verdict)

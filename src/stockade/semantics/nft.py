@@ -125,6 +125,9 @@ class NftSimulator:
         self._ipt_nat = any("nat" in rs.tables for rs in (iptables or {}).values())
         self.nat = any(c.type == "nat" for t in nft.tables for c in t.chains.values()) or self._ipt_nat
         self.memory: dict[Any, Any] = {}
+        # semantics/nftcells.py Explorer, for a whole class of packets: sees each rule before it runs (`visit`)
+        # and decides the statements the packet alone does not (`force`); None for one packet's answer
+        self.guide: Any = None
         self._sets: dict[tuple, list] = {}
         self._consts: dict[int, Any] = {}
 
@@ -299,10 +302,16 @@ class NftSimulator:
         walk.where = where
         walk.res.evaluated += 1
         ident = {"family": table.family, "table": table.name, "chain": chain.name, "handle": rule.handle}
+        guide = self.guide
+        if guide is not None:
+            guide.visit((table.family, table.name, chain.name, rule.handle))
         try:
             for n, stmt in enumerate(rule.expr):
                 (key, val), = stmt.items()
-                outcome = self._statement(walk, table, key, val, where + (n,), ident)
+                if guide is None:
+                    outcome = self._statement(walk, table, key, val, where + (n,), ident)
+                else:
+                    outcome = self._guided(walk, table, key, val, where + (n,), ident)
                 if outcome is not None and outcome[0] != "continue":  # continue: the rule's next statement
                     self._matched(walk, ident, rule, outcome)
                     return outcome
@@ -314,6 +323,38 @@ class NftSimulator:
                               where) from None
         self._matched(walk, ident, rule, None)
         return None
+
+    def _guided(self, walk: _Walk, table: NftTable, key: str, val: Any, where: tuple,
+                ident: dict) -> tuple[str, str | None] | None:
+        """A statement as the guide has it: held (True), failed (False: the rule ends), a verdict map's
+        verdict; or run, and where it leaves a test or a verdict map undecided, the guide's choice."""
+        rule = (ident["family"], ident["table"], ident["chain"], ident["handle"])
+        forced = self.guide.force(rule, where[-1], key, None)
+        if forced is None:
+            try:
+                return self._statement(walk, table, key, val, where, ident)
+            except Undecidable as e:
+                if key not in ("match", "vmap"):
+                    raise
+                forced = self.guide.force(rule, where[-1], key, str(e))
+                if forced is None:
+                    raise
+        if forced is False:
+            raise _Break
+        if forced is True:
+            return None
+        return self._verdict_of(forced, where)
+
+    def _verdict_of(self, data: Any, where: tuple) -> tuple[str, str | None]:
+        """A verdict map's data as the rule's outcome."""
+        if not isinstance(data, dict) or len(data) != 1:
+            raise Undecidable(f"verdict map gives {str(data)[:40]}", where)
+        (verdict, arg), = data.items()
+        if verdict in ("jump", "goto"):
+            return verdict, arg["target"]
+        if verdict not in ("accept", "drop", "continue", "return", "queue"):
+            raise Undecidable(f"verdict map gives `{verdict}`", where)
+        return (verdict.upper() if verdict in ("accept", "drop", "queue") else verdict), None
 
     def _matched(self, walk: _Walk, ident: dict, rule: NftRule, outcome: tuple | None) -> None:
         walk.res.matched.append(dict(ident))
@@ -360,14 +401,7 @@ class NftSimulator:
             data = self._lookup(walk, val["key"], val["data"], where, want_data=True)
             if data is None:
                 raise _Break
-            if not isinstance(data, dict) or len(data) != 1:
-                raise Undecidable(f"verdict map gives {str(data)[:40]}", where)
-            (verdict, arg), = data.items()
-            if verdict in ("jump", "goto"):
-                return verdict, arg["target"]
-            if verdict not in ("accept", "drop", "continue", "return", "queue"):
-                raise Undecidable(f"verdict map gives `{verdict}`", where)
-            return (verdict.upper() if verdict in ("accept", "drop", "queue") else verdict), None
+            return self._verdict_of(data, where)
         if key in ("snat", "masquerade") and walk.hook == "postrouting":
             # the packet is accepted by this chain; only chains after it would see the new source
             walk.rewritten = f"{where[0]} chain {where[1]} handle {where[2]}"
