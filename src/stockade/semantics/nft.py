@@ -326,19 +326,31 @@ class NftSimulator:
 
     def _guided(self, walk: _Walk, table: NftTable, key: str, val: Any, where: tuple,
                 ident: dict) -> tuple[str, str | None] | None:
-        """A statement as the guide has it: held (True), failed (False: the rule ends), a verdict map's
-        verdict; or run, and where it leaves a test or a verdict map undecided, the guide's choice."""
-        rule = (ident["family"], ident["table"], ident["chain"], ident["handle"])
-        forced = self.guide.force(rule, where[-1], key, None)
-        if forced is None:
+        """A statement as the guide has it (Explorer.force): held (True), failed (False: the rule ends) or a
+        verdict map's verdict where no dimension or the simulator decides it; else run as it is. A test of a
+        header or a connection the packet lacks still ends the rule (`ct mark` of an untracked packet)."""
+        rule, n = (ident["family"], ident["table"], ident["chain"], ident["handle"]), where[-1]
+        if key == "match":
             try:
-                return self._statement(walk, table, key, val, where, ident)
+                held, why = self._match(walk, table, val, where), None
             except Undecidable as e:
-                if key not in ("match", "vmap"):
-                    raise
-                forced = self.guide.force(rule, where[-1], key, str(e))
-                if forced is None:
-                    raise
+                held, why = None, e
+            forced = self.guide.force(rule, n, key, None if why is None else str(why))
+            if forced is None:
+                if held is None:
+                    raise why  # type: ignore[misc]
+                if not held:
+                    raise _Break
+                return None
+        else:
+            forced = self.guide.force(rule, n, key, None)
+            if forced is None:
+                try:
+                    return self._statement(walk, table, key, val, where, ident)
+                except Undecidable as e:
+                    forced = self.guide.force(rule, n, key, str(e)) if key == "vmap" else None
+                    if forced is None:
+                        raise
         if forced is False:
             raise _Break
         if forced is True:

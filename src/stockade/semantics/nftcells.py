@@ -172,6 +172,8 @@ class NftCuts:
                     pass
                 else:
                     residual.append(f"statement `{key}`")
+                    if key == "xt" and isinstance(val, dict) and val.get("type") == "match":
+                        forks[n] = (f"iptables match {val.get('name')} (xt, not modelled)", BOTH)
             except _Residual as e:
                 residual.append(str(e))
                 boxes += e.boxes + self._deps(val)
@@ -552,20 +554,21 @@ class Explorer:
             raise Split(cut)
 
     def force(self, rule: tuple, n: int, key: str, why: str | None) -> Any:
-        """None to run the statement; else True (it holds), False (the rule ends) or a verdict map's data.
-        `why` is None before the statement runs, the simulator's reason after it could not decide."""
+        """None to run the statement as it is; else True (it holds), False (the rule ends) or a verdict map's
+        data, for a statement no dimension decides (a fork of its rule's RuleCuts) or one the simulator could
+        not decide (`why`: its reason)."""
         rc = self.cuts.rules.get(rule)
         if rc is None:
             return None
-        if why is None:
-            fork = rc.forks.get(n)
-            if fork is None or (not rc.effects and (rc.scope is None or relation(rc.scope, self.box)[0] == "none")):
-                return None
+        fork = rc.forks.get(n)
+        if fork is not None and (rc.effects or (rc.scope is not None and relation(rc.scope, self.box)[0] != "none")):
             why, choices = fork
-        else:
+        elif why is not None:
             choices = rc.vmaps.get(n, ()) if key == "vmap" else BOTH
             if len(choices) < 2:
                 return None
+        else:
+            return None
         i = len(self.taken)
         if i < len(self.prefix):
             pick = self.prefix[i]
