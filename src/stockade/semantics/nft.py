@@ -129,6 +129,7 @@ class NftSimulator:
         # and decides the statements the packet alone does not (`force`); None for one packet's answer
         self.guide: Any = None
         self._sets: dict[tuple, list] = {}
+        self._looked: dict[tuple, bool] = {}  # (family, table, set) -> whether a rule looks the set up
         self._consts: dict[int, Any] = {}
 
     # --- the path ------------------------------------------------------------------------------
@@ -742,7 +743,10 @@ class NftSimulator:
         if isinstance(elem, dict) and isinstance(elem.get("elem"), dict):
             elem, timeout = elem["elem"].get("val"), elem["elem"].get("timeout")
         _, value = self._value(walk, elem, where)
-        if _looked_up(table, name):
+        looked = self._looked.get((table.family, table.name, name))
+        if looked is None:  # a walk of the whole table: once per set
+            looked = self._looked[(table.family, table.name, name)] = _looked_up(table, name)
+        if looked:
             nset = table.sets.get(name)
             if nset is None or nset.data is not None or stmts:
                 raise Undecidable(f"set @{name} is filled by the packets themselves with data or statements of "
