@@ -297,3 +297,27 @@ def test_numgen_quota_a_filled_set_ct_mark_and_xt_are_taken_both_ways():
             ("NEW, NEW without SYN", " on lo", "UNKNOWN", unknown),
             ("ESTABLISHED, RELATED", "", "UNKNOWN", unknown))}, d.text()
     assert all(c.new.may == {"ACCEPT"} for c in d.changes)
+
+
+def test_a_mark_set_on_the_way_reads_alike_on_both_sides():
+    """A mangle rule marks ssh and filter accepts the mark: the example packet's verdict follows the mark on
+    both sides, and a mark test may go either way on both (iptables' -m mark is no dimension either)."""
+    dump = """*mangle
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --dport 22 -j MARK --set-xmark 0x1/0xffffffff
+COMMIT
+*filter
+:INPUT DROP [0:0]
+-A INPUT -m mark --mark 0x1 -j ACCEPT
+COMMIT
+"""
+    d = Doc().table("ip", "mangle").chain("ip", "mangle", "PREROUTING", "prerouting", -150, "accept")
+    d.rule("ip", "mangle", "PREROUTING", match(payload("tcp", "dport"), 22),
+           {"mangle": {"key": meta("mark"), "value": 1}})
+    d.table("ip", "filter").chain("ip", "filter", "INPUT", "input", 0, "drop")
+    d.rule("ip", "filter", "INPUT", match(meta("mark"), 1), ACCEPT)
+    old = read_save(dump, "rules.v4", Family.IPV4).rulesets
+    got = semantic_diff(old, read_nft_json(d.text(), "new.json"), keep=True, hooks=("INPUT",))
+    assert got.changes == [], got.text()
+    ssh = [c for c in got.unchanged if c.family is Family.IPV4 and c.example.proto == 6 and c.example.dport == 22]
+    assert ssh and all(c.old.verdict == c.new.verdict == "ACCEPT" and c.new.may == {"ACCEPT", "DROP"} for c in ssh)
