@@ -355,7 +355,7 @@ def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[
                         try:
                             a, b = (Outcome(*side.explore(pkt, box)) for side in sides)
                         except Split as cut:
-                            stack += _halves(box, cut.cut)
+                            stack += cut.parts(space, box)
                             continue
                         classes += 1
                         if _differ(a, b):
@@ -373,13 +373,6 @@ def _differ(a: Outcome, b: Outcome) -> bool:
     if a.verdict == b.verdict == "UNKNOWN" and {"UNKNOWN"} in (a.may, b.may):
         return False
     return a.key != b.key
-
-
-def _halves(box: dict, cut) -> list[dict]:
-    """The box split where the constraint `cut` admits some of its packets: inside it and outside it, in the
-    first dimension it cuts."""
-    d = relation(cut, box)[1]
-    return [dict(box, **{d: iv_sub(box[d], cut.dims[d])}), dict(box, **{d: iv_and(box[d], cut.dims[d])})]
 
 
 def _space(sides, fam: Family) -> Space:

@@ -26,10 +26,12 @@ from ..model.netfilter import ROUTE_TYPES
 from ..model.nftables import NftChain, NftRule, NftRuleset, NftTable
 from ..model.nftypes import BITMASKS, SYMBOLS, NftValueError, ifname, interval
 from ..model.packet import Packet, from_short
+from ..model.ranges import Stabbing
 from .compile import Undecidable
 from .simulate import Env, Result, Simulator, dropped_by_routing, dropped_on_arrival, uses_conntrack
 
 NSEC = 1_000_000_000
+INDEXED = 32  # a set of more elements than this is looked up through an index
 U64 = 2**64 - 1
 CONNTRACK_PRIO = -200
 # iptables tables as nftables base chains: the priority each table's chain registers at that hook.
@@ -130,6 +132,7 @@ class NftSimulator:
         self.guide: Any = None
         self._sets: dict[tuple, list] = {}
         self._looked: dict[tuple, bool] = {}  # (family, table, set) -> whether a rule looks the set up
+        self._indexes: dict[int, tuple] = {}  # id(elements) -> (elements, their first components indexed)
         self._consts: dict[int, Any] = {}
 
     # --- the path ------------------------------------------------------------------------------
@@ -650,7 +653,14 @@ class NftSimulator:
             self._lookup_without(walk, left, ref, where, unknown)
             return None
         key = value if isinstance(value, tuple) else (value,)
-        for bounds, data in self._elements(dtype, ref, where):
+        elements = self._elements(dtype, ref, where)
+        if len(elements) > INDEXED:  # the elements whose first component holds the key's, in their order
+            index = self._indexes.get(id(elements))
+            if index is None or index[0] is not elements:
+                index = self._indexes[id(elements)] = (elements, Stabbing(
+                    [(*b[0], n) for n, (b, _) in enumerate(elements) if b]))
+            elements = [elements[n] for n in sorted(index[1].meeting(key[0], key[0]))]
+        for bounds, data in elements:
             if len(bounds) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, bounds, strict=True)):
                 return data if want_data else True
         if isinstance(ref, str) and not want_data:

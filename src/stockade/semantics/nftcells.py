@@ -18,12 +18,12 @@ from ..model import Family, Ruleset
 from ..model.nftables import NftRuleset, NftSet, NftTable
 from ..model.nftypes import BITMASKS, NftValueError, ifname, interval
 from ..model.packet import Packet
-from ..model.ranges import Ranges
+from ..model.ranges import Ranges, Stabbing
 from ..model.ranges import difference as iv_sub
 from ..model.ranges import intersect as iv_and
 from ..model.ranges import normalize as norm
 from ..model.space import DPORT, DST, ICMP, IIF, KIND, KINDS, OIF, PROTO, SPORT, SRC, Box
-from .cells import ANY, NEVER, Constraint, Space, hook_entries, relation
+from .cells import ANY, NEVER, SPLIT_ORDER, Constraint, Space, hook_entries, relation
 from .nft import CT_STATE_BITS, FRAG_OFF, TABLE_FAMILIES, TRANSPORT, NftResult, NftSimulator, compare
 
 PORTS = {"sport": SPORT, "dport": DPORT}
@@ -463,6 +463,7 @@ def _dynamic(table: NftTable, nset: NftSet) -> bool:
 
 
 BOTH = (True, False)  # a test either way: it holds, or the rule ends
+INDEXED = 32  # a rule with more boxes than this finds those near a class through an index
 EFFECTS = ("mangle", "set", "meter", "notrack", "ct helper", "snat", "masquerade", "dnat", "redirect")
 
 
@@ -479,14 +480,30 @@ class RuleCuts:
     forks: dict
     vmaps: dict
 
-    def cut(self, box: dict) -> Constraint | None:
-        """A test of the rule whose truth is not the same for every packet of the box, if one is."""
+    def __post_init__(self) -> None:
+        """Many boxes (a set's elements): indexed on the dimension where most of them give distinct intervals."""
+        index = None
+        if len(self.boxes) > INDEXED:
+            dim = max(SPLIT_ORDER, key=lambda d: (len({c.dims[d] for c in self.boxes if len(c.dims.get(d, ())) == 1}),
+                                                  -SPLIT_ORDER.index(d)))  # ties: the one classes are cut in first
+            one = [c for c in self.boxes if len(c.dims.get(dim, ())) == 1]
+            index = (dim, Stabbing([(*c.dims[dim][0], c) for c in one]),
+                     tuple(c for c in self.boxes if len(c.dims.get(dim, ())) != 1))
+        object.__setattr__(self, "index", index)
+
+    def near(self, box: dict) -> tuple[Constraint, ...] | list[Constraint]:
+        """The boxes that may share packets with the box (all of them, unless indexed)."""
+        if self.index is None:
+            return self.boxes
+        dim, found, rest = self.index
+        return [*found.meeting(box[dim][0][0], box[dim][-1][1]), *rest]
+
+    def cut(self, box: dict) -> list[Constraint] | None:
+        """The rule's boxes near the class if a test of the rule is not the same for every packet of it."""
         if not self.effects and (self.scope is None or relation(self.scope, box)[0] == "none"):
             return None  # it matches no packet of the box, and changes nothing on the way
-        for c in self.boxes:
-            if relation(c, box)[0] == "some":
-                return c
-        return None
+        near = self.near(box)
+        return list(near) if any(relation(c, box)[0] == "some" for c in near) else None
 
 
 def _effects(stmts: tuple) -> bool:
@@ -527,11 +544,23 @@ def _vmap_choices(table: NftTable, val: dict) -> tuple:
 
 
 class Split(Exception):
-    """A rule on the walk reads a test some packets of the class pass and others fail: cut the class there."""
+    """A rule on the walk reads a test some packets of the class pass and others fail: cut the class by the
+    rule's boxes (`parts`)."""
 
-    def __init__(self, cut: Constraint):
+    def __init__(self, boxes: list[Constraint]):
         super().__init__("split")
-        self.cut = cut
+        self.boxes = boxes
+
+    def parts(self, space: Space, box: dict) -> list[dict]:
+        """The class cut in the first dimension (cells.SPLIT_ORDER) some box of the rule cuts, by all of them
+        at once (a concatenation's 10,000 elements are one cut of its ports, not 10,000 halvings)."""
+        for d in SPLIT_ORDER:
+            have = box[d]
+            cuts = {c.dims[d]: None for c in self.boxes if d in c.dims and relation(c, box)[0] == "some"}
+            cuts = [v for v in cuts if iv_and(have, v) and iv_sub(have, v)]
+            if cuts:
+                return [dict(box, **{d: part}) for part, _ in space.classes(have, cuts)]
+        raise AssertionError("a Split whose boxes cut nothing")
 
 
 RUNS = 256  # walks per class: beyond, the verdicts not tried are UNKNOWN
@@ -550,8 +579,8 @@ class Explorer:
 
     def visit(self, rule: tuple) -> None:
         rc = self.cuts.rules.get(rule)
-        if rc is not None and (cut := rc.cut(self.box)) is not None:
-            raise Split(cut)
+        if rc is not None and (near := rc.cut(self.box)) is not None:
+            raise Split(near)
 
     def force(self, rule: tuple, n: int, key: str, why: str | None) -> Any:
         """None to run the statement as it is; else True (it holds), False (the rule ends) or a verdict map's
