@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import random
-from itertools import product
 import subprocess
 import sys
+from itertools import product
 from pathlib import Path
 
 from stockade.model import Family
