@@ -6,6 +6,10 @@ protocols, ICMP types, packet kinds); ranges keep those exact and small.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from typing import Any
+
 from .address import Address, ntop, parse_address
 
 Ranges = tuple[tuple[int, int], ...]
@@ -113,3 +117,17 @@ def parse_range(version: int, text: str) -> tuple[int, int]:
     if got is None or len(got) != 1:
         raise ValueError(f"{text!r} is not one address range")
     return got[0]
+
+
+class Stabbing:
+    """Intervals, each with a payload, found by the interval they meet in O(log n + hits) where few overlap
+    (a set's elements, a rule's boxes): sorted by lower bound, with the running maximum of upper bounds."""
+
+    def __init__(self, items: list[tuple[int, int, Any]]):
+        self.items = sorted(items, key=lambda t: t[0])
+        self.los = [t[0] for t in self.items]
+        self.top = list(accumulate((t[1] for t in self.items), max))
+
+    def meeting(self, lo: int, hi: int) -> list[Any]:
+        """The payloads of the intervals that share a value with [lo, hi], in order of lower bound."""
+        return [p for _, h, p in self.items[bisect_left(self.top, lo):bisect_right(self.los, hi)] if h >= lo]

@@ -297,12 +297,20 @@ class IptOracle:
         return [hook_entries(rs, chain, space, table) for table in rs.tables for chain in PATH_CHAINS[hook]
                 if (table, chain) != ("filter", hook)] + [self._filter[(space.family, hook)][0]]
 
+    def fixed_lists(self, space: Space, hook: str) -> list[list]:
+        return self.lists(space, hook)
+
+    def explore(self, pkt: Packet, box: dict) -> tuple[str, frozenset[str], str | None, tuple[str, ...]]:
+        """As NftOracle.explore: the class's outcome (refine made every entry constant on it)."""
+        got = self.run(pkt, box)[3]
+        return got.verdict, got.may, got.rule, got.depends
+
     def run(self, pkt: Packet, box: dict) -> tuple[str, str | None, tuple[str, ...], object]:
         sim = self._sims.get(pkt.family)
         if sim is None:
             sim = self._sims[pkt.family] = Simulator(self.rulesets(pkt.family)[0])
         entries, policy = self._filter[(pkt.family, pkt.hook)]
-        got = outcome(sim, pkt, entries, policy, box)
+        got = outcome(sim, pkt, [e for e in entries if relation(e.cons, box)[0] != "none"], policy, box)
         return got.verdict, got.rule, got.depends, got
 
 
@@ -318,36 +326,66 @@ def oracle(side) -> object:
 
 def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[str], None] | None = None,
                keep: bool = False) -> Diff:
-    """semantic_diff where a side is nftables: the space is cut by every test of both sides (nftcells),
-    never coarser, and each part's packet is run through both sides' simulators. The verdicts of a
-    first packet are compared; what either answer depends on (a limit, a mark) is named."""
+    """semantic_diff where a side is nftables. The space is cut by the iptables sides' rules (cells.refine),
+    then each part further where a walk of either side meets an nft rule whose tests some of its packets
+    pass and others fail (nftcells.Explorer), so a class holds packets every rule on every walk treats alike.
+    Each side gives every verdict a packet of the class may get: an nft statement no dimension decides (a
+    limit, a quota, a mark, numgen, a set the packets fill, what the simulator cannot decide) is taken both
+    ways; an iptables rule whose match no dimension expresses adds its verdict, as in semantic_diff."""
+    from .nftcells import Split
+
     started = time.monotonic()
     sides = oracle(old), oracle(new)
     changes: list[Change] = []
     unchanged: list[Change] = []
     spaces, classes = {}, 0
-    found: dict[tuple, list[Change]] = {}
-    for fam, hook, space, box, pkt in cells(sides, hooks, progress):
-        spaces[fam] = space
-        classes += 1
-        (va, ra, da, _), (vb, rb, db, _) = sides[0].run(pkt, box), sides[1].run(pkt, box)
-        a, b = Outcome(va, frozenset({va}), ra, da), Outcome(vb, frozenset({vb}), rb, db)
-        if va != vb:
-            found.setdefault((fam, hook), []).append(Change(fam, hook, box, a, b, pkt, space))
-        elif keep:
-            unchanged.append(Change(fam, hook, box, a, b, pkt, space))
-    for group in found.values():
-        changes += merge(group)
+    for fam in (Family.IPV4, Family.IPV6):
+        space = spaces[fam] = _space(sides, fam)
+        for hook in hooks:
+            if progress:
+                progress(f"IPv{int(fam)} {hook}")
+            lists = [lst for s in sides for lst in s.fixed_lists(space, hook)]
+            found: list[Change] = []
+            for start in space.start_boxes(hook):
+                for part, _ in refine(space, start, lists, lambda e: e.cons):
+                    stack = [part]
+                    while stack:
+                        box = stack.pop()
+                        pkt = space.packet(box, hook)
+                        try:
+                            a, b = (Outcome(*side.explore(pkt, box)) for side in sides)
+                        except Split as cut:
+                            stack += cut.parts(space, box)
+                            continue
+                        classes += 1
+                        if _differ(a, b):
+                            found.append(Change(fam, hook, box, a, b, pkt, space))
+                        elif keep:
+                            unchanged.append(Change(fam, hook, box, a, b, pkt, space))
+            changes += merge(found)
     changes.sort(key=Change.rank)
     return Diff(changes, classes, [Family.IPV4, Family.IPV6], time.monotonic() - started, unchanged, spaces)
+
+
+def _differ(a: Outcome, b: Outcome) -> bool:
+    """Whether two sides' outcomes differ. A side that can say nothing of the class (UNKNOWN its only answer,
+    e.g. an nft statement the simulator does not model) shows no change against another undecided one."""
+    if a.verdict == b.verdict == "UNKNOWN" and {"UNKNOWN"} in (a.may, b.may):
+        return False
+    return a.key != b.key
+
+
+def _space(sides, fam: Family) -> Space:
+    space = Space(fam, [rs for s in sides for rs in s.rulesets(fam)], set().union(*(s.names() for s in sides)))
+    space.other_tables = space.other_tables or any(s.nat() for s in sides)
+    return space
 
 
 def cells(sides, hooks: tuple[str, ...] = HOOKS, progress: Callable[[str], None] | None = None):
     """(family, hook, space, class, its packet) for the classes every test of every side is constant on:
     the space cut by all sides' tests (cells.refine, never coarser), for both families and each hook."""
     for fam in (Family.IPV4, Family.IPV6):
-        space = Space(fam, [rs for s in sides for rs in s.rulesets(fam)], set().union(*(s.names() for s in sides)))
-        space.other_tables = space.other_tables or any(s.nat() for s in sides)
+        space = _space(sides, fam)
         for hook in hooks:
             if progress:
                 progress(f"IPv{int(fam)} {hook}")

@@ -26,10 +26,12 @@ from ..model.netfilter import ROUTE_TYPES
 from ..model.nftables import NftChain, NftRule, NftRuleset, NftTable
 from ..model.nftypes import BITMASKS, SYMBOLS, NftValueError, ifname, interval
 from ..model.packet import Packet, from_short
+from ..model.ranges import Stabbing
 from .compile import Undecidable
 from .simulate import Env, Result, Simulator, dropped_by_routing, dropped_on_arrival, uses_conntrack
 
 NSEC = 1_000_000_000
+INDEXED = 32  # a set of more elements than this is looked up through an index
 U64 = 2**64 - 1
 CONNTRACK_PRIO = -200
 # iptables tables as nftables base chains: the priority each table's chain registers at that hook.
@@ -125,7 +127,12 @@ class NftSimulator:
         self._ipt_nat = any("nat" in rs.tables for rs in (iptables or {}).values())
         self.nat = any(c.type == "nat" for t in nft.tables for c in t.chains.values()) or self._ipt_nat
         self.memory: dict[Any, Any] = {}
+        # semantics/nftcells.py Explorer, for a whole class of packets: sees each rule before it runs (`visit`)
+        # and decides the statements the packet alone does not (`force`); None for one packet's answer
+        self.guide: Any = None
         self._sets: dict[tuple, list] = {}
+        self._looked: dict[tuple, bool] = {}  # (family, table, set) -> whether a rule looks the set up
+        self._indexes: dict[int, tuple] = {}  # id(elements) -> (elements, their first components indexed)
         self._consts: dict[int, Any] = {}
 
     # --- the path ------------------------------------------------------------------------------
@@ -299,10 +306,16 @@ class NftSimulator:
         walk.where = where
         walk.res.evaluated += 1
         ident = {"family": table.family, "table": table.name, "chain": chain.name, "handle": rule.handle}
+        guide = self.guide
+        if guide is not None:
+            guide.visit((table.family, table.name, chain.name, rule.handle))
         try:
             for n, stmt in enumerate(rule.expr):
                 (key, val), = stmt.items()
-                outcome = self._statement(walk, table, key, val, where + (n,), ident)
+                if guide is None:
+                    outcome = self._statement(walk, table, key, val, where + (n,), ident)
+                else:
+                    outcome = self._guided(walk, table, key, val, where + (n,), ident)
                 if outcome is not None and outcome[0] != "continue":  # continue: the rule's next statement
                     self._matched(walk, ident, rule, outcome)
                     return outcome
@@ -314,6 +327,50 @@ class NftSimulator:
                               where) from None
         self._matched(walk, ident, rule, None)
         return None
+
+    def _guided(self, walk: _Walk, table: NftTable, key: str, val: Any, where: tuple,
+                ident: dict) -> tuple[str, str | None] | None:
+        """A statement as the guide has it (Explorer.force): held (True), failed (False: the rule ends) or a
+        verdict map's verdict where no dimension or the simulator decides it; else run as it is. A test of a
+        header or a connection the packet lacks still ends the rule (`ct mark` of an untracked packet)."""
+        rule, n = (ident["family"], ident["table"], ident["chain"], ident["handle"]), where[-1]
+        if key == "match":
+            try:
+                held, why = self._match(walk, table, val, where), None
+            except Undecidable as e:
+                held, why = None, e
+            forced = self.guide.force(rule, n, key, None if why is None else str(why))
+            if forced is None:
+                if held is None:
+                    raise why  # type: ignore[misc]
+                if not held:
+                    raise _Break
+                return None
+        else:
+            forced = self.guide.force(rule, n, key, None)
+            if forced is None:
+                try:
+                    return self._statement(walk, table, key, val, where, ident)
+                except Undecidable as e:
+                    forced = self.guide.force(rule, n, key, str(e)) if key == "vmap" else None
+                    if forced is None:
+                        raise
+        if forced is False:
+            raise _Break
+        if forced is True:
+            return None
+        return self._verdict_of(forced, where)
+
+    def _verdict_of(self, data: Any, where: tuple) -> tuple[str, str | None]:
+        """A verdict map's data as the rule's outcome."""
+        if not isinstance(data, dict) or len(data) != 1:
+            raise Undecidable(f"verdict map gives {str(data)[:40]}", where)
+        (verdict, arg), = data.items()
+        if verdict in ("jump", "goto"):
+            return verdict, arg["target"]
+        if verdict not in ("accept", "drop", "continue", "return", "queue"):
+            raise Undecidable(f"verdict map gives `{verdict}`", where)
+        return (verdict.upper() if verdict in ("accept", "drop", "queue") else verdict), None
 
     def _matched(self, walk: _Walk, ident: dict, rule: NftRule, outcome: tuple | None) -> None:
         walk.res.matched.append(dict(ident))
@@ -360,14 +417,7 @@ class NftSimulator:
             data = self._lookup(walk, val["key"], val["data"], where, want_data=True)
             if data is None:
                 raise _Break
-            if not isinstance(data, dict) or len(data) != 1:
-                raise Undecidable(f"verdict map gives {str(data)[:40]}", where)
-            (verdict, arg), = data.items()
-            if verdict in ("jump", "goto"):
-                return verdict, arg["target"]
-            if verdict not in ("accept", "drop", "continue", "return", "queue"):
-                raise Undecidable(f"verdict map gives `{verdict}`", where)
-            return (verdict.upper() if verdict in ("accept", "drop", "queue") else verdict), None
+            return self._verdict_of(data, where)
         if key in ("snat", "masquerade") and walk.hook == "postrouting":
             # the packet is accepted by this chain; only chains after it would see the new source
             walk.rewritten = f"{where[0]} chain {where[1]} handle {where[2]}"
@@ -604,7 +654,14 @@ class NftSimulator:
             self._lookup_without(walk, left, ref, where, unknown)
             return None
         key = value if isinstance(value, tuple) else (value,)
-        for bounds, data in self._elements(dtype, ref, where):
+        elements = self._elements(dtype, ref, where)
+        if len(elements) > INDEXED:  # the elements whose first component holds the key's, in their order
+            index = self._indexes.get(id(elements))
+            if index is None or index[0] is not elements:
+                index = self._indexes[id(elements)] = (elements, Stabbing(
+                    [(*b[0], n) for n, (b, _) in enumerate(elements) if b]))
+            elements = [elements[n] for n in sorted(index[1].meeting(key[0], key[0]))]
+        for bounds, data in elements:
             if len(bounds) == len(key) and all(lo <= v <= hi for v, (lo, hi) in zip(key, bounds, strict=True)):
                 return data if want_data else True
         if isinstance(ref, str) and not want_data:
@@ -697,7 +754,10 @@ class NftSimulator:
         if isinstance(elem, dict) and isinstance(elem.get("elem"), dict):
             elem, timeout = elem["elem"].get("val"), elem["elem"].get("timeout")
         _, value = self._value(walk, elem, where)
-        if _looked_up(table, name):
+        looked = self._looked.get((table.family, table.name, name))
+        if looked is None:  # a walk of the whole table: once per set
+            looked = self._looked[(table.family, table.name, name)] = _looked_up(table, name)
+        if looked:
             nset = table.sets.get(name)
             if nset is None or nset.data is not None or stmts:
                 raise Undecidable(f"set @{name} is filled by the packets themselves with data or statements of "

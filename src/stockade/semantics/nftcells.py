@@ -18,12 +18,12 @@ from ..model import Family, Ruleset
 from ..model.nftables import NftRuleset, NftSet, NftTable
 from ..model.nftypes import BITMASKS, NftValueError, ifname, interval
 from ..model.packet import Packet
-from ..model.ranges import Ranges
+from ..model.ranges import Ranges, Stabbing
 from ..model.ranges import difference as iv_sub
 from ..model.ranges import intersect as iv_and
 from ..model.ranges import normalize as norm
 from ..model.space import DPORT, DST, ICMP, IIF, KIND, KINDS, OIF, PROTO, SPORT, SRC, Box
-from .cells import NEVER, Constraint, Space, hook_entries
+from .cells import ANY, NEVER, SPLIT_ORDER, Constraint, Space, hook_entries, relation
 from .nft import CT_STATE_BITS, FRAG_OFF, TABLE_FAMILIES, TRANSPORT, NftResult, NftSimulator, compare
 
 PORTS = {"sport": SPORT, "dport": DPORT}
@@ -33,7 +33,11 @@ ENDS_CHAIN = ("accept", "drop", "reject", "queue", "return", "goto")
 
 
 class _Residual(Exception):
-    """A test no dimension expresses."""
+    """A test no dimension expresses (`boxes`: what the simulator's answer for one packet still reads)."""
+
+    def __init__(self, why: str, boxes: list | None = None):
+        super().__init__(why)
+        self.boxes = boxes or []
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class NftCuts:
         self.lists: list[list[Cut]] = []  # one per chain: a rule that ends the chain for a whole part hides the rest
         self.scopes: list[Scope] = []
         self.plain: set[tuple] = set()  # (family, table, chain, handle) of rules whose every test is cut
+        self.rules: dict[tuple, RuleCuts] = {}  # (family, table, chain, handle) -> what the rule's answer reads
         for table in nft.tables:
             if table.family not in TABLE_FAMILIES[self.family]:
                 continue
@@ -103,15 +108,22 @@ class NftCuts:
                 cuts: list[Cut] = []
                 seen: set[tuple] = set()
                 for rule in chain.rules:
-                    boxes, scope, residual = self._rule(table, rule.expr)
+                    forks: dict[int, tuple] = {}
+                    boxes, scope, residual = self._rule(table, rule.expr, forks)
+                    where = f"{table.label} chain {chain.name} handle {rule.handle}" + \
+                        (f" ({rule.origin})" if rule.origin else "")
+                    self.rules[(table.family, table.name, chain.name, rule.handle)] = RuleCuts(
+                        tuple(Constraint(dict(b)) for b in boxes), ANY if _reads_th(rule.expr) else scope,
+                        _effects(rule.expr), where, forks,
+                        {n: _vmap_choices(table, stmt["vmap"]) for n, stmt in enumerate(rule.expr)
+                         if isinstance(stmt, dict) and isinstance(stmt.get("vmap"), dict)})
                     for b in boxes:
                         key = tuple(sorted(b.items()))
                         if key not in seen:
                             seen.add(key)
                             cuts.append(Cut(Constraint(dict(b))))
                     if residual and scope is not None:
-                        self.scopes.append(Scope(scope, f"{table.label} chain {chain.name} handle {rule.handle}"
-                                                 + (f" ({rule.origin})" if rule.origin else ""), tuple(residual)))
+                        self.scopes.append(Scope(scope, where, tuple(residual)))
                     if not residual:
                         self.plain.add((table.family, table.name, chain.name, rule.handle))
                     end = _ends_chain(rule.expr)
@@ -121,17 +133,18 @@ class NftCuts:
 
     def depends(self, box: dict) -> list[str]:
         """The residual tests of rules that may match packets of the part."""
-        from .cells import relation
-
         return [f"{s.where}: {', '.join(s.residual)}" for s in self.scopes if relation(s.cons, box)[0] != "none"]
 
     # --- a rule --------------------------------------------------------------------------------
-    def _rule(self, table: NftTable, stmts: tuple) -> tuple[list[Box], Constraint | None, list[str]]:
-        """(boxes the rule's truth depends on, where it may match (None: nowhere), residual tests)."""
+    def _rule(self, table: NftTable, stmts: tuple, forks: dict[int, tuple] | None = None
+              ) -> tuple[list[Box], Constraint | None, list[str]]:
+        """(boxes the rule's truth depends on, where it may match (None: nowhere), residual tests). `forks`
+        gets, per statement whose outcome no dimension decides, (why, its possible outcomes)."""
         boxes: list[Box] = []
         scope = Constraint()
         residual: list[str] = []
-        for stmt in stmts:
+        forks = {} if forks is None else forks
+        for n, stmt in enumerate(stmts):
             if not isinstance(stmt, dict) or len(stmt) != 1:
                 continue
             (key, val), = stmt.items()
@@ -144,21 +157,60 @@ class NftCuts:
                     boxes += self._lookup_boxes(table, val.get("key"), val.get("data"))
                 elif key in ("limit", "quota"):
                     residual.append(f"{key} (a first packet passes)")
+                    forks[n] = (f"{key} {_short(val)}", BOTH)
                 elif key == "set":
                     residual.append(f"a limit per element of {val.get('set')} (a first packet passes)"
                                     if val.get("stmt") else f"set statement on {val.get('set')}")
+                    nset = table.sets.get(str(val.get("set", "")).removeprefix("@"))
+                    if val.get("stmt") or (nset is not None and nset.size is not None):
+                        forks[n] = (f"{val.get('op')} {val.get('set')} (a limit per element, or a full set)", BOTH)
                 elif key == "meter":
                     residual.append(f"a limit per element of meter {val.get('name')} (a first packet passes)")
+                    forks[n] = (f"a limit per element of meter {val.get('name')}", BOTH)
                 elif key in ("counter", "log", "accept", "drop", "reject", "continue", "return", "queue", "jump",
                              "goto", "notrack", "mangle", "snat", "masquerade", "dnat", "redirect", "ct helper"):
                     pass
                 else:
                     residual.append(f"statement `{key}`")
+                    if key == "xt" and isinstance(val, dict) and val.get("type") == "match":
+                        forks[n] = (f"iptables match {val.get('name')} (xt, not modelled)", BOTH)
             except _Residual as e:
                 residual.append(str(e))
+                boxes += e.boxes + self._deps(val)
+                if key == "match":
+                    forks[n] = (str(e), BOTH)
+                elif key == "vmap":
+                    forks[n] = (str(e), _vmap_choices(table, val))
+            if key == "mangle":
+                boxes += self._deps(val)
             if scope.never:
                 return boxes, None, residual
         return boxes, scope, residual
+
+    def _deps(self, node: Any) -> list[Box]:
+        """The boxes what the simulator makes of an expression no dimension expresses depends on, so one
+        packet's answer holds for its class: a transport header's protocol, a connection's packet kind, an
+        address's multicast or broadcast range (meta pkttype)."""
+        out: list[Box] = []
+        if isinstance(node, list | tuple):
+            for v in node:
+                out += self._deps(v)
+        elif isinstance(node, dict):
+            p = node.get("payload", {}).get("protocol") if isinstance(node.get("payload"), dict) else None
+            key = node.get("meta", {}).get("key") if isinstance(node.get("meta"), dict) else None
+            if p in TRANSPORT:
+                out.append({PROTO: ((TRANSPORT[p],) * 2,)})
+            elif p in ("icmp", "icmpv6", "th"):
+                ip = 1 if self.family is Family.IPV4 else 58
+                out += [{PROTO: ((ip, ip),)}] + ([{PROTO: ((6, 6), (17, 17))}] if p == "th" else [])
+            elif isinstance(node.get("ct"), dict):
+                out += [{KIND: ((i, i),)} for i in range(len(KINDS))]
+            elif key == "pkttype":
+                out += [{DST: ((0xE0000000, 0xEFFFFFFF),)}, {DST: ((0xFFFFFFFF,) * 2,)}] \
+                    if self.family is Family.IPV4 else [{DST: ((0xFF << 120, (1 << 128) - 1),)}]
+            for v in node.values():
+                out += self._deps(v)
+        return out
 
     def _match(self, table: NftTable, m: dict) -> tuple[list[Box], Constraint | None]:
         """A comparison's cut boxes and the constraint it admits where that is one box (else ANY, or
@@ -291,13 +343,12 @@ class NftCuts:
             parts = [self._left(e) for e in left["concat"]]
         else:
             parts = [self._left(left)]
+        dynamic = False
         if isinstance(ref, str):
             nset = table.sets.get(ref[1:])
             if nset is None:
                 raise _Residual(f"set {ref}")
-            elements = nset.elements if not _dynamic(table, nset) else None
-            if elements is None:
-                raise _Residual(f"set {ref} is updated by the packets themselves")
+            elements, dynamic = nset.elements, _dynamic(table, nset)
         elif isinstance(ref, dict) and "set" in ref:
             elements = ref["set"]
         elif isinstance(ref, list):
@@ -326,6 +377,8 @@ class NftCuts:
             if all(box.values()):
                 out.append(box)
                 datas.append(data)
+        if dynamic:  # its own elements are cut (one packet finds them or not), what the packets add is not
+            raise _Residual(f"set {ref} is updated by the packets themselves", out)
         if len(parts) > 1:
             return out
         # one key: what decides is only which data's elements hold the value, so those elements are one box
@@ -409,6 +462,155 @@ def _dynamic(table: NftTable, nset: NftSet) -> bool:
                for c in table.chains.values() for r in c.rules for stmt in r.expr)
 
 
+BOTH = (True, False)  # a test either way: it holds, or the rule ends
+INDEXED = 32  # a rule with more boxes than this finds those near a class through an index
+EFFECTS = ("mangle", "set", "meter", "notrack", "ct helper", "snat", "masquerade", "dnat", "redirect")
+
+
+@dataclass(frozen=True)
+class RuleCuts:
+    """What one rule's answer reads: the boxes of its tests, where it may match (None: nowhere), whether a
+    statement changes what later rules see, and the statements no dimension decides (index -> (why,
+    outcomes)) and its verdict maps' outcomes (index -> outcomes)."""
+
+    boxes: tuple[Constraint, ...]
+    scope: Constraint | None
+    effects: bool
+    where: str
+    forks: dict
+    vmaps: dict
+
+    def __post_init__(self) -> None:
+        """Many boxes (a set's elements): indexed on the dimension where most of them give distinct intervals."""
+        index = None
+        if len(self.boxes) > INDEXED:
+            dim = max(SPLIT_ORDER, key=lambda d: (len({c.dims[d] for c in self.boxes if len(c.dims.get(d, ())) == 1}),
+                                                  -SPLIT_ORDER.index(d)))  # ties: the one classes are cut in first
+            one = [c for c in self.boxes if len(c.dims.get(dim, ())) == 1]
+            index = (dim, Stabbing([(*c.dims[dim][0], c) for c in one]),
+                     tuple(c for c in self.boxes if len(c.dims.get(dim, ())) != 1))
+        object.__setattr__(self, "index", index)
+
+    def near(self, box: dict) -> tuple[Constraint, ...] | list[Constraint]:
+        """The boxes that may share packets with the box (all of them, unless indexed)."""
+        if self.index is None:
+            return self.boxes
+        dim, found, rest = self.index
+        return [*found.meeting(box[dim][0][0], box[dim][-1][1]), *rest]
+
+    def cut(self, box: dict) -> list[Constraint] | None:
+        """The rule's boxes near the class if a test of the rule is not the same for every packet of it."""
+        if not self.effects and (self.scope is None or relation(self.scope, box)[0] == "none"):
+            return None  # it matches no packet of the box, and changes nothing on the way
+        near = self.near(box)
+        return list(near) if any(relation(c, box)[0] == "some" for c in near) else None
+
+
+def _effects(stmts: tuple) -> bool:
+    return any(isinstance(s, dict) and any(k in EFFECTS for k in s) for s in stmts)
+
+
+def _reads_th(node: Any) -> bool:
+    """Whether a rule reads `th` (any transport header: where the simulator cannot read it, as an ICMP
+    packet's `th dport`, the rule is undecided rather than false, so its scope says nothing)."""
+    if isinstance(node, dict):
+        return node.get("protocol") == "th" or any(_reads_th(v) for v in node.values())
+    if isinstance(node, list | tuple):
+        return any(_reads_th(v) for v in node)
+    return False
+
+
+def _short(val: Any) -> str:
+    if isinstance(val, dict) and "rate" in val:
+        return f"rate {val.get('rate')}/{val.get('per', 'second')}"
+    return str(val)[:40]
+
+
+def _vmap_choices(table: NftTable, val: dict) -> tuple:
+    """A verdict map's possible outcomes: each distinct verdict of its elements, or none (False)."""
+    ref = val.get("data")
+    if isinstance(ref, str):
+        nset = table.sets.get(ref.removeprefix("@"))
+        elements = nset.elements if nset is not None else []
+    elif isinstance(ref, dict) and isinstance(ref.get("set"), list):
+        elements = ref["set"]
+    else:
+        elements = ref if isinstance(ref, list) else []
+    out: list = []
+    for elem in elements:
+        if isinstance(elem, list) and len(elem) == 2 and elem[1] not in out:
+            out.append(elem[1])
+    return (*out, False)
+
+
+class Split(Exception):
+    """A rule on the walk reads a test some packets of the class pass and others fail: cut the class by the
+    rule's boxes (`parts`)."""
+
+    def __init__(self, boxes: list[Constraint]):
+        super().__init__("split")
+        self.boxes = boxes
+
+    def parts(self, space: Space, box: dict) -> list[dict]:
+        """The class cut in the first dimension (cells.SPLIT_ORDER) some box of the rule cuts, by all of them
+        at once (a concatenation's 10,000 elements are one cut of its ports, not 10,000 halvings)."""
+        for d in SPLIT_ORDER:
+            have = box[d]
+            cuts = {c.dims[d]: None for c in self.boxes if d in c.dims and relation(c, box)[0] == "some"}
+            cuts = [v for v in cuts if iv_and(have, v) and iv_sub(have, v)]
+            if cuts:
+                return [dict(box, **{d: part}) for part, _ in space.classes(have, cuts)]
+        raise AssertionError("a Split whose boxes cut nothing")
+
+
+RUNS = 256  # walks per class: beyond, the verdicts not tried are UNKNOWN
+
+
+class Explorer:
+    """The simulator's guide over a class of packets (NftSimulator.guide): each rule it runs must read only
+    tests constant on the class (else Split), and a statement no dimension decides (a limit, a quota, a
+    mark, a set the packets fill, anything the simulator cannot decide) is taken each way in turn: the
+    `prefix` of choices first, then the first outcome, every other one left on `todo` as a walk to do."""
+
+    def __init__(self, cuts: NftCuts, box: dict, prefix: tuple, todo: list):
+        self.cuts, self.box, self.prefix, self.todo = cuts, box, prefix, todo
+        self.taken: list[int] = []
+        self.met: list[str] = []
+
+    def visit(self, rule: tuple) -> None:
+        rc = self.cuts.rules.get(rule)
+        if rc is not None and (near := rc.cut(self.box)) is not None:
+            raise Split(near)
+
+    def force(self, rule: tuple, n: int, key: str, why: str | None) -> Any:
+        """None to run the statement as it is; else True (it holds), False (the rule ends) or a verdict map's
+        data, for a statement no dimension decides (a fork of its rule's RuleCuts) or one the simulator could
+        not decide (`why`: its reason)."""
+        rc = self.cuts.rules.get(rule)
+        if rc is None:
+            return None
+        fork = rc.forks.get(n)
+        if fork is not None and (rc.effects or (rc.scope is not None and relation(rc.scope, self.box)[0] != "none")):
+            why, choices = fork
+        elif why is not None:
+            choices = rc.vmaps.get(n, ()) if key == "vmap" else BOTH
+            if len(choices) < 2:
+                return None
+        else:
+            return None
+        i = len(self.taken)
+        if i < len(self.prefix):
+            pick = self.prefix[i]
+        else:
+            pick = 0
+            self.todo.extend((*self.taken, j) for j in range(len(choices) - 1, 0, -1))
+        self.taken.append(pick)
+        note = f"{rc.where}: {why}"
+        if note not in self.met:
+            self.met.append(note)
+        return choices[pick]
+
+
 class NftOracle:
     """An nft ruleset (with the iptables tables beside it, if any) as one side of a cell analysis: its
     cuts for a family, and the verdict of a part from the simulator on its packet."""
@@ -439,13 +641,54 @@ class NftOracle:
                  for table in rs.tables for chain in PATH_CHAINS[hook]]
         return [*cuts.lists, *extra]
 
-    def run(self, pkt: Packet, box: dict) -> tuple[str, str | None, tuple[str, ...], NftResult]:
-        """(verdict, where it was decided, what the part's answer depends on, the simulator's result)."""
+    def fixed_lists(self, space: Space, hook: str) -> list[list]:
+        """The lists cells.refine must make constant on each class before `explore` (the iptables tables
+        beside the nft ones; the nft rules are cut by `explore` itself, as its walks meet them)."""
+        return self.lists(space, hook)[len(self._cuts[space.family].lists):]
+
+    def explore(self, pkt: Packet, box: dict) -> tuple[str, frozenset[str], str | None, tuple[str, ...]]:
+        """(the verdict of `pkt`, every verdict a packet of the class `box` may get, where `pkt`'s was
+        decided, what the others depend on). Raises Split when a rule on some walk reads a test the class
+        is not constant on. Each statement no dimension decides is taken both ways (Explorer): `may` is
+        the verdicts of every combination, at most RUNS walks (then UNKNOWN too)."""
+        cuts = self._cuts[pkt.family]
+        todo: list[tuple] = [()]
+        may: set[str] = set()
+        depends: list[str] = []
+        runs = 0
+        while todo:
+            if runs == RUNS:
+                may.add("UNKNOWN")
+                depends.append(f"more than {RUNS} combinations of the statements above (the rest not tried)")
+                break
+            guide = self.sim.guide = Explorer(cuts, box, todo.pop(), todo)
+            try:
+                res = self._fresh(pkt)
+            finally:
+                self.sim.guide = None
+            runs += 1
+            may.add(res.verdict)
+            depends += [m for m in guide.met if m not in depends]
+            if res.verdict == "UNKNOWN" and res.reason and res.reason not in depends:
+                depends.append(res.reason)
+        if runs == 1 and not depends:
+            verdict, rule, _, _ = self._answer(res, ())
+            return verdict, frozenset(may), rule, ()
+        verdict, rule, _, _ = self.run(pkt, box)  # the example packet as it is (a first packet, its mark...)
+        return verdict, frozenset(may | {verdict}), rule, tuple(depends)
+
+    def _fresh(self, pkt: Packet) -> NftResult:
         self.sim.memory.clear()
         for s in self.sim.ipt.values():
             s.memory.clear()
-        res = self.sim.run(pkt)
-        depends = self._cuts[pkt.family].depends(box)
+        return self.sim.run(pkt)
+
+    def run(self, pkt: Packet, box: dict) -> tuple[str, str | None, tuple[str, ...], NftResult]:
+        """(verdict, where it was decided, what the part's answer depends on, the simulator's result)."""
+        res = self._fresh(pkt)
+        return self._answer(res, self._cuts[pkt.family].depends(box))
+
+    def _answer(self, res: NftResult, depends) -> tuple[str, str | None, tuple[str, ...], NftResult]:
         if res.verdict == "UNKNOWN" and res.reason:
             depends = [res.reason, *depends]
         rule = res.reason if res.reason and res.verdict != "UNKNOWN" else None
