@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..heap import collector_paused
 from ..render.ipset import render_ipset_save
 from ..render.json import ruleset_json
 from ..render.save import render_save
@@ -21,19 +22,20 @@ from .inputs import Source, load
 @options.reading
 def command(file: str | None, out: str, src: Source) -> None:
     """Read FILE (or the kernel's ruleset) and print it in canonical iptables-save form (or JSON)."""
-    b = load(file, src).builder
-    for d in b.diagnostics:
-        if d.severity != "note":
-            click.echo(str(d), err=True)
-    rulesets = [rs for _, rs in sorted(b.rulesets.items())]
-    if out == "json":
-        click.echo(json.dumps({"rulesets": [ruleset_json(rs) for rs in rulesets],
-                               "diagnostics": [d.to_json() for d in b.diagnostics]}, indent=2))
-    else:
-        for rs in rulesets:
-            click.echo(f"# {rs.family.cmd}-save (canonical, by stockade)")
-            click.echo(render_save(rs), nl=False)
-        if b.sets:  # the sets a script's `ipset` commands made
-            click.echo("# ipset save (canonical, by stockade)")
-            click.echo(render_ipset_save(list(b.sets.values())), nl=False)
+    with collector_paused():  # the model and the text all live until the command exits: nothing to collect
+        b = load(file, src).builder
+        for d in b.diagnostics:
+            if d.severity != "note":
+                click.echo(str(d), err=True)
+        rulesets = [rs for _, rs in sorted(b.rulesets.items())]
+        if out == "json":
+            click.echo(json.dumps({"rulesets": [ruleset_json(rs) for rs in rulesets],
+                                   "diagnostics": [d.to_json() for d in b.diagnostics]}, indent=2))
+        else:
+            for rs in rulesets:
+                click.echo(f"# {rs.family.cmd}-save (canonical, by stockade)")
+                click.echo(render_save(rs), nl=False)
+            if b.sets:  # the sets a script's `ipset` commands made
+                click.echo("# ipset save (canonical, by stockade)")
+                click.echo(render_ipset_save(list(b.sets.values())), nl=False)
     sys.exit(FINDINGS if any(d.severity == "error" for d in b.diagnostics) else OK)

@@ -3,56 +3,80 @@ from __future__ import annotations
 
 from ..extensions import REGISTRY, Opaque, Unread
 from ..extensions.opaque import loadable
-from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Rule, Ruleset, Table
+from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Match, Rule, Ruleset, Table, Target
 from ..model.netfilter import proto_name
 
 
-def rule_words(rule: Rule, family: Family) -> list[str]:
+def rule_words(rule: Rule, family: Family, memo: dict[int, list[str]] | None = None) -> list[str]:
     """The words after `-A CHAIN`, in iptables-save order: -s -d -i -o -p -f, matches, target. A stand-in
-    for what stockade could not read (extensions.opaque.Unread) shows the words as they were written."""
+    for what stockade could not read (extensions.opaque.Unread) shows the words as they were written.
+    `memo`: the words of each match, target and address by identity, for rendering a whole ruleset (which
+    keeps them alive); the dump reader shares equal ones between rules (parse/plain.py)."""
     out: list[str] = []
-
-    def neg(flag: bool) -> None:
-        if flag:
-            out.append("!")
-
     for flag, am in (("-s", rule.src), ("-d", rule.dst)):
         if am is not None:
-            neg(am.invert)
-            out += [flag, str(am.addr)]
+            if am.invert:
+                out.append("!")
+            out.append(flag)
+            if memo is None:
+                out.append(str(am.addr))
+            elif (text := memo.get(id(am))) is not None:
+                out += text
+            else:
+                out += memo.setdefault(id(am), [str(am.addr)])
     for flag, iface in (("-i", rule.iif), ("-o", rule.oif)):
         if iface is not None:
-            neg(iface.invert)
-            out += [flag, iface.name]
+            if iface.invert:
+                out.append("!")
+            out += (flag, iface.name)
     if rule.proto is not None:
-        neg(rule.proto.invert)
-        out += ["-p", proto_name(rule.proto.number)]
+        if rule.proto.invert:
+            out.append("!")
+        out += ("-p", proto_name(rule.proto.number))
     if rule.fragment is not None:
-        neg(not rule.fragment)
+        if not rule.fragment:
+            out.append("!")
         out.append("-f")
     for m in rule.matches:
-        if isinstance(m.data, Unread):
-            out += m.data.save()
-            continue
-        out += ["-m", m.name]
-        if isinstance(m.data, Opaque):
-            out += m.data.save()
+        if memo is None:
+            out += _match_words(m, family)
+        elif (words := memo.get(id(m))) is not None:
+            out += words
         else:
-            out += REGISTRY.find("match", m.name, family).save(m.data)
+            out += memo.setdefault(id(m), _match_words(m, family))
     t = rule.target
-    if t is not None and isinstance(t.data, Unread):
-        out += t.data.save()
-    elif t is not None:
-        out += ["-g" if t.goto else "-j", t.name]
-        if isinstance(t.data, Opaque):
-            out += t.data.save()
-        elif t.data is not None:
-            out += REGISTRY.find("target", t.name, family).save(t.data)
+    if t is not None:
+        if memo is None:
+            out += _target_words(t, family)
+        elif (words := memo.get(id(t))) is not None:
+            out += words
+        else:
+            out += memo.setdefault(id(t), _target_words(t, family))
     return out
 
 
-def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False) -> str:
-    words = " ".join(["-A", chain, *rule_words(rule, family)])
+def _match_words(m: Match, family: Family) -> list[str]:
+    if isinstance(m.data, Unread):
+        return m.data.save()
+    if isinstance(m.data, Opaque):
+        return ["-m", m.name, *m.data.save()]
+    return ["-m", m.name, *REGISTRY.find("match", m.name, family).save(m.data)]
+
+
+def _target_words(t: Target, family: Family) -> list[str]:
+    if isinstance(t.data, Unread):
+        return t.data.save()
+    out = ["-g" if t.goto else "-j", t.name]
+    if isinstance(t.data, Opaque):
+        out += t.data.save()
+    elif t.data is not None:
+        out += REGISTRY.find("target", t.name, family).save(t.data)
+    return out
+
+
+def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False,
+              memo: dict[int, list[str]] | None = None) -> str:
+    words = " ".join(["-A", chain, *rule_words(rule, family, memo)])
     if counters and rule.counters is not None:
         return f"[{rule.counters.packets}:{rule.counters.bytes}] {words}"
     return words
@@ -80,6 +104,7 @@ def render_save(rs: Ruleset, counters: bool = False) -> str:
     """iptables-restore input for the whole ruleset, in the order the kernel's iptables-save prints it
     (without the rules stockade could not read: kernel_rules)."""
     lines: list[str] = []
+    memo: dict[int, list[str]] = {}
     for name in sorted(rs.tables, key=TABLE_ORDER.index):
         chains = save_chains(rs.tables[name])
         lines.append(f"*{name}")
@@ -87,6 +112,6 @@ def render_save(rs: Ruleset, counters: bool = False) -> str:
             c = chain.counters if (counters and chain.counters) else None
             lines.append(f":{chain.name} {chain.policy or '-'} [{c.packets if c else 0}:{c.bytes if c else 0}]")
         for chain in chains:
-            lines += (rule_line(chain.name, r, rs.family, counters) for r in kernel_rules(chain))
+            lines += (rule_line(chain.name, r, rs.family, counters, memo) for r in kernel_rules(chain))
         lines.append("COMMIT")
     return "\n".join(lines) + "\n"

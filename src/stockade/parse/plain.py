@@ -1,0 +1,259 @@
+"""A dump's rule lines as plain words: the shapes iptables-save prints, read without RuleParser's walk.
+
+A 200,000-rule dump spent most of its time making a Token (word and position) per word and walking
+RuleParser's getopt loop, and a dump repeats the same match text thousands of times (`-m state
+--state NEW`, `-j REJECT --reject-with tcp-reset`). `PlainRules.rule` reads the words of one rule
+(strings, no positions) and returns the Rule RuleParser would make of them, or None for anything
+but a well-formed rule in iptables-save's own order: options of no extension loaded by then
+(an implicit `-p tcp --dport`), `--opt=value`, prefixes, `-p` after a match, a target not last, a
+jump to a missing chain, an unknown extension, any error. The caller then reads the line with
+RuleParser, which finds and positions the defect, so diagnostics come from one place only.
+
+Each extension's option group (`-m tcp --dport 22`, `-j LOG --log-prefix x`) is parsed once per
+context by the extension itself (parse, complete), and its finished Match or Target is shared by
+every rule that writes the same words: both are frozen, and a value that cannot be hashed is not
+shared (that group then takes RuleParser's path). Addresses, interfaces and protocols are read once
+per spelling alike. The tables live as long as one reading of a dump.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..extensions import REGISTRY, Context, Extension
+from ..extensions.values import parse_proto
+from ..model import BUILTIN_CHAINS, VERDICTS, AddrMatch, Counters, Family, Match, Origin, Proto, Rule, Table, Target
+from ..model.address import parse_address
+from ..model.diagnostics import ParseError, Token
+from ..model.netfilter import BUILTIN_HOOKS
+from .command import chain_loop
+from .rule import CORE, NO_IFACE, interface
+
+_MISS = object()  # not in a table yet
+_BAD = object()  # RuleParser must read it (an error, or a case read here not at all)
+
+
+def _group_end(ext: Extension, words: Sequence[str], j: int, others: Sequence[Extension] = ()) -> int:
+    """Where the options of `ext` that start at `words[j]` end (the next core option, or the end), as
+    RuleParser hands them out: each option with its arguments, `!` before it. -1 if a word there is
+    not exactly an option of `ext` (or is one of an extension in `others`, which RuleParser asks first)."""
+    spell, n = ext.spellings, len(words)
+    while j < n:
+        k = j + 1 if words[j] == "!" else j
+        if k >= n:
+            return -1
+        w = words[k]
+        if w in CORE:
+            return j
+        opt = spell.get(w)
+        if opt is None or any(e.option(w) for e in others):
+            return -1
+        nargs = opt.nargs
+        if opt.optional_arg:
+            nargs = 1 if k + 1 < n and not words[k + 1].startswith("-") else 0
+        j = k + 1 + nargs
+        if j > n:
+            return -1
+    return j
+
+
+class PlainRules:
+    """The rules of one family's dump read from plain words, with the tables that make repeats cheap."""
+
+    def __init__(self, family: Family, known_sets: frozenset[str] | None):
+        self.family = family
+        self.known_sets = known_sets
+        self._addrs: dict[tuple[str, bool], Any] = {}
+        self._ifaces: dict[tuple[str, bool], Any] = {}
+        self._protos: dict[tuple[str, bool], Any] = {}
+        self._exts: dict[tuple[str, str], Extension | None] = {}
+        self._groups: dict[tuple, Any] = {}  # (extension, words, table, chain, proto, inverted) -> Match/Target
+        self._jumps: dict[tuple[str, bool], Target] = {}
+
+    def rule(self, table: Table, chain: str, words: Sequence[str], i: int, origin: Origin,
+             counters: Counters | None) -> Rule | None:
+        """The rule `words[i:]` (what follows `-A CHAIN`) make in `chain` of `table`, as RuleParser would
+        read it; None: let RuleParser read it."""
+        n = len(words)
+        src = dst = iif = oif = proto = frag = target = None
+        pnum, pinv = None, False
+        groups: list[tuple[Extension, tuple[str, ...], int | None, bool]] = []  # with the protocol then
+        exts: list[Extension] = []
+        seen: set[str] = set()
+        inv = False
+        while i < n:
+            w = words[i]
+            if w == "!":
+                if inv:
+                    return None
+                inv = True
+                i += 1
+                continue
+            core = CORE.get(w)
+            if core is None or (core in seen and core != "match"):
+                return None
+            seen.add(core)
+            if core == "frag":
+                if self.family is Family.IPV6:
+                    return None
+                frag, inv = not inv, False
+                i += 1
+                continue
+            if i + 1 >= n:
+                return None
+            arg = words[i + 1]
+            if core == "match":
+                if inv or (ext := self._ext("match", arg)) is None:
+                    return None
+                j = _group_end(ext, words, i + 2)
+                if j < 0:
+                    return None
+                groups.append((ext, tuple(words[i + 2:j]), pnum, pinv))
+                exts.append(ext)
+                i = j
+                continue
+            if core == "src" or core == "dst":
+                got = self._addrs.get((arg, inv), _MISS)
+                if got is _MISS:
+                    got = self._addrs[(arg, inv)] = self._address(arg, inv)
+                if got is _BAD:
+                    return None
+                if core == "src":
+                    src = got
+                else:
+                    dst = got
+            elif core == "iif" or core == "oif":
+                if chain in NO_IFACE[core]:
+                    return None
+                got = self._ifaces.get((arg, inv), _MISS)
+                if got is _MISS:
+                    got = self._ifaces[(arg, inv)] = self._iface(arg, inv)
+                if got is _BAD:
+                    return None
+                if core == "iif":
+                    iif = got
+                else:
+                    oif = got
+            elif core == "proto":
+                got = self._protos.get((arg, inv), _MISS)
+                if got is _MISS:
+                    got = self._protos[(arg, inv)] = self._proto(arg, inv)
+                if got is _BAD:
+                    return None
+                pnum, proto = got
+                pinv = inv
+            elif core == "jump" or core == "goto":
+                target = None if inv else self._target(table, chain, words, i + 1, core == "goto", exts, pnum, pinv)
+                if target is None:
+                    return None
+                break  # the target ends the rule (_target made sure)
+            else:
+                return None  # -c, -4, -6
+            inv = False
+            i += 2
+        if inv:
+            return None
+        matches = []
+        for ext, ws, gnum, ginv in groups:  # completed with the rule's protocol, as RuleParser._finish does
+            got = self._group(ext, ws, table.name, chain, gnum, ginv, pnum, pinv)
+            if got is _BAD:
+                return None
+            matches.append(got)
+        return Rule(src, dst, iif, oif, proto, frag, matches, target, counters, origin)
+
+    def _ext(self, kind: str, name: str) -> Extension | None:
+        got = self._exts.get((kind, name), _MISS)
+        if got is _MISS:
+            got = self._exts[(kind, name)] = REGISTRY.find(kind, name, self.family)
+        return got  # type: ignore[return-value]
+
+    def _target(self, table: Table, chain: str, words: Sequence[str], i: int, goto: bool, exts: list[Extension],
+                pnum: int | None, pinv: bool) -> Target | None:
+        """`-j NAME ...` / `-g NAME` at `words[i]` as the rule's last words: a verdict, a user chain (that
+        does not lead back to `chain`) or a target extension's option group; None otherwise."""
+        name = words[i]
+        user = table.chains.get(name)
+        if name in VERDICTS or (user is not None and not user.builtin):
+            if i + 1 != len(words) or (user is not None and chain_loop(table, name, chain)):
+                return None
+            got = self._jumps.get((name, goto))
+            if got is None:
+                got = self._jumps[(name, goto)] = Target(name, None, goto)
+            return got
+        if goto or name in BUILTIN_CHAINS[table.name] or (ext := self._ext("target", name)) is None:
+            return None
+        if (ext.tables and table.name not in ext.tables) or (
+                ext.chains and chain in BUILTIN_HOOKS and chain not in ext.chains):
+            return None
+        if _group_end(ext, words, i + 1, exts) != len(words):
+            return None
+        got = self._group(ext, tuple(words[i + 1:]), table.name, chain, pnum, pinv, pnum, pinv)
+        return None if got is _BAD else got
+
+    def _group(self, ext: Extension, words: tuple[str, ...], table: str, chain: str, gnum: int | None, ginv: bool,
+               pnum: int | None, pinv: bool) -> Any:
+        """The finished Match or Target of one option group, read with protocol `gnum` (`-p` so far) and
+        completed with `pnum` (the rule's)."""
+        key = (ext, words, table, chain, gnum, ginv, pnum, pinv)
+        got = self._groups.get(key, _MISS)
+        if got is _MISS:
+            got = self._groups[key] = self._finished(ext, words, Context(self.family, table, chain, gnum, ginv,
+                                                                           self.known_sets), pnum, pinv)
+        return got
+
+    @staticmethod
+    def _finished(ext: Extension, words: Sequence[str], ctx: Context, pnum: int | None, pinv: bool) -> Any:
+        """One extension's options read and completed as RuleParser does (`_feed`, then `_finish` once the
+        rule's protocol is known)."""
+        acc: dict[str, Any] = {}
+        j, n = 0, len(words)
+        try:
+            while j < n:
+                invert = words[j] == "!"
+                j += invert
+                opt = ext.spellings[words[j]]
+                nargs = opt.nargs
+                if opt.optional_arg:
+                    nargs = 1 if j + 1 < n and not words[j + 1].startswith("-") else 0
+                ext.parse(acc, opt, invert, list(words[j + 1:j + 1 + nargs]), ctx)
+                j += 1 + nargs
+            ctx.proto, ctx.proto_inverted = pnum, pinv
+            if ext.kind == "target":
+                got: Match | Target = Target(ext.name, ext.complete(acc, ctx), False)
+            elif ext.proto is not None and (ctx.proto != ext.proto or ctx.proto_inverted):
+                return _BAD
+            else:
+                got = Match(ext.name, ext.complete(acc, ctx))
+        except ParseError:
+            return _BAD
+        try:
+            hash(got)
+        except TypeError:  # a value with a mutable part: each rule keeps its own, RuleParser's
+            return _BAD
+        return got
+
+    def _address(self, word: str, inv: bool) -> Any:
+        if "," in word:
+            return _BAD  # one rule per address: RuleParser's
+        try:
+            addr = AddrMatch(parse_address(word, int(self.family)), inv)
+        except ValueError:
+            return _BAD
+        return None if addr.addr.mask == 0 and not inv else addr
+
+    @staticmethod
+    def _iface(word: str, inv: bool) -> Any:
+        try:
+            return interface(Token(word, Origin("", 0)), inv)
+        except ParseError:
+            return _BAD
+
+    @staticmethod
+    def _proto(word: str, inv: bool) -> Any:
+        try:
+            num = parse_proto(word)
+        except ParseError:
+            return _BAD
+        if num == 0 and inv:
+            return _BAD
+        return num, (Proto(num, inv) if (num or inv) else None)
