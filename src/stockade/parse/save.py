@@ -50,11 +50,30 @@ def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]
                      hint='close the quoted string with `"`')
 
 
+def _quoted_words(text: str) -> list[str] | None:
+    """The words of a line whose quoted strings (no backslash in the line) each stand alone between white
+    space, as `--comment "a b"` does: the text between quotes is one word; else None."""
+    parts = text.split('"')
+    if len(parts) % 2 == 0:
+        return None  # a quote that never closes
+    words = parts[0].split()
+    for k in range(1, len(parts), 2):
+        before, after = parts[k - 1], parts[k + 1]
+        if (before[-1:].isspace() or k == 1 and not before) and (after[:1].isspace() or not after):
+            words.append(parts[k])
+            words += after.split()
+        else:
+            return None  # glued to a word or another quoted string (`a"b c"`, `"a""b"`): one word of parts
+    return words
+
+
 def plain_words(line: str, start: int = 0) -> list[str] | None:
     """The words split_line finds, without positions; None where it raises (a quote that never closes)."""
     if '"' not in line:
         return line[start:].split()  # str.split's white space is \s
-    words: list[str] = []
+    if "\\" not in line and (words := _quoted_words(line[start:])) is not None:
+        return words
+    words = []
     end = start
     while (m := _WORD.match(line, end)) is not None:
         word = m.group(1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..extensions import REGISTRY, Opaque, Unread
 from ..extensions.opaque import loadable
-from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Match, Rule, Ruleset, Table, Target
+from ..model import BUILTIN_CHAINS, AddrMatch, Chain, Counters, Family, Match, Rule, Ruleset, Table, Target
 from ..model.netfilter import proto_name
 
 
@@ -13,30 +13,18 @@ def rule_words(rule: Rule, family: Family, memo: dict[int, list[str]] | None = N
     `memo`: the words of each match, target and address by identity, for rendering a whole ruleset (which
     keeps them alive); the dump reader shares equal ones between rules (parse/plain.py)."""
     out: list[str] = []
-    for flag, am in (("-s", rule.src), ("-d", rule.dst)):
-        if am is not None:
-            if am.invert:
-                out.append("!")
-            out.append(flag)
-            if memo is None:
-                out.append(str(am.addr))
-            elif (text := memo.get(id(am))) is not None:
-                out += text
-            else:
-                out += memo.setdefault(id(am), [str(am.addr)])
-    for flag, iface in (("-i", rule.iif), ("-o", rule.oif)):
-        if iface is not None:
-            if iface.invert:
-                out.append("!")
-            out += (flag, iface.name)
-    if rule.proto is not None:
-        if rule.proto.invert:
-            out.append("!")
-        out += ("-p", proto_name(rule.proto.number))
+    if (am := rule.src) is not None:
+        out += _address("-s", am, memo)
+    if (am := rule.dst) is not None:
+        out += _address("-d", am, memo)
+    if (iface := rule.iif) is not None:
+        out += ("!", "-i", iface.name) if iface.invert else ("-i", iface.name)
+    if (iface := rule.oif) is not None:
+        out += ("!", "-o", iface.name) if iface.invert else ("-o", iface.name)
+    if (proto := rule.proto) is not None:
+        out += ("!", "-p", proto_name(proto.number)) if proto.invert else ("-p", proto_name(proto.number))
     if rule.fragment is not None:
-        if not rule.fragment:
-            out.append("!")
-        out.append("-f")
+        out += ("-f",) if rule.fragment else ("!", "-f")
     for m in rule.matches:
         if memo is None:
             out += _match_words(m, family)
@@ -44,8 +32,7 @@ def rule_words(rule: Rule, family: Family, memo: dict[int, list[str]] | None = N
             out += words
         else:
             out += memo.setdefault(id(m), _match_words(m, family))
-    t = rule.target
-    if t is not None:
+    if (t := rule.target) is not None:
         if memo is None:
             out += _target_words(t, family)
         elif (words := memo.get(id(t))) is not None:
@@ -53,6 +40,17 @@ def rule_words(rule: Rule, family: Family, memo: dict[int, list[str]] | None = N
         else:
             out += memo.setdefault(id(t), _target_words(t, family))
     return out
+
+
+def _address(flag: str, am: AddrMatch, memo: dict[int, list[str]] | None) -> tuple[str, ...]:
+    """`[!] -s|-d ADDRESS` (the reader shares one AddrMatch between -s and -d of the same text)."""
+    if memo is None:
+        text = str(am.addr)
+    elif (got := memo.get(id(am))) is not None:
+        text = got[0]
+    else:
+        text = memo.setdefault(id(am), [str(am.addr)])[0]
+    return ("!", flag, text) if am.invert else (flag, text)
 
 
 def _match_words(m: Match, family: Family) -> list[str]:
