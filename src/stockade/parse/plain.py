@@ -46,7 +46,7 @@ def _group_end(ext: Extension, words: Sequence[str], j: int, others: Sequence[Ex
         if w in CORE:
             return j
         opt = spell.get(w)
-        if opt is None or any(e.option(w) for e in others):
+        if opt is None or (others and any(e.option(w) for e in others)):
             return -1
         nargs = opt.nargs
         if opt.optional_arg:
@@ -57,30 +57,45 @@ def _group_end(ext: Extension, words: Sequence[str], j: int, others: Sequence[Ex
     return j
 
 
+class _Groups(dict):
+    """Finished Matches and Targets by their words (`NAME OPTIONS...`), all read in one `context`: table,
+    chain, the protocol when read and whether inverted, and the rule's protocol and whether inverted."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: tuple[str, str, int | None, bool, int | None, bool]):
+        super().__init__()
+        self.context = context
+
+
 class PlainRules:
     """The rules of one family's dump read from plain words, with the tables that make repeats cheap."""
 
     def __init__(self, family: Family, known_sets: frozenset[str] | None):
         self.family = family
         self.known_sets = known_sets
-        self._addrs: dict[tuple[str, bool], Any] = {}
-        self._ifaces: dict[tuple[str, bool], Any] = {}
-        self._protos: dict[tuple[str, bool], Any] = {}
-        self._exts: dict[tuple[str, str], Extension | None] = {}
-        self._groups: dict[tuple, Any] = {}  # (extension, words, table, chain, proto, inverted) -> Match/Target
-        self._jumps: dict[tuple[str, bool], Target] = {}
+        # header values by their word, without and with `!`
+        self._addrs: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self._ifaces: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self._protos: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self._matches: dict[str, Extension | None] = {}
+        self._targets: dict[str, Extension | None] = {}
+        self._groups: dict[tuple, _Groups] = {}  # by their context
+        self._shares: dict[Extension, bool] = {}  # a target with an option spelled as some match's option
+        self._jumps: tuple[dict[str, Target], dict[str, Target]] = ({}, {})  # -j, -g of a verdict or chain
 
-    def rule(self, table: Table, chain: str, words: Sequence[str], i: int, origin: Origin,
-             counters: Counters | None) -> Rule | None:
-        """The rule `words[i:]` (what follows `-A CHAIN`) make in `chain` of `table`, as RuleParser would
-        read it; None: let RuleParser read it."""
+    def rule(self, table: Table, chain: str, words: Sequence[str], start: int, origin: Origin,
+             counters: Counters | None, late: bool = False) -> Rule | None:
+        """The rule `words[start:]` (what follows `-A CHAIN`) make in `chain` of `table`, as RuleParser would
+        read it; None: let RuleParser read it. `late`: a `-p` follows a match, which was read without it."""
         n = len(words)
-        src = dst = iif = oif = proto = frag = target = None
+        src = dst = iif = oif = proto = frag = target = groups = None
         pnum, pinv = None, False
-        groups: list[tuple[Extension, tuple[str, ...], int | None, bool]] = []  # with the protocol then
+        matches: list[Any] = []  # Matches; with `late`, (extension, start, end, protocol then, inverted)
         exts: list[Extension] = []
         seen: set[str] = set()
         inv = False
+        i = start
         while i < n:
             w = words[i]
             if w == "!":
@@ -90,7 +105,30 @@ class PlainRules:
                 i += 1
                 continue
             core = CORE.get(w)
-            if core is None or (core in seen and core != "match"):
+            if core == "match":
+                if inv or i + 1 >= n:
+                    return None
+                ext = self._matches.get(words[i + 1], _MISS)
+                if ext is _MISS:
+                    ext = self._matches[words[i + 1]] = REGISTRY.find("match", words[i + 1], self.family)
+                if ext is None:
+                    return None
+                j = i + 2
+                while j < n and words[j] not in CORE:
+                    j += 1
+                if late:
+                    matches.append((ext, i + 1, j, pnum, pinv))
+                else:
+                    if groups is None:
+                        groups = self._context(table.name, chain, pnum, pinv, pnum, pinv)
+                    got = self._group(groups, ext, tuple(words[i + 1:j]))
+                    if got is _BAD:
+                        return None
+                    matches.append(got)
+                exts.append(ext)
+                i = j
+                continue
+            if core is None or core in seen:
                 return None
             seen.add(core)
             if core == "frag":
@@ -102,20 +140,10 @@ class PlainRules:
             if i + 1 >= n:
                 return None
             arg = words[i + 1]
-            if core == "match":
-                if inv or (ext := self._ext("match", arg)) is None:
-                    return None
-                j = _group_end(ext, words, i + 2)
-                if j < 0:
-                    return None
-                groups.append((ext, tuple(words[i + 2:j]), pnum, pinv))
-                exts.append(ext)
-                i = j
-                continue
             if core == "src" or core == "dst":
-                got = self._addrs.get((arg, inv), _MISS)
+                got = self._addrs[inv].get(arg, _MISS)
                 if got is _MISS:
-                    got = self._addrs[(arg, inv)] = self._address(arg, inv)
+                    got = self._addrs[inv][arg] = self._address(arg, inv)
                 if got is _BAD:
                     return None
                 if core == "src":
@@ -125,9 +153,9 @@ class PlainRules:
             elif core == "iif" or core == "oif":
                 if chain in NO_IFACE[core]:
                     return None
-                got = self._ifaces.get((arg, inv), _MISS)
+                got = self._ifaces[inv].get(arg, _MISS)
                 if got is _MISS:
-                    got = self._ifaces[(arg, inv)] = self._iface(arg, inv)
+                    got = self._ifaces[inv][arg] = self._iface(arg, inv)
                 if got is _BAD:
                     return None
                 if core == "iif":
@@ -135,9 +163,11 @@ class PlainRules:
                 else:
                     oif = got
             elif core == "proto":
-                got = self._protos.get((arg, inv), _MISS)
+                if exts and not late:  # the matches so far saw no protocol, and complete with this one
+                    return self.rule(table, chain, words, start, origin, counters, late=True)
+                got = self._protos[inv].get(arg, _MISS)
                 if got is _MISS:
-                    got = self._protos[(arg, inv)] = self._proto(arg, inv)
+                    got = self._protos[inv][arg] = self._proto(arg, inv)
                 if got is _BAD:
                     return None
                 pnum, proto = got
@@ -153,19 +183,15 @@ class PlainRules:
             i += 2
         if inv:
             return None
-        matches = []
-        for ext, ws, gnum, ginv in groups:  # completed with the rule's protocol, as RuleParser._finish does
-            got = self._group(ext, ws, table.name, chain, gnum, ginv, pnum, pinv)
-            if got is _BAD:
-                return None
-            matches.append(got)
+        if late:  # completed with the rule's protocol, as RuleParser._finish does
+            done = []
+            for ext, s, e, gnum, ginv in matches:
+                got = self._group(self._context(table.name, chain, gnum, ginv, pnum, pinv), ext, tuple(words[s:e]))
+                if got is _BAD:
+                    return None
+                done.append(got)
+            matches = done
         return Rule(src, dst, iif, oif, proto, frag, matches, target, counters, origin)
-
-    def _ext(self, kind: str, name: str) -> Extension | None:
-        got = self._exts.get((kind, name), _MISS)
-        if got is _MISS:
-            got = self._exts[(kind, name)] = REGISTRY.find(kind, name, self.family)
-        return got  # type: ignore[return-value]
 
     def _target(self, table: Table, chain: str, words: Sequence[str], i: int, goto: bool, exts: list[Extension],
                 pnum: int | None, pinv: bool) -> Target | None:
@@ -176,29 +202,48 @@ class PlainRules:
         if name in VERDICTS or (user is not None and not user.builtin):
             if i + 1 != len(words) or (user is not None and chain_loop(table, name, chain)):
                 return None
-            got = self._jumps.get((name, goto))
+            got = self._jumps[goto].get(name)
             if got is None:
-                got = self._jumps[(name, goto)] = Target(name, None, goto)
+                got = self._jumps[goto][name] = Target(name, None, goto)
             return got
-        if goto or name in BUILTIN_CHAINS[table.name] or (ext := self._ext("target", name)) is None:
+        ext = self._targets.get(name, _MISS)
+        if ext is _MISS:
+            ext = self._targets[name] = REGISTRY.find("target", name, self.family)
+        if goto or ext is None or name in BUILTIN_CHAINS[table.name]:
             return None
         if (ext.tables and table.name not in ext.tables) or (
                 ext.chains and chain in BUILTIN_HOOKS and chain not in ext.chains):
             return None
-        if _group_end(ext, words, i + 1, exts) != len(words):
-            return None
-        got = self._group(ext, tuple(words[i + 1:]), table.name, chain, pnum, pinv, pnum, pinv)
+        if exts and self._shared(ext) and _group_end(ext, words, i + 1, exts) != len(words):
+            return None  # an option a match loaded before also has goes to that match
+        got = self._group(self._context(table.name, chain, pnum, pinv, pnum, pinv), ext, tuple(words[i:]))
         return None if got is _BAD else got
 
-    def _group(self, ext: Extension, words: tuple[str, ...], table: str, chain: str, gnum: int | None, ginv: bool,
-               pnum: int | None, pinv: bool) -> Any:
-        """The finished Match or Target of one option group, read with protocol `gnum` (`-p` so far) and
-        completed with `pnum` (the rule's)."""
-        key = (ext, words, table, chain, gnum, ginv, pnum, pinv)
-        got = self._groups.get(key, _MISS)
+    def _context(self, table: str, chain: str, gnum: int | None, ginv: bool, pnum: int | None,
+                 pinv: bool) -> _Groups:
+        key = (table, chain, gnum, ginv, pnum, pinv)
+        got = self._groups.get(key)
+        if got is None:
+            got = self._groups[key] = _Groups(key)
+        return got
+
+    def _shared(self, ext: Extension) -> bool:
+        got = self._shares.get(ext)
+        if got is None:
+            got = self._shares[ext] = any(m.option(w) for exts in REGISTRY.matches.values() for m in exts
+                                          for w in ext.spellings if self.family in m.families)
+        return got
+
+    def _group(self, groups: _Groups, ext: Extension, words: tuple[str, ...]) -> Any:
+        """The finished Match or Target of `NAME OPTIONS...` (`words`) of `ext`, in the context of `groups`.
+        The options run to the next core option: RuleParser hands each its arguments (`!` before it) and ends
+        them at that same word if and only if `_group_end` on them alone ends with them (an option's arguments
+        are taken whole, and one that may have none takes none before a word starting with `-`)."""
+        got = groups.get(words, _MISS)
         if got is _MISS:
-            got = self._groups[key] = self._finished(ext, words, Context(self.family, table, chain, gnum, ginv,
-                                                                           self.known_sets), pnum, pinv)
+            table, chain, gnum, ginv, pnum, pinv = groups.context
+            got = groups[words] = _BAD if _group_end(ext, words, 1) != len(words) else self._finished(
+                ext, words[1:], Context(self.family, table, chain, gnum, ginv, self.known_sets), pnum, pinv)
         return got
 
     @staticmethod
