@@ -29,6 +29,8 @@ from ..model.netfilter import BUILTIN_HOOKS
 from .command import chain_loop
 from .rule import CORE, NO_IFACE, interface
 
+# The options read here but -m: each may be given once (RuleParser's `seen`); -c, -4 and -6 are left to it.
+_ONCE = {core: 1 << k for k, core in enumerate(("src", "dst", "iif", "oif", "proto", "frag", "jump", "goto"))}
 _MISS = object()  # not in a table yet
 _BAD = object()  # RuleParser must read it (an error, or a case read here not at all)
 
@@ -61,11 +63,12 @@ class _Groups(dict):
     """Finished Matches and Targets by their words (`NAME OPTIONS...`), all read in one `context`: table,
     chain, the protocol when read and whether inverted, and the rule's protocol and whether inverted."""
 
-    __slots__ = ("context",)
+    __slots__ = ("context", "ctx")
 
-    def __init__(self, context: tuple[str, str, int | None, bool, int | None, bool]):
+    def __init__(self, context: tuple[str, str, int | None, bool, int | None, bool], ctx: Context):
         super().__init__()
         self.context = context
+        self.ctx = ctx  # what an extension reads while parsing: its protocol fields set anew for each
 
 
 class PlainRules:
@@ -93,7 +96,7 @@ class PlainRules:
         pnum, pinv = None, False
         matches: list[Any] = []  # Matches; with `late`, (extension, start, end, protocol then, inverted)
         exts: list[Extension] = []
-        seen: set[str] = set()
+        seen = 0  # the header options read (_ONCE)
         inv = False
         i = start
         while i < n:
@@ -121,16 +124,20 @@ class PlainRules:
                 else:
                     if groups is None:
                         groups = self._context(table.name, chain, pnum, pinv, pnum, pinv)
-                    got = self._group(groups, ext, tuple(words[i + 1:j]))
+                    key = tuple(words[i + 1:j])
+                    got = groups.get(key, _MISS)
+                    if got is _MISS:
+                        got = self._group(groups, ext, key)
                     if got is _BAD:
                         return None
                     matches.append(got)
                 exts.append(ext)
                 i = j
                 continue
-            if core is None or core in seen:
-                return None
-            seen.add(core)
+            bit = _ONCE.get(core, 0)  # type: ignore[arg-type]
+            if not bit or seen & bit:
+                return None  # an unknown option or one given twice: RuleParser says which
+            seen |= bit
             if core == "frag":
                 if self.family is Family.IPV6:
                     return None
@@ -172,13 +179,11 @@ class PlainRules:
                     return None
                 pnum, proto = got
                 pinv = inv
-            elif core == "jump" or core == "goto":
+            else:  # -j, -g
                 target = None if inv else self._target(table, chain, words, i + 1, core == "goto", exts, pnum, pinv)
                 if target is None:
                     return None
                 break  # the target ends the rule (_target made sure)
-            else:
-                return None  # -c, -4, -6
             inv = False
             i += 2
         if inv:
@@ -224,7 +229,7 @@ class PlainRules:
         key = (table, chain, gnum, ginv, pnum, pinv)
         got = self._groups.get(key)
         if got is None:
-            got = self._groups[key] = _Groups(key)
+            got = self._groups[key] = _Groups(key, Context(self.family, table, chain, known_sets=self.known_sets))
         return got
 
     def _shared(self, ext: Extension) -> bool:
@@ -241,9 +246,11 @@ class PlainRules:
         are taken whole, and one that may have none takes none before a word starting with `-`)."""
         got = groups.get(words, _MISS)
         if got is _MISS:
-            table, chain, gnum, ginv, pnum, pinv = groups.context
+            _, _, gnum, ginv, pnum, pinv = groups.context
+            ctx = groups.ctx
+            ctx.proto, ctx.proto_inverted = gnum, ginv
             got = groups[words] = _BAD if _group_end(ext, words, 1) != len(words) else self._finished(
-                ext, words[1:], Context(self.family, table, chain, gnum, ginv, self.known_sets), pnum, pinv)
+                ext, words[1:], ctx, pnum, pinv)
         return got
 
     @staticmethod
@@ -260,7 +267,7 @@ class PlainRules:
                 nargs = opt.nargs
                 if opt.optional_arg:
                     nargs = 1 if j + 1 < n and not words[j + 1].startswith("-") else 0
-                ext.parse(acc, opt, invert, list(words[j + 1:j + 1 + nargs]), ctx)
+                ext.parse(acc, opt, invert, [words[j + 1]] if nargs == 1 else list(words[j + 1:j + 1 + nargs]), ctx)
                 j += 1 + nargs
             ctx.proto, ctx.proto_inverted = pnum, pinv
             if ext.kind == "target":

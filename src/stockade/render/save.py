@@ -1,22 +1,32 @@
 """The model as iptables-save prints it (iptables 1.8), the canonical text stockade compares."""
 from __future__ import annotations
 
+from typing import Any
+
 from ..extensions import REGISTRY, Opaque, Unread
 from ..extensions.opaque import loadable
 from ..model import BUILTIN_CHAINS, AddrMatch, Chain, Counters, Family, Match, Rule, Ruleset, Table, Target
 from ..model.netfilter import proto_name
 
 
-def rule_words(rule: Rule, family: Family, memo: dict[int, list[str]] | None = None) -> list[str]:
+def rule_words(rule: Rule, family: Family) -> list[str]:
     """The words after `-A CHAIN`, in iptables-save order: -s -d -i -o -p -f, matches, target. A stand-in
-    for what stockade could not read (extensions.opaque.Unread) shows the words as they were written.
-    `memo`: the words of each match, target and address by identity, for rendering a whole ruleset (which
-    keeps them alive); the dump reader shares equal ones between rules (parse/plain.py)."""
+    for what stockade could not read (extensions.opaque.Unread) shows the words as they were written."""
     out: list[str] = []
+    _add_words(out, rule, family, None)
+    return out
+
+
+def _add_words(out: list[str], rule: Rule, family: Family, memo: dict[int, Any] | None) -> None:
+    """rule_words, onto `out`. `memo`: the text of each address and the words of each match and target by
+    identity, for rendering a whole ruleset (which keeps them alive); the dump reader shares equal ones
+    between rules (parse/plain.py), the same AddrMatch for -s and -d of the same text too."""
     if (am := rule.src) is not None:
-        out += _address("-s", am, memo)
+        text = _address(am, memo)
+        out += ("!", "-s", text) if am.invert else ("-s", text)
     if (am := rule.dst) is not None:
-        out += _address("-d", am, memo)
+        text = _address(am, memo)
+        out += ("!", "-d", text) if am.invert else ("-d", text)
     if (iface := rule.iif) is not None:
         out += ("!", "-i", iface.name) if iface.invert else ("-i", iface.name)
     if (iface := rule.oif) is not None:
@@ -25,32 +35,28 @@ def rule_words(rule: Rule, family: Family, memo: dict[int, list[str]] | None = N
         out += ("!", "-p", proto_name(proto.number)) if proto.invert else ("-p", proto_name(proto.number))
     if rule.fragment is not None:
         out += ("-f",) if rule.fragment else ("!", "-f")
-    for m in rule.matches:
-        if memo is None:
-            out += _match_words(m, family)
-        elif (words := memo.get(id(m))) is not None:
-            out += words
-        else:
-            out += memo.setdefault(id(m), _match_words(m, family))
-    if (t := rule.target) is not None:
-        if memo is None:
-            out += _target_words(t, family)
-        elif (words := memo.get(id(t))) is not None:
-            out += words
-        else:
-            out += memo.setdefault(id(t), _target_words(t, family))
-    return out
-
-
-def _address(flag: str, am: AddrMatch, memo: dict[int, list[str]] | None) -> tuple[str, ...]:
-    """`[!] -s|-d ADDRESS` (the reader shares one AddrMatch between -s and -d of the same text)."""
     if memo is None:
-        text = str(am.addr)
-    elif (got := memo.get(id(am))) is not None:
-        text = got[0]
-    else:
-        text = memo.setdefault(id(am), [str(am.addr)])[0]
-    return ("!", flag, text) if am.invert else (flag, text)
+        for m in rule.matches:
+            out += _match_words(m, family)
+        if rule.target is not None:
+            out += _target_words(rule.target, family)
+        return
+    for m in rule.matches:
+        if (words := memo.get(id(m))) is None:
+            words = memo[id(m)] = _match_words(m, family)
+        out += words
+    if (t := rule.target) is not None:
+        if (words := memo.get(id(t))) is None:
+            words = memo[id(t)] = _target_words(t, family)
+        out += words
+
+
+def _address(am: AddrMatch, memo: dict[int, Any] | None) -> str:
+    if memo is None:
+        return str(am.addr)
+    if (text := memo.get(id(am))) is None:
+        text = memo[id(am)] = str(am.addr)
+    return text
 
 
 def _match_words(m: Match, family: Family) -> list[str]:
@@ -73,11 +79,12 @@ def _target_words(t: Target, family: Family) -> list[str]:
 
 
 def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False,
-              memo: dict[int, list[str]] | None = None) -> str:
-    words = " ".join(["-A", chain, *rule_words(rule, family, memo)])
+              memo: dict[int, Any] | None = None) -> str:
+    out = ["-A", chain]
+    _add_words(out, rule, family, memo)
     if counters and rule.counters is not None:
-        return f"[{rule.counters.packets}:{rule.counters.bytes}] {words}"
-    return words
+        return f"[{rule.counters.packets}:{rule.counters.bytes}] {' '.join(out)}"
+    return " ".join(out)
 
 
 # iptables-save 1.8 (nft) prints tables in this order, whatever order they were created in.
@@ -102,7 +109,7 @@ def render_save(rs: Ruleset, counters: bool = False) -> str:
     """iptables-restore input for the whole ruleset, in the order the kernel's iptables-save prints it
     (without the rules stockade could not read: kernel_rules)."""
     lines: list[str] = []
-    memo: dict[int, list[str]] = {}
+    memo: dict[int, Any] = {}
     for name in sorted(rs.tables, key=TABLE_ORDER.index):
         chains = save_chains(rs.tables[name])
         lines.append(f"*{name}")
