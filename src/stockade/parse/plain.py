@@ -4,9 +4,10 @@ A 200,000-rule dump spent most of its time making a Token (word and position) pe
 RuleParser's getopt loop, and a dump repeats the same match text thousands of times (`-m state
 --state NEW`, `-j REJECT --reject-with tcp-reset`). `PlainRules.rule` reads the words of one rule
 (strings, no positions) and returns the Rule RuleParser would make of them, or None for anything
-but a well-formed rule in iptables-save's own order: options of no extension loaded by then
-(an implicit `-p tcp --dport`), `--opt=value`, prefixes, `-p` after a match, a target not last, a
-jump to a missing chain, an unknown extension, any error. The caller then reads the line with
+but a well-formed rule with its target last: options of no extension loaded by then (an implicit
+`-p tcp --dport`), `--opt=value`, prefixes, `-c`, several addresses in one `-s`, a jump to a missing
+chain, an unknown extension, any error. (A `-p` after a match is read as RuleParser reads it: each
+match parsed with the protocol given before it and completed with the rule's.) The caller then reads the line with
 RuleParser, which finds and positions the defect, so diagnostics come from one place only.
 
 Each extension's option group (`-m tcp --dport 22`, `-j LOG --log-prefix x`) is parsed once per
