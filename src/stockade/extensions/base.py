@@ -103,10 +103,15 @@ class Extension:
             return opt.type(args[0])
         return args[0] if len(args) == 1 else tuple(args)
 
+    @cached_property
+    def required_options(self) -> tuple[Option, ...]:
+        """The options `complete` insists on, in order (asked for every match and target read)."""
+        return tuple(opt for opt in self.options if opt.required)
+
     def complete(self, acc: dict[str, Any], ctx: Context) -> Any:
         """What the parser calls once every option is in: the required ones must be, then `finish`."""
-        for opt in self.options:
-            if opt.required and opt.key not in acc:
+        for opt in self.required_options:
+            if opt.key not in acc:
                 raise ParseError(f"{self.name}: {opt.name} is required", code="missing-option", hint=opt.hint)
         return self.finish(acc, ctx)
 

@@ -16,7 +16,12 @@ HOOKS = ("PREROUTING", "INPUT", "FORWARD")
 _FIELD = re.compile(r"[0-9a-fA-F]{0,2}|[ \t\n\v\f\r+-][0-9a-fA-F]")
 
 
+_USUAL = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
 def parse_mac(word: str) -> bytes:
+    if _USUAL.fullmatch(word):
+        return bytes.fromhex(word.replace(":", ""))
     fields = word.split(":")
     if len(fields) != 6 or not all(_FIELD.fullmatch(f) for f in fields):
         raise ParseError(f"invalid MAC address `{word}`", code="bad-mac",

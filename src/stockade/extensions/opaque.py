@@ -86,8 +86,13 @@ def unread_parts(rule: Rule) -> list[Unread]:
 
 
 def loadable(rule: Rule) -> bool:
-    """Whether a kernel holds the rule as read: it has no stand-in but for a condition read as true."""
-    return all(u.kernel for u in unread_parts(rule))
+    """Whether a kernel holds the rule as read: it has no stand-in but for a condition read as true
+    (unread_parts, unrolled: asked of every rule rendered)."""
+    for m in rule.matches:
+        if isinstance(m.data, Unread) and not m.data.kernel:
+            return False
+    t = rule.target
+    return t is None or not isinstance(t.data, Unread) or t.data.kernel
 
 
 def unread_rules(rs: Ruleset):

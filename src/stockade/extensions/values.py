@@ -5,6 +5,7 @@ rule parser can point at it.
 """
 from __future__ import annotations
 
+import re
 import socket
 
 from ..model.address import c_uint_prefix
@@ -44,6 +45,8 @@ def parse_uint_range(word: str, what: str, lo: int = 0, hi: int = 2**32 - 1) -> 
 
 def parse_port(word: str, proto: str | None = None) -> int:
     """A port number or a service name from /etc/services."""
+    if word.isascii() and word.isdigit() and (word[0] != "0" or word == "0") and int(word) <= 65535:
+        return int(word)  # the usual spelling, read as c_uint_prefix reads it (a leading 0 is octal)
     if c_uint_prefix(word) is not None or word.startswith("-"):
         return parse_c_uint(word, "port", 0, 65535)
     try:
@@ -68,21 +71,22 @@ def format_range(r: tuple[int, int]) -> str:
     return str(r[0]) if r[0] == r[1] else f"{r[0]}:{r[1]}"
 
 
-_PLAIN = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_PLAIN = re.compile(r"[-_0-9a-zA-Z]+")
+_ESCAPED = re.compile(r"([\"\\'])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def save_string(value: str) -> str:
     """Quote a string as xtables_save_string does: bare if plain, else "..." with \\ escapes."""
-    if value and set(value) <= _PLAIN:
+    if _PLAIN.fullmatch(value):
         return value
-    return '"' + "".join("\\" + c if c in "\"\\'" else c for c in value) + '"'
+    return '"' + _ESCAPED.sub(r"\\\1", value) + '"'
 
 
 def check_printable(value: str, what: str) -> None:
     """Strings written into a ruleset may not carry line breaks or control characters."""
-    bad = [c for c in value if ord(c) < 32 or ord(c) == 127]
-    if bad:
-        raise ParseError(f"{what} contains control character U+{ord(bad[0]):04X}",
+    if bad := _CONTROL.search(value):
+        raise ParseError(f"{what} contains control character U+{ord(bad.group()):04X}",
                          hint="line breaks and control characters could split the ruleset; remove them",
                          code="control-character")
 

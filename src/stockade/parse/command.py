@@ -263,7 +263,7 @@ class Builder:
             rules = self._unread_rules(family, table, chain, rest, origin, e)
         self.diagnostics += warnings
         for r in rules:
-            if r.target is not None and (path := _loop(table, r.target.name, chain.name)):
+            if r.target is not None and (path := chain_loop(table, r.target.name, chain.name)):
                 raise ParseError(f"this rule makes chains loop: {' -> '.join([chain.name, *path])}",
                                  code="chain-loop", token=rest[-1] if rest else None,
                                  hint="the kernel refuses it (Too many links); break the cycle of jumps")
@@ -391,7 +391,7 @@ class UserChains:
         return (n for n, c in self.table.chains.items() if not c.builtin)
 
 
-def _loop(table: Table, start: str, back_to: str) -> list[str] | None:
+def chain_loop(table: Table, start: str, back_to: str) -> list[str] | None:
     """The chain path from `start` (a jump target) back to `back_to`, if jumps lead there (depth-first,
     without recursion: chains may nest deeper than Python's stack)."""
     came_from: dict[str, str | None] = {start: None}

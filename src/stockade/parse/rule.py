@@ -100,7 +100,7 @@ def _unknown_option(tok: Token, ctx: Context) -> ParseError:
     return ParseError(f"unknown option `{word}`", hint=hint, code="unknown-option", token=tok)
 
 
-def _interface(tok: Token, invert: bool) -> Iface | None:
+def interface(tok: Token, invert: bool) -> Iface | None:
     name = tok.text
     if len(name) >= IFNAMSIZ:
         raise ParseError(f"interface name `{name}` is longer than {IFNAMSIZ - 1} characters",
@@ -241,7 +241,7 @@ class RuleParser:
                         raise ParseError(f"can't use {w} with {ctx.chain}: the packet has no "
                                          f"{'input' if core == 'iif' else 'output'} interface there",
                                          code="wrong-chain", token=tok)
-                    setattr(rule, core, _interface(a, inv))
+                    setattr(rule, core, interface(a, inv))
                 elif core == "proto":
                     (a,) = arg()
                     try:

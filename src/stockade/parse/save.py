@@ -13,6 +13,7 @@ from ..heap import collector_paused
 from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Origin, Table
 from ..model.diagnostics import ParseError, Token
 from .command import COMMANDS, Builder, check_chain_name, table_of
+from .plain import PlainRules
 from .rule import UnknownJump
 
 COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s*")
@@ -47,6 +48,38 @@ def split_line(line: str, file: str, lineno: int, start: int = 0) -> list[Token]
     raise ParseError("unbalanced double quote", code="unbalanced-quote",
                      token=Token(_unquote(line[at:]), Origin(file, lineno, at + 1)),
                      hint='close the quoted string with `"`')
+
+
+def _quoted_words(text: str) -> list[str] | None:
+    """The words of a line whose quoted strings (no backslash in the line) each stand alone between white
+    space, as `--comment "a b"` does: the text between quotes is one word; else None."""
+    parts = text.split('"')
+    if len(parts) % 2 == 0:
+        return None  # a quote that never closes
+    words = parts[0].split()
+    for k in range(1, len(parts), 2):
+        before, after = parts[k - 1], parts[k + 1]
+        if (before[-1:].isspace() or k == 1 and not before) and (after[:1].isspace() or not after):
+            words.append(parts[k])
+            words += after.split()
+        else:
+            return None  # glued to a word or another quoted string (`a"b c"`, `"a""b"`): one word of parts
+    return words
+
+
+def plain_words(line: str, start: int = 0) -> list[str] | None:
+    """The words split_line finds, without positions; None where it raises (a quote that never closes)."""
+    if '"' not in line:
+        return line[start:].split()  # str.split's white space is \s
+    if "\\" not in line and (words := _quoted_words(line[start:])) is not None:
+        return words
+    words = []
+    end = start
+    while (m := _WORD.match(line, end)) is not None:
+        word = m.group(1)
+        words.append(_unquote(word) if '"' in word else word)
+        end = m.end()
+    return words if not line[end:].strip() else None
 
 
 _V6_WORDS = re.compile(
@@ -176,7 +209,13 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
     jumps: list[tuple[UnknownJump, Origin]] = []
     named: set[str] = set()  # chains the block has named so far (see _restore_zero)
     cr_seen = False
+    plain = PlainRules(family, b.known_sets)
     for lineno, raw in enumerate(text.split("\n"), 1):  # fgets: only \n ends a line
+        if table is not None and (raw[:2] == "-A" or raw[:1] == "[") and \
+                (chain := _plain_rule(plain, table, raw, file, lineno)) is not None:
+            created = True
+            named.add(chain)
+            continue
         line = raw.rstrip("\r")
         stripped = line.strip()
         origin = Origin(file, lineno, len(line) - len(line.lstrip()) + 1)
@@ -246,6 +285,26 @@ def _read_family(text: str, file: str, family: Family, b: Builder) -> None:
         end = text.count("\n") + (1 if text and not text.endswith("\n") else 0) + 1  # where restore says so
         b.note("error", "missing-commit", f"table {table.name} has no COMMIT line", Origin(file, end),
                "iptables-restore ignores a table that is not committed; add COMMIT")
+
+
+def _plain_rule(plain: PlainRules, table: Table, raw: str, file: str, lineno: int) -> str | None:
+    """An `-A CHAIN ...` line (after `[pkts:bytes]` counters, if any) read by PlainRules and appended, as
+    the loop in _read_family would: the chain's name; None if it is left for that loop (RuleParser)."""
+    if raw.endswith("\r"):
+        return None
+    start, counters = 0, None
+    if raw[0] == "[":
+        if (m := COUNTERS.match(raw)) is None:
+            return None
+        counters, start = Counters(int(m.group(1)), int(m.group(2))), m.end()
+    words = plain_words(raw, start)
+    if not words or len(words) < 2 or words[0] != "-A" or (chain := table.chains.get(words[1])) is None:
+        return None
+    rule = plain.rule(table, chain.name, words, 2, Origin(file, lineno, start + 1), counters)
+    if rule is None:
+        return None
+    chain.rules.append(rule)
+    return chain.name
 
 
 def chain_header(table: Table, line: str, origin: Origin) -> None:

@@ -1,9 +1,11 @@
 """The model as iptables-save prints it (iptables 1.8), the canonical text stockade compares."""
 from __future__ import annotations
 
+from typing import Any
+
 from ..extensions import REGISTRY, Opaque, Unread
 from ..extensions.opaque import loadable
-from ..model import BUILTIN_CHAINS, Chain, Counters, Family, Rule, Ruleset, Table
+from ..model import BUILTIN_CHAINS, AddrMatch, Chain, Counters, Family, Match, Rule, Ruleset, Table, Target
 from ..model.netfilter import proto_name
 
 
@@ -11,51 +13,78 @@ def rule_words(rule: Rule, family: Family) -> list[str]:
     """The words after `-A CHAIN`, in iptables-save order: -s -d -i -o -p -f, matches, target. A stand-in
     for what stockade could not read (extensions.opaque.Unread) shows the words as they were written."""
     out: list[str] = []
-
-    def neg(flag: bool) -> None:
-        if flag:
-            out.append("!")
-
-    for flag, am in (("-s", rule.src), ("-d", rule.dst)):
-        if am is not None:
-            neg(am.invert)
-            out += [flag, str(am.addr)]
-    for flag, iface in (("-i", rule.iif), ("-o", rule.oif)):
-        if iface is not None:
-            neg(iface.invert)
-            out += [flag, iface.name]
-    if rule.proto is not None:
-        neg(rule.proto.invert)
-        out += ["-p", proto_name(rule.proto.number)]
-    if rule.fragment is not None:
-        neg(not rule.fragment)
-        out.append("-f")
-    for m in rule.matches:
-        if isinstance(m.data, Unread):
-            out += m.data.save()
-            continue
-        out += ["-m", m.name]
-        if isinstance(m.data, Opaque):
-            out += m.data.save()
-        else:
-            out += REGISTRY.find("match", m.name, family).save(m.data)
-    t = rule.target
-    if t is not None and isinstance(t.data, Unread):
-        out += t.data.save()
-    elif t is not None:
-        out += ["-g" if t.goto else "-j", t.name]
-        if isinstance(t.data, Opaque):
-            out += t.data.save()
-        elif t.data is not None:
-            out += REGISTRY.find("target", t.name, family).save(t.data)
+    _add_words(out, rule, family, None)
     return out
 
 
-def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False) -> str:
-    words = " ".join(["-A", chain, *rule_words(rule, family)])
+def _add_words(out: list[str], rule: Rule, family: Family, memo: dict[int, Any] | None) -> None:
+    """rule_words, onto `out`. `memo`: the text of each address and the words of each match and target by
+    identity, for rendering a whole ruleset (which keeps them alive); the dump reader shares equal ones
+    between rules (parse/plain.py), the same AddrMatch for -s and -d of the same text too."""
+    if (am := rule.src) is not None:
+        text = _address(am, memo)
+        out += ("!", "-s", text) if am.invert else ("-s", text)
+    if (am := rule.dst) is not None:
+        text = _address(am, memo)
+        out += ("!", "-d", text) if am.invert else ("-d", text)
+    if (iface := rule.iif) is not None:
+        out += ("!", "-i", iface.name) if iface.invert else ("-i", iface.name)
+    if (iface := rule.oif) is not None:
+        out += ("!", "-o", iface.name) if iface.invert else ("-o", iface.name)
+    if (proto := rule.proto) is not None:
+        out += ("!", "-p", proto_name(proto.number)) if proto.invert else ("-p", proto_name(proto.number))
+    if rule.fragment is not None:
+        out += ("-f",) if rule.fragment else ("!", "-f")
+    if memo is None:
+        for m in rule.matches:
+            out += _match_words(m, family)
+        if rule.target is not None:
+            out += _target_words(rule.target, family)
+        return
+    for m in rule.matches:
+        if (words := memo.get(id(m))) is None:
+            words = memo[id(m)] = _match_words(m, family)
+        out += words
+    if (t := rule.target) is not None:
+        if (words := memo.get(id(t))) is None:
+            words = memo[id(t)] = _target_words(t, family)
+        out += words
+
+
+def _address(am: AddrMatch, memo: dict[int, Any] | None) -> str:
+    if memo is None:
+        return str(am.addr)
+    if (text := memo.get(id(am))) is None:
+        text = memo[id(am)] = str(am.addr)
+    return text
+
+
+def _match_words(m: Match, family: Family) -> list[str]:
+    if isinstance(m.data, Unread):
+        return m.data.save()
+    if isinstance(m.data, Opaque):
+        return ["-m", m.name, *m.data.save()]
+    return ["-m", m.name, *REGISTRY.find("match", m.name, family).save(m.data)]
+
+
+def _target_words(t: Target, family: Family) -> list[str]:
+    if isinstance(t.data, Unread):
+        return t.data.save()
+    out = ["-g" if t.goto else "-j", t.name]
+    if isinstance(t.data, Opaque):
+        out += t.data.save()
+    elif t.data is not None:
+        out += REGISTRY.find("target", t.name, family).save(t.data)
+    return out
+
+
+def rule_line(chain: str, rule: Rule, family: Family, counters: bool = False,
+              memo: dict[int, Any] | None = None) -> str:
+    out = ["-A", chain]
+    _add_words(out, rule, family, memo)
     if counters and rule.counters is not None:
-        return f"[{rule.counters.packets}:{rule.counters.bytes}] {words}"
-    return words
+        return f"[{rule.counters.packets}:{rule.counters.bytes}] {' '.join(out)}"
+    return " ".join(out)
 
 
 # iptables-save 1.8 (nft) prints tables in this order, whatever order they were created in.
@@ -80,6 +109,7 @@ def render_save(rs: Ruleset, counters: bool = False) -> str:
     """iptables-restore input for the whole ruleset, in the order the kernel's iptables-save prints it
     (without the rules stockade could not read: kernel_rules)."""
     lines: list[str] = []
+    memo: dict[int, Any] = {}
     for name in sorted(rs.tables, key=TABLE_ORDER.index):
         chains = save_chains(rs.tables[name])
         lines.append(f"*{name}")
@@ -87,6 +117,6 @@ def render_save(rs: Ruleset, counters: bool = False) -> str:
             c = chain.counters if (counters and chain.counters) else None
             lines.append(f":{chain.name} {chain.policy or '-'} [{c.packets if c else 0}:{c.bytes if c else 0}]")
         for chain in chains:
-            lines += (rule_line(chain.name, r, rs.family, counters) for r in kernel_rules(chain))
+            lines += (rule_line(chain.name, r, rs.family, counters, memo) for r in kernel_rules(chain))
         lines.append("COMMIT")
     return "\n".join(lines) + "\n"
