@@ -99,6 +99,7 @@ class NftGen:
             out.append(f"{ip} daddr {self.prefix(pools[addr_fam], self.anchors.dst, addr_fam)}")
         proto = rng.choices(["", "tcp", "udp", "icmp", "l4"], [30, 30, 15, 12, 5])[0]
         ctx["l4"] = proto
+        committed = len(out)
         if proto == "tcp":
             if rng.random() < 0.5:
                 out.append(f"tcp dport {self.ports()}")
@@ -107,6 +108,8 @@ class NftGen:
             if rng.random() < 0.3:
                 out.append(rng.choice(["tcp flags & (syn|ack) == syn", "tcp flags syn", "tcp flags & (fin|syn|rst|ack) == ack",
                                        "tcp flags != syn", "tcp flags { syn, syn|ack }"]))
+            if len(out) == committed:
+                ctx["l4"] = ""  # no tcp test came out: the rule is not tcp's (nor is `th` its ports)
         elif proto == "udp":
             out.append(f"udp dport {self.ports()}" if rng.random() < 0.7 else f"meta l4proto udp th dport {self.ports()}")
         elif proto == "icmp":
