@@ -293,7 +293,7 @@ def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool) -
                 part = dict(start, **{d: iv_and(start[d], iface_part[d]) for d in (IIF, OIF)})
                 if not (part[IIF] and part[OIF]):
                     continue
-                got = walks(part, mine, WALK_LIMIT + 4 * len(mine))
+                got = walks(part, mine, WALK_LIMIT + 8 * len(mine))
                 if got is None:  # cut too finely (an entry many paths meet, moved): group values instead
                     sides = [[it.old for it in mine if it.old], [it.new for it in mine if it.new]]
                     got = ((box, eo, en, False) for box, (eo, en) in
@@ -373,7 +373,7 @@ def _joined(items: list[Item]) -> list[Item]:
 
 PASSIVE = frozenset({"LOG", "NFLOG", "ULOG"})  # non-terminal targets that change nothing a later rule tests
 FILTER_AT = 16  # entries left in a part before a cut passes each piece only those that concern it
-WALK_LIMIT = 256  # parts of an interface pair's box, besides 4 per entry, before walks gives up
+WALK_LIMIT = 2000  # parts of an interface pair's box, besides 8 per entry, before walks gives up
 
 
 def walks(box: dict, items: list[Item], limit: int) -> list[tuple[dict, tuple, tuple, bool]] | None:
