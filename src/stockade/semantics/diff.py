@@ -56,7 +56,7 @@ from ..model.space import (
     SPORT,
     SRC,
 )
-from .cells import Constraint, Entry, Space, hook_entries, icmp_proto, refine, relation
+from .cells import Constraint, Entry, Space, hook_entries, icmp_proto, refine, relation, same_walk
 from .simulate import Simulator
 
 
@@ -296,14 +296,14 @@ def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool) -
                 got = walks(part, mine, WALK_LIMIT + 8 * len(mine))
                 if got is None:  # cut too finely (an entry many paths meet, moved): group values instead
                     sides = [[it.old for it in mine if it.old], [it.new for it in mine if it.new]]
-                    got = ((box, eo, en, False) for box, (eo, en) in
+                    got = ((box, eo, en, same_walk([eo, en], lambda e: e.cons)) for box, (eo, en) in
                            refine(space, part, sides, lambda e: e.cons, by_verdict=True))
                 for box, eo, en, same in got:
                     yield box, list(eo), list(en), same
         return
     for start in space.start_boxes(hook):
         for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
-            yield box, eo, en, False
+            yield box, eo, en, aligned and same_walk([eo, en], lambda e: e.cons)
 
 
 def _key(e: Entry) -> tuple:
