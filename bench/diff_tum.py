@@ -7,8 +7,10 @@ wall-clock time is shown beside it, with the load average), the classes compared
 changed classes listed. A run that has not finished within its budget (TIMEOUT, default
 10x the limit, in CPU seconds) is stopped and reported as not finished.
 
-Baseline, measured in the same run: parsing both dumps. The dumps are anonymised (every MAC
-XX:XX:XX:XX:XX:XX); as in bench/matrix_tum.py one valid placeholder MAC keeps the `-m mac` rules.
+Baselines, measured in the same run: parsing both dumps, and the diff of the old dump with itself
+(the fixed cost: flattening, aligning, the classes every side walks alike), median of REPEAT.
+The dumps are anonymised (every MAC XX:XX:XX:XX:XX:XX); as in bench/matrix_tum.py one valid
+placeholder MAC keeps the `-m mac` rules.
 "blocklist" (no corpus needed) compares bench/lint_scale.py's 300-address dump with the same
 dump blocking 10 more addresses. "Consecutive" are the two dumps of 2015-05-15 14:14 and 15:23,
 whose rules differ by two moved jumps (`-i eth1.110 -j NOTFROMHERE`, `-i eth1.1024 -j
@@ -83,11 +85,14 @@ def main(repeat: int, pairs: list[str]) -> int:
         print(f"TUM corpus not found at {TUM}")
         return 2
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; median of {repeat}; CPU seconds")
-    print(f"{'pair':<12} {'parse s':>8} {'diff s':>8} {'wall s':>8} {'classes':>8} {'changed':>8} {'limit':>6}")
+    print(f"{'pair':<12} {'parse s':>8} {'self s':>8} {'diff s':>8} {'wall s':>8} {'classes':>8} {'changed':>8} "
+          f"{'limit':>6}")
     ok = True
     for name in pairs:
         a, b, limit = PAIRS[name]
         (old, pa), (new, pb) = load(a), load(b)
+        selfs = [run(old, old, limit * BUDGET) for _ in range(repeat)]
+        self_s = f"{statistics.median(r[0] for r in selfs):.2f}" if all(selfs) else "-"
         runs = []
         for _ in range(repeat):
             got = run(old, new, limit * BUDGET)
@@ -96,14 +101,16 @@ def main(repeat: int, pairs: list[str]) -> int:
             runs.append(got)
         if len(runs) < repeat:
             ok = False
-            print(f"{name:<12} {pa + pb:>8.2f} {'> ' + str(int(limit * BUDGET)):>8} {'':>8} {'':>8} {'':>8} "
+            stopped = "> " + str(int(limit * BUDGET))
+            print(f"{name:<12} {pa + pb:>8.2f} {self_s:>8} {stopped:>8} {'':>8} {'':>8} {'':>8} "
                   f"{limit:>5.0f}s  (not finished: stopped after {limit * BUDGET:.0f} CPU s)")
             continue
         cpu = statistics.median(r[0] for r in runs)
         wall = statistics.median(r[1] for r in runs)
         d = runs[0][2]
         ok &= cpu < limit
-        print(f"{name:<12} {pa + pb:>8.2f} {cpu:>8.2f} {wall:>8.2f} {d.classes:>8} {len(d.changes):>8} {limit:>5.0f}s")
+        print(f"{name:<12} {pa + pb:>8.2f} {self_s:>8} {cpu:>8.2f} {wall:>8.2f} {d.classes:>8} {len(d.changes):>8} "
+              f"{limit:>5.0f}s")
     print("OK" if ok else "TOO SLOW")
     return 0 if ok else 1
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from typing import NamedTuple
 
 from ..model import Family, Ruleset
 from ..model.netfilter import FILTER_HOOKS as HOOKS
@@ -54,7 +56,7 @@ from ..model.space import (
     SPORT,
     SRC,
 )
-from .cells import Entry, Space, hook_entries, icmp_proto, refine, relation, same_walk
+from .cells import Constraint, Entry, Space, hook_entries, icmp_proto, refine, relation, same_walk
 from .simulate import Simulator
 
 
@@ -254,11 +256,9 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
             lists = [hook_entries(rs, hook, space) for rs in (rs_old, rs_new)]
             policies = [_policy(rs, hook) for rs in (rs_old, rs_new)]
             found = []
-            for start in space.start_boxes(hook):
-                for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
-                    classes += 1
-                    if alike and not keep and same_walk([eo, en], lambda e: e.cons):
-                        continue  # both sides decide this class by the same rules: nothing can differ
+            for box, eo, en, same in _classes(space, hook, lists, alike and not keep):
+                classes += 1
+                if not same:
                     pkt = space.packet(box, hook)
                     a = outcome(sims[0], pkt, eo, policies[0], box)
                     b = outcome(sims[1], pkt, en, policies[1], box)
@@ -269,6 +269,182 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
             changes += merge(found)
     changes.sort(key=Change.rank)
     return Diff(changes, classes, families, time.monotonic() - started, unchanged, spaces)
+
+
+def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool) -> Iterator[tuple]:
+    """(class, old entries, new entries, whether both sides walk it alike) for every class of the hook.
+
+    `aligned` (the other tables are the same on both sides, and unchanged classes are not wanted),
+    where every entry only one side holds names an interface (a moved or changed per-interface
+    rule: few interface pairs can differ): the classes of `walks` over the two lists aligned, in
+    each pair of interfaces. Otherwise, or where walks would cut a pair's box too finely (an entry
+    every path meets), cells.refine's classes (every list constant on each, cut no further once
+    each side has one verdict or both walk it alike)."""
+    items = align(*lists) if aligned else []
+    if aligned and all(IIF in (it.old or it.new).cons.dims or OIF in (it.old or it.new).cons.dims
+                       for it in items if it.old is None or it.new is None):
+        ifaces = {id(it): _ifaces_only((it.old or it.new).cons) for it in items}
+        starts = space.start_boxes(hook)
+        whole = dict(starts[0], **{d: norm([iv for b in starts for iv in b[d]]) for d in (IIF, OIF)})
+        # interfaces first (once for all start boxes): a part then concerns few entries
+        by_iface = list(refine(space, whole, [items], lambda it: ifaces[id(it)]))
+        for start in starts:
+            for iface_part, (mine,) in by_iface:
+                part = dict(start, **{d: iv_and(start[d], iface_part[d]) for d in (IIF, OIF)})
+                if not (part[IIF] and part[OIF]):
+                    continue
+                got = walks(part, mine, WALK_LIMIT + 8 * len(mine))
+                if got is None:  # cut too finely (an entry many paths meet, moved): group values instead
+                    sides = [[it.old for it in mine if it.old], [it.new for it in mine if it.new]]
+                    got = ((box, eo, en, same_walk([eo, en], lambda e: e.cons)) for box, (eo, en) in
+                           refine(space, part, sides, lambda e: e.cons, by_verdict=True))
+                for box, eo, en, same in got:
+                    yield box, list(eo), list(en), same
+        return
+    for start in space.start_boxes(hook):
+        for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
+            yield box, eo, en, aligned and same_walk([eo, en], lambda e: e.cons)
+
+
+def _key(e: Entry) -> tuple:
+    """What same_walk compares of an entry (action and constraint), hashable; `decides` too."""
+    c = e.cons
+    return e.action, e.decides, c.never, c.residual, tuple(sorted(c.dims.items()))
+
+
+class Item(NamedTuple):
+    """A place in the two aligned lists: the entry each side holds there (None: that side has none)."""
+
+    old: Entry | None
+    new: Entry | None
+    decides = False  # for refine: an item never ends a list (see _ifaces_only)
+
+
+def _ifaces_only(c: Constraint) -> Constraint:
+    """The constraint's interface tests alone, with a residual so that refine keeps every item after."""
+    return Constraint({d: v for d, v in c.dims.items() if d in (IIF, OIF)}, ("rest",), c.never)
+
+
+def align(old: list[Entry], new: list[Entry]) -> list[Item]:
+    """The two flattened lists as one: (old entry, new entry) where both hold the same entry at
+    matching places (difflib's longest order-keeping match), (entry, None) or (None, entry) for
+    what only one side holds, in each side's order. Entries that change no verdict and no state a
+    later rule tests (non-terminal PASSIVE targets: LOG) are left out."""
+    old = [e for e in old if e.decides or e.action not in PASSIVE]
+    new = [e for e in new if e.decides or e.action not in PASSIVE]
+    m = SequenceMatcher(None, [_key(e) for e in old], [_key(e) for e in new], autojunk=False)
+    items: list[Item] = []
+    for tag, i1, i2, j1, j2 in m.get_opcodes():
+        if tag == "equal":
+            items += map(Item, old[i1:i2], new[j1:j2])
+        else:
+            items += [Item(e, None) for e in old[i1:i2]] + [Item(None, e) for e in new[j1:j2]]
+    return _joined(items)
+
+
+def _joined(items: list[Item]) -> list[Item]:
+    """Runs of items that decide alike (same sides, same action, no residual) and differ in one
+    dimension only, each as one item admitting the union: the first of them that matches decides
+    with the same verdict as any other would (a blocklist's `-s X -j DROP` become one cut). The
+    simulator still names the rule that decides the example packet."""
+    out: list[Item] = []
+    run_dim = None
+    for it in items:
+        e = it.old or it.new
+        last = out[-1] if out else None
+        if last is not None and e.decides and not e.cons.residual and not e.cons.never:
+            le = last.old or last.new
+            if ((last.old is None) == (it.old is None) and (last.new is None) == (it.new is None)
+                    and le.decides and not le.cons.residual and le.action == e.action
+                    and le.cons.dims.keys() == e.cons.dims.keys()):
+                differ = [d for d, v in e.cons.dims.items() if le.cons.dims[d] != v]
+                if len(differ) <= 1 and (run_dim is None or not differ or differ == [run_dim]):
+                    if differ:
+                        (d,) = differ
+                        run_dim = d
+                        dims = dict(le.cons.dims, **{d: norm(list(le.cons.dims[d]) + list(e.cons.dims[d]))})
+                        cons = Constraint(dims)
+                        out[-1] = Item(*(None if x is None else Entry(cons, x.flat) for x in last))
+                    continue
+        run_dim = None
+        out.append(it)
+    return out
+
+
+PASSIVE = frozenset({"LOG", "NFLOG", "ULOG"})  # non-terminal targets that change nothing a later rule tests
+FILTER_AT = 16  # entries left in a part before a cut passes each piece only those that concern it
+WALK_LIMIT = 2000  # parts of an interface pair's box, besides 8 per entry, before walks gives up
+
+
+def walks(box: dict, items: list[Item], limit: int) -> list[tuple[dict, tuple, tuple, bool]] | None:
+    """`box` cut where the walks of the two aligned lists (align) part, first match first.
+
+    Each part comes with, per side, the entries that hold for all of its packets up to the first
+    that decides it (every other entry admits none of them), and whether both sides walk it
+    alike (the same entries: same_walk). The entries are followed in order; at the first that
+    admits some of a part's packets only, the part is cut into the packets it admits and the
+    rest. So a part is cut only by entries its packets reach, and no further once both sides
+    have decided it; a part both sides walk alike that no entry only one side holds can reach is
+    not cut at all (nothing in it can differ). None if that makes more than `limit` parts."""
+    out: list[tuple[dict, tuple, tuple, bool]] = []
+    stack = [(box, _concerning(items, 0, box), 0, (), (), False, False, True)]
+    while stack:
+        if len(out) + len(stack) > limit:
+            return None
+        b, its, i, ko, kn, do, dn, same = stack.pop()
+        if same and its is not None and not any(eo is None or en is None for eo, en in its):
+            out.append((b, ko, kn, True))  # both sides walk it alike to the end
+            continue
+        its = its if its is not None else items
+        cut = None
+        while i < len(its) and not (do and dn):
+            eo, en = its[i]
+            eo, en = (None if do else eo), (None if dn else en)
+            e = eo or en
+            i += 1
+            if e is None:
+                continue
+            rel = relation(e.cons, b)[0]
+            if rel == "none":
+                continue
+            if rel == "some":
+                cut, i = e.cons, i - 1
+                break
+            if eo is not None:
+                ko += (eo,)
+                do = eo.decides and not eo.cons.residual
+            if en is not None:
+                kn += (en,)
+                dn = en.decides and not en.cons.residual
+            same = same and eo is not None and en is not None
+        if cut is None:
+            out.append((b, ko, kn, same))
+            continue
+        for part in _cut(b, cut):
+            rest = _concerning(its, i, part) if len(its) - i > FILTER_AT else None
+            stack.append((part, rest, 0 if rest is not None else i, ko, kn, do, dn, same))
+    return out
+
+
+def _concerning(items: list[Item], start: int, box: dict) -> list[Item]:
+    """The items from `start` on with an entry that admits some packet of `box`."""
+    return [it for it in items[start:] if relation((it[0] or it[1]).cons, box)[0] != "none"]
+
+
+def _cut(box: dict, c) -> list[dict]:
+    """`box` (of which constraint `c` admits some but not all) as the part `c` admits and the
+    disjoint parts it does not, one per dimension it cuts."""
+    inside, parts = dict(box), []
+    for d, allowed, _lo, _hi in c.ordered:
+        have = inside[d]
+        got = iv_and(have, allowed)
+        if got == have:
+            continue
+        outside = dict(inside)
+        outside[d] = iv_sub(have, allowed)
+        parts.append(outside)
+        inside[d] = got
+    return [*parts, inside]
 
 
 class IptOracle:
