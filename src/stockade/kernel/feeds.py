@@ -188,13 +188,12 @@ def _patch_applied(state: State, changes: list[sets.SetChange]) -> None:
     part = OwnedPart.from_json(rec["part"])
     if part.backend == "nftables":
         part.text["nft"] = nft_canonical(part.text["nft"], {nft_name(c.name): (c.delete, c.add) for c in changes})
-        state.write("applied", {**rec, "part": part.to_json(), "version": part.digest})
-        return
-    drop = {f"add {c.name} {m}" for c in changes for m in c.delete}
-    lines = [ln for ln in part.text.get("sets", "").splitlines() if ln not in drop]
-    lines += [f"add {c.name} {m}" for c in changes for m in c.add]
-    part.text["sets"] = "\n".join(sorted(ln for ln in lines if ln.startswith("create "))
-                                  + sorted(ln for ln in lines if ln.startswith("add "))) + "\n"
+    else:
+        drop = {f"add {c.name} {m}" for c in changes for m in c.delete}
+        lines = [ln for ln in part.text.get("sets", "").splitlines() if ln not in drop]
+        lines += [f"add {c.name} {m}" for c in changes for m in c.add]
+        part.text["sets"] = "\n".join(sorted(ln for ln in lines if ln.startswith("create "))
+                                      + sorted(ln for ln in lines if ln.startswith("add "))) + "\n"
     state.write("applied", {**rec, "part": part.to_json(), "version": part.digest})
 
 
