@@ -229,9 +229,9 @@ def from_json(spec: dict) -> Packet:
     if ported and "dport" not in spec:
         raise SpecError("a packet with ports needs `dport`")
     iif, oif = spec.get("iif"), spec.get("oif")
-    for name, dev in (("iif", iif), ("oif", oif)):
-        if dev is not None and dev.__class__ is not str:
-            raise SpecError(f"`{name}` is an interface name, e.g. \"eth0\"")
+    if (iif.__class__ is not str and iif is not None) or (oif.__class__ is not str and oif is not None):
+        bad = "iif" if iif.__class__ is not str and iif is not None else "oif"
+        raise SpecError(f"`{bad}` is an interface name, e.g. \"eth0\"")
     ints = {"family": fam_s, "proto": proto, "src": src, "dst": dst, "tcp_flags": flags, "iif": iif,
             "oif": oif, "hook": hook, "state": state}
     for key in INT_KEYS.intersection(spec):
