@@ -233,6 +233,8 @@ COMMIT
 :FORWARD DROP [0:0]
 :OUTPUT ACCEPT [0:0]
 -A INPUT -m state --state ESTABLISHED,RELATED,UNTRACKED -j ACCEPT
+-A INPUT -m conntrack --ctstate INVALID -j DROP
+-A INPUT -p udp -m conntrack --ctstate NEW --ctorigdst 192.0.2.64/26 -j ACCEPT
 -A INPUT -s 198.51.100.0/25 -p tcp --dport 1000:1999 -j ACCEPT
 -A INPUT -s 198.51.100.128/26 -p udp --sport 53 -j ACCEPT
 -A INPUT -d 192.0.2.8/29 -p tcp -m multiport --dports 22,80,8000:8080 -j LOG --log-prefix "web: "
@@ -249,7 +251,7 @@ COMMIT
 """
 EDGE_ADDRS = ["198.51.99.255", "198.51.100.0", "198.51.100.1", "198.51.100.127", "198.51.100.128", "198.51.100.191",
               "198.51.100.192", "192.0.2.7", "192.0.2.8", "192.0.2.15", "192.0.2.16", "192.0.2.31", "192.0.2.32",
-              "203.0.112.255", "203.0.113.0", "203.0.113.255", "203.0.114.0", "127.0.0.1", "126.255.255.255",
+              "192.0.2.63", "192.0.2.64", "192.0.2.127", "192.0.2.128", "203.0.112.255", "203.0.113.0", "203.0.113.255", "203.0.114.0", "127.0.0.1", "126.255.255.255",
               "128.0.0.0", "0.0.0.1", "224.0.0.1", "255.255.255.255"]
 EDGE_ADDRS6 = ["::", "::1", "::2", "2001:db8::1", "fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::", "fe80::1",
                "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ff00::",
@@ -370,3 +372,20 @@ def test_an_address_on_the_other_side_of_a_boundary_is_another_class(tmp_path):
                                            "DROP"]
     assert walks == 7  # .127:1999 and .0:1000 are .1:1500's class; each martian source is walked (named)
     assert "127.255.255.255" in got[7]["reason"]
+
+
+def test_a_stockade_policy_is_answered_by_class_where_no_memory_is_read(tmp_path):
+    """A compiled policy: packets of open connections share their class's answer (conntrack's state test
+    is classwise); a new connection meets the bogon set and the SYN-flood hashlimit, and is walked each time."""
+    policy = (Path(__file__).resolve().parents[1] / "examples" / "003-web-mail-ssh-dns.toml").read_text()
+    path = tmp_path / "policy.toml"
+    path.write_text(policy)
+    check(path, varied(2000, 9, ["192.0.2", "198.51.100", "203.0.113"]), tmp_path)
+
+    def spec(i, state=None):
+        return json.dumps({"proto": "tcp", "src": f"203.0.113.{i % 200}", "dst": "192.0.2.1", "sport": 30000 + i,
+                           "dport": 9999, "tcp_flags": ["SYN"], "iif": "eth0"} | ({"state": state} if state else {}))
+    got, walks = answers_of(policy, [spec(i, "ESTABLISHED") for i in range(50)], tmp_path)
+    assert walks == 1 and {a["verdict"] for a in got} == {"ACCEPT"}
+    got, walks = answers_of(policy, [spec(i) for i in range(20)], tmp_path)
+    assert walks == 20 and {a["verdict"] for a in got} == {"REJECT"}
