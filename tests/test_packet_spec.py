@@ -53,3 +53,11 @@ def test_an_interface_is_named_by_text(dev):
     for field in ("iif", "oif"):
         with pytest.raises(SpecError, match=f"`{field}` is an interface name"):
             from_json(udp() | {field: dev})
+
+
+@pytest.mark.parametrize("family", [None, "x", [4], {"v": 4}])
+def test_a_family_that_is_no_number_is_the_specs_error(family):
+    """int() of these raised out of from_json (a traceback from explain)."""
+    with pytest.raises(SpecError, match="`family` is 4 or 6"):
+        from_json(udp() | {"family": family})
+    assert from_json(udp() | {"family": "4"}).family == 4

@@ -201,8 +201,13 @@ def from_json(spec: dict) -> Packet:
     fam_d, dst = address(dst)
     if fam_s is not fam_d:
         raise SpecError("src and dst are of different address families")
-    if "family" in spec and int(spec["family"]) != int(fam_s):
-        raise SpecError(f"family {spec['family']} does not match the addresses")
+    if "family" in spec:
+        try:
+            given = int(spec["family"])
+        except (TypeError, ValueError, OverflowError):  # null, a list, "x", Infinity
+            raise SpecError("`family` is 4 or 6") from None
+        if given != int(fam_s):
+            raise SpecError(f"family {spec['family']} does not match the addresses")
     proto = PROTO_NAMES.get(proto) if proto.__class__ is str else None
     if proto is None:
         proto = proto_number(str(spec["proto"]))
