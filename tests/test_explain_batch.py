@@ -217,3 +217,175 @@ def test_the_journal_leaves_the_memory_a_whole_copy_would(tmp_path):
         assert sim.memory == ref.memory, line
         tried += got.reason is not None and "depends on" in got.reason or any("does not depend" in n for n in got.notes)
     assert tried > 20 and any(k[0] == "recent" for k in sim.memory) and any(k[0] == "limit" for k in sim.memory)
+
+
+# Packet classes (semantics/classes.py): a packet whose walk met only classwise tests gets its class's answer
+# without a walk. Boundaries of every kind the classes hold (prefixes, port ranges, multiport, martian
+# sources), a wildcard interface, raw's NOTRACK, a LOG (classwise) and what is not classwise: a REJECT whose
+# note names the sender, -m recent and -m limit, whose answers differ between packets of one class.
+CLASSY = """*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -i eth2 -j NOTRACK
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state ESTABLISHED,RELATED,UNTRACKED -j ACCEPT
+-A INPUT -m conntrack --ctstate INVALID -j DROP
+-A INPUT -p udp -m conntrack --ctstate NEW --ctorigdst 192.0.2.64/26 -j ACCEPT
+-A INPUT -s 198.51.100.0/25 -p tcp --dport 1000:1999 -j ACCEPT
+-A INPUT -s 198.51.100.128/26 -p udp --sport 53 -j ACCEPT
+-A INPUT -d 192.0.2.8/29 -p tcp -m multiport --dports 22,80,8000:8080 -j LOG --log-prefix "web: "
+-A INPUT -d 192.0.2.8/29 -p tcp -m multiport --dports 22,80,8000:8080 -j ACCEPT
+-A INPUT ! -s 203.0.113.0/24 -i eth+ -p icmp --icmp-type echo-request -j ACCEPT
+-A INPUT -p tcp --dport 7 -j REJECT --reject-with tcp-reset
+-A INPUT -p tcp --dport 8 -m recent --set --name seen --rsource
+-A INPUT -p tcp --dport 8 -m recent --rcheck --hitcount 2 --name seen --rsource -j DROP
+-A INPUT -p tcp --dport 8 -j ACCEPT
+-A INPUT -p udp --dport 9 -m limit --limit 1/hour --limit-burst 2 -j ACCEPT
+-A INPUT -i eth1 -j ACCEPT
+-A FORWARD -d 192.0.2.16/28 -o eth0 -j ACCEPT
+COMMIT
+"""
+EDGE_ADDRS = ["198.51.99.255", "198.51.100.0", "198.51.100.1", "198.51.100.127", "198.51.100.128", "198.51.100.191",
+              "198.51.100.192", "192.0.2.7", "192.0.2.8", "192.0.2.15", "192.0.2.16", "192.0.2.31", "192.0.2.32",
+              "192.0.2.63", "192.0.2.64", "192.0.2.127", "192.0.2.128", "203.0.112.255", "203.0.113.0", "203.0.113.255", "203.0.114.0", "127.0.0.1", "126.255.255.255",
+              "128.0.0.0", "0.0.0.1", "224.0.0.1", "255.255.255.255"]
+EDGE_ADDRS6 = ["::", "::1", "::2", "2001:db8::1", "fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::", "fe80::1",
+               "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fec0::", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "ff00::",
+               "ff02::1"]
+EDGE_PORTS = [0, 6, 7, 8, 9, 10, 21, 22, 23, 52, 53, 54, 79, 80, 81, 999, 1000, 1999, 2000, 7999, 8000, 8080, 8081,
+              65535]
+
+
+def edges(n: int, seed: int, v6: bool = False) -> list[str]:
+    """Packets on each side of every boundary, each class met many times and in any order; and specs whose
+    values equal a valid one's in a dict key but not to from_json (22.0, true, 6), or make no key."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        proto = rnd.choice(["tcp", "tcp", "udp", "icmp"])
+        spec: dict = {"proto": proto, "src": rnd.choice(EDGE_ADDRS), "dst": rnd.choice(EDGE_ADDRS),
+                      "iif": rnd.choice(["eth0", "eth1", "eth2", "eth", "ppp0", "lo"]),
+                      "hook": rnd.choice(["INPUT", "INPUT", "FORWARD"]), "oif": rnd.choice(["eth0", "eth1"])}
+        if proto == "icmp":
+            spec["icmp_type"] = rnd.choice([0, 8, 8, 3])
+        else:
+            spec["dport"], spec["sport"] = rnd.choice(EDGE_PORTS), rnd.choice(EDGE_PORTS)
+            if proto == "tcp":
+                spec["tcp_flags"] = rnd.choice([["SYN"], ["ACK"], ["RST"]])
+        if rnd.random() < 0.1:
+            spec["state"] = rnd.choice(["NEW", "ESTABLISHED", "INVALID"])
+        if v6:  # martian on receipt (::1, ff00::/8) or not forwarded (::, fe80::/10)
+            spec["src"], spec["dst"] = rnd.choice(EDGE_ADDRS6), rnd.choice(EDGE_ADDRS6)
+            spec["proto"] = "icmpv6" if proto == "icmp" else proto
+        if i % 23 == 3:
+            spec.update(rnd.choice([{"dport": 22.0}, {"dport": True}, {"sport": 1e3}, {"proto": 6}, {"family": 4.0},
+                                    {"family": "4"}, {"family": True}, {"tcp_flags": [["SYN"]]}, {"iif": 1},
+                                    {"icmp_type": 8.0}, {"hook": None}, {"state": None}, {"dport": -1}]))
+        out.append(json.dumps(spec))
+    return out
+
+
+CLASSY6 = """*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -s 2001:db8::/64 -p tcp -m multiport --dports 22,80 -j ACCEPT
+-A INPUT -p ipv6-icmp -j ACCEPT
+-A INPUT -p tcp --dport 7 -j REJECT --reject-with tcp-reset
+COMMIT
+"""
+
+
+@pytest.mark.parametrize(("text", "martians"), [(CLASSY, ("by routing",)), (CLASSY6, ("on receipt", "by ip6_forward"))])
+def test_batch_answers_as_per_packet_across_every_class_boundary(tmp_path, text, martians):
+    ruleset = tmp_path / "rules"
+    ruleset.write_text(text)
+    answers = check(ruleset, edges(4000, 5, v6=text is CLASSY6), tmp_path)
+    assert {a["verdict"] for a in answers} >= {"ACCEPT", "DROP"}
+    assert any(n.startswith("REJECT") for a in answers for n in a.get("notes", ())), "no REJECT"
+    for where in martians:
+        assert any(a.get("reason", "").startswith("martian") and where in a["reason"] for a in answers), where
+    if text is CLASSY:
+        assert any(n.startswith("LOG") for a in answers for n in a.get("notes", ())), "no LOG"
+
+
+def answers_of(ruleset: str, lines: list[str], tmp_path: Path) -> tuple[list[dict], int]:
+    """The batch's answers, in this process, and how many packets it walked."""
+    from stockade.commands.explain import _batch
+
+    path = tmp_path / "rules"
+    path.write_text(ruleset)
+    runner = Explainer(load(str(path), Source()).rulesets)
+    walks = []
+    walk = runner.run
+    runner.run = lambda pkt: walks.append(pkt) or walk(pkt)
+    out = tmp_path / "answers"
+    with out.open("wb") as sink:
+        saved = sys.stdout
+        sys.stdout = type("Out", (), {"buffer": sink, "write": sink.write, "flush": sink.flush})()
+        try:
+            _batch(runner, "packets", [line.encode() for line in lines], True)
+        finally:
+            sys.stdout = saved
+    return [json.loads(line) for line in out.read_bytes().splitlines()], len(walks)
+
+
+def test_a_class_is_walked_once_and_what_is_not_classwise_every_time(tmp_path):
+    """The same class (other addresses and ports inside the same intervals): one walk. A REJECT names each
+    sender; -m recent and -m limit answer the same class differently packet after packet: walked each time."""
+    web = [json.dumps({"proto": "tcp", "src": f"198.51.100.{200 + i % 50}", "dst": f"192.0.2.{8 + i % 8}",
+                       "sport": 30000 + i, "dport": 8000 + i % 81, "tcp_flags": ["SYN"], "iif": "eth0"})
+           for i in range(200)]
+    got, walks = answers_of(CLASSY, web, tmp_path)
+    assert walks == 1 and all(a == got[0] for a in got) and got[0]["verdict"] == "ACCEPT"
+    assert got[0]["notes"] == ['LOG level 4 prefix "web: "']
+
+    reject = [json.dumps({"proto": "tcp", "src": f"198.51.100.{200 + i}", "dst": "192.0.2.1", "dport": 7,
+                          "tcp_flags": ["SYN"], "iif": "eth0"}) for i in range(20)]
+    got, walks = answers_of(CLASSY, reject, tmp_path)
+    assert walks == 20 and [a["notes"][0].rsplit(" ", 1)[1] for a in got] == [f"198.51.100.{200 + i}"
+                                                                               for i in range(20)]
+
+    seen = [json.dumps({"proto": "tcp", "src": "198.51.100.200", "dst": "192.0.2.1", "dport": 8,
+                        "tcp_flags": ["SYN"], "iif": "eth0"})] * 4
+    limited = [json.dumps({"proto": "udp", "src": "198.51.100.200", "dst": "192.0.2.1", "dport": 9,
+                           "iif": "eth0"})] * 4
+    got, walks = answers_of(CLASSY, seen + limited, tmp_path)
+    assert walks == 8
+    assert [a["verdict"] for a in got] == ["ACCEPT", "DROP", "DROP", "DROP", "ACCEPT", "ACCEPT", "DROP", "DROP"]
+
+
+def test_an_address_on_the_other_side_of_a_boundary_is_another_class(tmp_path):
+    """Neighbours across a prefix's edge, a port range's edge and a martian range's edge are walked."""
+    def spec(src, dport):
+        return json.dumps({"proto": "tcp", "src": src, "dst": "192.0.2.1", "dport": dport, "tcp_flags": ["SYN"],
+                           "iif": "eth0"})
+    lines = [spec("198.51.100.1", 1500), spec("198.51.100.127", 1999), spec("198.51.100.128", 1999),
+             spec("198.51.100.1", 2000), spec("198.51.100.0", 1000), spec("198.51.100.0", 999),
+             spec("127.0.0.1", 1500), spec("127.255.255.255", 1500), spec("128.0.0.0", 1500)]
+    got, walks = answers_of(CLASSY, lines, tmp_path)
+    assert [a["verdict"] for a in got] == ["ACCEPT", "ACCEPT", "DROP", "DROP", "ACCEPT", "DROP", "DROP", "DROP",
+                                           "DROP"]
+    assert walks == 7  # .127:1999 and .0:1000 are .1:1500's class; each martian source is walked (named)
+    assert "127.255.255.255" in got[7]["reason"]
+
+
+def test_a_stockade_policy_is_answered_by_class_where_no_memory_is_read(tmp_path):
+    """A compiled policy: packets of open connections share their class's answer (conntrack's state test
+    is classwise); a new connection meets the bogon set and the SYN-flood hashlimit, and is walked each time."""
+    policy = (Path(__file__).resolve().parents[1] / "examples" / "003-web-mail-ssh-dns.toml").read_text()
+    path = tmp_path / "policy.toml"
+    path.write_text(policy)
+    check(path, varied(2000, 9, ["192.0.2", "198.51.100", "203.0.113"]), tmp_path)
+
+    def spec(i, state=None):
+        return json.dumps({"proto": "tcp", "src": f"203.0.113.{i % 200}", "dst": "192.0.2.1", "sport": 30000 + i,
+                           "dport": 9999, "tcp_flags": ["SYN"], "iif": "eth0"} | ({"state": state} if state else {}))
+    got, walks = answers_of(policy, [spec(i, "ESTABLISHED") for i in range(50)], tmp_path)
+    assert walks == 1 and {a["verdict"] for a in got} == {"ACCEPT"}
+    got, walks = answers_of(policy, [spec(i) for i in range(20)], tmp_path)
+    assert walks == 20 and {a["verdict"] for a in got} == {"REJECT"}

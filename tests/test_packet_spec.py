@@ -45,3 +45,19 @@ def test_a_field_of_the_wrong_shape_is_a_spec_error_not_a_traceback(field):
     with pytest.raises(SpecError):
         from_json(json.loads('{"proto": "tcp", "src": "192.0.2.1", "dst": "198.51.100.1", "dport": 22, '
                              + field + "}"))
+
+
+@pytest.mark.parametrize("dev", [1, True, 1.5, ["eth0"], {"name": "eth0"}])
+def test_an_interface_is_named_by_text(dev):
+    """A number as `iif` made the compiled `-i eth+` test raise (a traceback); it is the spec's error."""
+    for field in ("iif", "oif"):
+        with pytest.raises(SpecError, match=f"`{field}` is an interface name"):
+            from_json(udp() | {field: dev})
+
+
+@pytest.mark.parametrize("family", [None, "x", [4], {"v": 4}])
+def test_a_family_that_is_no_number_is_the_specs_error(family):
+    """int() of these raised out of from_json (a traceback from explain)."""
+    with pytest.raises(SpecError, match="`family` is 4 or 6"):
+        from_json(udp() | {"family": family})
+    assert from_json(udp() | {"family": "4"}).family == 4

@@ -34,22 +34,22 @@ def command(ruleset: str | None, spec: str | None, batch: str | None, as_json: b
     for d in got.builder.for_analysis():
         if d.severity == "error" or d.code == "unread-value":  # a refused rule is not in the ruleset explained
             click.echo(str(d), err=True)
-    run = _runner(got)
+    runner = _runner(got)
     if spec is not None:
-        sys.exit(_one(run, spec, as_json))
-    sys.exit(_batch(run, batch, _packet_lines(batch), as_json))
+        sys.exit(_one(runner.run, spec, as_json))
+    sys.exit(_batch(runner, batch, _packet_lines(batch), as_json))
 
 
-def _runner(got: Loaded) -> Runner:
-    """The simulator for the input: nftables base chains composed with the iptables tables beside them
-    (semantics/nft.py), or the iptables rulesets alone (semantics/explain.py)."""
+def _runner(got: Loaded):
+    """The simulator for the input (its `run` a Runner): nftables base chains composed with the iptables
+    tables beside them (semantics/nft.py), or the iptables rulesets alone (semantics/explain.py)."""
     if got.nft is not None:
         from ..semantics.nft import NftSimulator
 
-        return NftSimulator(got.nft, got.rulesets or None).run
+        return NftSimulator(got.nft, got.rulesets or None)
     from ..semantics.explain import Explainer
 
-    return Explainer(got.rulesets).run
+    return Explainer(got.rulesets)
 
 
 def _packet_lines(path: str) -> list[bytes]:
@@ -96,13 +96,16 @@ def _one(run: Runner, spec: str, as_json: bool) -> int:
 
 
 FLUSH = 1 << 20  # bytes of answers written at a time (a million packets' traces would not fit in memory at once)
+CLASSES = 1 << 17  # answers kept by packet class; the cache starts again when full
+TRIAL = 4096  # packets walked before classes are given up if fewer than 1 in 16 of them was classwise
 
 
-def _batch(run: Runner, name: str, lines: list[bytes], as_json: bool) -> int:
+def _batch(runner, name: str, lines: list[bytes], as_json: bool) -> int:
     """Every line answered in order; a line that is no packet spec (or not UTF-8) is answered with its
     error, `file:line:col: error: ...`, and the exit status is 2. Answers go out through one buffer: a
     list of 4,096 answers freed at once can make glibc trim its heap each time (3 us a packet in a loop
-    of orjson.dumps alone; a few per cent of a real batch)."""
+    of orjson.dumps alone; a few per cent of a real batch). An iptables runner gives packets their class
+    (semantics/classes.py): a packet of a class whose answer is known gets it without a walk."""
     from ..model.packet import from_json
     from ..semantics.explain import json_object, parse_spec
 
@@ -110,10 +113,23 @@ def _batch(run: Runner, name: str, lines: list[bytes], as_json: bool) -> int:
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     stdout = click.get_binary_stream("stdout")
     buf = bytearray()
+    run, classify, known, walked, kept = runner.run, getattr(runner, "key", None), {}, 0, 0
     for n, raw in enumerate(lines, 1):
+        if len(buf) >= FLUSH:
+            stdout.write(buf)
+            buf.clear()
+        key = None
         try:
             spec = json_object(raw)
             if spec is not None:
+                if classify is not None and (key := classify(spec)) is not None:
+                    try:
+                        hit = known.get(key)
+                    except TypeError:  # a list in a list: unhashable
+                        hit = key = None
+                    if hit is not None:
+                        buf += hit if as_json else f"{n}: {hit}\n".encode()
+                        continue
                 out = run(from_json(spec)).to_json()
             else:
                 line = decode(raw, name)
@@ -123,12 +139,24 @@ def _batch(run: Runner, name: str, lines: list[bytes], as_json: bool) -> int:
         except Unreadable as e:
             where = Origin(name, n, e.diagnostic.origin.col)
             out, bad = {"error": f"{where}: error: {e.diagnostic.message.removeprefix('cannot read input: ')}"}, bad + 1
+            key = None
         except SpecError as e:
-            out, bad = {"error": f"{Origin(name, n, e.col)}: error: {e}"}, bad + 1
-        buf += dumps(out, option=newline) if as_json else f"{n}: {out.get('verdict', out.get('error'))}\n".encode()
-        if len(buf) >= FLUSH:
-            stdout.write(buf)
-            buf.clear()
+            out, bad, key = {"error": f"{Origin(name, n, e.col)}: error: {e}"}, bad + 1, None
+        if as_json:
+            answer = dumps(out, option=newline)
+            buf += answer
+        else:
+            answer = out.get("verdict", out.get("error"))
+            buf += f"{n}: {answer}\n".encode()
+        if key is not None:
+            walked += 1
+            if runner.classwise:
+                kept += 1
+                if len(known) >= CLASSES:
+                    known.clear()
+                known[key] = answer
+            if walked == TRIAL and kept * 16 < walked:  # e.g. every packet meets a -m recent: keys cost, never pay
+                classify = None
     stdout.write(buf)
     stdout.flush()
     return UNUSABLE if bad else OK

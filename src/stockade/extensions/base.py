@@ -69,6 +69,11 @@ class Extension:
     conntrack: ClassVar[bool] = False  # a rule using it makes the kernel load conntrack (and defragmentation)
     stateful: ClassVar[bool] = False  # keeps state between packets, in Simulator.memory under (name, ...)
     logs: ClassVar[bool] = False  # a target that only logs: it never changes the packet or its fate
+    # Its outcome (and what it notes) is the same for every packet of a class: it reads the packet only
+    # through its fields and the walk's own state (conntrack state, notes), keeps nothing between packets,
+    # notes nothing that names the packet, and a match reads addresses and ports only as its constraint
+    # says. explain's batch answers such packets once per class (semantics/classes.py).
+    classwise: ClassVar[bool] = False
     # Rules (the words after `-A INPUT`, filter table) that iptables-restore loads and iptables-save prints
     # back as stockade does: tests/kernel/test_roundtrip.py runs them, as iptables runs libxt_NAME.t.
     roundtrip: ClassVar[tuple[str, ...]] = ()

@@ -20,6 +20,7 @@ def parse_comment(text: str) -> str:
 @register
 class CommentMatch(Extension):
     name = "comment"
+    classwise = True
     options = (Option("--comment", type=parse_comment, required=True),)
 
     def finish(self, acc, ctx):

@@ -107,6 +107,9 @@ def _address(word: str, version: int) -> tuple[Address, int]:
 class ConntrackMatch(Extension):
     name = "conntrack"
     conntrack = True
+    # --ctstate and --ctproto: the entry's SNAT/DNAT bits they read change only under NAT targets, which
+    # are not classwise. A tuple, status, expiry or direction test has no constraint, so is not (classes.cuts).
+    classwise = True
     options = (
         Option("--ctstate", invertible=True),
         Option("--ctproto", invertible=True),

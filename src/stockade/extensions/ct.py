@@ -111,6 +111,7 @@ def check_helper(helper: str, ctx: Context) -> None:
 @register
 class CtTarget(Extension):
     name = "CT"
+    classwise = True
     terminal = False
     conntrack = True
     kind = "target"
@@ -206,6 +207,7 @@ class CtTarget(Extension):
 @register
 class NotrackTarget(Extension):
     name = "NOTRACK"
+    classwise = True
     terminal = False
     conntrack = True
     kind = "target"

@@ -96,6 +96,8 @@ def parse_icmp_type(word: str, names: tuple, proto: str) -> tuple[int, int, int]
 class IcmpBase(Extension):
     """What -m icmp and -m icmp6 share: one mandatory, invertible type option."""
 
+    classwise = True
+
     flag: str
     names: tuple
     label: str

@@ -51,6 +51,7 @@ def log_prefix(word: str, what: str, limit: int) -> str:
 @register
 class LogTarget(Extension):
     name = "LOG"
+    classwise = True
     terminal = False
     logs = True
     kind = "target"

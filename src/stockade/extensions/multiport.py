@@ -47,6 +47,7 @@ def parse_ports(word: str, proto: str) -> tuple[tuple[int, int], ...]:
 @register
 class MultiportMatch(Extension):
     name = "multiport"
+    classwise = True
     options = (
         Option("--sports", ("--source-ports",), invertible=True),
         Option("--dports", ("--destination-ports",), invertible=True),

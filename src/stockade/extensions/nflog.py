@@ -33,6 +33,7 @@ class Nflog:
 @register
 class NflogTarget(Extension):
     name = "NFLOG"
+    classwise = True
     terminal = False
     logs = True
     kind = "target"

@@ -78,6 +78,7 @@ def nft_states(names, invert: bool) -> str:
 @register
 class StateMatch(Extension):
     name = "state"
+    classwise = True
     conntrack = True
     options = (Option("--state", invertible=True, type=lambda word: parse_names(word, STATE_NAMES, "state"),
                       required=True, hint="e.g. `--state ESTABLISHED,RELATED`"),)

@@ -104,6 +104,7 @@ PORT_OPTIONS = (Option("--sport", ("--source-port",), invertible=True),
 @register
 class TcpMatch(Extension):
     name = "tcp"
+    classwise = True
     proto = 6
     options = PORT_OPTIONS + (
         Option("--tcp-flags", nargs=2, invertible=True),

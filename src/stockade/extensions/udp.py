@@ -17,6 +17,7 @@ class Udp:
 @register
 class UdpMatch(Extension):
     name = "udp"
+    classwise = True
     proto = 17
     options = PORT_OPTIONS
 

@@ -153,6 +153,14 @@ def _ip(text: str) -> tuple[Family, int]:
     return Family(a.version), int(a)
 
 
+def address(value) -> tuple[Family, int]:
+    """A spec's `src` or `dst` as its family and number; SpecError if it is no address."""
+    try:  # the common case first: inet_pton accepts exactly the dotted quads ipaddress does
+        return Family.IPV4, int.from_bytes(inet_pton4(value), "big")
+    except (OSError, ValueError, TypeError):
+        return _ip(str(value))
+
+
 KNOWN = frozenset({"family", "proto", "src", "dst", "sport", "dport", "tcp_flags", "tcp_options", "icmp_type",
                    "icmp_code", "iif", "oif", "hook", "length", "ttl", "tos", "frag_offset", "more_fragments",
                    "dont_fragment", "mark",
@@ -189,18 +197,17 @@ def from_json(spec: dict) -> Packet:
         src, dst, proto = spec["src"], spec["dst"], spec["proto"]
     except KeyError:
         raise SpecError(f"packet spec needs `{next(k for k in ('src', 'dst', 'proto') if k not in spec)}`") from None
-    try:  # the common case first: inet_pton accepts exactly the dotted quads ipaddress does
-        fam_s, src = Family.IPV4, int.from_bytes(inet_pton4(src), "big")
-    except (OSError, ValueError, TypeError):
-        fam_s, src = _ip(str(src))
-    try:
-        fam_d, dst = Family.IPV4, int.from_bytes(inet_pton4(dst), "big")
-    except (OSError, ValueError, TypeError):
-        fam_d, dst = _ip(str(dst))
+    fam_s, src = address(src)
+    fam_d, dst = address(dst)
     if fam_s is not fam_d:
         raise SpecError("src and dst are of different address families")
-    if "family" in spec and int(spec["family"]) != int(fam_s):
-        raise SpecError(f"family {spec['family']} does not match the addresses")
+    if "family" in spec:
+        try:
+            given = int(spec["family"])
+        except (TypeError, ValueError, OverflowError):  # null, a list, "x", Infinity
+            raise SpecError("`family` is 4 or 6") from None
+        if given != int(fam_s):
+            raise SpecError(f"family {spec['family']} does not match the addresses")
     proto = PROTO_NAMES.get(proto) if proto.__class__ is str else None
     if proto is None:
         proto = proto_number(str(spec["proto"]))
@@ -226,8 +233,12 @@ def from_json(spec: dict) -> Packet:
     ported = proto in PORT_PROTOS
     if ported and "dport" not in spec:
         raise SpecError("a packet with ports needs `dport`")
-    ints = {"family": fam_s, "proto": proto, "src": src, "dst": dst, "tcp_flags": flags, "iif": spec.get("iif"),
-            "oif": spec.get("oif"), "hook": hook, "state": state}
+    iif, oif = spec.get("iif"), spec.get("oif")
+    if (iif.__class__ is not str and iif is not None) or (oif.__class__ is not str and oif is not None):
+        bad = "iif" if iif.__class__ is not str and iif is not None else "oif"
+        raise SpecError(f"`{bad}` is an interface name, e.g. \"eth0\"")
+    ints = {"family": fam_s, "proto": proto, "src": src, "dst": dst, "tcp_flags": flags, "iif": iif,
+            "oif": oif, "hook": hook, "state": state}
     for key in INT_KEYS.intersection(spec):
         v = spec[key]
         if v.__class__ is not int or not INT_RANGES[key][0] <= v <= INT_RANGES[key][1]:

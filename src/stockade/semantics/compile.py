@@ -25,6 +25,7 @@ from typing import Any
 
 from ..extensions import REGISTRY, Opaque, Unread
 from ..model import Family, Rule, Table
+from .classes import cuts
 
 INDEXED = 8  # rules in a run before a dict lookup beats testing them one by one
 
@@ -42,10 +43,14 @@ class Undecidable(Exception):
 
 
 def _match_fn(ext, data, key: tuple, family: Family) -> Callable:
+    """The match's test; one that is not classwise here (semantics/classes.py) says so in env.classwise."""
     name = ext.name
+    classwise = cuts("match", name, data, family) is not None
 
     def holds(p, env) -> bool:
         env.key = key
+        if not classwise:
+            env.classwise = False
         got = ext.holds(data, p, env)
         if got is None:
             raise Undecidable(f"match `{name}` is not modelled for this packet", key[:3])
@@ -54,7 +59,11 @@ def _match_fn(ext, data, key: tuple, family: Family) -> Callable:
 
 
 def _target_fn(ext, data, where: tuple) -> Callable:
+    classwise = ext.classwise
+
     def act(p, env):
+        if not classwise:
+            env.classwise = False
         verdict = ext.act(data, p, env)
         if verdict == "UNKNOWN":
             raise Undecidable(f"target {ext.name} is not modelled", where)

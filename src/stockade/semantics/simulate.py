@@ -68,6 +68,7 @@ class Env:
     result: Result | None = None  # this packet's Result: -m connlimit reads earlier packets' verdicts
     orig: Packet | None = None  # the packet as conntrack first saw it; NAT rewrites env.pkt only
     forced: dict = field(default_factory=dict)  # stand-in match (compile key) -> the outcome being tried
+    classwise: bool = True  # False once the walk meets a test or target not classwise (semantics/classes.py)
 
     def __post_init__(self) -> None:
         if self.orig is None:
@@ -84,6 +85,7 @@ class Result:
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
     undecided: tuple | None = None  # the stand-in match that left the verdict open (compile key)
+    classwise: bool = True  # False: the answer names the packet (a martian source), so its class does not share it
 
     def to_json(self) -> dict:
         out = {"verdict": self.verdict, "ctstate": self.ctstate, "matched": self.matched,
@@ -106,7 +108,7 @@ def dropped_on_arrival(pkt: Packet, conntrack: bool, res: Result) -> bool:
     """Whether the kernel drops the packet before the first hook (res says why): an IPv6 martian source,
     or a fragment nf_defrag holds when conntrack is in use."""
     if (why := _martian(pkt, early=True)) is not None:
-        res.verdict, res.reason = "DROP", why
+        res.verdict, res.reason, res.classwise = "DROP", why, False
         return True
     if conntrack and pkt.fragment and pkt.state is None:
         res.verdict, res.reason = "DROP", ("fragment held for reassembly by nf_defrag (conntrack is in use): "
@@ -120,7 +122,7 @@ def dropped_by_routing(env: Env, res: Result) -> bool:
     forwarding lowers env.pkt's TTL."""
     pkt = env.pkt
     if (why := _martian(pkt, early=False)) is not None:
-        res.verdict, res.reason = "DROP", why
+        res.verdict, res.reason, res.classwise = "DROP", why, False
         return True
     if pkt.family is Family.IPV4 and pkt.hook == "INPUT" and pkt.fragment and pkt.state is None:
         res.verdict, res.reason = "DROP", ("IPv4 fragments are reassembled before INPUT "
@@ -237,6 +239,7 @@ class Simulator:
         self.entries: dict[tuple, tuple[dict, dict]] = {}  # a rule's matched and trace entries, shared: read-only
         self.paths: dict[str, list] = {}  # per hook, its steps compiled, on first use
         self.steps: dict[tuple[str, str], _Step] = {}
+        self.classwise = True  # whether every run of the last packet was classwise: its class shares its answer
 
     def _path(self, hook: str) -> list:
         """The steps of a hook's path whose table and chain exist (a missing one has no effect on a packet),
@@ -250,6 +253,7 @@ class Simulator:
         """The packet's fate. A rule stockade could not read (extensions.opaque.Unread) leaves it UNKNOWN
         only if it matters: when the packet gets the same verdict whether the rule's unknown match holds
         or not, that verdict stands, with a note naming the rule."""
+        self.classwise = True
         if not self._stand_ins():
             return self._run(pkt, {}, self.memory)
         journal = Journal(self.memory)
@@ -288,8 +292,15 @@ class Simulator:
         env = Env(pkt, pkt.state, memory, mark=pkt.mark, ctmark=pkt.arrival_ctmark, sets=self.rs.sets,
                   notes=res.notes, forced=forced)  # what targets report (LOG lines, NAT rewrites) lands in the result
         env.ruleset, env.result = self.rs, res
+        self._hooks(pkt, env, res)
+        if not (env.classwise and res.classwise):
+            self.classwise = False
+        return res
+
+    def _hooks(self, pkt: Packet, env: Env, res: Result) -> None:
+        """The packet through each step of its hook's path, into res."""
         if dropped_on_arrival(pkt, self.conntrack, res):
-            return res
+            return
         for step in self.paths.get(pkt.hook) or self._path(pkt.hook):
             if step is CT:
                 if self.conntrack and env.ctstate is None:
@@ -298,7 +309,7 @@ class Simulator:
                 continue
             if step is ROUTE:
                 if dropped_by_routing(env, res):
-                    return res
+                    return
                 continue
             if step.nat and env.ctstate != "NEW":
                 continue  # nat sees only the first packet of a connection that conntrack tracks
@@ -306,9 +317,8 @@ class Simulator:
             if verdict is not None and verdict != "ACCEPT":
                 res.verdict = verdict
                 res.ctstate = env.ctstate
-                return res
+                return
         res.ctstate = env.ctstate
-        return res
 
     def hook(self, table: str, chain: str, env: Env, res: Result) -> str | None:
         """Walk a built-in chain for a simulator composing hooks (semantics/nft.py); None if absent."""
