@@ -138,8 +138,9 @@ NEW = ("a new connection meets, one rule each, the checks it can fail (bans, blo
        "networks, bogons, the SYN-flood limit) and the allow lines of its protocol before its own (000: 2, 001: 4, "
        "004: 2); the allow lines stay separate rules so that counters and logs stay per policy line, and iptables "
        "has no verdict map to dispatch on the port; 001 also meets its FTP helper rule, as below")
-HELPER = ("the FTP helper is attached before filter (iptables: CT in raw PREROUTING, the only table CT works in; "
-          "nft: a chain just after conntrack), so that rule is evaluated for every packet")
+HELPER = ("iptables attaches the FTP helper with CT in raw PREROUTING, the only table CT works in (iptables-restore "
+          "refuses it elsewhere) and before conntrack's INPUT accept can run, so every packet, established ones "
+          "included, meets that rule; nft attaches it in filter INPUT after the established rule")
 OVER = {
     **{(b, "000-dns.toml", "new allowed"): (8, NEW) for b in ("iptables", "nftables")},
     **{(b, "001-dev-web.toml", "new allowed"): (9, NEW) for b in ("iptables", "nftables")},
@@ -148,7 +149,7 @@ OVER = {
     **{(b, "000-dns.toml", "blocked source"): (4, "a blocklisted network: the blocklist's addresses and networks "
                                                   "are two sets, each looked up by its own rule")
        for b in ("iptables", "nftables")},
-    **{(b, "001-dev-web.toml", "established"): (2, HELPER) for b in ("iptables", "nftables")},
+    ("iptables", "001-dev-web.toml", "established"): (2, HELPER),
     ("nftables", "004-vps.toml", "established"): (2, "bans: the established accept leaves out banned sources, and "
                                                     "an nft rule tests one family's addresses, so in the inet table "
                                                     "IPv6 packets meet IPv4's established rule first"),

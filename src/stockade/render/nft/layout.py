@@ -11,7 +11,13 @@ family gets its own base chain whose first rule accepts the other family's packe
 iptables and ip6tables hooks each see only their own packets.
 
 A built-in raw chain that only attaches conntrack helpers moves to just after conntrack
-(priority -199), the earliest nft can attach one; its rules could not act at -300.
+(priority -199), the earliest nft can attach one; its rules could not act at -300. Raw PREROUTING's
+helper rules go further, into filter INPUT just after its first rule, where every family's INPUT
+begins by accepting established and related packets and FORWARD drops everything (a policy's
+layout): every packet that still needs a helper (a new connection's, not yet confirmed, which
+conntrack confirms only once INPUT has passed it) meets them there, an established one does not,
+so it pays one rule, not two (issue 15 item 7). What the move changes: a RELATED connection's
+first packet (an FTP data connection) gets no helper of the raw rules, as it is accepted first.
 
 User chains are reached only through their own family's rules and need no guard. Names
 (of user chains and ipsets) are kept where nft can read them and they are unique, else
@@ -21,7 +27,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ...model import BUILTIN_CHAINS, TABLES, Chain, Family, Ruleset
+from ...extensions.conntrack import Conntrack
+from ...model import BUILTIN_CHAINS, TABLES, Chain, Family, Rule, Ruleset
 from .core import IDENT, Ctx, Decls, NftError, NftRule, Part, identifier
 from .optimise import optimise
 from .sets import declare_ipset
@@ -70,6 +77,7 @@ class _Layout:
         if clash:
             raise NftError(f"user chain {clash.pop()} would collide with a base chain of the nft table")
         self.decls = Decls(taken=set(self.ipsets.values()))
+        self.helpers_in_input = _helpers_into_input(self.rulesets)
 
     def ctx(self, family: Family, tname: str, cname: str, helpers: bool = False) -> Ctx:
         return Ctx(family, "inet", tname, cname,
@@ -83,6 +91,8 @@ class _Layout:
         return optimise([translate_rule(r, ctx) for r in chain.rules])
 
     def base_chains(self, tname: str, cname: str) -> list[str]:
+        if self.helpers_in_input and (tname, cname) == ("raw", "PREROUTING"):
+            return []  # its rules are filter INPUT's second ones
         used = {f: rs.tables[tname].chains[cname] for f, rs in self.rulesets.items()
                 if tname in rs.tables and _used(rs.tables[tname].chains.get(cname))}
         if not used:
@@ -90,6 +100,11 @@ class _Layout:
         policy = {f: used[f].policy if f in used else "ACCEPT" for f in Family}
         specs = {f: _spec(tname, cname, c) for f, c in used.items()}
         rules = {f: self.rules(f, tname, c) for f, c in used.items()}
+        if self.helpers_in_input and (tname, cname) == ("filter", "INPUT"):
+            for f, rs in self.rulesets.items():
+                raw = rs.tables["raw"].chains["PREROUTING"] if "raw" in rs.tables else None
+                if _used(raw):
+                    rules[f][1:1] = self.rules(f, "raw", raw)
         if len(set(policy.values())) == 1 and len(set(specs.values())) == 1:
             spec = next(iter(specs.values()))
             return _chain_text(f"{tname}_{cname}", (*spec, policy[Family.IPV4]), _merged(rules))
@@ -110,6 +125,35 @@ def _helpers_only(chain: Chain) -> bool:
     return chain.policy == "ACCEPT" and bool(chain.rules) and all(
         r.target is not None and r.target.name == "CT" and getattr(r.target.data, "helper", None)
         and not r.target.data.notrack for r in chain.rules)
+
+
+def _helpers_into_input(rulesets: dict[Family, Ruleset]) -> bool:
+    """Whether raw PREROUTING's helper rules can run in filter INPUT after its first rule: some family
+    has them, raw PREROUTING does nothing else in any family, and in each family FORWARD accepts
+    nothing (a forwarded connection is never confirmed, so needs no helper) and INPUT's first rule
+    accepts only ESTABLISHED or RELATED packets, and reads nothing a helper changes."""
+    raw = [rs.tables["raw"].chains.get("PREROUTING") for rs in rulesets.values() if "raw" in rs.tables]
+    if not any(map(_used, raw)) or not all(_helpers_only(c) for c in raw if _used(c)):
+        return False
+    for rs in rulesets.values():
+        filter_ = rs.tables.get("filter")
+        if filter_ is None:
+            return False
+        forward, input_ = filter_.chains["FORWARD"], filter_.chains["INPUT"]
+        if forward.policy != "DROP" or forward.rules or not input_.rules or not _established(input_.rules[0]):
+            return False
+    return True
+
+
+def _established(rule: Rule) -> bool:
+    """An ACCEPT of only ESTABLISHED or RELATED packets (by -m conntrack --ctstate or -m state), its other
+    matches set lookups and comments."""
+    states = [m.data.state if m.name == "conntrack" else m.data for m in rule.matches
+              if m.name in ("conntrack", "state")]
+    return (rule.target is not None and rule.target.name == "ACCEPT" and not rule.target.goto and bool(states)
+            and all(m.name in ("conntrack", "state", "set", "comment") for m in rule.matches)
+            and all(m.name != "conntrack" or m.data == Conntrack(state=m.data.state) for m in rule.matches)
+            and any(s is not None and not s.invert and s.names <= {"ESTABLISHED", "RELATED"} for s in states))
 
 
 def _spec(tname: str, cname: str, chain: Chain) -> tuple[str, str, str]:
