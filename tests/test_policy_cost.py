@@ -137,17 +137,22 @@ def test_cost_does_not_depend_on_service_count(tmp_path):
 NEW = ("a new connection meets, one rule each, the checks it can fail (bans, blocklist addresses, blocklist "
        "networks, bogons, the SYN-flood limit) and the allow lines of its protocol before its own (000: 2, 001: 4, "
        "004: 2); the allow lines stay separate rules so that counters and logs stay per policy line, and iptables "
-       "has no verdict map to dispatch on the port; 001 also meets its FTP helper rule, as below")
-HELPER = ("iptables attaches the FTP helper with CT in raw PREROUTING, the only table CT works in (iptables-restore "
-          "refuses it elsewhere) and before conntrack's INPUT accept can run, so every packet, established ones "
-          "included, meets that rule; nft attaches it in filter INPUT after the established rule")
+       "has no verdict map to dispatch on the port; 001 also meets its FTP helper rule (iptables: in raw, as "
+       "below; nft: INPUT's second rule, which every packet but an established one meets)")
+HELPER = ("iptables attaches the FTP helper only with CT in raw PREROUTING: the kernel refuses CT in any other table "
+          "(filter, mangle: EINVAL, iptables-nft and legacy alike) and assigns no helper by port by itself (no "
+          "nf_conntrack_helper sysctl), and raw runs before conntrack, so no rule there can skip established "
+          "packets; nft attaches it in filter INPUT after the established rule (render/nft/layout.py)")
 OVER = {
     **{(b, "000-dns.toml", "new allowed"): (8, NEW) for b in ("iptables", "nftables")},
     **{(b, "001-dev-web.toml", "new allowed"): (9, NEW) for b in ("iptables", "nftables")},
     ("iptables", "004-vps.toml", "new allowed"): (7, NEW),
     ("nftables", "004-vps.toml", "new allowed"): (8, NEW + "; nftables: +1 for IPv6, as below"),
     **{(b, "000-dns.toml", "blocked source"): (4, "a blocklisted network: the blocklist's addresses and networks "
-                                                  "are two sets, each looked up by its own rule")
+                                                  "are two sets (nft keeps addresses in a hash set and only "
+                                                  "networks in an interval set, which loads several times slower "
+                                                  "per entry), each looked up by its own rule: an nft rule cannot "
+                                                  "test one set or another")
        for b in ("iptables", "nftables")},
     ("iptables", "001-dev-web.toml", "established"): (2, HELPER),
     ("nftables", "004-vps.toml", "established"): (2, "bans: the established accept leaves out banned sources, and "
