@@ -135,10 +135,10 @@ def test_cost_does_not_depend_on_service_count(tmp_path):
 
 # Where a figure is over the limit, and why (backend, example, kind): (figure measured, reason).
 NEW = ("a new connection meets, one rule each, the checks it can fail that are not gated at INPUT (bogons, the "
-       "SYN-flood limit) and the allow lines of its protocol before its own (001: 4); the allow lines stay separate "
-       "rules so that counters and logs stay per policy line, and iptables has no verdict map to dispatch on the "
-       "port; 001 also meets its FTP helper rule (iptables: in raw, as below; nft: INPUT's second rule, which "
-       "every packet but an established one meets)")
+       "SYN-flood limit) and the allow lines of its protocol before its own (000: 1, 001: 4, 004: 1); the allow "
+       "lines stay separate rules so that counters and logs stay per policy line, and iptables has no verdict map "
+       "to dispatch on the port; 001 also meets its FTP helper rule (iptables: in raw, as below; nft: INPUT's "
+       "second rule, which every packet but an established one meets)")
 NFT_GATE = ("; nftables: a source check at INPUT (ban or blocklist sets, a family's own addresses) is a verdict map on "
             "meta nfproto to a one-rule gate chain of that family, so it costs one rule more than on iptables")
 HELPER = ("iptables attaches the FTP helper only with CT in raw PREROUTING: the kernel refuses CT in any other table "
