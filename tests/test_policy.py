@@ -116,3 +116,34 @@ def test_an_allow_line_of_many_ports_compiles_for_both_back_ends(tmp_path):
     notes = [n for rs in compiled.rulesets.values() for n in re.findall(r'--comment "([^"]*)"', render_save(rs))]
     assert any(n.startswith("p.toml:1 allow 10001/tcp+") and n.endswith("...") for n in notes)
     assert all(len(n.encode()) <= 128 for n in notes)
+
+
+def test_a_new_connection_from_a_banned_or_blocklisted_source_is_dropped_at_input_by_its_line(tmp_path):
+    """INPUT jumps to stk-syn/stk-udp only from sources in no ban or blocklist set; right after each jump,
+    a banned source is dropped by the ban line's rule and what is left (the blocklist's addresses and
+    networks) by the blocklist line's, before any of stk-syn's rules; a clean source goes on."""
+    from stockade.model.packet import from_json
+    from stockade.semantics.explain import Explainer
+
+    (tmp_path / "bad.txt").write_text("203.0.113.66\n203.0.113.128/25\n")
+    path = tmp_path / "p.toml"
+    path.write_text('[server]\ninterfaces = ["eth0"]\n\n[groups]\nbad = { file = "bad.txt" }\n\n[bans]\n'
+                    'timeout = 60\n\n[blocklist]\ninbound = ["bad"]\n\n[[allow]]\nservice = "ssh"\n')
+    cp = compile_policy(path)
+    cp.rulesets[Family.IPV4].sets["stk-bans4"].members.append("198.51.100.99")
+    run = Explainer(cp.rulesets).run
+    chain = cp.rulesets[Family.IPV4].tables["filter"].chains["INPUT"].rules
+    for src, verdict, line in (("198.51.100.99", "DROP", "p.toml:7"), ("203.0.113.66", "DROP", "p.toml:11"),
+                               ("203.0.113.200", "DROP", "p.toml:11"), ("198.51.100.1", "ACCEPT", None)):
+        for proto in ("tcp", "udp"):
+            spec = {"hook": "INPUT", "iif": "eth0", "dst": "192.0.2.10", "src": src, "proto": proto, "dport": 22,
+                    **({"tcp_flags": ["SYN"]} if proto == "tcp" else {})}
+            res = run(from_json(spec))
+            last = res.matched[-1]
+            if line is None:
+                assert last["chain"] != "INPUT", (src, proto, res.to_json())
+                continue
+            assert res.verdict == verdict and last["chain"] == "INPUT", (src, proto, res.to_json())
+            assert chain[last["rule"] - 1].origin.tag == line, (src, proto)
+    assert run(from_json({"hook": "INPUT", "iif": "eth0", "dst": "192.0.2.10", "src": "198.51.100.1", "proto": "tcp",
+                          "dport": 22, "tcp_flags": ["SYN"]})).verdict == "ACCEPT"

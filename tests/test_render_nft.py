@@ -223,14 +223,14 @@ def test_shared_chain_guards_only_rules_that_need_it():
     v4 = ("*filter\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -s 10.0.0.0/8 -j DROP\n"
           "-A INPUT -m limit --limit 1/s -m iprange --src-range 10.0.0.1-10.0.0.2 -j ACCEPT\n-A INPUT -p icmp --icmp-type 8 -j ACCEPT\nCOMMIT\n")
     v6 = "*filter\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -p ipv6-icmp --icmpv6-type 128 -j ACCEPT\nCOMMIT\n"
-    # the n-th rules of the families side by side, one rule where they are the same: no packet meets the
-    # other family's rules
+    # the families' rules aligned, one rule where they are the same, the rest each family's own in its
+    # order, IPv4's first: no packet meets the other family's rules where it need not
     assert chain_body(render_nft(rulesets(v4, v6)), "filter_INPUT")[1:] == [
         "tcp dport 22 counter accept",
         "ip saddr 10.0.0.0/8 counter drop",
-        "icmpv6 type echo-request counter accept",
         "meta nfproto ipv4 limit rate 1/second burst 5 packets ip saddr 10.0.0.1-10.0.0.2 counter accept",
         "icmp type echo-request counter accept",
+        "icmpv6 type echo-request counter accept",
     ]
     # a rate limit is state of its rule: the same limit in both families stays two rules
     limited = "*filter\n-A INPUT -m limit --limit 1/s -j ACCEPT\nCOMMIT\n"
@@ -437,3 +437,25 @@ def test_optimiser_is_equivalent(rules):
             for n in range(4):
                 facts = {p.text for i, p in enumerate(OTHERS) if n >> i & 1}
                 assert run(merged, proto, port, facts) == run(rules, proto, port, facts)
+
+
+def test_a_jump_after_tests_of_the_familys_own_goes_through_a_gate_chain(tmp_path):
+    """A policy's INPUT jumps to stk-syn only from sources in no blocklist set (policy/compile.py): IPv4's
+    rule tests IPv4 sets, IPv6's none. One rule with a verdict map on `meta nfproto`, counting nothing,
+    sends IPv4 to a gate chain holding IPv4's tests (counted, with the rule's comment) and IPv6 straight
+    to its chain; the drop of what the gate kept out is IPv4's alone."""
+    from stockade.policy.compile import compile_policy
+
+    (tmp_path / "bad.txt").write_text("203.0.113.66\n203.0.113.128/25\n")
+    policy = tmp_path / "p.toml"
+    policy.write_text('[server]\ninterfaces = ["eth0"]\n\n[groups]\nbad = { file = "bad.txt" }\n\n'
+                      '[blocklist]\ninbound = ["bad"]\n\n[[allow]]\nservice = "ssh"\n')
+    text = render_nft(compile_policy(policy).rulesets)
+    syn = 'iifname != "lo" tcp flags syn / fin,syn,rst,ack ct state new'
+    body = chain_body(text, "filter_INPUT")
+    assert body[2] == f'{syn} meta nfproto vmap {{ ipv4 : jump ip_gate1, ipv6 : jump ip6_stk-syn }} ' \
+                      'comment "p.toml:1 new syn connections"'
+    assert body[3] == f'meta nfproto ipv4 {syn} counter drop comment "p.toml:8 blocklist bad"'
+    assert chain_body(text, "ip_gate1") == [
+        'ip saddr != @ip_stk-bad-ip4 ip saddr != @ip_stk-bad-net4 counter jump ip_stk-syn '
+        'comment "p.toml:1 new syn connections"']

@@ -8,16 +8,19 @@ comes from, and a `-m comment` says so in the output.
 Layout of the filter table (per family), ordered so that a packet meets few rules (issue 15 item 7:
 tests/test_policy_cost.py counts them):
   INPUT (policy DROP): established/related ACCEPT first (a banned source excepted, so a ban still cuts
-  open connections); a new TCP SYN or UDP packet not on loopback to stk-syn / stk-udp (FAST); anything
-  else to stk-in.
+  open connections); a new TCP SYN or UDP packet not on loopback whose source is in none of the source
+  checks' sets (bans, each inbound blocklist group's addresses and networks: `_source_checks`, negated
+  lookups in the jump rule itself) to stk-syn / stk-udp (FAST), and right after each such jump the
+  DROP of what it kept out (the last check's rule needs no lookup: only its members are left), so a
+  blocked source costs three rules however many sets it is checked against; anything else to stk-in.
   stk-in: the ban sets ([bans], filled at run time: kernel/bans.py), loopback, invalid and
   malformed packets, inbound blocklist (a set lookup for its addresses, one for its
   networks), bogon sources on public interfaces, per-source SYN-flood limit, ICMP, services, admin
   groups (after the services, which all accept: a packet both allow is accepted either way, and a
   service's own connections meet one rule less), then stk-drop (DROP or REJECT).
-  stk-syn, stk-udp: stk-in's rules such a packet can meet, in stk-in's order (bans, blocklist, bogons,
-  the SYN-flood limit for TCP, that protocol's services, admin groups, closed), so they decide exactly
-  as stk-in would. When drops are logged, each policy line that drops jumps to stk-log-ID first
+  stk-syn, stk-udp: stk-in's rules such a packet can meet past the source checks, in stk-in's order
+  (bogons, the SYN-flood limit for TCP, that protocol's services, admin groups, closed), so they decide
+  exactly as stk-in would. When drops are logged, each policy line that drops jumps to stk-log-ID first
   (rate-limited LOG, or NFLOG to `[log] group` with `target = "nflog"`, whose prefix ends in the line's
   rule id, then stk-drop), so a kernel log line or an NFLOG message names the policy line that dropped
   the packet.
@@ -291,13 +294,17 @@ class Compiler:
         banned = ["-m", "set", "!", "--match-set", ban_set(f), "src"] if p.bans is not None else []
         self.add(f, "filter", "INPUT", ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *banned, "-j", "ACCEPT"],
                  o("server"), "established")
+        checks = self._source_checks(f)
+        guard = [w for sets, _, _ in checks for s in sets for w in ("-m", "set", "!", "--match-set", s, "src")]
         for chain, match in FAST.items():
-            self.add(f, "filter", "INPUT", [*match, "-j", chain], o("server"), f"new {chain[4:]} connections")
+            self.add(f, "filter", "INPUT", [*match, *guard, "-j", chain], o("server"), f"new {chain[4:]} connections")
+            for n, (sets, origin, note) in enumerate(checks):  # what the guard kept out: in some check's set
+                last = n == len(checks) - 1
+                for m in [[]] if last else [["-m", "set", "--match-set", s, "src"] for s in sets]:
+                    self.add(f, "filter", "INPUT", [*match, *m, "-j", "DROP"], origin, note)
         self.add(f, "filter", "INPUT", ["-j", "stk-in"], o("server"), "stockade")
         if p.bans is not None:
-            add.fast = True
             add(["-m", "set", "--match-set", ban_set(f), "src", "-j", "DROP"], o("bans"), "banned")
-            add.fast = False
         add(["-i", "lo", "-j", "ACCEPT"], o("server"), "loopback")
         pr = p.protect
         if pr.null:
@@ -313,10 +320,10 @@ class Compiler:
             add(["-p", "tcp", "!", "--syn", "-m", "conntrack", "--ctstate", "NEW",
                  *self.drop(f, o("protect", "new_without_syn"), "new without SYN")],
                 o("protect", "new_without_syn"), "new without SYN")
-        add.fast = True  # from here on, what a new TCP SYN or UDP packet can meet
-        for g in p.blocklist.inbound:
+        for g in p.blocklist.inbound:  # a new SYN or UDP packet met these in INPUT (checks)
             for m in self.source_sets(f, [g], ("blocklist", "inbound")) or []:
                 add(m + ["-j", "DROP"], o("blocklist", "inbound"), f"blocklist {g}")
+        add.fast = True  # from here on, what a new TCP SYN or UDP packet can meet
         if pr.bogons:
             for iface in p.server.interfaces:
                 bogons = self.set_name("bogons", f, "net")
@@ -337,6 +344,15 @@ class Compiler:
                 add(m + ["-j", "ACCEPT"], o("admin"), f"admin {g}")
         self._drop_chain(f)
         add(self.drop(f, o("defaults", "closed"), "closed"), o("defaults", "closed"), f"closed: {p.defaults.closed}")
+
+    def _source_checks(self, f: Family) -> list[tuple[list[str], Origin, str]]:
+        """The checks that drop a new connection by its source alone, in stk-in's order: the ban set, then
+        each inbound blocklist group's sets, as (set names, policy line, note)."""
+        out = [([ban_set(f)], self.origin("bans"), "banned")] if self.p.bans is not None else []
+        for g in self.p.blocklist.inbound:
+            sets = [m[3] for m in self.source_sets(f, [g], ("blocklist", "inbound")) or []]
+            out += [(sets, self.origin("blocklist", "inbound"), f"blocklist {g}")] if sets else []
+        return out
 
     def _icmp_in(self, f: Family, add) -> None:
         ic, o = self.p.icmp, self.origin
