@@ -266,10 +266,11 @@ class Space:
         groups["other"] = iv_sub(((0, 65535),), used)
         return groups
 
-    def start_boxes(self, hook: str) -> list[dict]:
+    def start_boxes(self, hook: str, by_kind: bool | None = None) -> list[dict]:
         """The classes to refine for a hook: interfaces as the hook sees them, martian sources
         apart (the kernel drops them whatever the rules say), ICMP split by what conntrack makes
-        of each type, and only plausible (kind, type) pairs."""
+        of each type, and only plausible (kind, type) pairs. `by_kind` (default: whether any nat
+        rule is in the rulesets) keeps each packet kind apart."""
         u = dict(self.universe)
         none, devices = ((0, 0),), ((1, len(self.ifaces) - 1),)
         lo = ((self.ifaces.index("lo"),) * 2,)
@@ -286,7 +287,7 @@ class Space:
             kinds = [i for i, k in enumerate(KINDS) if group in PLAUSIBLE[k.label]]
             if types and kinds:
                 boxes.append(dict(u, **{KIND: norm([(i, i) for i in kinds]), PROTO: ((ip, ip),), ICMP: types}))
-        if self.other_tables:  # nat sees NEW packets only: keep kinds apart from the start
+        if self.other_tables if by_kind is None else by_kind:  # nat sees NEW packets only: kinds apart
             boxes = [dict(b, **{KIND: ((i, i),)}) for b in boxes for lo_, hi_ in b[KIND] for i in range(lo_, hi_ + 1)]
         martian = self.martians(hook)
         if hook != "OUTPUT":  # on lo any source; elsewhere martian sources never reach a filter chain

@@ -250,13 +250,15 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
         space = spaces[fam] = Space(fam, [rs_old, rs_new])
         alike = _same_other_tables(rs_old, rs_new)
         sims = Simulator(rs_old), Simulator(rs_new)
+        nat_first = any(c.rules for rs in (rs_old, rs_new) if "nat" in rs.tables
+                        for name, c in rs.tables["nat"].chains.items() if name != "POSTROUTING")
         for hook in hooks:
             if progress:
                 progress(f"IPv{int(fam)} {hook}")
             lists = [hook_entries(rs, hook, space) for rs in (rs_old, rs_new)]
             policies = [_policy(rs, hook) for rs in (rs_old, rs_new)]
             found = []
-            for box, eo, en, same in _classes(space, hook, lists, alike and not keep):
+            for box, eo, en, same in _classes(space, hook, lists, alike and not keep, nat_first):
                 classes += 1
                 if not same:
                     pkt = space.packet(box, hook)
@@ -271,7 +273,8 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
     return Diff(changes, classes, families, time.monotonic() - started, unchanged, spaces)
 
 
-def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool) -> Iterator[tuple]:
+def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool,
+             nat_first: bool = True) -> Iterator[tuple]:
     """(class, old entries, new entries, whether both sides walk it alike) for every class of the hook.
 
     `aligned` (the other tables are the same on both sides, and unchanged classes are not wanted),
@@ -279,12 +282,14 @@ def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool) -
     rule: few interface pairs can differ): the classes of `walks` over the two lists aligned, in
     each pair of interfaces. Otherwise, or where walks would cut a pair's box too finely (an entry
     every path meets), cells.refine's classes (every list constant on each, cut no further once
-    each side has one verdict or both walk it alike)."""
+    each side has one verdict or both walk it alike). Packet kinds are kept apart from the start
+    only if a nat rule sees packets before filter does (`nat_first`: nat sees a flow's first packet
+    only); a nat table with rules in POSTROUTING alone changes nothing filter sees."""
     items = align(*lists) if aligned else []
     if aligned and all(IIF in (it.old or it.new).cons.dims or OIF in (it.old or it.new).cons.dims
                        for it in items if it.old is None or it.new is None):
         ifaces = {id(it): _ifaces_only((it.old or it.new).cons) for it in items}
-        starts = space.start_boxes(hook)
+        starts = space.start_boxes(hook, nat_first)
         whole = dict(starts[0], **{d: norm([iv for b in starts for iv in b[d]]) for d in (IIF, OIF)})
         # interfaces first (once for all start boxes): a part then concerns few entries
         by_iface = list(refine(space, whole, [items], lambda it: ifaces[id(it)]))
@@ -301,7 +306,7 @@ def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool) -
                 for box, eo, en, same in got:
                     yield box, list(eo), list(en), same
         return
-    for start in space.start_boxes(hook):
+    for start in space.start_boxes(hook, nat_first):
         for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
             yield box, eo, en, aligned and same_walk([eo, en], lambda e: e.cons)
 
