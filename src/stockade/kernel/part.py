@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .backend import TABLE
 
 if TYPE_CHECKING:  # the detached worker never compiles: it starts faster without the compiler
+    from ..model import IPSet
     from ..policy.compile import CompiledPolicy
 
 HOOK_COMMENT = "stockade"
@@ -221,7 +222,6 @@ def desired(c: CompiledPolicy, backend: str, docker: dict[int, bool]) -> OwnedPa
     connection's original destination (the published port), so the policy can only drop what Docker
     forwards, and Docker's own chains still decide what is published."""
     from ..model import Family
-    from ..render.ipset import render_ipsets
     from ..render.save import render_save
 
     if backend == "nftables":
@@ -247,8 +247,24 @@ def desired(c: CompiledPolicy, backend: str, docker: dict[int, bool]) -> OwnedPa
         if docker.get(int(family)):
             _docker(tables["filter"], c.policy.server.interfaces)
         text[str(int(family))] = owned_text(tables)
-    text["sets"] = own_ipsets(render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]]).replace(" -exist", ""))
+    text["sets"] = ipset_part([*c.rulesets[Family.IPV4].sets.values(), *c.rulesets[Family.IPV6].sets.values()])
     return OwnedPart(backend, text)
+
+
+def ipset_part(sets: Iterable[IPSet]) -> str:
+    """Compiled sets as own_ipsets writes a live part's (creates, then adds, each sorted; a timed set's
+    members are state), made from the model: a million members are sorted as members, one block per set,
+    not rendered as lines to be split, renamed and sorted again. Lines sort as their sets, then members:
+    a name followed by its space sorts before any longer name."""
+    creates, members = [], {}
+    for s in sets:
+        if not s.name.startswith("stk-"):
+            continue
+        creates.append(logical(" ".join(["create", s.name, s.type, *s.options])))
+        if not re.search(r" timeout \d+", creates[-1].split(" ", 2)[2]):
+            members.setdefault(logical(s.name), set()).update(s.members)
+    adds = [f"add {n} " + f"\nadd {n} ".join(sorted(m)) for n, m in sorted(members.items()) if m]
+    return "\n".join(sorted(creates) + adds) + ("\n" if creates else "")
 
 
 def _compiled_hook(line: str) -> bool:
