@@ -9,7 +9,8 @@ is not reloaded for a few thousand changed members.
 
 iptables: three steps; the first changes nothing packets meet.
  1. The target's sets are created under a generation's names the live rules do not use (`stk-x-b`
-    while they use `stk-x-a`) and filled with `ipset restore`: the live rules do not see them yet.
+    while they use `stk-x-a`) and filled with `ipset restore`, large sets by one process each at once
+    (`_restore_sets`): the live rules do not see them yet.
     (A swap of a temporary set into the live name would change what the *old* rules match before
     the rules themselves change; new names avoid that mixed state.)
  2. `iptables-restore --noflush` for IPv4: only stockade's chains (declared, so flushed, and
@@ -127,7 +128,8 @@ _GROUP_SET = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elemen
 
 
 # A group hash set's `size` (twice its members when rendered, as ipset's maxelem): room, not membership.
-_SIZE = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?\bsize )(\d+)")
+# It comes before the elements: the search stops at their `=`, not at the end of a million of them.
+_SIZE = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}=]*?\bsize )(\d+)")
 
 
 def nft_shape(text: str) -> str:
