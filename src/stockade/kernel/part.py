@@ -198,6 +198,11 @@ def own_ipsets(save_text: str, used: str | None = None) -> str:
     rules), only the sets those rules match on (a set named `stk-` by someone else is not stockade's).
     The members of a set with timeouts (the ban sets, kernel/bans.py) are state, not part of the part."""
     names = None if used is None else set(re.findall(r"--match-set (stk-\S+)", logical(used)))
+    creates, adds = _by_set(save_text, names) or _by_line(save_text, names)
+    return "\n".join(sorted(creates) + sorted(set(adds))) + ("\n" if creates else "")
+
+
+def _by_line(save_text: str, names: set[str] | None) -> tuple[list[str], list[str]]:
     timed = set(re.findall(r"^create (stk-\S+) .* timeout \d+", save_text, re.MULTILINE))
     creates, adds = [], []
     for line in save_text.splitlines():
@@ -206,7 +211,40 @@ def own_ipsets(save_text: str, used: str | None = None) -> str:
             if words[0] != "create" and words[1] in timed:
                 continue
             (creates if words[0] == "create" else adds).append(logical(line.strip()))
-    return "\n".join(sorted(creates) + sorted(set(adds))) + ("\n" if creates else "")  # a list may repeat a member
+    return creates, adds
+
+
+# What ipset save never prints and str.split reads as _by_set does not: blank lines, spaces other than one
+# between words, any other (ASCII) whitespace.
+_ODD_SPACE = (" \n", "\n\n", "\n ", "  ", "\t", "\r", "\f", "\v", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _by_set(save_text: str, names: set[str] | None) -> tuple[list[str], list[str]] | None:
+    """_by_line's answer, a set at a time, when the text is as `ipset save` prints it: each set's create,
+    then its adds (a million of them renamed by one replace, not split and renamed a line at a time);
+    None for any other shape."""
+    text = save_text.rstrip("\n")
+    if not text.isascii() or any(odd in text for odd in _ODD_SPACE) or text.startswith(" ") or text.endswith(" "):
+        return None
+    pieces = ("\n" + text).split("\ncreate ")
+    if pieces[0]:
+        return None
+    sets = []
+    for piece in pieces[1:]:
+        head, _, body = piece.partition("\n")
+        name = head.split(" ", 1)[0]
+        prefix = f"\nadd {name} "
+        body = "\n" + body if body else ""
+        if body.count("\n") != body.count(prefix) or body.count("stk-") != body.count(prefix) * name.count("stk-"):
+            return None  # another set's lines among these, or a member that would be renamed too
+        if name.startswith("stk-") and (names is None or logical(name) in names):
+            sets.append((name, head, body))
+    timed = {name for name, head, _ in sets if re.match(r"\S+ .* timeout \d+", head)}
+    adds: list[str] = []
+    for name, _, body in sets:
+        if body and name not in timed:
+            adds += body.replace(f"\nadd {name} ", f"\nadd {logical(name)} ").split("\n")[1:]
+    return [logical(f"create {head}") for _, head, _ in sets], adds
 
 
 def hook_line(table_chain: str, target: str) -> str:
