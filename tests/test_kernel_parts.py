@@ -227,3 +227,35 @@ def test_nft_canonical_patches_elements_as_nft_would_list_them():
         "\t\ttype ipv6_addr\n", "\t\ttype ipv6_addr\n\t\telements = { 2001:db8::1:0:0:2 }\n").replace(
         "\t\telements = { 198.51.100.0/25 }\n", ""))
     assert "\t\telements = { 192.0.2.200, 192.0.2.9, 203.0.113.5 }\n" in patched
+
+
+def test_ipset_texts_read_a_set_at_a_time_as_a_line_at_a_time():
+    """own_ipsets reads `ipset save` a set at a time (a million members renamed by one replace): on
+    texts in its shape and off it (odd spaces, another set's lines among a set's, two creates of one name,
+    members naming sets, ban sets), it answers as the line-by-line reading does."""
+    import random
+    import re
+
+    from stockade.kernel.part import _by_line, _by_set, own_ipsets
+    rng = random.Random(11)
+    names = ["stk-x-ip4", "stk-x-ip4-a", "stk-x-ip4-b", "stk-bans4-a", "other", "stk-y", "stk-y-c"]
+    odd = ["", " ", "\t", "\r", "\xa0", "  ", "del stk-x-ip4 1.1.1.1", "add stk-x-ip4", "create", "x"]
+    fast = 0
+    for _ in range(5000):
+        lines = []
+        for _ in range(rng.randint(0, 4)):
+            name = rng.choice(names)
+            opts = rng.choice(["hash:ip family inet hashsize 1024 maxelem 65536", "hash:ip timeout 600", "hash:net", ""])
+            lines.append(f"create {name} {opts}".rstrip())
+            lines += [f"add {rng.choice([name] * 6 + names)} {rng.choice(['1.2.3.4', '10.0.0.0/8', '1.2.3.4 timeout 30', 'stk-x-a'])}"
+                      for _ in range(rng.randint(0, 4))]
+        if rng.random() < .3 and lines:
+            i = rng.randrange(len(lines))
+            lines[i] = lines[i] + rng.choice(odd) if rng.random() < .5 else rng.choice(odd)
+        text = "\n".join(lines) + rng.choice(["", "\n", "\n\n"])
+        used = rng.choice([None, "-m set --match-set stk-x-ip4-b src", "--match-set stk-y src --match-set stk-bans4-a x"])
+        wanted = None if used is None else set(re.findall(r"--match-set (stk-\S+)", logical(used)))
+        creates, adds = _by_line(text, wanted)
+        assert own_ipsets(text, used) == "\n".join(sorted(creates) + sorted(set(adds))) + ("\n" if creates else "")
+        fast += _by_set(text, wanted) is not None
+    assert fast > 200  # the shape is common enough for the set-at-a-time reading to be tested

@@ -1,12 +1,15 @@
 """Transactions that fail part-way change nothing: a bad IPv6 part after IPv4 was committed (IPv4 is
-restored and the new sets destroyed), a bad set, a bad nft table; and a journal left by a killed
-transaction is undone by the next command that takes the lock."""
+restored and the new sets destroyed), a bad set, a bad set among those staged at once, a bad nft
+table; and a journal left by a killed transaction is undone by the next command that takes the lock."""
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 
 import pytest
 
+from stockade.kernel import transaction
 from stockade.kernel.host import Host, KernelError
 from stockade.kernel.live import read_part
 from stockade.kernel.part import OwnedPart, desired
@@ -37,6 +40,39 @@ def test_failing_second_family_restores_the_first(netns, tmp_path, backend):
     with pytest.raises(KernelError, match="ipset"):
         apply(host, read_part(host, backend), bad_set)
     assert full_text(netns, backend) == before and netns.run(["ipset", "save"]).stdout == sets
+
+
+@pytest.mark.parametrize("backend", ["iptables-nft", "iptables-legacy"])
+def test_sets_staged_at_once(netns, tmp_path, backend, monkeypatch):
+    """Every set loaded by its own `ipset restore`, all at once (as a million-member set is): the new sets
+    hold exactly the new members; one set the kernel refuses fails the whole stage, and the old rules
+    and sets stay as they were, the new generation's sets gone."""
+    monkeypatch.setattr(transaction, "STAGE_BYTES", 0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})  # one process per set, on any CI
+    restores = []
+    run = Host.run
+
+    def counted(self, argv, *args, **kwargs):
+        restores.extend([argv] if list(argv) == ["ipset", "restore"] else [])
+        return run(self, argv, *args, **kwargs)
+    monkeypatch.setattr(Host, "run", counted)
+    a, b = _parts(tmp_path, backend)
+    host = Host(netns.name)
+    apply(host, read_part(host, backend), a)
+    assert len(restores) == len(re.findall("^create ", a.text["sets"], re.MULTILINE)) == 4
+    assert _members(read_part(host, backend).text["sets"]) == _members(a.text["sets"])
+    before, sets = full_text(netns, backend), netns.run(["ipset", "save"]).stdout
+    bad = b.text["sets"].replace("\nadd stk-bogons-net6 ", "\nadd stk-bogons-net6 no-such-net\nadd stk-bogons-net6 ", 1)
+    restores.clear()
+    with pytest.raises(KernelError, match="ipset restore"):
+        apply(host, read_part(host, backend), OwnedPart(backend, {**b.text, "sets": bad}))
+    assert len(restores) == 3
+    assert full_text(netns, backend) == before and netns.run(["ipset", "save"]).stdout == sets
+
+
+def _members(sets: str) -> set[tuple[str, object]]:
+    """(set, member) of `add` lines, members as addresses (ipset spells ::ffff:0:0 its own way)."""
+    return {(w[1], ipaddress.ip_network(w[2])) for w in map(str.split, sets.splitlines()) if w[0] == "add"}
 
 
 def test_failing_nft_table_changes_nothing(netns, tmp_path):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from .backend import TABLE
 
 if TYPE_CHECKING:  # the detached worker never compiles: it starts faster without the compiler
+    from ..model import IPSet
     from ..policy.compile import CompiledPolicy
 
 HOOK_COMMENT = "stockade"
@@ -197,6 +198,11 @@ def own_ipsets(save_text: str, used: str | None = None) -> str:
     rules), only the sets those rules match on (a set named `stk-` by someone else is not stockade's).
     The members of a set with timeouts (the ban sets, kernel/bans.py) are state, not part of the part."""
     names = None if used is None else set(re.findall(r"--match-set (stk-\S+)", logical(used)))
+    creates, adds = _by_set(save_text, names) or _by_line(save_text, names)
+    return "\n".join(sorted(creates) + sorted(set(adds))) + ("\n" if creates else "")
+
+
+def _by_line(save_text: str, names: set[str] | None) -> tuple[list[str], list[str]]:
     timed = set(re.findall(r"^create (stk-\S+) .* timeout \d+", save_text, re.MULTILINE))
     creates, adds = [], []
     for line in save_text.splitlines():
@@ -205,7 +211,40 @@ def own_ipsets(save_text: str, used: str | None = None) -> str:
             if words[0] != "create" and words[1] in timed:
                 continue
             (creates if words[0] == "create" else adds).append(logical(line.strip()))
-    return "\n".join(sorted(creates) + sorted(set(adds))) + ("\n" if creates else "")  # a list may repeat a member
+    return creates, adds
+
+
+# What ipset save never prints and str.split reads as _by_set does not: blank lines, spaces other than one
+# between words, any other (ASCII) whitespace.
+_ODD_SPACE = (" \n", "\n\n", "\n ", "  ", "\t", "\r", "\f", "\v", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def _by_set(save_text: str, names: set[str] | None) -> tuple[list[str], list[str]] | None:
+    """_by_line's answer, a set at a time, when the text is as `ipset save` prints it: each set's create,
+    then its adds (a million of them renamed by one replace, not split and renamed a line at a time);
+    None for any other shape."""
+    text = save_text.rstrip("\n")
+    if not text.isascii() or any(odd in text for odd in _ODD_SPACE) or text.startswith(" ") or text.endswith(" "):
+        return None
+    pieces = ("\n" + text).split("\ncreate ")
+    if pieces[0]:
+        return None
+    sets = []
+    for piece in pieces[1:]:
+        head, _, body = piece.partition("\n")
+        name = head.split(" ", 1)[0]
+        prefix = f"\nadd {name} "
+        body = "\n" + body if body else ""
+        if body.count("\n") != body.count(prefix) or body.count("stk-") != body.count(prefix) * name.count("stk-"):
+            return None  # another set's lines among these, or a member that would be renamed too
+        if name.startswith("stk-") and (names is None or logical(name) in names):
+            sets.append((name, head, body))
+    timed = {name for name, head, _ in sets if re.match(r"\S+ .* timeout \d+", head)}
+    adds: list[str] = []
+    for name, _, body in sets:
+        if body and name not in timed:
+            adds += body.replace(f"\nadd {name} ", f"\nadd {logical(name)} ").split("\n")[1:]
+    return [logical(f"create {head}") for _, head, _ in sets], adds
 
 
 def hook_line(table_chain: str, target: str) -> str:
@@ -221,7 +260,6 @@ def desired(c: CompiledPolicy, backend: str, docker: dict[int, bool]) -> OwnedPa
     connection's original destination (the published port), so the policy can only drop what Docker
     forwards, and Docker's own chains still decide what is published."""
     from ..model import Family
-    from ..render.ipset import render_ipsets
     from ..render.save import render_save
 
     if backend == "nftables":
@@ -247,8 +285,24 @@ def desired(c: CompiledPolicy, backend: str, docker: dict[int, bool]) -> OwnedPa
         if docker.get(int(family)):
             _docker(tables["filter"], c.policy.server.interfaces)
         text[str(int(family))] = owned_text(tables)
-    text["sets"] = own_ipsets(render_ipsets([c.rulesets[Family.IPV4], c.rulesets[Family.IPV6]]).replace(" -exist", ""))
+    text["sets"] = ipset_part([*c.rulesets[Family.IPV4].sets.values(), *c.rulesets[Family.IPV6].sets.values()])
     return OwnedPart(backend, text)
+
+
+def ipset_part(sets: Iterable[IPSet]) -> str:
+    """Compiled sets as own_ipsets writes a live part's (creates, then adds, each sorted; a timed set's
+    members are state), made from the model: a million members are sorted as members, one block per set,
+    not rendered as lines to be split, renamed and sorted again. Lines sort as their sets, then members:
+    a name followed by its space sorts before any longer name."""
+    creates, members = [], {}
+    for s in sets:
+        if not s.name.startswith("stk-"):
+            continue
+        creates.append(logical(" ".join(["create", s.name, s.type, *s.options])))
+        if not re.search(r" timeout \d+", creates[-1].split(" ", 2)[2]):
+            members.setdefault(logical(s.name), set()).update(s.members)
+    adds = [f"add {n} " + f"\nadd {n} ".join(sorted(m)) for n, m in sorted(members.items()) if m]
+    return "\n".join(sorted(creates) + adds) + ("\n" if creates else "")
 
 
 def _compiled_hook(line: str) -> bool:

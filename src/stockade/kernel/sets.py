@@ -141,7 +141,8 @@ def _ranges(members: Iterable[str], merge: bool = True) -> tuple[np.ndarray, lis
     lo &= ~host & np.uint64(_M32)
     keys = np.concatenate([lo << np.uint64(32) | lo | host, np.array(others[:six], dtype=np.uint64)])
     keys.sort()
-    four = _merged4(keys) if merge else np.unique(keys)  # a listing's ranges, each once
+    # a listing's ranges, each once: sorted, a repeat is its neighbour (np.unique hashes, 0.2 s at 250,000)
+    four = _merged4(keys) if merge else keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
     six_keys = others[six:] if not merge else \
         [_V6 | k for k in _merged([k ^ _V6 for k in others[six:]], 128, _M128)]
     return four, six_keys

@@ -9,7 +9,8 @@ is not reloaded for a few thousand changed members.
 
 iptables: three steps; the first changes nothing packets meet.
  1. The target's sets are created under a generation's names the live rules do not use (`stk-x-b`
-    while they use `stk-x-a`) and filled with `ipset restore`: the live rules do not see them yet.
+    while they use `stk-x-a`) and filled with `ipset restore`, large sets by one process each at once
+    (`_restore_sets`): the live rules do not see them yet.
     (A swap of a temporary set into the live name would change what the *old* rules match before
     the rules themselves change; new names avoid that mixed state.)
  2. `iptables-restore --noflush` for IPv4: only stockade's chains (declared, so flushed, and
@@ -31,13 +32,15 @@ or the next apply (which says what it undid). A transaction that fails removes i
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from . import sets
 from .backend import TABLE, tool
-from .bans import carried_ipset, carried_nft
+from .bans import BAN_SET, carried_ipset, carried_nft
 from .host import Host, KernelError
-from .live import ipset_save, save_text
+from .live import save_text
 from .part import OwnedPart, OwnedTable, own_iptables, parse_owned
 from .state import State
 
@@ -125,7 +128,8 @@ _GROUP_SET = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?elemen
 
 
 # A group hash set's `size` (twice its members when rendered, as ipset's maxelem): room, not membership.
-_SIZE = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}]*?\bsize )(\d+)")
+# It comes before the elements: the search stops at their `=`, not at the end of a million of them.
+_SIZE = re.compile(r"(set ((?:ip6?_)?stk-\S+-(?:ip|net)[46]) \{[^}=]*?\bsize )(\d+)")
 
 
 def nft_shape(text: str) -> str:
@@ -178,16 +182,18 @@ def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
     # Each family's rules use one generation (two only after a crash between the family commits): a
     # third is always free for the new sets.
     gen = next(g for g in "abc" if g not in gens[4] | gens[6])
-    ours = set(re.findall(r"^create (stk-\S+) ", live.text.get("sets", "") + target.text.get("sets", ""), re.MULTILINE))
-    ipset_text = ipset_save(host)
-    existing = [n for n in re.findall(r"^create (stk-\S+-[abc]) ", ipset_text, re.MULTILINE) if n[:-2] in ours]
+    ours = set(re.findall(r"^create (stk-\S+) ", _creates(live.text.get("sets", "")) + _creates(
+        target.text.get("sets", "")), re.MULTILINE))
+    names = _set_names(host)  # not `ipset save`: a million live members would be listed for their names
+    existing = [n for n in names if re.fullmatch(r"stk-\S+-[abc]", n) and n[:-2] in ours]
     for name in existing:  # leftovers of an interrupted transaction: nothing references them
         if name.endswith(f"-{gen}"):
             host.run(["ipset", "destroy", name])
-    new_sets = [f"{ln.split()[1]}-{gen}" for ln in target.text.get("sets", "").splitlines() if ln.startswith("create ")]
+    new_sets = [f"{ln.split()[1]}-{gen}" for ln in _creates(target.text.get("sets", "")).splitlines()]
+    bans = "".join(host.run(["ipset", "save", n]).stdout for n in existing if n.startswith(BAN_SET))
     try:
-        host.run(["ipset", "restore"], input=_physical(target.text.get("sets", ""), gen) + carried_ipset(
-            ipset_text, gens[4] | gens[6], target.text.get("sets", ""), gen))  # bans, with the time they have left
+        _restore_sets(host, _physical(target.text.get("sets", ""), gen) + carried_ipset(
+            bans, gens[4] | gens[6], target.text.get("sets", ""), gen))  # bans, with the time they have left
         host.run([tool(b, 4, "restore"), "--noflush"], input=restore_text(live.text["4"], target.text["4"], gen))
         host.run([tool(b, 6, "restore"), "--noflush"], input=restore_text(live.text["6"], target.text["6"], gen))
     except KernelError:
@@ -203,15 +209,85 @@ def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
     _destroy(host, [n for n in existing if not n.endswith(f"-{gen}")], check=False)
 
 
+def _creates(sets_text: str) -> str:
+    """The create lines that begin a sets text (part.own_ipsets: creates, then adds): a million adds
+    are not searched for them."""
+    head, sep, _ = sets_text.partition("\nadd ")
+    return head + "\n" if sep else sets_text
+
+
+def _set_names(host: Host) -> list[str]:
+    return host.run(["ipset", "list", "-n"]).stdout.split()
+
+
+STAGE_BYTES = 1 << 20  # a set's adds beyond this are loaded by an `ipset restore` process of their own
+
+
+def _restore_sets(host: Host, text: str) -> None:
+    """`ipset restore` of a new generation's sets, which no rule references yet, the sets shared among
+    one process per CPU (at most 4), all loading at once. A set goes whole, with its create, to one
+    process: ipset asks the kernel for the type of a set it did not create itself at every add, and
+    two processes adding to one set contend for it. ipset's own work is most of a million members'
+    cost, so the load takes about the largest set's time. A part that fails fails the stage, which
+    the caller undoes by destroying the new sets (the live rules never saw them)."""
+    head, sep, adds = text.partition("\nadd ")
+    stages = min(4, len(os.sched_getaffinity(0)))
+    blocks = _blocks(sep + adds) or []
+    creates = {ln.split()[1]: ln for ln in head.splitlines() if ln.startswith("create ")}
+    sets = {b[5:b.index(" ", 5)]: b for b in blocks}
+    if stages < 2 or len(sets) < 2 or sorted(map(len, blocks))[-2] < STAGE_BYTES or \
+            len(creates) != len(head.splitlines()) or not sets.keys() <= creates.keys():
+        host.run(["ipset", "restore"], input=text)
+        return
+    parts: list[list[str]] = [[] for _ in range(stages)]
+    for name in sorted(creates, key=lambda n: -len(sets.get(n, ""))):  # the largest first, to the lightest part
+        min(parts, key=lambda p: sum(map(len, p))).append(creates[name] + sets.get(name, "") + "\n")
+    inputs = ["".join(p) for p in parts if p]
+    with ThreadPoolExecutor(len(inputs)) as pool:  # each thread waits on its process, without the GIL
+        list(pool.map(lambda part: host.run(["ipset", "restore"], input=part), inputs))
+
+
+def _blocks(adds: str) -> list[str] | None:
+    """`adds` ("\\nadd ..." lines) cut into each set's block of lines; None unless each set's are one
+    block."""
+    out, at = [], 0
+    while at < len(adds) and adds[at:] != "\n":
+        end = adds.find(" ", at + 5)
+        if not adds.startswith("\nadd ", at) or end < 0:
+            return None
+        prefix = adds[at:end + 1]
+        stop = adds.find("\n", adds.rfind(prefix) + 1)
+        block = adds[at:stop if stop >= 0 else len(adds)]
+        if block.count("\nadd ") != block.count(prefix):
+            return None  # another set's adds inside this one's
+        out.append(block)
+        at += len(block)
+    return out
+
+
 def _destroy(host: Host, names: list[str], check: bool = True) -> None:
-    live = set(re.findall(r"^create (stk-\S+) ", ipset_save(host), re.MULTILINE))
+    live = set(_set_names(host))
     for n in names:
         if n in live:
             host.run(["ipset", "destroy", n], check=check)
 
 
 def _physical(text: str, gen: str) -> str:
-    """Logical set names (in `ipset save` lines or rules) with the generation suffix."""
+    """Logical set names (in `ipset save` lines or rules) with the generation suffix. When the text is
+    creates (and rules) and then each set's adds in one block, as part.own_ipsets writes it, a block (a
+    million lines) is renamed by one replace, not a step per line."""
+    head, sep, adds = text.partition("\nadd ")
+    blocks = _blocks(sep + adds) if sep else []
+    if blocks is None or any(not b.startswith("\nadd stk-") for b in blocks) or "--match-set" in adds:
+        return _renamed(text, gen)
+    out = [_renamed(head, gen)]
+    for b in blocks:
+        prefix = b[:b.index(" ", 5) + 1]
+        out.append(b.replace(prefix, f"{prefix[:-1]}-{gen} "))
+    return "".join(out) + ("\n" if text.endswith("\n") and blocks else "")
+
+
+def _renamed(text: str, gen: str) -> str:
     text = re.sub(r"^(create|add) (stk-\S+)", lambda m: f"{m.group(1)} {m.group(2)}-{gen}", text, flags=re.MULTILINE)
     return re.sub(r"--match-set (stk-\S+)", lambda m: f"--match-set {m.group(1)}-{gen}", text)
 
