@@ -146,6 +146,48 @@ def test_moved_interface_jump():
     assert {c.text() for c in d.changes} == {"tcp/80 from 198.51.100.0/24, 203.0.113.0/24 on eth1"}
 
 
+def with_raw(raw: tuple[str, ...], *lines: str) -> dict:
+    """rules(*lines) with a raw table holding `raw` (PREROUTING and OUTPUT rules)."""
+    text = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + "".join(f"{x}\n" for x in raw) + "COMMIT\n"
+    text += "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n" + \
+        "".join(f"{x}\n" for x in lines) + "COMMIT\n"
+    return read(text, "t.rules", "save", Family.IPV4).rulesets
+
+
+NOTRACK = ("-A PREROUTING -p tcp --dport 80 -j NOTRACK", "-A PREROUTING -s 198.51.100.0/24 -p udp -j CT --notrack",
+           "-A OUTPUT -p udp --sport 53 -j NOTRACK")
+UNTRACKED = "-A INPUT -m state --state UNTRACKED -j ACCEPT"
+
+
+def test_filter_sees_what_raw_untracks_alike():
+    """Both sides untrack tcp/80 and udp from 198.51.100.0/24: filter sees those packets UNTRACKED
+    whatever state conntrack would have given them, so even established ones miss the established
+    rule (on lo into INPUT, where the loopback rule takes them first, only INVALID ones are untracked)."""
+    d = check(with_raw(NOTRACK, *BASE, UNTRACKED), with_raw(NOTRACK, *BASE))
+    assert d.text().splitlines()[:3] == [
+        "IPv4 INPUT:",
+        "  tcp/80 from anywhere: ACCEPT \u2192 DROP (also ESTABLISHED, RELATED, INVALID, NEW without SYN, "
+        "INVALID NULL packets)",
+        "  udp from 198.51.100.0/24: ACCEPT \u2192 DROP (also ESTABLISHED, RELATED, INVALID packets)"]
+    assert len(d.changes) == 2
+
+
+def test_filter_sees_what_one_side_untracks():
+    """Only the old side untracks: its packets of every state but lo's meet the UNTRACKED rule; the new
+    side's established ones are accepted as such and its tcp/80 ones by the port rule."""
+    old = with_raw(NOTRACK, UNTRACKED)
+    new = with_raw((), "-A INPUT -m state --state ESTABLISHED -j ACCEPT", "-A INPUT -p tcp --dport 80 -j ACCEPT")
+    d = check(old, new)
+    lines = d.text().splitlines()
+    assert "  tcp/80 from anywhere on lo: DROP \u2192 ACCEPT (also RELATED, NEW without SYN packets)" in lines
+    assert "  udp from 198.51.100.0/24: ACCEPT \u2192 DROP (also RELATED, INVALID packets)" in lines
+    assert "  tcp/all but 80 from anywhere: DROP \u2192 ACCEPT" in lines  # ESTABLISHED
+    assert "  udp from anywhere but 198.51.100.0/24: DROP \u2192 ACCEPT" in lines
+    back = check(new, old)
+    assert sorted((c.text(), c.new.verdict, c.old.verdict) for c in back.changes) == \
+        sorted((c.text(), c.old.verdict, c.new.verdict) for c in d.changes)
+
+
 def test_identical_rulesets_have_no_changes():
     d = check(rules(*BASE), rules(*BASE))
     assert not d.changes and "no packet class changes" in d.text()

@@ -328,3 +328,55 @@ COMMIT
     assert got.changes == [], got.text()
     ssh = [c for c in got.unchanged if c.family is Family.IPV4 and c.example.proto == 6 and c.example.dport == 22]
     assert ssh and all(c.old.verdict == c.new.verdict == "ACCEPT" and c.new.may == {"ACCEPT", "DROP"} for c in ssh)
+
+
+RAW_DUMP = """*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --dport 80 -j NOTRACK
+-A PREROUTING -s 198.51.100.0/24 -p udp -j NOTRACK
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p udp -m state --state UNTRACKED -m udp --dport 53 -j ACCEPT
+-A INPUT -p tcp -m state --state UNTRACKED -j ACCEPT
+COMMIT
+"""
+
+
+def untracking() -> Doc:
+    """RAW_DUMP as nftables: notrack in a raw-priority prerouting chain, `ct state untracked` in input."""
+    d = Doc().table("ip", "raw").chain("ip", "raw", "PREROUTING", "prerouting", -300, "accept")
+    d.rule("ip", "raw", "PREROUTING", match(payload("tcp", "dport"), 80), {"notrack": None})
+    d.rule("ip", "raw", "PREROUTING", match(payload("ip", "saddr"), {"prefix": {"addr": "198.51.100.0", "len": 24}}),
+           match(meta("l4proto"), "udp"), {"notrack": None})
+    d.table("ip", "filter").chain("ip", "filter", "INPUT", "input", 0, "drop")
+    d.chain("ip", "filter", "FORWARD", "forward", 0, "drop").chain("ip", "filter", "OUTPUT", "output", 0, "accept")
+    d.rule("ip", "filter", "INPUT", match(ct("state"), ["established", "related"], "in"), ACCEPT)
+    d.rule("ip", "filter", "INPUT", match(ct("state"), "untracked", "in"), match(payload("udp", "dport"), 53), ACCEPT)
+    d.rule("ip", "filter", "INPUT", match(ct("state"), "untracked", "in"), match(meta("l4proto"), "tcp"), ACCEPT)
+    return d
+
+
+def test_what_raw_untracks_is_seen_untracked_on_every_path():
+    """Packets raw untracks meet filter as UNTRACKED whatever state they arrived in (on lo into INPUT only
+    INVALID ones: the others keep their output path's entry), and a filter rule that tests them further
+    (udp/53) cuts their class: iptables against iptables, nft or iptables against the other, the same answer."""
+    ipt = read_save(RAW_DUMP, "raw.rules", Family.IPV4).rulesets
+    bare = read_save(RAW_DUMP.split("*filter")[0].replace("-A PREROUTING", "#") + "*filter" +
+                     RAW_DUMP.split("*filter")[1], "bare.rules", Family.IPV4).rulesets
+    nft = read_nft_json(untracking().text(), "raw.json")
+    assert semantic_diff(ipt, nft).changes == [] and semantic_diff(nft, ipt).changes == []
+    # established packets raw untracks miss the established rule: tcp ones are accepted anyway, udp
+    # ones only to port 53
+    want = {("NEW, INVALID, NEW without SYN, INVALID NULL", "tcp/80 from anywhere", "ACCEPT", "DROP"),
+            ("INVALID, INVALID NULL", "tcp/80 from anywhere on lo", "ACCEPT", "DROP"),
+            ("NEW, INVALID", "udp/53 from 198.51.100.0/24", "ACCEPT", "DROP"),
+            ("INVALID", "udp/53 from 198.51.100.0/24 on lo", "ACCEPT", "DROP"),
+            ("ESTABLISHED, RELATED", "udp/all but 53 from 198.51.100.0/24", "DROP", "ACCEPT")}
+    for old in (ipt, nft):
+        got = {(c.state, c.text(), c.old.verdict, c.new.verdict) for c in semantic_diff(old, bare).changes}
+        assert got == want, semantic_diff(old, bare).text()

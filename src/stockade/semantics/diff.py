@@ -258,12 +258,13 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
             lists = [hook_entries(rs, hook, space) for rs in (rs_old, rs_new)]
             policies = [_policy(rs, hook) for rs in (rs_old, rs_new)]
             found = []
-            for box, eo, en, same in _classes(space, hook, lists, alike and not keep, nat_first):
+            raw = [_raw_entries(rs, hook, space) for rs in (rs_old, rs_new)]
+            for box, eo, en, same, seen in _classes(space, hook, lists, alike and not keep, nat_first, raw):
                 classes += 1
                 if not same:
                     pkt = space.packet(box, hook)
-                    a = outcome(sims[0], pkt, eo, policies[0], box)
-                    b = outcome(sims[1], pkt, en, policies[1], box)
+                    a = outcome(sims[0], pkt, eo, policies[0], seen[0])
+                    b = outcome(sims[1], pkt, en, policies[1], seen[1])
                     if a.key != b.key:
                         found.append(Change(fam, hook, box, a, b, pkt, space))
                     elif keep:
@@ -274,8 +275,36 @@ def semantic_diff(old: dict[Family, Ruleset], new: dict[Family, Ruleset], *, hoo
 
 
 def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool,
-             nat_first: bool = True) -> Iterator[tuple]:
-    """(class, old entries, new entries, whether both sides walk it alike) for every class of the hook.
+             nat_first: bool = True, raw: list[list[Entry]] | None = None) -> Iterator[tuple]:
+    """(class, old entries, new entries, whether both sides walk it alike, the class as each side's
+    filter sees it) for every class of the hook; a class holds packets as they arrive (their KIND
+    the state conntrack would give them).
+
+    Where a side's raw table untracks packets (`raw`: each side's raw entries on the hook's path),
+    filter sees them UNTRACKED whatever their kind: a class of _tracked_classes that such a rule
+    may concern is cut by the raw rules (_seen) and refined again as each side sees it (_apart
+    where only one side untracks it)."""
+    tracks = [_tracking(r) for r in raw] if raw and any(raw) else None
+    for box, eo, en, same in _tracked_classes(space, hook, lists, aligned, nat_first):
+        if tracks is None or not any(t.action == "UNTRACKED" and relation(t.cons, box)[0] != "none"
+                                     for side in tracks for t in side):
+            yield box, eo, en, same, (box, box)
+            continue
+        for piece, old, new in _seen(space, hook, box, tracks):
+            if old is new and old is piece:  # both track it: the class's walks stand
+                yield piece, eo, en, same, (piece, piece)
+            elif old is new:  # both untrack it: a class is the packets as they arrive, walked untracked
+                for part, (po, pn) in refine(space, old, lists, lambda e: e.cons, by_verdict=True):
+                    same_ = aligned and same_walk([po, pn], lambda e: e.cons)
+                    yield dict(part, **{KIND: piece[KIND]}), po, pn, same_, (part, part)
+            else:
+                yield from _apart(space, (old, new), lists)
+
+
+def _tracked_classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool,
+                     nat_first: bool) -> Iterator[tuple]:
+    """(class, old entries, new entries, whether both sides walk it alike) for every class of the
+    hook, every packet taken in the state conntrack gives it.
 
     `aligned` (the other tables are the same on both sides, and unchanged classes are not wanted),
     where every entry only one side holds names an interface (a moved or changed per-interface
@@ -285,11 +314,11 @@ def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool,
     each side has one verdict or both walk it alike). Packet kinds are kept apart from the start
     only if a nat rule sees packets before filter does (`nat_first`: nat sees a flow's first packet
     only); a nat table with rules in POSTROUTING alone changes nothing filter sees."""
+    starts = space.start_boxes(hook, nat_first)
     items = align(*lists) if aligned else []
-    if aligned and all(IIF in (it.old or it.new).cons.dims or OIF in (it.old or it.new).cons.dims
+    if aligned and starts and all(IIF in (it.old or it.new).cons.dims or OIF in (it.old or it.new).cons.dims
                        for it in items if it.old is None or it.new is None):
         ifaces = {id(it): _ifaces_only((it.old or it.new).cons) for it in items}
-        starts = space.start_boxes(hook, nat_first)
         whole = dict(starts[0], **{d: norm([iv for b in starts for iv in b[d]]) for d in (IIF, OIF)})
         # interfaces first (once for all start boxes): a part then concerns few entries
         by_iface = list(refine(space, whole, [items], lambda it: ifaces[id(it)]))
@@ -306,9 +335,86 @@ def _classes(space: Space, hook: str, lists: list[list[Entry]], aligned: bool,
                 for box, eo, en, same in got:
                     yield box, list(eo), list(en), same
         return
-    for start in space.start_boxes(hook, nat_first):
+    for start in starts:
         for box, (eo, en) in refine(space, start, lists, lambda e: e.cons, by_verdict=True):
             yield box, eo, en, aligned and same_walk([eo, en], lambda e: e.cons)
+
+
+UNTRACKED = next(i for i, k in enumerate(KINDS) if k.label == "UNTRACKED")
+
+
+def _raw_entries(rs: Ruleset, hook: str, space: Space) -> list[Entry]:
+    """raw's entries on the hook's path (conntrack comes after them), if one may untrack a packet."""
+    entries = hook_entries(rs, "OUTPUT" if hook == "OUTPUT" else "PREROUTING", space, "raw")
+    return entries if any(_untracks(e) for e in entries) else []
+
+
+def _untracks(e: Entry) -> bool:
+    t = e.flat.target
+    return t is not None and (t.name == "NOTRACK" or (t.name == "CT" and getattr(t.data, "notrack", False)))
+
+
+class _Track(NamedTuple):
+    """A raw rule as what it decides for conntrack (extensions/ct.py: the first CT or NOTRACK a packet
+    meets decides, and a verdict ends the walk): UNTRACKED or TRACKED."""
+
+    cons: Constraint
+    action: str
+    decides: bool = True
+
+
+def _tracking(entries: list[Entry]) -> list[_Track]:
+    out = [_Track(e.cons, "UNTRACKED" if _untracks(e) else "TRACKED") for e in entries
+           if _untracks(e) or e.decides or (e.flat.target is not None and e.flat.target.name == "CT")]
+    return out + [_Track(Constraint(), "TRACKED")]
+
+
+def _seen(space: Space, hook: str, box: dict, tracks: list[list[_Track]]) -> Iterator[tuple[dict, dict, dict]]:
+    """`box` cut where a side's raw rules untrack some packets and not others: (part, old side's
+    view, new side's view), a view being the part itself, or the part with KIND UNTRACKED where the
+    side's raw table untracks it; one object for both when they see it alike. A packet on lo into
+    INPUT keeps the state its output path gave it, unless that was INVALID. A raw rule stockade
+    cannot decide gives both views."""
+    alike = [(t.cons, t.action) for t in tracks[0]] == [(t.cons, t.action) for t in tracks[1]]
+    invalid = norm([(i, i) for i, k in enumerate(KINDS) if k.state == "INVALID"])
+    lo = ((space.ifaces.index("lo"),) * 2,)
+
+    def pieces(part):
+        if hook == "INPUT" and part[IIF] == lo:
+            return [(dict(part, **{KIND: v}), stays) for v, stays in ((iv_and(part[KIND], invalid), False),
+                                                                       (iv_sub(part[KIND], invalid), True)) if v]
+        return [(part, False)]
+
+    for part, (ko,) in refine(space, box, [tracks[0]], lambda t: t.cons, by_verdict=True):
+        inner = [(part, ko)] if alike else \
+            ((p, kn) for p, (kn,) in refine(space, part, [tracks[1]], lambda t: t.cons, by_verdict=True))
+        for sub, kn in inner:
+            for piece, stays in pieces(sub):
+                old = [piece] if stays else _views(piece, ko)
+                new = old if alike or stays else _views(piece, kn)
+                for a in old:
+                    for b in new:
+                        yield piece, a, (a if a == b else b)
+
+
+def _views(piece: dict, kept: list[_Track]) -> list[dict]:
+    """How filter may see `piece`: as it is, untracked, or either (a raw rule stockade cannot decide)."""
+    actions = {t.action for t in kept}
+    untracked = dict(piece, **{KIND: ((UNTRACKED, UNTRACKED),)})
+    return [untracked] if actions == {"UNTRACKED"} else [piece] if actions == {"TRACKED"} else [piece, untracked]
+
+
+def _apart(space: Space, seen: tuple[dict, dict], lists: list[list[Entry]]) -> Iterator[tuple]:
+    """Classes of a part one side untracks and the other does not: cut by the tracking side's rules,
+    then each piece, untracked, by the other side's. A class is the packets as they arrive (the
+    tracking side's kinds); each side's entries and view are its own."""
+    t = 0 if seen[0][KIND] != ((UNTRACKED, UNTRACKED),) else 1
+    for box, (et,) in refine(space, seen[t], [lists[t]], lambda e: e.cons, by_verdict=True):
+        for inner, (eu,) in refine(space, dict(box, **{KIND: seen[1 - t][KIND]}), [lists[1 - t]],
+                                   lambda e: e.cons, by_verdict=True):
+            arrived = dict(inner, **{KIND: box[KIND]})
+            views = (arrived, inner) if t == 0 else (inner, arrived)
+            yield (arrived, et, eu, False, views) if t == 0 else (arrived, eu, et, False, views)
 
 
 def _key(e: Entry) -> tuple:
@@ -460,6 +566,7 @@ class IptOracle:
         self.by_family = rulesets
         self._sims: dict[Family, Simulator] = {}
         self._filter: dict[tuple, tuple[list[Entry], str]] = {}
+        self._raw: dict[tuple, tuple[Space, list[_Track]]] = {}  # where raw may untrack packets
 
     def names(self) -> set[str]:
         return set()
@@ -475,6 +582,8 @@ class IptOracle:
 
         rs = self.rulesets(space.family)[0]
         self._filter[(space.family, hook)] = hook_entries(rs, hook, space), _policy(rs, hook)
+        if raw := _raw_entries(rs, hook, space):
+            self._raw[(space.family, hook)] = space, _tracking(raw)
         return [hook_entries(rs, chain, space, table) for table in rs.tables for chain in PATH_CHAINS[hook]
                 if (table, chain) != ("filter", hook)] + [self._filter[(space.family, hook)][0]]
 
@@ -482,16 +591,46 @@ class IptOracle:
         return self.lists(space, hook)
 
     def explore(self, pkt: Packet, box: dict) -> tuple[str, frozenset[str], str | None, tuple[str, ...]]:
-        """As NftOracle.explore: the class's outcome (refine made every entry constant on it)."""
+        """As NftOracle.explore: the class's outcome (refine made every entry constant on it, as the
+        packets arrive; where raw untracks them, Split until the filter rules are constant on the class
+        as they see it)."""
+        entries = self._filter[(pkt.family, pkt.hook)][0]
+        for view in self._views(pkt, box):
+            if view[KIND] == box[KIND]:
+                continue
+            near = []
+            for e in entries:
+                rel = relation(e.cons, view)[0]
+                if rel == "some" and not e.cons.residual:
+                    near.append(e.cons)
+                elif rel == "all" and e.decides and not e.cons.residual:
+                    break
+            if near:
+                from .nftcells import Split
+
+                raise Split(near, untracked=True)
         got = self.run(pkt, box)[3]
         return got.verdict, got.may, got.rule, got.depends
+
+    def _views(self, pkt: Packet, box: dict) -> list[dict]:
+        """The class as its filter rules see it (_seen): untracked where raw untracks it; both ways
+        where a raw rule stockade cannot decide may."""
+        space, tracks = self._raw.get((pkt.family, pkt.hook), (None, None))
+        if tracks is None:
+            return [box]
+        return list({id(v): v for _, v, _ in _seen(space, pkt.hook, box, [tracks, tracks])}.values())
 
     def run(self, pkt: Packet, box: dict) -> tuple[str, str | None, tuple[str, ...], object]:
         sim = self._sims.get(pkt.family)
         if sim is None:
             sim = self._sims[pkt.family] = Simulator(self.rulesets(pkt.family)[0])
         entries, policy = self._filter[(pkt.family, pkt.hook)]
-        got = outcome(sim, pkt, [e for e in entries if relation(e.cons, box)[0] != "none"], policy, box)
+        first, *others = self._views(pkt, box)
+        got = outcome(sim, pkt, [e for e in entries if relation(e.cons, first)[0] != "none"], policy, first)
+        for view in others:
+            may, depends = possible([e for e in entries if relation(e.cons, view)[0] != "none"], policy, view)
+            got = Outcome(got.verdict, got.may | may, got.rule, (*got.depends, *(d for d in depends
+                                                                                  if d not in got.depends)))
         return got.verdict, got.rule, got.depends, got
 
 
@@ -527,7 +666,7 @@ def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[
                 progress(f"IPv{int(fam)} {hook}")
             lists = [lst for s in sides for lst in s.fixed_lists(space, hook)]
             found: list[Change] = []
-            for start in space.start_boxes(hook):
+            for start in _lo_apart(space, hook, space.start_boxes(hook)):
                 for part, _ in refine(space, start, lists, lambda e: e.cons):
                     stack = [part]
                     while stack:
@@ -546,6 +685,17 @@ def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[
             changes += merge(found)
     changes.sort(key=Change.rank)
     return Diff(changes, classes, [Family.IPV4, Family.IPV6], time.monotonic() - started, unchanged, spaces)
+
+
+def _lo_apart(space: Space, hook: str, starts: list[dict]) -> list[dict]:
+    """INPUT's start boxes on lo cut into INVALID packets and the others: a packet on lo keeps the entry
+    its output path gave it (so raw cannot untrack it) unless that was INVALID."""
+    if hook != "INPUT":
+        return starts
+    invalid = norm([(i, i) for i, k in enumerate(KINDS) if k.state == "INVALID"])
+    lo = ((space.ifaces.index("lo"),) * 2,)
+    return [dict(b, **{KIND: v}) if b[IIF] == lo else b for b in starts
+            for v in ((iv_and(b[KIND], invalid), iv_sub(b[KIND], invalid)) if b[IIF] == lo else (b[KIND],)) if v]
 
 
 def _differ(a: Outcome, b: Outcome) -> bool:

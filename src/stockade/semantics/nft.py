@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..extensions.ct import carries_state
 from ..model import Family, Ruleset
 from ..model.conntrack import first_packet_state
 from ..model.netfilter import ROUTE_TYPES
@@ -308,7 +309,7 @@ class NftSimulator:
         ident = {"family": table.family, "table": table.name, "chain": chain.name, "handle": rule.handle}
         guide = self.guide
         if guide is not None:
-            guide.visit((table.family, table.name, chain.name, rule.handle))
+            guide.visit((table.family, table.name, chain.name, rule.handle), walk.notrack)
         try:
             for n, stmt in enumerate(rule.expr):
                 (key, val), = stmt.items()
@@ -435,7 +436,9 @@ class NftSimulator:
             return None
         if key == "notrack":  # nft_notrack_eval: only a packet without a connection (yet) becomes untracked
             if not walk.ct_done:
-                walk.notrack = True
+                if not carries_state(env.pkt, env):  # a packet on lo into INPUT keeps its output path's entry
+                    walk.notrack = True
+                    env.ctstate = "UNTRACKED"  # whatever state conntrack would have given it
             elif env.ctstate == "INVALID":
                 env.ctstate = "UNTRACKED"
             return None

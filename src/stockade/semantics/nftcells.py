@@ -543,20 +543,30 @@ def _vmap_choices(table: NftTable, val: dict) -> tuple:
     return (*out, False)
 
 
+UNTRACKED_KIND = ((next(i for i, k in enumerate(KINDS) if k.label == "UNTRACKED"),) * 2,)
+
+
+def untracked(box: dict) -> dict:
+    """The class as rules see it once the walk untracked its packets (notrack, NOTRACK): KIND UNTRACKED."""
+    return dict(box, **{KIND: UNTRACKED_KIND})
+
+
 class Split(Exception):
     """A rule on the walk reads a test some packets of the class pass and others fail: cut the class by the
-    rule's boxes (`parts`)."""
+    rule's boxes (`parts`), as the walk saw the class (`untracked`: its packets untracked)."""
 
-    def __init__(self, boxes: list[Constraint]):
+    def __init__(self, boxes: list[Constraint], untracked: bool = False):
         super().__init__("split")
         self.boxes = boxes
+        self.untracked = untracked
 
     def parts(self, space: Space, box: dict) -> list[dict]:
         """The class cut in the first dimension (cells.SPLIT_ORDER) some box of the rule cuts, by all of them
         at once (a concatenation's 10,000 elements are one cut of its ports, not 10,000 halvings)."""
+        seen = untracked(box) if self.untracked else box
         for d in SPLIT_ORDER:
-            have = box[d]
-            cuts = {c.dims[d]: None for c in self.boxes if d in c.dims and relation(c, box)[0] == "some"}
+            have = seen[d]
+            cuts = {c.dims[d]: None for c in self.boxes if d in c.dims and relation(c, seen)[0] == "some"}
             cuts = [v for v in cuts if iv_and(have, v) and iv_sub(have, v)]
             if cuts:
                 return [dict(box, **{d: part}) for part, _ in space.classes(have, cuts)]
@@ -574,13 +584,17 @@ class Explorer:
 
     def __init__(self, cuts: NftCuts, box: dict, prefix: tuple, todo: list):
         self.cuts, self.box, self.prefix, self.todo = cuts, box, prefix, todo
+        self.seen = box  # the class as the rule being run sees it
         self.taken: list[int] = []
         self.met: list[str] = []
 
-    def visit(self, rule: tuple) -> None:
+    def visit(self, rule: tuple, untracked_: bool = False) -> None:
+        """Before a rule runs: Split if a test of it is not constant on the class as the walk sees it
+        (`untracked_`: the walk untracked its packets, so every state test reads UNTRACKED)."""
+        self.seen = untracked(self.box) if untracked_ else self.box
         rc = self.cuts.rules.get(rule)
-        if rc is not None and (near := rc.cut(self.box)) is not None:
-            raise Split(near)
+        if rc is not None and (near := rc.cut(self.seen)) is not None:
+            raise Split(near, untracked_)
 
     def force(self, rule: tuple, n: int, key: str, why: str | None) -> Any:
         """None to run the statement as it is; else True (it holds), False (the rule ends) or a verdict map's
@@ -590,7 +604,7 @@ class Explorer:
         if rc is None:
             return None
         fork = rc.forks.get(n)
-        if fork is not None and (rc.effects or (rc.scope is not None and relation(rc.scope, self.box)[0] != "none")):
+        if fork is not None and (rc.effects or (rc.scope is not None and relation(rc.scope, self.seen)[0] != "none")):
             why, choices = fork
         elif why is not None:
             choices = rc.vmaps.get(n, ()) if key == "vmap" else BOTH
