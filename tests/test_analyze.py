@@ -228,3 +228,15 @@ def test_a_script_for_both_families_gives_ipv4_on_top_and_ipv6_beside(tmp_path):
     v6 = classes_as_sets(out["ipv6"]["service_matrix"]["tcp/22"])
     doc = next(n for n, r in v6.items() if r == {"2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"})
     assert all(a == doc for a, _ in out["ipv6"]["service_matrix"]["tcp/22"]["edges"])
+
+
+def test_packets_raw_untracks_are_named_not_taken_silently_as_new(tmp_path):
+    """tcp/80 is open only to untracked packets: the NEW matrix shows it closed and says why, and the
+    UNTRACKED one shows it open."""
+    text = ("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 80 -j NOTRACK\nCOMMIT\n"
+            + save(":INPUT DROP [0:0]\n-A INPUT -m state --state UNTRACKED -j ACCEPT\n"))
+    new = json.loads(run(tmp_path, text, "--json", "--service", "tcp/80").output)
+    assert new["service_matrix"]["tcp/80"]["edges"] == []
+    assert any("raw untracks" in a and "rules:3:1" in a and "--state UNTRACKED" in a for a in new["assumptions"])
+    untracked = json.loads(run(tmp_path, text, "--json", "--service", "tcp/80", "--state", "UNTRACKED").output)
+    assert untracked["service_matrix"]["tcp/80"]["edges"]

@@ -75,6 +75,9 @@ def _analyze(rs: Ruleset, opts: Options, ipassmt: IpAssmt | None, routes: dict[s
     s.assumptions.append(f"new connections (state {opts.state}); TCP ones open with a SYN from source port {sport}")
     if any(t.chains[c].rules for name, t in rs.tables.items() if name != opts.table for c in t.chains):
         s.assumptions.append(f"only {opts.table}/{opts.chain} is analysed; rules in other tables are not")
+    if untracking := _untracking(rs, opts.chain):
+        s.assumptions.append(f"packets raw untracks ({', '.join(untracking)}) are taken in state {opts.state}, "
+                             "but filter sees them UNTRACKED: see them with --state UNTRACKED, or `stockade explain`")
     out: dict = {"service_matrix": {label: m.to_json() for label, m in matrices.items()}}
     if opts.ports if opts.ports is not None else opts.chain == "INPUT":
         out["open_ports"] = open_ports(flat, s, sport, opts.state)
@@ -85,6 +88,16 @@ def _analyze(rs: Ruleset, opts: Options, ipassmt: IpAssmt | None, routes: dict[s
     out["assumptions"] = s.assumptions
     out["undecided_rules"] = _rule_texts(rs, matrices)
     return out
+
+
+def _untracking(rs: Ruleset, chain: str) -> list[str]:
+    """Where raw's rules on the chain's path untrack packets (NOTRACK, CT --notrack): up to three."""
+    raw = rs.tables.get("raw")
+    path = raw.chains.get("OUTPUT" if chain == "OUTPUT" else "PREROUTING") if raw is not None else None
+    rules = path.rules if path is not None else []
+    hits = [str(r.origin) if r.origin else f"raw {path.name} rule {n}" for n, r in enumerate(rules, 1)
+            if r.target is not None and (r.target.name == "NOTRACK" or getattr(r.target.data, "notrack", False))]
+    return hits[:3] + (["..."] if len(hits) > 3 else [])
 
 
 def _rule_texts(rs: Ruleset, matrices: dict[str, Matrix]) -> dict[str, str]:
