@@ -71,6 +71,7 @@ def costs(path: Path, runner=None) -> dict[str, list[tuple[str, int, str]]]:
                 for entry in (s.members if s else [])[:3]:
                     run(f"from {entry}", "blocked source", proto="tcp", src=member_address(entry), dport=22,
                         tcp_flags=["SYN"])
+                    run(f"udp from {entry}", "blocked source", proto="udp", src=member_address(entry), dport=53)
     return out
 
 
@@ -147,15 +148,20 @@ HELPER = ("iptables attaches the FTP helper only with CT in raw PREROUTING: the 
           "packets; nft attaches it in filter INPUT after the established rule (render/nft/layout.py)")
 BANS6 = ("bans: the established accept leaves out banned sources, and an nft rule tests one family's addresses, so "
          "in the inet table IPv6 packets meet IPv4's established rule first")
+UDP_GATE = ("a blocklisted source's UDP packet meets the gate of new TCP SYNs and its drop before the UDP gate and "
+            "its drop (a TCP SYN: 3); the gates are one per protocol so that an allowed new connection meets no "
+            "source check, and one gate for every protocol with a dispatch behind it costs each new connection a rule")
 OVER = {
     ("nftables", "000-dns.toml", "new allowed"): (7, NEW + NFT_GATE),
     **{(b, "001-dev-web.toml", "new allowed"): (9, NEW) for b in ("iptables", "nftables")},
     ("nftables", "004-vps.toml", "new allowed"): (8, NEW + NFT_GATE + "; IPv6 also meets IPv4's established rule: "
                                                   + BANS6),
-    ("nftables", "000-dns.toml", "blocked source"): (4, "a blocklisted source fails INPUT's gate (the family verdict "
-                                                        "map, then the gate chain) and meets the drop rule after it: "
-                                                        "iptables tests the sets in the jump rule itself, nft's inet "
-                                                        "table cannot without IPv6 packets meeting IPv4's rule"),
+    ("iptables", "000-dns.toml", "blocked source"): (5, UDP_GATE),
+    ("nftables", "000-dns.toml", "blocked source"): (6, "a blocklisted source fails INPUT's gate (the family verdict "
+                                                        "map, then the gate chain) and meets the drop rule after it "
+                                                        "(TCP: 4): iptables tests the sets in the jump rule itself, "
+                                                        "nft's inet table cannot without IPv6 packets meeting IPv4's "
+                                                        "rule; " + UDP_GATE),
     ("iptables", "001-dev-web.toml", "established"): (2, HELPER),
     ("nftables", "004-vps.toml", "established"): (2, BANS6),
 }
