@@ -170,20 +170,24 @@ def recover(host: Host, state: State) -> bool:
         return False
     before = OwnedPart.from_json(j["from"])
     from .live import read_part
-    _iptables(host, read_part(host, before.backend), before)
+    _iptables(host, read_part(host, before.backend), before, OwnedPart.from_json(j["to"]))
     state.remove("journal")
     return True
 
 
-def _iptables(host: Host, live: OwnedPart, target: OwnedPart) -> None:
+def _iptables(host: Host, live: OwnedPart, target: OwnedPart, interrupted: OwnedPart | None = None) -> None:
+    """The three steps. `interrupted`: the part a killed transaction was changing to, whose sets may be
+    left in the kernel without a rule that uses them (killed between the two families' commits, a set
+    only the other family's rules would have used), so its set names count as stockade's too."""
     b = target.backend
     raw = {f: save_text(host, b, f) for f in (4, 6)}
     gens = {f: {n[-1] for n in re.findall(r"--match-set (stk-\S+-[abc]) ", raw[f])} for f in (4, 6)}
     # Each family's rules use one generation (two only after a crash between the family commits): a
     # third is always free for the new sets.
     gen = next(g for g in "abc" if g not in gens[4] | gens[6])
-    ours = set(re.findall(r"^create (stk-\S+) ", _creates(live.text.get("sets", "")) + _creates(
-        target.text.get("sets", "")), re.MULTILINE))
+    texts = (live, target) if interrupted is None else (live, target, interrupted)
+    ours = set(re.findall(r"^create (stk-\S+) ", "".join(_creates(p.text.get("sets", "")) for p in texts),
+                          re.MULTILINE))
     names = _set_names(host)  # not `ipset save`: a million live members would be listed for their names
     existing = [n for n in names if re.fullmatch(r"stk-\S+-[abc]", n) and n[:-2] in ours]
     for name in existing:  # leftovers of an interrupted transaction: nothing references them
