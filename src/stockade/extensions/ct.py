@@ -51,6 +51,11 @@ class Notrack:
 TEMPLATE_NOTE = "CT: conntrack template attached"
 
 
+def untracks(data) -> bool:
+    """Whether a target's data untracks the packet: NOTRACK, or CT --notrack."""
+    return isinstance(data, Notrack) or (isinstance(data, Ct) and data.notrack)
+
+
 def carries_state(pkt, env) -> bool:
     """Whether the packet already carries conntrack state, which xt_ct_target/notrack_tg leave
     alone: a template or untracking from an earlier raw rule, or, in raw PREROUTING, whatever a

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..extensions.ct import untracks
 from ..heap import collector_paused
 from ..model import Family, Ruleset
 from ..model.netfilter import PORT_PROTOS
@@ -96,7 +97,7 @@ def _untracking(rs: Ruleset, chain: str) -> list[str]:
     path = raw.chains.get("OUTPUT" if chain == "OUTPUT" else "PREROUTING") if raw is not None else None
     rules = path.rules if path is not None else []
     hits = [str(r.origin) if r.origin else f"raw {path.name} rule {n}" for n, r in enumerate(rules, 1)
-            if r.target is not None and (r.target.name == "NOTRACK" or getattr(r.target.data, "notrack", False))]
+            if r.target is not None and untracks(r.target.data)]
     return hits[:3] + (["..."] if len(hits) > 3 else [])
 
 

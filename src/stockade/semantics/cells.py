@@ -68,6 +68,14 @@ PLAUSIBLE = {"NEW": {"query"}, "ESTABLISHED": {"query", "reply"}, "RELATED": {"e
              "INVALID NULL": set()}
 
 
+UNTRACKED_KIND = ((next(i for i, k in enumerate(KINDS) if k.label == "UNTRACKED"),) * 2,)
+
+
+def untracked(box: dict) -> dict:
+    """A class as rules see it once its packets are untracked (NOTRACK, CT --notrack, nft notrack)."""
+    return dict(box, **{KIND: UNTRACKED_KIND})
+
+
 def icmp_proto(family: Family) -> int:
     return 1 if family is Family.IPV4 else 58
 

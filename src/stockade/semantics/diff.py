@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import NamedTuple
 
+from ..extensions.ct import untracks
 from ..model import Family, Ruleset
 from ..model.netfilter import FILTER_HOOKS as HOOKS
 from ..model.netfilter import PORT_PROTOS, TCP_FLAGS, proto_name
@@ -56,7 +57,18 @@ from ..model.space import (
     SPORT,
     SRC,
 )
-from .cells import Constraint, Entry, Space, hook_entries, icmp_proto, refine, relation, same_walk
+from .cells import (
+    UNTRACKED_KIND,
+    Constraint,
+    Entry,
+    Space,
+    hook_entries,
+    icmp_proto,
+    refine,
+    relation,
+    same_walk,
+    untracked,
+)
 from .simulate import Simulator
 
 
@@ -340,9 +352,6 @@ def _tracked_classes(space: Space, hook: str, lists: list[list[Entry]], aligned:
             yield box, eo, en, aligned and same_walk([eo, en], lambda e: e.cons)
 
 
-UNTRACKED = next(i for i, k in enumerate(KINDS) if k.label == "UNTRACKED")
-
-
 def _raw_entries(rs: Ruleset, hook: str, space: Space) -> list[Entry]:
     """raw's entries on the hook's path (conntrack comes after them), if one may untrack a packet."""
     entries = hook_entries(rs, "OUTPUT" if hook == "OUTPUT" else "PREROUTING", space, "raw")
@@ -350,8 +359,7 @@ def _raw_entries(rs: Ruleset, hook: str, space: Space) -> list[Entry]:
 
 
 def _untracks(e: Entry) -> bool:
-    t = e.flat.target
-    return t is not None and (t.name == "NOTRACK" or (t.name == "CT" and getattr(t.data, "notrack", False)))
+    return e.flat.target is not None and untracks(e.flat.target.data)
 
 
 class _Track(NamedTuple):
@@ -376,20 +384,11 @@ def _seen(space: Space, hook: str, box: dict, tracks: list[list[_Track]]) -> Ite
     INPUT keeps the state its output path gave it, unless that was INVALID. A raw rule stockade
     cannot decide gives both views."""
     alike = [(t.cons, t.action) for t in tracks[0]] == [(t.cons, t.action) for t in tracks[1]]
-    invalid = norm([(i, i) for i, k in enumerate(KINDS) if k.state == "INVALID"])
-    lo = ((space.ifaces.index("lo"),) * 2,)
-
-    def pieces(part):
-        if hook == "INPUT" and part[IIF] == lo:
-            return [(dict(part, **{KIND: v}), stays) for v, stays in ((iv_and(part[KIND], invalid), False),
-                                                                       (iv_sub(part[KIND], invalid), True)) if v]
-        return [(part, False)]
-
     for part, (ko,) in refine(space, box, [tracks[0]], lambda t: t.cons, by_verdict=True):
         inner = [(part, ko)] if alike else \
             ((p, kn) for p, (kn,) in refine(space, part, [tracks[1]], lambda t: t.cons, by_verdict=True))
         for sub, kn in inner:
-            for piece, stays in pieces(sub):
+            for piece, stays in _lo_pieces(space, hook, sub):
                 old = [piece] if stays else _views(piece, ko)
                 new = old if alike or stays else _views(piece, kn)
                 for a in old:
@@ -397,24 +396,35 @@ def _seen(space: Space, hook: str, box: dict, tracks: list[list[_Track]]) -> Ite
                         yield piece, a, (a if a == b else b)
 
 
+def _lo_pieces(space: Space, hook: str, box: dict) -> list[tuple[dict, bool]]:
+    """`box` as (part, whether raw leaves its packets as they are): on lo into INPUT its INVALID packets
+    and the others apart, for a packet there keeps the entry its output path gave it (raw cannot untrack
+    it) unless that was INVALID; elsewhere `box` whole."""
+    if hook != "INPUT" or box[IIF] != ((space.ifaces.index("lo"),) * 2,):
+        return [(box, False)]
+    invalid = norm([(i, i) for i, k in enumerate(KINDS) if k.state == "INVALID"])
+    return [(dict(box, **{KIND: v}), stays) for v, stays in ((iv_and(box[KIND], invalid), False),
+                                                             (iv_sub(box[KIND], invalid), True)) if v]
+
+
 def _views(piece: dict, kept: list[_Track]) -> list[dict]:
     """How filter may see `piece`: as it is, untracked, or either (a raw rule stockade cannot decide)."""
     actions = {t.action for t in kept}
-    untracked = dict(piece, **{KIND: ((UNTRACKED, UNTRACKED),)})
-    return [untracked] if actions == {"UNTRACKED"} else [piece] if actions == {"TRACKED"} else [piece, untracked]
+    return [untracked(piece)] if actions == {"UNTRACKED"} else [piece] if actions == {"TRACKED"} \
+        else [piece, untracked(piece)]
 
 
 def _apart(space: Space, seen: tuple[dict, dict], lists: list[list[Entry]]) -> Iterator[tuple]:
     """Classes of a part one side untracks and the other does not: cut by the tracking side's rules,
     then each piece, untracked, by the other side's. A class is the packets as they arrive (the
     tracking side's kinds); each side's entries and view are its own."""
-    t = 0 if seen[0][KIND] != ((UNTRACKED, UNTRACKED),) else 1
+    t = 0 if seen[0][KIND] != UNTRACKED_KIND else 1
     for box, (et,) in refine(space, seen[t], [lists[t]], lambda e: e.cons, by_verdict=True):
-        for inner, (eu,) in refine(space, dict(box, **{KIND: seen[1 - t][KIND]}), [lists[1 - t]],
-                                   lambda e: e.cons, by_verdict=True):
+        for inner, (eu,) in refine(space, untracked(box), [lists[1 - t]], lambda e: e.cons, by_verdict=True):
             arrived = dict(inner, **{KIND: box[KIND]})
-            views = (arrived, inner) if t == 0 else (inner, arrived)
-            yield (arrived, et, eu, False, views) if t == 0 else (arrived, eu, et, False, views)
+            tracking, untracking = (et, arrived), (eu, inner)
+            (eo, vo), (en, vn) = (tracking, untracking) if t == 0 else (untracking, tracking)
+            yield arrived, eo, en, False, (vo, vn)
 
 
 def _key(e: Entry) -> tuple:
@@ -688,14 +698,8 @@ def cross_diff(old, new, *, hooks: tuple[str, ...] = HOOKS, progress: Callable[[
 
 
 def _lo_apart(space: Space, hook: str, starts: list[dict]) -> list[dict]:
-    """INPUT's start boxes on lo cut into INVALID packets and the others: a packet on lo keeps the entry
-    its output path gave it (so raw cannot untrack it) unless that was INVALID."""
-    if hook != "INPUT":
-        return starts
-    invalid = norm([(i, i) for i, k in enumerate(KINDS) if k.state == "INVALID"])
-    lo = ((space.ifaces.index("lo"),) * 2,)
-    return [dict(b, **{KIND: v}) if b[IIF] == lo else b for b in starts
-            for v in ((iv_and(b[KIND], invalid), iv_sub(b[KIND], invalid)) if b[IIF] == lo else (b[KIND],)) if v]
+    """The start boxes with INPUT's on lo cut into INVALID packets and the others (_lo_pieces)."""
+    return [part for b in starts for part, _ in _lo_pieces(space, hook, b)]
 
 
 def _differ(a: Outcome, b: Outcome) -> bool:

@@ -23,7 +23,7 @@ from ..model.ranges import difference as iv_sub
 from ..model.ranges import intersect as iv_and
 from ..model.ranges import normalize as norm
 from ..model.space import DPORT, DST, ICMP, IIF, KIND, KINDS, OIF, PROTO, SPORT, SRC, Box
-from .cells import ANY, NEVER, SPLIT_ORDER, Constraint, Space, hook_entries, relation
+from .cells import ANY, NEVER, SPLIT_ORDER, Constraint, Space, hook_entries, relation, untracked
 from .nft import CT_STATE_BITS, FRAG_OFF, TABLE_FAMILIES, TRANSPORT, NftResult, NftSimulator, compare
 
 PORTS = {"sport": SPORT, "dport": DPORT}
@@ -541,14 +541,6 @@ def _vmap_choices(table: NftTable, val: dict) -> tuple:
         if isinstance(elem, list) and len(elem) == 2 and elem[1] not in out:
             out.append(elem[1])
     return (*out, False)
-
-
-UNTRACKED_KIND = ((next(i for i, k in enumerate(KINDS) if k.label == "UNTRACKED"),) * 2,)
-
-
-def untracked(box: dict) -> dict:
-    """The class as rules see it once the walk untracked its packets (notrack, NOTRACK): KIND UNTRACKED."""
-    return dict(box, **{KIND: UNTRACKED_KIND})
 
 
 class Split(Exception):
