@@ -44,29 +44,40 @@ def test_failing_second_family_restores_the_first(netns, tmp_path, backend):
 
 @pytest.mark.parametrize("backend", ["iptables-nft", "iptables-legacy"])
 def test_sets_staged_at_once(netns, tmp_path, backend, monkeypatch):
-    """Every set loaded by its own `ipset restore`, all at once (as a million-member set is): the new sets
-    hold exactly the new members; one set the kernel refuses fails the whole stage, and the old rules
-    and sets stay as they were, the new generation's sets gone."""
+    """Past STAGE_BYTES, one `ipset restore` creates every set, then one per CPU loads an equal share of
+    the adds, all at once, sets cut between them (as a million-member set is), each process naming the
+    sets it adds to with `create ... -exist` first: the new sets hold exactly the new members. One add
+    the kernel refuses fails the whole stage, and the old rules and sets stay as they were, the new
+    generation's sets gone."""
     monkeypatch.setattr(transaction, "STAGE_BYTES", 0)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})  # one process per set, on any CI
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})  # four processes, on any CI
     restores = []
     run = Host.run
 
     def counted(self, argv, *args, **kwargs):
-        restores.extend([argv] if list(argv) == ["ipset", "restore"] else [])
+        restores.extend([kwargs["input"]] if list(argv) == ["ipset", "restore"] else [])
         return run(self, argv, *args, **kwargs)
     monkeypatch.setattr(Host, "run", counted)
     a, b = _parts(tmp_path, backend)
     host = Host(netns.name)
     apply(host, read_part(host, backend), a)
-    assert len(restores) == len(re.findall("^create ", a.text["sets"], re.MULTILINE)) == 4
+    creates = re.findall("^create .*", a.text["sets"], re.MULTILINE)
+    assert len(restores) == 5 and len(restores[0].splitlines()) == len(creates) == 4
+    assert all(line.startswith("create ") and not line.endswith(" -exist") for line in restores[0].splitlines())
+    for staged in restores[1:]:
+        named = {w[1] for w in map(str.split, staged.splitlines()) if w[0] == "create" and w[-1] == "-exist"}
+        added = {w[1] for w in map(str.split, staged.splitlines()) if w[0] == "add"}
+        assert added and named == added
+    cut = [name for name in {w[1] for w in map(str.split, "".join(restores[1:]).splitlines()) if w[0] == "add"}
+           if sum(f"\nadd {name} " in f"\n{staged}" for staged in restores[1:]) > 1]
+    assert cut  # at least one set was shared among processes
     assert _members(read_part(host, backend).text["sets"]) == _members(a.text["sets"])
     before, sets = full_text(netns, backend), netns.run(["ipset", "save"]).stdout
     bad = b.text["sets"].replace("\nadd stk-bogons-net6 ", "\nadd stk-bogons-net6 no-such-net\nadd stk-bogons-net6 ", 1)
     restores.clear()
     with pytest.raises(KernelError, match="ipset restore"):
         apply(host, read_part(host, backend), OwnedPart(backend, {**b.text, "sets": bad}))
-    assert len(restores) == 3
+    assert len(restores) == 5
     assert full_text(netns, backend) == before and netns.run(["ipset", "save"]).stdout == sets
 
 

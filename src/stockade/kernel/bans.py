@@ -80,9 +80,10 @@ def carried_nft(host: Host, target_text: str) -> str:
     return "".join(f"{ln}\n" for ln in lines)
 
 
-def carried_ipset(ipset_text: str, live_gens: set[str], target_sets: str, gen: str) -> str:
-    """`ipset restore` lines putting the bans of the live generation(s) into generation `gen`'s sets."""
-    wanted = set(re.findall(rf"^create ({BAN_SET}[46]) ", target_sets, re.MULTILINE))
+def carried_ipset(ipset_text: str, live_gens: set[str], target_creates: str, gen: str) -> str:
+    """`ipset restore` lines putting the bans of the live generation(s) into generation `gen`'s sets
+    (those of `target_creates`, the target's create lines: not its million adds)."""
+    wanted = set(re.findall(rf"^create ({BAN_SET}[46]) ", target_creates, re.MULTILINE))
     best: dict[tuple[str, str], int] = {}
     for name, g, addr, left in _ADD.findall(ipset_text):
         if name in wanted and g in live_gens:

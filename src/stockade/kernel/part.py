@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, islice
 from typing import TYPE_CHECKING
 
 from .backend import TABLE
@@ -300,9 +302,18 @@ def ipset_part(sets: Iterable[IPSet]) -> str:
             continue
         creates.append(logical(" ".join(["create", s.name, s.type, *s.options])))
         if not re.search(r" timeout \d+", creates[-1].split(" ", 2)[2]):
-            members.setdefault(logical(s.name), set()).update(s.members)
-    adds = [f"add {n} " + f"\nadd {n} ".join(sorted(m)) for n, m in sorted(members.items()) if m]
+            members.setdefault(logical(s.name), []).extend(s.members)
+    adds = [f"add {n} " + f"\nadd {n} ".join(_unique_sorted(m)) for n, m in sorted(members.items()) if m]
     return "\n".join(sorted(creates) + adds) + ("\n" if creates else "")
+
+
+def _unique_sorted(items: list[str]) -> list[str]:
+    """`items` sorted, each once. A list is sorted as it lies, not through a set: a million strings sort
+    in about half the time in the order they were read (and so lie in memory) than in a set's order."""
+    out = sorted(items)
+    if any(map(str.__eq__, out, islice(out, 1, None))):
+        out = list(compress(out, itertools.chain((True,), map(str.__ne__, islice(out, 1, None), out))))
+    return out
 
 
 def _compiled_hook(line: str) -> bool:

@@ -193,11 +193,12 @@ def _iptables(host: Host, live: OwnedPart, target: OwnedPart, interrupted: Owned
     for name in existing:  # leftovers of an interrupted transaction: nothing references them
         if name.endswith(f"-{gen}"):
             host.run(["ipset", "destroy", name])
-    new_sets = [f"{ln.split()[1]}-{gen}" for ln in _creates(target.text.get("sets", "")).splitlines()]
+    creates = _creates(target.text.get("sets", ""))
+    new_sets = [f"{ln.split()[1]}-{gen}" for ln in creates.splitlines()]
     bans = "".join(host.run(["ipset", "save", n]).stdout for n in existing if n.startswith(BAN_SET))
     try:
         _restore_sets(host, _physical(target.text.get("sets", ""), gen) + carried_ipset(
-            bans, gens[4] | gens[6], target.text.get("sets", ""), gen))  # bans, with the time they have left
+            bans, gens[4] | gens[6], creates, gen))  # bans, with the time they have left
         host.run([tool(b, 4, "restore"), "--noflush"], input=restore_text(live.text["4"], target.text["4"], gen))
         host.run([tool(b, 6, "restore"), "--noflush"], input=restore_text(live.text["6"], target.text["6"], gen))
     except KernelError:
@@ -224,28 +225,37 @@ def _set_names(host: Host) -> list[str]:
     return host.run(["ipset", "list", "-n"]).stdout.split()
 
 
-STAGE_BYTES = 1 << 20  # a set's adds beyond this are loaded by an `ipset restore` process of their own
+STAGE_BYTES = 1 << 20  # adds beyond this are shared among `ipset restore` processes loading at once
 
 
 def _restore_sets(host: Host, text: str) -> None:
-    """`ipset restore` of a new generation's sets, which no rule references yet, the sets shared among
-    one process per CPU (at most 4), all loading at once. A set goes whole, with its create, to one
-    process: ipset asks the kernel for the type of a set it did not create itself at every add, and
-    two processes adding to one set contend for it. ipset's own work is most of a million members'
-    cost, so the load takes about the largest set's time. A part that fails fails the stage, which
-    the caller undoes by destroying the new sets (the live rules never saw them)."""
+    """`ipset restore` of a new generation's sets, which no rule references yet. Past STAGE_BYTES of
+    adds, one process creates every set, then one process per CPU (at most 4) loads an equal share of
+    the adds, all at once, a large set cut between processes. Each starts with `create ... -exist` of
+    the sets it adds to: ipset asks the kernel for the type of a set it did not create itself at every
+    add, which doubles its cost (750k adds: 11.6 s, against 5.4 s), and two processes adding to one
+    set then wait for each other. A part that fails fails the stage, which the caller undoes by
+    destroying the new sets (the live rules never saw them)."""
     head, sep, adds = text.partition("\nadd ")
     stages = min(4, len(os.sched_getaffinity(0)))
-    blocks = _blocks(sep + adds) or []
+    blocks = _blocks(sep + adds)
     creates = {ln.split()[1]: ln for ln in head.splitlines() if ln.startswith("create ")}
-    sets = {b[5:b.index(" ", 5)]: b for b in blocks}
-    if stages < 2 or len(sets) < 2 or sorted(map(len, blocks))[-2] < STAGE_BYTES or \
-            len(creates) != len(head.splitlines()) or not sets.keys() <= creates.keys():
+    if stages < 2 or len(adds) < STAGE_BYTES or len(creates) != len(head.splitlines()) or blocks is None or \
+            not {b[5:b.index(" ", 5)] for b in blocks} <= creates.keys():
         host.run(["ipset", "restore"], input=text)
         return
+    host.run(["ipset", "restore"], input=head + "\n")
+    share = -(-len(adds) // stages)
+    pieces = []
+    for block in blocks:  # each set's adds cut, at line starts, into pieces of at most about a share
+        at = 0
+        while at < len(block):
+            cut = block.find("\nadd ", at + share) if len(block) - at > share else -1
+            pieces.append((block[5:block.index(" ", 5)], block[at:cut if cut >= 0 else len(block)]))
+            at = cut if cut >= 0 else len(block)
     parts: list[list[str]] = [[] for _ in range(stages)]
-    for name in sorted(creates, key=lambda n: -len(sets.get(n, ""))):  # the largest first, to the lightest part
-        min(parts, key=lambda p: sum(map(len, p))).append(creates[name] + sets.get(name, "") + "\n")
+    for name, piece in sorted(pieces, key=lambda p: -len(p[1])):  # the largest first, to the lightest part
+        min(parts, key=lambda p: sum(map(len, p))).append(f"{creates[name]} -exist{piece}\n")
     inputs = ["".join(p) for p in parts if p]
     with ThreadPoolExecutor(len(inputs)) as pool:  # each thread waits on its process, without the GIL
         list(pool.map(lambda part: host.run(["ipset", "restore"], input=part), inputs))
