@@ -9,7 +9,7 @@ is not reloaded for a few thousand changed members.
 
 iptables: three steps; the first changes nothing packets meet.
  1. The target's sets are created under a generation's names the live rules do not use (`stk-x-b`
-    while they use `stk-x-a`) and filled with `ipset restore`, large sets by one process each at once
+    while they use `stk-x-a`) and filled with `ipset restore`, large sets by one process per CPU at once
     (`_restore_sets`): the live rules do not see them yet.
     (A swap of a temporary set into the live name would change what the *old* rules match before
     the rules themselves change; new names avoid that mixed state.)
