@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from stockade.model import Family
+from stockade.parse.bash import run
 from stockade.parse.script import Invocation, read_script
 from stockade.render.save import rule_words
 
@@ -140,6 +141,25 @@ def test_recursive_functions_are_a_positioned_error():
     errors = [d for d in b.diagnostics if d.severity == "error"]
     assert [d.code for d in errors] == ["shell-nesting"] and errors[0].origin.line == 2
     assert rules(b)[-1] == "-j ACCEPT"
+
+
+def test_a_for_loop_over_a_long_list_runs_to_its_end(tmp_path):
+    """`for ip in $(cat blocked.txt)`, as seed 000 reads its blocklist: a list is finite, so a `for` over
+    more than MAX_LOOP words runs every one (MAX_LOOP stops loops with a condition, which may never end)."""
+    entries = [f"198.51.{k // 250}.{k % 250 + 1}" for k in range(12_000)]
+    (tmp_path / "blocked.txt").write_text("\n".join(entries) + "\n")
+    b = load("for ip in $(cat blocked.txt); do\n  iptables -A INPUT -s $ip -j DROP\ndone\n"
+             "iptables -A INPUT -p tcp --dport 22 -j ACCEPT\n", include_paths=[str(tmp_path)])
+    assert not [d for d in b.diagnostics if d.severity == "error"]
+    assert rules(b) == [f"-s {e}/32 -j DROP" for e in entries] + ["-p tcp -m tcp --dport 22 -j ACCEPT"]
+
+
+def test_a_for_loop_counts_its_commands_toward_the_limit(monkeypatch):
+    """The commands a `for` runs count toward MAX_STEPS, so a long list with a long body still stops."""
+    monkeypatch.setattr(run, "MAX_STEPS", 100)
+    b = load("for p in $(seq 1 200); do iptables -A INPUT -p tcp --dport $p -j ACCEPT; done\n")
+    (error,) = [d for d in b.diagnostics if d.severity == "error"]
+    assert "more than 100 commands run" in error.message
 
 
 def test_an_endless_loop_is_stopped_with_an_error():

@@ -543,10 +543,7 @@ class Shell(Words, Builtins):
             self.report("warning", "unresolved-condition", "`select` waits for a user's choice; its body is read "
                         "once with the first item", self.code.start(node))
             items = items[:1]
-        for n, value in enumerate(items):
-            if n == MAX_LOOP:
-                raise Abort(f"the loop ran {MAX_LOOP} times; stockade stopped it", self.code.start(node),
-                            code="shell-loop")
+        for value in items:  # ends with its list, whose words MAX_VALUE bounds; the commands count to MAX_STEPS
             self.set_var(var, value, node)
             if not self.loop_body(body):
                 break
