@@ -162,6 +162,34 @@ def test_big_rulesets_are_bounded():
     assert time.monotonic() - started < 30
 
 
+def test_a_long_blocklist_is_searched_for_rules_one_earlier_rule_takes():
+    """Past COVERAGE_LIMIT there are too many classes to examine, but a rule that one earlier deciding rule
+    holds whole (a repeated address, an address inside an earlier network, an earlier rule on the source
+    alone) is still found, by lookups. An earlier rule that may not decide (a rate limit, LOG) holds none."""
+    hosts = [f"{net}.{n}" for net in ("192.0.2", "198.51.100", "203.0.113") for n in range(1, 255)]
+    many = [f"-A INPUT -s {h} -p tcp --dport {port} -j DROP" for port in (25, 110) for h in hosts]
+    extra = ["-A INPUT -s 192.0.2.7 -p tcp --dport 25 -j DROP",  # a repeat of an earlier line
+             "-A INPUT -s 203.0.113.0/24 -p tcp --dport 995 -j DROP",
+             "-A INPUT -s 203.0.113.77 -p tcp --dport 995 -j REJECT",  # inside the network above
+             "-A INPUT -s 198.51.100.99 -j DROP",
+             "-A INPUT -s 198.51.100.99 -p tcp --dport 443 -j ACCEPT",  # the source alone was decided above
+             "-A INPUT -s 198.51.100.200 -p udp --dport 53 -m limit --limit 1/s -j DROP",
+             "-A INPUT -s 198.51.100.200 -p udp --dport 53 -j DROP",  # the limit may let packets by
+             "-A INPUT -s 192.0.2.50 -p tcp --dport 8080 -j LOG",
+             "-A INPUT -s 192.0.2.50 -p tcp --dport 8080 -j DROP",  # LOG decides nothing
+             "-A INPUT -s 198.51.100.0/25 -p tcp --dport 993 -j DROP",
+             "-A INPUT -s 198.51.100.0/24 -p tcp --dport 993 -j DROP"]  # wider than the network above
+    text = rules(*GOOD, *many, *extra)
+    b = read(text, "t.rules", "save")
+    got = [(f.origin.line, f.message) for f in check(b.rulesets, "t.rules", script=False, admins=[])
+           if f.id == "STK201"]
+    first = 5 + len(GOOD)  # the line of many[0]
+    end = first + len(many)  # the line of extra[0]
+    taken = "no packet ever reaches this rule: line {} already decides every packet it matches"
+    assert got == [(end, taken.format(first + hosts.index("192.0.2.7"))), (end + 2, taken.format(end + 1)),
+                   (end + 4, taken.format(end + 3))]
+
+
 def test_a_jump_loop_is_refused_as_the_kernel_does_and_the_rest_analysed():
     loop = rules(*GOOD, "-A INPUT -j A", "-A A -j B", "-A B -p tcp -j A", "-A B -j LOG").replace(
         ":OUTPUT ACCEPT [0:0]\n", ":OUTPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n")

@@ -10,7 +10,8 @@ from collections import defaultdict
 from ...extensions.opaque import by_command
 from ...model import Origin
 from ...model.netfilter import FILTER_HOOKS as HOOKS
-from ..cells import refine, relation
+from ...model.space import SRC
+from ..cells import Entry, refine, relation
 from .catalogue import Finding, finding
 from .context import Analysis
 
@@ -83,27 +84,47 @@ def coverage(a: Analysis) -> list[Finding]:
                 if k is None or e.flat.policy or redundant.get(k, ()) is None:
                     continue
                 redundant[k] = _without(a, ents[i + 1:], boxes, e.action, redundant.get(k, set()))
+    inside: dict = {}  # rule key in a skipped hook -> the earlier rules holding each of its entries, or None
     for hook in skipped:
         out.append(finding("analysis-limited", f"{hook} ({len(a.entries(hook))} rules flattened) has more packet "
-                           f"classes than lint examines one by one: shadowed and redundant rules were not searched",
+                           f"classes than lint examines one by one: a rule is reported as shadowed only when one "
+                           f"earlier rule takes all its packets, and redundant rules were not searched",
                            a.anchor(hook),
                            f"run `stockade diff` or `stockade analyze` on {hook} for exact answers per packet class"))
+        ents = a.entries(hook)
+        held = inside_one(ents, a.space.universe[SRC][0][1])
+        for i, e in enumerate(ents):
+            k = _key(e)
+            if k is not None:
+                inside[k] = None if i not in held or inside.get(k, ()) is None else \
+                    {*inside.get(k, ()), held[i].flat.rule}
+    analysed = {_key(e) for hook in HOOKS if hook not in skipped for e in a.entries(hook)}
     for tname, table in a.rs.tables.items():
-        if tname != "filter" or skipped:
+        if tname != "filter":
             continue
         for cname, chain in table.chains.items():
+            ends = next((n for n, rule in enumerate(chain.rules, 1) if _match_all(rule)), len(chain.rules))
             for n, rule in enumerate(chain.rules, 1):
                 k = (tname, cname, n)
                 origin = rule.origin or Origin(a.file, 1, 1)
                 if by_command(rule):
                     continue  # what an unknown command may have done: no rule of the file's
-                if rule.fragment is True or _after_match_all(chain.rules, n):
-                    continue  # reported by their own checks
+                if rule.fragment is True or n > ends:
+                    continue  # reported by their own checks (after_match_all: the rules after one matching all)
                 if rule.target is not None and rule.target.name == "RETURN" and not chain.builtin:
                     continue  # a RETURN becomes part of the rules after it; it has no entry of its own
                 target = table.chains.get(rule.target.name) if rule.target is not None else None
                 if target is not None and not target.builtin and not target.rules:
                     continue  # a jump to an empty chain leaves no flat rule: empty_jumps reports it
+                if k in inside:  # a rule of a hook too large for classes
+                    if inside[k] and k not in analysed:
+                        names = ", ".join(sorted({_where(r) for r in inside[k]}))
+                        out.append(finding("shadowed-rule", f"no packet ever reaches this rule: {names} already "
+                                           f"decide{'s' if len(inside[k]) == 1 else ''} every packet it matches",
+                                           origin, "delete it, or move it above the rule(s) that take its packets"))
+                    continue
+                if skipped and k not in analysed:
+                    continue  # in no hook, or in none lint examined: nothing is known of it
                 if seen.get(k, 0) == 0:
                     if k in by:
                         names = ", ".join(sorted({_where(r) for r in by[k]}))
@@ -133,6 +154,43 @@ def coverage(a: Analysis) -> list[Finding]:
     return out
 
 
+def inside_one(ents: list[Entry], top: int) -> dict[int, Entry]:
+    """For a hook too large for classes: per entry (by index), an earlier entry that surely decides every
+    packet it matches. That is one with no residual test whose source is a prefix holding this one's sources
+    and whose other tests are this one's, or who tests the source alone. A lookup per prefix length, so a
+    blocklist of any length is searched (a repeated address, an address inside an earlier network); an
+    entry only several earlier ones cover together is not found. `top`: the highest address."""
+    bits = top.bit_length()
+    groups: dict[tuple, tuple[dict, set]] = {}  # other tests -> (prefix (base, length) -> entry, lengths)
+    out: dict[int, Entry] = {}
+    for i, e in enumerate(ents):
+        c = e.cons
+        if c.never:
+            continue
+        src = c.dims.get(SRC)
+        lo, hi = (src[0][0], src[-1][1]) if src else (0, top)
+        rest = tuple((d, v) for d, v, *_ in c.ordered if d != SRC)
+        for key in dict.fromkeys((rest, ())):
+            prefixes, lengths = groups.get(key, ({}, ()))
+            for n in sorted(lengths):
+                size = 1 << (bits - n)
+                holder = prefixes.get((lo - lo % size, n))
+                if holder is not None and hi < lo - lo % size + size:
+                    out[i] = holder
+                    break
+            if i in out:
+                break
+        if e.flat.terminal is True and e.flat.action and not c.residual and not e.flat.policy \
+                and e.flat.rule is not None and (src is None or len(src) == 1):
+            size = hi - lo + 1
+            if size & (size - 1) == 0 and lo % size == 0:  # a prefix
+                prefixes, lengths = groups.setdefault(rest, ({}, set()))
+                n = bits - size.bit_length() + 1
+                prefixes.setdefault((lo, n), e)
+                lengths.add(n)
+    return out
+
+
 def _without(a: Analysis, rest, boxes, action: str, acc: set):
     """The rules deciding `boxes` once the rule is removed, if they all give `action`; else None."""
     for box in boxes:
@@ -142,10 +200,6 @@ def _without(a: Analysis, rest, boxes, action: str, acc: set):
                 return None
             acc.add(decider.flat.rule)
     return acc
-
-
-def _after_match_all(rules, n: int) -> bool:
-    return any(_match_all(r) for r in rules[:n - 1])
 
 
 def _match_all(rule) -> bool:
