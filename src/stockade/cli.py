@@ -7,7 +7,7 @@ import click
 
 from .commands import COMMANDS
 from .commands.errors import fail
-from .kernel.netns import Terminated, unwind_on_termination
+from .kernel.netns import Terminated, close_all, unwind_on_termination
 from .model.diagnostics import StockadeError
 
 
@@ -29,6 +29,8 @@ class _Stockade(click.Group):
             fail(e)
         except Terminated as e:
             raise SystemExit(128 + e.signum) from None
+        finally:
+            close_all()  # what a signal left between a namespace's making and its `with` taking it
 
 
 @click.group(cls=_Stockade, context_settings={"help_option_names": ["-h", "--help"]})

@@ -57,3 +57,14 @@ def test_interrupt_during_cleanup_is_held_back(kernel_ok, monkeypatch):
     with pytest.raises(KeyboardInterrupt), Netns() as ns:
         pass
     assert len(calls) == 2 and ns.name not in namespaces()
+
+
+def test_a_namespace_no_with_has_taken_yet_is_deleted_by_close_all(kernel_ok):
+    """A signal that lands after a Netns is made but before the `with` or ExitStack that would close it
+    has taken it (a lab's third host, say): the CLI's way out closes every namespace still open."""
+    ns = Netns().__enter__()  # made, and nothing will close it
+    other = Netns().__enter__()
+    assert {ns.name, other.name} <= set(namespaces())
+    netns_mod.close_all()
+    assert not {ns.name, other.name} & set(namespaces()) and not netns_mod._OPEN
+    netns_mod.close_all()  # nothing left: a no-op

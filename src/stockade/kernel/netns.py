@@ -118,6 +118,7 @@ class Netns(Closing):
         self.name = f"{process_prefix()}{secrets.token_hex(3)}"
         self.lo_up = lo_up
         self._created = False
+        self._added = False  # `ip netns add` returned: no process of ours may still be making it
 
     _reaped = False  # once per process: leftovers of killed stockade processes go first
 
@@ -126,8 +127,10 @@ class Netns(Closing):
             Netns._reaped = True
             reap()
         self._created = True  # before `add`: an interrupt during it must still clean up
+        _OPEN[self.name] = self
         with self.opening():
             _run([IP, "netns", "add", self.name])
+            self._added = True
             if self.lo_up:
                 self.run([IP, "link", "set", "lo", "up"])
         return self
@@ -168,12 +171,54 @@ class Netns(Closing):
         interrupt: BaseException | None = None
         while self._created:
             try:
+                if not self._added:
+                    _wait_for_add(self.name)
                 remove(self.name)
                 self._created = False
+                _OPEN.pop(self.name, None)
             except KeyboardInterrupt as e:  # finish cleaning up first, then let it through
                 interrupt = e
         if interrupt is not None:
             raise interrupt
+
+
+# Every namespace this process made and has not deleted: a signal that lands after a Netns is made but
+# before the `with` (or ExitStack) that would close it has taken it leaves it to close_all.
+_OPEN: dict[str, Netns] = {}
+
+
+def close_all() -> None:
+    """Delete every namespace of this process still open, newest first (the process is ending: an
+    interrupt meanwhile is held back until all are gone, then dropped)."""
+    for ns in reversed(list(_OPEN.values())):
+        while True:
+            try:
+                ns.close()
+                break
+            except KeyboardInterrupt:
+                continue
+            except NetnsError:
+                break  # `ip` refused: the next stockade to make a namespace reaps it (reap)
+
+
+def _wait_for_add(name: str, timeout: float = 10) -> None:
+    """Wait until no `ip netns add NAME` runs. A signal that lands while subprocess starts it (after the
+    fork, before Popen is made) leaves the child running unseen, and it makes the namespace after a
+    cleanup that found none."""
+    argv = f"{IP}\0netns\0add\0{name}\0".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = False
+        for proc in Path("/proc").iterdir():
+            try:
+                running = proc.name.isdigit() and (proc / "cmdline").read_bytes() == argv
+            except OSError:
+                continue
+            if running:
+                break
+        if not running:
+            return
+        time.sleep(0.01)
 
 
 def pids(name: str) -> list[int]:
