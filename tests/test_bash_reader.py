@@ -162,6 +162,28 @@ def test_a_for_loop_counts_its_commands_toward_the_limit(monkeypatch):
     assert "more than 100 commands run" in error.message
 
 
+def test_a_long_brace_range_expands_whole_and_a_huge_one_stops_at_once():
+    """`{1024..65535}` is every port, not the first 10,000 of them; `{1..100000000000}` is an error before
+    any word is made (it would take the memory of the machine)."""
+    b = load("for p in {1024..65535}; do last=$p; done\niptables -A INPUT -p tcp --dport $last -j ACCEPT\n")
+    assert not [d for d in b.diagnostics if d.severity == "error"] and rules(b) == ["-p tcp -m tcp --dport 65535 -j ACCEPT"]
+    b = load("for p in {1..100000000000}; do :; done\niptables -A INPUT -j DROP\n")
+    (error,) = [d for d in b.diagnostics if d.severity == "error"]
+    assert "would expand to more than 200000 words" in error.message and (error.origin.line, error.origin.col) == (2, 10)
+
+
+def test_printf_uses_its_format_for_every_argument_and_bounds_what_it_prints():
+    """`printf '%s\\n' $LIST` prints every entry (it stopped at 10,000, silently); a width or a list that
+    would print more than MAX_VALUE characters is an error, not the machine's memory."""
+    entries = [f"198.51.{k // 250}.{k % 250 + 1}" for k in range(12_000)]
+    b = load(f"LIST=\"{' '.join(entries)}\"\nfor ip in $(printf '%s\\n' $LIST); do last=$ip; done\n"
+             "iptables -A INPUT -s $last -j DROP\n")
+    assert not [d for d in b.diagnostics if d.severity == "error"] and rules(b) == [f"-s {entries[-1]}/32 -j DROP"]
+    for script in ("x=$(printf '%999999999s' a)\n", "x=$(printf '%0100d\\n' $(seq 1 20000))\n"):
+        (error,) = [d for d in load(script).diagnostics if d.severity == "error"]
+        assert "would print more than 1000000 characters" in error.message, error.message
+
+
 def test_an_endless_loop_is_stopped_with_an_error():
     b = load("while true; do :; done\niptables -A INPUT -j ACCEPT\n")
     assert [(d.code, d.origin.line) for d in b.diagnostics if d.severity == "error"] == [("shell-loop", 2)]

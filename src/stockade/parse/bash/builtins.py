@@ -14,6 +14,8 @@ from .arith import Arith
 from .test import TestError
 from .values import (
     MAX_LOOP,
+    MAX_STEPS,
+    MAX_VALUE,
     NAME,
     Abort,
     Exit,
@@ -65,8 +67,8 @@ class Builtins:
         if not args:
             return False
         fmt, rest = args[0], args[1:]
-        out = []
-        for _ in range(MAX_LOOP):
+        out, at, size = [], 0, 0
+        while True:  # the format is used again until the arguments run out, as bash does
             k = 0
 
             def conv(m: re.Match) -> str:
@@ -74,7 +76,10 @@ class Builtins:
                 spec = m.group(0)
                 if spec == "%%":
                     return "%"
-                arg = rest[k] if k < len(rest) else ""  # noqa: B023 (called in this iteration)
+                if any(int(n) > MAX_VALUE for n in re.findall(r"\d+", spec)):  # a width would be the memory
+                    raise Abort(f"`printf` would print more than {MAX_VALUE} characters; stockade stops here",
+                                self.code.start(node), code="shell-limit")
+                arg = rest[at + k] if at + k < len(rest) else ""  # noqa: B023 (called in this iteration)
                 k += 1
                 kind = spec[-1]
                 if kind == "b":
@@ -92,8 +97,12 @@ class Builtins:
                 return ("%" + spec[1:-1] + "s") % arg
 
             out.append(re.sub(r"%%|%[-+ 0#]*\d*(?:\.\d+)?[sdibqxXo]", conv, _ansi_c(fmt)))
-            rest = rest[k:]
-            if not rest or k == 0:
+            size += len(out[-1])
+            if size > MAX_VALUE:
+                raise Abort(f"`printf` would print more than {MAX_VALUE} characters; stockade stops here",
+                            self.code.start(node), code="shell-limit")
+            at += k
+            if at >= len(rest) or k == 0:
                 break
         self.write("".join(out))
         return True
@@ -296,8 +305,8 @@ class Builtins:
             return None
         first, step, last = (1, 1, nums[0]) if len(nums) == 1 else (nums[0], 1, nums[1]) if len(nums) == 2 \
             else tuple(nums[:3]) if len(nums) >= 3 else (1, 1, 0)
-        if step == 0 or (last - first) // step > MAX_LOOP:
-            raise Abort(f"`seq` would print more than {MAX_LOOP} numbers; stockade stops here", self.code.start(node))
+        if step == 0 or (last - first) // step >= MAX_STEPS:  # as many as a loop over them could run commands
+            raise Abort(f"`seq` would print more than {MAX_STEPS} numbers; stockade stops here", self.code.start(node))
         self.write("".join(f"{n}\n" for n in range(first, last + (1 if step > 0 else -1), step)))
         return True
 

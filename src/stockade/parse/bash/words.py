@@ -16,6 +16,7 @@ from .tree import Code, child, keyword, kids, syntax_errors
 from .values import (
     CR,
     MAX_LOOP,
+    MAX_STEPS,
     MAX_VALUE,
     NAME,
     Abort,
@@ -361,7 +362,10 @@ class Words:
             if m and not quoted:
                 a, b = int(m.group(1)), int(m.group(2))
                 step = 1 if b >= a else -1
-                nums = [str(n) for n in range(a, b + step, step)][:MAX_LOOP]
+                if abs(b - a) >= MAX_STEPS:  # more words than commands stockade runs: never made, nor cut short
+                    raise Abort(f"`{raw[:40]}` would expand to more than {MAX_STEPS} words; stockade stops here",
+                                s, code="shell-limit")
+                nums = [str(n) for n in range(a, b + step, step)]
                 out = []
                 for k, n in enumerate(nums):
                     if k:
