@@ -184,6 +184,22 @@ def test_printf_uses_its_format_for_every_argument_and_bounds_what_it_prints():
         assert "would print more than 1000000 characters" in error.message, error.message
 
 
+def test_a_file_over_a_megabyte_is_read_whole_and_one_too_large_is_unknown(tmp_path):
+    """A list the script reads is read to its end (it was cut at 1,000,000 bytes, mid-address, silently);
+    past MAX_FILE it is not read at all, and what depends on it is unknown."""
+    entries = [f"198.51.{k // 250}.{k % 250 + 1}" for k in range(6_000)]
+    (tmp_path / "big.txt").write_text("".join(f"{e} # {'x' * 200}\n" for e in entries))
+    script = "while read ip rest; do last=$ip; done < big.txt\niptables -A INPUT -s $last -j DROP\n"
+    b = load(script, include_paths=[str(tmp_path)])
+    assert (tmp_path / "big.txt").stat().st_size > 1_000_000
+    assert not [d for d in b.diagnostics if d.severity == "error"] and rules(b) == [f"-s {entries[-1]}/32 -j DROP"]
+    with (tmp_path / "big.txt").open("a") as f:
+        f.truncate(run.MAX_FILE + 1)
+    b = load(script, include_paths=[str(tmp_path)])
+    assert any("cannot read `big.txt`: larger than 16 MiB" in d.message for d in b.diagnostics)
+    assert rules(b) == ["-s $last -j DROP"]  # its address unknown, not the list's last line before a cut
+
+
 def test_an_endless_loop_is_stopped_with_an_error():
     b = load("while true; do :; done\niptables -A INPUT -j ACCEPT\n")
     assert [(d.code, d.origin.line) for d in b.diagnostics if d.severity == "error"] == [("shell-loop", 2)]

@@ -608,7 +608,7 @@ class ScriptReader(Shell):
     def unresolved_why(self, e: Unresolved) -> str:
         u = e.unknown
         origin = u.code.origin(u.offset)
-        what = {"command": "which stockade does not run", "file": "a file that is not there to read",
+        what = {"command": "which stockade does not run", "file": "a file stockade could not read",
                 "source": "a file that is not there to read", "read": "input stockade cannot know"}.get(
                     u.why, "which stockade cannot compute")
         held = f"`${e.var}` may be set by " if e.var is not None and u.why == "source" else \

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tree_sitter import Node
 
+from ...files import read_regular
 from .arith import Arith, ArithError
 from .builtins import Builtins
 from .test import Test, TestError, glob_regex
@@ -36,9 +37,9 @@ from .tree import Code, Source, child, keyword, kids, syntax_errors
 from .values import (
     FIREWALL_TOOLS,
     MAX_DEPTH,
+    MAX_FILE,
     MAX_LOOP,
     MAX_STEPS,
-    MAX_VALUE,
     NAME,
     PREFIXES,
     RUNS_CODE,
@@ -412,7 +413,7 @@ class Shell(Words, Builtins):
                         "from it is unknown", offset, "give its directory with --include-path DIR")
             return Unknown(f"< {name}", offset, self.code, "file")
         try:
-            text = path.read_bytes()[:MAX_VALUE].decode("utf-8", "replace")
+            text = read_regular(path, MAX_FILE).decode("utf-8", "replace")
         except OSError as e:
             self.report("warning", "unresolved-file", f"cannot read `{name}`: {e.strerror}", offset)
             return Unknown(f"< {name}", offset, self.code, "file")
@@ -883,7 +884,7 @@ class Shell(Words, Builtins):
 
     def run_file(self, path: Path, params: list[str] | None = None) -> Status:
         try:
-            text = path.read_bytes()[:MAX_VALUE].decode("utf-8", "replace")
+            text = read_regular(path, MAX_FILE).decode("utf-8", "replace")
         except OSError as e:
             self.report("warning", "unresolved-file", f"cannot read `{path}`: {e.strerror}", 0)
             return None

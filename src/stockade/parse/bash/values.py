@@ -10,6 +10,7 @@ from .tree import Code
 
 CR = "\ue00d"  # a carriage return, which bash keeps in words and tree-sitter would drop as a blank
 MAX_VALUE, MAX_DEPTH, MAX_LOOP, MAX_STEPS = 1_000_000, 100, 10_000, 200_000
+MAX_FILE = 16 << 20  # bytes of a file a script reads or sources: more is unknown, never cut short
 WORDISH = {"word", "string", "raw_string", "ansi_c_string", "translated_string", "simple_expansion", "expansion",
            "command_substitution", "arithmetic_expansion", "concatenation", "number", "process_substitution",
            "brace_expression", "regex", "extglob_pattern", "test_operator", "variable_name"}
