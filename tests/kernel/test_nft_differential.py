@@ -38,7 +38,9 @@ from .rulegen import Features, GenRuleset, PacketGen, RulesetGen
 
 CI = os.environ.get("CI") == "true"
 SEED = int(os.environ.get("STOCKADE_SEED") or (20261207 if CI else random.randrange(1, 2**31)))
-RULESETS = int(os.environ.get("STOCKADE_NFT_RULESETS", "100"))
+# CI checks a fixed sample (its seed is fixed) of half the size, to stay within its time on a slower machine
+# (this test took 227 s of a 41-minute run there); other runs draw new rulesets each time.
+RULESETS = int(os.environ.get("STOCKADE_NFT_RULESETS", "50" if CI else "100"))
 PACKETS = int(os.environ.get("STOCKADE_NFT_PACKETS", "50"))  # per ruleset
 # Rulesets to draw but not run: each ruleset replaces every table of the one before, so a long run can be
 # checked in parts (STOCKADE_NFT_SKIP=50 with the same seed runs exactly the second half).
