@@ -17,13 +17,11 @@ from .part import OwnedPart, nft_canonical, own_ipsets, own_iptables
 _INCOMPATIBLE = re.compile(r"^# Table `(\w+)' (?:is incompatible|contains incompatible)", re.MULTILINE)
 
 
-def nft_table(host: Host, stateless: bool = True, elements: bool = True) -> str:
+def nft_table(host: Host, stateless: bool = True) -> str:
     """`table inet stockade { ... }` as nft lists it, "" when absent. Stateless: without counter
     values and without the entries rate-limit meters learn at run time (they are state, not rules), and
-    each set's elements on one line, in one order (part.nft_canonical). Without `elements`, named sets
-    are listed without their members (`nft -t`): the rules of a table with a million-member blocklist
-    are read in milliseconds, not in the ten seconds nft takes to list the members."""
-    argv = ["nft", *(["-s"] if stateless else []), *([] if elements else ["-t"]), "list", "table", "inet", TABLE]
+    each set's elements on one line, in one order (part.nft_canonical)."""
+    argv = ["nft", *(["-s"] if stateless else []), "list", "table", "inet", TABLE]
     proc = host.run(argv, check=False)
     if proc.returncode != 0:
         return ""

@@ -68,7 +68,7 @@ def iptables_rules(host: Host, backend: str) -> list[dict]:
 
 def nft_rules(host: Host) -> list[dict]:
     out, chain = [], ""
-    for line in nft_table(host, stateless=False, elements=False).splitlines():
+    for line in nft_table(host, stateless=False).splitlines():
         s = line.strip()
         if s.startswith("chain "):
             chain = s.split()[1]
