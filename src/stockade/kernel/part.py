@@ -18,7 +18,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, islice
 from typing import TYPE_CHECKING
 
 from .backend import TABLE
@@ -311,8 +310,9 @@ def _unique_sorted(items: list[str]) -> list[str]:
     """`items` sorted, each once. A list is sorted as it lies, not through a set: a million strings sort
     in about half the time in the order they were read (and so lie in memory) than in a set's order."""
     out = sorted(items)
-    if any(map(str.__eq__, out, islice(out, 1, None))):
-        out = list(compress(out, itertools.chain((True,), map(str.__ne__, islice(out, 1, None), out))))
+    if any(map(str.__eq__, out, itertools.islice(out, 1, None))):
+        fresh = map(str.__ne__, itertools.islice(out, 1, None), out)  # each but the first: unlike the one before
+        out = list(itertools.compress(out, itertools.chain((True,), fresh)))
     return out
 
 

@@ -239,19 +239,20 @@ def _restore_sets(host: Host, text: str) -> None:
     head, sep, adds = text.partition("\nadd ")
     stages = min(4, len(os.sched_getaffinity(0)))
     blocks = _blocks(sep + adds)
+    named = [(b[5:b.index(" ", 5)], b) for b in blocks or ()]  # (set, its adds)
     creates = {ln.split()[1]: ln for ln in head.splitlines() if ln.startswith("create ")}
     if stages < 2 or len(adds) < STAGE_BYTES or len(creates) != len(head.splitlines()) or blocks is None or \
-            not {b[5:b.index(" ", 5)] for b in blocks} <= creates.keys():
+            not {name for name, _ in named} <= creates.keys():
         host.run(["ipset", "restore"], input=text)
         return
     host.run(["ipset", "restore"], input=head + "\n")
     share = -(-len(adds) // stages)
     pieces = []
-    for block in blocks:  # each set's adds cut, at line starts, into pieces of at most about a share
+    for name, block in named:  # each set's adds cut, at line starts, into pieces of at most about a share
         at = 0
         while at < len(block):
             cut = block.find("\nadd ", at + share) if len(block) - at > share else -1
-            pieces.append((block[5:block.index(" ", 5)], block[at:cut if cut >= 0 else len(block)]))
+            pieces.append((name, block[at:cut if cut >= 0 else len(block)]))
             at = cut if cut >= 0 else len(block)
     parts: list[list[str]] = [[] for _ in range(stages)]
     for name, piece in sorted(pieces, key=lambda p: -len(p[1])):  # the largest first, to the lightest part

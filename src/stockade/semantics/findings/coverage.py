@@ -118,19 +118,13 @@ def coverage(a: Analysis) -> list[Finding]:
                     continue  # a jump to an empty chain leaves no flat rule: empty_jumps reports it
                 if k in inside:  # a rule of a hook too large for classes
                     if inside[k] and k not in analysed:
-                        names = ", ".join(sorted({_where(r) for r in inside[k]}))
-                        out.append(finding("shadowed-rule", f"no packet ever reaches this rule: {names} already "
-                                           f"decide{'s' if len(inside[k]) == 1 else ''} every packet it matches",
-                                           origin, "delete it, or move it above the rule(s) that take its packets"))
+                        out.append(_taken(inside[k], origin))
                     continue
                 if skipped and k not in analysed:
                     continue  # in no hook, or in none lint examined: nothing is known of it
                 if seen.get(k, 0) == 0:
                     if k in by:
-                        names = ", ".join(sorted({_where(r) for r in by[k]}))
-                        out.append(finding("shadowed-rule", f"no packet ever reaches this rule: {names} "
-                                           f"already decide{'s' if len(by[k]) == 1 else ''} every packet it matches",
-                                           origin, "delete it, or move it above the rule(s) that take its packets"))
+                        out.append(_taken(by[k], origin))
                     elif k in possible or not _referenced(a, cname):
                         why = (f"nothing jumps to chain {cname}" if not _referenced(a, cname) else
                                "its tests contradict the path that leads to it")
@@ -152,6 +146,14 @@ def coverage(a: Analysis) -> list[Finding]:
                                        f"decides gets the same verdict ({rule.target.name}) from {names}",
                                        origin, "delete it (or keep it deliberately, with a comment)"))
     return out
+
+
+def _taken(refs: set, origin: Origin) -> Finding:
+    """A rule whose every packet the rules `refs` decide before it."""
+    names = ", ".join(sorted({_where(r) for r in refs}))
+    return finding("shadowed-rule", f"no packet ever reaches this rule: {names} already "
+                   f"decide{'s' if len(refs) == 1 else ''} every packet it matches",
+                   origin, "delete it, or move it above the rule(s) that take its packets")
 
 
 def inside_one(ents: list[Entry], top: int) -> dict[int, Entry]:
